@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The block device: the one interface every layer of sand has.
+ *
+ * Backends (io_uring, libaio, psync, memory, null) are leaves; the fault
+ * filter, RAID sets and thin volumes are block devices stacked on others;
+ * exports only ever talk to block devices. A device is used through
+ * channels: one per reactor loop that does I/O to it, so the fast path takes
+ * no lock. A bio is allocated from the channel, filled in, submitted, and
+ * ends exactly once through its end callback on the channel's loop.
+ *
+ * Contract of blk_submit() and of every driver's ops->submit():
+ *  - 0: accepted. bio->end runs exactly once, later, from the channel's
+ *    loop; never from inside the submit call (drivers that finish at once
+ *    defer with ev_defer()).
+ *  - -errno: refused; bio->end will never run and the caller still owns the
+ *    bio. -EAGAIN and -ENOMEM are backpressure: keep the bio and submit it
+ *    again after some in-flight I/O of this channel has ended.
+ *  - status passed to bio->end is 0 or -errno (-EIO, -ENOSPC, -ECANCELED
+ *    when the device was torn down under it, ...).
+ *
+ * blk_submit() checks everything once at the edge (alignment to block_size,
+ * range, iovec total, op supported, read-only) and splits bios that cross
+ * io_boundary or exceed max_io, so drivers only assert.
+ *
+ * Offsets and lengths are in bytes and multiples of block_size. FLUSH has
+ * offset 0 and len 0. READ/WRITE carry an iovec whose total is len; the
+ * iovec's memory may have any alignment (drivers that need aligned memory
+ * for O_DIRECT bounce through their own buffers).
+ */
+#ifndef SAND_BLKDEV_H
+#define SAND_BLKDEV_H
+
+#include <stdint.h>
+#include <stdbool.h>
+#include <sys/uio.h>
+#include "sand/common.h"
+#include "sand/ev.h"
+
+struct ev_loop;
+struct blkdev;
+struct blkchan;
+struct bio;
+
+enum bio_op {
+	BIO_READ = 0,
+	BIO_WRITE,
+	BIO_FLUSH,		/* make every completed write durable */
+	BIO_DISCARD,		/* contents become undefined (zeros on our thin/file devices) */
+	BIO_WRITE_ZEROES,	/* contents become zeros; may deallocate unless BIO_NOUNMAP */
+	BIO_OP_MAX,
+};
+
+#define BIO_FUA		(1u << 0)	/* WRITE/WRITE_ZEROES: durable when it ends */
+#define BIO_NOUNMAP	(1u << 1)	/* WRITE_ZEROES: keep the blocks allocated */
+
+typedef void (*bio_end_fn)(struct bio *bio, int status);
+
+#define BIO_INLINE_IOVS	4
+
+struct bio {
+	enum bio_op	op;
+	uint32_t	flags;
+	uint64_t	offset;		/* bytes */
+	uint64_t	len;		/* bytes */
+	struct iovec	*iov;
+	int		iovcnt;
+	bio_end_fn	end;
+	void		*end_arg;
+
+	/* set by the core */
+	struct blkchan	*ch;
+	struct bio	*parent;	/* when split */
+	uint32_t	pending;	/* children not yet ended (parent only) */
+	int		status;		/* first error among children */
+	struct list_head link;		/* free list; drivers may use it while they own the bio */
+	struct ev_task	task;		/* drivers may use it to complete later (ev_defer) */
+	bool		autofree;	/* blk_rw: freed after end returns */
+	struct iovec	iov_inline[BIO_INLINE_IOVS];
+	struct iovec	*iov_alloc;	/* a split child's iovec when it did not fit inline */
+
+	/* bd->ops->bio_ctx_size bytes for the driver */
+	unsigned char	ctx[] __attribute__((aligned(16)));
+};
+
+struct blkdev_ops {
+	const char	*name;		/* backend name: "uring", "aio", "psync", "mem", ... */
+	size_t		bio_ctx_size;
+	/* Release the device. Every channel has been closed. */
+	void	(*close)(struct blkdev *bd);
+	bool	(*supports)(struct blkdev *bd, enum bio_op op);
+	/* Per-loop state in ch->priv. May fail, e.g. -ENOTSUP for the
+	 * io_uring backend on an epoll loop. */
+	int	(*chan_create)(struct blkdev *bd, struct blkchan *ch);
+	/* Called once the channel has no I/O in flight. */
+	void	(*chan_destroy)(struct blkdev *bd, struct blkchan *ch);
+	/* See the contract above; finish with bio_complete(). */
+	int	(*submit)(struct blkdev *bd, struct blkchan *ch, struct bio *bio);
+};
+
+#define BLK_NAME_MAX	64
+
+struct blkdev {
+	const struct blkdev_ops	*ops;
+	char		name[BLK_NAME_MAX];
+	char		path[256];	/* backing file or device, if any */
+	uint64_t	size;		/* bytes, a multiple of block_size */
+	uint32_t	block_size;	/* 512 or 4096 (any power of two >= 512) */
+	uint32_t	io_boundary;	/* bytes; bios never cross it (0: none) */
+	uint32_t	max_io;		/* bytes; longer bios are split (0: none) */
+	bool		readonly;
+	bool		direct;		/* O_DIRECT in use (file backends) */
+
+	/* core-private */
+	struct list_head reg_link;	/* registry */
+	bool		registered;
+	unsigned	nchans;
+	char		claim[BLK_NAME_MAX];	/* who uses it, "" if nobody */
+};
+
+/* Fill the core fields of a new device; drivers call it before anything else. */
+void blkdev_init(struct blkdev *bd, const struct blkdev_ops *ops, const char *name);
+
+/* Close a device: -EBUSY while channels are open or it is claimed. */
+int blkdev_close(struct blkdev *bd);
+
+static inline bool blkdev_supports(struct blkdev *bd, enum bio_op op)
+{
+	return bd->ops->supports ? bd->ops->supports(bd, op) : op <= BIO_FLUSH;
+}
+
+/* ---- registry: the devices the daemon has open, by name (thread-safe) ---- */
+int blkdev_register(struct blkdev *bd);		/* -EEXIST if the name is taken */
+void blkdev_unregister(struct blkdev *bd);
+struct blkdev *blkdev_find(const char *name);
+/* Calls fn for each registered device, under the registry lock. */
+void blkdev_foreach(void (*fn)(struct blkdev *bd, void *arg), void *arg);
+/* Claim for exclusive use by owner (a pool, an export ...): -EBUSY if
+ * another owner has it. */
+int blkdev_claim(struct blkdev *bd, const char *owner);
+void blkdev_release(struct blkdev *bd, const char *owner);
+
+/* ---- channels ---- */
+struct blkchan {
+	struct blkdev	*bd;
+	struct ev_loop	*loop;
+	void		*priv;		/* the driver's */
+
+	/* core-private */
+	unsigned	inflight;	/* bios submitted and not ended */
+	bool		closing;
+	struct list_head free_bios;
+	unsigned	nbios;		/* allocated, free or not */
+	unsigned	max_bios;
+	size_t		bio_size;
+	void		(*closed_fn)(void *arg);
+	void		*closed_arg;
+};
+
+/* Open a channel for I/O from loop's thread. */
+int blk_chan_open(struct blkdev *bd, struct ev_loop *loop, struct blkchan **out);
+/*
+ * Close a channel. New submissions are refused with -ESHUTDOWN; I/O in
+ * flight ends normally. Once the last in-flight bio has ended, the driver's
+ * chan_destroy runs, the channel is freed and closed_fn(arg) (if not NULL)
+ * is called, all on the channel's loop, possibly before this returns.
+ */
+void blk_chan_close(struct blkchan *ch, void (*closed_fn)(void *arg), void *arg);
+
+/* ---- bios ---- */
+/* From the channel's pool; NULL when max_bios are in use (backpressure). */
+struct bio *bio_alloc(struct blkchan *ch);
+void bio_free(struct bio *bio);
+static inline void *bio_ctx(struct bio *bio) { return bio->ctx; }
+
+/* Check, split if needed, and hand to the driver. See the contract above. */
+int blk_submit(struct blkchan *ch, struct bio *bio);
+
+/* Drivers call this exactly once per accepted bio, from the channel's loop,
+ * never from inside their submit. */
+void bio_complete(struct bio *bio, int status);
+
+/* Convenience: fill and submit a bio from the channel. Returns as
+ * blk_submit (and -ENOMEM when the pool is exhausted); on error no callback
+ * runs and nothing is leaked. The bio is freed after cb returns. */
+int blk_rw(struct blkchan *ch, enum bio_op op, uint32_t flags,
+	   const struct iovec *iov, int iovcnt, uint64_t offset, uint64_t len,
+	   bio_end_fn cb, void *arg);
+
+/* Copy iovec contents. */
+size_t iov_total(const struct iovec *iov, int iovcnt);
+void iov_to_buf(const struct iovec *iov, int iovcnt, size_t skip, void *buf, size_t len);
+void buf_to_iov(const struct iovec *iov, int iovcnt, size_t skip, const void *buf, size_t len);
+void iov_memset(const struct iovec *iov, int iovcnt, size_t skip, int c, size_t len);
+
+/*
+ * Synchronous I/O for the control plane, start-up and tests: an async call
+ * plus a private loop (libiscsi's sync.c pattern). Must not be called from a
+ * reactor thread. buf may be NULL for FLUSH/DISCARD/WRITE_ZEROES.
+ */
+int blk_sync_io(struct blkdev *bd, enum bio_op op, uint32_t flags,
+		uint64_t offset, void *buf, uint64_t len);
+
+/* ---- leaf backends ---- */
+
+/* Memory: a zero-filled buffer, allocated lazily in 64 KiB pages, so large
+ * sparse devices are cheap. For tests. */
+int blk_mem_create(const char *name, uint64_t size, uint32_t block_size,
+		   struct blkdev **out);
+/* Null: reads return zeros, writes are dropped. For benchmarks. */
+int blk_null_create(const char *name, uint64_t size, uint32_t block_size,
+		    struct blkdev **out);
+
+enum blk_file_backend {
+	BLK_FILE_AUTO = 0,	/* uring if the kernel has it, else aio */
+	BLK_FILE_URING,
+	BLK_FILE_AIO,
+	BLK_FILE_PSYNC,
+};
+
+struct blk_file_opts {
+	enum blk_file_backend	backend;
+	uint32_t		block_size;	/* 0: the device's logical block size, or 512 */
+	bool			readonly;
+	bool			no_direct;	/* never O_DIRECT */
+	uint64_t		create_size;	/* >0: create a sparse file of this size if missing */
+	unsigned		psync_threads;	/* 0: default (4) */
+};
+
+/* Open a file or block device with the chosen backend. */
+int blk_file_open(const char *name, const char *path, const struct blk_file_opts *o,
+		  struct blkdev **out);
+const char *blk_file_backend_name(enum blk_file_backend b);
+int blk_file_backend_parse(const char *s, enum blk_file_backend *out);
+
+#endif
