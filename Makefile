@@ -33,7 +33,7 @@ ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -D_GNU_SOURCE -pthread \
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS) -pthread
 LIBS := $(PKG_LIBS) -laio -lisal -lm
 
-LIB_DIRS := common backends daemon proto/scsi proto/iscsi proto/nbd raid snapshot
+LIB_DIRS := common backends daemon daemon/nbd daemon/iscsi proto/scsi proto/iscsi proto/nbd raid snapshot
 LIB_SRCS := $(filter-out daemon/main.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
 SAND_SRCS := daemon/main.c
 VOLCTL_SRCS := $(wildcard tools/volctl/*.c)
