@@ -437,7 +437,13 @@ static void kick_msg(void *arg)
 	rec_start(arg);
 }
 
-/* Start the kicked bios, each on its own loop. */
+static void kick_task(struct ev_task *t)
+{
+	rec_start(bio_ctx(container_of(t, struct bio, task)));
+}
+
+/* Start the kicked bios, each on its own loop, on a later turn: never from
+ * inside whatever ended the older write. A waiting bio's task is free. */
 static void kick_run(struct list_head *kicked, struct ev_loop *cur)
 {
 	while (!list_empty(kicked)) {
@@ -446,11 +452,11 @@ static void kick_run(struct list_head *kicked, struct ev_loop *cur)
 
 		list_del(&fb->kick_link);
 		if (loop == cur) {
-			rec_start(fb);
+			ev_defer(loop, &fb->bio->task, kick_task);
 			continue;
 		}
 		while (ev_send_msg(loop, kick_msg, fb))
-			usleep(1000);
+			usleep(1000);	/* -ENOMEM: a test device, wait for memory */
 	}
 }
 
@@ -1228,6 +1234,9 @@ int fault_power_cut(struct blkdev *bd, const struct fault_cut_policy *policy)
 	if (policy->mode > FAULT_CUT_LIST ||
 	    (policy->mode == FAULT_CUT_LIST && policy->nchoices && !policy->choices))
 		return -EINVAL;
+	for (size_t i = 0; policy->mode == FAULT_CUT_LIST && i < policy->nchoices; i++)
+		if (policy->choices[i].action > FAULT_TEAR)
+			return -EINVAL;
 	rng = policy->seed;
 	bs = fd->bd.block_size;
 
@@ -1294,10 +1303,6 @@ int fault_power_cut(struct blkdev *bd, const struct fault_cut_policy *policy)
 			break;
 		}
 		idx++;
-		if (c->action > FAULT_TEAR) {
-			rc = -EINVAL;
-			break;
-		}
 		if (c->action == FAULT_TEAR) {
 			if (ch && ch->tear_map) {
 				c->map = ch->tear_map;

@@ -293,6 +293,10 @@ START_TEST(t_passthrough)
 	ck_assert_uint_eq(st.ios[BIO_DISCARD], 1);
 	ck_assert_uint_eq(st.ios[BIO_FLUSH], 1);
 	ck_assert_uint_eq(st.injected, 0);
+	ck_assert_int_eq(fault_reset_stats(e.fd), 0);
+	ck_assert_int_eq(fault_get_stats(e.fd, &st), 0);
+	for (int i = 0; i < BIO_OP_MAX; i++)
+		ck_assert_uint_eq(st.ios[i], 0);
 	env_close(&e);
 }
 END_TEST
@@ -1209,6 +1213,63 @@ START_TEST(t_cut_waits)
 	set_tags(want, 0, PB, 1);
 	expect_tags(&e, want, PB, "cut waited");
 	ck_assert_int_eq(fault_power_restore(e.fd), 0);
+
+	/* the same with recording off: the cut still waits, and the write,
+	 * which nobody recorded, stays */
+	ck_assert_int_eq(fault_record(e.fd, false), 0);
+	fill(buf, 3, 51, 1, BS);
+	ck_assert_int_eq(io_start(&e, BIO_WRITE, 0, 51 * BS, buf, BS, &r), 0);
+	ev_run_once(e.loop, 0);
+	memset(&c, 0, sizeof(c));
+	c.fd = e.fd;
+	ck_assert_int_eq(pthread_create(&thr, NULL, cutter_main, &c), 0);
+	for (int i = 0; i < 10000 && fault_powered(e.fd); i++)
+		usleep(100);
+	ck_assert(!fault_powered(e.fd));
+	io_wait(&e, &r);
+	ck_assert_int_eq(r.status, -EIO);
+	while (!__atomic_load_n(&c.done, __ATOMIC_ACQUIRE))
+		ev_run_once(e.loop, 1);
+	ck_assert_int_eq(pthread_join(thr, NULL), 0);
+	ck_assert_int_eq(c.rc, 0);
+	ck_assert_uint_ge(c.t_done - r.t_start, LAT_NS);
+	set_tags(want, 51, 1, 3);
+	expect_tags(&e, want, PB, "unrecorded write");
+	ck_assert_int_eq(fault_power_restore(e.fd), 0);
+	env_close(&e);
+}
+END_TEST
+
+START_TEST(t_record_off_inflight)
+{
+	/* recording stopped while a recorded write is on the lower device:
+	 * the record goes when the write ends */
+	struct env e;
+	struct io_res r;
+	uint8_t buf[BS];
+	struct fault_stats st;
+	struct fault_choice bad = { .action = (enum fault_action)7 };
+	struct fault_cut_policy p = { .mode = FAULT_CUT_LIST, .choices = &bad, .nchoices = 1 };
+
+	env_open_stacked(&e);
+	baseline(&e, PB);
+	ck_assert_int_eq(fault_set_latency(e.mid, LAT_NS, FAULT_OPS_WRITE), 0);
+	fill(buf, 2, 5, 1, BS);
+	ck_assert_int_eq(io_start(&e, BIO_WRITE, 0, 5 * BS, buf, BS, &r), 0);
+	for (int i = 0; i < 100 && fault_unflushed_count(e.fd) < 1; i++)
+		ev_run_once(e.loop, 0);
+	ck_assert_int_eq(fault_unflushed_count(e.fd), 1);
+	ck_assert_int_eq(fault_record(e.fd, false), 0);
+	ck_assert_int_eq(fault_unflushed_count(e.fd), 0);
+	ck_assert_int_eq(fault_record(e.fd, true), 0);
+	io_wait(&e, &r);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_int_eq(fault_unflushed_count(e.fd), 0);
+	ck_assert_int_eq(fault_get_stats(e.fd, &st), 0);
+	ck_assert_uint_eq(st.held_bytes, 0);
+	/* a bad policy is refused before the power goes */
+	ck_assert_int_eq(fault_power_cut(e.fd, &p), -EINVAL);
+	ck_assert(fault_powered(e.fd));
 	env_close(&e);
 }
 END_TEST
@@ -1385,6 +1446,7 @@ static Suite *fault_suite(void)
 	tcase_add_test(tc, t_power_enumerate_torn);
 	tcase_add_test(tc, t_cut_inflight);
 	tcase_add_test(tc, t_cut_waits);
+	tcase_add_test(tc, t_record_off_inflight);
 	tcase_add_test(tc, t_cut_threads);
 	suite_add_tcase(s, tc);
 	return s;
