@@ -1116,18 +1116,57 @@ static int cut_io_wait(struct cut_io *io)
 	return io->err;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+struct cut_ev {
+	uint64_t	blk;
+	size_t		idx;
+};
 
-	return x < y ? -1 : x > y;
+static int cmp_ev(const void *a, const void *b)
+{
+	const struct cut_ev *x = a, *y = b;
+
+	if (x->blk != y->blk)
+		return x->blk < y->blk ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
+/* Position of idx in the sorted array a[0..n), or where it would go. */
+static size_t bsearch_idx(const size_t *a, size_t n, size_t idx)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (a[mid] < idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Restore blocks [b0, b1) from the pre-image of w. */
+static int cut_restore(struct cut_io *io, const struct cut_w *w, uint64_t b0, uint64_t b1,
+		       uint64_t bs)
+{
+	return cut_io_submit(io, BIO_WRITE, w->r->pre + (b0 - w->b0) * bs, b0 * bs,
+			     (b1 - b0) * bs);
+}
+
+/*
+ * Rewrite the lower device. A sweep over the records' edges, oldest-first
+ * index order kept in `active`: between two edges the set of writes
+ * covering a block does not change, and each block takes the value after
+ * the newest write kept there (the pre-image of the next newer one), or the
+ * oldest one's pre-image. The work is the sum of the writes' lengths in
+ * blocks, i.e. bounded by the memory the records already hold.
+ */
 static int cut_rewrite(struct fault_dev *fd, struct cut_w *w, size_t n)
 {
 	uint64_t bs = fd->bd.block_size;
-	uint64_t *pts, npts = 0;
-	size_t *cov;
+	struct cut_ev *starts, *ends;
+	size_t *active, nact = 0, si = 0, ei = 0;
 	struct cut_io io = { 0 };
 	int rc;
 	/* the pending run of blocks to restore from one pre-image */
@@ -1136,16 +1175,18 @@ static int cut_rewrite(struct fault_dev *fd, struct cut_w *w, size_t n)
 
 	if (!n)
 		return 0;
-	pts = malloc(2 * n * sizeof(*pts));
-	cov = malloc(n * sizeof(*cov));
+	starts = malloc(n * sizeof(*starts));
+	ends = malloc(n * sizeof(*ends));
+	active = malloc(n * sizeof(*active));
 	rc = -ENOMEM;
-	if (!pts || !cov)
+	if (!starts || !ends || !active)
 		goto free_arrays;
 	for (size_t i = 0; i < n; i++) {
-		pts[npts++] = w[i].b0;
-		pts[npts++] = w[i].b1;
+		starts[i] = (struct cut_ev){ w[i].b0, i };
+		ends[i] = (struct cut_ev){ w[i].b1, i };
 	}
-	qsort(pts, npts, sizeof(*pts), cmp_u64);
+	qsort(starts, n, sizeof(*starts), cmp_ev);
+	qsort(ends, n, sizeof(*ends), cmp_ev);
 
 	rc = ev_loop_new(EV_AUTO, 64, &io.loop);
 	if (rc)
@@ -1154,48 +1195,60 @@ static int cut_rewrite(struct fault_dev *fd, struct cut_w *w, size_t n)
 	if (rc)
 		goto free_loop;
 
-	for (uint64_t p = 0; p + 1 < npts && !rc; p++) {
-		uint64_t s = pts[p], e = pts[p + 1];
-		size_t ncov = 0;
+	while (!rc && (si < n || ei < n)) {
+		uint64_t s, e;
 
-		if (s == e)
+		/* the next edge */
+		s = ei < n ? ends[ei].blk : UINT64_MAX;
+		if (si < n && starts[si].blk < s)
+			s = starts[si].blk;
+		for (; ei < n && ends[ei].blk == s; ei++) {
+			size_t at = bsearch_idx(active, nact, ends[ei].idx);
+
+			memmove(active + at, active + at + 1, (nact - at - 1) * sizeof(*active));
+			nact--;
+		}
+		for (; si < n && starts[si].blk == s; si++) {
+			size_t at = bsearch_idx(active, nact, starts[si].idx);
+
+			memmove(active + at + 1, active + at, (nact - at) * sizeof(*active));
+			active[at] = starts[si].idx;
+			nact++;
+		}
+		if (!nact)
 			continue;
-		for (size_t i = 0; i < n; i++)
-			if (w[i].b0 <= s && w[i].b1 >= e)
-				cov[ncov++] = i;
+		/* the segment [s, e) up to the edge after */
+		e = ei < n ? ends[ei].blk : UINT64_MAX;
+		if (si < n && starts[si].blk < e)
+			e = starts[si].blk;
 		for (uint64_t b = s; b < e && !rc; b++) {
 			struct cut_w *src = NULL;
-			size_t k = ncov;	/* newest kept, ncov: none */
+			size_t k = nact;	/* newest kept; nact: none */
 
-			if (!ncov)
-				break;
-			for (size_t t = ncov; t-- > 0;) {
-				if (cut_kept(&w[cov[t]], b)) {
+			for (size_t t = nact; t-- > 0;) {
+				if (cut_kept(&w[active[t]], b)) {
 					k = t;
 					break;
 				}
 			}
-			if (k == ncov)
-				src = &w[cov[0]];		/* the flushed state */
-			else if (k + 1 < ncov)
-				src = &w[cov[k + 1]];		/* what kept write k left */
+			if (k == nact)
+				src = &w[active[0]];		/* the flushed state */
+			else if (k + 1 < nact)
+				src = &w[active[k + 1]];	/* what kept write k left */
 			/* else: the newest write is kept, the block is right */
 			if (src && src == run_w && b == run_b1) {
 				run_b1++;
 				continue;
 			}
 			if (run_w)
-				rc = cut_io_submit(&io, BIO_WRITE,
-						   run_w->r->pre + (run_b0 - run_w->b0) * bs,
-						   run_b0 * bs, (run_b1 - run_b0) * bs);
+				rc = cut_restore(&io, run_w, run_b0, run_b1, bs);
 			run_w = src;
 			run_b0 = b;
 			run_b1 = b + 1;
 		}
 	}
 	if (run_w && !rc)
-		rc = cut_io_submit(&io, BIO_WRITE, run_w->r->pre + (run_b0 - run_w->b0) * bs,
-				   run_b0 * bs, (run_b1 - run_b0) * bs);
+		rc = cut_restore(&io, run_w, run_b0, run_b1, bs);
 	{
 		int wrc = cut_io_wait(&io);
 
@@ -1211,8 +1264,9 @@ static int cut_rewrite(struct fault_dev *fd, struct cut_w *w, size_t n)
 free_loop:
 	ev_loop_free(io.loop);
 free_arrays:
-	free(cov);
-	free(pts);
+	free(active);
+	free(ends);
+	free(starts);
 	return rc;
 }
 

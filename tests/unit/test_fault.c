@@ -1095,6 +1095,76 @@ START_TEST(t_power_enumerate_torn)
 }
 END_TEST
 
+/* Thousands of overlapping writes, half of them after the last flush: the
+ * cut is exact and quick. */
+#define MANY		4000
+#define MANY_BLK	128
+
+struct mw {
+	unsigned	blk, n;
+	int		tag;
+	bool		keep;
+};
+
+START_TEST(t_power_many)
+{
+	static struct mw mw[MANY];
+	static struct fault_choice ch[MANY];
+	int at_flush[MANY_BLK], want[MANY_BLK];
+	uint64_t rng = 77;
+
+	for (int mode = 0; mode < 2; mode++) {
+		struct env e;
+		struct fault_cut_policy p = { .mode = FAULT_CUT_LIST, .choices = ch,
+					      .nchoices = MANY / 2 };
+		size_t nrisk = 0;
+		uint64_t t0;
+
+		if (mode == 1)
+			p = (struct fault_cut_policy){ .mode = FAULT_CUT_DROP_ALL };
+		env_open(&e);
+		baseline(&e, MANY_BLK);
+		set_tags(want, 0, MANY_BLK, 1);
+		for (int i = 0; i < MANY; i++) {
+			struct mw *m = &mw[i];
+
+			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+			m->n = 1 + (unsigned)(rng >> 33) % 8;
+			m->blk = (unsigned)(rng >> 40) % (MANY_BLK - m->n + 1);
+			m->tag = i + 2;
+			m->keep = (rng >> 20) & 1;
+			ck_assert_int_eq(wr(&e, (unsigned)m->tag, m->blk, m->n, 0), 0);
+			set_tags(want, m->blk, m->n, m->tag);
+			if (i == MANY / 2 - 1) {
+				ck_assert_int_eq(io(&e, BIO_FLUSH, 0, 0, NULL, 0), 0);
+				memcpy(at_flush, want, sizeof(want));
+			} else if (i >= MANY / 2) {
+				ch[nrisk++] = (struct fault_choice){
+					.action = m->keep ? FAULT_KEEP : FAULT_DROP };
+			}
+		}
+		ck_assert_int_eq(fault_unflushed_count(e.fd), MANY / 2);
+		t0 = now_ns();
+		ck_assert_int_eq(fault_power_cut(e.fd, &p), 0);
+		ck_assert_uint_lt(now_ns() - t0, 2000ull * 1000 * 1000);
+		memcpy(want, at_flush, sizeof(want));
+		if (mode == 0) {
+			for (unsigned b = 0; b < MANY_BLK; b++) {
+				for (int i = MANY - 1; i >= MANY / 2; i--) {
+					if (b >= mw[i].blk && b < mw[i].blk + mw[i].n && mw[i].keep) {
+						want[b] = mw[i].tag;
+						break;
+					}
+				}
+			}
+		}
+		expect_tags(&e, want, MANY_BLK, mode ? "many, drop all" : "many, chosen");
+		ck_assert_int_eq(fault_power_restore(e.fd), 0);
+		env_close(&e);
+	}
+}
+END_TEST
+
 /* ------------------------------------------------------------ cuts and I/O in flight */
 
 START_TEST(t_cut_inflight)
@@ -1444,6 +1514,7 @@ static Suite *fault_suite(void)
 	tcase_add_test(tc, t_record_limit);
 	tcase_add_test(tc, t_power_enumerate);
 	tcase_add_test(tc, t_power_enumerate_torn);
+	tcase_add_test(tc, t_power_many);
 	tcase_add_test(tc, t_cut_inflight);
 	tcase_add_test(tc, t_cut_waits);
 	tcase_add_test(tc, t_record_off_inflight);
