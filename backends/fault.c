@@ -124,6 +124,7 @@ struct fault_dev {
 	uint64_t	held_bytes;
 	uint64_t	rec_limit;
 	uint64_t	cuts;
+	bool		cutting;	/* a cut is rewriting the lower device */
 	uint32_t	last_kept, last_dropped, last_torn;
 };
 
@@ -1044,6 +1045,10 @@ int fault_power_restore(struct blkdev *bd)
 	if (!fd)
 		return -EINVAL;
 	pthread_mutex_lock(&fd->lock);
+	if (fd->cutting) {
+		pthread_mutex_unlock(&fd->lock);
+		return -EBUSY;
+	}
 	set_flag(fd, F_OFF, false);
 	pthread_mutex_unlock(&fd->lock);
 	return 0;
@@ -1300,6 +1305,7 @@ int fault_power_cut(struct blkdev *bd, const struct fault_cut_policy *policy)
 		return -EALREADY;
 	}
 	set_flag(fd, F_OFF, true);
+	fd->cutting = true;
 	__atomic_add_fetch(&fd->epoch, 1, __ATOMIC_SEQ_CST);
 	while (__atomic_load_n(&fd->wr_inflight, __ATOMIC_SEQ_CST))
 		pthread_cond_wait(&fd->drained, &fd->lock);
@@ -1327,6 +1333,8 @@ int fault_power_cut(struct blkdev *bd, const struct fault_cut_policy *policy)
 		w[n].b1 = (r->offset + r->len) / bs;
 		n++;
 	}
+	if (rc)
+		fd->cutting = false;
 	pthread_mutex_unlock(&fd->lock);
 	if (rc)
 		return rc;
@@ -1393,6 +1401,7 @@ int fault_power_cut(struct blkdev *bd, const struct fault_cut_policy *policy)
 	}
 	free(w);
 	pthread_mutex_lock(&fd->lock);
+	fd->cutting = false;
 	fd->last_kept = kept;
 	fd->last_dropped = dropped;
 	fd->last_torn = torn;

@@ -158,10 +158,13 @@ struct fault_cut_policy {
  * in flight on the lower device (a write still reading its pre-image, or
  * whose completion is only delayed by latency, is fine: it ends later with
  * -EIO). Otherwise the wait never ends. Returns -EALREADY if the power is
- * already off.
+ * already off, -EINVAL for a bad policy (the power stays on). If rewriting
+ * the lower device fails, the error is returned, the device stays off and
+ * what the lower device holds is undefined.
  */
 int fault_power_cut(struct blkdev *bd, const struct fault_cut_policy *policy);
-/* Power on again: I/O works; no write is at risk. */
+/* Power on again: I/O works; no write is at risk. -EBUSY while a cut is
+ * still rewriting the lower device. */
 int fault_power_restore(struct blkdev *bd);
 bool fault_powered(struct blkdev *bd);
 
