@@ -817,6 +817,37 @@ START_TEST(t_power_overlap_inflight)
 }
 END_TEST
 
+START_TEST(t_power_split)
+{
+	/* a lower device with an io_boundary: the filter copies it, the core
+	 * splits, and each piece is a write of its own */
+	static const enum fault_action dk[2] = { FAULT_DROP, FAULT_KEEP };
+	struct env e;
+	int want[PB];
+	struct fault_write wl[4];
+
+	memset(&e, 0, sizeof(e));
+	ck_assert_int_eq(blk_mem_create("mem0", DEV_SIZE, BS, &e.mem), 0);
+	e.mem->io_boundary = 8 * BS;
+	ck_assert_int_eq(blk_fault_create("fault0", e.mem, &e.fd), 0);
+	ck_assert_uint_eq(e.fd->io_boundary, 8 * BS);
+	ck_assert_int_eq(ev_loop_new(EV_AUTO, 64, &e.loop), 0);
+	ck_assert_int_eq(blk_chan_open(e.fd, e.loop, &e.ch), 0);
+	baseline(&e, PB);
+	ck_assert_int_eq(wr(&e, 2, 4, 8, 0), 0);	/* blocks 4-7 and 8-11 */
+	ck_assert_int_eq(fault_unflushed_list(e.fd, wl, 4), 2);
+	ck_assert_uint_eq(wl[0].offset, 4 * BS);
+	ck_assert_uint_eq(wl[0].len, 4 * BS);
+	ck_assert_uint_eq(wl[1].offset, 8 * BS);
+	cut_list(&e, dk, 2);
+	set_tags(want, 0, PB, 1);
+	set_tags(want, 8, 4, 2);
+	expect_tags(&e, want, PB, "split");
+	ck_assert_int_eq(fault_power_restore(e.fd), 0);
+	env_close(&e);
+}
+END_TEST
+
 START_TEST(t_power_fua)
 {
 	struct env e;
@@ -1509,6 +1540,7 @@ static Suite *fault_suite(void)
 	tcase_add_test(tc, t_power_overlap);
 	tcase_add_test(tc, t_power_overlap_inflight);
 	tcase_add_test(tc, t_power_fua);
+	tcase_add_test(tc, t_power_split);
 	tcase_add_test(tc, t_power_flush_bounds);
 	tcase_add_test(tc, t_power_flush_race);
 	tcase_add_test(tc, t_record_limit);
