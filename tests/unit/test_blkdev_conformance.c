@@ -9,16 +9,20 @@
  * once and never from inside a submit.
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <linux/loop.h>
 #include <linux/magic.h>
 #include "sand/blkdev.h"
 #include "sand/ev.h"
@@ -29,18 +33,24 @@ struct cfg {
 	enum kind	kind;
 	uint32_t	bs;
 	enum ev_backend	loop;
+	bool		blkdev;		/* a loop block device over a file */
 };
 
 static const struct cfg cfgs[] = {
-	{ K_MEM, 512, EV_URING }, { K_MEM, 4096, EV_URING },
-	{ K_MEM, 512, EV_EPOLL }, { K_MEM, 4096, EV_EPOLL },
-	{ K_URING, 512, EV_URING }, { K_URING, 4096, EV_URING },
-	{ K_AIO, 512, EV_URING }, { K_AIO, 4096, EV_URING },
-	{ K_AIO, 512, EV_EPOLL }, { K_AIO, 4096, EV_EPOLL },
-	{ K_PSYNC, 512, EV_URING }, { K_PSYNC, 4096, EV_URING },
-	{ K_PSYNC, 512, EV_EPOLL }, { K_PSYNC, 4096, EV_EPOLL },
+	{ K_MEM, 512, EV_URING, false }, { K_MEM, 4096, EV_URING, false },
+	{ K_MEM, 512, EV_EPOLL, false }, { K_MEM, 4096, EV_EPOLL, false },
+	{ K_URING, 512, EV_URING, false }, { K_URING, 4096, EV_URING, false },
+	{ K_AIO, 512, EV_URING, false }, { K_AIO, 4096, EV_URING, false },
+	{ K_AIO, 512, EV_EPOLL, false }, { K_AIO, 4096, EV_EPOLL, false },
+	{ K_PSYNC, 512, EV_URING, false }, { K_PSYNC, 4096, EV_URING, false },
+	{ K_PSYNC, 512, EV_EPOLL, false }, { K_PSYNC, 4096, EV_EPOLL, false },
+	/* block devices: only when we may set up loop devices (root) */
+	{ K_URING, 512, EV_URING, true }, { K_URING, 4096, EV_URING, true },
+	{ K_AIO, 512, EV_EPOLL, true }, { K_AIO, 4096, EV_URING, true },
+	{ K_PSYNC, 512, EV_URING, true }, { K_PSYNC, 4096, EV_EPOLL, true },
 };
-#define NCFG	((int)ARRAY_SIZE(cfgs))
+#define NCFG_FILE	14
+#define NCFG		((int)ARRAY_SIZE(cfgs))
 
 static const enum blk_file_backend file_backend[] = {
 	[K_URING] = BLK_FILE_URING, [K_AIO] = BLK_FILE_AIO, [K_PSYNC] = BLK_FILE_PSYNC,
@@ -58,6 +68,7 @@ static struct {
 	struct blkdev	*bd;
 	struct blkchan	*ch;
 	char		path[PATH_MAX];
+	char		backing[PATH_MAX];	/* the loop device's file */
 	unsigned	pending;	/* submitted, not ended */
 	bool		in_submit;
 } T;
@@ -92,14 +103,63 @@ static int dev_open(const struct cfg *c, const char *path, bool ro, struct blkde
 	return blk_file_open("file0", path, &o, out);
 }
 
+/*
+ * Attach a loop device of block size bs over a new sparse file. With
+ * LO_FLAGS_AUTOCLEAR it detaches itself when the last opener closes it,
+ * even if the test crashes; *lfd is that opener until the device is open.
+ */
+static void loop_attach(uint32_t bs, int *lfd)
+{
+	struct loop_config lc;
+	int ctl, bfd, n;
+
+	snprintf(T.backing, sizeof(T.backing), "%s/loop-%d", tmpdir, (int)getpid());
+	bfd = open(T.backing, O_RDWR | O_CREAT | O_EXCL, 0600);
+	ck_assert_int_ge(bfd, 0);
+	ck_assert_int_eq(ftruncate(bfd, (off_t)DEV_SIZE), 0);
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(ctl, 0);
+	for (int tries = 0;; tries++) {
+		ck_assert_int_lt(tries, 20);
+		n = ioctl(ctl, LOOP_CTL_GET_FREE);
+		ck_assert_int_ge(n, 0);
+		snprintf(T.path, sizeof(T.path), "/dev/loop%d", n);
+		if (access(T.path, F_OK))
+			ck_assert_int_eq(mknod(T.path, S_IFBLK | 0600, makedev(7, (unsigned)n)), 0);
+		*lfd = open(T.path, O_RDWR | O_CLOEXEC);
+		ck_assert_int_ge(*lfd, 0);
+		memset(&lc, 0, sizeof(lc));
+		lc.fd = (uint32_t)bfd;
+		lc.block_size = bs;
+		lc.info.lo_flags = LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO;
+		if (ioctl(*lfd, LOOP_CONFIGURE, &lc) == 0)
+			break;
+		ck_assert_int_eq(errno, EBUSY);	/* raced with someone: next one */
+		close(*lfd);
+	}
+	close(ctl);
+	close(bfd);
+}
+
+static bool loop_usable(void)
+{
+	return geteuid() == 0 && access("/dev/loop-control", R_OK | W_OK) == 0;
+}
+
 static void setup_i(int i)
 {
+	int lfd = -1;
+
 	memset(&T, 0, sizeof(T));
 	T.c = &cfgs[i];
 	snprintf(T.path, sizeof(T.path), "%s/dev-%d", tmpdir, (int)getpid());
+	if (T.c->blkdev)
+		loop_attach(T.c->bs, &lfd);
 	ck_assert_int_eq(ev_loop_new(T.c->loop, 256, &T.loop), 0);
 	ck_assert_int_eq(ev_loop_backend(T.loop), T.c->loop);
 	ck_assert_int_eq(dev_open(T.c, T.path, false, &T.bd), 0);
+	if (lfd >= 0)
+		close(lfd);
 	ck_assert_uint_eq(T.bd->size, DEV_SIZE);
 	ck_assert_uint_eq(T.bd->block_size, T.c->bs);
 	{
@@ -142,7 +202,9 @@ static void teardown_i(void)
 	run_for(3);
 	ck_assert_int_eq(blkdev_close(T.bd), 0);
 	ev_loop_free(T.loop);
-	if (T.c->kind != K_MEM)
+	if (T.c->blkdev)
+		unlink(T.backing);	/* the loop device detaches itself */
+	else if (T.c->kind != K_MEM)
 		unlink(T.path);
 }
 
@@ -853,18 +915,37 @@ static Suite *conformance_suite(void)
 	TCase *one = tcase_create("file_open");
 
 	tcase_set_timeout(tc, 60);
-	tcase_add_loop_test(tc, test_rw_odd, 0, NCFG);
-	tcase_add_loop_test(tc, test_iov_shapes, 0, NCFG);
-	tcase_add_loop_test(tc, test_fua_flush, 0, NCFG);
-	tcase_add_loop_test(tc, test_discard, 0, NCFG);
-	tcase_add_loop_test(tc, test_write_zeroes, 0, NCFG);
-	tcase_add_loop_test(tc, test_refused, 0, NCFG);
-	tcase_add_loop_test(tc, test_many_inflight, 0, NCFG);
-	tcase_add_loop_test(tc, test_close_inflight, 0, NCFG);
-	tcase_add_loop_test(tc, test_submit_after_close_started, 0, NCFG);
-	tcase_add_loop_test(tc, test_readonly, 0, NCFG);
-	tcase_add_loop_test(tc, test_sync_io, 0, NCFG);
+	tcase_add_loop_test(tc, test_rw_odd, 0, NCFG_FILE);
+	tcase_add_loop_test(tc, test_iov_shapes, 0, NCFG_FILE);
+	tcase_add_loop_test(tc, test_fua_flush, 0, NCFG_FILE);
+	tcase_add_loop_test(tc, test_discard, 0, NCFG_FILE);
+	tcase_add_loop_test(tc, test_write_zeroes, 0, NCFG_FILE);
+	tcase_add_loop_test(tc, test_refused, 0, NCFG_FILE);
+	tcase_add_loop_test(tc, test_many_inflight, 0, NCFG_FILE);
+	tcase_add_loop_test(tc, test_close_inflight, 0, NCFG_FILE);
+	tcase_add_loop_test(tc, test_submit_after_close_started, 0, NCFG_FILE);
+	tcase_add_loop_test(tc, test_readonly, 0, NCFG_FILE);
+	tcase_add_loop_test(tc, test_sync_io, 0, NCFG_FILE);
 	suite_add_tcase(s, tc);
+
+	if (loop_usable()) {
+		TCase *bdev = tcase_create("block_devices");
+
+		tcase_set_timeout(bdev, 60);
+		tcase_add_loop_test(bdev, test_rw_odd, NCFG_FILE, NCFG);
+		tcase_add_loop_test(bdev, test_iov_shapes, NCFG_FILE, NCFG);
+		tcase_add_loop_test(bdev, test_fua_flush, NCFG_FILE, NCFG);
+		tcase_add_loop_test(bdev, test_discard, NCFG_FILE, NCFG);
+		tcase_add_loop_test(bdev, test_write_zeroes, NCFG_FILE, NCFG);
+		tcase_add_loop_test(bdev, test_refused, NCFG_FILE, NCFG);
+		tcase_add_loop_test(bdev, test_many_inflight, NCFG_FILE, NCFG);
+		tcase_add_loop_test(bdev, test_close_inflight, NCFG_FILE, NCFG);
+		tcase_add_loop_test(bdev, test_readonly, NCFG_FILE, NCFG);
+		tcase_add_loop_test(bdev, test_sync_io, NCFG_FILE, NCFG);
+		suite_add_tcase(s, bdev);
+	} else {
+		fprintf(stderr, "not root or no /dev/loop-control: block-device cases not run\n");
+	}
 
 	tcase_set_timeout(one, 60);
 	tcase_add_test(one, test_uring_on_epoll);
@@ -891,6 +972,25 @@ static int make_tmpdir(void)
 	return -1;
 }
 
+/* Failed tests skip their teardown: sweep whatever they left. */
+static void remove_tmpdir(void)
+{
+	DIR *d = opendir(tmpdir);
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		char p[PATH_MAX];
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", tmpdir, de->d_name);
+		unlink(p);
+	}
+	if (d)
+		closedir(d);
+	rmdir(tmpdir);
+}
+
 int main(void)
 {
 	SRunner *sr;
@@ -902,6 +1002,6 @@ int main(void)
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
-	rmdir(tmpdir);
+	remove_tmpdir();
 	return failed ? 1 : 0;
 }
