@@ -1196,6 +1196,106 @@ START_TEST(t_power_many)
 }
 END_TEST
 
+/* ------------------------------------------------------------ over real files */
+
+#define FW		300	/* writes */
+#define FW_BLK		32	/* over these blocks */
+#define FW_QD		8
+
+struct fwrite {
+	unsigned	blk, n;
+	bool		keep;
+	uint8_t		buf[4 * BS];
+	struct io_res	r;
+};
+
+static int file_dev(enum blk_file_backend b, struct blkdev **out)
+{
+	const char *bases[] = { getenv("SAND_TEST_TMPDIR"), "/var/tmp", "build", "." };
+	struct blk_file_opts o = { .backend = b, .block_size = BS, .create_size = 4 << 20 };
+	char path[512];
+	int rc = -ENOENT;
+
+	for (size_t i = 0; i < ARRAY_SIZE(bases) && rc; i++) {
+		int fdx;
+
+		if (!bases[i])
+			continue;
+		snprintf(path, sizeof(path), "%s/sand-fault-XXXXXX", bases[i]);
+		fdx = mkstemp(path);
+		if (fdx < 0)
+			continue;
+		close(fdx);
+		unlink(path);		/* blk_file_open creates it at create_size */
+		rc = blk_file_open("file0", path, &o, out);
+		unlink(path);		/* open: gone when closed */
+	}
+	return rc;
+}
+
+/* The filter over each file backend, where writes really are in flight for
+ * a while: many overlapping writes at a queue depth of 8, then a cut with a
+ * chosen keep/drop per write, checked block by block. */
+START_TEST(t_power_file)
+{
+	static const enum blk_file_backend bk[] = { BLK_FILE_URING, BLK_FILE_AIO, BLK_FILE_PSYNC };
+	static struct fwrite fw[FW];
+	static struct fault_choice ch[FW];
+	struct fault_cut_policy p = { .mode = FAULT_CUT_LIST, .choices = ch, .nchoices = FW };
+	struct env e;
+	int want[PB];
+	uint64_t rng = 99 + (uint64_t)_i;
+	unsigned next = 0, done = 0;
+	uint8_t buf[BS];
+
+	memset(&e, 0, sizeof(e));
+	ck_assert_int_eq(file_dev(bk[_i], &e.mem), 0);
+	ck_assert_int_eq(blk_fault_create("fault0", e.mem, &e.fd), 0);
+	ck_assert_int_eq(ev_loop_new(EV_AUTO, 64, &e.loop), 0);
+	ck_assert_int_eq(blk_chan_open(e.fd, e.loop, &e.ch), 0);
+	baseline(&e, PB);
+	set_tags(want, 0, PB, 1);
+	for (unsigned i = 0; i < FW; i++) {
+		rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+		fw[i].n = 1 + (unsigned)(rng >> 33) % 4;
+		fw[i].blk = (unsigned)(rng >> 40) % (FW_BLK - fw[i].n + 1);
+		fw[i].keep = (rng >> 21) & 1;
+		fill(fw[i].buf, i + 2, fw[i].blk, fw[i].n, BS);
+		ch[i] = (struct fault_choice){ .action = fw[i].keep ? FAULT_KEEP : FAULT_DROP };
+	}
+	while (done < FW) {
+		uint64_t deadline = now_ns() + 10ull * 1000 * 1000 * 1000;
+
+		while (next < FW && next - done < FW_QD) {
+			ck_assert_int_eq(io_start(&e, BIO_WRITE, 0, fw[next].blk * BS, fw[next].buf,
+						  fw[next].n * BS, &fw[next].r), 0);
+			next++;
+		}
+		ev_run_once(e.loop, 100);
+		while (done < next && fw[done].r.done) {
+			ck_assert_int_eq(fw[done].r.status, 0);
+			done++;
+		}
+		ck_assert(now_ns() < deadline);
+	}
+	ck_assert_int_eq(fault_unflushed_count(e.fd), FW);
+	ck_assert_int_eq(fault_power_cut(e.fd, &p), 0);
+	for (unsigned b = 0; b < FW_BLK; b++)
+		for (int i = FW - 1; i >= 0; i--)
+			if (fw[i].keep && b >= fw[i].blk && b < fw[i].blk + fw[i].n) {
+				want[b] = i + 2;
+				break;
+			}
+	expect_tags(&e, want, PB, blk_file_backend_name(bk[_i]));
+	ck_assert_int_eq(fault_power_restore(e.fd), 0);
+	for (unsigned b = 0; b < FW_BLK; b++) {
+		ck_assert_int_eq(io(&e, BIO_READ, 0, b * BS, buf, BS), 0);
+		ck_assert_int_eq(tag_of(buf, b, BS), want[b]);
+	}
+	env_close(&e);
+}
+END_TEST
+
 /* ------------------------------------------------------------ cuts and I/O in flight */
 
 START_TEST(t_cut_inflight)
@@ -1547,6 +1647,7 @@ static Suite *fault_suite(void)
 	tcase_add_test(tc, t_power_enumerate);
 	tcase_add_test(tc, t_power_enumerate_torn);
 	tcase_add_test(tc, t_power_many);
+	tcase_add_loop_test(tc, t_power_file, 0, 3);
 	tcase_add_test(tc, t_cut_inflight);
 	tcase_add_test(tc, t_cut_waits);
 	tcase_add_test(tc, t_record_off_inflight);
