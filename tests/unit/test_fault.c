@@ -1196,6 +1196,32 @@ START_TEST(t_power_many)
 }
 END_TEST
 
+START_TEST(t_epoll)
+{
+	/* nothing in the filter needs io_uring: the same on an epoll loop */
+	struct env e;
+	int want[PB];
+	struct fault_cut_policy keep = { .mode = FAULT_CUT_KEEP_ALL };
+
+	memset(&e, 0, sizeof(e));
+	ck_assert_int_eq(blk_mem_create("mem0", DEV_SIZE, BS, &e.mem), 0);
+	ck_assert_int_eq(blk_fault_create("fault0", e.mem, &e.fd), 0);
+	ck_assert_int_eq(ev_loop_new(EV_EPOLL, 64, &e.loop), 0);
+	ck_assert_int_eq(blk_chan_open(e.fd, e.loop, &e.ch), 0);
+	ck_assert_int_eq(fault_set_latency(e.fd, 1000 * 1000, FAULT_OPS_ALL), 0);
+	baseline(&e, PB);
+	ck_assert_int_eq(wr(&e, 2, 0, 4, 0), 0);
+	ck_assert_int_eq(wr(&e, 3, 2, 4, 0), 0);
+	ck_assert_int_eq(fault_power_cut(e.fd, &keep), 0);
+	set_tags(want, 0, PB, 1);
+	set_tags(want, 0, 2, 2);
+	set_tags(want, 2, 4, 3);
+	expect_tags(&e, want, PB, "epoll");
+	ck_assert_int_eq(fault_power_restore(e.fd), 0);
+	env_close(&e);
+}
+END_TEST
+
 /* ------------------------------------------------------------ over real files */
 
 #define FW		300	/* writes */
@@ -1648,6 +1674,7 @@ static Suite *fault_suite(void)
 	tcase_add_test(tc, t_power_enumerate_torn);
 	tcase_add_test(tc, t_power_many);
 	tcase_add_loop_test(tc, t_power_file, 0, 3);
+	tcase_add_test(tc, t_epoll);
 	tcase_add_test(tc, t_cut_inflight);
 	tcase_add_test(tc, t_cut_waits);
 	tcase_add_test(tc, t_record_off_inflight);
