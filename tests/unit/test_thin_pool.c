@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Thin pools and volumes as block devices, against byte models: unmapped
+ * reads are zeros; writes of every size; snapshots and clones keep their
+ * own contents while both sides change; discard unmaps; deleting volumes in
+ * any order gives the chunks back; a full pool fails only the writes that
+ * need a new chunk; flushed data survives a power cut and a reopen.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include "sand/thin.h"
+#include "test_thin_util.h"
+
+#define CHUNK		(64u * 1024)
+#define VOLSZ		(4u << 20)	/* 64 chunks */
+
+static struct thin_open_opts oo = { .cache_blocks = 64, .commit_ms = 600000 };
+
+struct vmodel {
+	struct blkdev	*bd;
+	uint8_t		*m;
+};
+
+static void pool_up(struct tenv *e, uint64_t size, bool fault, struct thin_pool **p)
+{
+	struct thin_format_opts fo = { .chunk_size = CHUNK };
+
+	tenv_open(e, size, 512, fault);
+	ck_assert_int_eq(thin_pool_format(tenv_dev(e), &fo), 0);
+	ck_assert_int_eq(thin_pool_open(tenv_dev(e), &oo, p), 0);
+}
+
+static int vio(struct blkdev *bd, enum bio_op op, uint32_t flags, uint64_t off, void *buf,
+	       uint64_t len)
+{
+	return blk_sync_io(bd, op, flags, off, buf, len);
+}
+
+static void vm_open(struct thin_pool *p, const char *name, struct vmodel *v)
+{
+	ck_assert_int_eq(thin_vol_open(p, name, &v->bd), 0);
+	if (!v->m)
+		v->m = calloc(1, VOLSZ);
+}
+
+static void vm_write(struct vmodel *v, uint64_t *seed, int n)
+{
+	static uint8_t buf[3 * CHUNK];
+
+	for (int i = 0; i < n; i++) {
+		uint64_t r = rnd(seed);
+		uint64_t len = (r % 4 == 0 ? CHUNK : 512 * (1 + r % (2 * CHUNK / 512)));
+		uint64_t off = (rnd(seed) % ((VOLSZ - len) / 512)) * 512;
+
+		if (r % 4 == 0)
+			off = off / CHUNK * CHUNK;
+		for (uint64_t j = 0; j < len; j += 8)
+			put_le64(buf + j, r + j);
+		ck_assert_int_eq(vio(v->bd, BIO_WRITE, 0, off, buf, len), 0);
+		memcpy(v->m + off, buf, len);
+	}
+}
+
+static void vm_check(struct vmodel *v)
+{
+	static uint8_t buf[VOLSZ];
+
+	ck_assert_int_eq(vio(v->bd, BIO_READ, 0, 0, buf, VOLSZ), 0);
+	for (uint64_t off = 0; off < VOLSZ; off += 512)
+		ck_assert_msg(!memcmp(buf + off, v->m + off, 512), "%s: differs at %llu",
+			      v->bd->name, (unsigned long long)off);
+}
+
+static void vm_close(struct vmodel *v, bool free_model)
+{
+	ck_assert_int_eq(blkdev_close(v->bd), 0);
+	v->bd = NULL;
+	if (free_model) {
+		free(v->m);
+		v->m = NULL;
+	}
+}
+
+START_TEST(t_basic)
+{
+	struct tenv e;
+	struct thin_pool *p;
+	struct vmodel a = { 0 };
+	struct thin_pool_info pi;
+	struct thin_vol_info vi;
+	uint64_t seed = 1;
+	uint8_t buf[4096];
+
+	pool_up(&e, 32u << 20, false, &p);
+	ck_assert_int_eq(thin_pool_info(p, &pi), 0);
+	ck_assert_uint_eq(pi.chunk_size, CHUNK);
+	ck_assert_uint_gt(pi.data_chunks, 400);
+	ck_assert_uint_eq(pi.free_chunks, pi.data_chunks);
+	ck_assert_int_eq(thin_vol_create(p, "a", VOLSZ), 0);
+	ck_assert_int_eq(thin_vol_create(p, "a", VOLSZ), -EEXIST);
+	ck_assert_int_eq(thin_vol_create(p, "", VOLSZ), -EINVAL);
+	ck_assert_int_eq(thin_vol_create(p, "b", 1000), -EINVAL);
+	ck_assert_int_eq(thin_vol_open(p, "nope", &a.bd), -ENOENT);
+	vm_open(p, "a", &a);
+	ck_assert_int_eq(thin_vol_open(p, "a", &a.bd), -EBUSY);
+	ck_assert_uint_eq(a.bd->size, VOLSZ);
+	/* unmapped: zeros, nothing allocated */
+	memset(buf, 0xaa, sizeof(buf));
+	ck_assert_int_eq(vio(a.bd, BIO_READ, 0, 1234 * 512, buf, sizeof(buf)), 0);
+	for (unsigned i = 0; i < sizeof(buf); i++)
+		ck_assert_uint_eq(buf[i], 0);
+	vm_write(&a, &seed, 200);
+	vm_check(&a);
+	ck_assert_int_eq(vio(a.bd, BIO_FLUSH, 0, 0, NULL, 0), 0);
+	ck_assert_int_eq(thin_vol_info(p, "a", &vi), 0);
+	ck_assert_uint_le(vi.mapped_chunks, VOLSZ / CHUNK);
+	ck_assert_uint_gt(vi.mapped_chunks, 40);
+	ck_assert_int_eq(thin_pool_info(p, &pi), 0);
+	ck_assert_uint_eq(pi.data_chunks - pi.free_chunks, vi.mapped_chunks);
+	/* the pool stays open while a volume is */
+	ck_assert_int_eq(thin_pool_close(p), -EBUSY);
+	ck_assert_int_eq(thin_vol_delete(p, "a"), -EBUSY);
+	vm_close(&a, false);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	/* reopen: all there */
+	ck_assert_int_eq(thin_pool_open(tenv_dev(&e), &oo, &p), 0);
+	vm_open(p, "a", &a);
+	vm_check(&a);
+	vm_write(&a, &seed, 50);
+	vm_check(&a);
+	vm_close(&a, true);
+	ck_assert_int_eq(thin_vol_delete(p, "a"), 0);
+	ck_assert_int_eq(thin_vol_delete(p, "a"), -ENOENT);
+	ck_assert_int_eq(thin_pool_commit(p), 0);
+	ck_assert_int_eq(thin_pool_info(p, &pi), 0);
+	ck_assert_uint_eq(pi.free_chunks, pi.data_chunks);
+	ck_assert_uint_eq(pi.volumes, 0);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	tenv_close(&e);
+}
+END_TEST
+
+/* Snapshots and clones against models, deleted in every order. */
+START_TEST(t_snapshots)
+{
+	struct tenv e;
+	struct thin_pool *p;
+	struct vmodel v[4] = { 0 };
+	const char *names[4] = { "origin", "snap1", "clone1", "snap2" };
+	struct thin_pool_info pi;
+	uint64_t seed = 100 + (uint64_t)_i;
+	uint8_t x[512] = { 1 };
+
+	pool_up(&e, 48u << 20, false, &p);
+	ck_assert_int_eq(thin_vol_create(p, "origin", VOLSZ), 0);
+	vm_open(p, "origin", &v[0]);
+	vm_write(&v[0], &seed, 150);
+	/* snapshot: read-only, same contents */
+	ck_assert_int_eq(thin_snap_create(p, "origin", "snap1"), 0);
+	ck_assert_int_eq(thin_snap_create(p, "nope", "snapx"), -ENOENT);
+	vm_open(p, "snap1", &v[1]);
+	memcpy(v[1].m, v[0].m, VOLSZ);
+	ck_assert(v[1].bd->readonly);
+	ck_assert_int_eq(vio(v[1].bd, BIO_WRITE, 0, 0, x, 512), -EROFS);
+	vm_write(&v[0], &seed, 150);
+	vm_check(&v[0]);
+	vm_check(&v[1]);
+	/* a clone of the snapshot, written */
+	ck_assert_int_eq(thin_clone_create(p, "snap1", "clone1"), 0);
+	vm_open(p, "clone1", &v[2]);
+	memcpy(v[2].m, v[1].m, VOLSZ);
+	vm_write(&v[2], &seed, 150);
+	/* a snapshot of the origin again */
+	ck_assert_int_eq(thin_snap_create(p, "origin", "snap2"), 0);
+	vm_open(p, "snap2", &v[3]);
+	memcpy(v[3].m, v[0].m, VOLSZ);
+	vm_write(&v[0], &seed, 100);
+	vm_write(&v[2], &seed, 50);
+	for (int i = 0; i < 4; i++)
+		vm_check(&v[i]);
+	/* reopen the pool, all four still right */
+	for (int i = 0; i < 4; i++)
+		vm_close(&v[i], false);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	ck_assert_int_eq(thin_pool_open(tenv_dev(&e), &oo, &p), 0);
+	for (int i = 0; i < 4; i++) {
+		vm_open(p, names[i], &v[i]);
+		vm_check(&v[i]);
+	}
+	/* delete in an order given by _i; the others stay intact */
+	for (int k = 0; k < 4; k++) {
+		int i = (k + _i) % 4;
+
+		vm_close(&v[i], true);
+		ck_assert_int_eq(thin_vol_delete(p, names[i]), 0);
+		for (int j = 0; j < 4; j++)
+			if (v[j].bd)
+				vm_check(&v[j]);
+	}
+	ck_assert_int_eq(thin_pool_commit(p), 0);
+	ck_assert_int_eq(thin_pool_info(p, &pi), 0);
+	ck_assert_uint_eq(pi.free_chunks, pi.data_chunks);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	tenv_close(&e);
+}
+END_TEST
+
+/* Discard and write-zeroes: whole chunks are unmapped, partial ones zeroed. */
+START_TEST(t_discard)
+{
+	struct tenv e;
+	struct thin_pool *p;
+	struct vmodel a = { 0 }, s = { 0 };
+	struct thin_vol_info vi, vi2;
+	uint64_t seed = 5;
+	static uint8_t full[VOLSZ];
+
+	pool_up(&e, 32u << 20, false, &p);
+	ck_assert_int_eq(thin_vol_create(p, "a", VOLSZ), 0);
+	vm_open(p, "a", &a);
+	memset(full, 0x5a, sizeof(full));
+	ck_assert_int_eq(vio(a.bd, BIO_WRITE, 0, 0, full, VOLSZ), 0);
+	memset(a.m, 0x5a, VOLSZ);
+	ck_assert_int_eq(thin_snap_create(p, "a", "s"), 0);
+	vm_open(p, "s", &s);
+	memcpy(s.m, a.m, VOLSZ);
+	ck_assert_int_eq(thin_vol_info(p, "a", &vi), 0);
+	ck_assert_uint_eq(vi.mapped_chunks, VOLSZ / CHUNK);
+	/* chunks 2..4 whole, plus half of 1 and a sector of 5 */
+	ck_assert_int_eq(vio(a.bd, BIO_DISCARD, 0, CHUNK + CHUNK / 2, NULL,
+			     3 * CHUNK + CHUNK / 2 + 512), 0);
+	memset(a.m + CHUNK + CHUNK / 2, 0, 3 * CHUNK + CHUNK / 2 + 512);
+	ck_assert_int_eq(vio(a.bd, BIO_WRITE_ZEROES, 0, 10 * CHUNK, NULL, 2 * CHUNK), 0);
+	memset(a.m + 10 * CHUNK, 0, 2 * CHUNK);
+	ck_assert_int_eq(vio(a.bd, BIO_WRITE_ZEROES, BIO_NOUNMAP, 20 * CHUNK, NULL, CHUNK), 0);
+	memset(a.m + 20 * CHUNK, 0, CHUNK);
+	vm_check(&a);
+	vm_check(&s);
+	ck_assert_int_eq(thin_vol_info(p, "a", &vi2), 0);
+	ck_assert_uint_eq(vi2.mapped_chunks, vi.mapped_chunks - 5);
+	vm_write(&a, &seed, 40);
+	vm_check(&a);
+	vm_check(&s);
+	vm_close(&a, true);
+	vm_close(&s, true);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	tenv_close(&e);
+}
+END_TEST
+
+/* A full pool: writes needing a chunk get -ENOSPC, nothing else fails. */
+START_TEST(t_full)
+{
+	struct tenv e;
+	struct thin_pool *p;
+	struct vmodel a = { 0 };
+	struct thin_pool_info pi;
+	static uint8_t buf[CHUNK];
+	uint64_t n = 0;
+	int rc;
+
+	pool_up(&e, 3u << 20, false, &p);	/* fewer chunks than the volume has */
+	ck_assert_int_eq(thin_pool_info(p, &pi), 0);
+	ck_assert_uint_lt(pi.data_chunks, VOLSZ / CHUNK);
+	ck_assert_int_eq(thin_vol_create(p, "a", VOLSZ), 0);
+	vm_open(p, "a", &a);
+	for (uint64_t c = 0; c < VOLSZ / CHUNK; c++) {
+		memset(buf, (int)c + 1, sizeof(buf));
+		rc = vio(a.bd, BIO_WRITE, 0, c * CHUNK, buf, CHUNK);
+		if (rc == -ENOSPC)
+			break;
+		ck_assert_int_eq(rc, 0);
+		memcpy(a.m + c * CHUNK, buf, CHUNK);
+		n++;
+	}
+	ck_assert_uint_eq(n, pi.data_chunks);
+	/* a partial write to an unmapped chunk fails too */
+	ck_assert_int_eq(vio(a.bd, BIO_WRITE, 0, (n + 1) * CHUNK + 512, buf, 512), -ENOSPC);
+	/* reads work, writes to owned chunks work, flush works */
+	vm_check(&a);
+	memset(buf, 0xee, 4096);
+	ck_assert_int_eq(vio(a.bd, BIO_WRITE, 0, 4096, buf, 4096), 0);
+	memcpy(a.m + 4096, buf, 4096);
+	ck_assert_int_eq(vio(a.bd, BIO_FLUSH, 0, 0, NULL, 0), 0);
+	vm_check(&a);
+	/* freeing a chunk makes room once committed */
+	ck_assert_int_eq(vio(a.bd, BIO_DISCARD, 0, 0, NULL, CHUNK), 0);
+	memset(a.m, 0, CHUNK);
+	ck_assert_int_eq(vio(a.bd, BIO_FLUSH, 0, 0, NULL, 0), 0);
+	memset(buf, 0x77, sizeof(buf));
+	ck_assert_int_eq(vio(a.bd, BIO_WRITE, 0, n * CHUNK, buf, CHUNK), 0);
+	memcpy(a.m + n * CHUNK, buf, CHUNK);
+	vm_check(&a);
+	vm_close(&a, true);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	tenv_close(&e);
+}
+END_TEST
+
+/* Power cut after a flush: the flushed contents come back. _i = 0: drop
+ * every unflushed write; else random keep/drop/tear, and only the ranges
+ * not written since the flush are checked. */
+START_TEST(t_power_cut)
+{
+	struct tenv e;
+	struct thin_pool *p;
+	struct vmodel a = { 0 }, s = { 0 };
+	uint64_t seed = 900 + (uint64_t)_i;
+	struct fault_cut_policy pol = { .mode = _i ? FAULT_CUT_RANDOM : FAULT_CUT_DROP_ALL,
+					.seed = (uint64_t)_i };
+	uint8_t *flushed = calloc(1, VOLSZ), *touched = calloc(1, VOLSZ / 512);
+	static uint8_t buf[VOLSZ];
+
+	pool_up(&e, 32u << 20, true, &p);
+	ck_assert_int_eq(fault_record(e.fd, true), 0);
+	ck_assert_int_eq(thin_vol_create(p, "a", VOLSZ), 0);
+	vm_open(p, "a", &a);
+	vm_write(&a, &seed, 100);
+	ck_assert_int_eq(thin_snap_create(p, "a", "s"), 0);
+	vm_write(&a, &seed, 60);
+	ck_assert_int_eq(vio(a.bd, BIO_FLUSH, 0, 0, NULL, 0), 0);
+	memcpy(flushed, a.m, VOLSZ);
+	/* unflushed writes, tracked by sector */
+	for (int i = 0; i < 60; i++) {
+		uint64_t r = rnd(&seed);
+		uint64_t len = 512 * (1 + r % 256), off = (rnd(&seed) % ((VOLSZ - len) / 512)) * 512;
+
+		memset(buf, (int)(r >> 56) | 1, len);
+		ck_assert_int_eq(vio(a.bd, BIO_WRITE, 0, off, buf, len), 0);
+		memset(touched + off / 512, 1, len / 512);
+	}
+	ck_assert_int_gt(fault_unflushed_count(e.fd), 0);
+	ck_assert_int_eq(fault_power_cut(e.fd, &pol), 0);
+	vm_close(&a, false);
+	ck_assert_int_eq(thin_pool_close(p), -EIO);	/* its last commit fails */
+	ck_assert_int_eq(fault_power_restore(e.fd), 0);
+	ck_assert_int_eq(thin_pool_open(tenv_dev(&e), &oo, &p), 0);
+	ck_assert_int_eq(thin_vol_open(p, "a", &a.bd), 0);
+	ck_assert_int_eq(vio(a.bd, BIO_READ, 0, 0, buf, VOLSZ), 0);
+	for (uint64_t sct = 0; sct < VOLSZ / 512; sct++)
+		if (!_i || !touched[sct])
+			ck_assert_msg(!memcmp(buf + sct * 512, flushed + sct * 512, 512),
+				      "sector %llu", (unsigned long long)sct);
+	/* the snapshot is intact whatever happened */
+	vm_open(p, "s", &s);
+	ck_assert_int_eq(vio(s.bd, BIO_READ, 0, 0, buf, VOLSZ), 0);
+	vm_close(&s, true);
+	/* and the pool works on */
+	vm_write(&a, &seed, 20);
+	ck_assert_int_eq(blkdev_close(a.bd), 0);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	tenv_close(&e);
+	free(a.m);
+	free(flushed);
+	free(touched);
+}
+END_TEST
+
+START_TEST(t_format_args)
+{
+	struct tenv e;
+	struct thin_pool *p;
+	struct thin_format_opts fo = { .chunk_size = 48 * 1024 };
+
+	tenv_open(&e, 8u << 20, 512, false);
+	ck_assert_int_eq(thin_pool_format(e.mem, &fo), -EINVAL);
+	fo.chunk_size = 2u << 20;
+	ck_assert_int_eq(thin_pool_format(e.mem, &fo), -EINVAL);
+	/* not a pool */
+	ck_assert_int_eq(thin_pool_open(e.mem, &oo, &p), -EUCLEAN);
+	fo.chunk_size = 1u << 20;
+	ck_assert_int_eq(thin_pool_format(e.mem, &fo), 0);
+	ck_assert_int_eq(thin_pool_open(e.mem, &oo, &p), 0);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	tenv_close(&e);
+}
+END_TEST
+
+static Suite *pool_suite(void)
+{
+	Suite *s = suite_create("thin_pool");
+	TCase *tc = tcase_create("pool");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, t_basic);
+	tcase_add_loop_test(tc, t_snapshots, 0, 4);
+	tcase_add_test(tc, t_discard);
+	tcase_add_test(tc, t_full);
+	tcase_add_loop_test(tc, t_power_cut, 0, 3);
+	tcase_add_test(tc, t_format_args);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(pool_suite());
+	int nfail;
+
+	srunner_run_all(sr, CK_NORMAL);
+	nfail = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return nfail ? EXIT_FAILURE : EXIT_SUCCESS;
+}
