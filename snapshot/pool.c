@@ -83,7 +83,8 @@ struct thin_pool {
 	uint32_t		chunk, time;
 	struct list_head	vols;
 	unsigned		nvols, nopen;
-	bool			dirty;
+	bool			dirty;		/* metadata changed since the commit */
+	bool			unflushed;	/* data written since the last flush */
 	int			failed;		/* a metadata error: every I/O fails */
 
 	pthread_t		thread;
@@ -300,8 +301,15 @@ static int commit(struct thin_pool *p)
 
 	if (p->failed)
 		return -EIO;
-	if (!p->dirty)
-		return 0;
+	if (!p->dirty) {
+		/* in-place writes only: they need the device's flush all the same */
+		if (!p->unflushed)
+			return 0;
+		rc = data_io(p, BIO_FLUSH, 0, NULL, 0);
+		if (!rc)
+			p->unflushed = false;
+		return rc;
+	}
 	list_for_each(pos, &p->vols) {
 		struct vol_rec *r = list_entry(pos, struct vol_rec, link);
 
@@ -317,7 +325,7 @@ static int commit(struct thin_pool *p)
 	rc = tm_commit(p->tm);
 	if (rc)
 		return fail(p, rc);
-	p->dirty = false;
+	p->dirty = p->unflushed = false;
 	return 0;
 }
 
@@ -371,6 +379,7 @@ static int write_seg(struct thin_pool *p, struct vol_rec *r, struct bio *bio,
 	mapped = !rc;
 	if (mapped && t >= r->snap_time) {	/* ours: in place */
 		fill(p, bio, skip, 0, n);
+		p->unflushed = true;
 		return data_io(p, BIO_WRITE, chunk_off(p, pc) + in, p->cbuf, n);
 	}
 	if (sm_nr_free(tm_msm(p->tm)) < META_RESERVE)
