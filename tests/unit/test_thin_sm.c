@@ -21,7 +21,7 @@ static struct tm *fmt(struct tenv *e, unsigned cache)
 	struct tm *tm;
 
 	tenv_open(e, 16u << 20, 512, false);
-	ck_assert_int_eq(tm_format(tenv_dev(e), &g, &tm), 0);
+	T_EQ(tm_format(tenv_dev(e), &g, &tm), 0);
 	return tm;
 }
 
@@ -31,12 +31,12 @@ static void check_model(struct sm *sm, const uint32_t *model, uint64_t n)
 	uint32_t c;
 
 	for (uint64_t i = 0; i < n; i++) {
-		ck_assert_int_eq(sm_get_count(sm, i, &c), 0);
+		T_EQ(sm_get_count(sm, i, &c), 0);
 		ck_assert_msg(c == model[i], "entry %llu: count %u, model %u",
 			      (unsigned long long)i, c, model[i]);
 		used += model[i] != 0;
 	}
-	ck_assert_uint_eq(sm_nr_free(sm), n - used);
+	T_EQ(sm_nr_free(sm), n - used);
 }
 
 /* Random operations, commits and reopens; cache of 16 blocks so the
@@ -62,23 +62,23 @@ START_TEST(t_random)
 				rc = sm_alloc(sm, &e64);
 				if (rc == -ENOSPC)
 					break;
-				ck_assert_int_eq(rc, 0);
-				ck_assert_uint_eq(model[e64], 0);
-				ck_assert_uint_eq(committed[e64], 0);
+				T_EQ(rc, 0);
+				T_EQ(model[e64], 0);
+				T_EQ(committed[e64], 0);
 				model[e64] = 1;
 				break;
 			case 2:
 				if (model[x]) {
-					ck_assert_int_eq(sm_inc(sm, x), 0);
+					T_EQ(sm_inc(sm, x), 0);
 					model[x]++;
 				}
 				break;
 			case 3:
 				if (model[x]) {
-					ck_assert_int_eq(sm_dec(sm, x), 0);
+					T_EQ(sm_dec(sm, x), 0);
 					model[x]--;
 				} else {
-					ck_assert_int_eq(sm_dec(sm, x), -EINVAL);
+					T_EQ(sm_dec(sm, x), -EINVAL);
 				}
 				break;
 			}
@@ -86,26 +86,26 @@ START_TEST(t_random)
 		check_model(sm, model, NDATA);
 		switch (round % 3) {
 		case 0:		/* commit and go on */
-			ck_assert_int_eq(tm_commit(tm), 0);
+			T_EQ(tm_commit(tm), 0);
 			memcpy(committed, model, sizeof(model));
 			break;
 		case 1:		/* commit and reopen */
-			ck_assert_int_eq(tm_commit(tm), 0);
+			T_EQ(tm_commit(tm), 0);
 			memcpy(committed, model, sizeof(model));
 			tm_close(tm);
-			ck_assert_int_eq(tm_open(tenv_dev(&e), 16, &tm), 0);
+			T_EQ(tm_open(tenv_dev(&e), 16, &tm), 0);
 			sm = tm_dsm(tm);
 			break;
 		case 2:		/* drop the transaction */
 			tm_close(tm);
-			ck_assert_int_eq(tm_open(tenv_dev(&e), 16, &tm), 0);
+			T_EQ(tm_open(tenv_dev(&e), 16, &tm), 0);
 			sm = tm_dsm(tm);
 			memcpy(model, committed, sizeof(model));
 			break;
 		}
 		check_model(sm, model, NDATA);
 	}
-	ck_assert_int_eq(sm_get_count(sm, NDATA, &(uint32_t){ 0 }), -ERANGE);
+	T_EQ(sm_get_count(sm, NDATA, &(uint32_t){ 0 }), -ERANGE);
 	tm_close(tm);
 	tenv_close(&e);
 }
@@ -121,27 +121,27 @@ START_TEST(t_no_reuse)
 	static bool got[NDATA];
 
 	for (i = 0; i < NDATA; i++) {
-		ck_assert_int_eq(sm_alloc(sm, &x), 0);
-		ck_assert(!got[x]);
+		T_EQ(sm_alloc(sm, &x), 0);
+		T_TRUE(!got[x]);
 		got[x] = true;
 	}
-	ck_assert_int_eq(sm_alloc(sm, &x), -ENOSPC);
-	ck_assert_uint_eq(sm_nr_free(sm), 0);
-	ck_assert_int_eq(tm_commit(tm), 0);
-	ck_assert_int_eq(sm_dec(sm, 17), 0);
-	ck_assert_int_eq(sm_dec(sm, 4321), 0);
-	ck_assert_uint_eq(sm_nr_free(sm), 2);
-	ck_assert_int_eq(sm_alloc(sm, &x), -ENOSPC);
-	ck_assert_int_eq(tm_commit(tm), 0);
-	ck_assert_int_eq(sm_alloc(sm, &x), 0);
-	ck_assert(x == 17 || x == 4321);
+	T_EQ(sm_alloc(sm, &x), -ENOSPC);
+	T_EQ(sm_nr_free(sm), 0);
+	T_EQ(tm_commit(tm), 0);
+	T_EQ(sm_dec(sm, 17), 0);
+	T_EQ(sm_dec(sm, 4321), 0);
+	T_EQ(sm_nr_free(sm), 2);
+	T_EQ(sm_alloc(sm, &x), -ENOSPC);
+	T_EQ(tm_commit(tm), 0);
+	T_EQ(sm_alloc(sm, &x), 0);
+	T_TRUE(x == 17 || x == 4321);
 	/* allocated and freed in the same transaction: free to reuse */
-	ck_assert_int_eq(sm_dec(sm, x), 0);
-	ck_assert_int_eq(sm_alloc(sm, &i), 0);
-	ck_assert(i == 17 || i == 4321);
-	ck_assert_int_eq(sm_alloc(sm, &x), 0);
-	ck_assert(x != i && (x == 17 || x == 4321));
-	ck_assert_int_eq(sm_alloc(sm, &x), -ENOSPC);
+	T_EQ(sm_dec(sm, x), 0);
+	T_EQ(sm_alloc(sm, &i), 0);
+	T_TRUE(i == 17 || i == 4321);
+	T_EQ(sm_alloc(sm, &x), 0);
+	T_TRUE(x != i && (x == 17 || x == 4321));
+	T_EQ(sm_alloc(sm, &x), -ENOSPC);
 	tm_close(tm);
 	tenv_close(&e);
 }
@@ -158,14 +158,14 @@ START_TEST(t_meta_region)
 	uint64_t x, n = 0;
 
 	sm_get_root(msm, &r);
-	ck_assert_uint_eq(r.nentries, META_NBLOCKS);
-	ck_assert_uint_eq(r.alloc_begin, 2 + 2 * 3 + 2 * 5);	/* 2048 blocks: 3 refcount blocks */
+	T_EQ(r.nentries, META_NBLOCKS);
+	T_EQ(r.alloc_begin, 2 + 2 * 3 + 2 * 5);	/* 2048 blocks: 3 refcount blocks */
 	while (sm_alloc(msm, &x) == 0) {
 		ck_assert_uint_ge(x, r.alloc_begin);
 		ck_assert_uint_lt(x, META_NBLOCKS);
 		n++;
 	}
-	ck_assert_uint_eq(n, META_NBLOCKS - r.alloc_begin);
+	T_EQ(n, META_NBLOCKS - r.alloc_begin);
 	tm_close(tm);
 	tenv_close(&e);
 }
@@ -179,13 +179,13 @@ START_TEST(t_geometry)
 	struct tm_geom g = { .meta_nblocks = 16, .data_nentries = 100000 };
 
 	tenv_open(&e, 16u << 20, 512, false);
-	ck_assert_int_eq(tm_format(e.mem, &g, &tm), -EINVAL);
+	T_EQ(tm_format(e.mem, &g, &tm), -EINVAL);
 	g = (struct tm_geom){ .meta_nblocks = 4096, .data_nentries = 0 };
-	ck_assert_int_eq(tm_format(e.mem, &g, &tm), -EINVAL);
+	T_EQ(tm_format(e.mem, &g, &tm), -EINVAL);
 	g = (struct tm_geom){ .meta_nblocks = 4096, .data_nentries = 1ull << 40 };
 	ck_assert_int_lt(tm_format(e.mem, &g, &tm), 0);
 	g = (struct tm_geom){ .meta_nblocks = 1 << 20, .data_nentries = 100 };
-	ck_assert_int_eq(tm_format(e.mem, &g, &tm), -EINVAL);	/* bigger than the device */
+	T_EQ(tm_format(e.mem, &g, &tm), -EINVAL);	/* bigger than the device */
 	tenv_close(&e);
 }
 END_TEST

@@ -51,13 +51,13 @@ static struct tm *fmt(struct tenv *e, struct state *s)
 	struct tm *tm;
 
 	tenv_open(e, 32u << 20, 512, true);
-	ck_assert_int_eq(tm_format(tenv_dev(e), &g, &tm), 0);
+	T_EQ(tm_format(tenv_dev(e), &g, &tm), 0);
 	info_for(&bi, tm);
 	memset(s, 0, sizeof(*s));
-	ck_assert_int_eq(btree_empty(&bi, &s->root), 0);
+	T_EQ(btree_empty(&bi, &s->root), 0);
 	put_le64(tm_user(tm), s->root);
-	ck_assert_int_eq(tm_commit(tm), 0);
-	ck_assert_int_eq(fault_record(e->fd, true), 0);
+	T_EQ(tm_commit(tm), 0);
+	T_EQ(fault_record(e->fd, true), 0);
 	return tm;
 }
 
@@ -71,15 +71,15 @@ static void ops(struct tm *tm, struct state *s, uint64_t *seed, int n)
 		uint64_t r = rnd(seed), k = r % NKEYS, d;
 
 		if ((r >> 40) % 3) {
-			ck_assert_int_eq(sm_alloc(tm_dsm(tm), &d), 0);
+			T_EQ(sm_alloc(tm_dsm(tm), &d), 0);
 			put_le64(v, d);
-			ck_assert_int_eq(btree_insert(&bi, s->root, k, v, &s->root), 0);
+			T_EQ(btree_insert(&bi, s->root, k, v, &s->root), 0);
 			s->n += !s->val[k];
 			s->val[k] = (uint32_t)d + 1;
 		} else {
 			int rc = btree_remove(&bi, s->root, k, &s->root);
 
-			ck_assert_int_eq(rc, s->val[k] ? 0 : -ENODATA);
+			T_EQ(rc, s->val[k] ? 0 : -ENODATA);
 			s->n -= !!s->val[k];
 			s->val[k] = 0;
 		}
@@ -98,10 +98,10 @@ static int vfn(void *arg, uint64_t key, const void *value)
 	struct vwalk *w = arg;
 	uint32_t c;
 
-	ck_assert_uint_lt(key, NKEYS);
-	ck_assert_uint_eq(get_le64(value) + 1, w->s->val[key]);
-	ck_assert_int_eq(sm_get_count(tm_dsm(w->tm), get_le64(value), &c), 0);
-	ck_assert_uint_eq(c, 1);
+	T_TRUE(key < NKEYS);
+	T_EQ(get_le64(value) + 1, w->s->val[key]);
+	T_EQ(sm_get_count(tm_dsm(w->tm), get_le64(value), &c), 0);
+	T_EQ(c, 1);
 	w->seen++;
 	return 0;
 }
@@ -116,17 +116,17 @@ static bool matches(struct tm *tm, struct state *s)
 	if (get_le64(tm_user(tm)) != s->root)
 		return false;
 	info_for(&bi, tm);
-	ck_assert_int_eq(btree_iterate(&bi, s->root, 0, UINT64_MAX, vfn, &w), 0);
-	ck_assert_uint_eq(w.seen, s->n);
+	T_EQ(btree_iterate(&bi, s->root, 0, UINT64_MAX, vfn, &w), 0);
+	T_EQ(w.seen, s->n);
 	sm_get_root(tm_dsm(tm), &r);
-	ck_assert_uint_eq(r.nr_allocated, s->n);
+	T_EQ(r.nr_allocated, s->n);
 	return true;
 }
 
 static struct tm *reopen(struct tenv *e, struct tm *tm)
 {
 	tm_close(tm);
-	ck_assert_int_eq(tm_open(tenv_dev(e), 16, &tm), 0);
+	T_EQ(tm_open(tenv_dev(e), 16, &tm), 0);
 	return tm;
 }
 
@@ -137,16 +137,16 @@ START_TEST(t_commit_reopen)
 	struct tenv e;
 	struct tm *tm = fmt(&e, &s);
 
-	ck_assert_int_eq(fault_record(e.fd, false), 0);
+	T_EQ(fault_record(e.fd, false), 0);
 	gen = tm_generation(tm);
-	ck_assert_uint_eq(gen, 2);	/* format, then the empty tree */
+	T_EQ(gen, 2);	/* format, then the empty tree */
 	for (int i = 0; i < 6; i++) {
 		ops(tm, &s, &seed, 3000);
-		ck_assert_int_eq(tm_commit(tm), 0);
-		ck_assert_uint_eq(tm_generation(tm), ++gen);
+		T_EQ(tm_commit(tm), 0);
+		T_EQ(tm_generation(tm), ++gen);
 		tm = reopen(&e, tm);
-		ck_assert_uint_eq(tm_generation(tm), gen);
-		ck_assert(matches(tm, &s));
+		T_EQ(tm_generation(tm), gen);
+		T_TRUE(matches(tm, &s));
 	}
 	tm_close(tm);
 	tenv_close(&e);
@@ -168,17 +168,17 @@ START_TEST(t_cut_between)
 	com = s;
 	for (int round = 0; round < 6; round++) {
 		ops(tm, &s, &seed, round ? 1500 : 6000);
-		ck_assert_int_eq(tm_commit(tm), 0);
+		T_EQ(tm_commit(tm), 0);
 		com = s;
 		ops(tm, &s, &seed, 1000 + round * 300);
 		if (round % 2)
-			ck_assert_int_eq(tm_pre_commit(tm), 0);
+			T_EQ(tm_pre_commit(tm), 0);
 		ops(tm, &s, &seed, 500);
 		ck_assert_int_gt(fault_unflushed_count(e.fd), 0);
-		ck_assert_int_eq(fault_power_cut(e.fd, &pol), 0);
-		ck_assert_int_eq(fault_power_restore(e.fd), 0);
+		T_EQ(fault_power_cut(e.fd, &pol), 0);
+		T_EQ(fault_power_restore(e.fd), 0);
 		tm = reopen(&e, tm);
-		ck_assert(matches(tm, &com));
+		T_TRUE(matches(tm, &com));
 		s = com;
 	}
 	tm_close(tm);
@@ -201,24 +201,24 @@ START_TEST(t_cut_in_commit)
 		com = s;
 		gen = tm_generation(tm);
 		ops(tm, &s, &seed, 800);
-		ck_assert_int_eq(tm_pre_commit(tm), 0);
-		ck_assert_int_eq(tm_write_super(tm, false), 0);
-		ck_assert_int_eq(fault_unflushed_count(e.fd), 1);
+		T_EQ(tm_pre_commit(tm), 0);
+		T_EQ(tm_write_super(tm, false), 0);
+		T_EQ(fault_unflushed_count(e.fd), 1);
 		pol.seed++;
-		ck_assert_int_eq(fault_power_cut(e.fd, &pol), 0);
-		ck_assert_int_eq(fault_power_restore(e.fd), 0);
+		T_EQ(fault_power_cut(e.fd, &pol), 0);
+		T_EQ(fault_power_restore(e.fd), 0);
 		tm = reopen(&e, tm);
 		if (tm_generation(tm) == gen + 1) {
-			ck_assert(matches(tm, &s));
+			T_TRUE(matches(tm, &s));
 			newer++;
 		} else {
-			ck_assert_uint_eq(tm_generation(tm), gen);
-			ck_assert(matches(tm, &com));
+			T_EQ(tm_generation(tm), gen);
+			T_TRUE(matches(tm, &com));
 			s = com;
 			older++;
 		}
 	}
-	ck_assert_int_eq(newer + older, 8);
+	T_EQ(newer + older, 8);
 	tm_close(tm);
 	tenv_close(&e);
 }
@@ -241,23 +241,23 @@ START_TEST(t_cut_super_torn)
 		com = s;
 		gen = tm_generation(tm);
 		ops(tm, &s, &seed, 100);
-		ck_assert_int_eq(tm_pre_commit(tm), 0);
-		ck_assert_int_eq(tm_write_super(tm, false), 0);
+		T_EQ(tm_pre_commit(tm), 0);
+		T_EQ(tm_write_super(tm, false), 0);
 		map[0] = (uint8_t)m;
-		ck_assert_int_eq(fault_power_cut(e.fd, &pol), 0);
-		ck_assert_int_eq(fault_power_restore(e.fd), 0);
+		T_EQ(fault_power_cut(e.fd, &pol), 0);
+		T_EQ(fault_power_restore(e.fd), 0);
 		tm = reopen(&e, tm);
 		/* sectors that did not change make some tears harmless: the
 		 * block is the new superblock or fails its checksum */
 		if (tm_generation(tm) == gen + 1) {
-			ck_assert(m != 0);
-			ck_assert(matches(tm, &s));
+			T_TRUE(m != 0);
+			T_TRUE(matches(tm, &s));
 			newer++;
 		} else {
 			ck_assert_msg(m != 255 && tm_generation(tm) == gen,
 				      "tear map %#x: generation %llu", m,
 				      (unsigned long long)tm_generation(tm));
-			ck_assert(matches(tm, &com));
+			T_TRUE(matches(tm, &com));
 			s = com;
 			older++;
 		}
@@ -279,36 +279,36 @@ START_TEST(t_super_corrupt)
 	struct tenv e;
 	struct tm *tm = fmt(&e, &s);
 
-	ck_assert_int_eq(fault_record(e.fd, false), 0);
+	T_EQ(fault_record(e.fd, false), 0);
 	ops(tm, &s, &seed, 2000);
-	ck_assert_int_eq(tm_commit(tm), 0);
+	T_EQ(tm_commit(tm), 0);
 	prev = s;
 	ops(tm, &s, &seed, 2000);
-	ck_assert_int_eq(tm_commit(tm), 0);
+	T_EQ(tm_commit(tm), 0);
 	gen = tm_generation(tm);
 	tm_close(tm);
-	ck_assert_int_eq(blk_sync_io(e.mem, BIO_READ, 0, (gen & 1) * META_BLOCK_SIZE, buf,
+	T_EQ(blk_sync_io(e.mem, BIO_READ, 0, (gen & 1) * META_BLOCK_SIZE, buf,
 				     META_BLOCK_SIZE), 0);
 	buf[700] ^= 1;
-	ck_assert_int_eq(blk_sync_io(e.mem, BIO_WRITE, 0, (gen & 1) * META_BLOCK_SIZE, buf,
+	T_EQ(blk_sync_io(e.mem, BIO_WRITE, 0, (gen & 1) * META_BLOCK_SIZE, buf,
 				     META_BLOCK_SIZE), 0);
-	ck_assert_int_eq(tm_open(tenv_dev(&e), 128, &tm), 0);
-	ck_assert_uint_eq(tm_generation(tm), gen - 1);
-	ck_assert(matches(tm, &prev));
+	T_EQ(tm_open(tenv_dev(&e), 128, &tm), 0);
+	T_EQ(tm_generation(tm), gen - 1);
+	T_TRUE(matches(tm, &prev));
 	/* and it goes on from there */
 	s = prev;
 	ops(tm, &s, &seed, 500);
-	ck_assert_int_eq(tm_commit(tm), 0);
-	ck_assert_uint_eq(tm_generation(tm), gen);
+	T_EQ(tm_commit(tm), 0);
+	T_EQ(tm_generation(tm), gen);
 	tm = reopen(&e, tm);
-	ck_assert(matches(tm, &s));
+	T_TRUE(matches(tm, &s));
 	tm_close(tm);
 	/* both gone: refused */
 	memset(buf, 0, sizeof(buf));
-	ck_assert_int_eq(blk_sync_io(e.mem, BIO_WRITE, 0, 0, buf, META_BLOCK_SIZE), 0);
-	ck_assert_int_eq(blk_sync_io(e.mem, BIO_WRITE, 0, META_BLOCK_SIZE, buf,
+	T_EQ(blk_sync_io(e.mem, BIO_WRITE, 0, 0, buf, META_BLOCK_SIZE), 0);
+	T_EQ(blk_sync_io(e.mem, BIO_WRITE, 0, META_BLOCK_SIZE, buf,
 				     META_BLOCK_SIZE), 0);
-	ck_assert_int_eq(tm_open(tenv_dev(&e), 128, &tm), -EUCLEAN);
+	T_EQ(tm_open(tenv_dev(&e), 128, &tm), -EUCLEAN);
 	tenv_close(&e);
 }
 END_TEST
@@ -322,17 +322,17 @@ START_TEST(t_commit_fails)
 	struct tenv e;
 	struct tm *tm = fmt(&e, &s);
 
-	ck_assert_int_eq(fault_record(e.fd, false), 0);
+	T_EQ(fault_record(e.fd, false), 0);
 	ops(tm, &s, &seed, 2000);
-	ck_assert_int_eq(tm_commit(tm), 0);
+	T_EQ(tm_commit(tm), 0);
 	com = s;
 	ops(tm, &s, &seed, 2000);
-	ck_assert_int_eq(fault_fail_after(e.fd, (uint64_t)_i, FAULT_OP(BIO_WRITE) |
+	T_EQ(fault_fail_after(e.fd, (uint64_t)_i, FAULT_OP(BIO_WRITE) |
 					  FAULT_OP(BIO_FLUSH), -EIO), 0);
-	ck_assert_int_eq(tm_commit(tm), -EIO);
-	ck_assert_int_eq(fault_clear(e.fd), 0);
+	T_EQ(tm_commit(tm), -EIO);
+	T_EQ(fault_clear(e.fd), 0);
 	tm = reopen(&e, tm);
-	ck_assert(matches(tm, &com));
+	T_TRUE(matches(tm, &com));
 	tm_close(tm);
 	tenv_close(&e);
 }

@@ -36,6 +36,19 @@ static inline void tenv_close(struct tenv *e)
 	ck_assert_int_eq(blkdev_close(e->mem), 0);
 }
 
+/* Cheap checks for hot loops: ck_assert_* writes to Check's pipe on every
+ * call, which costs more than the code under test. */
+#define T_EQ(a, b) do { \
+		long long _a = (long long)(a), _b = (long long)(b); \
+		if (_a != _b) \
+			ck_abort_msg("%s:%d: %s == %lld, %s == %lld", __FILE__, __LINE__, \
+				     #a, _a, #b, _b); \
+	} while (0)
+#define T_TRUE(c) do { \
+		if (!(c)) \
+			ck_abort_msg("%s:%d: %s", __FILE__, __LINE__, #c); \
+	} while (0)
+
 /* xorshift64*: deterministic, seeded per test */
 static inline uint64_t rnd(uint64_t *s)
 {
