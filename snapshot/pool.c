@@ -382,7 +382,7 @@ static int write_seg(struct thin_pool *p, struct vol_rec *r, struct bio *bio,
 		p->unflushed = true;
 		return data_io(p, BIO_WRITE, chunk_off(p, pc) + in, p->cbuf, n);
 	}
-	if (sm_nr_free(tm_msm(p->tm)) < META_RESERVE)
+	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
 		return -ENOSPC;
 	rc = sm_alloc(tm_dsm(p->tm), &q);
 	if (rc)
@@ -414,7 +414,7 @@ static int unmap_chunk(struct thin_pool *p, struct vol_rec *r, uint64_t vc)
 {
 	int rc;
 
-	if (sm_nr_free(tm_msm(p->tm)) < META_RESERVE)
+	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
 		return -ENOSPC;
 	rc = btree_remove(&p->minfo, r->root, vc, &r->root);
 	if (rc == -ENODATA)
@@ -788,7 +788,7 @@ static int create_owner(struct thin_pool *p, void *arg)
 		return rc;
 	if (!a->size || a->size % p->dev->block_size || a->size / p->chunk >= 1ull << 48)
 		return -EINVAL;
-	if (sm_nr_free(tm_msm(p->tm)) < META_RESERVE)
+	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
 		return -ENOSPC;
 	rc = btree_empty(&p->minfo, &root);
 	if (rc)
@@ -823,7 +823,7 @@ static int snap_owner(struct thin_pool *p, void *arg)
 	o = rec_find(p, a->origin);
 	if (!o)
 		return -ENOENT;
-	if (sm_nr_free(tm_msm(p->tm)) < META_RESERVE)
+	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
 		return -ENOSPC;
 	rc = btree_share(&p->minfo, o->root);
 	if (rc)

@@ -126,7 +126,10 @@ int sm_inc(struct sm *sm, uint64_t e);
 int sm_dec(struct sm *sm, uint64_t e);
 /* Count 0 now and in the last committed state; -ENOSPC if none. */
 int sm_alloc(struct sm *sm, uint64_t *e);
+/* Entries with count 0 (some of them freed in this transaction). */
 uint64_t sm_nr_free(struct sm *sm);
+/* Entries sm_alloc() can still hand out in this transaction. */
+uint64_t sm_nr_allocatable(struct sm *sm);
 uint64_t sm_nentries(struct sm *sm);
 /* After the superblock that records the current selection is durable. */
 void sm_committed(struct sm *sm);

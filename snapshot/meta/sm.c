@@ -35,6 +35,8 @@ struct sm {
 	uint8_t		*sel_cur;	/* the slot holding each block now */
 	uint8_t		*sel_com;	/* the slot holding it at the last commit */
 	uint64_t	hint;
+	uint64_t	freed;		/* counts that went to 0 in this transaction
+					 * and were not 0 at the last commit */
 };
 
 static bool bit(const uint8_t *m, uint64_t i)
@@ -144,11 +146,17 @@ void sm_get_sel(struct sm *sm, uint8_t *sel)
 void sm_committed(struct sm *sm)
 {
 	memcpy(sm->sel_com, sm->sel_cur, sm_sel_bytes(sm));
+	sm->freed = 0;
 }
 
 uint64_t sm_nr_free(struct sm *sm)
 {
 	return sm->r.nentries - sm->r.alloc_begin - sm->r.nr_allocated;
+}
+
+uint64_t sm_nr_allocatable(struct sm *sm)
+{
+	return sm_nr_free(sm) - sm->freed;
 }
 
 uint64_t sm_nentries(struct sm *sm)
@@ -229,11 +237,20 @@ static int sm_add(struct sm *sm, uint64_t e, int delta)
 		return delta < 0 ? -EINVAL : -EOVERFLOW;
 	}
 	put_le32(p, c + (uint32_t)delta);
-	if (c == 0)
-		sm->r.nr_allocated++;
-	else if (c + (uint32_t)delta == 0)
-		sm->r.nr_allocated--;
 	bm_unpin(sm->bm, b);
+	if (c == 0) {
+		sm->r.nr_allocated++;
+	} else if (c + (uint32_t)delta == 0) {
+		sm->r.nr_allocated--;
+		/* not allocatable before the commit if the committed state uses it */
+		rc = bm_read(sm->bm, slot(sm, e / SM_PER_BLOCK, bit(sm->sel_com, e / SM_PER_BLOCK)),
+			     &sm_validator, &b);
+		if (rc)
+			return rc;
+		if (get_le32(counts(b) + 4 * (e % SM_PER_BLOCK)))
+			sm->freed++;
+		bm_unpin(sm->bm, b);
+	}
 	return 0;
 }
 

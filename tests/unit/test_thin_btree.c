@@ -14,7 +14,7 @@
 #include "test_thin_util.h"
 
 #define META_NBLOCKS	8192
-#define KEYSPACE	200000u
+#define KEYSPACE	300000u
 
 static struct tm *fmt(struct tenv *e, unsigned cache)
 {
@@ -127,7 +127,7 @@ static void random_ops(struct btree_info *bi, uint64_t *root, struct model *m,
 	}
 }
 
-/* 100k random operations over 200k possible keys; commit every 10k, reopen
+/* 300k random operations over 300k possible keys; commit every 10k, reopen
  * every 30k, drop a transaction now and then; a cache of 192 blocks,
  * a third of the tree. */
 START_TEST(t_random)
@@ -143,7 +143,7 @@ START_TEST(t_random)
 	put_le64(tm_user(tm), root);
 	T_EQ(tm_commit(tm), 0);
 	saved_root = root;
-	for (int round = 1; round <= 12; round++) {
+	for (int round = 1; round <= 30; round++) {
 		random_ops(&bi, &root, &m, &seed, 10000);
 		verify(&bi, root, &m, round % 4 == 0);
 		if (round % 5 == 4) {	/* drop this transaction */
@@ -170,7 +170,7 @@ START_TEST(t_random)
 			verify(&bi, root, &m, true);
 		}
 	}
-	ck_assert_uint_gt(m.n, 10000);
+	ck_assert_uint_gt(m.n, 100000);
 	/* removing every key leaves a lone leaf */
 	for (uint64_t x = 0; x < KEYSPACE; x++)
 		if (m.v[x]) {

@@ -84,6 +84,13 @@ START_TEST(t_random)
 			}
 		}
 		check_model(sm, model, NDATA);
+		{
+			uint64_t avail = 0;
+
+			for (uint64_t i = 0; i < NDATA; i++)
+				avail += !model[i] && !committed[i];
+			T_EQ(sm_nr_allocatable(sm), avail);
+		}
 		switch (round % 3) {
 		case 0:		/* commit and go on */
 			T_EQ(tm_commit(tm), 0);
@@ -131,12 +138,15 @@ START_TEST(t_no_reuse)
 	T_EQ(sm_dec(sm, 17), 0);
 	T_EQ(sm_dec(sm, 4321), 0);
 	T_EQ(sm_nr_free(sm), 2);
+	T_EQ(sm_nr_allocatable(sm), 0);
 	T_EQ(sm_alloc(sm, &x), -ENOSPC);
 	T_EQ(tm_commit(tm), 0);
+	T_EQ(sm_nr_allocatable(sm), 2);
 	T_EQ(sm_alloc(sm, &x), 0);
 	T_TRUE(x == 17 || x == 4321);
 	/* allocated and freed in the same transaction: free to reuse */
 	T_EQ(sm_dec(sm, x), 0);
+	T_EQ(sm_nr_allocatable(sm), 2);
 	T_EQ(sm_alloc(sm, &i), 0);
 	T_TRUE(i == 17 || i == 4321);
 	T_EQ(sm_alloc(sm, &x), 0);
