@@ -573,7 +573,7 @@ int blk_file_open(const char *name, const char *path, const struct blk_file_opts
 	uint32_t lbs = 512, bs;
 	struct file_dev *f;
 	struct stat st;
-	bool direct, created = false;
+	bool direct, can_dio, created = false;
 	int flags, rc;
 
 	if (!o)
@@ -607,16 +607,16 @@ int blk_file_open(const char *name, const char *path, const struct blk_file_opts
 	if (!o->readonly && o->create_size) {
 		f->fd = open_path(path, flags | O_CREAT | O_EXCL, &direct);
 		created = f->fd >= 0;
-	}
-	if (f->fd < 0)
+		if (f->fd < 0 && errno == EEXIST)
+			f->fd = open_path(path, flags, &direct);
+	} else {
 		f->fd = open_path(path, flags, &direct);
+	}
 	if (f->fd < 0) {
 		rc = -errno;
 		LOG_ERR(LS_BLK, "%s: cannot open %s: %s", name, path, strerror(-rc));
 		goto free_dev;
 	}
-	if (!direct && !o->no_direct)
-		LOG_INFO(LS_BLK, "%s: %s refuses O_DIRECT, using buffered I/O", name, path);
 	if (fstat(f->fd, &st) < 0) {
 		rc = -errno;
 		goto close_fd;
@@ -664,8 +664,13 @@ int blk_file_open(const char *name, const char *path, const struct blk_file_opts
 	}
 	f->bd.block_size = bs;
 
-	if (!dio_align(f, lbs))
+	can_dio = dio_align(f, lbs);	/* fills mem_align, off_align */
+	if (!direct && !o->no_direct) {
+		LOG_INFO(LS_BLK, "%s: %s refuses O_DIRECT, using buffered I/O", name, path);
+	} else if (direct && !can_dio) {
+		LOG_INFO(LS_BLK, "%s: %s cannot do direct I/O, using buffered I/O", name, path);
 		direct = false;
+	}
 	if (direct && (bs % f->off_align || f->off_align > bs)) {
 		LOG_INFO(LS_BLK, "%s: block size %u is finer than the direct I/O alignment %u of %s, using buffered I/O",
 			 name, bs, f->off_align, path);
