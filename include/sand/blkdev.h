@@ -73,7 +73,9 @@ struct bio {
 	struct bio	*parent;	/* when split */
 	uint32_t	pending;	/* children not yet ended (parent only) */
 	int		status;		/* first error among children */
-	struct list_head link;		/* free list; drivers may use it while they own the bio */
+	uint64_t	split_done;	/* bytes handed out as children (parent only) */
+	struct list_head link;		/* free list; drivers may use it while they own the bio;
+					 * the core, for a split parent waiting to go on */
 	struct ev_task	task;		/* drivers may use it to complete later (ev_defer) */
 	bool		autofree;	/* blk_rw: freed after end returns */
 	struct iovec	iov_inline[BIO_INLINE_IOVS];
@@ -150,6 +152,8 @@ struct blkchan {
 	unsigned	inflight;	/* bios submitted and not ended */
 	bool		closing;
 	struct list_head free_bios;
+	struct list_head split_wait;	/* split parents held up by backpressure */
+	struct ev_task	split_task;	/* retries them when nothing else would */
 	unsigned	nbios;		/* allocated, free or not */
 	unsigned	max_bios;
 	size_t		bio_size;
