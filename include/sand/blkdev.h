@@ -186,7 +186,9 @@ void bio_complete(struct bio *bio, int status);
 
 /* Convenience: fill and submit a bio from the channel. Returns as
  * blk_submit (and -ENOMEM when the pool is exhausted); on error no callback
- * runs and nothing is leaked. The bio is freed after cb returns. */
+ * runs and nothing is leaked. The bio is freed after cb returns. Up to
+ * BIO_INLINE_IOVS iovec entries are copied into the bio; a longer iovec
+ * array is used in place and must stay alive until cb runs. */
 int blk_rw(struct blkchan *ch, enum bio_op op, uint32_t flags,
 	   const struct iovec *iov, int iovcnt, uint64_t offset, uint64_t len,
 	   bio_end_fn cb, void *arg);
