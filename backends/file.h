@@ -48,7 +48,7 @@ struct file_dev {
 
 #define BOUNCE_MIN_SHIFT	12	/* 4 KiB */
 #define BOUNCE_MAX_SHIFT	24	/* 16 MiB; larger bounces are not cached */
-#define BOUNCE_CACHE_MAX	(64u << 20)	/* cached bytes per channel */
+#define BOUNCE_CACHE_MAX	(16u << 20)	/* cached bytes per channel */
 
 struct bounce_pool {
 	void		*free[BOUNCE_MAX_SHIFT + 1];	/* chained through the buffers' first word */
