@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -515,7 +516,8 @@ void file_dev_close(struct file_dev *f)
 	file_wq_stop(&f->wq);
 	if (f->fd >= 0)
 		close(f->fd);
-	free(f->zeroes);
+	if (f->zeroes)
+		munmap(f->zeroes, ZERO_BUF);
 	free(f);
 }
 
@@ -580,6 +582,10 @@ int blk_file_open(const char *name, const char *path, const struct blk_file_opts
 		o = &defaults;
 	if (!path || !*path)
 		return -EINVAL;
+	if (strlen(path) >= sizeof(((struct blkdev *)0)->path)) {
+		LOG_ERR(LS_BLK, "%s: path %s is too long", name, path);
+		return -ENAMETOOLONG;
+	}
 	if (o->block_size && (!IS_POW2(o->block_size) || o->block_size < 512 ||
 			      o->block_size > (1u << 20))) {
 		LOG_ERR(LS_BLK, "%s: block size %u is not a power of two between 512 and 1M",
@@ -684,11 +690,13 @@ int blk_file_open(const char *name, const char *path, const struct blk_file_opts
 	f->bd.direct = direct;
 	f->bd.readonly = o->readonly;
 
-	if (posix_memalign(&f->zeroes, 4096, ZERO_BUF)) {
+	/* read-only anonymous memory: the kernel's zero page, costs no RAM */
+	f->zeroes = mmap(NULL, ZERO_BUF, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (f->zeroes == MAP_FAILED) {
+		f->zeroes = NULL;
 		rc = -ENOMEM;
 		goto close_fd;
 	}
-	memset(f->zeroes, 0, ZERO_BUF);
 
 	switch (backend) {
 	case BLK_FILE_URING:
@@ -711,7 +719,7 @@ int blk_file_open(const char *name, const char *path, const struct blk_file_opts
 
 stop_wq:
 	file_wq_stop(&f->wq);
-	free(f->zeroes);
+	munmap(f->zeroes, ZERO_BUF);
 close_fd:
 	close(f->fd);
 	if (created)

@@ -42,7 +42,7 @@ struct file_dev {
 	uint32_t	off_align;	/* O_DIRECT offset/length alignment */
 	enum blk_file_backend backend;
 	struct file_wq	wq;
-	void		*zeroes;	/* aligned, ZERO_BUF bytes, for zero-writing fallbacks */
+	void		*zeroes;	/* ZERO_BUF read-only zero bytes, for zero-writing fallbacks */
 	int		no_punch;	/* atomic: fallocate punch/zero unsupported */
 };
 
