@@ -609,6 +609,10 @@ int blk_file_open(const char *name, const char *path, const struct blk_file_opts
 	snprintf(f->bd.path, sizeof(f->bd.path), "%s", path);
 
 	flags = (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	/* a writable block device is ours alone: refuse one that is mounted
+	 * or held by another exclusive opener (O_EXCL on a block device) */
+	if (!o->readonly && stat(path, &st) == 0 && S_ISBLK(st.st_mode))
+		flags |= O_EXCL;
 	direct = !o->no_direct;
 	if (!o->readonly && o->create_size) {
 		f->fd = open_path(path, flags | O_CREAT | O_EXCL, &direct);
@@ -620,7 +624,11 @@ int blk_file_open(const char *name, const char *path, const struct blk_file_opts
 	}
 	if (f->fd < 0) {
 		rc = -errno;
-		LOG_ERR(LS_BLK, "%s: cannot open %s: %s", name, path, strerror(-rc));
+		if (rc == -EBUSY && (flags & O_EXCL))
+			LOG_ERR(LS_BLK, "%s: %s is in use (mounted, or opened by another owner)",
+				name, path);
+		else
+			LOG_ERR(LS_BLK, "%s: cannot open %s: %s", name, path, strerror(-rc));
 		goto free_dev;
 	}
 	if (fstat(f->fd, &st) < 0) {

@@ -715,6 +715,11 @@ START_TEST(test_readonly)
 		ro = T.bd;
 		T.bd->readonly = true;
 	} else {
+		if (c->blkdev) {	/* a second writable opener is refused */
+			struct blkdev *again;
+
+			ck_assert_int_eq(dev_open(c, T.path, false, &again), -EBUSY);
+		}
 		ck_assert_int_eq(dev_open(c, T.path, true, &ro), 0);
 		ck_assert(ro->readonly);
 		ck_assert_uint_eq(ro->size, DEV_SIZE);
