@@ -56,10 +56,11 @@ static json_t *status(json_t *params, void *arg, struct rpc_err *err)
 	if (rpc_params_only(params, err, NULL))
 		return NULL;
 	log_get_debug(debug, sizeof(debug));
-	return json_pack("{s:s,s:i,s:f,s:s,s:s,s:{s:i,s:s},s:o,s:s}",
+	return json_pack("{s:s,s:i,s:I,s:I,s:s,s:s,s:{s:i,s:s},s:o,s:s}",
 			 "version", SAND_VERSION,
 			 "pid", (int)getpid(),
-			 "uptime", (double)(up / 1000000) / 1000.0,
+			 "uptime", (json_int_t)(up / 1000000000),
+			 "uptime_ms", (json_int_t)(up / 1000000),
 			 "state_dir", daemon_state_dir(),
 			 "socket", daemon_control_path(),
 			 "reactors",
