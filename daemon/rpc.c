@@ -496,7 +496,7 @@ char *rpc_handle_line(const char *buf, size_t len, size_t *outlen)
 	json_t *req, *resp;
 	char *line;
 
-	req = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	req = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (!req) {
 		char msg[RPC_MSG_MAX];
 
