@@ -244,5 +244,7 @@ unlock:
 	close(lock_fd);
 close_log:
 	log_set_file(NULL);
+	if (status && log_file)
+		fprintf(stderr, "sand: not started; see %s\n", log_file);
 	return status;
 }

@@ -91,6 +91,8 @@ void rpc_foreach_method(void (*fn)(const char *method, void *arg), void *arg)
 /* ---------------------------------------------------------------- errors */
 
 static void err_vset(struct rpc_err *err, int code, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+static void err_vset(struct rpc_err *err, int code, const char *fmt, va_list ap)
 {
 	err->code = code;
 	vsnprintf(err->message, sizeof(err->message), fmt, ap);

@@ -33,13 +33,19 @@ static bool probe_aio(void)
 }
 
 /* The disk backends this host supports, in order of preference. */
+/* Probed once (setting up a ring takes tens of ms on some kernels). */
 static json_t *status_backends(void)
 {
+	static int uring = -1, aio = -1;
 	json_t *a = json_array();
 
-	if (probe_uring())
+	if (uring < 0)
+		uring = probe_uring();
+	if (aio < 0)
+		aio = probe_aio();
+	if (uring)
 		json_array_append_new(a, json_string("uring"));
-	if (probe_aio())
+	if (aio)
 		json_array_append_new(a, json_string("aio"));
 	json_array_append_new(a, json_string("psync"));
 	json_array_append_new(a, json_string("mem"));
