@@ -22,6 +22,7 @@
 #include "sand/common.h"
 #include "sand/daemon.h"
 #include "sand/log.h"
+#include "sand/reactor.h"
 #include "sand/rpc.h"
 #include "sand/state.h"
 
@@ -78,14 +79,20 @@ static void disk_free(struct disk *d)
 	free(d);
 }
 
+/* auto: what blk_file_open picks, except that reactors on epoll loops
+ * cannot drive io_uring disks, so those get libaio. */
 static enum blk_file_backend file_backend(const char *b)
 {
+	struct ev_loop *l = reactor_loop(0);
+
 	if (!strcmp(b, "uring"))
 		return BLK_FILE_URING;
 	if (!strcmp(b, "aio"))
 		return BLK_FILE_AIO;
 	if (!strcmp(b, "psync"))
 		return BLK_FILE_PSYNC;
+	if (l && ev_loop_backend(l) == EV_EPOLL)
+		return BLK_FILE_AIO;
 	return BLK_FILE_AUTO;
 }
 

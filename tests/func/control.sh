@@ -230,16 +230,29 @@ volctl disk add m0 --backend mem --size 1M 2>"$T_TMP/err.txt"
 check_grep "... and it says so" "exists" "$T_TMP/err.txt"
 check_rc "disk add mem with a size not a multiple of the block size: 1" 1 \
 	volctl disk add m9 --backend mem --size 1000
-FILE_DISK=0
-if volctl disk add f0 "$T_TMP/f0.img" --size 32M 2>"$T_TMP/err.txt"; then
-	FILE_DISK=1
-	ok "disk add file (created sparse)"
-	check "the file was created with its size" test "$(stat -c %s "$T_TMP/f0.img")" -eq $((32 << 20))
-elif grep -q "not implemented" "$T_TMP/err.txt"; then
-	skip "disk add file" "the file backends are not in this build (blk_file_open: ENOSYS)"
-else
-	not_ok "disk add file"; sed 's/^/#   /' "$T_TMP/err.txt"
-fi
+check "disk add file: created sparse (auto backend)" volctl disk add f0 "$T_TMP/f0.img" --size 32M
+check "the file was created with its size" test "$(stat -c %s "$T_TMP/f0.img")" -eq $((32 << 20))
+check "disk add file with psync" volctl disk add f1 "$T_TMP/f1.img" --size 8M --backend psync
+truncate -s 4M "$T_TMP/f2.img"
+check "disk add an existing file with aio, read-only" volctl disk add f2 "$T_TMP/f2.img" --backend aio --readonly
+check "disk add a relative path" bash -c "cd '$T_TMP' && '$VOLCTL_BIN' --socket '$SAND_SOCK' disk add r0 r0.img --size 1M --backend psync"
+check_rc "disk add a file in a missing directory: 1" 1 volctl disk add f9 "$T_TMP/no/such/dir/f9.img" --size 1M
+check_rc "disk add the same file twice: 1" 1 volctl disk add f8 "$T_TMP/f1.img"
+check_rc "disk add without a size on a missing file: 1" 1 volctl disk add f7 "$T_TMP/f7.img"
+check "... and no file was left behind" test ! -e "$T_TMP/f7.img"
+volctl --json disk list >"$T_TMP/files.json"
+check "file disks listed with backend, path, size, direct and read-only" python3 -c "
+import json
+l = {d['name']: d for d in json.load(open('$T_TMP/files.json'))}
+assert l['f0']['backend'] in ('uring', 'aio') and l['f0']['path'] == '$T_TMP/f0.img', l['f0']
+assert l['f0']['size'] == 32 << 20 and l['f0']['readonly'] is False, l['f0']
+assert l['f1']['backend'] == 'psync' and l['f1']['size'] == 8 << 20, l['f1']
+assert l['f2']['backend'] == 'aio' and l['f2']['readonly'] is True and l['f2']['size'] == 4 << 20, l['f2']
+assert l['r0']['path'] == '$T_TMP/r0.img', l['r0']
+assert isinstance(l['f0']['direct'], bool), l['f0']
+assert 'f9' not in l and 'f8' not in l and 'f7' not in l, l
+"
+check "disk remove r0" volctl disk remove r0
 volctl disk list >"$T_TMP/list.txt"
 check_grep "disk list shows m0" '^m0 +mem +64M +512 +no' "$T_TMP/list.txt"
 check_grep "disk list shows n0" '^n0 +null +1G +4096 +yes' "$T_TMP/list.txt"
@@ -249,7 +262,7 @@ import json
 l = {d['name']: d for d in json.load(open('$T_TMP/list.json'))}
 assert l['m0']['size'] == 64 << 20 and l['m0']['backend'] == 'mem' and l['m0']['claimed_by'] is None, l
 assert l['n0']['readonly'] is True and l['n0']['block_size'] == 4096, l
-assert len(l) == 2 + $FILE_DISK, l
+assert len(l) == 5, l
 "
 check "disk remove" volctl disk remove m0
 check_rc "disk remove again: 1" 1 volctl disk remove m0
@@ -270,7 +283,10 @@ volctl --json disk list >"$T_TMP/list2.json"
 check "after a restart the disks are back as they were" python3 -c "
 import json
 l = {d['name']: d for d in json.load(open('$T_TMP/list2.json'))}
-assert set(l) == {'m0', 'n0'} | ({'f0'} if $FILE_DISK else set()), l
+assert set(l) == {'m0', 'n0', 'f0', 'f1', 'f2'}, l
+assert l['f0']['backend'] == 'aio', l['f0']		# auto on epoll reactors
+assert l['f1']['backend'] == 'psync' and l['f2']['backend'] == 'aio' and l['f2']['readonly'], l
+assert all(d['state'] == 'open' for d in l.values()), l
 assert l['m0']['size'] == 64 << 20 and l['m0']['state'] == 'open', l
 assert l['n0']['readonly'] is True and l['n0']['block_size'] == 4096 and l['n0']['backend'] == 'null', l
 "
@@ -331,10 +347,25 @@ check "disk remove h0" volctl disk remove h0
 
 # ---------------------------------------------------------------- stale socket, corrupt state
 check "SIGTERM: exits 0, removes the socket" sand_stop
+rm "$T_TMP/f1.img"
 python3 -c "import socket; s = socket.socket(socket.AF_UNIX); s.bind('$SAND_SOCK')"
 check "a stale socket is left behind (set-up)" test -S "$SAND_SOCK"
 if sand_start --log-file "$T_TMP/sand.log"; then ok "starts over a stale socket"; else not_ok "starts over a stale socket"; fi
 check_grep "... and says it removed it" "removing stale socket" "$T_TMP/sand.log"
+volctl --json disk list >"$T_TMP/list4.json"
+check "a disk whose file vanished comes back as failed, with the reason" python3 -c "
+import json
+l = {d['name']: d for d in json.load(open('$T_TMP/list4.json'))}
+assert l['f1']['state'] == 'failed' and 'No such file' in l['f1']['error'], l['f1']
+assert l['f0']['state'] == 'open' and l['m0']['state'] == 'open', l
+"
+check "... and is not recreated" test ! -e "$T_TMP/f1.img"
+check "... and shows in the table" bash -c "'$VOLCTL_BIN' --socket '$SAND_SOCK' disk list | grep -q '^f1 .*failed: No such file'"
+check "... and can be removed" volctl disk remove f1
+check "... from the state file too" python3 -c "
+import json
+assert 'f1' not in [d['name'] for d in json.load(open('$SAND_DIR/sand.json'))['disks']]
+"
 check "SIGINT: exits 0 too" bash -c "kill -INT $SAND_PID; for i in \$(seq 200); do kill -0 $SAND_PID 2>/dev/null || exit 0; sleep 0.1; done; exit 1"
 wait "$SAND_PID" 2>/dev/null
 check "... with status 0" test $? -eq 0

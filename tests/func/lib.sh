@@ -21,8 +21,8 @@
 SAND_LIB_SH=1
 
 BUILD=${BUILD:-build}
-SAND_BIN=${SAND_BIN:-$BUILD/sand}
-VOLCTL_BIN=${VOLCTL_BIN:-$BUILD/volctl}
+SAND_BIN=$(realpath -m "${SAND_BIN:-$BUILD/sand}")
+VOLCTL_BIN=$(realpath -m "${VOLCTL_BIN:-$BUILD/volctl}")
 T_TIMEOUT=${T_TIMEOUT:-20}
 [ -n "${SANITIZE:-}" ] && T_TIMEOUT=$((T_TIMEOUT * 3))
 T_NAME=$(basename "${0%.sh}")
