@@ -380,4 +380,20 @@ check_grep "... with a clear message" "state file .*sand.json is corrupt" "$T_TM
 check "... and left as it was" cmp -s "$SAND_DIR/sand.json" "$T_TMP/corrupt.json"
 check "... and no socket left" test ! -e "$SAND_SOCK"
 
+# ---------------------------------------------------------------- man pages
+DOC=$(dirname "$0")/../../doc
+for page in sand.8 volctl.8; do
+	if command -v groff >/dev/null; then
+		check "doc/$page renders without groff warnings" \
+			bash -c "LC_ALL=C.UTF-8 groff -man -ww -z '$DOC/$page' 2>&1 | { ! grep .; }"
+	else
+		skip "doc/$page renders without groff warnings" "groff not installed"
+	fi
+done
+"$VOLCTL_BIN" --help | sed -n '/^Verbs:/,/^$/p' | grep '^  [a-z]' | cut -c3-18 | sed 's/ *$//' >"$T_TMP/verbs.txt"
+check "volctl --help lists verbs" test -s "$T_TMP/verbs.txt"
+while read -r verb; do
+	check "volctl.8 documents '$verb'" grep -q "$(echo "$verb" | sed 's/-/\\\\-/g')" "$DOC/volctl.8"
+done <"$T_TMP/verbs.txt"
+
 t_done
