@@ -308,6 +308,34 @@ int rpc_param_size(json_t *params, const char *key, enum rpc_need need,
 	return 0;
 }
 
+int rpc_param_array(json_t *params, const char *key, enum rpc_need need,
+		    json_t **out, struct rpc_err *err)
+{
+	int rc;
+	json_t *v = get(params, key, need, err, &rc);
+
+	if (!v)
+		return rc;
+	if (!json_is_array(v))
+		return bad_param(err, key, "must be an array");
+	*out = v;
+	return 0;
+}
+
+int rpc_param_object(json_t *params, const char *key, enum rpc_need need,
+		     json_t **out, struct rpc_err *err)
+{
+	int rc;
+	json_t *v = get(params, key, need, err, &rc);
+
+	if (!v)
+		return rc;
+	if (!json_is_object(v))
+		return bad_param(err, key, "must be an object");
+	*out = v;
+	return 0;
+}
+
 bool rpc_name_valid(const char *s)
 {
 	size_t n = strlen(s);

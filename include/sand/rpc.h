@@ -101,6 +101,11 @@ int rpc_param_u32(json_t *params, const char *key, enum rpc_need need,
 /* Bytes: a non-negative integer or a size string ("10G", see parse_size). */
 int rpc_param_size(json_t *params, const char *key, enum rpc_need need,
 		   uint64_t *out, struct rpc_err *err);
+/* An array or an object (borrowed: valid while params is). */
+int rpc_param_array(json_t *params, const char *key, enum rpc_need need,
+		    json_t **out, struct rpc_err *err);
+int rpc_param_object(json_t *params, const char *key, enum rpc_need need,
+		     json_t **out, struct rpc_err *err);
 /* A name for objects (disks, pools, volumes, exports): 1..63 characters of
  * [A-Za-z0-9._:-], not starting with '.' or '-'. */
 int rpc_param_name(json_t *params, const char *key, enum rpc_need need,

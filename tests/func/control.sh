@@ -323,7 +323,10 @@ check "status shows the debug list" bash -c "'$VOLCTL_BIN' --socket '$SAND_SOCK'
 check_rc "volctl debug bogus: 1" 1 volctl debug nbd,bogus
 check "debug list unchanged by the bad call" bash -c "'$VOLCTL_BIN' --socket '$SAND_SOCK' debug | grep -q 'nbd,raid'"
 check "volctl debug none" bash -c "'$VOLCTL_BIN' --socket '$SAND_SOCK' debug none | grep -q 'debug: none'"
-check "volctl log-level warn" volctl log-level warn
+check "volctl log-level warn" bash -c "'$VOLCTL_BIN' --socket '$SAND_SOCK' log-level warn | grep -q '^level  warn$'"
+check "volctl log-level shows it" bash -c "'$VOLCTL_BIN' --socket '$SAND_SOCK' log-level | grep -q '^level  warn$'"
+check_rc "volctl log-level bogus: 1" 1 volctl log-level bogus
+check_rc "volctl log-level a b: 2" 2 volctl log-level info debug
 check "volctl log-level info" volctl log-level info
 
 # ---------------------------------------------------------------- one daemon per dir

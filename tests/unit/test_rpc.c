@@ -317,6 +317,34 @@ START_TEST(test_params_bad)
 }
 END_TEST
 
+START_TEST(test_param_array_object)
+{
+	json_t *p = json_pack("{s:[i,i],s:{s:i},s:s}", "list", 1, 2, "obj", "a", 1, "str", "x");
+	struct rpc_err err = { 0 };
+	json_t *a = NULL, *o = NULL;
+
+	ck_assert_int_eq(rpc_param_array(p, "list", RPC_REQUIRED, &a, &err), 0);
+	ck_assert_int_eq(json_array_size(a), 2);
+	ck_assert_int_eq(rpc_param_object(p, "obj", RPC_REQUIRED, &o, &err), 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(o, "a")), 1);
+	ck_assert_int_eq(rpc_param_array(p, "obj", RPC_REQUIRED, &a, &err), -1);
+	ck_assert_int_eq(err.code, RPC_INVALID_PARAMS);
+	ck_assert_ptr_nonnull(strstr(err.message, "'obj' must be an array"));
+	json_decref(err.data);
+	err.data = NULL;
+	ck_assert_int_eq(rpc_param_object(p, "str", RPC_REQUIRED, &o, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err.message, "'str' must be an object"));
+	json_decref(err.data);
+	err.data = NULL;
+	a = NULL;
+	ck_assert_int_eq(rpc_param_array(p, "missing", RPC_OPTIONAL, &a, &err), 0);
+	ck_assert_ptr_null(a);
+	ck_assert_int_eq(rpc_param_array(p, "missing", RPC_REQUIRED, &a, &err), -1);
+	json_decref(err.data);
+	json_decref(p);
+}
+END_TEST
+
 START_TEST(test_name_valid)
 {
 	ck_assert(rpc_name_valid("d0"));
@@ -361,6 +389,7 @@ static Suite *rpc_suite(void)
 	tcase_add_test(tc, test_register);
 	tcase_add_test(tc, test_params_ok);
 	tcase_add_test(tc, test_params_bad);
+	tcase_add_test(tc, test_param_array_object);
 	tcase_add_test(tc, test_name_valid);
 	tcase_add_test(tc, test_error_line);
 	suite_add_tcase(s, tc);

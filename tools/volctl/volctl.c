@@ -8,10 +8,14 @@
  * call() and prints the result (c->json: print_json() instead), then add a
  * line to verbs[] below. argv[0] is the verb's last word; options after the
  * verb are parsed with getopt_long by the function itself (opt_parse()).
+ * Verbs that only take positional names are one line with simple_verb();
+ * print_human() is a default printer for any result (key/value lines for
+ * an object, a table for an array of objects).
  *
  * Exit status: 0 done, 1 the daemon refused or could not be reached,
  * 2 usage error (nothing was sent).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -368,6 +372,157 @@ static int parse_size_arg(struct ctx *c, const char *what, const char *s, uint64
 	return 0;
 }
 
+/* A scalar as text for tables ("-" for null). */
+static void scalar_text(json_t *v, char *buf, size_t len)
+{
+	char *s;
+
+	if (!v || json_is_null(v)) {
+		snprintf(buf, len, "-");
+	} else if (json_is_string(v)) {
+		snprintf(buf, len, "%s", json_string_value(v));
+	} else if (json_is_true(v) || json_is_false(v)) {
+		snprintf(buf, len, "%s", json_is_true(v) ? "yes" : "no");
+	} else {
+		s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		snprintf(buf, len, "%s", s ? s : "?");
+		free(s);
+	}
+}
+
+/*
+ * Default human output for a result: an object prints as "key  value"
+ * lines, an array of objects as a table with the first object's keys as
+ * columns (upper-cased), anything else as JSON. New verbs can start with
+ * this and get a tailored printer later.
+ */
+static void print_human(json_t *r)
+{
+	if (json_is_object(r)) {
+		const char *key;
+		json_t *v;
+		size_t w = 0;
+		char buf[1024];
+
+		json_object_foreach(r, key, v)
+			w = MAX(w, strlen(key));
+		json_object_foreach(r, key, v) {
+			scalar_text(v, buf, sizeof(buf));
+			printf("%-*s  %s\n", (int)w, key, buf);
+		}
+	} else if (json_is_array(r) && json_is_object(json_array_get(r, 0))) {
+		json_t *first = json_array_get(r, 0), *row, *v;
+		unsigned ncols = (unsigned)MIN(json_object_size(first), 16);
+		const char *keys[16], *key;
+		char *cells[16];
+		struct table t;
+		unsigned i = 0;
+		size_t k;
+
+		json_object_foreach(first, key, v)
+			if (i < ncols)
+				keys[i++] = key;
+		memset(&t, 0, sizeof(t));
+		t.ncols = ncols;
+		t.cap = json_array_size(r) + 1;
+		t.cells = calloc(t.cap * ncols, sizeof(char *));
+		if (!t.cells)
+			return;
+		for (i = 0; i < ncols; i++) {
+			char *h = strdup(keys[i]);
+
+			for (char *p = h; p && *p; p++)
+				*p = *p == '_' ? '-' : (char)toupper((unsigned char)*p);
+			t.cells[i] = h;
+		}
+		t.nrows = 1;
+		json_array_foreach(r, k, row) {
+			for (i = 0; i < ncols; i++) {
+				char buf[1024];
+
+				scalar_text(json_object_get(row, keys[i]), buf, sizeof(buf));
+				cells[i] = strdup(buf);
+			}
+			memcpy(&t.cells[t.nrows * ncols], cells, ncols * sizeof(char *));
+			t.nrows++;
+		}
+		table_print(&t);
+	} else if (json_is_array(r) && !json_array_size(r)) {
+		printf("(none)\n");
+	} else {
+		print_json(r);
+	}
+}
+
+/*
+ * The common verb shape: no options, positional arguments that map in order
+ * to the named string params (NULL-terminated; a name starting with '?' is
+ * optional), then print the result (default printer, or the message `done`,
+ * where "%s" stands for the first argument, when not NULL and not --json):
+ *	return simple_verb(c, argc, argv, "disk.remove", "disk %s removed", "name", NULL);
+ */
+static int simple_verb(struct ctx *c, int argc, char **argv, const char *method,
+		       const char *done, ...) __attribute__((sentinel));
+static int simple_verb(struct ctx *c, int argc, char **argv, const char *method,
+		       const char *done, ...)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	json_t *params, *r;
+	const char *name, *first = NULL;
+	va_list ap;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1)
+		return 2;
+	params = json_object();
+	va_start(ap, done);
+	while ((name = va_arg(ap, const char *))) {
+		bool optional = name[0] == '?';
+
+		name += optional;
+		if (optind >= argc) {
+			if (optional)
+				continue;
+			va_end(ap);
+			json_decref(params);
+			{
+				char up[64];
+				size_t i;
+
+				for (i = 0; name[i] && i < sizeof(up) - 1; i++)
+					up[i] = (char)toupper((unsigned char)name[i]);
+				up[i] = '\0';
+				return usage_error(c, "missing %s", up);
+			}
+		}
+		if (!first)
+			first = argv[optind];
+		json_object_set_new(params, name, json_string(argv[optind++]));
+	}
+	va_end(ap);
+	if (optind < argc) {
+		json_decref(params);
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	}
+	r = call(c, method, params);
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else if (done) {		/* "%s" in done is the first argument */
+		const char *p = strstr(done, "%s");
+
+		if (p)
+			printf("%.*s%s%s\n", (int)(p - done), done, first ? first : "", p + 2);
+		else
+			printf("%s\n", done);
+	} else {
+		print_human(r);
+	}
+	json_decref(r);
+	return 0;
+}
+
 /* ------------------------------------------------------------------- verbs */
 
 static int cmd_status(struct ctx *c, int argc, char **argv)
@@ -551,25 +706,7 @@ static int cmd_disk_add(struct ctx *c, int argc, char **argv)
 
 static int cmd_disk_remove(struct ctx *c, int argc, char **argv)
 {
-	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
-	json_t *r;
-
-	opt_reset();
-	if (opt_parse(c, argc, argv, opts) != -1)
-		return 2;
-	if (optind >= argc)
-		return usage_error(c, "missing NAME");
-	if (optind + 1 < argc)
-		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
-	r = call(c, "disk.remove", json_pack("{s:s}", "name", argv[optind]));
-	if (!r)
-		return 1;
-	if (c->json)
-		print_json(r);
-	else
-		printf("disk %s removed\n", argv[optind]);
-	json_decref(r);
-	return 0;
+	return simple_verb(c, argc, argv, "disk.remove", "disk %s removed", "name", NULL);
 }
 
 static int cmd_debug(struct ctx *c, int argc, char **argv)
@@ -605,26 +742,7 @@ static int cmd_debug(struct ctx *c, int argc, char **argv)
 
 static int cmd_log_level(struct ctx *c, int argc, char **argv)
 {
-	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
-	json_t *params = json_object(), *r;
-
-	opt_reset();
-	if (opt_parse(c, argc, argv, opts) != -1 || optind + 1 < argc) {
-		json_decref(params);
-		return optind + 1 < argc ? usage_error(c, "unexpected argument '%s'",
-						       argv[optind + 1]) : 2;
-	}
-	if (optind < argc)
-		json_object_set_new(params, "level", json_string(argv[optind]));
-	r = call(c, "log.level", params);
-	if (!r)
-		return 1;
-	if (c->json)
-		print_json(r);
-	else
-		printf("log level: %s\n", jstr(r, "level") ? jstr(r, "level") : "?");
-	json_decref(r);
-	return 0;
+	return simple_verb(c, argc, argv, "log.level", NULL, "?level", NULL);
 }
 
 static int cmd_call(struct ctx *c, int argc, char **argv)
