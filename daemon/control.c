@@ -175,8 +175,8 @@ static int out_append(struct client *c, const char *buf, size_t len)
 			c->outlen -= c->outoff;
 			c->outoff = 0;
 		}
-		cap = MAX(c->outcap ? c->outcap : 4096, c->outlen + len);
-		while (cap < c->outlen + len)
+		cap = c->outcap ? c->outcap : 4096;
+		while (cap < c->outlen + len)	/* double: appends stay O(1) amortized */
 			cap *= 2;
 		if (cap > c->outcap) {
 			p = realloc(c->out, cap);

@@ -153,6 +153,34 @@ elif case == "noread":
         fail("server stopped reading instead of dropping")
     if not dropped: fail("never dropped")
     if not status_ok(): fail("others not served")
+elif case == "many":
+    # 40 clients at once, interleaved requests: each gets its own answers
+    socks = [conn() for _ in range(40)]
+    for rnd in range(5):
+        for i, s in enumerate(socks):
+            s.sendall(b'{"jsonrpc":"2.0","method":"log.level","id":%d}\n' % (i * 100 + rnd))
+        for i, s in enumerate(socks):
+            r = readline(s)
+            if r["id"] != i * 100 + rnd or r["result"]["level"] != "info": fail(r)
+elif case == "maxclients":
+    # beyond 128 clients, new ones are closed at once; the others still work
+    socks = [conn() for _ in range(128)]
+    extra = conn()
+    if not closed_by_server(extra, 5): fail("client 129 not refused")
+    r = call(socks[0], "status")
+    if "result" not in r: fail(r)
+    for s in socks: s.close()
+    time.sleep(0.5)
+    if not status_ok(): fail("not served after the others left")
+elif case == "rate":
+    # requests per second over one connection (cheap method, pipelined)
+    s = conn()
+    n = 20000
+    t0 = time.time()
+    s.sendall(b'{"jsonrpc":"2.0","method":"log.level","id":1}\n' * n)
+    for _ in range(n):
+        readline(s)
+    print("%d requests in %.2fs: %.0f/s" % (n, time.time() - t0, n / (time.time() - t0)))
 elif case == "status":
     if not status_ok(): fail("no status")
 else:
@@ -179,6 +207,10 @@ hostile_all() {	# hostile_all LOOP
 	hostile "$l: unknown method: -32601" unknown
 	hostile "$l: batch: answered as one array" batch
 	hostile "$l: 100 pipelined requests answered in order" pipeline
+	hostile "$l: 40 clients at once, each answered in its own order" many
+	hostile "$l: beyond 128 clients new ones are refused, the rest served" maxclients
+	hostile "$l: 20000 pipelined requests" rate
+	diag "$l: $(grep requests "$T_TMP/py.out")"
 	hostile "$l: a 10 MiB line: error and closed, others served" hugeline
 	hostile "$l: silent and half-line clients do not block others and are dropped when idle" hang "$IDLE"
 	hostile "$l: a client that never reads is dropped at its output bound" noread
