@@ -566,7 +566,7 @@ static int listen_on(const char *path)
 	old = umask(0177);
 	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 64) < 0) {
+	if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, SOMAXCONN) < 0) {
 		rc = -errno;
 		LOG_ERR(LS_CORE, "control socket %s: %s", path, strerror(-rc));
 		close(fd);
