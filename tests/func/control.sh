@@ -90,6 +90,17 @@ elif case == "types":
     s.sendall(b'{"jsonrpc":"1.0","method":"status","id":1}\n')
     r = readline(s)
     if r["error"]["code"] != -32600: fail(r)
+elif case == "deep":
+    # nesting deep enough to exhaust a recursive parser's stack
+    s = conn()
+    s.sendall(b"[" * 500000 + b"\n")
+    r = readline(s)
+    if r["error"]["code"] != -32700: fail(r)
+    s.sendall(b'{"jsonrpc":"2.0","method":"status","params":' + b'{"a":' * 100000 + b'1' +
+              b'}' * 100000 + b',"id":1}\n')
+    r = readline(s)
+    if r["error"]["code"] != -32700: fail(r)
+    if "result" not in call(s, "status"): fail("not served after")
 elif case == "unknown":
     s = conn()
     r = call(s, "no.such.method", {}, id="abc")
@@ -212,6 +223,7 @@ hostile_all() {	# hostile_all LOOP
 	hostile "$l: not JSON: -32700 and the connection keeps working" notjson
 	hostile "$l: wrong types: -32602 naming the field; -32600 for bad requests" types
 	hostile "$l: unknown method: -32601" unknown
+	hostile "$l: 500000 nested brackets: -32700, no crash" deep
 	hostile "$l: batch: answered as one array" batch
 	hostile "$l: 100 pipelined requests answered in order" pipeline
 	hostile "$l: 40 clients at once, each answered in its own order" many
