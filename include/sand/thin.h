@@ -62,6 +62,17 @@ struct thin_pool_info {
 };
 int thin_pool_info(struct thin_pool *p, struct thin_pool_info *info);
 
+/* Walk every tree and recount every reference to each metadata block and
+ * data chunk; compare with the space maps. 0 if all agree, -EUCLEAN if not
+ * (or if a block or node is invalid), with the first differences logged. */
+struct thin_check_report {
+	unsigned	volumes;
+	uint64_t	node_refs;	/* pointers to nodes followed */
+	uint64_t	mappings;	/* leaf entries of distinct mapping leaves */
+	uint64_t	errors;
+};
+int thin_pool_check(struct thin_pool *p, struct thin_check_report *rep);
+
 /* Volumes, by name. -EEXIST, -ENOENT, -EINVAL (bad name or size), -ENOSPC
  * (metadata full). size is in bytes, a multiple of the device block size. */
 int thin_vol_create(struct thin_pool *p, const char *name, uint64_t size);

@@ -557,3 +557,43 @@ int btree_del(struct btree_info *info, uint64_t root)
 {
 	return del(info, root, 0);
 }
+
+static int walk(struct btree_info *info, uint64_t nr, const struct btree_walker *w,
+		int depth)
+{
+	struct bm_block *b;
+	uint8_t *d;
+	uint32_t i;
+	int rc;
+
+	if (depth > 64)
+		return -EUCLEAN;
+	rc = w->node(w->arg, nr);
+	if (rc <= 0)
+		return rc;
+	rc = node_read(info, nr, &b);
+	if (rc)
+		return rc;
+	d = b->data;
+	for (i = 1; i < n_count(d); i++)
+		if (key_at(d, i - 1) >= key_at(d, i)) {
+			rc = -EUCLEAN;
+			goto unpin;
+		}
+	if (!n_leaf(d) && !n_count(d) && depth > 0)
+		rc = -EUCLEAN;
+	for (i = 0; i < n_count(d) && !rc; i++) {
+		if (n_leaf(d))
+			rc = w->value ? w->value(w->arg, key_at(d, i), val_p(d, i)) : 0;
+		else
+			rc = walk(info, child_at(d, i), w, depth + 1);
+	}
+unpin:
+	tm_unpin(info->tm, b);
+	return rc;
+}
+
+int btree_walk(struct btree_info *info, uint64_t root, const struct btree_walker *w)
+{
+	return walk(info, root, w, 0);
+}

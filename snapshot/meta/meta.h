@@ -203,6 +203,16 @@ int btree_iterate(struct btree_info *info, uint64_t root, uint64_t lo, uint64_t 
 		  btree_iter_fn fn, void *arg);
 /* Drop one reference to a tree (values released when their leaf goes). */
 int btree_del(struct btree_info *info, uint64_t root);
+/* For checkers: node() is called for every reference to a node, depth
+ * first; the walk goes into the node only when it returns > 0 (< 0 stops
+ * the walk), and then calls value() for each entry of a leaf. Unsorted keys
+ * give -EUCLEAN. */
+struct btree_walker {
+	int	(*node)(void *arg, uint64_t nr);
+	int	(*value)(void *arg, uint64_t key, const void *value);
+	void	*arg;
+};
+int btree_walk(struct btree_info *info, uint64_t root, const struct btree_walker *w);
 /* Share a tree: one more reference to its root. */
 static inline int btree_share(struct btree_info *info, uint64_t root)
 {

@@ -98,6 +98,15 @@ static int vclose(struct blkdev *bd)
 	return blkdev_close(bd);
 }
 
+/* The space maps agree with the trees. */
+static void pcheck(struct thin_pool *p)
+{
+	struct thin_check_report r;
+
+	ck_assert_int_eq(thin_pool_check(p, &r), 0);
+	ck_assert_uint_eq(r.errors, 0);
+}
+
 static void vm_open(struct thin_pool *p, const char *name, struct vmodel *v)
 {
 	ck_assert_int_eq(thin_vol_open(p, name, &v->bd), 0);
@@ -174,6 +183,7 @@ START_TEST(t_basic)
 			ck_abort_msg("byte %u not zero", i);
 	vm_write(&a, &seed, 200);
 	vm_check(&a);
+	pcheck(p);
 	ck_assert_int_eq(vio(a.bd, BIO_FLUSH, 0, 0, NULL, 0), 0);
 	ck_assert_int_eq(thin_vol_info(p, "a", &vi), 0);
 	ck_assert_uint_le(vi.mapped_chunks, VOLSZ / CHUNK);
@@ -191,6 +201,7 @@ START_TEST(t_basic)
 	vm_check(&a);
 	vm_write(&a, &seed, 50);
 	vm_check(&a);
+	pcheck(p);
 	vm_close(&a, true);
 	ck_assert_int_eq(thin_vol_delete(p, "a"), 0);
 	ck_assert_int_eq(thin_vol_delete(p, "a"), -ENOENT);
@@ -245,6 +256,7 @@ START_TEST(t_snapshots)
 	vm_write(&v[2], &seed, 50);
 	for (int i = 0; i < 4; i++)
 		vm_check(&v[i]);
+	pcheck(p);
 	/* reopen the pool, all four still right */
 	for (int i = 0; i < 4; i++)
 		vm_close(&v[i], false);
@@ -263,6 +275,7 @@ START_TEST(t_snapshots)
 		for (int j = 0; j < 4; j++)
 			if (v[j].bd)
 				vm_check(&v[j]);
+		pcheck(p);
 	}
 	ck_assert_int_eq(thin_pool_commit(p), 0);
 	ck_assert_int_eq(thin_pool_info(p, &pi), 0);
@@ -312,6 +325,7 @@ START_TEST(t_discard)
 	vm_write(&a, &seed, 40);
 	vm_check(&a);
 	vm_check(&s);
+	pcheck(p);
 	vm_close(&a, true);
 	vm_close(&s, true);
 	ck_assert_int_eq(thin_pool_close(p), 0);
@@ -366,6 +380,7 @@ START_TEST(t_full)
 	ck_assert_int_eq(vio(a.bd, BIO_WRITE, 0, n * CHUNK, buf, CHUNK), 0);
 	memcpy(a.m + n * CHUNK, buf, CHUNK);
 	vm_check(&a);
+	pcheck(p);
 	vm_close(&a, true);
 	ck_assert_int_eq(thin_pool_close(p), 0);
 	tenv_close(&e);
@@ -441,6 +456,7 @@ START_TEST(t_power_cut)
 		if ((!_i || !touched[sct]) && memcmp(buf + sct * 512, flushed + sct * 512, 512))
 			ck_abort_msg("sector %llu", (unsigned long long)sct);
 	/* the snapshot is intact whatever happened */
+	pcheck(p);
 	vm_open(p, "s", &s);
 	ck_assert_int_eq(vio(s.bd, BIO_READ, 0, 0, buf, VOLSZ), 0);
 	vm_close(&s, true);
@@ -597,6 +613,7 @@ START_TEST(t_concurrent)
 	       (unsigned long long)(w[0].done + w[1].done), (double)(now_ns() - t0) / 1e6);
 	ck_assert_int_eq(vio(bd, BIO_READ, 0, 0, buf, VOLSZ), 0);
 	ck_assert(!memcmp(buf, image, VOLSZ));
+	pcheck(p);
 	ck_assert_int_eq(vclose(bd), 0);
 	ck_assert_int_eq(thin_pool_close(p), 0);
 	tenv_close(&e);
@@ -650,6 +667,7 @@ START_TEST(t_meta_full)
 		ck_assert_int_eq(thin_vol_delete(p, name), 0);
 	}
 	ck_assert_int_eq(thin_vol_create(p, "b", VOLSZ), 0);
+	pcheck(p);
 	ck_assert_int_eq(thin_pool_close(p), 0);
 	tenv_close(&e);
 	if (tloop) {
@@ -703,6 +721,50 @@ START_TEST(t_figures)
 }
 END_TEST
 
+/* The checker finds a reference count that is one too high on disk. */
+START_TEST(t_check_detects)
+{
+	struct tenv e;
+	struct thin_pool *p;
+	struct thin_check_report r;
+	struct blkdev *bd;
+	static uint8_t sb[2][4096], blk[4096], buf[4096];
+	uint64_t dbase, slot;
+	int w;
+
+	pool_up(&e, 16u << 20, false, &p);
+	ck_assert_int_eq(thin_vol_create(p, "a", VOLSZ), 0);
+	ck_assert_int_eq(thin_vol_open(p, "a", &bd), 0);
+	memset(buf, 9, sizeof(buf));
+	ck_assert_int_eq(vio(bd, BIO_WRITE, 0, 0, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(vclose(bd), 0);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	/* the newest superblock says where data refcount block 0 is */
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(blk_sync_io(e.mem, BIO_READ, 0, (uint64_t)i * 4096, sb[i], 4096), 0);
+	w = get_le64(sb[1] + 32) > get_le64(sb[0] + 32);
+	dbase = get_le64(sb[w] + 88);
+	/* one metadata refcount block (1 select byte), then the data map's bits */
+	slot = dbase + (sb[w][512 + 1] & 1);
+	ck_assert_int_eq(blk_sync_io(e.mem, BIO_READ, 0, slot * 4096, blk, 4096), 0);
+	ck_assert_uint_eq(get_le32(blk + 32), 1);	/* chunk 0: mapped once */
+	put_le32(blk + 32, 2);
+	put_le32(blk, meta_csum(blk));
+	ck_assert_int_eq(blk_sync_io(e.mem, BIO_WRITE, 0, slot * 4096, blk, 4096), 0);
+	ck_assert_int_eq(thin_pool_open(e.mem, &oo, &p), 0);
+	ck_assert_int_eq(thin_pool_check(p, &r), -EUCLEAN);
+	ck_assert_uint_eq(r.errors, 1);
+	ck_assert_uint_eq(r.volumes, 1);
+	ck_assert_uint_eq(r.mappings, 1);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	tenv_close(&e);
+	if (tloop) {
+		ev_loop_free(tloop);
+		tloop = NULL;
+	}
+}
+END_TEST
+
 START_TEST(t_format_args)
 {
 	struct tenv e;
@@ -742,6 +804,7 @@ static Suite *pool_suite(void)
 	tcase_add_test(tc, t_concurrent);
 	tcase_add_test(tc, t_meta_full);
 	tcase_add_test(tc, t_figures);
+	tcase_add_test(tc, t_check_detects);
 	tcase_add_test(tc, t_format_args);
 	suite_add_tcase(s, tc);
 	return s;
