@@ -765,6 +765,185 @@ START_TEST(t_check_detects)
 }
 END_TEST
 
+/* ---- torture: random operations on several volumes, power cuts ----
+ *
+ * Each write fills every 8-byte word with (tag << 24 | sector) so a sector
+ * tells which write it came from. After a cut (random keep/drop/tear of
+ * every unflushed write) and a reopen: the checker passes, every volume is
+ * there, and each sector holds what it held at the last flush or what one
+ * of the writes since then put there (a discard writes zeros). Control
+ * operations (create, snapshot, clone, delete) commit, so they count as a
+ * flush. */
+#define TV		4
+#define TVOL		(2u << 20)
+#define TSECT		(TVOL / 512)
+
+struct tvol {
+	bool		live;
+	char		name[16];
+	struct blkdev	*bd;
+	uint8_t		*flushed;	/* contents at the last flush */
+};
+
+struct twrite {
+	int		v;
+	uint64_t	off, len;
+	uint64_t	tag;		/* 0: zeros */
+};
+
+static void pattern(uint8_t *buf, uint64_t off, uint64_t len, uint64_t tag)
+{
+	for (uint64_t i = 0; i < len; i += 8)
+		put_le64(buf + i, tag ? tag << 24 | ((off + i) / 512) : 0);
+}
+
+static bool sector_is(const uint8_t *sec, uint64_t sector, uint64_t tag)
+{
+	for (unsigned i = 0; i < 512; i += 8)
+		if (get_le64(sec + i) != (tag ? tag << 24 | sector : 0))
+			return false;
+	return true;
+}
+
+START_TEST(t_torture)
+{
+	struct tenv e;
+	struct thin_pool *p;
+	struct tvol v[TV];
+	static struct twrite wr[4096];
+	static uint8_t buf[TVOL];
+	struct fault_cut_policy pol = { .mode = FAULT_CUT_RANDOM };
+	uint64_t seed = 0x70f + (uint64_t)_i * 7919, tag = 1, nw = 0, newer = 0, older = 0;
+	int nvol = 0, rc;
+
+	memset(v, 0, sizeof(v));
+	pool_up(&e, 24u << 20, true, &p);
+	ck_assert_int_eq(fault_record(e.fd, true), 0);
+	for (int round = 0; round < 12; round++) {
+		for (int op = 0; op < 150; op++) {
+			uint64_t r = rnd(&seed);
+			int i = (int)(r % TV), k;
+
+			if (!v[i].live) {		/* create, snapshot or clone */
+				for (k = 0; k < TV && !v[k].live; k++)
+					;
+				snprintf(v[i].name, sizeof(v[i].name), "v%d", nvol++);
+				if (k == TV || (r >> 8) % 3 == 0) {
+					T_EQ(thin_vol_create(p, v[i].name, TVOL), 0);
+					v[i].flushed = calloc(1, TVOL);
+				} else {
+					T_EQ(((r >> 8) % 3 == 1 ? thin_snap_create :
+					      thin_clone_create)(p, v[k].name, v[i].name), 0);
+					/* a commit: everything so far is durable */
+					T_EQ(vio(v[k].bd, BIO_READ, 0, 0, buf, TVOL), 0);
+					v[i].flushed = malloc(TVOL);
+					memcpy(v[i].flushed, buf, TVOL);
+				}
+				T_EQ(thin_vol_open(p, v[i].name, &v[i].bd), 0);
+				v[i].live = true;
+				goto flushed;
+			}
+			switch ((r >> 8) % 16) {
+			case 0:				/* delete */
+				T_EQ(vclose(v[i].bd), 0);
+				T_EQ(thin_vol_delete(p, v[i].name), 0);
+				free(v[i].flushed);
+				v[i].live = false;
+				goto flushed;
+			case 1:				/* flush */
+				T_EQ(vio(v[i].bd, BIO_FLUSH, 0, 0, NULL, 0), 0);
+				goto flushed;
+			case 2: {			/* discard */
+				uint64_t len = 512 * (1 + (r >> 16) % 300);
+				uint64_t off = 512 * ((r >> 32) % ((TVOL - len) / 512));
+
+				if (v[i].bd->readonly)
+					break;
+				T_EQ(vio(v[i].bd, BIO_DISCARD, 0, off, NULL, len), 0);
+				wr[nw++] = (struct twrite){ .v = i, .off = off, .len = len };
+				break;
+			}
+			default: {			/* write, sometimes FUA */
+				uint64_t len = 512 * (1 + (r >> 16) % 300);
+				uint64_t off = 512 * ((r >> 32) % ((TVOL - len) / 512));
+				bool fua = (r >> 60) == 0;
+
+				if (v[i].bd->readonly)
+					break;
+				pattern(buf, off, len, tag);
+				T_EQ(vio(v[i].bd, BIO_WRITE, fua ? BIO_FUA : 0, off, buf, len), 0);
+				wr[nw++] = (struct twrite){ .v = i, .off = off, .len = len, .tag = tag++ };
+				if (fua)
+					goto flushed;
+				break;
+			}
+			}
+			continue;
+flushed:
+			/* every live volume's present contents are now durable */
+			for (k = 0; k < TV; k++)
+				if (v[k].live)
+					T_EQ(vio(v[k].bd, BIO_READ, 0, 0, v[k].flushed, TVOL), 0);
+			nw = 0;
+		}
+		/* the cut */
+		pol.seed = seed;
+		T_EQ(fault_power_cut(e.fd, &pol), 0);
+		for (int i = 0; i < TV; i++)
+			if (v[i].live)
+				T_EQ(vclose(v[i].bd), 0);
+		rc = thin_pool_close(p);
+		T_TRUE(rc == 0 || rc == -EIO);
+		T_EQ(fault_power_restore(e.fd), 0);
+		T_EQ(thin_pool_open(tenv_dev(&e), &oo, &p), 0);
+		pcheck(p);
+		for (int i = 0; i < TV; i++) {
+			if (!v[i].live)
+				continue;
+			T_EQ(thin_vol_open(p, v[i].name, &v[i].bd), 0);
+			T_EQ(vio(v[i].bd, BIO_READ, 0, 0, buf, TVOL), 0);
+			for (uint64_t sct = 0; sct < TSECT; sct++) {
+				bool ok = !memcmp(buf + sct * 512, v[i].flushed + sct * 512, 512);
+				bool later = false;
+
+				for (uint64_t j = nw; j-- > 0; )
+					if (wr[j].v == i && wr[j].off <= sct * 512 &&
+					    sct * 512 < wr[j].off + wr[j].len) {
+						later = true;
+						if (!ok && sector_is(buf + sct * 512, sct, wr[j].tag)) {
+							ok = true;
+							newer++;
+						}
+					}
+				older += ok && later && !memcmp(buf + sct * 512,
+								v[i].flushed + sct * 512, 512);
+				if (!ok)
+					ck_abort_msg("round %d: %s sector %llu holds neither its flushed "
+						     "contents nor a later write", round, v[i].name,
+						     (unsigned long long)sct);
+			}
+			memcpy(v[i].flushed, buf, TVOL);
+		}
+		nw = 0;
+	}
+	/* the cuts kept some unflushed sectors and lost others */
+	ck_assert_uint_gt(newer, 0);
+	ck_assert_uint_gt(older, 0);
+	for (int i = 0; i < TV; i++)
+		if (v[i].live) {
+			T_EQ(vclose(v[i].bd), 0);
+			free(v[i].flushed);
+		}
+	pcheck(p);
+	T_EQ(thin_pool_close(p), 0);
+	tenv_close(&e);
+	if (tloop) {
+		ev_loop_free(tloop);
+		tloop = NULL;
+	}
+}
+END_TEST
+
 START_TEST(t_format_args)
 {
 	struct tenv e;
@@ -805,6 +984,7 @@ static Suite *pool_suite(void)
 	tcase_add_test(tc, t_meta_full);
 	tcase_add_test(tc, t_figures);
 	tcase_add_test(tc, t_check_detects);
+	tcase_add_loop_test(tc, t_torture, 0, 6);
 	tcase_add_test(tc, t_format_args);
 	suite_add_tcase(s, tc);
 	return s;
