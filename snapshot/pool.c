@@ -759,6 +759,9 @@ static int snap_owner(struct thin_pool *p, void *arg)
 	o = rec_find(p, a->origin);
 	if (!o)
 		return -ENOENT;
+	/* mappings keep 24 bits of time: past that, sharing could not be told */
+	if (p->time >= TIME_MASK)
+		return -EOVERFLOW;
 	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
 		return -ENOSPC;
 	rc = btree_share(&p->minfo, o->root);
@@ -767,7 +770,7 @@ static int snap_owner(struct thin_pool *p, void *arg)
 	r = rec_new(p, a->name);
 	if (!r)
 		return fail(p, -ENOMEM);
-	p->time = (p->time + 1) & TIME_MASK;
+	p->time++;
 	r->root = o->root;
 	r->size = o->size;
 	r->flags = a->readonly ? VOL_RDONLY : 0;

@@ -76,7 +76,8 @@ int thin_pool_check(struct thin_pool *p, struct thin_check_report *rep);
 /* Volumes, by name. -EEXIST, -ENOENT, -EINVAL (bad name or size), -ENOSPC
  * (metadata full). size is in bytes, a multiple of the device block size. */
 int thin_vol_create(struct thin_pool *p, const char *name, uint64_t size);
-/* A read-only snapshot of origin: O(1), it shares origin's mapping. */
+/* A read-only snapshot of origin: O(1), it shares origin's mapping.
+ * -EOVERFLOW after 2^24 - 1 snapshots and clones in the pool's life. */
 int thin_snap_create(struct thin_pool *p, const char *origin, const char *name);
 /* A writable snapshot. */
 int thin_clone_create(struct thin_pool *p, const char *origin, const char *name);
