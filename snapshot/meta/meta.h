@@ -47,6 +47,7 @@ static_assert(sizeof(struct meta_hdr) == META_HDR_SIZE, "meta_hdr size");
 #define MAGIC_SUPER	0x53444e53u	/* "SNDS" */
 #define MAGIC_SM	0x4d53444eu	/* "NDSM" */
 #define MAGIC_NODE	0x4e42444eu	/* "NDBN" */
+#define MAGIC_SEL	0x4c53444eu	/* "NDSL" */
 
 struct bm_validator {
 	const char	*name;
@@ -141,6 +142,8 @@ struct tm_geom {
 	uint64_t	meta_nblocks;	/* metadata blocks, superblocks included */
 	uint64_t	data_nentries;	/* data chunks */
 	unsigned	cache_blocks;	/* 0: default (1024) */
+	bool		sel_blocks;	/* keep the slot-select bits in select blocks
+					 * even when they fit in the superblock */
 };
 
 struct tm;

@@ -35,11 +35,16 @@ static const struct bm_validator sb_validator = { .name = "superblock", .magic =
 #define SB_GEN		32
 #define SB_META_NBLOCKS	40
 #define SB_BLOCK_SIZE	48
+#define SB_NSEL		52	/* le32: select blocks (0: bits inline) */
 #define SB_MSM		56
 #define SB_DSM		88
+#define SB_SEL_BASE	120	/* le64: first select-block slot */
 #define SB_USER		128
 #define SB_SEL		512
 #define SB_SEL_MAX	(META_BLOCK_SIZE - SB_SEL)
+#define SEL_PER_BLOCK	(META_BLOCK_SIZE - META_HDR_SIZE)	/* select bytes per select block */
+
+static const struct bm_validator sel_validator = { .name = "select", .magic = MAGIC_SEL };
 
 struct blkset {
 	uint64_t	*v;		/* 0 = empty slot; we store nr + 1 */
@@ -54,7 +59,84 @@ struct tm {
 	uint64_t	meta_nblocks;
 	struct blkset	fresh;		/* allocated in this transaction */
 	uint8_t		user[TM_USER_SIZE];
+
+	/* select blocks: when the space maps' slot-select bits do not fit in
+	 * the superblock, they live in nsel blocks of 2 slots each, and the
+	 * superblock holds one select bit per select block */
+	uint32_t	nsel;
+	uint64_t	sel_base;
+	uint8_t		*sel_com;	/* the select bytes as last committed */
+	uint8_t		*sel_new;	/* as pre-commit wrote them */
+	uint8_t		sb_bits[SB_SEL_MAX];	/* committed slot of each select block */
+	uint8_t		sb_bits_new[SB_SEL_MAX];
+	bool		sel_force;	/* write every select block (format) */
 };
+
+static bool sbit(const uint8_t *m, uint64_t i)
+{
+	return m[i / 8] >> (i % 8) & 1;
+}
+
+/* The current select bytes of both space maps, one after the other. */
+static void sel_build(struct tm *tm, uint8_t *buf)
+{
+	sm_get_sel(tm->msm, buf);
+	sm_get_sel(tm->dsm, buf + sm_sel_bytes(tm->msm));
+}
+
+/* Pre-commit: each select block that changed goes to its other slot. */
+static int sel_write(struct tm *tm)
+{
+	struct bm_block *b;
+	uint32_t j;
+	int rc;
+
+	memset(tm->sel_new, 0, (size_t)tm->nsel * SEL_PER_BLOCK);
+	sel_build(tm, tm->sel_new);
+	memcpy(tm->sb_bits_new, tm->sb_bits, sizeof(tm->sb_bits));
+	for (j = 0; j < tm->nsel; j++) {
+		size_t off = (size_t)j * SEL_PER_BLOCK;
+
+		if (!tm->sel_force && !memcmp(tm->sel_new + off, tm->sel_com + off, SEL_PER_BLOCK))
+			continue;
+		tm->sb_bits_new[j / 8] ^= (uint8_t)(1u << (j % 8));
+		rc = bm_new(tm->bm, tm->sel_base + 2 * j + sbit(tm->sb_bits_new, j),
+			    &sel_validator, &b);
+		if (rc)
+			return rc;
+		memcpy(b->data + META_HDR_SIZE, tm->sel_new + off, SEL_PER_BLOCK);
+		bm_unpin(tm->bm, b);
+	}
+	return 0;
+}
+
+/* Open: read the select blocks the superblock points at. */
+static int sel_read(struct tm *tm, uint8_t *buf)
+{
+	struct bm_block *b;
+	uint32_t j;
+	int rc;
+
+	for (j = 0; j < tm->nsel; j++) {
+		rc = bm_read(tm->bm, tm->sel_base + 2 * j + sbit(tm->sb_bits, j), &sel_validator, &b);
+		if (rc)
+			return rc;
+		memcpy(buf + (size_t)j * SEL_PER_BLOCK, b->data + META_HDR_SIZE, SEL_PER_BLOCK);
+		bm_unpin(tm->bm, b);
+	}
+	return 0;
+}
+
+static int sel_alloc(struct tm *tm)
+{
+	size_t n = (size_t)tm->nsel * SEL_PER_BLOCK;
+
+	tm->sel_com = calloc(2, n ? n : 1);
+	if (!tm->sel_com)
+		return -ENOMEM;
+	tm->sel_new = tm->sel_com + n;
+	return 0;
+}
 
 static size_t set_hash(uint64_t k, size_t cap)
 {
@@ -127,6 +209,7 @@ static void tm_free(struct tm *tm)
 	sm_free(tm->msm);
 	bm_destroy(tm->bm);
 	set_clear(&tm->fresh);
+	free(tm->sel_com);
 	free(tm);
 }
 
@@ -140,6 +223,7 @@ int tm_format(struct blkdev *dev, const struct tm_geom *g, struct tm **out)
 {
 	uint64_t nbm = sm_nblocks_for(g->meta_nblocks);
 	uint64_t nbd = sm_nblocks_for(g->data_nentries);
+	uint64_t sel_bytes, nsel = 0;
 	struct sm_root mr, dr;
 	uint8_t *zero;
 	struct tm *tm;
@@ -147,16 +231,25 @@ int tm_format(struct blkdev *dev, const struct tm_geom *g, struct tm **out)
 
 	mr = (struct sm_root){ .base = 2, .nentries = g->meta_nblocks };
 	dr = (struct sm_root){ .base = 2 + 2 * nbm, .nentries = g->data_nentries };
-	mr.alloc_begin = dr.base + 2 * nbd;
+	sel_bytes = DIV_ROUND_UP(nbm, 8) + DIV_ROUND_UP(nbd, 8);
+	if (sel_bytes > SB_SEL_MAX || g->sel_blocks)
+		nsel = DIV_ROUND_UP(sel_bytes, SEL_PER_BLOCK);
+	if (DIV_ROUND_UP(nsel, 8) > SB_SEL_MAX)
+		return -EFBIG;
+	mr.alloc_begin = dr.base + 2 * nbd + 2 * nsel;
 	if (!g->data_nentries || mr.alloc_begin + 16 > g->meta_nblocks)
 		return -EINVAL;
-	if (DIV_ROUND_UP(nbm, 8) + DIV_ROUND_UP(nbd, 8) > SB_SEL_MAX)
-		return -EFBIG;
 	tm = calloc(1, sizeof(*tm));
 	if (!tm)
 		return -ENOMEM;
 	tm->dev = dev;
 	tm->meta_nblocks = g->meta_nblocks;
+	tm->nsel = (uint32_t)nsel;
+	tm->sel_base = dr.base + 2 * nbd;
+	tm->sel_force = true;
+	rc = sel_alloc(tm);
+	if (rc)
+		goto free_tm;
 	rc = bm_create(dev, g->meta_nblocks, g->cache_blocks ? g->cache_blocks : 1024, &tm->bm);
 	if (rc)
 		goto free_tm;
@@ -223,7 +316,8 @@ int tm_open(struct blkdev *dev, unsigned cache_blocks, struct tm **out)
 	uint8_t (*sb)[META_BLOCK_SIZE];
 	struct sm_root mr, dr;
 	struct tm *tm;
-	const uint8_t *s;
+	const uint8_t *s, *sel;
+	uint64_t sel_bytes;
 	int which = 0, rc;
 
 	sb = malloc(2 * META_BLOCK_SIZE);
@@ -248,18 +342,35 @@ int tm_open(struct blkdev *dev, unsigned cache_blocks, struct tm **out)
 	get_root(s + SB_MSM, &mr);
 	get_root(s + SB_DSM, &dr);
 	memcpy(tm->user, s + SB_USER, TM_USER_SIZE);
-	if (DIV_ROUND_UP(sm_nblocks_for(mr.nentries), 8) +
-	    DIV_ROUND_UP(sm_nblocks_for(dr.nentries), 8) > SB_SEL_MAX) {
+	tm->nsel = get_le32(s + SB_NSEL);
+	tm->sel_base = get_le64(s + SB_SEL_BASE);
+	sel_bytes = DIV_ROUND_UP(sm_nblocks_for(mr.nentries), 8) +
+		    DIV_ROUND_UP(sm_nblocks_for(dr.nentries), 8);
+	if (tm->nsel ? DIV_ROUND_UP(tm->nsel, 8) > SB_SEL_MAX ||
+		       (uint64_t)tm->nsel * SEL_PER_BLOCK < sel_bytes ||
+		       tm->sel_base + 2ull * tm->nsel > tm->meta_nblocks
+		     : sel_bytes > SB_SEL_MAX) {
 		rc = -EUCLEAN;
 		goto free_tm;
 	}
+	rc = sel_alloc(tm);
+	if (rc)
+		goto free_tm;
 	rc = bm_create(dev, tm->meta_nblocks, cache_blocks ? cache_blocks : 1024, &tm->bm);
 	if (rc)
 		goto free_tm;
-	rc = sm_open(tm->bm, &mr, s + SB_SEL, &tm->msm);
+	sel = s + SB_SEL;
+	if (tm->nsel) {
+		memcpy(tm->sb_bits, s + SB_SEL, DIV_ROUND_UP(tm->nsel, 8));
+		rc = sel_read(tm, tm->sel_com);
+		if (rc)
+			goto free_tm;
+		sel = tm->sel_com;
+	}
+	rc = sm_open(tm->bm, &mr, sel, &tm->msm);
 	if (rc)
 		goto free_tm;
-	rc = sm_open(tm->bm, &dr, s + SB_SEL + sm_sel_bytes(tm->msm), &tm->dsm);
+	rc = sm_open(tm->bm, &dr, sel + sm_sel_bytes(tm->msm), &tm->dsm);
 	if (rc)
 		goto free_tm;
 	free(sb);
@@ -277,6 +388,10 @@ free_sb:
 
 int tm_pre_commit(struct tm *tm)
 {
+	int rc;
+
+	if (tm->nsel && (rc = sel_write(tm)))
+		return rc;
 	return bm_flush(tm->bm);
 }
 
@@ -300,8 +415,12 @@ int tm_write_super(struct tm *tm, bool flush)
 	sm_get_root(tm->dsm, &r);
 	put_root(d + SB_DSM, &r);
 	memcpy(d + SB_USER, tm->user, TM_USER_SIZE);
-	sm_get_sel(tm->msm, d + SB_SEL);
-	sm_get_sel(tm->dsm, d + SB_SEL + sm_sel_bytes(tm->msm));
+	put_le32(d + SB_NSEL, tm->nsel);
+	put_le64(d + SB_SEL_BASE, tm->sel_base);
+	if (tm->nsel)
+		memcpy(d + SB_SEL, tm->sb_bits_new, DIV_ROUND_UP(tm->nsel, 8));
+	else
+		sel_build(tm, d + SB_SEL);
 	rc = bm_write_now(tm->bm, b);
 	bm_unpin(tm->bm, b);
 	if (!rc && flush)
@@ -309,6 +428,11 @@ int tm_write_super(struct tm *tm, bool flush)
 	if (rc)
 		return rc;
 	tm->gen = gen;
+	if (tm->nsel) {
+		memcpy(tm->sb_bits, tm->sb_bits_new, sizeof(tm->sb_bits));
+		memcpy(tm->sel_com, tm->sel_new, (size_t)tm->nsel * SEL_PER_BLOCK);
+		tm->sel_force = false;
+	}
 	sm_committed(tm->msm);
 	sm_committed(tm->dsm);
 	set_clear(&tm->fresh);

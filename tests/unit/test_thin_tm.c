@@ -21,6 +21,14 @@
 #define NDATA		30000u
 #define NKEYS		20000u
 
+/* set by the "sel" test case: slot-select bits in select blocks */
+static bool sel_blocks;
+
+static void sel_on(void)
+{
+	sel_blocks = true;
+}
+
 struct state {
 	uint32_t	val[NKEYS];	/* data entry + 1 */
 	uint64_t	n;
@@ -46,7 +54,7 @@ static void info_for(struct btree_info *bi, struct tm *tm)
 static struct tm *fmt(struct tenv *e, struct state *s)
 {
 	struct tm_geom g = { .meta_nblocks = META_NBLOCKS, .data_nentries = NDATA,
-			     .cache_blocks = 16 };
+			     .cache_blocks = 16, .sel_blocks = sel_blocks };
 	struct btree_info bi;
 	struct tm *tm;
 
@@ -138,6 +146,13 @@ START_TEST(t_commit_reopen)
 	struct tm *tm = fmt(&e, &s);
 
 	T_EQ(fault_record(e.fd, false), 0);
+	{
+		struct sm_root r;
+
+		/* 5 + 30 refcount blocks, then 1 select block if asked for */
+		sm_get_root(tm_msm(tm), &r);
+		T_EQ(r.alloc_begin, 2 + 2 * 5 + 2 * 30 + (sel_blocks ? 2 : 0));
+	}
 	gen = tm_generation(tm);
 	T_EQ(gen, 2);	/* format, then the empty tree */
 	for (int i = 0; i < 6; i++) {
@@ -338,11 +353,8 @@ START_TEST(t_commit_fails)
 }
 END_TEST
 
-static Suite *tm_suite(void)
+static void add_tests(TCase *tc)
 {
-	Suite *s = suite_create("thin_tm");
-	TCase *tc = tcase_create("tm");
-
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, t_commit_reopen);
 	tcase_add_loop_test(tc, t_cut_between, 0, 5);
@@ -350,7 +362,20 @@ static Suite *tm_suite(void)
 	tcase_add_test(tc, t_cut_super_torn);
 	tcase_add_test(tc, t_super_corrupt);
 	tcase_add_loop_test(tc, t_commit_fails, 0, 4);
+}
+
+static Suite *tm_suite(void)
+{
+	Suite *s = suite_create("thin_tm");
+	TCase *tc = tcase_create("tm");
+	TCase *tcs = tcase_create("sel");
+
+	add_tests(tc);
 	suite_add_tcase(s, tc);
+	/* the same with the select bits in select blocks */
+	tcase_add_unchecked_fixture(tcs, sel_on, NULL);
+	add_tests(tcs);
+	suite_add_tcase(s, tcs);
 	return s;
 }
 
