@@ -7,6 +7,8 @@
  *   0, 1        superblocks, written alternately (generation odd -> 1)
  *   2 ..        metadata space map slots (2 per refcount block)
  *   ..          data space map slots (2 per refcount block)
+ *   ..          select blocks (2 slots each), only when the space maps'
+ *               slot-select bits do not fit in the superblock
  *   alloc_begin .. meta_nblocks-1   B-tree nodes, allocated by the
  *               metadata space map
  *
