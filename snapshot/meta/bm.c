@@ -10,7 +10,8 @@
  * flipped bit, a torn write or a block that landed at the wrong place is
  * refused with -EUCLEAN instead of being believed.
  *
- * The cache holds at most max_cached blocks that nobody has pinned; evicting
+ * A flush writes the dirty blocks FLUSH_DEPTH at a time, then flushes the
+ * device. The cache holds at most max_cached blocks that nobody has pinned; evicting
  * a dirty block writes it first. That is safe because nothing dirty is ever
  * referenced by the committed state: the transaction manager only dirties
  * blocks it allocated in this transaction (or the space maps' uncommitted
@@ -319,19 +320,57 @@ int bm_write_now(struct bm *bm, struct bm_block *b)
 	return write_block(bm, b);
 }
 
+struct batch {
+	unsigned	inflight;
+	int		status;
+};
+
+static void batch_end(struct bio *bio, int status)
+{
+	struct batch *bt = bio->end_arg;
+
+	bt->inflight--;
+	if (status && !bt->status)
+		bt->status = status;
+}
+
+#define FLUSH_DEPTH	32	/* writes in flight during bm_flush */
+
+/* Write every dirty block, FLUSH_DEPTH at a time, then flush the device. */
 int bm_flush(struct bm *bm)
 {
+	struct batch bt = { 0 };
 	struct bm_block *b;
 	unsigned i;
-	int rc;
+	int rc = 0;
 
+	for (i = 0; i <= bm->hash_mask && !rc; i++)
+		for (b = bm->hash[i]; b && !rc; b = b->hnext) {
+			struct iovec iov = { .iov_base = b->data, .iov_len = META_BLOCK_SIZE };
+
+			if (!b->dirty)
+				continue;
+			stamp(b);
+			while (bt.inflight >= FLUSH_DEPTH)
+				ev_run_once(bm->loop, -1);
+			while ((rc = blk_rw(bm->ch, BIO_WRITE, 0, &iov, 1, b->nr * META_BLOCK_SIZE,
+					    META_BLOCK_SIZE, batch_end, &bt)) == -EAGAIN ||
+			       rc == -ENOMEM)
+				ev_run_once(bm->loop, 10);
+			if (rc)
+				break;
+			bt.inflight++;
+			bm->st.writes++;
+		}
+	while (bt.inflight)	/* bt lives on this stack: wait for every end */
+		ev_run_once(bm->loop, 100);
+	if (!rc)
+		rc = bt.status;
+	if (rc)
+		return rc;
 	for (i = 0; i <= bm->hash_mask; i++)
 		for (b = bm->hash[i]; b; b = b->hnext)
-			if (b->dirty) {
-				rc = write_block(bm, b);
-				if (rc)
-					return rc;
-			}
+			b->dirty = false;
 	return bm_io(bm, BIO_FLUSH, 0, NULL);
 }
 
