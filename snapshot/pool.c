@@ -602,7 +602,7 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 	rc = posix_memalign((void **)&p->cbuf, 4096, p->chunk) ? -ENOMEM : 0;
 	if (rc)
 		goto free_pool;
-	rc = ev_loop_new(EV_EPOLL, 16, &p->dloop);
+	rc = ev_loop_new(EV_AUTO, 64, &p->dloop);
 	if (rc)
 		goto free_pool;
 	rc = blk_chan_open(dev, p->dloop, &p->dch);

@@ -150,7 +150,7 @@ int bm_create(struct blkdev *dev, uint64_t nblocks, unsigned cache_blocks, struc
 	bm->nblocks = nblocks;
 	bm->max_cached = cache_blocks;
 	list_init(&bm->lru);
-	rc = ev_loop_new(EV_EPOLL, 16, &bm->loop);
+	rc = ev_loop_new(EV_AUTO, 64, &bm->loop);	/* io_uring devices need a ring */
 	if (rc)
 		goto free_hash;
 	rc = blk_chan_open(dev, bm->loop, &bm->ch);
