@@ -310,6 +310,9 @@ static int read_super(struct blkdev *dev, uint8_t sb[2][META_BLOCK_SIZE], int *w
 	if (!ok[0] && !ok[1])
 		return err;
 	*which = ok[0] && ok[1] ? gen[1] > gen[0] : ok[1];
+	if (!ok[0] || !ok[1])
+		LOG_WARN(LS_THIN, "%s: superblock %d not valid, using generation %llu from %d",
+			 dev->name, !*which, (unsigned long long)gen[*which], *which);
 	return 0;
 }
 
