@@ -219,6 +219,8 @@ static void user_pack(struct thin_pool *p)
 	put_le64(u + U_NR_CHUNKS, p->nr_chunks);
 }
 
+static void low_space_check(struct thin_pool *p);
+
 static int fail(struct thin_pool *p, int rc)
 {
 	if (!p->failed) {
@@ -262,6 +264,7 @@ static int commit(struct thin_pool *p)
 	if (rc)
 		return fail(p, rc);
 	p->dirty = p->unflushed = false;
+	low_space_check(p);	/* space freed by the transaction may rearm it */
 	return 0;
 }
 
@@ -288,6 +291,24 @@ static int map_lookup(struct thin_pool *p, struct vol_rec *r, uint64_t vc,
 	if (*pc >= p->nr_chunks)
 		return -EUCLEAN;
 	return 0;
+}
+
+/* Announce crossing below the low-water mark, once per crossing. */
+static void low_space_check(struct thin_pool *p)
+{
+	uint64_t free_chunks;
+
+	if (!p->low_space)
+		return;
+	free_chunks = sm_nr_free(tm_dsm(p->tm));
+	if (free_chunks < p->low_water && !p->low) {
+		p->low = true;
+		LOG_WARN(LS_THIN, "%s: low on data space: %llu chunks free", p->dev->name,
+			 (unsigned long long)free_chunks);
+		p->low_space(p->low_space_arg, free_chunks);
+	} else if (free_chunks >= p->low_water) {
+		p->low = false;
+	}
 }
 
 /* Fill [in, in+n) of the chunk buffer from the bio (or zeros). */
@@ -321,8 +342,11 @@ static int write_seg(struct thin_pool *p, struct vol_rec *r, struct bio *bio,
 	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
 		return -ENOSPC;
 	rc = sm_alloc(tm_dsm(p->tm), &q);
+	if (rc == -ENOSPC)
+		LOG_RATELIMIT(LOG_WARN, LS_THIN, "%s: out of data space", p->dev->name);
 	if (rc)
 		return rc == -ENOSPC ? rc : fail(p, rc);
+	low_space_check(p);
 	if (n < p->chunk) {
 		if (mapped)	/* shared: copy it first */
 			rc = data_io(p, BIO_READ, chunk_off(p, pc), p->cbuf, p->chunk);
@@ -575,6 +599,11 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 	p->dev = dev;
 	list_init(&p->vols);
 	p->commit_ms = o && o->commit_ms ? o->commit_ms : 1000;
+	if (o && o->low_space) {
+		p->low_water = o->low_water;
+		p->low_space = o->low_space;
+		p->low_space_arg = o->low_space_arg;
+	}
 	rc = tm_open(dev, o ? o->cache_blocks : 0, &p->tm);
 	if (rc) {
 		p->tm = NULL;
@@ -659,6 +688,7 @@ int thin_pool_commit(struct thin_pool *p)
 static int info_owner(struct thin_pool *p, void *arg)
 {
 	struct thin_pool_info *i = arg;
+	struct list_head *pos;
 
 	i->chunk_size = p->chunk;
 	i->data_chunks = p->nr_chunks;
@@ -668,6 +698,9 @@ static int info_owner(struct thin_pool *p, void *arg)
 	i->generation = tm_generation(p->tm);
 	i->time = p->time;
 	i->volumes = p->nvols;
+	i->virtual_bytes = 0;
+	list_for_each(pos, &p->vols)
+		i->virtual_bytes += list_entry(pos, struct vol_rec, link)->size;
 	return 0;
 }
 

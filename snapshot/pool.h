@@ -66,6 +66,10 @@ struct thin_pool {
 	struct ev_loop		*loop;		/* the owner's */
 	struct ev_timer		commit_timer;
 	unsigned		commit_ms;
+	uint64_t		low_water;
+	bool			low;		/* below low_water, announced */
+	void			(*low_space)(void *arg, uint64_t free_chunks);
+	void			*low_space_arg;
 
 	struct ev_loop		*dloop;		/* private, for data I/O */
 	struct blkchan		*dch;

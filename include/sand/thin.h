@@ -43,6 +43,13 @@ int thin_pool_format(struct blkdev *dev, const struct thin_format_opts *o);
 struct thin_open_opts {
 	unsigned	cache_blocks;	/* metadata cache, 4 KiB blocks; 0: 1024 */
 	unsigned	commit_ms;	/* 0: 1000 */
+	/* Low-space announcement: low_space(arg, free) runs on the owner
+	 * thread when the free data chunks fall below low_water, once per
+	 * crossing (again after they have risen to low_water or more). It
+	 * must not call back into the pool. 0 / NULL: none. */
+	uint64_t	low_water;
+	void		(*low_space)(void *arg, uint64_t free_chunks);
+	void		*low_space_arg;
 };
 
 /* Open a formatted pool: -EUCLEAN when its metadata is not valid. */
@@ -59,6 +66,8 @@ struct thin_pool_info {
 	uint64_t	generation;
 	uint32_t	time;
 	unsigned	volumes;
+	uint64_t	virtual_bytes;	/* sum of the volumes' sizes: overcommit if
+					 * more than data_chunks * chunk_size */
 };
 int thin_pool_info(struct thin_pool *p, struct thin_pool_info *info);
 

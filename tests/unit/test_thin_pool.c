@@ -339,9 +339,22 @@ START_TEST(t_discard)
 }
 END_TEST
 
-/* A full pool: writes needing a chunk get -ENOSPC, nothing else fails. */
+static void on_low(void *arg, uint64_t free_chunks)
+{
+	uint64_t *calls = arg;
+
+	calls[0]++;
+	calls[1] = free_chunks;
+}
+
+/* A full pool: writes needing a chunk get -ENOSPC, nothing else fails; the
+ * low-space hook runs once on the way down and again after space came back
+ * and went. */
 START_TEST(t_full)
 {
+	static uint64_t calls[2];
+	struct thin_open_opts lo = { .cache_blocks = 64, .commit_ms = 600000, .low_water = 8,
+				     .low_space = on_low, .low_space_arg = calls };
 	struct tenv e;
 	struct thin_pool *p;
 	struct vmodel a = { 0 };
@@ -351,6 +364,8 @@ START_TEST(t_full)
 	int rc;
 
 	pool_up(&e, 3u << 20, false, &p);	/* fewer chunks than the volume has */
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	ck_assert_int_eq(thin_pool_open(tenv_dev(&e), &lo, &p), 0);
 	ck_assert_int_eq(thin_pool_info(p, &pi), 0);
 	ck_assert_uint_lt(pi.data_chunks, VOLSZ / CHUNK);
 	ck_assert_int_eq(thin_vol_create(p, "a", VOLSZ), 0);
@@ -365,6 +380,11 @@ START_TEST(t_full)
 		n++;
 	}
 	ck_assert_uint_eq(n, pi.data_chunks);
+	ck_assert_uint_eq(calls[0], 1);
+	ck_assert_uint_eq(calls[1], 7);
+	ck_assert_int_eq(thin_pool_info(p, &pi), 0);
+	ck_assert_uint_eq(pi.virtual_bytes, VOLSZ);
+	ck_assert_uint_gt(pi.virtual_bytes, pi.data_chunks * CHUNK);	/* overcommitted */
 	/* a partial write to an unmapped chunk fails too */
 	ck_assert_int_eq(vio(a.bd, BIO_WRITE, 0, (n + 1) * CHUNK + 512, buf, 512), -ENOSPC);
 	/* reads work, writes to owned chunks work, flush works */
@@ -383,6 +403,17 @@ START_TEST(t_full)
 	memcpy(a.m + n * CHUNK, buf, CHUNK);
 	vm_check(&a);
 	pcheck(p);
+	ck_assert_uint_eq(calls[0], 1);
+	/* room again (after the commit), then below the mark again */
+	ck_assert_int_eq(vio(a.bd, BIO_DISCARD, BIO_FUA, 2 * CHUNK, NULL, 20 * CHUNK), 0);
+	memset(a.m + 2 * CHUNK, 0, 20 * CHUNK);
+	memset(buf, 0x66, sizeof(buf));
+	for (uint64_t c = 2; c < 22; c++) {
+		ck_assert_int_eq(vio(a.bd, BIO_WRITE, 0, c * CHUNK, buf, CHUNK), 0);
+		memcpy(a.m + c * CHUNK, buf, CHUNK);
+	}
+	ck_assert_uint_eq(calls[0], 2);
+	vm_check(&a);
 	vm_close(&a, true);
 	ck_assert_int_eq(thin_pool_close(p), 0);
 	tenv_close(&e);
