@@ -18,7 +18,10 @@
  * Allocation hands out an entry whose count is 0 now and was 0 at the last
  * commit (the committed slot tells), so nothing the committed state still
  * references can be overwritten before the next superblock is durable.
- * It searches next-fit from a hint, block by block.
+ * It searches next-fit from a hint, block by block, skipping blocks it
+ * found full (an in-memory bit per block, cleared when a count in the block
+ * drops to 0 and becomes allocatable: at once if the entry was new in this
+ * transaction, at the commit otherwise).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -35,6 +38,8 @@ struct sm {
 	uint8_t		*sel_cur;	/* the slot holding each block now */
 	uint8_t		*sel_com;	/* the slot holding it at the last commit */
 	uint64_t	hint;
+	uint8_t		*full;		/* block i has nothing allocatable now */
+	uint8_t		*freed_in;	/* block i had a count go to 0 in this transaction */
 	uint64_t	freed;		/* counts that went to 0 in this transaction
 					 * and were not 0 at the last commit */
 };
@@ -77,12 +82,14 @@ static int sm_alloc_struct(struct bm *bm, const struct sm_root *root, struct sm 
 	sm->bm = bm;
 	sm->r = *root;
 	sm->nblocks = sm_nblocks_for(root->nentries);
-	sm->sel_cur = calloc(2, sm_sel_bytes(sm));
+	sm->sel_cur = calloc(4, sm_sel_bytes(sm));
 	if (!sm->sel_cur) {
 		free(sm);
 		return -ENOMEM;
 	}
 	sm->sel_com = sm->sel_cur + sm_sel_bytes(sm);
+	sm->full = sm->sel_com + sm_sel_bytes(sm);
+	sm->freed_in = sm->full + sm_sel_bytes(sm);
 	sm->hint = root->alloc_begin;
 	*out = sm;
 	return 0;
@@ -147,6 +154,10 @@ void sm_committed(struct sm *sm)
 {
 	memcpy(sm->sel_com, sm->sel_cur, sm_sel_bytes(sm));
 	sm->freed = 0;
+	for (size_t k = 0; k < sm_sel_bytes(sm); k++) {
+		sm->full[k] &= (uint8_t)~sm->freed_in[k];
+		sm->freed_in[k] = 0;
+	}
 }
 
 uint64_t sm_nr_free(struct sm *sm)
@@ -247,8 +258,12 @@ static int sm_add(struct sm *sm, uint64_t e, int delta)
 			     &sm_validator, &b);
 		if (rc)
 			return rc;
-		if (get_le32(counts(b) + 4 * (e % SM_PER_BLOCK)))
+		if (get_le32(counts(b) + 4 * (e % SM_PER_BLOCK))) {
 			sm->freed++;
+			sm->freed_in[e / SM_PER_BLOCK / 8] |= (uint8_t)(1u << (e / SM_PER_BLOCK % 8));
+		} else {
+			sm->full[e / SM_PER_BLOCK / 8] &= (uint8_t)~(1u << (e / SM_PER_BLOCK % 8));
+		}
 		bm_unpin(sm->bm, b);
 	}
 	return 0;
@@ -314,11 +329,17 @@ int sm_alloc(struct sm *sm, uint64_t *e)
 		return -ENOSPC;
 	for (;;) {
 		uint64_t i = pos / SM_PER_BLOCK;
-		uint64_t found;
+		uint64_t found = 0;
 
 		if (wrapped && pos >= start)
 			return -ENOSPC;
-		rc = find_free(sm, i, pos % SM_PER_BLOCK, &found);
+		if (bit(sm->full, i))
+			rc = -ENOSPC;
+		else
+			rc = find_free(sm, i, pos % SM_PER_BLOCK, &found);
+		/* searched from the block's first allocatable entry: it is full */
+		if (rc == -ENOSPC && pos == MAX(i * SM_PER_BLOCK, sm->r.alloc_begin))
+			sm->full[i / 8] |= (uint8_t)(1u << (i % 8));
 		if (rc == 0 && (!wrapped || found < start)) {
 			rc = sm_inc(sm, found);
 			if (rc)

@@ -60,8 +60,10 @@ START_TEST(t_random)
 			case 0:
 			case 1:
 				rc = sm_alloc(sm, &e64);
-				if (rc == -ENOSPC)
+				if (rc == -ENOSPC) {
+					T_EQ(sm_nr_allocatable(sm), 0);
 					break;
+				}
 				T_EQ(rc, 0);
 				T_EQ(model[e64], 0);
 				T_EQ(committed[e64], 0);
