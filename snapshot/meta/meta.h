@@ -136,7 +136,7 @@ uint64_t sm_nentries(struct sm *sm);
 void sm_committed(struct sm *sm);
 
 /* ---- transaction manager ---- */
-#define TM_USER_SIZE	384u	/* the pool's own fields in the superblock */
+#define TM_USER_SIZE	376u	/* the pool's own fields in the superblock */
 
 struct tm_geom {
 	uint64_t	meta_nblocks;	/* metadata blocks, superblocks included */

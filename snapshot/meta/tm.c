@@ -41,9 +41,17 @@ static const struct bm_validator sb_validator = { .name = "superblock", .magic =
 #define SB_MSM		56
 #define SB_DSM		88
 #define SB_SEL_BASE	120	/* le64: first select-block slot */
-#define SB_USER		128
-#define SB_SEL		512
-#define SB_SEL_MAX	(META_BLOCK_SIZE - SB_SEL)
+#define SB_USER		128	/* .. 503 */
+/* Every 512-byte sector of a superblock ends with the same 8-byte stamp,
+ * new for each superblock write. A write torn across sectors can otherwise
+ * rebuild an earlier, failed attempt at the same generation (its first
+ * sector plus later sectors that happen to be equal, which pass the
+ * checksum); with stamps, a block mixing two writes is refused. The select
+ * bits fill the first 504 bytes of sectors 1 to 7. */
+#define SB_SECTOR	512
+#define SB_STAMP	(SB_SECTOR - 8)
+#define SB_NSECT	(META_BLOCK_SIZE / SB_SECTOR)
+#define SB_SEL_MAX	((SB_NSECT - 1) * SB_STAMP)
 #define SEL_PER_BLOCK	(META_BLOCK_SIZE - META_HDR_SIZE)	/* select bytes per select block */
 
 static const struct bm_validator sel_validator = { .name = "select", .magic = MAGIC_SEL };
@@ -72,11 +80,48 @@ struct tm {
 	uint8_t		sb_bits[SB_SEL_MAX];	/* committed slot of each select block */
 	uint8_t		sb_bits_new[SB_SEL_MAX];
 	bool		sel_force;	/* write every select block (format) */
+	uint64_t	nstamps;	/* superblock writes by this tm */
 };
 
 static bool sbit(const uint8_t *m, uint64_t i)
 {
 	return m[i / 8] >> (i % 8) & 1;
+}
+
+/* The select bytes in and out of a superblock, around the stamps. */
+static void sel_put(uint8_t *sb, const uint8_t *src, size_t n)
+{
+	for (unsigned k = 1; n; k++) {
+		size_t m = MIN(n, (size_t)SB_STAMP);
+
+		memcpy(sb + k * SB_SECTOR, src, m);
+		src += m;
+		n -= m;
+	}
+}
+
+static void sel_get(const uint8_t *sb, uint8_t *dst, size_t n)
+{
+	for (unsigned k = 1; n; k++) {
+		size_t m = MIN(n, (size_t)SB_STAMP);
+
+		memcpy(dst, sb + k * SB_SECTOR, m);
+		dst += m;
+		n -= m;
+	}
+}
+
+static bool stamps_agree(const uint8_t *sb)
+{
+	for (unsigned k = 1; k < SB_NSECT; k++)
+		if (get_le64(sb + k * SB_SECTOR + SB_STAMP) != get_le64(sb + SB_STAMP))
+			return false;
+	return true;
+}
+
+static size_t sel_total(struct tm *tm)
+{
+	return sm_sel_bytes(tm->msm) + sm_sel_bytes(tm->dsm);
 }
 
 /* The current select bytes of both space maps, one after the other. */
@@ -304,7 +349,7 @@ static int read_super(struct blkdev *dev, uint8_t sb[2][META_BLOCK_SIZE], int *w
 		memcpy(sb[i], b->data, META_BLOCK_SIZE);
 		bm_unpin(bm, b);
 		gen[i] = get_le64(sb[i] + SB_GEN);
-		ok[i] = (gen[i] & 1) == (uint64_t)i;
+		ok[i] = (gen[i] & 1) == (uint64_t)i && stamps_agree(sb[i]);
 	}
 	bm_destroy(bm);
 	if (!ok[0] && !ok[1])
@@ -322,12 +367,14 @@ int tm_open(struct blkdev *dev, unsigned cache_blocks, struct tm **out)
 	struct sm_root mr, dr;
 	struct tm *tm;
 	const uint8_t *s, *sel;
+	uint8_t *selbuf;
 	uint64_t sel_bytes;
 	int which = 0, rc;
 
-	sb = malloc(2 * META_BLOCK_SIZE);
+	sb = malloc(3 * META_BLOCK_SIZE);	/* both superblocks, their select bits */
 	if (!sb)
 		return -ENOMEM;
+	selbuf = sb[2];
 	rc = read_super(dev, sb, &which);
 	if (rc) {
 		LOG_ERR(LS_THIN, "%s: no valid superblock", dev->name);
@@ -364,9 +411,10 @@ int tm_open(struct blkdev *dev, unsigned cache_blocks, struct tm **out)
 	rc = bm_create(dev, tm->meta_nblocks, cache_blocks ? cache_blocks : 1024, &tm->bm);
 	if (rc)
 		goto free_tm;
-	sel = s + SB_SEL;
+	sel_get(s, selbuf, SB_SEL_MAX);
+	sel = selbuf;
 	if (tm->nsel) {
-		memcpy(tm->sb_bits, s + SB_SEL, DIV_ROUND_UP(tm->nsel, 8));
+		memcpy(tm->sb_bits, selbuf, DIV_ROUND_UP(tm->nsel, 8));
 		rc = sel_read(tm, tm->sel_com);
 		if (rc)
 			goto free_tm;
@@ -404,7 +452,7 @@ int tm_write_super(struct tm *tm, bool flush)
 {
 	struct bm_block *b;
 	struct sm_root r;
-	uint64_t gen = tm->gen + 1;
+	uint64_t gen = tm->gen + 1, stamp;
 	uint8_t *d;
 	int rc;
 
@@ -422,10 +470,22 @@ int tm_write_super(struct tm *tm, bool flush)
 	memcpy(d + SB_USER, tm->user, TM_USER_SIZE);
 	put_le32(d + SB_NSEL, tm->nsel);
 	put_le64(d + SB_SEL_BASE, tm->sel_base);
-	if (tm->nsel)
-		memcpy(d + SB_SEL, tm->sb_bits_new, DIV_ROUND_UP(tm->nsel, 8));
-	else
-		sel_build(tm, d + SB_SEL);
+	if (tm->nsel) {
+		sel_put(d, tm->sb_bits_new, DIV_ROUND_UP(tm->nsel, 8));
+	} else {
+		uint8_t *buf = calloc(1, SB_SEL_MAX);
+
+		if (!buf) {
+			bm_unpin(tm->bm, b);
+			return -ENOMEM;
+		}
+		sel_build(tm, buf);
+		sel_put(d, buf, sel_total(tm));
+		free(buf);
+	}
+	stamp = now_ns() ^ (++tm->nstamps << 40) ^ gen;
+	for (unsigned k = 0; k < SB_NSECT; k++)
+		put_le64(d + k * SB_SECTOR + SB_STAMP, stamp);
 	rc = bm_write_now(tm->bm, b);
 	bm_unpin(tm->bm, b);
 	if (!rc && flush)

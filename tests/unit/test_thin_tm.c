@@ -358,7 +358,7 @@ static void add_tests(TCase *tc)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, t_commit_reopen);
 	tcase_add_loop_test(tc, t_cut_between, 0, 5);
-	tcase_add_loop_test(tc, t_cut_in_commit, 0, 4);
+	tcase_add_loop_test(tc, t_cut_in_commit, 0, 16);
 	tcase_add_test(tc, t_cut_super_torn);
 	tcase_add_test(tc, t_super_corrupt);
 	tcase_add_loop_test(tc, t_commit_fails, 0, 4);
