@@ -9,8 +9,9 @@
  * shared node only once, so a data chunk gets one per leaf entry of each
  * distinct leaf that maps it. Entries below the metadata space map's
  * alloc_begin (superblocks, refcount slots) must count 0. Every block the
- * walk reads passes its validator and the node checks; keys must be sorted
- * and mapped chunks inside the data area.
+ * walk reads passes its validator and the node checks; keys must be sorted,
+ * mappings inside their volume, their chunks inside the data area, and
+ * their times not after the pool's.
  *
  * It checks the pool's current state (what the next commit would write);
  * call it after a commit to check what is on disk. Memory: 4 bytes per
@@ -26,6 +27,7 @@ struct check {
 	struct thin_pool	*p;
 	uint32_t		*meta, *data;
 	uint64_t		nmeta, ndata;
+	uint64_t		vchunks;	/* the volume being walked */
 	struct thin_check_report *rep;
 };
 
@@ -44,7 +46,8 @@ static int map_value(void *arg, uint64_t key, const void *value)
 	struct check *c = arg;
 	uint64_t pc = get_le64(value) >> 24;
 
-	if (pc >= c->ndata)
+	/* inside the data area, inside the volume, and not from the future */
+	if (pc >= c->ndata || key >= c->vchunks || (get_le64(value) & 0xffffff) > c->p->time)
 		return -EUCLEAN;
 	c->data[pc]++;
 	c->rep->mappings++;
@@ -96,6 +99,7 @@ static int check_owner(struct thin_pool *p, void *arg)
 
 		if (rc)
 			break;
+		c.vchunks = DIV_ROUND_UP(r->size, p->chunk);
 		rc = btree_walk(&p->minfo, r->root, &w);
 		c.rep->volumes++;
 	}

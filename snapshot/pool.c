@@ -689,6 +689,7 @@ static int info_owner(struct thin_pool *p, void *arg)
 {
 	struct thin_pool_info *i = arg;
 	struct list_head *pos;
+	struct bm_stats bs;
 
 	i->chunk_size = p->chunk;
 	i->data_chunks = p->nr_chunks;
@@ -698,6 +699,9 @@ static int info_owner(struct thin_pool *p, void *arg)
 	i->generation = tm_generation(p->tm);
 	i->time = p->time;
 	i->volumes = p->nvols;
+	bm_get_stats(tm_bm(p->tm), &bs);
+	i->cache_used = bs.cached;
+	i->cache_peak = bs.max_cached;
 	i->virtual_bytes = 0;
 	list_for_each(pos, &p->vols)
 		i->virtual_bytes += list_entry(pos, struct vol_rec, link)->size;

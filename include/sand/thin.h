@@ -68,6 +68,7 @@ struct thin_pool_info {
 	unsigned	volumes;
 	uint64_t	virtual_bytes;	/* sum of the volumes' sizes: overcommit if
 					 * more than data_chunks * chunk_size */
+	unsigned	cache_used, cache_peak;	/* metadata blocks cached, now and at most */
 };
 int thin_pool_info(struct thin_pool *p, struct thin_pool_info *info);
 

@@ -171,6 +171,15 @@ START_TEST(t_random)
 		}
 	}
 	ck_assert_uint_gt(m.n, 100000);
+	{
+		/* ~700 nodes through a cache of 192 blocks: it stayed bounded */
+		struct bm_stats st;
+
+		bm_get_stats(tm_bm(tm), &st);
+		ck_assert_uint_le(st.cached, 192);
+		ck_assert_uint_le(st.max_cached, 192 + 16);
+		ck_assert_uint_gt(st.evictions, 1000);
+	}
 	/* removing every key leaves a lone leaf */
 	for (uint64_t x = 0; x < KEYSPACE; x++)
 		if (m.v[x]) {

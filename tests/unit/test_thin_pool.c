@@ -744,6 +744,9 @@ START_TEST(t_figures)
 	       "incl. the volume table)\n", (unsigned long long)n,
 	       (unsigned long long)(pi.meta_blocks - pi.free_meta_blocks),
 	       (double)(pi.meta_blocks - pi.free_meta_blocks) * 4096 / (double)n);
+	/* the metadata cache stays within its bound (64, plus a few pinned) */
+	ck_assert_uint_le(pi.cache_used, 64);
+	ck_assert_uint_le(pi.cache_peak, 64 + 16);
 	ck_assert_int_eq(vclose(bd), 0);
 	ck_assert_int_eq(thin_pool_close(p), 0);
 	tenv_close(&e);
