@@ -538,9 +538,14 @@ int thin_pool_format(struct blkdev *dev, const struct thin_format_opts *o)
 		return -ENOSPC;
 	g.meta_nblocks = data_off / META_BLOCK_SIZE;
 	g.data_nentries = nr;
-	rc = tm_format(dev, &g, &p.tm);
+	rc = blkdev_claim(dev, "thin-format");
 	if (rc)
 		return rc;
+	rc = tm_format(dev, &g, &p.tm);
+	if (rc) {
+		blkdev_release(dev, "thin-format");
+		return rc;
+	}
 	infos_init(&p);
 	p.chunk = chunk;
 	p.data_off = data_off;
@@ -552,6 +557,7 @@ int thin_pool_format(struct blkdev *dev, const struct thin_format_opts *o)
 		rc = tm_commit(p.tm);
 	}
 	tm_close(p.tm);
+	blkdev_release(dev, "thin-format");
 	if (!rc)
 		LOG_INFO(LS_THIN, "%s: formatted, %llu chunks of %u KiB, %llu metadata blocks",
 			 dev->name, (unsigned long long)nr, chunk / 1024,
@@ -577,6 +583,8 @@ static void pool_free(struct thin_pool *p)
 {
 	free_recs(p);
 	tm_close(p->tm);
+	if (p->claim[0])
+		blkdev_release(p->dev, p->claim);
 	if (p->dch)
 		blk_chan_close(p->dch, NULL, NULL);
 	if (p->dloop)
@@ -598,6 +606,12 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 		return -ENOMEM;
 	p->dev = dev;
 	list_init(&p->vols);
+	snprintf(p->claim, sizeof(p->claim), "thin:%p", (void *)p);
+	rc = blkdev_claim(dev, p->claim);
+	if (rc) {
+		p->claim[0] = '\0';
+		goto free_pool;
+	}
 	p->commit_ms = o && o->commit_ms ? o->commit_ms : 1000;
 	if (o && o->low_space) {
 		p->low_water = o->low_water;

@@ -52,6 +52,7 @@ struct vol_rec {
 
 struct thin_pool {
 	struct blkdev		*dev;
+	char			claim[BLK_NAME_MAX];	/* our claim on dev */
 	struct tm		*tm;
 	struct btree_info	vinfo, minfo;
 	uint64_t		vroot, next_id, data_off, nr_chunks;

@@ -52,7 +52,9 @@ struct thin_open_opts {
 	void		*low_space_arg;
 };
 
-/* Open a formatted pool: -EUCLEAN when its metadata is not valid. */
+/* Open a formatted pool: -EUCLEAN when its metadata is not valid, -EBUSY
+ * when dev is claimed (by another pool, say). The pool claims dev until it
+ * is closed; formatting claims it while it runs. */
 int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o,
 		   struct thin_pool **out);
 /* Commit and close. -EBUSY while a volume device is open. */

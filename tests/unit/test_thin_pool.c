@@ -165,6 +165,13 @@ START_TEST(t_basic)
 	uint8_t buf[4096];
 
 	pool_up(&e, 32u << 20, false, &p);
+	{
+		struct thin_pool *p2;
+
+		/* one pool per device, and no format under it */
+		ck_assert_int_eq(thin_pool_open(e.mem, &oo, &p2), -EBUSY);
+		ck_assert_int_eq(thin_pool_format(e.mem, NULL), -EBUSY);
+	}
 	ck_assert_int_eq(thin_pool_info(p, &pi), 0);
 	ck_assert_uint_eq(pi.chunk_size, CHUNK);
 	ck_assert_uint_gt(pi.data_chunks, 400);
