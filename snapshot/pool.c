@@ -347,15 +347,29 @@ static int write_seg(struct thin_pool *p, struct vol_rec *r, struct bio *bio,
 	if (rc)
 		return rc == -ENOSPC ? rc : fail(p, rc);
 	low_space_check(p);
-	if (n < p->chunk) {
-		if (mapped)	/* shared: copy it first */
-			rc = data_io(p, BIO_READ, chunk_off(p, pc), p->cbuf, p->chunk);
-		else
-			memset(p->cbuf, 0, p->chunk);
-	}
-	if (!rc) {
-		fill(p, bio, skip, in, n);
-		rc = data_io(p, BIO_WRITE, chunk_off(p, q), p->cbuf, p->chunk);
+	if (n < p->chunk && !mapped && p->zeroes) {
+		/* a new chunk, partly written: zero the rest (the chunk may
+		 * hold an old volume's data) without writing whole buffers */
+		if (in)
+			rc = data_io(p, BIO_WRITE_ZEROES, chunk_off(p, q), NULL, in);
+		if (!rc && in + n < p->chunk)
+			rc = data_io(p, BIO_WRITE_ZEROES, chunk_off(p, q) + in + n, NULL,
+				     p->chunk - in - n);
+		if (!rc) {
+			fill(p, bio, skip, 0, n);
+			rc = data_io(p, BIO_WRITE, chunk_off(p, q) + in, p->cbuf, n);
+		}
+	} else {
+		if (n < p->chunk) {
+			if (mapped)	/* shared: copy it first */
+				rc = data_io(p, BIO_READ, chunk_off(p, pc), p->cbuf, p->chunk);
+			else
+				memset(p->cbuf, 0, p->chunk);
+		}
+		if (!rc) {
+			fill(p, bio, skip, in, n);
+			rc = data_io(p, BIO_WRITE, chunk_off(p, q), p->cbuf, p->chunk);
+		}
 	}
 	if (rc) {
 		if (sm_dec(tm_dsm(p->tm), q))
@@ -645,6 +659,7 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 	rc = posix_memalign((void **)&p->cbuf, 4096, p->chunk) ? -ENOMEM : 0;
 	if (rc)
 		goto free_pool;
+	p->zeroes = blkdev_supports(dev, BIO_WRITE_ZEROES) && !(o && o->no_write_zeroes);
 	rc = ev_loop_new(EV_AUTO, 64, &p->dloop);
 	if (rc)
 		goto free_pool;

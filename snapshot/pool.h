@@ -61,6 +61,7 @@ struct thin_pool {
 	unsigned		nvols, nopen;
 	bool			dirty;		/* metadata changed since the commit */
 	bool			unflushed;	/* data written since the last flush */
+	bool			zeroes;		/* dev has WRITE_ZEROES: use it for new chunks */
 	int			failed;		/* a metadata error: every I/O fails */
 
 	pthread_t		thread;

@@ -43,6 +43,9 @@ int thin_pool_format(struct blkdev *dev, const struct thin_format_opts *o);
 struct thin_open_opts {
 	unsigned	cache_blocks;	/* metadata cache, 4 KiB blocks; 0: 1024 */
 	unsigned	commit_ms;	/* 0: 1000 */
+	/* A partial write to a new chunk zeroes the rest of it with the
+	 * device's WRITE_ZEROES when it has one; true: write zeros instead. */
+	bool		no_write_zeroes;
 	/* Low-space announcement: low_space(arg, free) runs on the owner
 	 * thread when the free data chunks fall below low_water, once per
 	 * crossing (again after they have risen to low_water or more). It

@@ -736,7 +736,7 @@ START_TEST(t_figures)
 	t0 = now_ns();
 	for (uint64_t c = 0; c < n; c++)
 		bad += vio(bd, BIO_WRITE, 0, c * CHUNK, buf, sizeof(buf)) != 0;
-	printf("thin: provisioning 4 KiB writes (copy-free, zero-filled chunk) %.0f/s\n",
+	printf("thin: provisioning 4 KiB writes (rest of the chunk zeroed) %.0f/s\n",
 	       n * 1e9 / (double)(now_ns() - t0));
 	ck_assert_int_eq(vio(bd, BIO_FLUSH, 0, 0, NULL, 0), 0);
 	t0 = now_ns();
@@ -860,6 +860,7 @@ START_TEST(t_torture)
 	int nvol = 0, rc;
 
 	memset(v, 0, sizeof(v));
+	oo.no_write_zeroes = _i & 1;	/* new chunks zeroed both ways (forked: local) */
 	pool_up(&e, 24u << 20, true, &p);
 	ck_assert_int_eq(fault_record(e.fd, true), 0);
 	for (int round = 0; round < 12; round++) {
@@ -969,6 +970,7 @@ flushed:
 		}
 		nw = 0;
 	}
+	oo.no_write_zeroes = false;
 	/* the cuts kept some unflushed sectors and lost others */
 	ck_assert_uint_gt(newer, 0);
 	ck_assert_uint_gt(older, 0);
@@ -1032,6 +1034,48 @@ START_TEST(t_file)
 }
 END_TEST
 
+/* Chunks freed by one volume and given to another never show the old
+ * data: a partial write to a new chunk zeroes the rest (_i: with the
+ * device's WRITE_ZEROES, or with written zeros). */
+START_TEST(t_no_stale)
+{
+	struct tenv e;
+	struct thin_pool *p;
+	struct thin_open_opts o = oo;
+	struct vmodel a = { 0 }, b = { 0 };
+	static uint8_t buf[VOLSZ];
+
+	o.no_write_zeroes = _i;
+	tenv_open(&e, 8u << 20, 512, false);
+	ck_assert_int_eq(thin_pool_format(e.mem, &(struct thin_format_opts){ .chunk_size = CHUNK }), 0);
+	ck_assert_int_eq(thin_pool_open(e.mem, &o, &p), 0);
+	ck_assert_int_eq(thin_vol_create(p, "a", VOLSZ), 0);
+	vm_open(p, "a", &a);
+	memset(buf, 0xab, VOLSZ);
+	ck_assert_int_eq(vio(a.bd, BIO_WRITE, 0, 0, buf, VOLSZ), 0);
+	vm_close(&a, true);
+	ck_assert_int_eq(thin_vol_delete(p, "a"), 0);	/* commits: the chunks are free */
+	ck_assert_int_eq(thin_vol_create(p, "b", VOLSZ), 0);
+	vm_open(p, "b", &b);
+	memset(buf, 0x5c, 1024);
+	for (uint64_t c = 0; c < VOLSZ / CHUNK; c++) {
+		uint64_t off = c * CHUNK + (c * 4096) % (CHUNK - 1024);
+
+		ck_assert_int_eq(vio(b.bd, BIO_WRITE, 0, off, buf, 1024), 0);
+		memset(b.m + off, 0x5c, 1024);
+	}
+	vm_check(&b);
+	pcheck(p);
+	vm_close(&b, true);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	tenv_close(&e);
+	if (tloop) {
+		ev_loop_free(tloop);
+		tloop = NULL;
+	}
+}
+END_TEST
+
 START_TEST(t_format_args)
 {
 	struct tenv e;
@@ -1074,6 +1118,7 @@ static Suite *pool_suite(void)
 	tcase_add_test(tc, t_check_detects);
 	tcase_add_loop_test(tc, t_torture, 0, 6);
 	tcase_add_loop_test(tc, t_file, 0, 3);
+	tcase_add_loop_test(tc, t_no_stale, 0, 2);
 	tcase_add_test(tc, t_format_args);
 	suite_add_tcase(s, tc);
 	return s;
