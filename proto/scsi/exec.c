@@ -22,7 +22,7 @@
 #define RETRY_NS		(50 * 1000)
 #define MAX_XFER_BYTES		(16u << 20)	/* reported in the block limits page */
 #define MAX_UNMAP_DESC		256
-#define MAX_UNMAP_BLOCKS	(1u << 22)
+#define MAX_UNMAP_BLOCKS	(1u << 20)
 #define MAX_WS_BLOCKS		(1u << 22)
 #define WS_CHUNK		(1u << 20)	/* WRITE SAME with a pattern: bytes per bio */
 
@@ -501,19 +501,17 @@ static int op_rw(struct scsi_cmd *cmd)
 	cmd->xfer_len = (uint32_t)xfer;
 	if (!n)
 		return SCSI_DONE;
+	/* The transport's buffer may be shorter than the CDB's transfer
+	 * (an iSCSI overflow): read, or write, the whole blocks it holds;
+	 * the transport reports the residual. */
+	len = (uint32_t)MIN(xfer, cmd->buf_len / bs * bs);
 	if (write) {
-		if (cmd->buf_len < xfer) {
-			/* less data than the CDB asks to write */
-			scsi_invalid_field(cmd, six ? 4 : (cdb[0] >> 5) == 5 ? 6 :
-					   (cdb[0] >> 5) == 4 ? 10 : 7, -1);
+		if (!len)
 			return SCSI_DONE;
-		}
 		return io_start(cmd, BIO_WRITE, !six && (cdb[1] & 0x08) ? BIO_FUA : 0,
-				cmd->buf, lba * bs, (uint32_t)xfer);
+				cmd->buf, lba * bs, len);
 	}
 	cmd->data_in = true;
-	/* the transport's buffer may be shorter (overflow): read what fits */
-	len = (uint32_t)MIN(xfer, cmd->buf_len / bs * bs);
 	if (!len)
 		return SCSI_DONE;
 	if (len < cmd->buf_len)

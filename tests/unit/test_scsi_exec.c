@@ -246,8 +246,21 @@ START_TEST(rw_bad_cdbs)
 	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
 	RUN(BS, 0x2a, 0x20, 0, 0, 0, 0, 0, 0, 1, 0);	/* WRPROTECT */
 	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
-	RUN(BS, 0x2a, 0, 0, 0, 0, 0, 0, 0, 2, 0);	/* less data than blocks */
-	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	/* less data than blocks: the whole blocks given are written, and the
+	 * transfer length says how much was wanted (overflow) */
+	memset(buf, 0x77, 2 * BS);
+	ck_assert_int_eq(RUN(BS, 0x2a, 0, 0, 0, 0, 0, 0, 0, 2, 0), 0);
+	ck_assert_uint_eq(cmd.xfer_len, 2 * BS);
+	memset(buf, 0x66, 2 * BS);
+	ck_assert_int_eq(RUN(BS + 100, 0x2a, 0, 0, 0, 0, 1, 0, 0, 1, 0), 0);
+	ck_assert_int_eq(RUN(3 * BS, 0x28, 0, 0, 0, 0, 0, 0, 0, 3, 0), 0);
+	ck_assert_int_eq(buf[0], 0x77);
+	ck_assert_int_eq(buf[BS], 0x66);
+	ck_assert_int_eq(buf[2 * BS], 0);
+	ck_assert_int_eq(RUN(0, 0x2a, 0, 0, 0, 0, 2, 0, 0, 1, 0), 0);	/* EDTL 0 */
+	ck_assert_uint_eq(cmd.xfer_len, BS);
+	ck_assert_int_eq(RUN(BS, 0x28, 0, 0, 0, 0, 2, 0, 0, 1, 0), 0);
+	ck_assert_int_eq(buf[0], 0);
 	RUN(BS, 0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0x04);	/* NACA */
 	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
 	RUN(0, 0xff, 0, 0, 0, 0, 0);
