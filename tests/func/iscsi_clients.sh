@@ -109,7 +109,9 @@ else
 fi
 
 qio() {
-	timeout 60 qemu-io -f raw "$@" >"$DIR/qio" 2>&1; local rc=$?
+	local fmt=(-f raw)
+	[ "$1" = --image-opts ] && fmt=()
+	timeout 60 qemu-io "${fmt[@]}" "$@" >"$DIR/qio" 2>&1; local rc=$?
 	cat "$DIR/qio" >>"$LOG"
 	[ $rc -eq 0 ] && ! grep -qiE "error|fail|mismatch" "$DIR/qio"
 }
@@ -125,6 +127,14 @@ check "qemu-io zeroes and discards read back as zeros" qio "$URL/0" \
 check "data survives reconnection" qio "$URL/0" -c 'read -P 0xab 64k 64k' -c 'read -P 0xcd 3M 1M'
 check "qemu-io on a 4096-byte-block lun" qio "$URL/1" \
 	-c 'write -P 0x42 4k 12M' -c 'read -P 0x42 4k 12M' -c 'read -P 0 0 4k'
+OPTS="driver=iscsi,transport=tcp,portal=127.0.0.1:$PORT,target=$IQN,lun=0"
+check "qemu-io with header digests" qio --image-opts "$OPTS,header-digest=crc32c" \
+	-c 'write -P 0x3c 20M 2M' -c 'read -P 0x3c 20M 2M' -c 'read -P 0xcd 3M 1M'
+if grep -q "header digest" "$DIR/err"; then
+	ok "header digest negotiated"
+else
+	nok "header digest negotiated"
+fi
 if timeout 60 qemu-io -f raw "$URL/0" -c 'write -P 1 64M 4k' >"$DIR/qio" 2>&1 &&
    ! grep -qiE "error|fail" "$DIR/qio"; then
 	nok "a write beyond the end fails"
