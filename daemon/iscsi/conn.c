@@ -1008,8 +1008,8 @@ static void rx_complete(struct iscsi_conn *c)
 		if (get_le32(d + pl->data_padded) != iscsi_crc32c(d, pl->data_padded)) {
 			/* ERL 0: the PDU is lost, and with it the command */
 			LOG_RATELIMIT(LOG_WARN, LS_ISCSI, "%s: data digest error", c->peer);
-			send_reject(c, &c->rx_bhs, ISCSI_REJECT_DATA_DIGEST);
 			c->close_after_tx = true;
+			send_reject(c, &c->rx_bhs, ISCSI_REJECT_DATA_DIGEST);
 			return;
 		}
 	}
