@@ -476,10 +476,22 @@ static int write_protect_check(struct scsi_cmd *cmd)
 	return 0;
 }
 
-static int op_rw(struct scsi_cmd *cmd)
+/* Byte of the transfer length field, for the field pointer */
+static unsigned len_byte(const uint8_t *cdb)
+{
+	switch (cdb[0] >> 5) {
+	case 0: return 4;
+	case 5: return 6;
+	case 4: return 10;
+	default: return 7;
+	}
+}
+
+/* READ, WRITE, WRITE AND VERIFY (always FUA: the data is on the medium
+ * when it ends, which is all the verify could check). */
+static int rw_common(struct scsi_cmd *cmd, bool write, bool fua)
 {
 	const uint8_t *cdb = cmd->cdb;
-	bool write = (cdb[0] & 0x1f) == 0x0a;	/* 0x0a 0x2a 0xaa 0x8a */
 	bool six = (cdb[0] >> 5) == 0;
 	uint64_t lba, xfer;
 	uint32_t n, bs = bsize(cmd), len;
@@ -495,7 +507,7 @@ static int op_rw(struct scsi_cmd *cmd)
 		return SCSI_DONE;
 	xfer = (uint64_t)n * bs;
 	if (xfer > 0xffffffffull) {
-		scsi_invalid_field(cmd, six ? 4 : 7, -1);
+		scsi_invalid_field(cmd, len_byte(cdb), -1);
 		return SCSI_DONE;
 	}
 	cmd->xfer_len = (uint32_t)xfer;
@@ -508,7 +520,7 @@ static int op_rw(struct scsi_cmd *cmd)
 	if (write) {
 		if (!len)
 			return SCSI_DONE;
-		return io_start(cmd, BIO_WRITE, !six && (cdb[1] & 0x08) ? BIO_FUA : 0,
+		return io_start(cmd, BIO_WRITE, fua || (!six && (cdb[1] & 0x08)) ? BIO_FUA : 0,
 				cmd->buf, lba * bs, len);
 	}
 	cmd->data_in = true;
@@ -517,6 +529,28 @@ static int op_rw(struct scsi_cmd *cmd)
 	if (len < cmd->buf_len)
 		memset(cmd->buf + len, 0, cmd->buf_len - len);
 	return io_start(cmd, BIO_READ, 0, cmd->buf, lba * bs, len);
+}
+
+static int op_rw(struct scsi_cmd *cmd)
+{
+	/* 0x0a 0x2a 0xaa 0x8a write; 0x08 0x28 0xa8 0x88 read */
+	return rw_common(cmd, (cmd->cdb[0] & 0x1f) == 0x0a, false);
+}
+
+static int op_write_verify(struct scsi_cmd *cmd)
+{
+	return rw_common(cmd, true, true);
+}
+
+/* PRE-FETCH: no cache to fill; the range is checked. */
+static int op_prefetch(struct scsi_cmd *cmd)
+{
+	uint64_t lba;
+	uint32_t n;
+
+	rw_decode(cmd->cdb, &lba, &n);
+	range_check(cmd, lba, n);
+	return SCSI_DONE;
 }
 
 static int op_sync_cache(struct scsi_cmd *cmd)
@@ -543,12 +577,13 @@ static int verify_cmp(struct scsi_cmd *cmd)
 
 static int op_verify(struct scsi_cmd *cmd)
 {
-	bool ten = cmd->cdb[0] == 0x2f;
-	uint64_t lba = ten ? get_be32(cmd->cdb + 2) : get_be64(cmd->cdb + 2);
-	uint32_t n = ten ? get_be16(cmd->cdb + 7) : get_be32(cmd->cdb + 10);
+	uint64_t lba;
+	uint32_t n;
 	unsigned bytchk = (cmd->cdb[1] >> 1) & 3;
-	uint64_t xfer = (uint64_t)n * bsize(cmd);
+	uint64_t xfer;
 
+	rw_decode(cmd->cdb, &lba, &n);
+	xfer = (uint64_t)n * bsize(cmd);
 	if (cmd->cdb[1] >> 5) {
 		scsi_invalid_field(cmd, 1, 7);
 		return SCSI_DONE;
@@ -562,13 +597,13 @@ static int op_verify(struct scsi_cmd *cmd)
 	if (!n)
 		return SCSI_DONE;
 	if (xfer > MAX_XFER_BYTES) {
-		scsi_invalid_field(cmd, ten ? 7 : 10, -1);
+		scsi_invalid_field(cmd, len_byte(cmd->cdb), -1);
 		return SCSI_DONE;
 	}
 	if (bytchk) {
 		cmd->xfer_len = (uint32_t)xfer;
 		if (cmd->buf_len < xfer) {
-			scsi_invalid_field(cmd, ten ? 7 : 10, -1);
+			scsi_invalid_field(cmd, len_byte(cmd->cdb), -1);
 			return SCSI_DONE;
 		}
 	}
@@ -737,14 +772,18 @@ static const struct scsi_op ops[256] = {
 	[0x25] = { op_read_capacity10, 10, false },
 	[0x28] = { op_rw, 10, false },
 	[0x2a] = { op_rw, 10, false },
+	[0x2e] = { op_write_verify, 10, false },
 	[0x2f] = { op_verify, 10, false },
+	[0x34] = { op_prefetch, 10, false },
 	[0x35] = { op_sync_cache, 10, false },
 	[0x41] = { op_write_same, 10, false },
 	[0x42] = { op_unmap, 10, false },
 	[0x5a] = { op_mode_sense10, 10, false },
 	[0x88] = { op_rw, 16, false },
 	[0x8a] = { op_rw, 16, false },
+	[0x8e] = { op_write_verify, 16, false },
 	[0x8f] = { op_verify, 16, false },
+	[0x90] = { op_prefetch, 16, false },
 	[0x91] = { op_sync_cache, 16, false },
 	[0x93] = { op_write_same, 16, false },
 	[0x9e] = { op_service_action_in16, 16, false },
@@ -752,6 +791,8 @@ static const struct scsi_op ops[256] = {
 	[0xa3] = { op_maintenance_in, 12, true },
 	[0xa8] = { op_rw, 12, false },
 	[0xaa] = { op_rw, 12, false },
+	[0xae] = { op_write_verify, 12, false },
+	[0xaf] = { op_verify, 12, false },
 };
 
 /* Commands with service actions, for REPORT SUPPORTED OPERATION CODES. */

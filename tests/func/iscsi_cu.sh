@@ -26,20 +26,32 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$TESTD" "$IQN" 128M >"$DIR/out" 2>"$DIR/err" &
-PID=$!
-PORT=
-for _ in $(seq 50); do
-	PORT=$(awk '/^port/ {print $2}' "$DIR/out")
-	[ -n "$PORT" ] && break
-	sleep 0.1
-done
-if [ -z "$PORT" ]; then
+# start a target (port 0: the kernel picks a free one, we read it back)
+start() {
+	"$TESTD" "$@" >"$DIR/out" 2>"$DIR/err" &
+	PID=$!
+	PORT=
+	for _ in $(seq 50); do
+		PORT=$(awk '/^port/ {print $2}' "$DIR/out")
+		[ -n "$PORT" ] && return 0
+		sleep 0.1
+	done
 	echo "not ok - target starts"
 	cat "$DIR/err"
 	exit 1
-fi
-URL=iscsi://127.0.0.1:$PORT/$IQN/0
+}
+# SIGTERM; it must exit 0 (under ASan: no leaks)
+stop() {
+	kill -TERM "$PID"
+	if timeout 20 tail --pid="$PID" -f /dev/null && wait "$PID"; then
+		echo "ok - target shuts down cleanly$1"
+	else
+		echo "not ok - target shuts down cleanly$1"
+		tail -n 30 "$DIR/err"
+		n=$((n + 1))
+	fi
+	PID=
+}
 
 # iscsi-test-cu -V output -> "Suite.Test RESULT [# first skip reason]"
 parse() {
@@ -68,22 +80,39 @@ parse() {
 	END { flush() }'
 }
 
-# Every suite but MultipathIO (it needs a second path).
+# run suites against $URL; results get the prefix $1
+run_suites() {
+	local prefix=$1 s rc
+	shift
+	for s in "$@"; do
+		timeout -k 5 120 iscsi-test-cu -d -V -t "$s" "$URL" >"$DIR/cu.log" 2>&1
+		rc=$?
+		parse <"$DIR/cu.log" >"$DIR/one"
+		if [ $rc -ne 0 ] && [ $rc -ne 1 ] || [ ! -s "$DIR/one" ]; then
+			echo "not ok - $s: iscsi-test-cu exited $rc"
+			tail -n 20 "$DIR/cu.log"
+			n=$((n + 1))
+			continue
+		fi
+		sed "s/^/$prefix/" "$DIR/one" >>"$DIR/results"
+	done
+}
+
+# Every suite but MultipathIO (it needs a second path), on a scratch LUN.
 suites=${ISCSI_CU_SUITES:-$(iscsi-test-cu -l 2>/dev/null |
 	grep -E '^(SCSI|iSCSI)\.[A-Za-z0-9]+$' | grep -v MultipathIO)}
 : >"$DIR/results"
-for s in $suites; do
-	timeout -k 5 120 iscsi-test-cu -d -V -t "$s" "$URL" >"$DIR/cu.log" 2>&1
-	rc=$?
-	parse <"$DIR/cu.log" >"$DIR/one"
-	if [ $rc -ne 0 ] && [ $rc -ne 1 ] || [ ! -s "$DIR/one" ]; then
-		echo "not ok - $s: iscsi-test-cu exited $rc"
-		tail -n 20 "$DIR/cu.log"
-		n=$((n + 1))
-		continue
-	fi
-	cat "$DIR/one" >>"$DIR/results"
-done
+start "$IQN" 128M
+URL=iscsi://127.0.0.1:$PORT/$IQN/0
+run_suites "" $suites
+stop ""
+# ReadOnly on a write-protected LUN ("ro:" in the expected list)
+if [ -z "${ISCSI_CU_SUITES:-}" ]; then
+	start -R "$IQN" 16M
+	URL=iscsi://127.0.0.1:$PORT/$IQN/0
+	run_suites "ro:" SCSI.ReadOnly
+	stop " (read-only)"
+fi
 
 if [ -n "${ISCSI_CU_UPDATE:-}" ]; then
 	{
@@ -114,14 +143,4 @@ while read -r test result rest; do
 	fi
 done <"$DIR/results"
 echo "# iscsi-test-cu: $pass passed, $skip skipped, $fail failed"
-
-kill -TERM "$PID"
-if timeout 20 tail --pid="$PID" -f /dev/null && wait "$PID"; then
-	echo "ok - target shuts down cleanly"
-else
-	echo "not ok - target shuts down cleanly"
-	tail -n 30 "$DIR/err"
-	n=$((n + 1))
-fi
-PID=
 exit $((n > 0))

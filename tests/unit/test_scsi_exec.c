@@ -397,6 +397,38 @@ START_TEST(write_same_unmap_verify)
 }
 END_TEST
 
+START_TEST(write_verify_prefetch_verify12)
+{
+	static const uint8_t wv[] = { 0x2e, 0xae, 0x8e };
+
+	for (unsigned k = 0; k < 3; k++) {
+		uint8_t c[16] = { wv[k] };
+		unsigned len = k == 0 ? 10 : k == 1 ? 12 : 16;
+
+		switch (k) {
+		case 0: put_be32(c + 2, 50); put_be16(c + 7, 2); break;
+		case 1: put_be32(c + 2, 50); put_be32(c + 6, 2); break;
+		case 2: put_be64(c + 2, 50); put_be32(c + 10, 2); break;
+		}
+		memset(buf, 0x90 + k, 2 * BS);
+		ck_assert_int_eq(run(c, len, 2 * BS), 0);
+		ck_assert_uint_eq(cmd.bio_flags & BIO_FUA, BIO_FUA);
+		/* VERIFY(12) with BYTCHK compares what was written */
+		ck_assert_int_eq(RUN(2 * BS, 0xaf, 0x02, 0, 0, 0, 50, 0, 0, 0, 2, 0, 0), 0);
+		buf[7] ^= 1;
+		RUN(2 * BS, 0xaf, 0x02, 0, 0, 0, 50, 0, 0, 0, 2, 0, 0);
+		expect_sense(SK_MISCOMPARE, ASC_MISCOMPARE_VERIFY);
+	}
+	ck_assert_int_eq(RUN(0, 0x34, 0, 0, 0, 0, 10, 0, 0, 8, 0), 0);
+	RUN(0, 0x34, 0, 0, 0, 0x40, 0, 0, 0, 1, 0);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
+	ck_assert_int_eq(RUN(0, 0x90, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 8, 0, 0), 0);
+	lu.readonly = true;
+	RUN(BS, 0x2e, 0, 0, 0, 0, 50, 0, 0, 1, 0);
+	expect_sense(SK_DATA_PROTECT, ASC_WRITE_PROTECTED);
+}
+END_TEST
+
 START_TEST(report_opcodes)
 {
 	ck_assert_int_eq(RUN(4096, 0xa3, 0x0c, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0), 0);
@@ -492,6 +524,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, small_commands);
 	tcase_add_test(tc, mode_sense);
 	tcase_add_test(tc, write_same_unmap_verify);
+	tcase_add_test(tc, write_verify_prefetch_verify12);
 	tcase_add_test(tc, report_opcodes);
 	tcase_add_test(tc, errno_to_sense);
 	tcase_add_test(tc, enospc_through_fault);
