@@ -67,6 +67,9 @@ struct scsi_lu {
 	char		vendor[9];
 	char		product[17];
 	char		revision[5];
+	/* COMPARE AND WRITE in progress: one at a time per LU, so they are
+	 * atomic with respect to each other (not yet to plain writes) */
+	int		caw_busy;
 };
 
 /* Fill lu for bd: identifiers from uuid (the same on every path). */
@@ -106,6 +109,7 @@ struct scsi_cmd {
 	uint8_t		*tmp;		/* VERIFY, WRITE SAME buffers */
 	uint32_t	tmp_len;
 	int		(*next)(struct scsi_cmd *cmd);	/* after an I/O: 1 more, 0 done */
+	bool		caw_locked;	/* holds lu->caw_busy */
 	struct ev_timer	retry;		/* resubmit after -EAGAIN/-ENOMEM */
 };
 

@@ -25,6 +25,7 @@
 #define MAX_UNMAP_BLOCKS	(1u << 20)
 #define MAX_WS_BLOCKS		(1u << 22)
 #define WS_CHUNK		(1u << 20)	/* WRITE SAME with a pattern: bytes per bio */
+#define MAX_CAW_BLOCKS		64		/* COMPARE AND WRITE */
 
 struct scsi_op {
 	int	(*fn)(struct scsi_cmd *cmd);
@@ -56,8 +57,17 @@ static void pad_ascii(uint8_t *dst, const char *s, size_t len)
 
 /* ------------------------------------------------------------ I/O engine */
 
+static void caw_unlock(struct scsi_cmd *cmd)
+{
+	if (cmd->caw_locked) {
+		__atomic_store_n(&cmd->lu->caw_busy, 0, __ATOMIC_RELEASE);
+		cmd->caw_locked = false;
+	}
+}
+
 static void finish(struct scsi_cmd *cmd, int err)
 {
+	caw_unlock(cmd);
 	free(cmd->tmp);
 	cmd->tmp = NULL;
 	if (err)
@@ -127,6 +137,7 @@ static int io_start(struct scsi_cmd *cmd, enum bio_op op, uint32_t flags, uint8_
 	cmd->io_len = len;
 	rc = io_submit(cmd);
 	if (rc) {
+		caw_unlock(cmd);
 		free(cmd->tmp);
 		cmd->tmp = NULL;
 		scsi_errno_sense(cmd, rc);
@@ -236,6 +247,7 @@ static int op_inquiry(struct scsi_cmd *cmd)
 
 		len = 64;
 		d[4] = 0x01;				/* WSNZ */
+		d[5] = MAX_CAW_BLOCKS;			/* maximum compare and write length */
 		put_be16(d + 6, 1);			/* optimal granularity */
 		put_be32(d + 8, MAX_XFER_BYTES / bs);	/* maximum transfer length */
 		put_be32(d + 12, (1u << 20) / bs);	/* optimal transfer length */
@@ -677,6 +689,73 @@ static int op_write_same(struct scsi_cmd *cmd)
 			MIN(cmd->end - lba * bs, (uint64_t)cmd->tmp_len));
 }
 
+/*
+ * COMPARE AND WRITE: read the blocks, compare them with the first half of
+ * the data-out, and write the second half if they match. MISCOMPARE sense
+ * carries the offset of the first differing byte in INFORMATION.
+ */
+static int caw_cmp(struct scsi_cmd *cmd)
+{
+	uint32_t len = cmd->tmp_len;
+
+	for (uint32_t i = 0; i < len; i++) {
+		if (cmd->tmp[i] != cmd->buf[i]) {
+			scsi_sense(cmd, SK_MISCOMPARE, ASC_MISCOMPARE_VERIFY);
+			cmd->sense[0] |= 0x80;		/* VALID: INFORMATION is set */
+			put_be32(cmd->sense + 3, i);
+			return 0;
+		}
+	}
+	cmd->op = BIO_WRITE;
+	cmd->bio_flags = cmd->cdb[1] & 0x08 ? BIO_FUA : 0;
+	cmd->io_buf = cmd->buf + len;
+	cmd->next = NULL;
+	return io_submit(cmd) ?: 1;
+}
+
+static int op_compare_and_write(struct scsi_cmd *cmd)
+{
+	const uint8_t *cdb = cmd->cdb;
+	uint64_t lba = get_be64(cdb + 2);
+	uint32_t n = cdb[13], len = n * bsize(cmd);
+
+	if (cdb[1] >> 5) {
+		scsi_invalid_field(cmd, 1, 7);
+		return SCSI_DONE;
+	}
+	if (write_protect_check(cmd))
+		return SCSI_DONE;
+	if (n > MAX_CAW_BLOCKS) {
+		scsi_invalid_field(cmd, 13, -1);
+		return SCSI_DONE;
+	}
+	if (range_check(cmd, lba, n))
+		return SCSI_DONE;
+	/* the data-out must be exactly the verify and the write data (a
+	 * NUMBER OF LOGICAL BLOCKS wrapped to 0 with data is refused too) */
+	if (cmd->buf_len != 2 * len) {
+		scsi_invalid_field(cmd, 13, -1);
+		return SCSI_DONE;
+	}
+	cmd->xfer_len = 2 * len;
+	if (!n)
+		return SCSI_DONE;
+	if (__atomic_exchange_n(&cmd->lu->caw_busy, 1, __ATOMIC_ACQUIRE)) {
+		scsi_errno_sense(cmd, -EBUSY);		/* the initiator retries */
+		return SCSI_DONE;
+	}
+	cmd->caw_locked = true;
+	cmd->tmp = malloc(len);
+	if (!cmd->tmp) {
+		caw_unlock(cmd);
+		scsi_errno_sense(cmd, -ENOMEM);
+		return SCSI_DONE;
+	}
+	cmd->tmp_len = len;
+	cmd->next = caw_cmp;
+	return io_start(cmd, BIO_READ, 0, cmd->tmp, lba * bsize(cmd), len);
+}
+
 /* UNMAP: one WRITE_ZEROES (may deallocate) per descriptor, in turn, so
  * unmapped blocks read back as zeros (LBPRZ). */
 static int unmap_submit(struct scsi_cmd *cmd)
@@ -780,6 +859,7 @@ static const struct scsi_op ops[256] = {
 	[0x42] = { op_unmap, 10, false },
 	[0x5a] = { op_mode_sense10, 10, false },
 	[0x88] = { op_rw, 16, false },
+	[0x89] = { op_compare_and_write, 16, false },
 	[0x8a] = { op_rw, 16, false },
 	[0x8e] = { op_write_verify, 16, false },
 	[0x8f] = { op_verify, 16, false },
@@ -918,6 +998,7 @@ int scsi_exec(struct scsi_cmd *cmd)
 	cmd->tmp = NULL;
 	cmd->next = NULL;
 	cmd->step = 0;
+	cmd->caw_locked = false;
 	cmd->retry.heap_idx = 0;
 	if (!cmd->lu && !(op->fn && op->no_lu_ok)) {
 		scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_LUN_NOT_SUPPORTED);

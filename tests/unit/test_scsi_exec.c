@@ -87,7 +87,7 @@ static void expect_sense(uint8_t key, uint16_t asc)
 {
 	ck_assert_int_eq(cmd.status, SCSI_STATUS_CHECK_CONDITION);
 	ck_assert_int_eq(cmd.sense_len, 18);
-	ck_assert_int_eq(cmd.sense[0], 0x70);
+	ck_assert_int_eq(cmd.sense[0] & 0x7f, 0x70);
 	ck_assert_int_eq(cmd.sense[2], key);
 	ck_assert_int_eq(cmd.sense[12] << 8 | cmd.sense[13], asc);
 }
@@ -429,6 +429,63 @@ START_TEST(write_verify_prefetch_verify12)
 }
 END_TEST
 
+START_TEST(compare_and_write)
+{
+	uint8_t c[16] = { 0x89 };
+
+	put_be64(c + 2, 300);
+	c[13] = 2;
+	memset(buf, 0, 2 * BS);			/* unwritten blocks read as zeros */
+	memset(buf + 2 * BS, 0xc1, 2 * BS);
+	ck_assert_int_eq(run(c, 16, 4 * BS), 0);
+	ck_assert_uint_eq(cmd.xfer_len, 4 * BS);
+	ck_assert_int_eq(lu.caw_busy, 0);
+	/* now the compare data is stale: miscompare at byte 0, nothing written */
+	memset(buf + 2 * BS, 0xc2, 2 * BS);
+	run(c, 16, 4 * BS);
+	expect_sense(SK_MISCOMPARE, ASC_MISCOMPARE_VERIFY);
+	ck_assert_int_eq(cmd.sense[0], 0xf0);
+	ck_assert_uint_eq(get_be32(cmd.sense + 3), 0);
+	memset(buf, 0xc1, 2 * BS);
+	buf[BS + 5] = 0;
+	run(c, 16, 4 * BS);
+	expect_sense(SK_MISCOMPARE, ASC_MISCOMPARE_VERIFY);
+	ck_assert_uint_eq(get_be32(cmd.sense + 3), BS + 5);
+	rw16(0x88, 300, 2, 2 * BS);
+	for (unsigned i = 0; i < 2 * BS; i++)
+		ck_assert_int_eq(buf[i], 0xc1);
+	/* a match with FUA */
+	memset(buf, 0xc1, 2 * BS);
+	memset(buf + 2 * BS, 0xc3, 2 * BS);
+	c[1] = 0x08;
+	ck_assert_int_eq(run(c, 16, 4 * BS), 0);
+	ck_assert_uint_eq(cmd.bio_flags, BIO_FUA);
+	c[1] = 0;
+	/* bad fields: too many blocks, short data, out of range, busy */
+	c[13] = 65;
+	run(c, 16, 130 * BS);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	c[13] = 2;
+	run(c, 16, 3 * BS);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	run(c, 16, 5 * BS);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	c[13] = 0;
+	run(c, 16, 4 * BS);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	ck_assert_int_eq(run(c, 16, 0), 0);
+	c[13] = 2;
+	put_be64(c + 2, NB - 1);
+	run(c, 16, 4 * BS);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
+	put_be64(c + 2, 300);
+	lu.caw_busy = 1;
+	ck_assert_int_eq(run(c, 16, 4 * BS), SCSI_STATUS_BUSY);
+	lu.caw_busy = 0;
+	ck_assert_int_eq(lu.caw_busy, 0);
+}
+END_TEST
+
 START_TEST(report_opcodes)
 {
 	ck_assert_int_eq(RUN(4096, 0xa3, 0x0c, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0), 0);
@@ -525,6 +582,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, mode_sense);
 	tcase_add_test(tc, write_same_unmap_verify);
 	tcase_add_test(tc, write_verify_prefetch_verify12);
+	tcase_add_test(tc, compare_and_write);
 	tcase_add_test(tc, report_opcodes);
 	tcase_add_test(tc, errno_to_sense);
 	tcase_add_test(tc, enospc_through_fault);
