@@ -756,6 +756,58 @@ static int op_compare_and_write(struct scsi_cmd *cmd)
 	return io_start(cmd, BIO_READ, 0, cmd->tmp, lba * bsize(cmd), len);
 }
 
+/* ORWRITE: read, OR the data-out into it, write (serialised with
+ * COMPARE AND WRITE). */
+static int orwrite_or(struct scsi_cmd *cmd)
+{
+	for (uint32_t i = 0; i < cmd->tmp_len; i++)
+		cmd->tmp[i] |= cmd->buf[i];
+	cmd->op = BIO_WRITE;
+	cmd->bio_flags = cmd->cdb[1] & 0x08 ? BIO_FUA : 0;
+	cmd->next = NULL;
+	return io_submit(cmd) ?: 1;
+}
+
+static int op_orwrite(struct scsi_cmd *cmd)
+{
+	uint64_t lba, xfer;
+	uint32_t n;
+
+	rw_decode(cmd->cdb, &lba, &n);
+	if (cmd->cdb[1] >> 5) {
+		scsi_invalid_field(cmd, 1, 7);
+		return SCSI_DONE;
+	}
+	if (write_protect_check(cmd) || range_check(cmd, lba, n))
+		return SCSI_DONE;
+	xfer = (uint64_t)n * bsize(cmd);
+	if (xfer > MAX_XFER_BYTES) {
+		scsi_invalid_field(cmd, 10, -1);
+		return SCSI_DONE;
+	}
+	cmd->xfer_len = (uint32_t)xfer;
+	if (!n)
+		return SCSI_DONE;
+	if (cmd->buf_len < xfer) {
+		scsi_invalid_field(cmd, 10, -1);
+		return SCSI_DONE;
+	}
+	if (__atomic_exchange_n(&cmd->lu->caw_busy, 1, __ATOMIC_ACQUIRE)) {
+		scsi_errno_sense(cmd, -EBUSY);
+		return SCSI_DONE;
+	}
+	cmd->caw_locked = true;
+	cmd->tmp = malloc(xfer);
+	if (!cmd->tmp) {
+		caw_unlock(cmd);
+		scsi_errno_sense(cmd, -ENOMEM);
+		return SCSI_DONE;
+	}
+	cmd->tmp_len = (uint32_t)xfer;
+	cmd->next = orwrite_or;
+	return io_start(cmd, BIO_READ, 0, cmd->tmp, lba * bsize(cmd), xfer);
+}
+
 /* UNMAP: one WRITE_ZEROES (may deallocate) per descriptor, in turn, so
  * unmapped blocks read back as zeros (LBPRZ). */
 static int unmap_submit(struct scsi_cmd *cmd)
@@ -861,6 +913,7 @@ static const struct scsi_op ops[256] = {
 	[0x88] = { op_rw, 16, false },
 	[0x89] = { op_compare_and_write, 16, false },
 	[0x8a] = { op_rw, 16, false },
+	[0x8b] = { op_orwrite, 16, false },
 	[0x8e] = { op_write_verify, 16, false },
 	[0x8f] = { op_verify, 16, false },
 	[0x90] = { op_prefetch, 16, false },

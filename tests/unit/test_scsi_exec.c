@@ -482,7 +482,19 @@ START_TEST(compare_and_write)
 	lu.caw_busy = 1;
 	ck_assert_int_eq(run(c, 16, 4 * BS), SCSI_STATUS_BUSY);
 	lu.caw_busy = 0;
+	/* ORWRITE */
+	memset(buf, 0x0c, 2 * BS);
+	c[0] = 0x8b;
+	put_be32(c + 10, 2);
+	c[13] = 2;
+	ck_assert_int_eq(run(c, 16, 2 * BS), 0);
 	ck_assert_int_eq(lu.caw_busy, 0);
+	rw16(0x88, 300, 2, 2 * BS);
+	for (unsigned i = 0; i < 2 * BS; i++)
+		ck_assert_int_eq(buf[i], 0xc3 | 0x0c);
+	put_be64(c + 2, NB);
+	run(c, 16, 2 * BS);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
 }
 END_TEST
 
