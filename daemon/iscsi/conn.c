@@ -98,6 +98,7 @@ struct iscsi_conn {
 	struct ev_task	free_task;
 	char		local_addr[80];	/* for SendTargets */
 	char		peer[80];
+	uint16_t	tpg;		/* of the portal it came through */
 
 	/* rx */
 	enum rx_state	rx_state;
@@ -383,7 +384,7 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 			if (p->session_type == ISCSI_SESSION_NORMAL) {
 				if (!p->target_name[0])
 					status = ISCSI_LOGIN_MISSING_PARAM;
-				else if (!(c->target = iscsi_target_find(p->target_name)))
+				else if (!(c->target = iscsi_target_get(p->target_name)))
 					status = ISCSI_LOGIN_NOT_FOUND;
 			}
 		}
@@ -393,7 +394,7 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 		bool to_ffp = transit && nsg == ISCSI_STAGE_FFP;
 
 		if (c->nego.p.session_type == ISCSI_SESSION_NORMAL && !c->tpgt_sent) {
-			iscsi_kv_addu(kv, "TargetPortalGroupTag", ISCSI_TPGT);
+			iscsi_kv_addu(kv, "TargetPortalGroupTag", c->tpg);
 			c->tpgt_sent = true;
 		}
 		if ((csg == ISCSI_STAGE_OPERATIONAL || to_ffp) && !c->declared) {
@@ -786,14 +787,15 @@ static int text_key(const char *key, const char *value, void *arg)
 	if (!strcmp(key, "SendTargets")) {
 		if (!strcmp(value, "All")) {
 			if (c->p.session_type == ISCSI_SESSION_DISCOVERY)
-				iscsi_send_targets(w->out, NULL, c->local_addr);
+				iscsi_send_targets(w->out, NULL, c->local_addr, c->tpg);
 			else
 				iscsi_kv_add(w->out, key, "Reject");
 		} else if (!*value) {
 			if (c->target)
-				iscsi_send_targets(w->out, c->target->iqn, c->local_addr);
+				iscsi_send_targets(w->out, c->target->iqn, c->local_addr,
+						   c->tpg);
 		} else {
-			iscsi_send_targets(w->out, value, c->local_addr);
+			iscsi_send_targets(w->out, value, c->local_addr, c->tpg);
 		}
 		return 0;
 	}
@@ -1090,6 +1092,8 @@ static void conn_free_deferred(struct ev_task *et)
 	for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++)
 		if (c->chans[i])
 			blk_chan_close(c->chans[i], NULL, NULL);
+	if (c->target)
+		iscsi_target_put(c->target);
 	pthread_mutex_lock(&conns_lock);
 	list_del(&c->link);
 	pthread_mutex_unlock(&conns_lock);
@@ -1143,14 +1147,18 @@ static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t len
 
 void iscsi_conn_start_msg(void *arg)
 {
-	int fd = (int)(intptr_t)arg, one = 1;
+	struct iscsi_accepted *a = arg;
+	int fd = a->fd, one = 1;
+	uint16_t tpg = a->tpg;
 	struct iscsi_target_limits lim;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct iscsi_conn *c = calloc(1, sizeof(*c));
 
+	free(a);
 	if (!c)
 		goto close_fd;
+	c->tpg = tpg;
 	iscsi_target_limits_default(&lim);
 	c->rx_cap = ISCSI_MAX_AHS_LEN + 2 * ISCSI_DIGEST_LEN +
 		    iscsi_pad4(MAX(lim.max_recv_dsl, ISCSI_KV_MAX));

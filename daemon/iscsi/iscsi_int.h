@@ -28,6 +28,7 @@ struct iscsi_target {
 	struct iscsi_lun *luns[ISCSI_MAX_LUNS];	/* by LUN number */
 	uint64_t	lunlist[ISCSI_MAX_LUNS];	/* REPORT LUNS, in order added */
 	unsigned	nluns;
+	unsigned	sessions;	/* connections logged in (cfg lock) */
 };
 
 struct iscsi_portal {
@@ -36,18 +37,31 @@ struct iscsi_portal {
 	struct ev_io	io;
 	unsigned	reactor;
 	int		port;
+	uint16_t	tpg;
+	char		addr[80];	/* as given */
+};
+
+/* What a portal hands to the reactor that will serve a new connection. */
+struct iscsi_accepted {
+	int		fd;
+	uint16_t	tpg;
 };
 
 /* target.c */
-struct iscsi_target *iscsi_target_find(const char *iqn);
+/* A target for a new session (counted: it cannot be removed meanwhile),
+ * NULL if there is none; iscsi_target_put() when the session ends. */
+struct iscsi_target *iscsi_target_get(const char *iqn);
+void iscsi_target_put(struct iscsi_target *t);
 /* SendTargets: every target as TargetName/TargetAddress pairs, or just
  * `only` when not NULL. */
-void iscsi_send_targets(struct iscsi_kvbuf *out, const char *only, const char *addr);
+void iscsi_send_targets(struct iscsi_kvbuf *out, const char *only, const char *addr,
+			unsigned tpg);
 uint16_t iscsi_new_tsih(void);
 
-/* conn.c: start serving an accepted socket (the fd cast to a pointer) on
- * the calling reactor; a reactor_send() message. */
-void iscsi_conn_start_msg(void *fd);
+/* conn.c: start serving an accepted socket (a malloc'ed struct
+ * iscsi_accepted, freed here) on the calling reactor; a reactor_send()
+ * message. */
+void iscsi_conn_start_msg(void *accepted);
 /* Close every connection on the calling reactor's loop. */
 void iscsi_conn_kill_local(void);
 unsigned iscsi_conn_count(void);

@@ -48,22 +48,32 @@ static struct iscsi_target *find_locked(const char *iqn)
 	return NULL;
 }
 
-struct iscsi_target *iscsi_target_find(const char *iqn)
+struct iscsi_target *iscsi_target_get(const char *iqn)
 {
 	struct iscsi_target *t;
 
 	pthread_mutex_lock(&cfg_lock);
 	t = find_locked(iqn);
+	if (t)
+		t->sessions++;
 	pthread_mutex_unlock(&cfg_lock);
 	return t;
 }
 
-void iscsi_send_targets(struct iscsi_kvbuf *out, const char *only, const char *addr)
+void iscsi_target_put(struct iscsi_target *t)
+{
+	pthread_mutex_lock(&cfg_lock);
+	t->sessions--;
+	pthread_mutex_unlock(&cfg_lock);
+}
+
+void iscsi_send_targets(struct iscsi_kvbuf *out, const char *only, const char *addr,
+			unsigned tpg)
 {
 	struct list_head *l;
 	char a[128];
 
-	snprintf(a, sizeof(a), "%s,%d", addr, ISCSI_TPGT);
+	snprintf(a, sizeof(a), "%s,%u", addr, tpg);
 	pthread_mutex_lock(&cfg_lock);
 	list_for_each(l, &targets) {
 		struct iscsi_target *t = list_entry(l, struct iscsi_target, link);
@@ -110,6 +120,27 @@ int iscsi_target_add(const char *iqn)
 	pthread_mutex_unlock(&cfg_lock);
 	LOG_INFO(LS_ISCSI, "target %s added", iqn);
 	return 0;
+}
+
+int iscsi_target_remove(const char *iqn)
+{
+	struct iscsi_target *t;
+	int rc = 0;
+
+	pthread_mutex_lock(&cfg_lock);
+	t = find_locked(iqn);
+	if (!t)
+		rc = -ENOENT;
+	else if (t->nluns || t->sessions)
+		rc = -EBUSY;
+	else
+		list_del(&t->link);
+	pthread_mutex_unlock(&cfg_lock);
+	if (!rc) {
+		free(t);
+		LOG_INFO(LS_ISCSI, "target %s removed", iqn);
+	}
+	return rc;
 }
 
 int iscsi_lun_add(const char *iqn, unsigned lun, struct blkdev *bd, bool readonly)
@@ -159,7 +190,7 @@ static void portal_accept(struct ev_io *io, uint32_t revents)
 
 	for (;;) {
 		int fd = accept4(p->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		intptr_t arg = fd;
+		struct iscsi_accepted *a;
 
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
@@ -168,9 +199,16 @@ static void portal_accept(struct ev_io *io, uint32_t revents)
 				LOG_RATELIMIT(LOG_WARN, LS_ISCSI, "accept: %s", strerror(errno));
 			return;
 		}
-		if (reactor_send(reactor_next(), iscsi_conn_start_msg,
-				 (void *)arg)) {
+		a = malloc(sizeof(*a));
+		if (!a) {
 			close(fd);
+			continue;
+		}
+		a->fd = fd;
+		a->tpg = p->tpg;
+		if (reactor_send(reactor_next(), iscsi_conn_start_msg, a)) {
+			close(fd);
+			free(a);
 		}
 	}
 }
@@ -227,7 +265,25 @@ static int portal_stop(void *arg)
 	return 0;
 }
 
+static struct iscsi_portal *portal_find_locked(const char *addr)
+{
+	struct list_head *l;
+
+	list_for_each(l, &portals) {
+		struct iscsi_portal *p = list_entry(l, struct iscsi_portal, link);
+
+		if (!strcmp(p->addr, addr))
+			return p;
+	}
+	return NULL;
+}
+
 int iscsi_portal_add(const char *addr)
+{
+	return iscsi_portal_add_tpg(addr, ISCSI_TPGT);
+}
+
+int iscsi_portal_add_tpg(const char *addr, unsigned tpg)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -236,12 +292,21 @@ int iscsi_portal_add(const char *addr)
 
 	if (!reactor_count())
 		return -ENXIO;
+	if (!tpg || tpg > 65535 || strlen(addr) >= sizeof(p->addr))
+		return -EINVAL;
 	rc = parse_addr(addr, &ss, &len);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&cfg_lock);
+	rc = portal_find_locked(addr) ? -EEXIST : 0;
+	pthread_mutex_unlock(&cfg_lock);
 	if (rc)
 		return rc;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
+	p->tpg = (uint16_t)tpg;
+	snprintf(p->addr, sizeof(p->addr), "%s", addr);
 	p->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (p->fd < 0) {
 		rc = -errno;
@@ -263,7 +328,7 @@ int iscsi_portal_add(const char *addr)
 	pthread_mutex_lock(&cfg_lock);
 	list_add_tail(&p->link, &portals);
 	pthread_mutex_unlock(&cfg_lock);
-	LOG_INFO(LS_ISCSI, "portal %s listening on port %d", addr, p->port);
+	LOG_INFO(LS_ISCSI, "portal %s (tpg %u) listening on port %d", addr, tpg, p->port);
 	return p->port;
 
 close_fd:
@@ -271,6 +336,24 @@ close_fd:
 free_portal:
 	free(p);
 	return rc;
+}
+
+int iscsi_portal_remove(const char *addr)
+{
+	struct iscsi_portal *p;
+
+	pthread_mutex_lock(&cfg_lock);
+	p = portal_find_locked(addr);
+	if (p)
+		list_del(&p->link);
+	pthread_mutex_unlock(&cfg_lock);
+	if (!p)
+		return -ENOENT;
+	reactor_call(p->reactor, portal_stop, p);
+	close(p->fd);
+	LOG_INFO(LS_ISCSI, "portal %s removed", addr);
+	free(p);
+	return 0;
 }
 
 static int kill_conns(unsigned i, void *arg)

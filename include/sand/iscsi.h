@@ -284,10 +284,16 @@ void iscsi_nego_declare(struct iscsi_nego *n, struct iscsi_kvbuf *out);
  * Reactors must be running (reactors_start) before a portal is added.
  * Every call is thread-safe and returns 0 or -errno, except where noted.
  */
-/* Listen on "IPv4:PORT" or "[IPv6]:PORT". Returns the bound port (useful
- * with port 0) or -errno. */
+/* Listen on "IPv4:PORT" or "[IPv6]:PORT" in target portal group 1 (or
+ * tpg, 1-65535). Returns the bound port (useful with port 0) or -errno
+ * (-EEXIST: a portal with this address string exists). */
 int iscsi_portal_add(const char *addr);
+int iscsi_portal_add_tpg(const char *addr, unsigned tpg);
+/* Stop listening (connections made through it stay). -ENOENT. */
+int iscsi_portal_remove(const char *addr);
 int iscsi_target_add(const char *iqn);
+/* Forget a target: -ENOENT, or -EBUSY while it has LUNs or sessions. */
+int iscsi_target_remove(const char *iqn);
 /* Export bd as LUN lun of target iqn (the caller keeps ownership of bd and
  * must not close it before iscsi_shutdown). */
 int iscsi_lun_add(const char *iqn, unsigned lun, struct blkdev *bd, bool readonly);

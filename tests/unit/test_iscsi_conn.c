@@ -557,6 +557,49 @@ START_TEST(drop_in_flight)
 }
 END_TEST
 
+START_TEST(config_changes)
+{
+	static struct cli c;
+	char addr[64];
+	int p2, rc = 0;
+
+	ck_assert_int_eq(iscsi_target_remove(IQN), -EBUSY);		/* has a LUN */
+	ck_assert_int_eq(iscsi_target_remove("iqn.2026-11.org.sand:none"), -ENOENT);
+	ck_assert_int_eq(iscsi_target_add("iqn.2026-11.org.sand:empty"), 0);
+	ck_assert_int_eq(iscsi_portal_add("127.0.0.1:0"), -EEXIST);	/* same string */
+	ck_assert_int_eq(iscsi_portal_add_tpg("127.0.0.2:0", 0), -EINVAL);
+	p2 = iscsi_portal_add_tpg("127.0.0.2:0", 7);
+	ck_assert_int_gt(p2, 0);
+	/* a session through the tpg 7 portal to the empty target */
+	{
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)p2) };
+		struct timeval tv = { 5, 0 };
+
+		memset(&c, 0, sizeof(c));
+		sa.sin_addr.s_addr = htonl(0x7f000002);
+		c.fd = socket(AF_INET, SOCK_STREAM, 0);
+		setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		ck_assert_int_eq(connect(c.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		c.cmdsn = 1;
+	}
+	ck_assert_int_eq(login_keys(&c, "InitiatorName=iqn.2026-11.x:y;"
+				    "TargetName=iqn.2026-11.org.sand:empty"), 0);
+	ck_assert(has_kv(&c, "TargetPortalGroupTag=7"));
+	ck_assert_int_eq(iscsi_target_remove("iqn.2026-11.org.sand:empty"), -EBUSY);
+	close(c.fd);
+	for (int i = 0; i < 500; i++) {
+		rc = iscsi_target_remove("iqn.2026-11.org.sand:empty");
+		if (rc != -EBUSY)
+			break;
+		usleep(10000);
+	}
+	ck_assert_int_eq(rc, 0);
+	snprintf(addr, sizeof(addr), "127.0.0.2:0");
+	ck_assert_int_eq(iscsi_portal_remove(addr), 0);
+	ck_assert_int_eq(iscsi_portal_remove(addr), -ENOENT);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("iscsi_conn");
@@ -571,6 +614,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, login_failures);
 	tcase_add_test(tc, discovery_and_logout);
 	tcase_add_test(tc, drop_in_flight);
+	tcase_add_test(tc, config_changes);
 	suite_add_tcase(s, tc);
 	return s;
 }
