@@ -301,4 +301,11 @@ int iscsi_lun_add(const char *iqn, unsigned lun, struct blkdev *bd, bool readonl
  * target. */
 void iscsi_shutdown(void);
 
+/* ---- the daemon's control plane (daemon/iscsi/iscsi_rpc.c) ----
+ * iscsi.portal_add, iscsi.target_create, iscsi.export, iscsi.list; the
+ * "iscsi" section of the state file. iscsi_restore runs after the disks'
+ * restore step and registers the shutdown hook. */
+void iscsi_rpc_init(void);
+void iscsi_restore(void);
+
 #endif
