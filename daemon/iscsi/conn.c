@@ -99,6 +99,10 @@ struct iscsi_conn {
 	char		local_addr[80];	/* for SendTargets */
 	char		peer[80];
 	uint16_t	tpg;		/* of the portal it came through */
+	struct iscsi_timeouts tmo;
+	struct ev_timer	timer;		/* login deadline, then NOP-In pings */
+	uint64_t	last_rx_ns;
+	unsigned	pings;		/* NOP-Ins sent since the initiator last spoke */
 
 	/* rx */
 	enum rx_state	rx_state;
@@ -141,6 +145,7 @@ unsigned iscsi_conn_count(void)
 
 static void conn_close(struct iscsi_conn *c);
 static void tx_flush(struct iscsi_conn *c);
+static void conn_timer(struct ev_timer *t);
 
 static uint32_t max_cmdsn(struct iscsi_conn *c) { return c->exp_cmdsn + ISCSI_CMD_WINDOW - 1; }
 
@@ -414,6 +419,10 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 	if (!status && c->stage == ISCSI_STAGE_FFP) {
 		c->p = c->nego.p;
 		c->state = CONN_FFP;
+		ev_timer_stop(c->loop, &c->timer);
+		if (c->tmo.nop_interval_ms)
+			ev_timer_start(c->loop, &c->timer,
+				       c->tmo.nop_interval_ms * 1000000ull, conn_timer);
 		c->hdigest = c->p.header_digest;
 		c->ddigest = c->p.data_digest;
 		LOG_INFO(LS_ISCSI, "%s: %s session for %s%s%s (tsih %u, mrdsl %u/%u, "
@@ -1048,6 +1057,8 @@ static void conn_rx(struct iscsi_conn *c)
 			return;
 		}
 		c->rx_got += (uint32_t)n;
+		c->pings = 0;		/* the initiator is alive */
+		c->last_rx_ns = now_ns();
 		if ((size_t)n < want)
 			continue;
 		if (c->rx_state == RX_BHS) {
@@ -1083,6 +1094,53 @@ static void conn_io(struct ev_io *io, uint32_t revents)
 
 /* -------------------------------------------------------- life and death */
 
+/* A NOP-In that wants an answer (ITT reserved, a TTT of ours). */
+static void send_ping(struct iscsi_conn *c)
+{
+	struct tx_pdu *pdu = pdu_new(ISCSI_OP_NOP_IN, ISCSI_FLAG_FINAL);
+
+	if (!pdu) {
+		conn_close(c);
+		return;
+	}
+	if (++c->ttt_next == ISCSI_RSVD_TAG)
+		c->ttt_next = 1;
+	bhs_put32(&pdu->bhs, BHS_ITT, ISCSI_RSVD_TAG);
+	bhs_put32(&pdu->bhs, BHS_TTT, c->ttt_next);
+	bhs_put32(&pdu->bhs, BHS_STATSN, c->statsn);	/* not advanced */
+	put_window(c, pdu);
+	tx_queue(c, pdu);
+}
+
+static void conn_timer(struct ev_timer *t)
+{
+	struct iscsi_conn *c = container_of(t, struct iscsi_conn, timer);
+
+	if (c->closing)
+		return;
+	if (c->state == CONN_LOGIN) {
+		LOG_WARN(LS_ISCSI, "%s: login not finished within %u ms", c->peer,
+			 c->tmo.login_ms);
+		conn_close(c);
+		return;
+	}
+	uint64_t iv = c->tmo.nop_interval_ms * 1000000ull, idle = now_ns() - c->last_rx_ns;
+
+	if (idle < iv && !c->pings) {	/* it spoke lately: look again later */
+		ev_timer_start(c->loop, t, iv - idle, conn_timer);
+		return;
+	}
+	if (c->pings >= c->tmo.nop_misses) {
+		LOG_WARN(LS_ISCSI, "%s: no answer to %u pings, closing", c->peer, c->pings);
+		conn_close(c);
+		return;
+	}
+	c->pings++;
+	send_ping(c);
+	if (!c->closing)
+		ev_timer_start(c->loop, t, iv, conn_timer);
+}
+
 static void conn_free_deferred(struct ev_task *et)
 {
 	struct iscsi_conn *c = container_of(et, struct iscsi_conn, free_task);
@@ -1111,6 +1169,7 @@ static void conn_close(struct iscsi_conn *c)
 	c->closing = true;
 	LOG_DBG(LS_ISCSI, "%s: closing", c->peer);
 	ev_io_stop(c->loop, &c->io);
+	ev_timer_stop(c->loop, &c->timer);
 	close(c->fd);
 	c->fd = -1;
 	while (!list_empty(&c->txq)) {
@@ -1167,11 +1226,17 @@ void iscsi_conn_start_msg(void *arg)
 		goto free_conn;
 	c->fd = fd;
 	c->loop = ev_current();
+	c->tmo = iscsi_tmo;
 	list_init(&c->txq);
 	list_init(&c->tasks);
 	iscsi_nego_init(&c->nego, &lim);
 	c->p = c->nego.p;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (c->tmo.nop_interval_ms) {
+		unsigned ut = c->tmo.nop_interval_ms * (c->tmo.nop_misses + 1);
+
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
+	}
 	if (!getsockname(fd, (struct sockaddr *)&ss, &sl))
 		format_addr(&ss, c->local_addr, sizeof(c->local_addr));
 	sl = sizeof(ss);
@@ -1183,6 +1248,7 @@ void iscsi_conn_start_msg(void *arg)
 	list_add_tail(&c->link, &conns);
 	__atomic_add_fetch(&nconns, 1, __ATOMIC_ACQ_REL);
 	pthread_mutex_unlock(&conns_lock);
+	ev_timer_start(c->loop, &c->timer, c->tmo.login_ms * 1000000ull, conn_timer);
 	LOG_DBG(LS_ISCSI, "%s: connected", c->peer);
 	return;
 

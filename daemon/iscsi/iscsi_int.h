@@ -47,6 +47,13 @@ struct iscsi_accepted {
 	uint16_t	tpg;
 };
 
+struct iscsi_timeouts {
+	unsigned	nop_interval_ms;
+	unsigned	nop_misses;
+	unsigned	login_ms;
+};
+extern struct iscsi_timeouts iscsi_tmo;		/* read when a connection starts */
+
 /* target.c */
 /* A target for a new session (counted: it cannot be removed meanwhile),
  * NULL if there is none; iscsi_target_put() when the session ends. */

@@ -23,6 +23,18 @@ static struct list_head targets = LIST_HEAD_INIT(targets);
 static struct list_head portals = LIST_HEAD_INIT(portals);
 static uint16_t tsih_next;
 
+struct iscsi_timeouts iscsi_tmo = { .nop_interval_ms = 5000, .nop_misses = 3,
+				    .login_ms = 15000 };
+
+void iscsi_set_timeouts(unsigned nop_interval_ms, unsigned nop_misses, unsigned login_ms)
+{
+	pthread_mutex_lock(&cfg_lock);
+	iscsi_tmo.nop_interval_ms = nop_interval_ms;
+	iscsi_tmo.nop_misses = nop_misses ? nop_misses : 1;
+	iscsi_tmo.login_ms = login_ms ? login_ms : 15000;
+	pthread_mutex_unlock(&cfg_lock);
+}
+
 uint16_t iscsi_new_tsih(void)
 {
 	uint16_t t;

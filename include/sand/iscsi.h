@@ -300,6 +300,15 @@ int iscsi_lun_add(const char *iqn, unsigned lun, struct blkdev *bd, bool readonl
 /* Close every portal and connection, wait for I/O in flight, forget every
  * target. */
 void iscsi_shutdown(void);
+/*
+ * Liveness, for new connections: a login must end within login_ms; in full
+ * feature phase a connection that has been silent for nop_interval_ms gets
+ * a NOP-In ping, and after nop_misses pings without a word back it is
+ * closed (so a dead path cannot deliver stale writes later). TCP's user
+ * timeout is set to match. nop_interval_ms 0: no pings. Defaults: 5000 ms,
+ * 3 misses, login 15000 ms.
+ */
+void iscsi_set_timeouts(unsigned nop_interval_ms, unsigned nop_misses, unsigned login_ms);
 
 /* ---- the daemon's control plane (daemon/iscsi/iscsi_rpc.c) ----
  * iscsi.portal_add, iscsi.target_create, iscsi.export, iscsi.list; the

@@ -151,6 +151,22 @@ head -c 48 /dev/zero > /dev/tcp/127.0.0.1/$PORT 2>/dev/null
 check "target still serves after junk connections" qio "$URL/0" -c 'write -P 0x99 0 4k' \
 	-c 'read -P 0x99 0 4k'
 
+# an epoll target with short NOP-In pings: qemu (libiscsi) answers them and
+# stays connected while idle
+if stop; then ok "target shuts down cleanly"; else nok "target shuts down cleanly"; cat "$DIR/err"; fi
+if start -e -n 100 "$IQN" 16M; then
+	URL=iscsi://127.0.0.1:$PORT/$IQN
+	check "idle qemu-io answers NOP-In pings (epoll loops)" qio "$URL/0" \
+		-c 'write -P 0x17 0 64k' -c 'sleep 1000' -c 'read -P 0x17 0 64k'
+	if grep -q "no answer to" "$DIR/err"; then
+		nok "no connection dropped for missed pings"
+	else
+		ok "no connection dropped for missed pings"
+	fi
+else
+	nok "epoll target starts"
+fi
+
 # a read-only export refuses writes
 if stop; then ok "target shuts down cleanly"; else nok "target shuts down cleanly"; cat "$DIR/err"; fi
 if start -R "$IQN" 16M; then

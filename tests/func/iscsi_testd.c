@@ -4,8 +4,8 @@
  * target, memory LUNs. Prints "port N" on stdout once it listens, runs
  * until SIGTERM or SIGINT, then shuts down cleanly (so ASan sees leaks).
  *
- *   iscsi_testd [-a ADDR:PORT] [-r REACTORS] [-e] [-R] IQN SIZE[:BS] ...
- *   -e: epoll loops; -R: every LUN read-only
+ *   iscsi_testd [-a ADDR:PORT] [-r REACTORS] [-e] [-R] [-n MS] IQN SIZE[:BS] ...
+ *   -e: epoll loops; -R: every LUN read-only; -n: NOP-In ping interval
  */
 #include <errno.h>
 #include <signal.h>
@@ -29,15 +29,16 @@ int main(int argc, char **argv)
 	sigset_t set;
 	int opt, port, sig, rc = 1;
 
-	while ((opt = getopt(argc, argv, "a:r:eRd:")) != -1) {
+	while ((opt = getopt(argc, argv, "a:r:eRd:n:")) != -1) {
 		switch (opt) {
 		case 'a': addr = optarg; break;
 		case 'r': nreactors = (unsigned)atoi(optarg); break;
 		case 'e': backend = EV_EPOLL; break;
 		case 'R': ro = true; break;
 		case 'd': log_set_debug(optarg); break;
+		case 'n': iscsi_set_timeouts((unsigned)atoi(optarg), 3, 15000); break;
 		default:
-			fprintf(stderr, "usage: %s [-a ADDR:PORT] [-r N] [-e] [-R] [-d SUBSYS] "
+			fprintf(stderr, "usage: %s [-a ADDR:PORT] [-r N] [-e] [-R] [-d SUBSYS] [-n MS] "
 				"IQN SIZE[:BS]...\n", argv[0]);
 			return 2;
 		}
