@@ -89,6 +89,7 @@ struct tx_pdu {
 
 struct iscsi_conn {
 	struct list_head link;		/* all connections */
+	uint64_t	id;		/* unique, for messages from other reactors */
 	struct ev_loop	*loop;
 	int		fd;
 	struct ev_io	io;
@@ -137,6 +138,7 @@ struct iscsi_conn {
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct list_head conns = LIST_HEAD_INIT(conns);
 static unsigned nconns;
+static uint64_t conn_ids;
 
 unsigned iscsi_conn_count(void)
 {
@@ -146,6 +148,7 @@ unsigned iscsi_conn_count(void)
 static void conn_close(struct iscsi_conn *c);
 static void tx_flush(struct iscsi_conn *c);
 static void conn_timer(struct ev_timer *t);
+static void reinstate(struct iscsi_conn *c);
 
 static uint32_t max_cmdsn(struct iscsi_conn *c) { return c->exp_cmdsn + ISCSI_CMD_WINDOW - 1; }
 
@@ -412,8 +415,11 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 		if (transit)
 			rflags |= ISCSI_LOGIN_TRANSIT | (uint8_t)nsg;
 		c->stage = transit ? nsg : csg;
-		if (!status && to_ffp)
+		if (!status && to_ffp) {
 			c->tsih = iscsi_new_tsih();
+			if (c->target)
+				reinstate(c);
+		}
 	}
 	login_respond(c, h, status, rflags, kv);
 	if (!status && c->stage == ISCSI_STAGE_FFP) {
@@ -434,6 +440,59 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 			 c->p.immediate_data ? "yes" : "no", c->p.initial_r2t ? "yes" : "no",
 			 c->hdigest ? ", header digest" : "", c->ddigest ? ", data digest" : "");
 	}
+}
+
+/* A message to the reactor of an older connection: close it if it still
+ * exists (it may have gone meanwhile, so it is looked up by id). */
+static void reinstate_msg(void *arg)
+{
+	uint64_t id = (uint64_t)(uintptr_t)arg;
+	struct iscsi_conn *old = NULL;
+	struct list_head *l;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *c = list_entry(l, struct iscsi_conn, link);
+
+		if (c->id == id && c->loop == ev_current()) {
+			old = c;
+			break;
+		}
+	}
+	if (old && !old->closing) {
+		LOG_INFO(LS_ISCSI, "%s: session reinstated by a new login, closing", old->peer);
+		conn_close(old);
+	}
+	pthread_mutex_unlock(&conns_lock);
+}
+
+/*
+ * Session reinstatement (RFC 7143 6.3.5): a new normal session with the
+ * InitiatorName and ISID of an existing one replaces it. The old
+ * connection is closed on its own reactor; its tasks doing I/O finish
+ * there, but no new PDU of the old session is taken.
+ */
+static void reinstate(struct iscsi_conn *c)
+{
+	struct list_head *l;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *o = list_entry(l, struct iscsi_conn, link);
+
+		if (o == c || o->closing || o->state != CONN_FFP || o->target != c->target ||
+		    memcmp(o->isid, c->isid, sizeof(c->isid)) ||
+		    strcasecmp(o->p.initiator_name, c->nego.p.initiator_name))
+			continue;
+		if (o->loop == c->loop) {
+			LOG_INFO(LS_ISCSI, "%s: session reinstated by a new login, closing",
+				 o->peer);
+			conn_close(o);
+		} else {
+			ev_send_msg(o->loop, reinstate_msg, (void *)(uintptr_t)o->id);
+		}
+	}
+	pthread_mutex_unlock(&conns_lock);
 }
 
 /* ------------------------------------------------------------ sequence */
@@ -1245,6 +1304,7 @@ void iscsi_conn_start_msg(void *arg)
 	if (ev_io_start(c->loop, &c->io, fd, EV_READ, conn_io))
 		goto free_buf;
 	pthread_mutex_lock(&conns_lock);
+	c->id = ++conn_ids;
 	list_add_tail(&c->link, &conns);
 	__atomic_add_fetch(&nconns, 1, __ATOMIC_ACQ_REL);
 	pthread_mutex_unlock(&conns_lock);

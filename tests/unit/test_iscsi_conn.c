@@ -57,7 +57,10 @@ struct cli {
 	struct iscsi_bhs h;		/* last received */
 	uint8_t		data[300000];
 	uint32_t	dlen;
+	uint32_t	isid;		/* low bits of the ISID; 0: a new one */
 };
+
+static uint32_t isid_next;
 
 static void cli_connect(struct cli *c)
 {
@@ -166,8 +169,8 @@ static int login_keys(struct cli *c, const char *keys)
 
 	iscsi_bhs_init(&h, ISCSI_OP_LOGIN_REQ, ISCSI_LOGIN_TRANSIT | 1 << 2 | 3);
 	h.b[0] |= ISCSI_BHS_IMMEDIATE;
-	h.b[8] = 0x80;		/* ISID: random */
-	h.b[13] = 0x42;
+	h.b[8] = 0x80;		/* ISID: random, one per client unless set */
+	put_be32(h.b + 10, c->isid ? c->isid : (c->isid = ++isid_next));
 	bhs_put32(&h, BHS_ITT, c->itt++);
 	bhs_put32(&h, BHS_CMDSN, c->cmdsn);
 	c->hd = c->dd = false;	/* digests start after login */
@@ -646,6 +649,33 @@ START_TEST(liveness)
 }
 END_TEST
 
+START_TEST(reinstatement)
+{
+	static struct cli a, b, other;
+
+	cli_connect(&a);
+	login(&a, "");
+	cli_connect(&other);
+	login(&other, "");			/* another ISID: left alone */
+	cli_connect(&b);
+	b.isid = a.isid;
+	login(&b, "");				/* same name and ISID: replaces a */
+	expect_closed(&a);
+	close(a.fd);
+	nop_ping(&b);
+	/* and again, from whatever reactor the next connection lands on */
+	cli_connect(&a);
+	a.isid = b.isid;
+	login(&a, "");
+	expect_closed(&b);
+	close(b.fd);
+	nop_ping(&a);
+	nop_ping(&other);
+	close(a.fd);
+	close(other.fd);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("iscsi_conn");
@@ -662,6 +692,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, drop_in_flight);
 	tcase_add_test(tc, config_changes);
 	tcase_add_test(tc, liveness);
+	tcase_add_test(tc, reinstatement);
 	suite_add_tcase(s, tc);
 	return s;
 }
