@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A tiny iSCSI target for the functional tests: reactors, one portal, one
- * target, memory LUNs. Prints "port N" on stdout once it listens, runs
+ * A tiny iSCSI target for the functional tests: reactors, portals (-a, as
+ * many as wanted; default 127.0.0.1:0), one target, memory LUNs. Prints
+ * "port N" on stdout for each portal once it listens, runs
  * until SIGTERM or SIGINT, then shuts down cleanly (so ASan sees leaks).
  *
  *   iscsi_testd [-a ADDR:PORT] [-r REACTORS] [-e] [-R] [-n MS] IQN SIZE[:BS] ...
@@ -20,7 +21,8 @@
 
 int main(int argc, char **argv)
 {
-	const char *addr = "127.0.0.1:0";
+	const char *addrs[8] = { "127.0.0.1:0" };
+	unsigned naddrs = 0;
 	unsigned nreactors = 2;
 	enum ev_backend backend = EV_AUTO;
 	struct blkdev *bds[16];
@@ -31,7 +33,10 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "a:r:eRd:n:")) != -1) {
 		switch (opt) {
-		case 'a': addr = optarg; break;
+		case 'a':
+			if (naddrs < ARRAY_SIZE(addrs))
+				addrs[naddrs++] = optarg;
+			break;
 		case 'r': nreactors = (unsigned)atoi(optarg); break;
 		case 'e': backend = EV_EPOLL; break;
 		case 'R': ro = true; break;
@@ -75,12 +80,14 @@ int main(int argc, char **argv)
 		}
 		nbd++;
 	}
-	port = iscsi_portal_add(addr);
-	if (port < 0) {
-		fprintf(stderr, "portal %s: %s\n", addr, strerror(-port));
-		goto stop;
+	for (unsigned i = 0; i < MAX(naddrs, 1u); i++) {
+		port = iscsi_portal_add(addrs[i]);
+		if (port < 0) {
+			fprintf(stderr, "portal %s: %s\n", addrs[i], strerror(-port));
+			goto stop;
+		}
+		printf("port %d\n", port);
 	}
-	printf("port %d\n", port);
 	fflush(stdout);
 	while (sigwait(&set, &sig))
 		;
