@@ -133,6 +133,7 @@ struct iscsi_conn {
 	struct list_head tasks;
 	unsigned	nexec;		/* tasks inside scsi_exec's I/O */
 	struct blkchan	*chans[ISCSI_MAX_LUNS];
+	unsigned	ua_seen[ISCSI_MAX_LUNS];	/* lu->reset_gen + 1 seen; 0: none */
 };
 
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -707,6 +708,21 @@ static void task_exec(struct iscsi_task *t)
 			cmd->ch = c->chans[id];
 		}
 	}
+	/* a LU reset since this nexus last looked: UNIT ATTENTION once, except
+	 * for the commands that never get one */
+	if (cmd->lu) {
+		unsigned gen = __atomic_load_n(&cmd->lu->reset_gen, __ATOMIC_ACQUIRE) + 1;
+		uint8_t op = cmd->cdb[0];
+
+		if (!c->ua_seen[id]) {
+			c->ua_seen[id] = gen;
+		} else if (c->ua_seen[id] != gen && op != 0x12 && op != 0xa0 && op != 0x03) {
+			c->ua_seen[id] = gen;
+			scsi_sense(cmd, SK_UNIT_ATTENTION, ASC_BUS_DEVICE_RESET);
+			task_respond(t);
+			return;
+		}
+	}
 	cmd->buf = t->buf;
 	cmd->buf_len = t->edtl;
 	cmd->luns = tg->lunlist;
@@ -991,6 +1007,17 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 			w->pending++;
 		} else {
 			task_free(t);
+		}
+	}
+	/* resets leave a unit attention for every I_T nexus of the LU(s) */
+	if (func >= 5 && c->target) {
+		struct iscsi_target *tg = c->target;
+		int id = scsi_lun_decode(lun);
+
+		for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++) {
+			if (!tg->luns[i] || (func == 5 && (int)i != id))
+				continue;
+			__atomic_add_fetch(&tg->luns[i]->lu.reset_gen, 1, __ATOMIC_RELEASE);
 		}
 	}
 	if (!w->pending) {

@@ -46,6 +46,7 @@
 #define ASC_LBA_OUT_OF_RANGE		0x2100
 #define ASC_INVALID_FIELD_IN_CDB	0x2400
 #define ASC_LUN_NOT_SUPPORTED		0x2500
+#define ASC_BUS_DEVICE_RESET		0x2903	/* unit attention after a LU reset */
 #define ASC_INVALID_FIELD_IN_PARAM	0x2600
 #define ASC_WRITE_PROTECTED		0x2700
 #define ASC_SPACE_ALLOC_FAILED_WP	0x2707
@@ -70,6 +71,9 @@ struct scsi_lu {
 	/* COMPARE AND WRITE in progress: one at a time per LU, so they are
 	 * atomic with respect to each other (not yet to plain writes) */
 	int		caw_busy;
+	/* LOGICAL UNIT RESETs so far: each I_T nexus that has not seen the
+	 * latest gets a unit attention (the transport keeps what it saw) */
+	unsigned	reset_gen;
 };
 
 /* Fill lu for bd: identifiers from uuid (the same on every path). */

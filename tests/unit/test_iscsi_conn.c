@@ -19,6 +19,7 @@
 #include "sand/blkdev.h"
 #include "sand/iscsi.h"
 #include "sand/reactor.h"
+#include "sand/scsi.h"
 
 #define IQN	"iqn.2026-11.org.sand:conn"
 #define BS	512u
@@ -676,6 +677,56 @@ START_TEST(reinstatement)
 }
 END_TEST
 
+static void lun_reset(struct cli *c)
+{
+	struct iscsi_bhs h;
+
+	iscsi_bhs_init(&h, ISCSI_OP_TASK_MGMT_REQ, ISCSI_FLAG_FINAL | 5);
+	h.b[0] |= ISCSI_BHS_IMMEDIATE;
+	bhs_put32(&h, BHS_ITT, ++c->itt);
+	bhs_put32(&h, BHS_TTT, ISCSI_RSVD_TAG);
+	bhs_put32(&h, BHS_CMDSN, c->cmdsn);
+	send_pdu(c, &h, NULL, 0);
+	ck_assert_int_eq(recv_pdu(c), 0);
+	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_TASK_MGMT_RSP);
+	ck_assert_int_eq(c->h.b[2], 0);
+}
+
+START_TEST(unit_attention_after_reset)
+{
+	static struct cli a, b;
+	static const uint8_t tur[6] = { 0 }, inq[6] = { 0x12, 0, 0, 0, 36, 0 };
+
+	cli_connect(&a);
+	login(&a, "");
+	cli_connect(&b);
+	login(&b, "");
+	scsi_cmd(&a, tur, 6, false, false, 0, NULL, 0, true);
+	expect_status(&a, 0);
+	scsi_cmd(&b, tur, 6, false, false, 0, NULL, 0, true);
+	expect_status(&b, 0);
+	lun_reset(&a);
+	/* both nexuses get it once; INQUIRY does not take it */
+	scsi_cmd(&b, inq, 6, true, false, 36, NULL, 0, true);
+	do
+		ck_assert_int_eq(recv_pdu(&b), 0);
+	while (bhs_opcode(&b.h) == ISCSI_OP_DATA_IN && !(b.h.b[1] & ISCSI_FLAG_STATUS));
+	ck_assert_int_eq(b.h.b[3], 0);
+	for (int i = 0; i < 2; i++) {
+		struct cli *c = i ? &b : &a;
+
+		scsi_cmd(c, tur, 6, false, false, 0, NULL, 0, true);
+		expect_status(c, 2);
+		ck_assert_int_eq(c->data[2 + 2], SK_UNIT_ATTENTION);
+		ck_assert_int_eq(c->data[2 + 12], 0x29);
+		scsi_cmd(c, tur, 6, false, false, 0, NULL, 0, true);
+		expect_status(c, 0);
+	}
+	close(a.fd);
+	close(b.fd);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("iscsi_conn");
@@ -693,6 +744,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, config_changes);
 	tcase_add_test(tc, liveness);
 	tcase_add_test(tc, reinstatement);
+	tcase_add_test(tc, unit_attention_after_reset);
 	suite_add_tcase(s, tc);
 	return s;
 }
