@@ -376,10 +376,17 @@ static int kill_conns(unsigned i, void *arg)
 
 void iscsi_shutdown(void)
 {
-	struct list_head *l, *tmp;
+	struct list_head *l, *tmp, gone = LIST_HEAD_INIT(gone);
 
+	/* Take the portals off the list first: reactor_call must not run under
+	 * cfg_lock, which the reactors take too (logins, connections ending). */
 	pthread_mutex_lock(&cfg_lock);
 	list_for_each_safe(l, tmp, &portals) {
+		list_del(l);
+		list_add_tail(l, &gone);
+	}
+	pthread_mutex_unlock(&cfg_lock);
+	list_for_each_safe(l, tmp, &gone) {
 		struct iscsi_portal *p = list_entry(l, struct iscsi_portal, link);
 
 		list_del(&p->link);
@@ -387,7 +394,6 @@ void iscsi_shutdown(void)
 		close(p->fd);
 		free(p);
 	}
-	pthread_mutex_unlock(&cfg_lock);
 	if (reactor_count()) {
 		reactor_call_all(kill_conns, NULL);
 		/* connections with I/O in flight go once it has ended */
