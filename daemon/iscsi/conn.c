@@ -725,6 +725,7 @@ static void task_exec(struct iscsi_task *t)
 	}
 	cmd->buf = t->buf;
 	cmd->buf_len = t->edtl;
+	cmd->nexus = c->id;
 	cmd->luns = tg->lunlist;
 	cmd->nluns = nluns;
 	cmd->done = task_scsi_done;
@@ -1017,7 +1018,7 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 		for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++) {
 			if (!tg->luns[i] || (func == 5 && (int)i != id))
 				continue;
-			__atomic_add_fetch(&tg->luns[i]->lu.reset_gen, 1, __ATOMIC_RELEASE);
+			scsi_lu_reset(&tg->luns[i]->lu);	/* reservation, unit attention */
 		}
 	}
 	if (!w->pending) {
@@ -1236,8 +1237,13 @@ static void conn_free_deferred(struct ev_task *et)
 	for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++)
 		if (c->chans[i])
 			blk_chan_close(c->chans[i], NULL, NULL);
-	if (c->target)
+	if (c->target) {
+		/* the I_T nexus is gone: so are its reservations */
+		for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++)
+			if (c->ua_seen[i] && c->target->luns[i])
+				scsi_lu_release_nexus(&c->target->luns[i]->lu, c->id);
 		iscsi_target_put(c->target);
+	}
 	pthread_mutex_lock(&conns_lock);
 	list_del(&c->link);
 	pthread_mutex_unlock(&conns_lock);

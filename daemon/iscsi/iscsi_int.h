@@ -13,8 +13,9 @@
 #define ISCSI_MAX_LUNS		256
 #define ISCSI_TPGT		1
 #define ISCSI_CMD_WINDOW	128		/* MaxCmdSN = ExpCmdSN + window - 1 */
-#define ISCSI_MAX_EDTL		(16u << 20)	/* larger commands are refused (the block
-						 * limits page says 16 MiB too) */
+#define ISCSI_MAX_EDTL		(64u << 20)	/* larger commands are refused (the block
+						 * limits page says 16 MiB, but iscsi-test-cu
+						 * writes 32 MiB at once) */
 
 struct iscsi_lun {
 	unsigned	id;

@@ -74,7 +74,13 @@ struct scsi_lu {
 	/* LOGICAL UNIT RESETs so far: each I_T nexus that has not seen the
 	 * latest gets a unit attention (the transport keeps what it saw) */
 	unsigned	reset_gen;
+	/* SPC-2 RESERVE/RELEASE: the I_T nexus holding the LU (0: none) */
+	uint64_t	reserved_by;
 };
+
+/* The transport lost an I_T nexus (or reset the LU): drop its reservation. */
+void scsi_lu_release_nexus(struct scsi_lu *lu, uint64_t nexus);
+void scsi_lu_reset(struct scsi_lu *lu);
 
 /* Fill lu for bd: identifiers from uuid (the same on every path). */
 void scsi_lu_init(struct scsi_lu *lu, struct blkdev *bd, const uint8_t uuid[16], bool readonly);
@@ -91,6 +97,7 @@ struct scsi_cmd {
 	uint32_t	buf_len;	/* expected data transfer length */
 	const uint64_t	*luns;		/* REPORT LUNS: the target's LUNs */
 	unsigned	nluns;
+	uint64_t	nexus;		/* the I_T nexus, non-zero and unique */
 	scsi_done_fn	done;
 
 	/* set by scsi_exec */

@@ -888,6 +888,59 @@ static int op_unmap(struct scsi_cmd *cmd)
 	return SCSI_PENDING;
 }
 
+/* SPC-2 reservations: a LU is held by one I_T nexus at a time. */
+static int op_reserve(struct scsi_cmd *cmd)
+{
+	uint64_t none = 0;
+
+	if (cmd->cdb[1] & 0x1f) {	/* third party, long id, extents */
+		scsi_invalid_field(cmd, 1, -1);
+		return SCSI_DONE;
+	}
+	if (!__atomic_compare_exchange_n(&cmd->lu->reserved_by, &none, cmd->nexus, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) &&
+	    none != cmd->nexus)
+		cmd->status = SCSI_STATUS_RESERVATION_CONFLICT;
+	return SCSI_DONE;
+}
+
+static int op_release(struct scsi_cmd *cmd)
+{
+	if (cmd->cdb[1] & 0x1f) {
+		scsi_invalid_field(cmd, 1, -1);
+		return SCSI_DONE;
+	}
+	scsi_lu_release_nexus(cmd->lu, cmd->nexus);	/* by another nexus: no effect */
+	return SCSI_DONE;
+}
+
+void scsi_lu_release_nexus(struct scsi_lu *lu, uint64_t nexus)
+{
+	__atomic_compare_exchange_n(&lu->reserved_by, &nexus, 0, false, __ATOMIC_ACQ_REL,
+				    __ATOMIC_ACQUIRE);
+}
+
+void scsi_lu_reset(struct scsi_lu *lu)
+{
+	__atomic_store_n(&lu->reserved_by, 0, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&lu->reset_gen, 1, __ATOMIC_RELEASE);
+}
+
+/* Commands another nexus may send while the LU is reserved (SPC-2) */
+static bool reservation_allows(uint8_t op)
+{
+	switch (op) {
+	case 0x03:	/* REQUEST SENSE */
+	case 0x12:	/* INQUIRY */
+	case 0x17:	/* RELEASE(6) */
+	case 0x57:	/* RELEASE(10) */
+	case 0xa0:	/* REPORT LUNS */
+	case 0xa3:	/* REPORT SUPPORTED OPERATION CODES */
+		return true;
+	}
+	return false;
+}
+
 /* ------------------------------------------------------------ table */
 
 static int op_maintenance_in(struct scsi_cmd *cmd);
@@ -899,6 +952,8 @@ static const struct scsi_op ops[256] = {
 	[0x0a] = { op_rw, 6, false },
 	[0x12] = { op_inquiry, 6, true },
 	[0x1a] = { op_mode_sense6, 6, false },
+	[0x16] = { op_reserve, 6, false },
+	[0x17] = { op_release, 6, false },
 	[0x1b] = { op_start_stop, 6, false },
 	[0x25] = { op_read_capacity10, 10, false },
 	[0x28] = { op_rw, 10, false },
@@ -909,6 +964,8 @@ static const struct scsi_op ops[256] = {
 	[0x35] = { op_sync_cache, 10, false },
 	[0x41] = { op_write_same, 10, false },
 	[0x42] = { op_unmap, 10, false },
+	[0x56] = { op_reserve, 10, false },
+	[0x57] = { op_release, 10, false },
 	[0x5a] = { op_mode_sense10, 10, false },
 	[0x88] = { op_rw, 16, false },
 	[0x89] = { op_compare_and_write, 16, false },
@@ -1063,6 +1120,14 @@ int scsi_exec(struct scsi_cmd *cmd)
 	}
 	if (naca_check(cmd, op->cdb_len))
 		return SCSI_DONE;
+	if (cmd->lu) {
+		uint64_t holder = __atomic_load_n(&cmd->lu->reserved_by, __ATOMIC_ACQUIRE);
+
+		if (holder && holder != cmd->nexus && !reservation_allows(cmd->cdb[0])) {
+			cmd->status = SCSI_STATUS_RESERVATION_CONFLICT;
+			return SCSI_DONE;
+		}
+	}
 	return op->fn(cmd);
 }
 

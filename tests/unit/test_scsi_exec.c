@@ -498,6 +498,42 @@ START_TEST(compare_and_write)
 }
 END_TEST
 
+START_TEST(reserve_release)
+{
+	static const uint8_t reserve6[6] = { 0x16 }, release6[6] = { 0x17 };
+	static const uint8_t tur[6] = { 0 }, inq[6] = { 0x12, 0, 0, 0, 36, 0 };
+	static const uint8_t reserve10[10] = { 0x56 }, release10[10] = { 0x57 };
+	uint64_t other = 2;
+
+	/* run() uses nexus 0 unless set: use explicit nexus ids */
+#define AS(nx, c_) ({ memset(&cmd, 0, sizeof(cmd)); memcpy(cmd.cdb, c_, sizeof(c_)); \
+		cmd.lu = &lu; cmd.ch = ch; cmd.buf = buf; cmd.buf_len = 255; cmd.nexus = (nx); \
+		cmd.done = on_done; ck_assert_int_eq(scsi_exec(&cmd), SCSI_DONE); cmd.status; })
+	ck_assert_int_eq(AS(1, reserve6), 0);
+	ck_assert_uint_eq(lu.reserved_by, 1);
+	ck_assert_int_eq(AS(1, reserve6), 0);			/* again: fine */
+	ck_assert_int_eq(AS(other, reserve6), SCSI_STATUS_RESERVATION_CONFLICT);
+	ck_assert_int_eq(AS(other, reserve10), SCSI_STATUS_RESERVATION_CONFLICT);
+	ck_assert_int_eq(AS(other, tur), SCSI_STATUS_RESERVATION_CONFLICT);
+	ck_assert_int_eq(AS(other, inq), 0);			/* allowed */
+	ck_assert_int_eq(AS(other, release6), 0);		/* no effect */
+	ck_assert_uint_eq(lu.reserved_by, 1);
+	ck_assert_int_eq(AS(1, tur), 0);
+	ck_assert_int_eq(AS(1, release10), 0);
+	ck_assert_uint_eq(lu.reserved_by, 0);
+	ck_assert_int_eq(AS(other, reserve10), 0);
+	scsi_lu_release_nexus(&lu, 1);				/* not the holder */
+	ck_assert_uint_eq(lu.reserved_by, other);
+	scsi_lu_release_nexus(&lu, other);			/* nexus lost */
+	ck_assert_uint_eq(lu.reserved_by, 0);
+	ck_assert_int_eq(AS(1, reserve6), 0);
+	scsi_lu_reset(&lu);
+	ck_assert_uint_eq(lu.reserved_by, 0);
+	ck_assert_uint_eq(lu.reset_gen, 1);
+#undef AS
+}
+END_TEST
+
 START_TEST(report_opcodes)
 {
 	ck_assert_int_eq(RUN(4096, 0xa3, 0x0c, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0), 0);
@@ -595,6 +631,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, write_same_unmap_verify);
 	tcase_add_test(tc, write_verify_prefetch_verify12);
 	tcase_add_test(tc, compare_and_write);
+	tcase_add_test(tc, reserve_release);
 	tcase_add_test(tc, report_opcodes);
 	tcase_add_test(tc, errno_to_sense);
 	tcase_add_test(tc, enospc_through_fault);
