@@ -888,6 +888,17 @@ static int op_unmap(struct scsi_cmd *cmd)
 	return SCSI_PENDING;
 }
 
+/* READ DEFECT DATA 10/12: no defects, in the format asked for. */
+static int op_read_defect_data(struct scsi_cmd *cmd)
+{
+	bool ten = cmd->cdb[0] == 0x37;
+	uint8_t d[8] = { 0 }, req = cmd->cdb[ten ? 2 : 1] & 0x1f;
+
+	d[1] = req;		/* PLISTV, GLISTV as requested; list length 0 */
+	data_in(cmd, d, ten ? 4 : 8, ten ? get_be16(cmd->cdb + 7) : get_be32(cmd->cdb + 6));
+	return SCSI_DONE;
+}
+
 /* SPC-2 reservations: a LU is held by one I_T nexus at a time. */
 static int op_reserve(struct scsi_cmd *cmd)
 {
@@ -962,6 +973,7 @@ static const struct scsi_op ops[256] = {
 	[0x2f] = { op_verify, 10, false },
 	[0x34] = { op_prefetch, 10, false },
 	[0x35] = { op_sync_cache, 10, false },
+	[0x37] = { op_read_defect_data, 10, false },
 	[0x41] = { op_write_same, 10, false },
 	[0x42] = { op_unmap, 10, false },
 	[0x56] = { op_reserve, 10, false },
@@ -983,6 +995,7 @@ static const struct scsi_op ops[256] = {
 	[0xaa] = { op_rw, 12, false },
 	[0xae] = { op_write_verify, 12, false },
 	[0xaf] = { op_verify, 12, false },
+	[0xb7] = { op_read_defect_data, 12, false },
 };
 
 /* Commands with service actions, for REPORT SUPPORTED OPERATION CODES. */

@@ -283,6 +283,15 @@ START_TEST(small_commands)
 {
 	ck_assert_int_eq(RUN(0, 0, 0, 0, 0, 0, 0), 0);		/* TUR */
 	ck_assert_int_eq(RUN(0, 0x1b, 0, 0, 0, 1, 0), 0);	/* START STOP */
+	/* READ DEFECT DATA: an empty list */
+	ck_assert_int_eq(RUN(64, 0x37, 0, 0x18 | 4, 0, 0, 0, 0, 0, 64, 0), 0);
+	ck_assert_uint_eq(cmd.xfer_len, 4);
+	ck_assert_int_eq(buf[1], 0x1c);
+	ck_assert_int_eq(get_be16(buf + 2), 0);
+	ck_assert_int_eq(RUN(64, 0xb7, 0x08 | 5, 0, 0, 0, 0, 0, 0, 64, 0, 0, 0), 0);
+	ck_assert_uint_eq(cmd.xfer_len, 8);
+	ck_assert_int_eq(buf[1], 0x0d);
+	ck_assert_uint_eq(get_be32(buf + 4), 0);
 	/* REPORT LUNS */
 	ck_assert_int_eq(RUN(64, 0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0), 0);
 	ck_assert_uint_eq(get_be32(buf), 16);
