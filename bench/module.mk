@@ -9,6 +9,9 @@ BLKBENCH := $(BUILD)/blkbench
 $(BLKBENCH): $(BUILD)/obj/bench/blkbench.o $(BUILD)/libsand.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
+# built with the tests, so tests/func/blkbench.sh can run it
+EXTRA_TEST_BINS += $(BLKBENCH)
+
 .PHONY: bench
 bench: $(BLKBENCH)
 
