@@ -233,6 +233,17 @@ static void uring_arm_poll(struct ev_loop *loop, struct ev_poll *p)
 	p->armed = true;
 }
 
+/* The kernel's poll mask to EV_* bits, as epoll_dispatch maps epoll's: the
+ * peer's shutdown (POLLRDHUP) is EV_READ, other bits are not passed on. */
+static uint32_t poll_to_ev(uint32_t m)
+{
+	uint32_t rev = m & (EV_READ | EV_WRITE | EV_ERROR | EV_HUP);
+
+	if (m & POLLRDHUP)
+		rev |= EV_READ;
+	return rev;
+}
+
 static void poll_cqe(struct ev_cqe *c, int res, uint32_t flags)
 {
 	struct ev_poll *p = container_of(c, struct ev_poll, cqe);
@@ -255,7 +266,7 @@ static void poll_cqe(struct ev_cqe *c, int res, uint32_t flags)
 	}
 	if (!p->armed)			/* multishot ended (overflow): re-arm */
 		uring_arm_poll(p->loop, p);
-	p->io->fn(p->io, (uint32_t)res);
+	p->io->fn(p->io, poll_to_ev((uint32_t)res));
 }
 
 static uint32_t to_epoll(uint32_t ev)
