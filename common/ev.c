@@ -574,8 +574,15 @@ static int uring_dispatch(struct ev_loop *loop, int timeout_ms)
 	} else {
 		flush_sqes(loop);
 	}
-	/* Drain the CQ until empty; handlers may queue new SQEs meanwhile. */
-	for (;;) {
+	/*
+	 * Drain the CQ until empty; handlers may queue new SQEs meanwhile. At
+	 * most one CQ's worth per turn: when handlers' SQEs are submitted
+	 * during the drain and complete at once (NOPs, page-cache reads), the
+	 * CQ never empties, and timers, deferred tasks and every other turn's
+	 * work would wait behind it. What is left is reaped on the next turn,
+	 * which does not sleep while CQEs wait.
+	 */
+	for (unsigned reaped = 0; reaped < loop->ring.cq.ring_entries; reaped += seen) {
 		seen = 0;
 		io_uring_for_each_cqe(&loop->ring, head, cqe) {
 			struct ev_cqe *c = io_uring_cqe_get_data(cqe);
