@@ -344,22 +344,7 @@ static int iov_slice(struct bio *child, const struct iovec *iov, int iovcnt,
 	return 0;
 }
 
-static void parent_done_task(struct ev_task *t)
-{
-	struct bio *parent = container_of(t, struct bio, task);
-
-	bio_complete(parent, parent->status);
-}
-
-static void child_end(struct bio *child, int status)
-{
-	struct bio *parent = child->parent;
-
-	if (status && !parent->status)
-		parent->status = status;
-	if (--parent->pending == 0)
-		bio_complete(parent, parent->status);
-}
+static void child_end(struct bio *child, int status);
 
 /* Length of the first piece of [off, off+len) that respects boundary and max. */
 static uint64_t piece_len(const struct blkdev *bd, uint64_t off, uint64_t len)
@@ -376,40 +361,37 @@ static uint64_t piece_len(const struct blkdev *bd, uint64_t off, uint64_t len)
 	return n;
 }
 
-static int submit_split(struct blkchan *ch, struct bio *parent)
+static bool backpressure(int rc)
+{
+	return rc == -EAGAIN || rc == -ENOMEM;
+}
+
+/*
+ * Hand the parent's children to the driver from split_next on, while it
+ * takes them. Returns 0 once all went, or the first refusal. Each child
+ * taken adds one to parent->pending.
+ */
+static int split_send(struct blkchan *ch, struct bio *parent)
 {
 	struct blkdev *bd = ch->bd;
-	uint64_t off = parent->offset, done = 0;
-	unsigned nchild = 0, free_bios = ch->max_bios - ch->nbios;
-	struct list_head *pos;
-	int rc;
 
-	for (uint64_t o = off; o < off + parent->len; o += piece_len(bd, o, off + parent->len - o))
-		nchild++;
-	list_for_each(pos, &ch->free_bios)
-		if (++free_bios >= nchild)
-			break;
-	if (free_bios < nchild)
-		return -ENOMEM;
-
-	parent->pending = nchild + 1;	/* +1: held until every child is submitted */
-	parent->status = 0;
-	ch->inflight++;
-	while (done < parent->len) {
-		uint64_t n = piece_len(bd, off + done, parent->len - done);
+	while (parent->split_next < parent->len) {
+		uint64_t done = parent->split_next;
+		uint64_t n = piece_len(bd, parent->offset + done, parent->len - done);
 		struct bio *c = bio_alloc(ch);
+		int rc;
 
-		rc = c ? 0 : -ENOMEM;
-		if (c) {
-			c->op = parent->op;
-			c->flags = parent->flags;
-			c->offset = off + done;
-			c->len = n;
-			c->parent = parent;
-			c->end = child_end;
-			if (parent->op == BIO_READ || parent->op == BIO_WRITE)
-				rc = iov_slice(c, parent->iov, parent->iovcnt, done, n);
-		}
+		if (!c)
+			return -ENOMEM;
+		c->op = parent->op;
+		c->flags = parent->flags;
+		c->offset = parent->offset + done;
+		c->len = n;
+		c->parent = parent;
+		c->end = child_end;
+		rc = 0;
+		if (parent->op == BIO_READ || parent->op == BIO_WRITE)
+			rc = iov_slice(c, parent->iov, parent->iovcnt, done, n);
 		if (!rc) {
 			ch->inflight++;
 			rc = bd->ops->submit(bd, ch, c);
@@ -417,24 +399,86 @@ static int submit_split(struct blkchan *ch, struct bio *parent)
 				ch->inflight--;
 		}
 		if (rc) {
-			if (c)
-				bio_free(c);
-			if (done == 0) {
-				ch->inflight--;
-				return rc;	/* nothing went out: refuse the whole bio */
-			}
-			if (!parent->status)
-				parent->status = rc;
-			/* account for every child we will not send */
-			for (uint64_t d = done; d < parent->len; d += piece_len(bd, off + d, parent->len - d))
-				parent->pending--;
-			break;
+			bio_free(c);
+			return rc;
 		}
-		done += n;
+		parent->pending++;
+		parent->split_next = done + n;
 	}
-	/* drop the submit hold; if everything already ended, finish later */
-	if (--parent->pending == 0)
-		ev_defer(ch->loop, &parent->task, parent_done_task);
+	return 0;
+}
+
+static void split_retry_task(struct ev_task *t);
+
+/*
+ * Go on with a split parent: send more children unless it failed, and end
+ * it once nothing is left to send or in flight. The caller holds one count
+ * of parent->pending (an ending child its own), which this drops. When the
+ * driver refuses with backpressure, the next child to end tries again; with
+ * none left in flight, the next turn of the loop does.
+ */
+static void split_step(struct bio *parent)
+{
+	if (!parent->status && parent->split_next < parent->len) {
+		int rc = split_send(parent->ch, parent);
+
+		if (rc && !backpressure(rc))
+			parent->status = rc;
+	}
+	if (parent->status)
+		parent->split_next = parent->len;	/* it fails anyway: send no more */
+	if (--parent->pending)
+		return;
+	if (parent->split_next < parent->len)
+		ev_defer(parent->ch->loop, &parent->task, split_retry_task);
+	else
+		bio_complete(parent, parent->status);
+}
+
+static void split_retry_task(struct ev_task *t)
+{
+	struct bio *parent = container_of(t, struct bio, task);
+
+	parent->pending++;
+	split_step(parent);
+}
+
+static void child_end(struct bio *child, int status)
+{
+	struct bio *parent = child->parent;
+
+	if (status && !parent->status)
+		parent->status = status;
+	split_step(parent);
+}
+
+/*
+ * Children go out while the driver takes them and the pool has bios; the
+ * rest follow as children end, so a bio may split into any number of
+ * children, and backpressure from the driver is waited out rather than
+ * turned into an error. The whole bio is refused only when not even its
+ * first child went out.
+ */
+static int submit_split(struct blkchan *ch, struct bio *parent)
+{
+	int rc;
+
+	parent->pending = 1;	/* held until the first children are out */
+	parent->status = 0;
+	parent->split_next = 0;
+	ch->inflight++;
+	rc = split_send(ch, parent);
+	if (rc && parent->split_next == 0) {
+		ch->inflight--;
+		return rc;
+	}
+	if (rc && !backpressure(rc)) {
+		parent->status = rc;
+		parent->split_next = parent->len;	/* send no more */
+	}
+	/* At least one child is in flight (none ends inside submit): it
+	 * sends the rest or ends the parent. */
+	parent->pending--;
 	return 0;
 }
 

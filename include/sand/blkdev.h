@@ -73,6 +73,7 @@ struct bio {
 	struct bio	*parent;	/* when split */
 	uint32_t	pending;	/* children not yet ended (parent only) */
 	int		status;		/* first error among children */
+	uint64_t	split_next;	/* bytes of the parent handed to children so far */
 	struct list_head link;		/* free list; drivers may use it while they own the bio */
 	struct ev_task	task;		/* drivers may use it to complete later (ev_defer) */
 	bool		autofree;	/* blk_rw: freed after end returns */
