@@ -257,11 +257,18 @@ static void poll_cqe(struct ev_cqe *c, int res, uint32_t flags)
 		}
 		return;
 	}
-	if (res < 0) {
-		if (res != -ECANCELED)
-			LOG_RATELIMIT(LOG_WARN, LS_EV, "poll on fd %d: %s", p->io->fd, strerror(-res));
+	if (res == -ECANCELED) {	/* cancelled by the kernel, not by us */
 		if (!p->armed)
 			uring_arm_poll(p->loop, p);
+		return;
+	}
+	if (res < 0) {
+		/* The fd cannot be polled (-EBADF: not open, ...): re-arming
+		 * would fail again at once, for ever. Tell the handler, as
+		 * epoll's ev_io_start would have; it stops or modifies. */
+		LOG_RATELIMIT(LOG_WARN, LS_EV, "poll on fd %d: %s", p->io->fd, strerror(-res));
+		if (!p->armed)
+			p->io->fn(p->io, EV_ERROR | EV_HUP);
 		return;
 	}
 	if (!p->armed)			/* multishot ended (overflow): re-arm */

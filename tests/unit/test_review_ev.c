@@ -206,6 +206,55 @@ START_TEST(test_turn_is_bounded)
 }
 END_TEST
 
+struct errcount {
+	struct ev_io	io;
+	int		calls;
+	uint32_t	rev;
+};
+
+static void on_err(struct ev_io *io, uint32_t rev)
+{
+	struct errcount *e = container_of(io, struct errcount, io);
+
+	e->calls++;
+	e->rev |= rev;
+}
+
+/*
+ * Watching an fd that is not open: epoll refuses at ev_io_start; io_uring
+ * learns it from the poll's CQE. Either way the caller hears of it (the
+ * start fails, or the handler gets EV_ERROR) and the loop does not spin
+ * re-arming a poll that can never work.
+ */
+START_TEST(test_bad_fd_does_not_spin)
+{
+	struct ev_loop *loop = new_loop(_i);
+	struct errcount e = { 0 };
+	int pfd[2], rc, turns = 0;
+	uint64_t end;
+
+	ck_assert_int_eq(pipe(pfd), 0);
+	close(pfd[0]);
+	close(pfd[1]);		/* pfd[0] is now a closed fd number */
+	rc = ev_io_start(loop, &e.io, pfd[0], EV_READ, on_err);
+	if (rc) {
+		ck_assert_int_eq(rc, -EBADF);
+	} else {
+		end = now_ns() + 200000000ull;
+		while (now_ns() < end) {
+			ck_assert_int_ge(ev_run_once(loop, 20), 0);
+			turns++;
+		}
+		ck_assert_int_ge(e.calls, 1);
+		ck_assert(e.rev & EV_ERROR);
+		ck_assert_int_le(e.calls, 2);
+		ck_assert_int_lt(turns, 100);	/* ~10 when it sleeps */
+		ev_io_stop(loop, &e.io);
+	}
+	ev_loop_free(loop);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("review_ev");
@@ -215,6 +264,7 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, test_edge_partial_read, 0, 2);
 	tcase_add_loop_test(tc, test_revents_are_ev_bits, 0, 2);
 	tcase_add_test(tc, test_turn_is_bounded);
+	tcase_add_loop_test(tc, test_bad_fd_does_not_spin, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
