@@ -154,6 +154,7 @@ int blk_chan_open(struct blkdev *bd, struct ev_loop *loop, struct blkchan **out)
 	ch->bd = bd;
 	ch->loop = loop;
 	list_init(&ch->free_bios);
+	list_init(&ch->split_wait);
 	ch->max_bios = BIO_POOL_MAX;
 	ch->bio_size = (sizeof(struct bio) + bd->ops->bio_ctx_size + 15) & ~(size_t)15;
 	for (int i = 0; i < BIO_POOL_PREALLOC; i++) {
@@ -211,7 +212,7 @@ void blk_chan_close(struct blkchan *ch, void (*closed_fn)(void *arg), void *arg)
 	ch->closing = true;
 	ch->closed_fn = closed_fn;
 	ch->closed_arg = arg;
-	if (!ch->inflight)
+	if (!ch->inflight && !ch->split_task.queued)
 		chan_destroy(ch);
 }
 
@@ -344,7 +345,22 @@ static int iov_slice(struct bio *child, const struct iovec *iov, int iovcnt,
 	return 0;
 }
 
-static void child_end(struct bio *child, int status);
+static void parent_done_task(struct ev_task *t)
+{
+	struct bio *parent = container_of(t, struct bio, task);
+
+	bio_complete(parent, parent->status);
+}
+
+static void child_end(struct bio *child, int status)
+{
+	struct bio *parent = child->parent;
+
+	if (status && !parent->status)
+		parent->status = status;
+	if (--parent->pending == 0)
+		bio_complete(parent, parent->status);
+}
 
 /* Length of the first piece of [off, off+len) that respects boundary and max. */
 static uint64_t piece_len(const struct blkdev *bd, uint64_t off, uint64_t len)
@@ -361,37 +377,38 @@ static uint64_t piece_len(const struct blkdev *bd, uint64_t off, uint64_t len)
 	return n;
 }
 
-static bool backpressure(int rc)
-{
-	return rc == -EAGAIN || rc == -ENOMEM;
-}
+static void split_retry_task(struct ev_task *t);
 
 /*
- * Hand the parent's children to the driver from split_next on, while it
- * takes them. Returns 0 once all went, or the first refusal. Each child
- * taken adds one to parent->pending.
+ * Submit parent's children from parent->split_done on. When the driver
+ * pushes back (-EAGAIN/-ENOMEM) after some children went out, the parent
+ * waits on ch->split_wait and goes on when a bio of this channel ends (or
+ * on the next loop turn, if nothing else is in flight): backpressure in the
+ * middle of a split must not become an I/O error. Returns the refusal when
+ * not even the first child went out (the whole bio is refused), else 0.
  */
-static int split_send(struct blkchan *ch, struct bio *parent)
+static int split_continue(struct blkchan *ch, struct bio *parent)
 {
 	struct blkdev *bd = ch->bd;
+	uint64_t off = parent->offset;
+	int rc;
 
-	while (parent->split_next < parent->len) {
-		uint64_t done = parent->split_next;
-		uint64_t n = piece_len(bd, parent->offset + done, parent->len - done);
+	while (parent->split_done < parent->len) {
+		uint64_t done = parent->split_done;
+		uint64_t n = piece_len(bd, off + done, parent->len - done);
 		struct bio *c = bio_alloc(ch);
-		int rc;
 
-		if (!c)
-			return -ENOMEM;
-		c->op = parent->op;
-		c->flags = parent->flags;
-		c->offset = parent->offset + done;
-		c->len = n;
-		c->parent = parent;
-		c->end = child_end;
-		rc = 0;
-		if (parent->op == BIO_READ || parent->op == BIO_WRITE)
-			rc = iov_slice(c, parent->iov, parent->iovcnt, done, n);
+		rc = c ? 0 : -ENOMEM;
+		if (c) {
+			c->op = parent->op;
+			c->flags = parent->flags;
+			c->offset = off + done;
+			c->len = n;
+			c->parent = parent;
+			c->end = child_end;
+			if (parent->op == BIO_READ || parent->op == BIO_WRITE)
+				rc = iov_slice(c, parent->iov, parent->iovcnt, done, n);
+		}
 		if (!rc) {
 			ch->inflight++;
 			rc = bd->ops->submit(bd, ch, c);
@@ -399,87 +416,92 @@ static int split_send(struct blkchan *ch, struct bio *parent)
 				ch->inflight--;
 		}
 		if (rc) {
-			bio_free(c);
-			return rc;
+			struct list_head *pos;
+			unsigned waiting = 0;
+
+			if (c)
+				bio_free(c);
+			if (done == 0)
+				return rc;	/* nothing went out: refuse the whole bio */
+			if (rc == -EAGAIN || rc == -ENOMEM) {
+				list_add_tail(&parent->link, &ch->split_wait);
+				list_for_each(pos, &ch->split_wait)
+					waiting++;
+				/* nothing else in flight would wake us: poll */
+				if (ch->inflight <= waiting)
+					ev_defer(ch->loop, &ch->split_task, split_retry_task);
+				return 0;
+			}
+			if (!parent->status)
+				parent->status = rc;
+			/* account for every child we will not send */
+			for (uint64_t d = done; d < parent->len; d += piece_len(bd, off + d, parent->len - d))
+				parent->pending--;
+			break;
 		}
-		parent->pending++;
-		parent->split_next = done + n;
+		parent->split_done += n;
 	}
+	/* drop the submit hold; if everything already ended, finish later */
+	if (--parent->pending == 0)
+		ev_defer(ch->loop, &parent->task, parent_done_task);
 	return 0;
 }
 
-static void split_retry_task(struct ev_task *t);
-
-/*
- * Go on with a split parent: send more children unless it failed, and end
- * it once nothing is left to send or in flight. The caller holds one count
- * of parent->pending (an ending child its own), which this drops. When the
- * driver refuses with backpressure, the next child to end tries again; with
- * none left in flight, the next turn of the loop does.
- */
-static void split_step(struct bio *parent)
+/* Give the split parents that met backpressure another go. */
+static void split_resume(struct blkchan *ch)
 {
-	if (!parent->status && parent->split_next < parent->len) {
-		int rc = split_send(parent->ch, parent);
+	struct list_head todo;
 
-		if (rc && !backpressure(rc))
-			parent->status = rc;
+	list_init(&todo);
+	while (!list_empty(&ch->split_wait)) {
+		struct list_head *l = ch->split_wait.next;
+
+		list_del(l);
+		list_add_tail(l, &todo);
 	}
-	if (parent->status)
-		parent->split_next = parent->len;	/* it fails anyway: send no more */
-	if (--parent->pending)
-		return;
-	if (parent->split_next < parent->len)
-		ev_defer(parent->ch->loop, &parent->task, split_retry_task);
-	else
-		bio_complete(parent, parent->status);
+	while (!list_empty(&todo)) {
+		struct bio *parent = list_entry(todo.next, struct bio, link);
+
+		list_del(&parent->link);
+		split_continue(ch, parent);	/* may wait again */
+	}
 }
 
 static void split_retry_task(struct ev_task *t)
 {
-	struct bio *parent = container_of(t, struct bio, task);
+	struct blkchan *ch = container_of(t, struct blkchan, split_task);
 
-	parent->pending++;
-	split_step(parent);
+	split_resume(ch);
+	/* a close that came while we were queued left the destroying to us */
+	if (ch->closing && !ch->inflight && !ch->split_task.queued)
+		chan_destroy(ch);
 }
 
-static void child_end(struct bio *child, int status)
-{
-	struct bio *parent = child->parent;
-
-	if (status && !parent->status)
-		parent->status = status;
-	split_step(parent);
-}
-
-/*
- * Children go out while the driver takes them and the pool has bios; the
- * rest follow as children end, so a bio may split into any number of
- * children, and backpressure from the driver is waited out rather than
- * turned into an error. The whole bio is refused only when not even its
- * first child went out.
- */
 static int submit_split(struct blkchan *ch, struct bio *parent)
 {
+	struct blkdev *bd = ch->bd;
+	uint64_t off = parent->offset;
+	unsigned nchild = 0, free_bios = ch->max_bios - ch->nbios;
+	struct list_head *pos;
 	int rc;
 
-	parent->pending = 1;	/* held until the first children are out */
+	for (uint64_t o = off; o < off + parent->len; o += piece_len(bd, o, off + parent->len - o))
+		nchild++;
+	list_for_each(pos, &ch->free_bios)
+		if (++free_bios >= nchild)
+			break;
+	if (free_bios < nchild)
+		return -ENOMEM;
+
+	parent->pending = nchild + 1;	/* +1: held until every child is submitted */
 	parent->status = 0;
-	parent->split_next = 0;
+	parent->split_done = 0;
+	list_init(&parent->link);
 	ch->inflight++;
-	rc = split_send(ch, parent);
-	if (rc && parent->split_next == 0) {
+	rc = split_continue(ch, parent);
+	if (rc)
 		ch->inflight--;
-		return rc;
-	}
-	if (rc && !backpressure(rc)) {
-		parent->status = rc;
-		parent->split_next = parent->len;	/* send no more */
-	}
-	/* At least one child is in flight (none ends inside submit): it
-	 * sends the rest or ends the parent. */
-	parent->pending--;
-	return 0;
+	return rc;
 }
 
 int blk_submit(struct blkchan *ch, struct bio *bio)
@@ -535,7 +557,9 @@ void bio_complete(struct bio *bio, int status)
 		bio->end(bio, status);
 	}
 	ch->inflight--;
-	if (ch->closing && !ch->inflight)
+	if (unlikely(!list_empty(&ch->split_wait)))
+		split_resume(ch);
+	if (ch->closing && !ch->inflight && !ch->split_task.queued)
 		chan_destroy(ch);
 }
 
