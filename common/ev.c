@@ -697,13 +697,16 @@ void ev_run(struct ev_loop *loop)
 	}
 }
 
-static void stop_msg(void *arg) { (void)arg; }
-
 void ev_stop(struct ev_loop *loop)
 {
+	uint64_t one = 1;
+
 	__atomic_store_n(&loop->stop, 1, __ATOMIC_RELEASE);
-	if (ev_current() != loop)
-		ev_send_msg(loop, stop_msg, NULL);	/* wake it */
+	/* Wake it through the message eventfd directly: no allocation that
+	 * could fail and lose the wake-up. msg_ready finds no message. */
+	if (ev_current() != loop && write(loop->msg_fd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is saturated, a wake-up is pending */
+	}
 }
 
 bool ev_stopped(const struct ev_loop *loop)
