@@ -1068,6 +1068,10 @@ static void conn_rx(struct nbd_conn *c)
 				return;
 			continue;
 		}
+		if (c->rx == RX_REQ_HDR && c->got == 0 && conn_over_limit(c)) {
+			c->rx_blocked = true;	/* io_release() resumes us */
+			return;
+		}
 		want = c->need - c->got;
 		if (c->rpos < c->rlen) {		/* from what we already have */
 			size_t k = (size_t)MIN(want, (uint64_t)(c->rlen - c->rpos));
@@ -1077,10 +1081,6 @@ static void conn_rx(struct nbd_conn *c)
 			c->rpos += k;
 			c->got += k;
 			continue;
-		}
-		if (c->rx == RX_REQ_HDR && c->got == 0 && conn_over_limit(c)) {
-			c->rx_blocked = true;	/* io_release() resumes us */
-			return;
 		}
 		if (c->dst && want >= RBUF_SIZE / 2) {	/* big payload: straight in */
 			n = recv(c->fd, c->dst + c->got, (size_t)want, 0);
