@@ -11,16 +11,22 @@
  * until SIGTERM or SIGINT, shuts down cleanly (nbd_shutdown, reactors_stop,
  * devices closed) and exits 0.
  *
+ * Commands on stdin, one per line, each answered "ok ..." or "err ...":
+ *   add SPEC (as -e) | remove NAME | listen ADDR | unlisten ADDR |
+ *   list (one "export NAME clients N" line per export, then "ok")
+ *
  * The file device here is a test helper: synchronous pread/pwrite in the
  * reactor, completed on the next loop turn, fdatasync for FLUSH and FUA,
  * fallocate for TRIM and WRITE_ZEROES. The real backends live in backends/.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <linux/falloc.h>
@@ -213,6 +219,90 @@ static void print_listener(const struct nbd_listener_info *l, void *arg)
 	printf("listening %s\n", l->bound);
 }
 
+static void print_export(const struct nbd_export_info *e, void *arg)
+{
+	(void)arg;
+	printf("export %s clients %u size %llu%s\n", e->name, e->clients,
+	       (unsigned long long)e->size, e->readonly ? " ro" : "");
+}
+
+static void command(char *line)
+{
+	char *arg = strchr(line, ' ');
+	int rc;
+
+	line[strcspn(line, "\r\n")] = 0;
+	if (arg)
+		*arg++ = 0;
+	if (!strcmp(line, "list")) {
+		nbd_export_foreach(print_export, NULL);
+		rc = 0;
+	} else if (!arg) {
+		rc = -EINVAL;
+	} else if (!strcmp(line, "add")) {
+		rc = add_export(arg);
+	} else if (!strcmp(line, "remove")) {
+		rc = nbd_export_remove(arg);
+	} else if (!strcmp(line, "listen")) {
+		rc = nbd_listen(arg);
+		if (!rc)
+			nbd_listener_foreach(print_listener, NULL);
+	} else if (!strcmp(line, "unlisten")) {
+		rc = nbd_unlisten(arg);
+	} else {
+		rc = -EINVAL;
+	}
+	if (rc)
+		printf("err %s\n", strerror(-rc));
+	else
+		printf("ok %s\n", line);
+	fflush(stdout);
+}
+
+/* Until SIGTERM/SIGINT; commands from stdin meanwhile. */
+static int serve(const sigset_t *set)
+{
+	struct pollfd pfd[2];
+	char line[512];
+	size_t len = 0;
+	int sfd = signalfd(-1, set, SFD_CLOEXEC);
+
+	if (sfd < 0)
+		return -errno;
+	pfd[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+	pfd[1] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
+	for (;;) {
+		struct signalfd_siginfo si;
+		ssize_t n;
+
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[0].revents && read(sfd, &si, sizeof(si)) == sizeof(si)) {
+			fprintf(stderr, "nbd-test-server: signal %u, shutting down\n", si.ssi_signo);
+			break;
+		}
+		if (!pfd[1].revents)
+			continue;
+		n = read(STDIN_FILENO, line + len, sizeof(line) - 1 - len);
+		if (n <= 0) {
+			pfd[1].fd = -1;		/* EOF: signals only from now on */
+			continue;
+		}
+		len += (size_t)n;
+		line[len] = 0;
+		for (char *nl; (nl = strchr(line, '\n')); ) {
+			*nl = 0;
+			command(line);
+			len -= (size_t)(nl + 1 - line);
+			memmove(line, nl + 1, len + 1);
+		}
+		if (len == sizeof(line) - 1)
+			len = 0;	/* an absurd line: drop it */
+	}
+	close(sfd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	enum ev_backend backend = EV_AUTO;
@@ -220,7 +310,7 @@ int main(int argc, char **argv)
 	char *listens[16], *exports[MAX_DEVS];
 	unsigned nl = 0, ne = 0;
 	sigset_t set;
-	int opt, sig, rc;
+	int opt, rc;
 
 	while ((opt = getopt(argc, argv, "r:E:l:e:d")) != -1) {
 		switch (opt) {
@@ -272,8 +362,7 @@ int main(int argc, char **argv)
 		nbd_listener_foreach(print_listener, NULL);
 		printf("ready\n");
 		fflush(stdout);
-		sigwait(&set, &sig);
-		fprintf(stderr, "nbd-test-server: signal %d, shutting down\n", sig);
+		rc = serve(&set);
 	}
 	nbd_shutdown();
 	reactors_stop();
