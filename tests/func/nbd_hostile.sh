@@ -3,8 +3,11 @@
 # may hurt the server or another client.
 . "$(dirname "$0")/nbd_common.inc"
 
-start_server main -r 2 -l 127.0.0.1:0 -e disk=mem:16M -e ro=mem:1M,ro || { not_ok "server start"; finish; }
-ok "server started on port $PORT"
+for LOOP in uring epoll; do
+echo "# event loop: $LOOP"
+start_server main-$LOOP -r 2 -E $LOOP -l 127.0.0.1:0 -e disk=mem:16M -e ro=mem:1M,ro ||
+	{ not_ok "server start ($LOOP)"; continue; }
+ok "server started on port $PORT ($LOOP)"
 
 hostile() {	# hostile "what" python-snippet
 	local what=$1 code=$2
@@ -169,6 +172,7 @@ for i in range(300):
     c = Client("127.0.0.1", port); c.client_flags(); c.go(b"disk"); c.send_req(CMD_DISC); c.close()'
 good "connection storm"
 
-check "server still up" server_alive
-check "server exits 0 on SIGTERM, leak-free" stop_server
+check "server still up ($LOOP)" server_alive
+check "server exits 0 on SIGTERM, leak-free ($LOOP)" stop_server
+done
 finish
