@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The io_uring backend: I/O goes straight onto the ring of the loop that
+ * owns the channel, so a reactor's sockets and disks share one
+ * io_uring_enter per turn. A channel on an epoll loop is refused
+ * (-ENOTSUP); the daemon then uses aio or psync for that disk.
+ *
+ * Reads and writes are readv/writev (read/write for one piece), FUA is
+ * RWF_DSYNC, FLUSH is a datasync fsync, discard and write-zeroes are
+ * fallocate. A short transfer or -EAGAIN is resubmitted for the rest from
+ * the completion. What the ring cannot do well goes to the device's worker
+ * thread: BLKDISCARD on block devices, write-zeroes with FUA, and the
+ * zero-writing fallback when the file system cannot punch holes.
+ *
+ * Fixed files and registered buffers are not used: nothing has measured
+ * them to help yet, and a loop's ring is shared by many devices.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include "sand/blkdev.h"
+#include "sand/ev.h"
+#include "sand/log.h"
+#include "backends/file.h"
+
+#define URING_WORKERS	1
+#define URING_MAX_PIECE	(1u << 30)
+
+struct uring_io {
+	struct file_io	io;
+	struct ev_cqe	cqe;
+	uint64_t	done;		/* bytes transferred so far */
+	int		idx;		/* cursor into io.iov */
+	size_t		skip;
+	int		falloc_mode;
+};
+
+struct uring_chan {
+	struct file_chan fc;
+};
+
+static void uring_close(struct blkdev *bd)
+{
+	file_dev_close(to_file(bd));
+}
+
+static void uring_chan_free(struct file_chan *fc)
+{
+	free(container_of(fc, struct uring_chan, fc));
+}
+
+static int uring_chan_create(struct blkdev *bd, struct blkchan *ch)
+{
+	struct uring_chan *uc;
+	int rc;
+
+	if (!ev_uring(ch->loop))
+		return -ENOTSUP;
+	uc = calloc(1, sizeof(*uc));
+	if (!uc)
+		return -ENOMEM;
+	rc = file_chan_init(&uc->fc, to_file(bd), ch, uring_chan_free);
+	if (rc) {
+		free(uc);
+		return rc;
+	}
+	ch->priv = &uc->fc;
+	return 0;
+}
+
+static void uring_chan_destroy(struct blkdev *bd, struct blkchan *ch)
+{
+	file_chan_destroy(ch->priv);
+	ch->priv = NULL;
+}
+
+static void uring_cqe(struct ev_cqe *c, int res, uint32_t cqe_flags);
+
+static void uring_queue(struct uring_io *u)
+{
+	struct file_io *io = &u->io;
+	struct bio *bio = io->bio;
+	struct file_dev *f = io->fc->fd;
+	struct io_uring_sqe *sqe = ev_get_sqe(io->fc->loop);
+	uint64_t off = bio->offset + u->done;
+
+	switch (bio->op) {
+	case BIO_READ:
+	case BIO_WRITE:
+		if (u->skip || io->iovcnt - u->idx == 1) {
+			const struct iovec *v = &io->iov[u->idx];
+			void *base = (uint8_t *)v->iov_base + u->skip;
+			unsigned len = (unsigned)MIN(v->iov_len - u->skip, (size_t)URING_MAX_PIECE);
+
+			if (bio->op == BIO_READ)
+				io_uring_prep_read(sqe, f->fd, base, len, off);
+			else
+				io_uring_prep_write(sqe, f->fd, base, len, off);
+		} else if (bio->op == BIO_READ) {
+			io_uring_prep_readv(sqe, f->fd, io->iov + u->idx,
+					    (unsigned)(io->iovcnt - u->idx), off);
+		} else {
+			io_uring_prep_writev(sqe, f->fd, io->iov + u->idx,
+					     (unsigned)(io->iovcnt - u->idx), off);
+		}
+		if (bio->op == BIO_WRITE && (bio->flags & BIO_FUA))
+			sqe->rw_flags = RWF_DSYNC;
+		break;
+	case BIO_FLUSH:
+		io_uring_prep_fsync(sqe, f->fd, IORING_FSYNC_DATASYNC);
+		break;
+	default:
+		io_uring_prep_fallocate(sqe, f->fd, u->falloc_mode, bio->offset, bio->len);
+		break;
+	}
+	ev_sqe_set_cqe(sqe, &u->cqe);
+}
+
+static void uring_to_worker(struct uring_io *u)
+{
+	u->io.work = file_work_bio;
+	u->io.done = file_io_finish;
+	file_wq_queue(u->io.fc->fd, &u->io);
+}
+
+static void uring_cqe(struct ev_cqe *c, int res, uint32_t cqe_flags)
+{
+	struct uring_io *u = container_of(c, struct uring_io, cqe);
+	struct bio *bio = u->io.bio;
+	struct file_dev *f = u->io.fc->fd;
+
+	if (res == -EAGAIN || res == -EINTR) {
+		uring_queue(u);
+		return;
+	}
+	switch (bio->op) {
+	case BIO_READ:
+	case BIO_WRITE:
+		if (res <= 0)
+			break;
+		u->done += (unsigned)res;
+		iov_advance(u->io.iov, u->io.iovcnt, &u->idx, &u->skip, (size_t)res);
+		if (u->done < bio->len) {
+			uring_queue(u);
+			return;
+		}
+		res = 0;
+		break;
+	case BIO_DISCARD:
+	case BIO_WRITE_ZEROES:
+		if (res == -EOPNOTSUPP || res == -EINVAL) {
+			if (!f->is_blkdev)
+				__atomic_store_n(&f->no_punch, 1, __ATOMIC_RELAXED);
+			LOG_RATELIMIT(LOG_INFO, LS_BLK, "%s: fallocate mode %#x unsupported, writing zeroes",
+				      f->bd.name, u->falloc_mode);
+			uring_to_worker(u);
+			return;
+		}
+		break;
+	default:
+		break;
+	}
+	if (res == 0 && (bio->op == BIO_READ || bio->op == BIO_WRITE) && u->done < bio->len)
+		res = -EIO;
+	file_io_finish(&u->io, res < 0 ? res : 0);
+}
+
+static int uring_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
+{
+	struct uring_io *u = bio_ctx(bio);
+	struct file_dev *f = to_file(bd);
+	int rc;
+
+	rc = file_io_prep(ch->priv, bio, &u->io);
+	if (rc)
+		return rc;
+	u->cqe.fn = uring_cqe;
+	u->done = 0;
+	u->idx = 0;
+	u->skip = 0;
+	if (bio->op == BIO_DISCARD || bio->op == BIO_WRITE_ZEROES) {
+		u->falloc_mode = file_falloc_mode(f, bio->op, bio->flags);
+		if (u->falloc_mode < 0 || (bio->flags & BIO_FUA)) {
+			uring_to_worker(u);
+			return 0;
+		}
+	}
+	uring_queue(u);
+	return 0;
+}
+
+static const struct blkdev_ops uring_ops = {
+	.name = "uring",
+	.bio_ctx_size = sizeof(struct uring_io),
+	.close = uring_close,
+	.supports = file_supports,
+	.chan_create = uring_chan_create,
+	.chan_destroy = uring_chan_destroy,
+	.submit = uring_submit,
+};
+
+int uring_dev_init(struct file_dev *f, const struct blk_file_opts *o)
+{
+	f->bd.ops = &uring_ops;
+	return file_wq_start(f, URING_WORKERS);
+}
