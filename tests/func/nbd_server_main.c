@@ -5,7 +5,7 @@
  *
  *   nbd-test-server [-r REACTORS] [-E uring|epoll] [-d] -l ADDR [-l ADDR...]
  *                   -e NAME=mem:SIZE[,bs=N][,ro][,desc=TEXT]
- *                   -e NAME=file:PATH[,size=SIZE][,ro][,desc=TEXT]
+ *                   -e NAME=file:PATH[,size=SIZE][,backend=B][,ro][,desc=TEXT]
  *
  * Prints "listening BOUND" per listener and then "ready" on stdout, serves
  * until SIGTERM or SIGINT, shuts down cleanly (nbd_shutdown, reactors_stop,
@@ -15,150 +15,21 @@
  *   add SPEC (as -e) | remove NAME | listen ADDR | unlisten ADDR |
  *   list (one "export NAME clients N" line per export, then "ok")
  *
- * The file device here is a test helper: synchronous pread/pwrite in the
- * reactor, completed on the next loop turn, fdatasync for FLUSH and FUA,
- * fallocate for TRIM and WRITE_ZEROES. The real backends live in backends/.
+ * File devices use the real backends (blk_file_open: B is auto, uring, aio
+ * or psync); with size=, a missing file is created sparse.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
-#include <sys/stat.h>
 #include <unistd.h>
-#include <linux/falloc.h>
 #include "sand/blkdev.h"
 #include "sand/log.h"
 #include "sand/nbd.h"
 #include "sand/reactor.h"
-
-struct tfile {
-	struct blkdev	bd;
-	int		fd;
-};
-
-struct tfile_bio {
-	int	status;
-};
-
-static void tfile_close(struct blkdev *bd)
-{
-	struct tfile *f = container_of(bd, struct tfile, bd);
-
-	close(f->fd);
-	free(f);
-}
-
-static bool tfile_supports(struct blkdev *bd, enum bio_op op)
-{
-	return op < BIO_OP_MAX;
-}
-
-static void tfile_done(struct ev_task *t)
-{
-	struct bio *bio = container_of(t, struct bio, task);
-	struct tfile_bio *tb = bio_ctx(bio);
-
-	bio_complete(bio, tb->status);
-}
-
-static int tfile_do(struct tfile *f, struct bio *bio)
-{
-	uint64_t off = bio->offset;
-	ssize_t n;
-	int mode;
-
-	switch (bio->op) {
-	case BIO_READ:
-	case BIO_WRITE:
-		for (int i = 0; i < bio->iovcnt; i++) {
-			size_t done = 0;
-
-			while (done < bio->iov[i].iov_len) {
-				char *p = (char *)bio->iov[i].iov_base + done;
-				size_t len = bio->iov[i].iov_len - done;
-
-				n = bio->op == BIO_READ ? pread(f->fd, p, len, (off_t)off)
-							: pwrite(f->fd, p, len, (off_t)off);
-				if (n < 0 && errno == EINTR)
-					continue;
-				if (n < 0)
-					return -errno;
-				if (n == 0) {	/* read past EOF of a short file */
-					memset(p, 0, len);
-					n = (ssize_t)len;
-				}
-				done += (size_t)n;
-				off += (uint64_t)n;
-			}
-		}
-		break;
-	case BIO_DISCARD:
-	case BIO_WRITE_ZEROES:
-		mode = bio->flags & BIO_NOUNMAP ? FALLOC_FL_ZERO_RANGE
-						: FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-		if (fallocate(f->fd, mode, (off_t)bio->offset, (off_t)bio->len) < 0)
-			return -errno;
-		break;
-	case BIO_FLUSH:
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (bio->op == BIO_FLUSH || (bio->flags & BIO_FUA))
-		if (fdatasync(f->fd) < 0)
-			return -errno;
-	return 0;
-}
-
-static int tfile_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
-{
-	struct tfile_bio *tb = bio_ctx(bio);
-
-	tb->status = tfile_do(container_of(bd, struct tfile, bd), bio);
-	ev_defer(ch->loop, &bio->task, tfile_done);
-	return 0;
-}
-
-static const struct blkdev_ops tfile_ops = {
-	.name = "testfile",
-	.bio_ctx_size = sizeof(struct tfile_bio),
-	.close = tfile_close,
-	.supports = tfile_supports,
-	.submit = tfile_submit,
-};
-
-static int tfile_open(const char *name, const char *path, uint64_t size, struct blkdev **out)
-{
-	struct tfile *f = calloc(1, sizeof(*f));
-	struct stat st;
-
-	if (!f)
-		return -ENOMEM;
-	f->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (f->fd < 0 || fstat(f->fd, &st) < 0) {
-		int rc = -errno;
-
-		free(f);
-		return rc;
-	}
-	if (size && (uint64_t)st.st_size < size && ftruncate(f->fd, (off_t)size) < 0) {
-		int rc = -errno;
-
-		close(f->fd);
-		free(f);
-		return rc;
-	}
-	blkdev_init(&f->bd, &tfile_ops, name);
-	f->bd.size = (size ? size : (uint64_t)st.st_size) & ~511ull;
-	f->bd.block_size = 512;
-	snprintf(f->bd.path, sizeof(f->bd.path), "%s", path);
-	*out = &f->bd;
-	return 0;
-}
 
 #define MAX_DEVS 16
 
@@ -172,6 +43,7 @@ static int add_export(char *spec)
 	uint64_t size = 0;
 	uint32_t bs = 512;
 	bool ro = false;
+	struct blk_file_opts fo = { .backend = BLK_FILE_AUTO };
 	struct blkdev *bd;
 	int rc;
 
@@ -191,6 +63,8 @@ static int add_export(char *spec)
 			bs = (uint32_t)strtoul(opt + 3, NULL, 0);
 		else if (!strncmp(opt, "size=", 5) && parse_size(opt + 5, &size) == 0)
 			;
+		else if (!strncmp(opt, "backend=", 8) && blk_file_backend_parse(opt + 8, &fo.backend) == 0)
+			;
 		else if (!strncmp(opt, "desc=", 5))
 			desc = opt + 5;
 		else
@@ -203,7 +77,8 @@ static int add_export(char *spec)
 			return -EINVAL;
 		rc = blk_mem_create(spec, size, bs, &bd);
 	} else if (!strcmp(type, "file")) {
-		rc = tfile_open(spec, arg, size, &bd);
+		fo.create_size = size;
+		rc = blk_file_open(spec, arg, &fo, &bd);
 	} else {
 		return -EINVAL;
 	}

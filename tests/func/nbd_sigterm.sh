@@ -5,9 +5,13 @@
 # restart every write that a recorded flush covered must be there.
 . "$(dirname "$0")/nbd_common.inc"
 
-IMG=$TDIR/disk.img
-start_server one -r 2 -l 127.0.0.1:0 -e "disk=file:$IMG,size=64M" || { not_ok "server start"; finish; }
-ok "server started on port $PORT"
+for BACKEND in uring aio psync; do
+echo "# file backend: $BACKEND"
+IMG=$TDIR/disk-$BACKEND.img
+start_server one-$BACKEND -r 2 -l 127.0.0.1:0 -e "disk=file:$IMG,size=64M,backend=$BACKEND" ||
+	{ not_ok "server start ($BACKEND)"; continue; }
+ok "server started on port $PORT ($BACKEND)"
+rm -f "$TDIR/flushed.log"
 
 cat >"$TDIR/writer.py" <<PY
 import os, struct, sys, time
@@ -42,13 +46,14 @@ for _ in $(seq 1 100); do
 	[ -f "$TDIR/flushed.log" ] && [ "$(wc -l <"$TDIR/flushed.log")" -ge 100 ] && break
 	sleep 0.05
 done
-check "server exits 0 on SIGTERM with writes in flight" stop_server
+check "server exits 0 on SIGTERM with writes in flight ($BACKEND)" stop_server
 wait "$WPID"
 sed 's/^/# /' "$TDIR/writer.out"
 N=$(wc -l <"$TDIR/flushed.log")
 check "client saw $N flushed batches before the shutdown" test "$N" -ge 50
 
-start_server two -r 2 -l 127.0.0.1:0 -e "disk=file:$IMG" || { not_ok "server restart"; finish; }
+start_server two-$BACKEND -r 2 -l 127.0.0.1:0 -e "disk=file:$IMG,backend=$BACKEND" ||
+	{ not_ok "server restart ($BACKEND)"; continue; }
 ok "server restarted on port $PORT"
 cat >"$TDIR/verify.py" <<PY
 import struct, sys
@@ -74,6 +79,7 @@ print("checked %d slots up to batch %d, %d bad" % (len(want), last, bad))
 sys.exit(1 if bad else 0)
 PY
 LAST=$(tail -n 1 "$TDIR/flushed.log")
-check "every acknowledged-and-flushed write survived the restart" T python3 "$TDIR/verify.py" "$PORT" "$LAST"
-check "restarted server exits 0" stop_server
+check "every acknowledged-and-flushed write survived the restart ($BACKEND)" T python3 "$TDIR/verify.py" "$PORT" "$LAST"
+check "restarted server exits 0 ($BACKEND)" stop_server
+done
 finish
