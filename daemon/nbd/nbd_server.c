@@ -377,7 +377,7 @@ static void retry_task_fn(struct ev_task *t)
 			continue;
 		}
 		io_submit(io, io->op, io->bflags);
-		if (!list_empty(&io->link))
+		if (xc->retry.prev == &io->link)
 			break;		/* refused again: wait for more completions */
 	}
 }
