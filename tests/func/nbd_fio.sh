@@ -7,11 +7,12 @@ if ! need fio || ! fio --enghelp 2>/dev/null | grep -qw nbd; then
 	skip "fio nbd engine" "fio without the nbd engine"
 	finish
 fi
-start_server main -r 2 -l 127.0.0.1:0 -e disk=mem:256M -e file=file:$TDIR/f.img,size=256M ||
+start_server main -r 2 -l 127.0.0.1:0 -e disk=mem:256M -e file=file:$TDIR/f.img,size=256M \
+	-e flaky=flaky:256M ||
 	{ not_ok "server start"; finish; }
 ok "server started on port $PORT"
 
-for EXP in disk file; do
+for EXP in disk file flaky; do
 echo "# export $EXP"
 JOB=(--ioengine=nbd --uri="nbd://127.0.0.1:$PORT/$EXP" --bs=4k --iodepth=32 --numjobs=4
      --size=32M --offset_increment=64M --verify=crc32c --group_reporting
@@ -48,4 +49,7 @@ fi
 done
 check "server still up" server_alive
 check "server exits 0 on SIGTERM, leak-free" stop_server
+check "the flaky device refused some I/O (retry queue exercised)" \
+	grep -qE 'flaky flaky: [1-9][0-9]* of [0-9]+ submissions refused' "$SERR"
+grep flaky "$SERR" | sed 's/^/# /'
 finish

@@ -5,6 +5,7 @@
  *
  *   nbd-test-server [-r REACTORS] [-E uring|epoll] [-d] -l ADDR [-l ADDR...]
  *                   -e NAME=mem:SIZE[,bs=N][,ro][,desc=TEXT]
+ *                   -e NAME=flaky:SIZE  (mem, refusing some I/O with EAGAIN)
  *                   -e NAME=file:PATH[,size=SIZE][,backend=B][,ro][,desc=TEXT]
  *
  * Prints "listening BOUND" per listener and then "ready" on stdout, serves
@@ -30,6 +31,72 @@
 #include "sand/log.h"
 #include "sand/nbd.h"
 #include "sand/reactor.h"
+
+/*
+ * "flaky": a memory device that refuses every third submission with
+ * -EAGAIN while other I/O is in flight, to exercise the exports' retry
+ * queue (backpressure from the block layer).
+ */
+struct flaky {
+	struct blkdev	bd;
+	struct blkdev	*inner;
+	unsigned	n;		/* submissions, atomically counted */
+	unsigned	refused;
+};
+
+static struct blkdev_ops flaky_ops;
+
+static void flaky_close(struct blkdev *bd)
+{
+	struct flaky *f = container_of(bd, struct flaky, bd);
+
+	fprintf(stderr, "flaky %s: %u of %u submissions refused with EAGAIN\n", bd->name,
+		f->refused, f->n);
+	blkdev_close(f->inner);
+	free(f);
+}
+
+static bool flaky_supports(struct blkdev *bd, enum bio_op op)
+{
+	return blkdev_supports(container_of(bd, struct flaky, bd)->inner, op);
+}
+
+static int flaky_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
+{
+	struct flaky *f = container_of(bd, struct flaky, bd);
+
+	if (__atomic_add_fetch(&f->n, 1, __ATOMIC_RELAXED) % 3 == 0 && ch->inflight > 1) {
+		__atomic_add_fetch(&f->refused, 1, __ATOMIC_RELAXED);
+		return -EAGAIN;
+	}
+	return f->inner->ops->submit(f->inner, ch, bio);
+}
+
+static int flaky_create(const char *name, uint64_t size, struct blkdev **out)
+{
+	struct flaky *f = calloc(1, sizeof(*f));
+	int rc;
+
+	if (!f)
+		return -ENOMEM;
+	rc = blk_mem_create(name, size, 512, &f->inner);
+	if (rc) {
+		free(f);
+		return rc;
+	}
+	flaky_ops = (struct blkdev_ops){
+		.name = "flaky",
+		.bio_ctx_size = f->inner->ops->bio_ctx_size,
+		.close = flaky_close,
+		.supports = flaky_supports,
+		.submit = flaky_submit,
+	};
+	blkdev_init(&f->bd, &flaky_ops, name);
+	f->bd.size = size;
+	f->bd.block_size = 512;
+	*out = &f->bd;
+	return 0;
+}
 
 #define MAX_DEVS 16
 
@@ -76,6 +143,10 @@ static int add_export(char *spec)
 		if (parse_size(arg, &size))
 			return -EINVAL;
 		rc = blk_mem_create(spec, size, bs, &bd);
+	} else if (!strcmp(type, "flaky")) {
+		if (parse_size(arg, &size))
+			return -EINVAL;
+		rc = flaky_create(spec, size, &bd);
 	} else if (!strcmp(type, "file")) {
 		fo.create_size = size;
 		rc = blk_file_open(spec, arg, &fo, &bd);
