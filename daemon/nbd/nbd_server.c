@@ -66,6 +66,10 @@
 #define RBUF_SIZE		(16u * 1024)
 #define HANDSHAKE_TIMEOUT_NS	(30ull * 1000000000)
 #define DRAIN_TIMEOUT_NS	(5ull * 1000000000)
+#define KEEPALIVE_IDLE_S	30
+#define KEEPALIVE_INTVL_S	10
+#define KEEPALIVE_CNT		3
+#define USER_TIMEOUT_MS		60000u
 #define IO_HDR_MAX		64
 #define TX_IOV_MAX		64
 
@@ -144,7 +148,6 @@ struct nbd_conn {
 	struct list_head link;		/* r->conns */
 	int		fd;
 	struct ev_io	io;
-	uint32_t	watch;
 	struct ev_task	rx_task, tx_task, free_task;
 	struct ev_timer	timer;
 	char		peer[96];
@@ -510,16 +513,6 @@ static void io_start(struct nbd_io *io)
 
 /* ================================================================ connections */
 
-static void set_watch(struct nbd_conn *c, uint32_t events)
-{
-	if (c->closed || c->watch == events)
-		return;
-	if (ev_io_modify(c->r->loop, &c->io, events) == 0)
-		c->watch = events;
-	else
-		conn_close(c, "cannot watch socket");
-}
-
 static void free_task_fn(struct ev_task *t)
 {
 	struct nbd_conn *c = container_of(t, struct nbd_conn, free_task);
@@ -671,10 +664,8 @@ static void conn_tx(struct nbd_conn *c)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				set_watch(c, EV_READ | EV_WRITE);
-				return;
-			}
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;		/* EV_WRITE brings us back */
 			conn_close(c, strerror(errno));
 			return;
 		}
@@ -706,7 +697,6 @@ static void conn_tx(struct nbd_conn *c)
 	}
 	if (c->closed)
 		return;
-	set_watch(c, EV_READ);
 	conn_maybe_finish(c);
 }
 
@@ -1111,7 +1101,7 @@ static void conn_io_fn(struct ev_io *w, uint32_t revents)
 {
 	struct nbd_conn *c = container_of(w, struct nbd_conn, io);
 
-	if (revents & EV_WRITE)
+	if ((revents & EV_WRITE) && (c->out_off < c->out.len || !list_empty(&c->txq)))
 		conn_tx(c);
 	if (!c->closed && (revents & (EV_READ | EV_HUP | EV_ERROR)))
 		conn_rx(c);
@@ -1137,7 +1127,16 @@ static void conn_new(struct nbd_reactor *r, int fd)
 	c->fd = fd;
 	list_init(&c->free_ios);
 	list_init(&c->txq);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));	/* fails on unix: fine */
+	/* TCP only (these fail harmlessly on unix sockets): no Nagle delay on
+	 * replies, and a client that vanishes without a FIN is noticed: by
+	 * keepalive when idle, by the user timeout when our data goes unacked. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &(int){ KEEPALIVE_IDLE_S }, sizeof(int));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &(int){ KEEPALIVE_INTVL_S }, sizeof(int));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &(int){ KEEPALIVE_CNT }, sizeof(int));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &(unsigned){ USER_TIMEOUT_MS },
+		   sizeof(unsigned));
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family != AF_UNIX) {
 		char host[INET6_ADDRSTRLEN], port[8];
 
@@ -1147,13 +1146,15 @@ static void conn_new(struct nbd_reactor *r, int fd)
 	}
 	if (!c->peer[0])
 		snprintf(c->peer, sizeof(c->peer), "unix:fd%d", fd);
-	if (ev_io_start(r->loop, &c->io, fd, EV_READ, conn_io_fn)) {
+	/* Watched for both directions for life: writability only wakes us
+	 * after a send hit EAGAIN, and changing the interest set on the fly
+	 * would cost a poll re-arm each time the socket fills. */
+	if (ev_io_start(r->loop, &c->io, fd, EV_READ | EV_WRITE, conn_io_fn)) {
 		close(fd);
 		free(c->rbuf);
 		free(c);
 		return;
 	}
-	c->watch = EV_READ;
 	pthread_mutex_lock(&srv.lock);
 	srv.nconns++;
 	pthread_mutex_unlock(&srv.lock);

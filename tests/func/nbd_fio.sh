@@ -14,7 +14,7 @@ ok "server started on port $PORT"
 
 for EXP in disk file flaky; do
 echo "# export $EXP"
-JOB=(--ioengine=nbd --uri="nbd://127.0.0.1:$PORT/$EXP" --bs=4k --iodepth=32 --numjobs=4
+JOB=(--verify_state_save=0 --ioengine=nbd --uri="nbd://127.0.0.1:$PORT/$EXP" --bs=4k --iodepth=32 --numjobs=4
      --size=32M --offset_increment=64M --verify=crc32c --group_reporting
      --output-format=json)
 T0=$(awk '{print $14 + $15}' /proc/$SPID/stat)
