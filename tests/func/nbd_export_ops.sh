@@ -77,6 +77,22 @@ check("other export's client untouched", keep.cmd(CMD_READ, 0, 4096) == (0, b"k"
 check("list no longer shows disk", clients("disk") is None and clients("keep") == 1)
 r, _ = cmd("remove disk")
 check("removing it again: %s" % r, r.startswith("err"))
+
+# Again and again: a socket must really close every time, even while the
+# client keeps sending (a stuck poll once kept it open after close()).
+stuck = 0
+for it in range(10):
+    r, _ = cmd("add disk=mem:64M")
+    assert r.startswith("ok"), r
+    result = {"acked": 0, "errors": 0, "end": None}
+    t = threading.Thread(target=writer); t.start()
+    while result["acked"] < 200 and t.is_alive():
+        time.sleep(0.005)
+    r, _ = cmd("remove disk")
+    t.join(10)
+    stuck += t.is_alive() or result["errors"] != 0
+check("10 more removals under a writing client: every connection ended (%d stuck)" % stuck,
+      stuck == 0)
 r, _ = cmd("add disk=mem:32M")
 check("re-add: %s" % r, r.startswith("ok"))
 c = Client("127.0.0.1", port); c.client_flags(); c.go(b"disk")
