@@ -63,13 +63,6 @@ void nbd_listener_foreach(void (*fn)(const struct nbd_listener_info *l, void *ar
 /* Connections in any phase (handshake included), for tests and stats. */
 unsigned nbd_conn_count(void);
 
-/* daemon/nbd/nbd_rpc.c: the nbd.*, export.nbd, export.list and
- * unexport.nbd methods and the shutdown hook (main calls nbd_rpc_init with
- * the other modules), and the listeners and exports of the state file
- * (nbd_restore, after the disks and volumes are back). */
-void nbd_rpc_init(void);
-void nbd_restore(void);
-
 /* Stop accepting, let every client's in-flight I/O finish and its replies go
  * out (at most a few seconds for clients that do not read), close every
  * connection, remove every export. Call before reactors_stop(). */
