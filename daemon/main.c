@@ -30,12 +30,14 @@ static void (*const rpc_modules[])(void) = {
 	status_rpc_init,
 	log_rpc_init,
 	disk_rpc_init,
+	nbd_rpc_init,
 };
 
 /* Restore what the state file says, in dependency order (disks before the
  * pools built on them, pools before exports). */
 static void (*const restore_steps[])(void) = {
 	disk_restore,
+	nbd_restore,
 };
 
 static void usage(FILE *f)
