@@ -42,7 +42,7 @@ T python3 "$TDIR/writer.py" "$PORT" "$TDIR/flushed.log" >"$TDIR/writer.out" 2>&1
 WPID=$!
 MY_PIDS+=("$WPID")
 # let it run well past one pass over the disk, then pull the plug politely
-for _ in $(seq 1 100); do
+for _ in $(seq 1 300); do
 	[ -f "$TDIR/flushed.log" ] && [ "$(wc -l <"$TDIR/flushed.log")" -ge 100 ] && break
 	sleep 0.05
 done
@@ -50,7 +50,7 @@ check "server exits 0 on SIGTERM with writes in flight ($BACKEND)" stop_server
 wait "$WPID"
 sed 's/^/# /' "$TDIR/writer.out"
 N=$(wc -l <"$TDIR/flushed.log")
-check "client saw $N flushed batches before the shutdown" test "$N" -ge 50
+check "client saw $N flushed batches before the shutdown" test "$N" -ge 10
 
 start_server two-$BACKEND -r 2 -l 127.0.0.1:0 -e "disk=file:$IMG,backend=$BACKEND" ||
 	{ not_ok "server restart ($BACKEND)"; continue; }
