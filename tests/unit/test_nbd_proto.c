@@ -470,6 +470,57 @@ START_TEST(names)
 }
 END_TEST
 
+/* A deterministic mini-fuzz, so that make check (and ASan) runs the parsers
+ * over garbage every time; tests/fuzz/fuzz_nbd.c does the real thing. */
+START_TEST(random_inputs)
+{
+	uint8_t buf[512];
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+
+	for (int iter = 0; iter < 200000; iter++) {
+		uint32_t len = (uint32_t)(x % sizeof(buf));
+		struct nbd_info_req ir;
+		struct nbd_meta_req mr;
+		struct nbd_opt_hdr h;
+		struct nbd_req r;
+		uint32_t f, pos = 0, ql, n = 0;
+		const char *q;
+
+		for (uint32_t i = 0; i < sizeof(buf); i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			buf[i] = (uint8_t)x;
+		}
+		/* small lengths inside the payload, so the walks go deep */
+		if (iter & 1) {
+			put_be32(buf, (uint32_t)(x % 8));
+			put_be32(buf + 4 + (x % 8), (uint32_t)(x >> 8) % 4);
+		}
+		if (nbd_parse_info_req(buf, len, &ir) == 0) {
+			ck_assert_uint_le(4 + ir.name_len + 2 + 2u * ir.nreqs, len);
+			for (unsigned i = 0; i < ir.nreqs; i++)
+				(void)nbd_info_req_type(&ir, i);
+		}
+		if (nbd_parse_meta_req(buf, len, &mr) == 0) {
+			while (nbd_meta_next(&mr, &pos, &q, &ql)) {
+				ck_assert(q >= (const char *)buf);
+				ck_assert(q + ql <= (const char *)buf + len);
+				n++;
+			}
+			ck_assert_uint_eq(n, mr.nqueries);
+		}
+		(void)nbd_parse_client_flags(buf, &f);
+		(void)nbd_parse_opt_hdr(buf, &h);
+		put_be32(buf, NBD_REQUEST_MAGIC);
+		ck_assert_int_eq(nbd_req_parse(buf, &r), 0);
+		if (nbd_req_validate(&r, &LIM) == 0 && r.type != NBD_CMD_DISC &&
+		    r.type != NBD_CMD_FLUSH)
+			ck_assert(r.offset <= LIM.size && r.len <= LIM.size - r.offset && r.len);
+	}
+}
+END_TEST
+
 static Suite *nbd_suite(void)
 {
 	Suite *s = suite_create("nbd_proto");
@@ -493,6 +544,7 @@ static Suite *nbd_suite(void)
 	tcase_add_test(t, replies);
 	tcase_add_test(t, errno_map);
 	tcase_add_test(t, names);
+	tcase_add_test(t, random_inputs);
 	suite_add_tcase(s, t);
 	return s;
 }
