@@ -3,6 +3,7 @@
 # restore after a restart, SIGTERM with I/O in flight, disk claims.
 . "$(dirname "$0")/lib.sh"
 FUNC_DIR=$(cd "$(dirname "$0")" && pwd)
+export PYTHONDONTWRITEBYTECODE=1
 
 sand_start --reactors 2 || { not_ok "daemon start"; t_done; }
 ok "daemon started"
