@@ -1,0 +1,609 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The RAID block device on memory members (each wrapped in a fault device):
+ * random reads and writes of random sizes, alignments and iovec shapes,
+ * many in flight on one loop, checked against a model buffer; parity
+ * checked on the members afterwards; members failed under I/O; reassembly
+ * from superblocks with members shuffled; refusals.
+ *
+ * In-flight I/Os never overlap each other (so the model is exact), but they
+ * share stripes all the time, which is what the stripe lock is for.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "sand/blkdev.h"
+#include "sand/ev.h"
+#include "sand/fault.h"
+#include "sand/raid.h"
+
+#define BS		512u
+#define STRIP		8192u
+#define MEMBER_DATA	(256u * 1024)
+#define MEMBER_SIZE	(RAID_DATA_OFFSET + MEMBER_DATA)
+#define QD		32
+#define MAXLEN		(48u * 1024)
+
+struct env;
+
+struct slot {
+	struct env	*e;
+	bool		busy, write;
+	uint64_t	off, len;
+	uint8_t		*buf;
+	struct iovec	iov[3];
+	int		iovcnt;
+};
+
+struct env {
+	uint32_t	n;
+	struct blkdev	*mem[RAID_MAX_MEMBERS];
+	struct blkdev	*f[RAID_MAX_MEMBERS];
+	struct blkdev	*raid;
+	struct ev_loop	*loop;
+	struct blkchan	*ch;
+	uint8_t		*model;
+	uint64_t	size;
+	uint64_t	rng;
+	struct slot	slots[QD];
+	unsigned	inflight;
+	uint64_t	done, errors, mismatches;
+};
+
+static uint64_t rnd(struct env *e)
+{
+	e->rng ^= e->rng << 13;
+	e->rng ^= e->rng >> 7;
+	e->rng ^= e->rng << 17;
+	return e->rng;
+}
+
+static void env_members(struct env *e, uint32_t n, uint64_t seed)
+{
+	char name[32];
+
+	memset(e, 0, sizeof(*e));
+	e->n = n;
+	e->rng = seed * 2654435761u + 1;
+	for (uint32_t i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "m%u", i);
+		ck_assert_int_eq(blk_mem_create(name, MEMBER_SIZE, BS, &e->mem[i]), 0);
+		snprintf(name, sizeof(name), "f%u", i);
+		ck_assert_int_eq(blk_fault_create(name, e->mem[i], &e->f[i]), 0);
+	}
+	ck_assert_int_eq(ev_loop_new(EV_AUTO, 256, &e->loop), 0);
+}
+
+static void env_attach(struct env *e)
+{
+	ck_assert_int_eq(blk_chan_open(e->raid, e->loop, &e->ch), 0);
+	e->size = e->raid->size;
+	if (!e->model)
+		e->model = calloc(1, e->size);
+}
+
+static void env_create(struct env *e, enum raid_level l, uint32_t n, uint64_t seed)
+{
+	struct raid_opts o = { .strip = STRIP };
+
+	env_members(e, n, seed);
+	ck_assert_int_eq(raid_create("r0", l, e->f, n, &o, &e->raid), 0);
+	env_attach(e);
+}
+
+static void closed_cb(void *arg)
+{
+	*(bool *)arg = true;
+}
+
+static void env_detach(struct env *e)
+{
+	bool closed = false;
+
+	blk_chan_close(e->ch, closed_cb, &closed);
+	for (int i = 0; i < 1000 && !closed; i++)
+		ev_run_once(e->loop, 10);
+	ck_assert(closed);
+	ck_assert_int_eq(blkdev_close(e->raid), 0);
+	e->raid = NULL;
+}
+
+static void env_free(struct env *e)
+{
+	if (e->raid)
+		env_detach(e);
+	for (uint32_t i = 0; i < e->n; i++) {
+		ck_assert_int_eq(blkdev_close(e->f[i]), 0);
+		ck_assert_int_eq(blkdev_close(e->mem[i]), 0);
+	}
+	ev_loop_free(e->loop);
+	free(e->model);
+}
+
+static void io_end(struct bio *bio, int status)
+{
+	struct slot *s = bio->end_arg;
+	struct env *e = s->e;
+
+	if (status) {
+		e->errors++;
+		fprintf(stderr, "%s %llu+%llu: %d\n", s->write ? "write" : "read",
+			(unsigned long long)s->off, (unsigned long long)s->len, status);
+	} else if (!s->write && s->buf && memcmp(s->buf, e->model + s->off, s->len)) {
+		e->mismatches++;
+		fprintf(stderr, "read %llu+%llu: data differs\n",
+			(unsigned long long)s->off, (unsigned long long)s->len);
+	}
+	free(s->buf);
+	s->buf = NULL;
+	s->busy = false;
+	e->inflight--;
+	e->done++;
+}
+
+static bool overlaps(struct env *e, uint64_t off, uint64_t len)
+{
+	for (int i = 0; i < QD; i++) {
+		struct slot *s = &e->slots[i];
+
+		if (s->busy && s->buf && off < s->off + s->len && s->off < off + len)
+			return true;
+	}
+	return false;
+}
+
+/* Fill one free slot with a random I/O; false if none could be placed. */
+static bool submit_one(struct env *e, struct slot *s)
+{
+	uint64_t off = 0, len = 0;
+	unsigned r = (unsigned)(rnd(e) % 100);
+	enum bio_op op = r < 2 ? BIO_FLUSH : r < 50 ? BIO_WRITE : BIO_READ;
+	int tries;
+
+	if (op != BIO_FLUSH) {
+		for (tries = 0; tries < 20; tries++) {
+			len = (1 + rnd(e) % (MAXLEN / BS)) * BS;
+			if (rnd(e) % 8 == 0)	/* often exactly a strip or stripe */
+				len = STRIP * (1 + rnd(e) % 4);
+			len = MIN(len, e->size);
+			off = rnd(e) % ((e->size - len) / BS + 1) * BS;
+			if (rnd(e) % 4 == 0)
+				off = off / STRIP * STRIP;
+			if (off + len <= e->size && !overlaps(e, off, len))
+				break;
+		}
+		if (tries == 20)
+			return false;
+	}
+	memset(s, 0, sizeof(*s));
+	s->e = e;
+	s->off = off;
+	s->len = len;
+	s->write = op == BIO_WRITE;
+	if (op != BIO_FLUSH) {
+		size_t a, b;
+
+		s->buf = malloc(len);
+		if (s->write) {
+			for (uint64_t i = 0; i < len; i += 8) {
+				uint64_t v = rnd(e);
+
+				memcpy(s->buf + i, &v, 8);
+			}
+			memcpy(e->model + off, s->buf, len);
+		}
+		/* up to three iovecs, split anywhere */
+		a = (size_t)(rnd(e) % (len + 1));
+		b = a + (size_t)(rnd(e) % (len - a + 1));
+		s->iov[0] = (struct iovec){ s->buf, a };
+		s->iov[1] = (struct iovec){ s->buf + a, b - a };
+		s->iov[2] = (struct iovec){ s->buf + b, len - b };
+		s->iovcnt = 3;
+	}
+	s->busy = true;
+	e->inflight++;
+	ck_assert_int_eq(blk_rw(e->ch, op, 0, s->iov, s->iovcnt, off, len, io_end, s), 0);
+	return true;
+}
+
+typedef void (*hook_fn)(struct env *e, uint64_t nsubmitted);
+
+static void run_ops(struct env *e, uint64_t nops, hook_fn hook)
+{
+	uint64_t submitted = 0;
+
+	while (submitted < nops || e->inflight) {
+		for (int i = 0; i < QD && submitted < nops; i++) {
+			if (e->slots[i].busy)
+				continue;
+			if (!submit_one(e, &e->slots[i]))
+				break;
+			submitted++;
+			if (hook)
+				hook(e, submitted);
+		}
+		ck_assert_int_ge(ev_run_once(e->loop, 1000), 0);
+	}
+}
+
+/* Read the whole set back, one strip at a time, and compare. */
+static void verify_all(struct env *e)
+{
+	uint8_t *buf = malloc(e->size);
+
+	for (uint64_t off = 0; off < e->size; off += 64 * 1024) {
+		uint64_t len = MIN(64 * 1024, e->size - off);
+
+		ck_assert_int_eq(blk_sync_io(e->raid, BIO_READ, 0, off, buf + off, len), 0);
+	}
+	ck_assert_int_eq(memcmp(buf, e->model, e->size), 0);
+	free(buf);
+}
+
+/* P (and Q) on the members agree with their data, stripe by stripe. */
+static void verify_parity(struct env *e, enum raid_level l)
+{
+	int np = l == RAID_LEVEL_6 ? 2 : 1;
+	uint32_t k = e->n - (uint32_t)np, cols[RAID_MAX_MEMBERS];
+	struct raid_geom g = { .level = l, .nmembers = e->n, .strip = STRIP,
+			       .member_size = MEMBER_DATA };
+	uint8_t *col[RAID_MAX_MEMBERS + 2], *want[2];
+
+	for (uint32_t c = 0; c < e->n; c++)
+		col[c] = aligned_alloc(64, STRIP);
+	want[0] = aligned_alloc(64, STRIP);
+	want[1] = aligned_alloc(64, STRIP);
+	for (uint64_t st = 0; st < MEMBER_DATA / STRIP; st++) {
+		uint8_t *gen[RAID_MAX_MEMBERS + 2];
+
+		raid_stripe_cols(&g, st, cols);
+		for (uint32_t c = 0; c < e->n; c++)
+			ck_assert_int_eq(blk_sync_io(e->mem[cols[c]], BIO_READ, 0,
+						     RAID_DATA_OFFSET + st * STRIP, col[c], STRIP), 0);
+		for (uint32_t c = 0; c < k; c++)
+			gen[c] = col[c];
+		gen[k] = want[0];
+		gen[k + 1] = want[1];
+		ck_assert_int_eq(raid_parity_gen(np, (int)k, STRIP, gen), 0);
+		for (int p = 0; p < np; p++)
+			ck_assert_msg(!memcmp(want[p], col[k + p], STRIP),
+				      "stripe %llu: %s does not match", (unsigned long long)st,
+				      p ? "Q" : "P");
+	}
+	for (uint32_t c = 0; c < e->n; c++)
+		free(col[c]);
+	free(want[0]);
+	free(want[1]);
+}
+
+/* Mirrors hold the same bytes. */
+static void verify_mirrors(struct env *e, enum raid_level l)
+{
+	uint8_t *a = malloc(MEMBER_DATA), *b = malloc(MEMBER_DATA);
+
+	for (uint32_t i = 1; i < e->n; i++) {
+		uint32_t ref = l == RAID_LEVEL_10 ? (i % 2 ? i - 1 : i) : 0;
+
+		if (ref == i)
+			continue;
+		ck_assert_int_eq(blk_sync_io(e->mem[ref], BIO_READ, 0, RAID_DATA_OFFSET, a,
+					     MEMBER_DATA), 0);
+		ck_assert_int_eq(blk_sync_io(e->mem[i], BIO_READ, 0, RAID_DATA_OFFSET, b,
+					     MEMBER_DATA), 0);
+		ck_assert_int_eq(memcmp(a, b, MEMBER_DATA), 0);
+	}
+	free(a);
+	free(b);
+}
+
+static void random_io(enum raid_level l, uint32_t n, uint64_t seed)
+{
+	struct env e;
+
+	env_create(&e, l, n, seed);
+	run_ops(&e, 3000, NULL);
+	ck_assert_uint_eq(e.errors, 0);
+	ck_assert_uint_eq(e.mismatches, 0);
+	ck_assert_uint_eq(e.done, 3000);
+	verify_all(&e);
+	ck_assert_int_eq(raid_degraded(e.raid), 0);
+	env_detach(&e);
+	if (l == RAID_LEVEL_5 || l == RAID_LEVEL_6)
+		verify_parity(&e, l);
+	if (l == RAID_LEVEL_1 || l == RAID_LEVEL_10)
+		verify_mirrors(&e, l);
+	env_free(&e);
+}
+
+START_TEST(io_raid0) { random_io(RAID_LEVEL_0, 3, 1); random_io(RAID_LEVEL_0, 1, 2); }
+END_TEST
+START_TEST(io_raid1) { random_io(RAID_LEVEL_1, 2, 3); random_io(RAID_LEVEL_1, 3, 4); }
+END_TEST
+START_TEST(io_raid10) { random_io(RAID_LEVEL_10, 4, 5); random_io(RAID_LEVEL_10, 6, 6); }
+END_TEST
+START_TEST(io_raid5) { random_io(RAID_LEVEL_5, 3, 7); random_io(RAID_LEVEL_5, 5, 8); }
+END_TEST
+START_TEST(io_raid6) { random_io(RAID_LEVEL_6, 4, 9); random_io(RAID_LEVEL_6, 6, 10); }
+END_TEST
+
+
+/* How many member reads a write costs: none for a full stripe, RMW
+ * (data + parity) for a small write to a wide set, RCW when cheaper. */
+static uint64_t member_reads(struct env *e)
+{
+	uint64_t n = 0;
+
+	for (uint32_t i = 0; i < e->n; i++) {
+		struct fault_stats st;
+
+		ck_assert_int_eq(fault_get_stats(e->f[i], &st), 0);
+		n += st.ios[BIO_READ];
+		ck_assert_int_eq(fault_reset_stats(e->f[i]), 0);
+	}
+	return n;
+}
+
+static void write_sync(struct env *e, uint64_t off, uint64_t len)
+{
+	uint8_t *buf = malloc(len);
+
+	for (uint64_t i = 0; i < len; i++)
+		buf[i] = (uint8_t)rnd(e);
+	memcpy(e->model + off, buf, len);
+	ck_assert_int_eq(blk_sync_io(e->raid, BIO_WRITE, 0, off, buf, len), 0);
+	free(buf);
+}
+
+START_TEST(write_costs)
+{
+	struct env e;
+
+	env_create(&e, RAID_LEVEL_6, 6, 60);		/* 4 data columns */
+	member_reads(&e);
+	write_sync(&e, 4 * STRIP, 4 * STRIP);		/* stripe 1, whole */
+	ck_assert_uint_eq(member_reads(&e), 0);
+	write_sync(&e, 8 * STRIP + 1024, 512);		/* RMW: D + P + Q */
+	ck_assert_uint_eq(member_reads(&e), 3);
+	write_sync(&e, 12 * STRIP, 3 * STRIP);		/* RCW: the one column left */
+	ck_assert_uint_eq(member_reads(&e), 1);
+	write_sync(&e, 16 * STRIP + 512, 4 * STRIP - 1024);	/* RCW over R = the strip */
+	ck_assert_uint_eq(member_reads(&e), 2);
+	verify_all(&e);
+	env_detach(&e);
+	verify_parity(&e, RAID_LEVEL_6);
+	env_free(&e);
+}
+END_TEST
+
+/* ---- failing members under I/O ---- */
+
+static uint32_t fail_a, fail_b;
+static uint64_t fail_at_a, fail_at_b;
+
+static void fail_hook(struct env *e, uint64_t nsub)
+{
+	if (nsub == fail_at_a)
+		ck_assert_int_eq(fault_fail_after(e->f[fail_a], 0, FAULT_OPS_ALL, -EIO), 0);
+	if (nsub == fail_at_b)
+		ck_assert_int_eq(fault_fail_after(e->f[fail_b], 0, FAULT_OPS_ALL, -EIO), 0);
+}
+
+static void shuffle(struct env *e, struct blkdev **out)
+{
+	for (uint32_t i = 0; i < e->n; i++)
+		out[i] = e->f[i];
+	for (uint32_t i = e->n - 1; i > 0; i--) {
+		uint32_t j = (uint32_t)(rnd(e) % (i + 1));
+		struct blkdev *t = out[i];
+
+		out[i] = out[j];
+		out[j] = t;
+	}
+}
+
+static void fail_members(enum raid_level l, uint32_t n, uint32_t a, uint32_t b, uint64_t seed)
+{
+	struct env e;
+	struct blkdev *sh[RAID_MAX_MEMBERS];
+	uint32_t nfail = b == a ? 1 : 2;
+	uint64_t gen;
+
+	env_create(&e, l, n, seed);
+	gen = raid_generation(e.raid);
+	fail_a = a;
+	fail_b = b;
+	fail_at_a = 300;
+	fail_at_b = b == a ? 0 : 900;
+	run_ops(&e, 2000, fail_hook);
+	ck_assert_uint_eq(e.errors, 0);
+	ck_assert_uint_eq(e.mismatches, 0);
+	ck_assert_int_eq(raid_degraded(e.raid), (int)nfail);
+	ck_assert_int_eq(raid_member_state(e.raid, a), RAID_MEMBER_FAILED);
+	ck_assert_uint_gt(raid_generation(e.raid), gen);
+	verify_all(&e);
+	env_detach(&e);
+
+	/* the failed disks come back (stale), members in any order */
+	ck_assert_int_eq(fault_clear(e.f[a]), 0);
+	ck_assert_int_eq(fault_clear(e.f[b]), 0);
+	shuffle(&e, sh);
+	ck_assert_int_eq(raid_assemble(sh, n, &e.raid), 0);
+	ck_assert_int_eq(raid_degraded(e.raid), (int)nfail);
+	ck_assert_int_eq(raid_member_state(e.raid, a), RAID_MEMBER_NONE);
+	env_attach(&e);
+	verify_all(&e);
+	run_ops(&e, 500, NULL);		/* and it still works, degraded */
+	ck_assert_uint_eq(e.errors, 0);
+	ck_assert_uint_eq(e.mismatches, 0);
+	verify_all(&e);
+	env_free(&e);
+}
+
+START_TEST(fail_raid1) { fail_members(RAID_LEVEL_1, 2, 1, 1, 11); fail_members(RAID_LEVEL_1, 3, 0, 2, 12); }
+END_TEST
+START_TEST(fail_raid10) { fail_members(RAID_LEVEL_10, 4, 2, 2, 13); fail_members(RAID_LEVEL_10, 6, 1, 4, 14); }
+END_TEST
+START_TEST(fail_raid5) { fail_members(RAID_LEVEL_5, 3, 0, 0, 15); fail_members(RAID_LEVEL_5, 5, 3, 3, 16); }
+END_TEST
+START_TEST(fail_raid6) { fail_members(RAID_LEVEL_6, 4, 1, 3, 17); fail_members(RAID_LEVEL_6, 6, 0, 5, 18); }
+END_TEST
+
+/* ---- assembly ---- */
+
+START_TEST(reassemble_all_levels)
+{
+	static const struct { enum raid_level l; uint32_t n; } sets[] = {
+		{ RAID_LEVEL_0, 3 }, { RAID_LEVEL_1, 2 }, { RAID_LEVEL_10, 4 },
+		{ RAID_LEVEL_5, 4 }, { RAID_LEVEL_6, 5 },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(sets); i++) {
+		struct env e;
+		struct blkdev *sh[RAID_MAX_MEMBERS];
+
+		env_create(&e, sets[i].l, sets[i].n, 20 + i);
+		run_ops(&e, 500, NULL);
+		ck_assert_uint_eq(e.errors + e.mismatches, 0);
+		env_detach(&e);
+		shuffle(&e, sh);
+		ck_assert_int_eq(raid_assemble(sh, e.n, &e.raid), 0);
+		ck_assert_int_eq(raid_degraded(e.raid), 0);
+		env_attach(&e);
+		verify_all(&e);
+		env_free(&e);
+	}
+}
+END_TEST
+
+START_TEST(raid0_missing_member)
+{
+	struct env e;
+	struct blkdev *out = NULL;
+
+	env_create(&e, RAID_LEVEL_0, 3, 30);
+	env_detach(&e);
+	ck_assert_int_eq(raid_assemble((struct blkdev *[]){ e.f[2], e.f[0] }, 2, &out), -ENODEV);
+	ck_assert_ptr_null(out);
+	env_free(&e);
+}
+END_TEST
+
+START_TEST(redundant_missing_members)
+{
+	struct env e;
+	struct blkdev *out = NULL;
+
+	/* RAID 5 starts degraded without one member, not without two */
+	env_create(&e, RAID_LEVEL_5, 4, 31);
+	run_ops(&e, 300, NULL);
+	env_detach(&e);
+	ck_assert_int_eq(raid_assemble((struct blkdev *[]){ e.f[3], e.f[0] }, 2, &out), -ENODEV);
+	ck_assert_int_eq(raid_assemble((struct blkdev *[]){ e.f[3], e.f[0], e.f[1] }, 3, &e.raid), 0);
+	ck_assert_int_eq(raid_degraded(e.raid), 1);
+	env_attach(&e);
+	verify_all(&e);
+	env_detach(&e);
+	/* member 2 missed that assembly: it is stale now */
+	ck_assert_int_eq(raid_assemble((struct blkdev *[]){ e.f[2], e.f[1], e.f[0], e.f[3] }, 4,
+				       &e.raid), 0);
+	ck_assert_int_eq(raid_member_state(e.raid, 2), RAID_MEMBER_NONE);
+	env_attach(&e);
+	verify_all(&e);
+	env_free(&e);
+
+	/* RAID 10 without both halves of a pair */
+	env_create(&e, RAID_LEVEL_10, 4, 32);
+	env_detach(&e);
+	ck_assert_int_eq(raid_assemble((struct blkdev *[]){ e.f[0], e.f[1] }, 2, &out), -ENODEV);
+	ck_assert_int_eq(raid_assemble((struct blkdev *[]){ e.f[0], e.f[3] }, 2, &e.raid), 0);
+	env_attach(&e);
+	verify_all(&e);
+	env_free(&e);
+}
+END_TEST
+
+START_TEST(refuse_other_pool)
+{
+	struct env a, b;
+	struct blkdev *out = NULL;
+	struct raid_opts o = { .strip = STRIP };
+
+	env_create(&a, RAID_LEVEL_1, 2, 40);
+	env_detach(&a);
+	env_members(&b, 2, 41);
+	ck_assert_int_eq(raid_create("r1", RAID_LEVEL_1, b.f, 2, &o, &b.raid), 0);
+	ck_assert_int_eq(blkdev_close(b.raid), 0);
+	b.raid = NULL;
+	ck_assert_int_eq(raid_assemble((struct blkdev *[]){ a.f[0], b.f[1] }, 2, &out), -EINVAL);
+	ck_assert_int_eq(raid_assemble((struct blkdev *[]){ a.f[0], a.f[0] }, 2, &out), -EINVAL);
+	ck_assert_ptr_null(out);
+	/* a blank disk is not a member */
+	ck_assert_int_eq(blkdev_close(b.f[1]), 0);
+	ck_assert_int_eq(blkdev_close(b.mem[1]), 0);
+	ck_assert_int_eq(blk_mem_create("blank", MEMBER_SIZE, BS, &b.mem[1]), 0);
+	ck_assert_int_eq(blk_fault_create("fblank", b.mem[1], &b.f[1]), 0);
+	ck_assert_int_eq(raid_assemble((struct blkdev *[]){ a.f[0], b.f[1] }, 2, &out), -EINVAL);
+	env_free(&a);
+	env_free(&b);
+}
+END_TEST
+
+START_TEST(create_refusals)
+{
+	struct env e;
+	struct blkdev *out = NULL;
+	struct raid_opts o = { .strip = 3000 };
+
+	env_members(&e, 3, 50);
+	ck_assert_int_eq(raid_create("x", RAID_LEVEL_6, e.f, 3, NULL, &out), -EINVAL);
+	ck_assert_int_eq(raid_create("x", RAID_LEVEL_10, e.f, 3, NULL, &out), -EINVAL);
+	ck_assert_int_eq(raid_create("x", RAID_LEVEL_0, e.f, 3, &o, &out), -EINVAL);
+	ck_assert_int_eq(raid_create("r", RAID_LEVEL_5, e.f, 3, NULL, &e.raid), 0);
+	ck_assert_uint_eq(e.raid->size, 2ull * MEMBER_DATA);
+	ck_assert(blk_is_raid(e.raid));
+	ck_assert(!blk_is_raid(e.f[0]));
+	/* members are claimed while the set is open */
+	ck_assert_int_eq(raid_create("y", RAID_LEVEL_1, e.f, 2, NULL, &out), -EBUSY);
+	ck_assert_int_eq(blkdev_close(e.raid), 0);
+	e.raid = NULL;
+	env_free(&e);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("raid_io");
+	TCase *tc = tcase_create("io");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, io_raid0);
+	tcase_add_test(tc, io_raid1);
+	tcase_add_test(tc, io_raid10);
+	tcase_add_test(tc, io_raid5);
+	tcase_add_test(tc, io_raid6);
+	tcase_add_test(tc, write_costs);
+	tcase_add_test(tc, fail_raid1);
+	tcase_add_test(tc, fail_raid10);
+	tcase_add_test(tc, fail_raid5);
+	tcase_add_test(tc, fail_raid6);
+	tcase_add_test(tc, reassemble_all_levels);
+	tcase_add_test(tc, raid0_missing_member);
+	tcase_add_test(tc, redundant_missing_members);
+	tcase_add_test(tc, refuse_other_pool);
+	tcase_add_test(tc, create_refusals);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	int nf;
+
+	srunner_run_all(sr, CK_NORMAL);
+	nf = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return nf ? 1 : 0;
+}
