@@ -1,51 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The RAID block device.
+ * The RAID block device: the core shared by every level.
  *
  * A set is a struct blkdev over member blkdevs. Its channel opens one
  * channel per member on the same loop, so a bio and all the member bios it
- * turns into live on one reactor. The core splits bios at io_boundary: a
- * strip for RAID 0, 1 and 10 (so a bio maps to one member, or one mirror
- * set), a full stripe (strip * data columns) for 5 and 6 (so a bio is
- * inside one stripe, and a bio covering the stripe is a full-stripe write).
+ * turns into live on one reactor. The core splits bios at io_boundary (set
+ * by the level's start): a strip for RAID 0, 1 and 10, a full stripe for 5
+ * and 6. The level modules (raid_mirror.c, raid_parity_io.c) turn each bio
+ * into batches of member bios (raid_int.h).
  *
- * Each bio carries a struct raid_io (its ctx): a small state machine whose
- * steps run when the member bios of the previous step have all ended
- * (pending drops to 0). The first error is kept; a member bio that fails
- * marks its member failed (except RAID 0, where there is nothing to fall
- * back on and the error is simply returned).
- *
- * How does a write to a RAID 5/6 stripe keep parity right?
- *
- * Every write and every degraded read holds the stripe's lock (a list of
- * locked stripes under a mutex; a later I/O to a locked stripe queues on the
- * holder and is handed the lock when it is released), so two writes never
- * interleave their read and write phases on one stripe. Plain reads with
- * every needed member alive take no lock: they read data columns only.
- * Inside the lock, the write works on the row range R of the stripe its
- * columns touch, with one buffer per column:
- *  - reconstruct-write (RCW): read the data columns the write does not cover
- *    over R, lay the new data over them, generate P (and Q);
- *  - read-modify-write (RMW): read the old data of the touched columns and
- *    the old parity, and add the parity of (old ^ new) to the old parity;
- *  - whichever reads fewer columns (a full-stripe write reads nothing);
- *  - degraded (a column's member failed): read every live column over R,
- *    rebuild the lost ones (raid_recover), lay the new data over them,
- *    generate parity, write the live columns.
- * A member that fails during the read phase makes the write start again in
- * degraded mode, still holding the lock. A member that fails during the
- * write phase is marked failed: the stripe stays consistent because parity
- * was computed with the new data, so the lost column reads back rebuilt.
- *
- * When a member is marked failed, the bio that noticed it ends only after
- * the new state is in the superblocks of the remaining members (a higher
- * generation), written by a worker thread with synchronous I/O: a failed
- * member coming back later has an older generation and is not trusted.
+ * A member bio that fails marks its member failed (except on RAID 0, where
+ * there is nothing to fall back on and the error is simply returned); the
+ * set goes on degraded while redundancy remains. The bio that noticed the
+ * failure ends only after the new member states are in the superblocks of
+ * the remaining members, with a higher generation, written by a worker
+ * thread with synchronous I/O. A failed member that comes back later has an
+ * older generation, and raid_assemble() does not trust it.
  *
  * Not done yet (doc/raid.md): the write hole (no journal or bitmap: a crash
  * in the middle of a stripe write may leave parity stale), rebuild, scrub,
- * hot spares, DISCARD and WRITE_ZEROES, and buffer pools (the RAID 5/6 path
- * allocates its stripe buffers per bio).
+ * hot spares, DISCARD and WRITE_ZEROES, and buffer pools.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -53,81 +27,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <uuid/uuid.h>
-#include "sand/raid.h"
+#include "raid/raid_int.h"
 #include "sand/log.h"
-
-#define MAXCOLS		(RAID_MAX_MEMBERS)
-
-struct raid;
-
-/* A held stripe lock: owned by the raid_io that holds it. */
-struct stripe_lock {
-	uint64_t		stripe;
-	struct list_head	link;		/* r->locked */
-	struct list_head	waiters;	/* raid_io.wait_link */
-};
-
-enum rio_phase {
-	PH_SIMPLE,		/* RAID 0, mirror write, flush: end when children end */
-	PH_MIRROR_READ,
-	PH_READ_DIRECT,
-	PH_READ_DEGRADED,
-	PH_WRITE_READ,
-	PH_WRITE_WRITE,
-};
-
-enum wr_mode { WR_RCW, WR_RMW, WR_DEGRADED };
-
-struct raid_io {
-	struct raid	*r;
-	struct bio	*bio;
-	struct blkchan	**mch;		/* member channels */
-	int		pending;
-	int		status;		/* first error that is not a member failure */
-	int		nok;		/* children that succeeded */
-	bool		in_submit;
-	bool		child_err;	/* a member failed in this phase */
-	bool		persist;	/* this I/O failed a member: persist before ending */
-	bool		locked;
-	enum rio_phase	phase;
-	enum wr_mode	mode;
-	uint32_t	tried;		/* mirror reads: members tried */
-	/* RAID 5/6 */
-	uint64_t	stripe;
-	uint32_t	cols[MAXCOLS];
-	uint32_t	lo[MAXCOLS], hi[MAXCOLS];	/* per data column, in the strip */
-	uint32_t	rs, re;		/* row range R */
-	uint8_t		*mem;
-	uint8_t		*d[MAXCOLS + 2], *o[MAXCOLS + 2], *zero;
-	struct stripe_lock lock;
-	struct list_head wait_link;
-	struct list_head persist_link;
-	int		final;
-};
-
-struct raid {
-	struct blkdev	bd;
-	struct raid_geom g;
-	uint32_t	k, np;		/* data and parity columns (5/6) */
-	uint64_t	data_offset;
-	struct blkdev	*members[RAID_MAX_MEMBERS];
-	int		state[RAID_MAX_MEMBERS];	/* atomic */
-	struct raid_sb	sb;		/* the template: uuids, geometry, generation */
-
-	pthread_mutex_t	lock;		/* stripe locks */
-	struct list_head locked;
-
-	pthread_mutex_t	sb_lock;	/* persist */
-	pthread_mutex_t	wlock;		/* the persist worker's queue */
-	pthread_cond_t	wcond;
-	struct list_head wqueue;
-	bool		wstop;
-	pthread_t	worker;
-};
 
 static const struct blkdev_ops raid_ops;
 
-static void step(struct raid_io *rio);
+static const struct raid_level_ops *const levels[] = {
+	&raid0_level, &raid1_level, &raid10_level, &raid5_level, &raid6_level,
+};
+
+static const struct raid_level_ops *level_ops(enum raid_level l)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(levels); i++)
+		if (levels[i]->level == l)
+			return levels[i];
+	return NULL;
+}
 
 static struct raid *to_raid(struct blkdev *bd) { return container_of(bd, struct raid, bd); }
 
@@ -136,27 +51,16 @@ bool blk_is_raid(const struct blkdev *bd)
 	return bd && bd->ops == &raid_ops;
 }
 
-static bool is_parity(const struct raid *r)
-{
-	return r->g.level == RAID_LEVEL_5 || r->g.level == RAID_LEVEL_6;
-}
-
-static bool alive(struct raid *r, uint32_t m)
-{
-	return __atomic_load_n(&r->state[m], __ATOMIC_ACQUIRE) == RAID_MEMBER_ACTIVE;
-}
-
-/* Can the set still serve every block? */
-static bool set_alive(struct raid *r)
+bool raid_set_alive(struct raid *r)
 {
 	uint32_t n = r->g.nmembers, failed = 0;
 
 	for (uint32_t i = 0; i < n; i++)
-		failed += !alive(r, i);
+		failed += !raid_alive(r, i);
 	switch (r->g.level) {
 	case RAID_LEVEL_10:
 		for (uint32_t i = 0; i < n; i += 2)
-			if (!alive(r, i) && !alive(r, i + 1))
+			if (!raid_alive(r, i) && !raid_alive(r, i + 1))
 				return false;
 		return true;
 	default:
@@ -173,12 +77,12 @@ static int persist_locked(struct raid *r)
 
 	r->sb.generation++;
 	for (uint32_t i = 0; i < r->g.nmembers; i++)
-		if (r->sb.members[i].state == RAID_MEMBER_ACTIVE && !alive(r, i))
+		if (r->sb.members[i].state == RAID_MEMBER_ACTIVE && !raid_alive(r, i))
 			r->sb.members[i].state = RAID_MEMBER_FAILED;
 	for (uint32_t i = 0; i < r->g.nmembers; i++) {
 		int err;
 
-		if (!alive(r, i) || !r->members[i])
+		if (!raid_alive(r, i) || !r->members[i])
 			continue;
 		sb = r->sb;
 		sb.index = i;
@@ -237,38 +141,29 @@ static void *persist_worker(void *arg)
 	return NULL;
 }
 
+
 /* ------------------------------------------------------------ stripe locks */
-
-static void read_degraded(struct raid_io *rio);
-static void write_start(struct raid_io *rio);
-
-/* A queued I/O was handed the stripe lock: start what it waited for. */
-static void lock_granted(struct raid_io *rio)
-{
-	if (rio->phase == PH_READ_DEGRADED)
-		read_degraded(rio);
-	else
-		write_start(rio);
-}
 
 static void lock_granted_task(struct ev_task *t)
 {
-	struct bio *bio = container_of(t, struct bio, task);
+	struct raid_io *rio = bio_ctx(container_of(t, struct bio, task));
 
-	lock_granted((struct raid_io *)bio_ctx(bio));
+	rio->next(rio);
 }
 
 static void lock_granted_msg(void *arg)
 {
-	lock_granted(arg);
+	struct raid_io *rio = arg;
+
+	rio->next(rio);
 }
 
-/* true: held now; false: queued, step() runs when it is handed over */
-static bool stripe_lock(struct raid_io *rio)
+void stripe_lock(struct raid_io *rio, raid_io_fn fn)
 {
 	struct raid *r = rio->r;
 	struct list_head *pos;
 
+	rio->next = fn;
 	pthread_mutex_lock(&r->lock);
 	list_for_each(pos, &r->locked) {
 		struct stripe_lock *l = list_entry(pos, struct stripe_lock, link);
@@ -276,7 +171,7 @@ static bool stripe_lock(struct raid_io *rio)
 		if (l->stripe == rio->stripe) {
 			list_add_tail(&rio->wait_link, &l->waiters);
 			pthread_mutex_unlock(&r->lock);
-			return false;
+			return;
 		}
 	}
 	rio->lock.stripe = rio->stripe;
@@ -284,7 +179,7 @@ static bool stripe_lock(struct raid_io *rio)
 	list_add_tail(&rio->lock.link, &r->locked);
 	rio->locked = true;
 	pthread_mutex_unlock(&r->lock);
-	return true;
+	fn(rio);
 }
 
 static void stripe_unlock(struct raid_io *rio)
@@ -321,6 +216,8 @@ static void stripe_unlock(struct raid_io *rio)
 		LOG_ERR(LS_RAID, "%s: cannot hand a stripe lock over", r->bd.name);
 }
 
+
+
 /* ------------------------------------------------------------ ending */
 
 static void complete_task(struct ev_task *t)
@@ -331,7 +228,7 @@ static void complete_task(struct ev_task *t)
 	bio_complete(bio, rio->final);
 }
 
-static void finish(struct raid_io *rio, int status)
+void rio_finish(struct raid_io *rio, int status)
 {
 	struct raid *r = rio->r;
 
@@ -374,7 +271,7 @@ static void member_failed(struct raid_io *rio, uint32_t m, int status)
 					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
 		LOG_RATELIMIT(LOG_WARN, LS_RAID, "%s: member %u (%s) failed (%s), set %s",
 			      r->bd.name, m, r->members[m]->name, strerror(-status),
-			      set_alive(r) ? "degraded" : "down");
+			      raid_set_alive(r) ? "degraded" : "down");
 		rio->persist = true;
 	}
 }
@@ -394,12 +291,12 @@ static void child_end(struct bio *b, int status)
 		rio->nok++;
 	}
 	if (--rio->pending == 0)
-		step(rio);
+		rio->next(rio);
 }
 
 /* Send one member bio: from buf (len bytes), or from the parent's iovec. */
-static void child(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
-		  uint64_t len, void *buf)
+void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
+		uint64_t len, void *buf)
 {
 	struct blkchan *ch = rio->mch[m];
 	struct bio *b = ch ? bio_alloc(ch) : NULL;
@@ -438,435 +335,41 @@ static void child(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff
 	}
 }
 
-/* Start a batch of member bios; batch_end() runs step() when all ended. */
-static void batch_begin(struct raid_io *rio, enum rio_phase ph)
+/* Start a batch of member bios; batch_end() runs next() once all have ended. */
+void batch_begin(struct raid_io *rio, raid_io_fn next)
 {
-	rio->phase = ph;
+	rio->next = next;
 	rio->pending = 1;
 	rio->child_err = false;
 	rio->nok = 0;
 }
 
-static void batch_end(struct raid_io *rio)
+void batch_end(struct raid_io *rio)
 {
 	if (--rio->pending == 0)
-		step(rio);
+		rio->next(rio);
 }
 
-/* ------------------------------------------------------------ RAID 0, 1, 10 */
 
-static uint32_t mirrors(struct raid *r, uint32_t col, uint32_t *out)
+/* ------------------------------------------------------------ flush, submit */
+
+static void flush_done(struct raid_io *rio)
 {
-	if (r->g.level == RAID_LEVEL_10) {
-		out[0] = 2 * col;
-		out[1] = 2 * col + 1;
-		return 2;
-	}
-	for (uint32_t i = 0; i < r->g.nmembers; i++)
-		out[i] = i;
-	return r->g.nmembers;
-}
-
-static void mirror_read(struct raid_io *rio)
-{
-	struct raid *r = rio->r;
-	struct raid_loc loc;
-	uint32_t m[RAID_MAX_MEMBERS], nm;
-
-	raid_map(&r->g, rio->bio->offset, &loc);
-	nm = mirrors(r, loc.col, m);
-	for (uint32_t i = 0; i < nm; i++) {
-		uint32_t c = m[(i + loc.stripe) % nm];
-
-		if (!alive(r, c) || (rio->tried & (1u << c)))
-			continue;
-		rio->tried |= 1u << c;
-		batch_begin(rio, PH_MIRROR_READ);
-		child(rio, c, BIO_READ, loc.moff, rio->bio->len, NULL);
-		batch_end(rio);
-		return;
-	}
-	finish(rio, rio->status ? rio->status : -EIO);
-}
-
-static void submit_plain(struct raid_io *rio)
-{
-	struct raid *r = rio->r;
-	struct bio *bio = rio->bio;
-	struct raid_loc loc;
-	uint32_t m[RAID_MAX_MEMBERS], nm;
-
-	if (bio->op == BIO_FLUSH) {
-		batch_begin(rio, PH_SIMPLE);
-		for (uint32_t i = 0; i < r->g.nmembers; i++)
-			if (alive(r, i))
-				child(rio, i, BIO_FLUSH, 0, 0, NULL);
-		batch_end(rio);
-		return;
-	}
-	raid_map(&r->g, bio->offset, &loc);
-	if (r->g.level == RAID_LEVEL_0) {
-		batch_begin(rio, PH_SIMPLE);
-		child(rio, loc.member, bio->op, loc.moff, bio->len, NULL);
-		batch_end(rio);
-		return;
-	}
-	if (bio->op == BIO_READ) {
-		mirror_read(rio);
-		return;
-	}
-	batch_begin(rio, PH_SIMPLE);
-	nm = mirrors(r, loc.col, m);
-	for (uint32_t i = 0; i < nm; i++)
-		if (alive(r, m[i]))
-			child(rio, m[i], bio->op, loc.moff, bio->len, NULL);
-	batch_end(rio);
-}
-
-/* ------------------------------------------------------------ RAID 5, 6 */
-
-static int lost_cols(struct raid_io *rio, int *lost)
-{
-	struct raid *r = rio->r;
-	int n = 0;
-
-	for (uint32_t c = 0; c < r->k + r->np; c++)
-		if (!alive(r, rio->cols[c])) {
-			if (n < 2)
-				lost[n] = (int)c;
-			n++;
-		}
-	return n;
-}
-
-static size_t iov_skip(struct raid_io *rio, uint32_t j)
-{
-	struct raid *r = rio->r;
-	uint64_t in = rio->bio->offset % ((uint64_t)r->g.strip * r->k);
-
-	return (size_t)((uint64_t)j * r->g.strip + rio->lo[j] - in);
-}
-
-static bool touched(struct raid_io *rio, uint32_t j)
-{
-	return rio->hi[j] > rio->lo[j];
-}
-
-static uint64_t row_off(struct raid_io *rio, uint32_t in_strip)
-{
-	return rio->stripe * rio->r->g.strip + in_strip;
-}
-
-static void copy_out(struct raid_io *rio)
-{
-	for (uint32_t j = 0; j < rio->r->k; j++)
-		if (touched(rio, j))
-			buf_to_iov(rio->bio->iov, rio->bio->iovcnt, iov_skip(rio, j),
-				   rio->d[j] + rio->lo[j] - rio->rs, rio->hi[j] - rio->lo[j]);
-}
-
-static void overlay_new(struct raid_io *rio)
-{
-	for (uint32_t j = 0; j < rio->r->k; j++)
-		if (touched(rio, j))
-			iov_to_buf(rio->bio->iov, rio->bio->iovcnt, iov_skip(rio, j),
-				   rio->d[j] + rio->lo[j] - rio->rs, rio->hi[j] - rio->lo[j]);
-}
-
-static void xor_into(uint8_t *dst, const uint8_t *src, size_t len)
-{
-	uint64_t *d = (uint64_t *)(void *)dst;
-	const uint64_t *s = (const uint64_t *)(const void *)src;
-
-	for (size_t i = 0; i < len / 8; i++)
-		d[i] ^= s[i];
-}
-
-static int setup_stripe(struct raid_io *rio)
-{
-	struct raid *r = rio->r;
-	uint64_t w = (uint64_t)r->g.strip * r->k;
-	uint64_t in = rio->bio->offset % w, end = in + rio->bio->len;
-	uint32_t c0 = (uint32_t)(in / r->g.strip), c1 = (uint32_t)((end - 1) / r->g.strip);
-	uint32_t ncol = r->k + r->np;
-	size_t len;
-
-	rio->stripe = rio->bio->offset / w;
-	raid_stripe_cols(&r->g, rio->stripe, rio->cols);
-	rio->rs = r->g.strip;
-	rio->re = 0;
-	for (uint32_t j = 0; j < r->k; j++) {
-		rio->lo[j] = rio->hi[j] = 0;
-		if (j < c0 || j > c1)
-			continue;
-		rio->lo[j] = j == c0 ? (uint32_t)(in % r->g.strip) : 0;
-		rio->hi[j] = j == c1 ? (uint32_t)(end - (uint64_t)c1 * r->g.strip) : r->g.strip;
-		rio->rs = MIN(rio->rs, rio->lo[j]);
-		rio->re = MAX(rio->re, rio->hi[j]);
-	}
-	len = rio->re - rio->rs;
-	rio->mem = aligned_alloc(64, len * (2 * ncol + 1));
-	if (!rio->mem)
-		return -ENOMEM;
-	for (uint32_t c = 0; c < ncol; c++) {
-		rio->d[c] = rio->mem + c * len;
-		rio->o[c] = rio->mem + (ncol + c) * len;
-	}
-	rio->zero = rio->mem + 2 * ncol * len;
-	return 0;
-}
-
-static void read_degraded(struct raid_io *rio)
-{
-	struct raid *r = rio->r;
-	int lost[2];
-
-	if (lost_cols(rio, lost) > (int)r->np) {
-		finish(rio, -EIO);
-		return;
-	}
-	batch_begin(rio, PH_READ_DEGRADED);
-	for (uint32_t c = 0; c < r->k + r->np; c++)
-		if (alive(r, rio->cols[c]))
-			child(rio, rio->cols[c], BIO_READ, row_off(rio, rio->rs),
-			      rio->re - rio->rs, rio->d[c]);
-	batch_end(rio);
-}
-
-static void read_degraded_done(struct raid_io *rio)
-{
-	struct raid *r = rio->r;
-	int lost[2], nlost;
-
-	if (rio->status) {
-		finish(rio, rio->status);
-		return;
-	}
-	if (rio->child_err) {
-		read_degraded(rio);	/* again, without the member that just failed */
-		return;
-	}
-	nlost = lost_cols(rio, lost);
-	if (nlost > (int)r->np ||
-	    raid_recover((int)r->np, (int)r->k, rio->re - rio->rs, rio->d, lost, nlost)) {
-		finish(rio, -EIO);
-		return;
-	}
-	copy_out(rio);
-	finish(rio, 0);
-}
-
-static void read_direct(struct raid_io *rio)
-{
-	struct raid *r = rio->r;
-
-	for (uint32_t j = 0; j < r->k; j++)
-		if (touched(rio, j) && !alive(r, rio->cols[j]))
-			goto degraded;
-	batch_begin(rio, PH_READ_DIRECT);
-	for (uint32_t j = 0; j < r->k; j++)
-		if (touched(rio, j))
-			child(rio, rio->cols[j], BIO_READ, row_off(rio, rio->lo[j]),
-			      rio->hi[j] - rio->lo[j], rio->d[j] + rio->lo[j] - rio->rs);
-	batch_end(rio);
-	return;
-degraded:
-	rio->phase = PH_READ_DEGRADED;
-	if (stripe_lock(rio))
-		read_degraded(rio);
-}
-
-static void write_start(struct raid_io *rio)
-{
-	struct raid *r = rio->r;
-	uint32_t rcw = 0, rmw = r->np, len = rio->re - rio->rs;
-	int lost[2], nlost = lost_cols(rio, lost);
-
-	if (nlost > (int)r->np) {
-		finish(rio, -EIO);
-		return;
-	}
-	batch_begin(rio, PH_WRITE_READ);
-	if (nlost) {
-		rio->mode = WR_DEGRADED;
-		for (uint32_t c = 0; c < r->k + r->np; c++)
-			if (alive(r, rio->cols[c]))
-				child(rio, rio->cols[c], BIO_READ, row_off(rio, rio->rs), len, rio->d[c]);
-		batch_end(rio);
-		return;
-	}
-	for (uint32_t j = 0; j < r->k; j++) {
-		if (!(rio->lo[j] == rio->rs && rio->hi[j] == rio->re))
-			rcw++;
-		if (touched(rio, j))
-			rmw++;
-	}
-	if (rcw <= rmw) {
-		rio->mode = WR_RCW;
-		for (uint32_t j = 0; j < r->k; j++)
-			if (!(rio->lo[j] == rio->rs && rio->hi[j] == rio->re))
-				child(rio, rio->cols[j], BIO_READ, row_off(rio, rio->rs), len, rio->d[j]);
-	} else {
-		rio->mode = WR_RMW;
-		for (uint32_t j = 0; j < r->k; j++)
-			if (touched(rio, j))
-				child(rio, rio->cols[j], BIO_READ, row_off(rio, rio->rs), len, rio->o[j]);
-		for (uint32_t p = 0; p < r->np; p++)
-			child(rio, rio->cols[r->k + p], BIO_READ, row_off(rio, rio->rs), len,
-			      rio->d[r->k + p]);
-	}
-	batch_end(rio);
-}
-
-static int compute_parity(struct raid_io *rio)
-{
-	struct raid *r = rio->r;
-	size_t len = rio->re - rio->rs;
-	uint8_t *src[MAXCOLS + 2];
-	int lost[2], nlost;
-
-	switch (rio->mode) {
-	case WR_DEGRADED:
-		nlost = lost_cols(rio, lost);
-		if (nlost > (int)r->np ||
-		    raid_recover((int)r->np, (int)r->k, len, rio->d, lost, nlost))
-			return -EIO;
-		/* fall through */
-	case WR_RCW:
-		overlay_new(rio);
-		return raid_parity_gen((int)r->np, (int)r->k, len, rio->d);
-	case WR_RMW:
-		memset(rio->zero, 0, len);
-		for (uint32_t j = 0; j < r->k; j++) {
-			if (!touched(rio, j)) {
-				src[j] = rio->zero;
-				continue;
-			}
-			memcpy(rio->d[j], rio->o[j], len);
-			src[j] = rio->o[j];
-		}
-		overlay_new(rio);
-		for (uint32_t j = 0; j < r->k; j++)
-			if (touched(rio, j))
-				xor_into(rio->o[j], rio->d[j], len);	/* old ^ new */
-		for (uint32_t p = 0; p < r->np; p++)
-			src[r->k + p] = rio->o[r->k + p];
-		if (raid_parity_gen((int)r->np, (int)r->k, len, src))
-			return -EIO;
-		for (uint32_t p = 0; p < r->np; p++)
-			xor_into(rio->d[r->k + p], rio->o[r->k + p], len);
-		return 0;
-	}
-	return -EINVAL;
-}
-
-static void write_read_done(struct raid_io *rio)
-{
-	struct raid *r = rio->r;
-	int rc;
-
-	if (rio->status) {
-		finish(rio, rio->status);
-		return;
-	}
-	if (rio->child_err) {
-		write_start(rio);	/* again, degraded */
-		return;
-	}
-	rc = compute_parity(rio);
-	if (rc) {
-		finish(rio, rc);
-		return;
-	}
-	batch_begin(rio, PH_WRITE_WRITE);
-	for (uint32_t j = 0; j < r->k; j++)
-		if (touched(rio, j) && alive(r, rio->cols[j]))
-			child(rio, rio->cols[j], BIO_WRITE, row_off(rio, rio->lo[j]),
-			      rio->hi[j] - rio->lo[j], rio->d[j] + rio->lo[j] - rio->rs);
-	for (uint32_t p = 0; p < r->np; p++)
-		if (alive(r, rio->cols[r->k + p]))
-			child(rio, rio->cols[r->k + p], BIO_WRITE, row_off(rio, rio->rs),
-			      rio->re - rio->rs, rio->d[r->k + p]);
-	batch_end(rio);
-}
-
-static void write_write_done(struct raid_io *rio)
-{
-	int lost[2];
-
 	if (rio->status)
-		finish(rio, rio->status);
+		rio_finish(rio, rio->status);
 	else
-		finish(rio, lost_cols(rio, lost) > (int)rio->r->np ? -EIO : 0);
+		rio_finish(rio, raid_set_alive(rio->r) ? 0 : -EIO);
 }
 
-static void submit_parity(struct raid_io *rio)
-{
-	int rc;
-
-	if (rio->bio->op == BIO_FLUSH) {
-		submit_plain(rio);
-		return;
-	}
-	rc = setup_stripe(rio);
-	if (rc) {
-		finish(rio, rc);
-		return;
-	}
-	if (rio->bio->op == BIO_READ) {
-		read_direct(rio);
-		return;
-	}
-	rio->phase = PH_WRITE_READ;
-	if (stripe_lock(rio))
-		write_start(rio);
-}
-
-/* ------------------------------------------------------------ the state machine */
-
-/* Runs when every member bio of the current phase has ended, or when a
- * stripe lock has been handed over. */
-static void step(struct raid_io *rio)
+void raid_submit_flush(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
 
-	switch (rio->phase) {
-	case PH_SIMPLE:
-		if (rio->status)
-			finish(rio, rio->status);
-		else if (rio->bio->op == BIO_READ || r->g.level == RAID_LEVEL_0)
-			finish(rio, 0);
-		else	/* mirror write, flush */
-			finish(rio, set_alive(r) && (rio->nok || rio->bio->op == BIO_FLUSH) ? 0 : -EIO);
-		break;
-	case PH_MIRROR_READ:
-		if (rio->child_err && !rio->status)
-			mirror_read(rio);
-		else
-			finish(rio, rio->status);
-		break;
-	case PH_READ_DIRECT:
-		if (rio->status) {
-			finish(rio, rio->status);
-		} else if (rio->child_err) {
-			rio->phase = PH_READ_DEGRADED;
-			if (stripe_lock(rio))
-				read_degraded(rio);
-		} else {
-			copy_out(rio);
-			finish(rio, 0);
-		}
-		break;
-	case PH_READ_DEGRADED:
-		read_degraded_done(rio);
-		break;
-	case PH_WRITE_READ:
-		write_read_done(rio);
-		break;
-	case PH_WRITE_WRITE:
-		write_write_done(rio);
-		break;
-	}
+	batch_begin(rio, flush_done);
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		if (raid_alive(r, i))
+			member_bio(rio, i, BIO_FLUSH, 0, 0, NULL);
+	batch_end(rio);
 }
 
 static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
@@ -874,17 +377,16 @@ static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 	struct raid *r = to_raid(bd);
 	struct raid_io *rio = bio_ctx(bio);
 
-	memset(rio, 0, offsetof(struct raid_io, cols));
-	rio->mem = NULL;
+	memset(rio, 0, offsetof(struct raid_io, stripe));
 	rio->r = r;
 	rio->bio = bio;
 	rio->mch = ch->priv;
 	rio->in_submit = true;
 	list_init(&rio->wait_link);
-	if (is_parity(r))
-		submit_parity(rio);
+	if (bio->op == BIO_FLUSH)
+		r->lops->submit_null(rio);
 	else
-		submit_plain(rio);
+		r->lops->submit_rw(rio);
 	rio->in_submit = false;
 	return 0;
 }
@@ -987,7 +489,7 @@ int raid_degraded(struct blkdev *bd)
 		return -EINVAL;
 	r = to_raid(bd);
 	for (uint32_t i = 0; i < r->g.nmembers; i++)
-		n += !alive(r, i);
+		n += !raid_alive(r, i);
 	return n;
 }
 
@@ -1016,6 +518,7 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 	if (!r)
 		return -ENOMEM;
 	blkdev_init(&r->bd, &raid_ops, name);
+	r->lops = level_ops(sb->geom.level);
 	r->g = sb->geom;
 	r->sb = *sb;
 	r->k = raid_data_cols(&r->g);
@@ -1046,7 +549,7 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 	}
 	r->bd.block_size = bs;
 	r->bd.size = raid_geom_size(&r->g);
-	r->bd.io_boundary = is_parity(r) ? r->g.strip * r->k : r->g.strip;
+	r->lops->start(r);
 	rc = pthread_create(&r->worker, NULL, persist_worker, r);
 	if (rc) {
 		raid_free(r);

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * RAID 0, 1 and 10: a bio never crosses a strip (io_boundary), so it maps
+ * to one member (0) or one set of mirrors (1: every member; 10: a pair),
+ * and member bios use the parent's iovec as it is.
+ *
+ * Mirror reads go to one live mirror, chosen by stripe so that sequential
+ * reads spread over the mirrors; when it fails, the member is marked failed
+ * and the next live mirror is tried. Writes go to every live mirror and
+ * succeed if one of them took the data. RAID 0 passes member errors up: it
+ * has nothing to fall back on, and a member is never marked failed.
+ */
+#include <assert.h>
+#include <errno.h>
+#include "raid/raid_int.h"
+
+static uint32_t mirrors(struct raid *r, uint32_t col, uint32_t *out)
+{
+	if (r->g.level == RAID_LEVEL_10) {
+		out[0] = 2 * col;
+		out[1] = 2 * col + 1;
+		return 2;
+	}
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		out[i] = i;
+	return r->g.nmembers;
+}
+
+static void mirror_read(struct raid_io *rio);
+
+static void mirror_read_done(struct raid_io *rio)
+{
+	if (rio->child_err && !rio->status)
+		mirror_read(rio);
+	else
+		rio_finish(rio, rio->status);
+}
+
+static void mirror_read(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	struct raid_loc loc;
+	uint32_t m[RAID_MAX_MEMBERS], nm;
+
+	raid_map(&r->g, rio->bio->offset, &loc);
+	nm = mirrors(r, loc.col, m);
+	for (uint32_t i = 0; i < nm; i++) {
+		uint32_t c = m[(i + loc.stripe) % nm];
+
+		if (!raid_alive(r, c) || (rio->tried & (1u << c)))
+			continue;
+		rio->tried |= 1u << c;
+		batch_begin(rio, mirror_read_done);
+		member_bio(rio, c, BIO_READ, loc.moff, rio->bio->len, NULL);
+		batch_end(rio);
+		return;
+	}
+	rio_finish(rio, rio->status ? rio->status : -EIO);
+}
+
+static void mirror_write_done(struct raid_io *rio)
+{
+	if (rio->status)
+		rio_finish(rio, rio->status);
+	else
+		rio_finish(rio, rio->nok && raid_set_alive(rio->r) ? 0 : -EIO);
+}
+
+static void mirror_submit_rw(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	struct bio *bio = rio->bio;
+	struct raid_loc loc;
+	uint32_t m[RAID_MAX_MEMBERS], nm;
+
+	raid_map(&r->g, bio->offset, &loc);
+	assert(loc.moff % r->g.strip + bio->len <= r->g.strip);
+	if (bio->op == BIO_READ) {
+		mirror_read(rio);
+		return;
+	}
+	batch_begin(rio, mirror_write_done);
+	nm = mirrors(r, loc.col, m);
+	for (uint32_t i = 0; i < nm; i++)
+		if (raid_alive(r, m[i]))
+			member_bio(rio, m[i], bio->op, loc.moff, bio->len, NULL);
+	batch_end(rio);
+}
+
+static void raid0_done(struct raid_io *rio)
+{
+	rio_finish(rio, rio->status);
+}
+
+static void raid0_submit_rw(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	struct raid_loc loc;
+
+	raid_map(&r->g, rio->bio->offset, &loc);
+	assert(loc.moff % r->g.strip + rio->bio->len <= r->g.strip);
+	batch_begin(rio, raid0_done);
+	member_bio(rio, loc.member, rio->bio->op, loc.moff, rio->bio->len, NULL);
+	batch_end(rio);
+}
+
+static void strip_start(struct raid *r)
+{
+	r->bd.io_boundary = r->g.strip;
+}
+
+const struct raid_level_ops raid0_level = {
+	.level = RAID_LEVEL_0,
+	.min_members = 1,
+	.start = strip_start,
+	.submit_rw = raid0_submit_rw,
+	.submit_null = raid_submit_flush,
+};
+
+const struct raid_level_ops raid1_level = {
+	.level = RAID_LEVEL_1,
+	.min_members = 2,
+	.start = strip_start,
+	.submit_rw = mirror_submit_rw,
+	.submit_null = raid_submit_flush,
+};
+
+const struct raid_level_ops raid10_level = {
+	.level = RAID_LEVEL_10,
+	.min_members = 4,
+	.start = strip_start,
+	.submit_rw = mirror_submit_rw,
+	.submit_null = raid_submit_flush,
+};

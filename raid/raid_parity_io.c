@@ -1,0 +1,361 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * RAID 5 and 6 I/O. io_boundary is a full stripe (strip * data columns), so
+ * a bio lies inside one stripe, and a bio that covers it is a full-stripe
+ * write.
+ *
+ * How does a write keep parity right?
+ *
+ * Every write and every degraded read holds the stripe's lock (raid.c: a
+ * list of locked stripes under a mutex; a later I/O to a locked stripe
+ * queues on the holder and is handed the lock when it is released), so two
+ * writes never interleave their read and write phases on one stripe. Plain
+ * reads with every needed member alive take no lock: they read data columns
+ * only. Inside the lock, the write works on the row range R of the stripe
+ * that its columns touch, with one buffer per column:
+ *  - reconstruct-write (RCW): read the data columns the write does not cover
+ *    over R, lay the new data over them, generate P (and Q);
+ *  - read-modify-write (RMW): read the old data of the touched columns and
+ *    the old parity, and add the parity of (old ^ new) to the old parity;
+ *  - whichever reads fewer columns (a full-stripe write reads nothing);
+ *  - degraded (a column's member failed): read every live column over R,
+ *    rebuild the lost ones (raid_recover), lay the new data over them,
+ *    generate parity, write the live columns.
+ * A member that fails during the read phase makes the write start again in
+ * degraded mode, still holding the lock. A member that fails during the
+ * write phase is only marked failed: the stripe stays consistent because
+ * parity was computed with the new data, so the lost column reads back
+ * rebuilt.
+ *
+ * Reads go through the stripe buffers too (one copy out); stripe buffers are
+ * allocated per bio for now.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "raid/raid_int.h"
+
+static void read_degraded_done(struct raid_io *rio);
+static void read_direct_done(struct raid_io *rio);
+static void write_read_done(struct raid_io *rio);
+static void write_write_done(struct raid_io *rio);
+
+static int lost_cols(struct raid_io *rio, int *lost)
+{
+	struct raid *r = rio->r;
+	int n = 0;
+
+	for (uint32_t c = 0; c < r->k + r->np; c++)
+		if (!raid_alive(r, rio->cols[c])) {
+			if (n < 2)
+				lost[n] = (int)c;
+			n++;
+		}
+	return n;
+}
+
+static size_t iov_skip(struct raid_io *rio, uint32_t j)
+{
+	struct raid *r = rio->r;
+	uint64_t in = rio->bio->offset % ((uint64_t)r->g.strip * r->k);
+
+	return (size_t)((uint64_t)j * r->g.strip + rio->lo[j] - in);
+}
+
+static bool touched(struct raid_io *rio, uint32_t j)
+{
+	return rio->hi[j] > rio->lo[j];
+}
+
+static uint64_t row_off(struct raid_io *rio, uint32_t in_strip)
+{
+	return rio->stripe * rio->r->g.strip + in_strip;
+}
+
+static void copy_out(struct raid_io *rio)
+{
+	for (uint32_t j = 0; j < rio->r->k; j++)
+		if (touched(rio, j))
+			buf_to_iov(rio->bio->iov, rio->bio->iovcnt, iov_skip(rio, j),
+				   rio->d[j] + rio->lo[j] - rio->rs, rio->hi[j] - rio->lo[j]);
+}
+
+static void overlay_new(struct raid_io *rio)
+{
+	for (uint32_t j = 0; j < rio->r->k; j++)
+		if (touched(rio, j))
+			iov_to_buf(rio->bio->iov, rio->bio->iovcnt, iov_skip(rio, j),
+				   rio->d[j] + rio->lo[j] - rio->rs, rio->hi[j] - rio->lo[j]);
+}
+
+static void xor_into(uint8_t *dst, const uint8_t *src, size_t len)
+{
+	uint64_t *d = (uint64_t *)(void *)dst;
+	const uint64_t *s = (const uint64_t *)(const void *)src;
+
+	for (size_t i = 0; i < len / 8; i++)
+		d[i] ^= s[i];
+}
+
+static int setup_stripe(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	uint64_t w = (uint64_t)r->g.strip * r->k;
+	uint64_t in = rio->bio->offset % w, end = in + rio->bio->len;
+	uint32_t c0 = (uint32_t)(in / r->g.strip), c1 = (uint32_t)((end - 1) / r->g.strip);
+	uint32_t ncol = r->k + r->np;
+	size_t len;
+
+	rio->stripe = rio->bio->offset / w;
+	raid_stripe_cols(&r->g, rio->stripe, rio->cols);
+	rio->rs = r->g.strip;
+	rio->re = 0;
+	for (uint32_t j = 0; j < r->k; j++) {
+		rio->lo[j] = rio->hi[j] = 0;
+		if (j < c0 || j > c1)
+			continue;
+		rio->lo[j] = j == c0 ? (uint32_t)(in % r->g.strip) : 0;
+		rio->hi[j] = j == c1 ? (uint32_t)(end - (uint64_t)c1 * r->g.strip) : r->g.strip;
+		rio->rs = MIN(rio->rs, rio->lo[j]);
+		rio->re = MAX(rio->re, rio->hi[j]);
+	}
+	len = rio->re - rio->rs;
+	rio->mem = aligned_alloc(64, len * (2 * ncol + 1));
+	if (!rio->mem)
+		return -ENOMEM;
+	for (uint32_t c = 0; c < ncol; c++) {
+		rio->d[c] = rio->mem + c * len;
+		rio->o[c] = rio->mem + (ncol + c) * len;
+	}
+	rio->zero = rio->mem + 2 * ncol * len;
+	return 0;
+}
+
+static void read_degraded(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	int lost[2];
+
+	if (lost_cols(rio, lost) > (int)r->np) {
+		rio_finish(rio, -EIO);
+		return;
+	}
+	batch_begin(rio, read_degraded_done);
+	for (uint32_t c = 0; c < r->k + r->np; c++)
+		if (raid_alive(r, rio->cols[c]))
+			member_bio(rio, rio->cols[c], BIO_READ, row_off(rio, rio->rs),
+			      rio->re - rio->rs, rio->d[c]);
+	batch_end(rio);
+}
+
+static void read_degraded_done(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	int lost[2], nlost;
+
+	if (rio->status) {
+		rio_finish(rio, rio->status);
+		return;
+	}
+	if (rio->child_err) {
+		read_degraded(rio);	/* again, without the member that just failed */
+		return;
+	}
+	nlost = lost_cols(rio, lost);
+	if (nlost > (int)r->np ||
+	    raid_recover((int)r->np, (int)r->k, rio->re - rio->rs, rio->d, lost, nlost)) {
+		rio_finish(rio, -EIO);
+		return;
+	}
+	copy_out(rio);
+	rio_finish(rio, 0);
+}
+
+static void read_direct(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	for (uint32_t j = 0; j < r->k; j++)
+		if (touched(rio, j) && !raid_alive(r, rio->cols[j]))
+			goto degraded;
+	batch_begin(rio, read_direct_done);
+	for (uint32_t j = 0; j < r->k; j++)
+		if (touched(rio, j))
+			member_bio(rio, rio->cols[j], BIO_READ, row_off(rio, rio->lo[j]),
+			      rio->hi[j] - rio->lo[j], rio->d[j] + rio->lo[j] - rio->rs);
+	batch_end(rio);
+	return;
+degraded:
+	stripe_lock(rio, read_degraded);
+}
+
+static void read_direct_done(struct raid_io *rio)
+{
+	if (rio->status) {
+		rio_finish(rio, rio->status);
+	} else if (rio->child_err) {
+		stripe_lock(rio, read_degraded);
+	} else {
+		copy_out(rio);
+		rio_finish(rio, 0);
+	}
+}
+
+static void write_start(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	uint32_t rcw = 0, rmw = r->np, len = rio->re - rio->rs;
+	int lost[2], nlost = lost_cols(rio, lost);
+
+	if (nlost > (int)r->np) {
+		rio_finish(rio, -EIO);
+		return;
+	}
+	batch_begin(rio, write_read_done);
+	if (nlost) {
+		rio->mode = WR_DEGRADED;
+		for (uint32_t c = 0; c < r->k + r->np; c++)
+			if (raid_alive(r, rio->cols[c]))
+				member_bio(rio, rio->cols[c], BIO_READ, row_off(rio, rio->rs), len, rio->d[c]);
+		batch_end(rio);
+		return;
+	}
+	for (uint32_t j = 0; j < r->k; j++) {
+		if (!(rio->lo[j] == rio->rs && rio->hi[j] == rio->re))
+			rcw++;
+		if (touched(rio, j))
+			rmw++;
+	}
+	if (rcw <= rmw) {
+		rio->mode = WR_RCW;
+		for (uint32_t j = 0; j < r->k; j++)
+			if (!(rio->lo[j] == rio->rs && rio->hi[j] == rio->re))
+				member_bio(rio, rio->cols[j], BIO_READ, row_off(rio, rio->rs), len, rio->d[j]);
+	} else {
+		rio->mode = WR_RMW;
+		for (uint32_t j = 0; j < r->k; j++)
+			if (touched(rio, j))
+				member_bio(rio, rio->cols[j], BIO_READ, row_off(rio, rio->rs), len, rio->o[j]);
+		for (uint32_t p = 0; p < r->np; p++)
+			member_bio(rio, rio->cols[r->k + p], BIO_READ, row_off(rio, rio->rs), len,
+			      rio->d[r->k + p]);
+	}
+	batch_end(rio);
+}
+
+static int compute_parity(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	size_t len = rio->re - rio->rs;
+	uint8_t *src[MAXCOLS + 2];
+	int lost[2], nlost;
+
+	switch (rio->mode) {
+	case WR_DEGRADED:
+		nlost = lost_cols(rio, lost);
+		if (nlost > (int)r->np ||
+		    raid_recover((int)r->np, (int)r->k, len, rio->d, lost, nlost))
+			return -EIO;
+		/* fall through */
+	case WR_RCW:
+		overlay_new(rio);
+		return raid_parity_gen((int)r->np, (int)r->k, len, rio->d);
+	case WR_RMW:
+		memset(rio->zero, 0, len);
+		for (uint32_t j = 0; j < r->k; j++) {
+			if (!touched(rio, j)) {
+				src[j] = rio->zero;
+				continue;
+			}
+			memcpy(rio->d[j], rio->o[j], len);
+			src[j] = rio->o[j];
+		}
+		overlay_new(rio);
+		for (uint32_t j = 0; j < r->k; j++)
+			if (touched(rio, j))
+				xor_into(rio->o[j], rio->d[j], len);	/* old ^ new */
+		for (uint32_t p = 0; p < r->np; p++)
+			src[r->k + p] = rio->o[r->k + p];
+		if (raid_parity_gen((int)r->np, (int)r->k, len, src))
+			return -EIO;
+		for (uint32_t p = 0; p < r->np; p++)
+			xor_into(rio->d[r->k + p], rio->o[r->k + p], len);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static void write_read_done(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	int rc;
+
+	if (rio->status) {
+		rio_finish(rio, rio->status);
+		return;
+	}
+	if (rio->child_err) {
+		write_start(rio);	/* again, degraded */
+		return;
+	}
+	rc = compute_parity(rio);
+	if (rc) {
+		rio_finish(rio, rc);
+		return;
+	}
+	batch_begin(rio, write_write_done);
+	for (uint32_t j = 0; j < r->k; j++)
+		if (touched(rio, j) && raid_alive(r, rio->cols[j]))
+			member_bio(rio, rio->cols[j], BIO_WRITE, row_off(rio, rio->lo[j]),
+			      rio->hi[j] - rio->lo[j], rio->d[j] + rio->lo[j] - rio->rs);
+	for (uint32_t p = 0; p < r->np; p++)
+		if (raid_alive(r, rio->cols[r->k + p]))
+			member_bio(rio, rio->cols[r->k + p], BIO_WRITE, row_off(rio, rio->rs),
+			      rio->re - rio->rs, rio->d[r->k + p]);
+	batch_end(rio);
+}
+
+static void write_write_done(struct raid_io *rio)
+{
+	int lost[2];
+
+	if (rio->status)
+		rio_finish(rio, rio->status);
+	else
+		rio_finish(rio, lost_cols(rio, lost) > (int)rio->r->np ? -EIO : 0);
+}
+
+static void parity_submit_rw(struct raid_io *rio)
+{
+	int rc = setup_stripe(rio);
+
+	if (rc) {
+		rio_finish(rio, rc);
+		return;
+	}
+	if (rio->bio->op == BIO_READ)
+		read_direct(rio);
+	else
+		stripe_lock(rio, write_start);
+}
+
+static void stripe_start(struct raid *r)
+{
+	r->bd.io_boundary = r->g.strip * r->k;
+}
+
+const struct raid_level_ops raid5_level = {
+	.level = RAID_LEVEL_5,
+	.min_members = 3,
+	.start = stripe_start,
+	.submit_rw = parity_submit_rw,
+	.submit_null = raid_submit_flush,
+};
+
+const struct raid_level_ops raid6_level = {
+	.level = RAID_LEVEL_6,
+	.min_members = 4,
+	.start = stripe_start,
+	.submit_rw = parity_submit_rw,
+	.submit_null = raid_submit_flush,
+};
