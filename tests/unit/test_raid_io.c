@@ -11,6 +11,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -450,6 +451,153 @@ END_TEST
 START_TEST(fail_raid6) { fail_members(RAID_LEVEL_6, 4, 1, 3, 17); fail_members(RAID_LEVEL_6, 6, 0, 5, 18); }
 END_TEST
 
+
+/* ---- two loops on two threads, sharing stripes ---- */
+
+#define CHUNK	4096u
+#define WQD	16
+
+struct worker;
+
+struct wslot {
+	struct worker	*w;
+	bool		busy, write;
+	uint64_t	off, len;
+	uint8_t		*buf;
+	struct iovec	iov;
+};
+
+struct worker {
+	struct env	*e;
+	pthread_t	thread;
+	uint32_t	t;		/* owns chunks with chunk % 2 == t */
+	uint64_t	rng, nops, fail_at;
+	int		fail_member;
+	struct wslot	slots[WQD];
+	unsigned	inflight;
+	uint64_t	errors, mismatches;
+};
+
+static uint64_t wrnd(struct worker *w)
+{
+	w->rng ^= w->rng << 13;
+	w->rng ^= w->rng >> 7;
+	w->rng ^= w->rng << 17;
+	return w->rng;
+}
+
+static void wio_end(struct bio *bio, int status)
+{
+	struct wslot *s = bio->end_arg;
+	struct worker *w = s->w;
+
+	if (status)
+		w->errors++;
+	else if (!s->write && memcmp(s->buf, w->e->model + s->off, s->len))
+		w->mismatches++;
+	free(s->buf);
+	s->busy = false;
+	w->inflight--;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct env *e = w->e;
+	struct ev_loop *loop;
+	struct blkchan *ch;
+	uint64_t nchunks = e->size / CHUNK, submitted = 0;
+	bool closed = false;
+
+	if (ev_loop_new(EV_AUTO, 128, &loop) || blk_chan_open(e->raid, loop, &ch)) {
+		w->errors++;
+		return NULL;
+	}
+	while (submitted < w->nops || w->inflight) {
+		for (int i = 0; i < WQD && submitted < w->nops; i++) {
+			struct wslot *s = &w->slots[i];
+			uint64_t c = wrnd(w) % nchunks, b = wrnd(w) % (CHUNK / BS), n;
+			bool clash = false;
+
+			if (s->busy)
+				continue;
+			c = c - c % 2 + w->t;
+			if (c >= nchunks)
+				continue;
+			n = 1 + wrnd(w) % (CHUNK / BS - b);
+			s->off = c * CHUNK + b * BS;
+			s->len = n * BS;
+			for (int j = 0; j < WQD; j++)
+				if (w->slots[j].busy && w->slots[j].off / CHUNK == c)
+					clash = true;
+			if (clash)
+				continue;
+			s->w = w;
+			s->write = wrnd(w) % 2;
+			s->buf = malloc(s->len);
+			if (s->write) {
+				for (uint64_t k = 0; k < s->len; k++)
+					s->buf[k] = (uint8_t)wrnd(w);
+				memcpy(e->model + s->off, s->buf, s->len);
+			}
+			s->iov = (struct iovec){ s->buf, s->len };
+			s->busy = true;
+			w->inflight++;
+			if (blk_rw(ch, s->write ? BIO_WRITE : BIO_READ, 0, &s->iov, 1, s->off,
+				   s->len, wio_end, s)) {
+				w->errors++;
+				free(s->buf);
+				s->busy = false;
+				w->inflight--;
+			}
+			if (++submitted == w->fail_at)
+				fault_fail_after(e->f[w->fail_member], 0, FAULT_OPS_ALL, -EIO);
+		}
+		ev_run_once(loop, 1000);
+	}
+	blk_chan_close(ch, closed_cb, &closed);
+	for (int i = 0; i < 1000 && !closed; i++)
+		ev_run_once(loop, 10);
+	ev_loop_free(loop);
+	return NULL;
+}
+
+static void two_threads(enum raid_level l, uint32_t n, int fail_member, uint64_t seed)
+{
+	struct env e;
+	struct worker w[2];
+
+	env_create(&e, l, n, seed);
+	for (uint32_t t = 0; t < 2; t++) {
+		memset(&w[t], 0, sizeof(w[t]));
+		w[t].e = &e;
+		w[t].t = t;
+		w[t].rng = seed * 7919 + t + 1;
+		w[t].nops = 3000;
+		w[t].fail_member = fail_member;
+		w[t].fail_at = t == 0 && fail_member >= 0 ? 1000 : 0;
+		ck_assert_int_eq(pthread_create(&w[t].thread, NULL, worker_main, &w[t]), 0);
+	}
+	for (uint32_t t = 0; t < 2; t++) {
+		pthread_join(w[t].thread, NULL);
+		ck_assert_uint_eq(w[t].errors, 0);
+		ck_assert_uint_eq(w[t].mismatches, 0);
+	}
+	ck_assert_int_eq(raid_degraded(e.raid), fail_member >= 0);
+	verify_all(&e);
+	env_detach(&e);
+	if (fail_member < 0)
+		verify_parity(&e, l);
+	env_free(&e);
+}
+
+START_TEST(threads_raid5) { two_threads(RAID_LEVEL_5, 4, -1, 70); two_threads(RAID_LEVEL_5, 4, 1, 71); }
+END_TEST
+START_TEST(threads_raid6) { two_threads(RAID_LEVEL_6, 5, -1, 72); two_threads(RAID_LEVEL_6, 5, 3, 73); }
+END_TEST
+START_TEST(threads_raid1) { two_threads(RAID_LEVEL_1, 2, 0, 74); two_threads(RAID_LEVEL_10, 4, 3, 75); }
+END_TEST
+
 /* ---- assembly ---- */
 
 START_TEST(reassemble_all_levels)
@@ -588,6 +736,9 @@ static Suite *suite(void)
 	tcase_add_test(tc, fail_raid10);
 	tcase_add_test(tc, fail_raid5);
 	tcase_add_test(tc, fail_raid6);
+	tcase_add_test(tc, threads_raid5);
+	tcase_add_test(tc, threads_raid6);
+	tcase_add_test(tc, threads_raid1);
 	tcase_add_test(tc, reassemble_all_levels);
 	tcase_add_test(tc, raid0_missing_member);
 	tcase_add_test(tc, redundant_missing_members);
