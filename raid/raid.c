@@ -294,6 +294,10 @@ static void child_end(struct bio *b, int status)
 		rio->next(rio);
 }
 
+#define RETRY_NS	(50 * 1000)
+
+static void retry_fn(struct ev_timer *t);
+
 /* Send one member bio: from buf (len bytes), or from the parent's iovec. */
 void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
 		uint64_t len, void *buf)
@@ -327,12 +331,50 @@ void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
 	b->autofree = true;
 	rio->pending++;
 	rc = blk_submit(ch, b);
-	if (rc) {
+	if (rc == -EAGAIN || rc == -ENOMEM) {
+		/* backpressure: the member takes it later */
+		list_add_tail(&b->link, &rio->retry);
+		if (!ev_timer_armed(&rio->retry_timer))
+			ev_timer_start(ch->loop, &rio->retry_timer, RETRY_NS, retry_fn);
+	} else if (rc) {
 		rio->pending--;
 		bio_free(b);
 		if (!rio->status)
 			rio->status = rc;
 	}
+}
+
+static void retry_fn(struct ev_timer *t)
+{
+	struct raid_io *rio = container_of(t, struct raid_io, retry_timer);
+	struct list_head todo;
+
+	list_init(&todo);
+	while (!list_empty(&rio->retry)) {
+		struct list_head *l = rio->retry.next;
+
+		list_del(l);
+		list_add_tail(l, &todo);
+	}
+	rio->pending++;		/* hold: a refusal below must not end the batch early */
+	while (!list_empty(&todo)) {
+		struct bio *b = list_entry(todo.next, struct bio, link);
+		int rc;
+
+		list_del(&b->link);
+		rc = blk_submit(b->ch, b);
+		if (rc == -EAGAIN || rc == -ENOMEM) {
+			list_add_tail(&b->link, &rio->retry);
+		} else if (rc) {
+			rio->pending--;
+			bio_free(b);
+			if (!rio->status)
+				rio->status = rc;
+		}
+	}
+	if (!list_empty(&rio->retry))
+		ev_timer_start(rio->bio->ch->loop, &rio->retry_timer, RETRY_NS, retry_fn);
+	batch_end(rio);
 }
 
 /* Start a batch of member bios; batch_end() runs next() once all have ended. */
@@ -383,6 +425,7 @@ static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 	rio->mch = ch->priv;
 	rio->in_submit = true;
 	list_init(&rio->wait_link);
+	list_init(&rio->retry);
 	if (bio->op == BIO_FLUSH)
 		r->lops->submit_null(rio);
 	else

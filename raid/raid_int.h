@@ -47,6 +47,8 @@ struct raid_io {
 	enum wr_mode	mode;
 	uint32_t	tried;		/* mirror reads: members tried */
 	uint8_t		*mem;
+	struct list_head retry;		/* member bios refused with -EAGAIN/-ENOMEM */
+	struct ev_timer	retry_timer;
 	struct list_head wait_link;
 	struct list_head persist_link;
 	struct stripe_lock lock;
@@ -106,7 +108,8 @@ bool raid_set_alive(struct raid *r);
 void batch_begin(struct raid_io *rio, raid_io_fn next);
 void batch_end(struct raid_io *rio);
 /* One member bio of moff/len on member m, from buf or (NULL) the parent's
- * iovec. A refusal sets rio->status; a failure marks the member failed. */
+ * iovec. Backpressure (-EAGAIN, -ENOMEM from the member) is retried; any
+ * other refusal sets rio->status; a failure marks the member failed. */
 void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
 		uint64_t len, void *buf);
 

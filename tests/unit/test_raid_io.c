@@ -598,6 +598,98 @@ END_TEST
 START_TEST(threads_raid1) { two_threads(RAID_LEVEL_1, 2, 0, 74); two_threads(RAID_LEVEL_10, 4, 3, 75); }
 END_TEST
 
+
+/* ---- members that push back (-EAGAIN), as the aio backend does when full ---- */
+
+struct flaky {
+	struct blkdev	bd;
+	struct blkdev	*lower;
+	unsigned	every, count;
+	uint64_t	refused;
+};
+
+static void flaky_end(struct bio *lb, int status)
+{
+	bio_complete(lb->end_arg, status);
+}
+
+static int flaky_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
+{
+	struct flaky *f = container_of(bd, struct flaky, bd);
+
+	if (bio->op != BIO_FLUSH && ++f->count % f->every == 0) {
+		f->refused++;
+		return -EAGAIN;
+	}
+	return blk_rw(ch->priv, bio->op, bio->flags, bio->iov, bio->iovcnt, bio->offset,
+		      bio->len, flaky_end, bio);
+}
+
+static int flaky_chan_create(struct blkdev *bd, struct blkchan *ch)
+{
+	struct flaky *f = container_of(bd, struct flaky, bd);
+
+	return blk_chan_open(f->lower, ch->loop, (struct blkchan **)&ch->priv);
+}
+
+static void flaky_chan_destroy(struct blkdev *bd, struct blkchan *ch)
+{
+	blk_chan_close(ch->priv, NULL, NULL);
+}
+
+static void flaky_close(struct blkdev *bd)
+{
+	free(container_of(bd, struct flaky, bd));
+}
+
+static const struct blkdev_ops flaky_ops = {
+	.name = "flaky",
+	.close = flaky_close,
+	.chan_create = flaky_chan_create,
+	.chan_destroy = flaky_chan_destroy,
+	.submit = flaky_submit,
+};
+
+static void backpressure(enum raid_level l, uint32_t n, uint64_t seed)
+{
+	struct raid_opts o = { .strip = STRIP };
+	struct env e;
+	uint64_t refused = 0;
+
+	env_members(&e, n, seed);
+	for (uint32_t i = 0; i < n; i++) {
+		struct flaky *f = calloc(1, sizeof(*f));
+
+		ck_assert_int_eq(blkdev_close(e.f[i]), 0);
+		blkdev_init(&f->bd, &flaky_ops, "flaky");
+		f->bd.size = e.mem[i]->size;
+		f->bd.block_size = e.mem[i]->block_size;
+		f->lower = e.mem[i];
+		f->every = 3 + i;
+		e.f[i] = &f->bd;
+	}
+	ck_assert_int_eq(raid_create("r0", l, e.f, n, &o, &e.raid), 0);
+	env_attach(&e);
+	run_ops(&e, 2000, NULL);
+	ck_assert_uint_eq(e.errors, 0);
+	ck_assert_uint_eq(e.mismatches, 0);
+	ck_assert_int_eq(raid_degraded(e.raid), 0);
+	verify_all(&e);
+	for (uint32_t i = 0; i < n; i++)
+		refused += container_of(e.f[i], struct flaky, bd)->refused;
+	ck_assert_uint_gt(refused, 100);
+	env_free(&e);
+}
+
+START_TEST(member_backpressure)
+{
+	backpressure(RAID_LEVEL_5, 4, 80);
+	backpressure(RAID_LEVEL_6, 5, 81);
+	backpressure(RAID_LEVEL_1, 2, 82);
+	backpressure(RAID_LEVEL_0, 3, 83);
+}
+END_TEST
+
 /* ---- assembly ---- */
 
 START_TEST(reassemble_all_levels)
@@ -739,6 +831,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, threads_raid5);
 	tcase_add_test(tc, threads_raid6);
 	tcase_add_test(tc, threads_raid1);
+	tcase_add_test(tc, member_backpressure);
 	tcase_add_test(tc, reassemble_all_levels);
 	tcase_add_test(tc, raid0_missing_member);
 	tcase_add_test(tc, redundant_missing_members);
