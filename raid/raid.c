@@ -77,20 +77,20 @@ static int persist_locked(struct raid *r)
 
 	r->sb.generation++;
 	for (uint32_t i = 0; i < r->g.nmembers; i++)
-		if (r->sb.members[i].state == RAID_MEMBER_ACTIVE && !raid_alive(r, i))
-			r->sb.members[i].state = RAID_MEMBER_FAILED;
+		r->sb.members[i].state = (uint32_t)__atomic_load_n(&r->state[i], __ATOMIC_ACQUIRE);
 	for (uint32_t i = 0; i < r->g.nmembers; i++) {
+		struct blkdev *m = __atomic_load_n(&r->members[i], __ATOMIC_ACQUIRE);
 		int err;
 
-		if (!raid_alive(r, i) || !r->members[i])
+		if (!raid_writable(r, i) || !m)
 			continue;
 		sb = r->sb;
 		sb.index = i;
 		memcpy(sb.member_uuid, sb.members[i].uuid, 16);
-		err = raid_sb_write(r->members[i], &sb);
+		err = raid_sb_write(m, &sb);
 		if (err) {
 			LOG_ERR(LS_RAID, "%s: superblock write to member %u (%s) failed: %s",
-				r->bd.name, i, r->members[i]->name, strerror(-err));
+				r->bd.name, i, m->name, strerror(-err));
 			if (!rc)
 				rc = err;
 		}
@@ -218,6 +218,11 @@ static void stripe_unlock(struct raid_io *rio)
 
 
 
+static void closed_cb_flag(void *arg)
+{
+	*(bool *)arg = true;
+}
+
 /* ------------------------------------------------------------ ending */
 
 static void complete_task(struct ev_task *t)
@@ -254,7 +259,7 @@ void rio_finish(struct raid_io *rio, int status)
 static int member_of(struct raid *r, struct blkdev *bd)
 {
 	for (uint32_t i = 0; i < r->g.nmembers; i++)
-		if (r->members[i] == bd)
+		if (__atomic_load_n(&r->members[i], __ATOMIC_ACQUIRE) == bd)
 			return (int)i;
 	return -1;
 }
@@ -268,12 +273,32 @@ static void member_failed(struct raid_io *rio, uint32_t m, int status)
 	if (r->g.level == RAID_LEVEL_0)
 		return;
 	if (__atomic_compare_exchange_n(&r->state[m], &expect, RAID_MEMBER_FAILED, false,
-					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) ||
+	    (expect == RAID_MEMBER_REBUILDING &&
+	     __atomic_compare_exchange_n(&r->state[m], &expect, RAID_MEMBER_FAILED, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))) {
 		LOG_RATELIMIT(LOG_WARN, LS_RAID, "%s: member %u (%s) failed (%s), set %s",
 			      r->bd.name, m, r->members[m]->name, strerror(-status),
 			      raid_set_alive(r) ? "degraded" : "down");
 		rio->persist = true;
 	}
+}
+
+/* The channel of member m for this loop: opened on first use after a
+ * member was replaced, the old one closed (it ends its own I/O first). */
+static struct blkchan *member_chan(struct raid_io *rio, uint32_t m)
+{
+	struct blkdev *bd = __atomic_load_n(&rio->r->members[m], __ATOMIC_ACQUIRE);
+	struct blkchan **mch = rio->mch;
+
+	if (mch[m] && mch[m]->bd == bd)
+		return mch[m];
+	if (mch[m])
+		blk_chan_close(mch[m], NULL, NULL);
+	mch[m] = NULL;
+	if (bd && blk_chan_open(bd, rio->bio->ch->loop, &mch[m]))
+		mch[m] = NULL;
+	return mch[m];
 }
 
 static void child_end(struct bio *b, int status)
@@ -302,7 +327,7 @@ static void retry_fn(struct ev_timer *t);
 void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
 		uint64_t len, void *buf)
 {
-	struct blkchan *ch = rio->mch[m];
+	struct blkchan *ch = member_chan(rio, m);
 	struct bio *b = ch ? bio_alloc(ch) : NULL;
 	int rc;
 
@@ -428,6 +453,8 @@ static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 	list_init(&rio->retry);
 	if (bio->op == BIO_FLUSH)
 		r->lops->submit_null(rio);
+	else if (bio->flags & RAID_BIO_REBUILD)
+		r->lops->rebuild(rio);
 	else
 		r->lops->submit_rw(rio);
 	rio->in_submit = false;
@@ -567,6 +594,7 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 	r->k = raid_data_cols(&r->g);
 	r->np = r->g.level == RAID_LEVEL_5 ? 1 : r->g.level == RAID_LEVEL_6 ? 2 : 0;
 	r->data_offset = sb->data_offset;
+	r->rebuild_slot = -1;
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_mutex_init(&r->sb_lock, NULL);
 	pthread_mutex_init(&r->wlock, NULL);
@@ -767,5 +795,119 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 	}
 free_sbs:
 	free(sbs);
+	return rc;
+}
+
+/* ------------------------------------------------------------ replace, rebuild */
+
+struct rebuild_wait {
+	bool	done;
+	int	status;
+};
+
+static void rebuild_row_end(struct bio *bio, int status)
+{
+	struct rebuild_wait *w = bio->end_arg;
+
+	w->status = status;
+	w->done = true;
+}
+
+/* Rebuild every row through a private loop and channel on the set, one row
+ * at a time: each row is a RAID_BIO_REBUILD bio, which holds the row's
+ * stripe lock while it reads the live members and writes the new one. */
+static int rebuild_rows(struct raid *r)
+{
+	uint64_t rows = r->g.member_size / r->g.strip;
+	uint64_t row_bytes = (uint64_t)r->g.strip * r->k;
+	struct ev_loop *loop;
+	struct blkchan *ch;
+	void *dummy;
+	bool closed = false;
+	int rc;
+
+	rc = ev_loop_new(EV_AUTO, 64, &loop);
+	if (rc)
+		return rc;
+	dummy = aligned_alloc(4096, r->bd.block_size);
+	rc = dummy ? blk_chan_open(&r->bd, loop, &ch) : -ENOMEM;
+	if (rc)
+		goto free_loop;
+	for (uint64_t row = 0; row < rows && !rc; row++) {
+		struct iovec iov = { dummy, r->bd.block_size };
+		struct rebuild_wait w = { 0 };
+
+		rc = blk_rw(ch, BIO_READ, RAID_BIO_REBUILD, &iov, 1, row * row_bytes,
+			    r->bd.block_size, rebuild_row_end, &w);
+		while (!rc && !w.done)
+			ev_run_once(loop, 100);
+		if (!rc)
+			rc = w.status;
+		if ((row + 1) % 1024 == 0 || row + 1 == rows)
+			LOG_DBG(LS_RAID, "%s: rebuilt %llu of %llu rows", r->bd.name,
+				(unsigned long long)(row + 1), (unsigned long long)rows);
+	}
+	blk_chan_close(ch, closed_cb_flag, &closed);
+	while (!closed)
+		ev_run_once(loop, 100);
+free_loop:
+	free(dummy);
+	ev_loop_free(loop);
+	return rc;
+}
+
+int raid_replace(struct blkdev *bd, uint32_t slot, struct blkdev *nd)
+{
+	struct raid *r;
+	struct blkdev *old;
+	int expect = RAID_MEMBER_REBUILDING, rc;
+
+	if (!blk_is_raid(bd) || !nd)
+		return -EINVAL;
+	r = to_raid(bd);
+	if (slot >= r->g.nmembers || !r->lops->rebuild)
+		return -EINVAL;
+	if (nd->size < r->data_offset + r->g.member_size || nd->block_size > r->bd.block_size) {
+		LOG_ERR(LS_RAID, "%s: %s is too small or its blocks too large to replace member %u",
+			bd->name, nd->name, slot);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&r->sb_lock);
+	if (raid_writable(r, slot) || r->rebuild_slot >= 0) {
+		pthread_mutex_unlock(&r->sb_lock);
+		return -EBUSY;
+	}
+	rc = blkdev_claim(nd, bd->name);
+	if (rc) {
+		pthread_mutex_unlock(&r->sb_lock);
+		return rc;
+	}
+	r->rebuild_slot = (int)slot;
+	uuid_generate(r->sb.members[slot].uuid);
+	old = r->members[slot];
+	__atomic_store_n(&r->members[slot], nd, __ATOMIC_RELEASE);
+	__atomic_store_n(&r->state[slot], RAID_MEMBER_REBUILDING, __ATOMIC_RELEASE);
+	rc = persist_locked(r);
+	pthread_mutex_unlock(&r->sb_lock);
+	if (old)
+		blkdev_release(old, bd->name);
+	LOG_INFO(LS_RAID, "%s: rebuilding member %u on %s", bd->name, slot, nd->name);
+
+	if (!rc)
+		rc = rebuild_rows(r);
+	if (!rc && !__atomic_compare_exchange_n(&r->state[slot], &expect, RAID_MEMBER_ACTIVE,
+						false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		rc = -EIO;	/* it failed while being rebuilt */
+	if (rc) {
+		__atomic_store_n(&r->state[slot], RAID_MEMBER_FAILED, __ATOMIC_RELEASE);
+		LOG_ERR(LS_RAID, "%s: rebuild of member %u on %s failed: %s", bd->name, slot,
+			nd->name, strerror(-rc));
+	} else {
+		LOG_INFO(LS_RAID, "%s: member %u rebuilt on %s", bd->name, slot, nd->name);
+	}
+	pthread_mutex_lock(&r->sb_lock);
+	r->rebuild_slot = -1;
+	persist_locked(r);
+	pthread_mutex_unlock(&r->sb_lock);
 	return rc;
 }

@@ -70,7 +70,12 @@ struct raid_level_ops {
 	void	(*submit_rw)(struct raid_io *rio);
 	/* FLUSH: to every live member. */
 	void	(*submit_null)(struct raid_io *rio);
+	/* Rebuild row rio->stripe onto the members being rebuilt (NULL: none). */
+	void	(*rebuild)(struct raid_io *rio);
 };
+
+/* A private bio flag: this READ is a rebuild request for a row (raid.c). */
+#define RAID_BIO_REBUILD	(1u << 30)
 
 extern const struct raid_level_ops raid0_level, raid1_level, raid10_level,
 	raid5_level, raid6_level;
@@ -88,7 +93,8 @@ struct raid {
 	pthread_mutex_t	lock;		/* stripe locks */
 	struct list_head locked;
 
-	pthread_mutex_t	sb_lock;	/* persist */
+	pthread_mutex_t	sb_lock;	/* persist, replace */
+	int		rebuild_slot;	/* -1: none */
 	pthread_mutex_t	wlock;		/* the persist worker's queue */
 	pthread_cond_t	wcond;
 	struct list_head wqueue;
@@ -99,6 +105,19 @@ struct raid {
 static inline bool raid_alive(struct raid *r, uint32_t m)
 {
 	return __atomic_load_n(&r->state[m], __ATOMIC_ACQUIRE) == RAID_MEMBER_ACTIVE;
+}
+
+/* Written by writes: live, or being rebuilt. */
+static inline bool raid_writable(struct raid *r, uint32_t m)
+{
+	int st = __atomic_load_n(&r->state[m], __ATOMIC_ACQUIRE);
+
+	return st == RAID_MEMBER_ACTIVE || st == RAID_MEMBER_REBUILDING;
+}
+
+static inline bool raid_rebuilding(struct raid *r, uint32_t m)
+{
+	return __atomic_load_n(&r->state[m], __ATOMIC_ACQUIRE) == RAID_MEMBER_REBUILDING;
 }
 
 /* Can the set still serve every block? */

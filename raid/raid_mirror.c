@@ -6,12 +6,16 @@
  *
  * Mirror reads go to one live mirror, chosen by stripe so that sequential
  * reads spread over the mirrors; when it fails, the member is marked failed
- * and the next live mirror is tried. Writes go to every live mirror and
- * succeed if one of them took the data. RAID 0 passes member errors up: it
- * has nothing to fall back on, and a member is never marked failed.
+ * and the next live mirror is tried. Writes go to every live mirror and to
+ * a mirror being rebuilt, under the row's stripe lock, and succeed if a live
+ * mirror took the data. A rebuild copies a row from a live mirror to the new
+ * one under the same lock, so a write never lands between its read and its
+ * write. RAID 0 passes member errors up: it has nothing to fall back on, and
+ * a member is never marked failed.
  */
 #include <assert.h>
 #include <errno.h>
+#include <stdlib.h>
 #include "raid/raid_int.h"
 
 static uint32_t mirrors(struct raid *r, uint32_t col, uint32_t *out)
@@ -58,15 +62,28 @@ static void mirror_read(struct raid_io *rio)
 	rio_finish(rio, rio->status ? rio->status : -EIO);
 }
 
+/* A write succeeded if a live mirror of its group took it: a mirror whose
+ * write failed has been marked failed by now. */
 static void mirror_write_done(struct raid_io *rio)
 {
+	struct raid *r = rio->r;
+	struct raid_loc loc;
+	uint32_t m[RAID_MAX_MEMBERS], nm;
+	bool ok = false;
+
+	raid_map(&r->g, rio->bio->offset, &loc);
+	nm = mirrors(r, loc.col, m);
+	for (uint32_t i = 0; i < nm; i++)
+		ok |= raid_alive(r, m[i]);
 	if (rio->status)
 		rio_finish(rio, rio->status);
 	else
-		rio_finish(rio, rio->nok && raid_set_alive(rio->r) ? 0 : -EIO);
+		rio_finish(rio, ok && rio->nok ? 0 : -EIO);
 }
 
-static void mirror_submit_rw(struct raid_io *rio)
+/* Under the row's lock, so that a rebuild never copies a row while a write
+ * to it is half done. */
+static void mirror_write(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
 	struct bio *bio = rio->bio;
@@ -74,17 +91,93 @@ static void mirror_submit_rw(struct raid_io *rio)
 	uint32_t m[RAID_MAX_MEMBERS], nm;
 
 	raid_map(&r->g, bio->offset, &loc);
+	batch_begin(rio, mirror_write_done);
+	nm = mirrors(r, loc.col, m);
+	for (uint32_t i = 0; i < nm; i++)
+		if (raid_writable(r, m[i]))
+			member_bio(rio, m[i], bio->op, loc.moff, bio->len, NULL);
+	batch_end(rio);
+}
+
+static void mirror_submit_rw(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	struct bio *bio = rio->bio;
+	struct raid_loc loc;
+
+	raid_map(&r->g, bio->offset, &loc);
 	assert(loc.moff % r->g.strip + bio->len <= r->g.strip);
 	if (bio->op == BIO_READ) {
 		mirror_read(rio);
 		return;
 	}
-	batch_begin(rio, mirror_write_done);
-	nm = mirrors(r, loc.col, m);
+	rio->stripe = loc.stripe;
+	stripe_lock(rio, mirror_write);
+}
+
+/* ---- rebuild: copy a row from a live mirror to the one being rebuilt */
+
+static void mirror_rebuild_done(struct raid_io *rio)
+{
+	rio_finish(rio, rio->status ? rio->status : rio->child_err ? -EIO : 0);
+}
+
+static void mirror_rebuild_read(struct raid_io *rio);
+
+static void mirror_rebuild_write(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	uint32_t m[RAID_MAX_MEMBERS], nm, col = (uint32_t)r->rebuild_slot;
+
+	if (rio->status) {
+		rio_finish(rio, rio->status);
+		return;
+	}
+	if (rio->child_err) {
+		mirror_rebuild_read(rio);	/* from another mirror */
+		return;
+	}
+	if (r->g.level == RAID_LEVEL_10)
+		col /= 2;
+	batch_begin(rio, mirror_rebuild_done);
+	nm = mirrors(r, col, m);
 	for (uint32_t i = 0; i < nm; i++)
-		if (raid_alive(r, m[i]))
-			member_bio(rio, m[i], bio->op, loc.moff, bio->len, NULL);
+		if (raid_rebuilding(r, m[i]))
+			member_bio(rio, m[i], BIO_WRITE, rio->stripe * r->g.strip, r->g.strip,
+				   rio->mem);
 	batch_end(rio);
+}
+/* Under the row's lock. */
+static void mirror_rebuild_read(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	uint32_t m[RAID_MAX_MEMBERS], nm, col = (uint32_t)r->rebuild_slot;
+
+	if (r->g.level == RAID_LEVEL_10)
+		col /= 2;
+	nm = mirrors(r, col, m);
+	for (uint32_t i = 0; i < nm; i++) {
+		if (!raid_alive(r, m[i]))
+			continue;
+		batch_begin(rio, mirror_rebuild_write);
+		member_bio(rio, m[i], BIO_READ, rio->stripe * r->g.strip, r->g.strip, rio->mem);
+		batch_end(rio);
+		return;
+	}
+	rio_finish(rio, -EIO);
+}
+
+static void mirror_rebuild(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	rio->stripe = rio->bio->offset / ((uint64_t)r->g.strip * r->k);
+	rio->mem = aligned_alloc(64, r->g.strip);
+	if (!rio->mem || r->rebuild_slot < 0) {
+		rio_finish(rio, -ENOMEM);
+		return;
+	}
+	stripe_lock(rio, mirror_rebuild_read);
 }
 
 static void raid0_done(struct raid_io *rio)
@@ -123,6 +216,7 @@ const struct raid_level_ops raid1_level = {
 	.start = strip_start,
 	.submit_rw = mirror_submit_rw,
 	.submit_null = raid_submit_flush,
+	.rebuild = mirror_rebuild,
 };
 
 const struct raid_level_ops raid10_level = {
@@ -131,4 +225,5 @@ const struct raid_level_ops raid10_level = {
 	.start = strip_start,
 	.submit_rw = mirror_submit_rw,
 	.submit_null = raid_submit_flush,
+	.rebuild = mirror_rebuild,
 };

@@ -21,6 +21,11 @@
  *  - degraded (a column's member failed): read every live column over R,
  *    rebuild the lost ones (raid_recover), lay the new data over them,
  *    generate parity, write the live columns.
+ * A member being rebuilt counts as lost for reads, so a write to its stripe
+ * is a degraded write, which rebuilds its column over R anyway: the write
+ * then stores the whole of R on it, keeping it current. A rebuild request
+ * rebuilds a whole row under the same lock.
+ *
  * A member that fails during the read phase makes the write start again in
  * degraded mode, still holding the lock. A member that fails during the
  * write phase is only marked failed: the stripe stays consistent because
@@ -97,14 +102,14 @@ static void xor_into(uint8_t *dst, const uint8_t *src, size_t len)
 		d[i] ^= s[i];
 }
 
+static int alloc_bufs(struct raid_io *rio);
+
 static int setup_stripe(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
 	uint64_t w = (uint64_t)r->g.strip * r->k;
 	uint64_t in = rio->bio->offset % w, end = in + rio->bio->len;
 	uint32_t c0 = (uint32_t)(in / r->g.strip), c1 = (uint32_t)((end - 1) / r->g.strip);
-	uint32_t ncol = r->k + r->np;
-	size_t len;
 
 	rio->stripe = rio->bio->offset / w;
 	raid_stripe_cols(&r->g, rio->stripe, rio->cols);
@@ -119,7 +124,15 @@ static int setup_stripe(struct raid_io *rio)
 		rio->rs = MIN(rio->rs, rio->lo[j]);
 		rio->re = MAX(rio->re, rio->hi[j]);
 	}
-	len = rio->re - rio->rs;
+	return alloc_bufs(rio);
+}
+
+static int alloc_bufs(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	uint32_t ncol = r->k + r->np;
+	size_t len = rio->re - rio->rs;
+
 	rio->mem = aligned_alloc(64, len * (2 * ncol + 1));
 	if (!rio->mem)
 		return -ENOMEM;
@@ -304,14 +317,20 @@ static void write_read_done(struct raid_io *rio)
 		return;
 	}
 	batch_begin(rio, write_write_done);
-	for (uint32_t j = 0; j < r->k; j++)
-		if (touched(rio, j) && raid_alive(r, rio->cols[j]))
-			member_bio(rio, rio->cols[j], BIO_WRITE, row_off(rio, rio->lo[j]),
-			      rio->hi[j] - rio->lo[j], rio->d[j] + rio->lo[j] - rio->rs);
+	for (uint32_t j = 0; j < r->k; j++) {
+		uint32_t m = rio->cols[j];
+
+		if (touched(rio, j) && raid_alive(r, m))
+			member_bio(rio, m, BIO_WRITE, row_off(rio, rio->lo[j]),
+				   rio->hi[j] - rio->lo[j], rio->d[j] + rio->lo[j] - rio->rs);
+		else if (raid_rebuilding(r, m))	/* rebuilt over R: keep it */
+			member_bio(rio, m, BIO_WRITE, row_off(rio, rio->rs),
+				   rio->re - rio->rs, rio->d[j]);
+	}
 	for (uint32_t p = 0; p < r->np; p++)
-		if (raid_alive(r, rio->cols[r->k + p]))
+		if (raid_writable(r, rio->cols[r->k + p]))
 			member_bio(rio, rio->cols[r->k + p], BIO_WRITE, row_off(rio, rio->rs),
-			      rio->re - rio->rs, rio->d[r->k + p]);
+				   rio->re - rio->rs, rio->d[r->k + p]);
 	batch_end(rio);
 }
 
@@ -339,6 +358,78 @@ static void parity_submit_rw(struct raid_io *rio)
 		stripe_lock(rio, write_start);
 }
 
+/* ---- rebuild: a whole row, under its stripe lock */
+
+static void rebuild_read(struct raid_io *rio);
+
+static void rebuild_done(struct raid_io *rio)
+{
+	rio_finish(rio, rio->status ? rio->status : rio->child_err ? -EIO : 0);
+}
+
+static void rebuild_write(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	int lost[2], nlost;
+
+	if (rio->status) {
+		rio_finish(rio, rio->status);
+		return;
+	}
+	if (rio->child_err) {
+		rebuild_read(rio);
+		return;
+	}
+	nlost = lost_cols(rio, lost);
+	if (nlost > (int)r->np ||
+	    raid_recover((int)r->np, (int)r->k, r->g.strip, rio->d, lost, nlost)) {
+		rio_finish(rio, -EIO);
+		return;
+	}
+	batch_begin(rio, rebuild_done);
+	for (uint32_t c = 0; c < r->k + r->np; c++)
+		if (raid_rebuilding(r, rio->cols[c]))
+			member_bio(rio, rio->cols[c], BIO_WRITE, row_off(rio, 0), r->g.strip,
+				   rio->d[c]);
+	batch_end(rio);
+}
+
+static void rebuild_read(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	int lost[2];
+
+	if (lost_cols(rio, lost) > (int)r->np) {
+		rio_finish(rio, -EIO);
+		return;
+	}
+	batch_begin(rio, rebuild_write);
+	for (uint32_t c = 0; c < r->k + r->np; c++)
+		if (raid_alive(r, rio->cols[c]))
+			member_bio(rio, rio->cols[c], BIO_READ, row_off(rio, 0), r->g.strip,
+				   rio->d[c]);
+	batch_end(rio);
+}
+
+static void parity_rebuild(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	int rc;
+
+	rio->stripe = rio->bio->offset / ((uint64_t)r->g.strip * r->k);
+	raid_stripe_cols(&r->g, rio->stripe, rio->cols);
+	for (uint32_t j = 0; j < r->k; j++)
+		rio->lo[j] = rio->hi[j] = 0;
+	rio->rs = 0;
+	rio->re = r->g.strip;
+	rc = alloc_bufs(rio);
+	if (rc) {
+		rio_finish(rio, rc);
+		return;
+	}
+	stripe_lock(rio, rebuild_read);
+}
+
 static void stripe_start(struct raid *r)
 {
 	r->bd.io_boundary = r->g.strip * r->k;
@@ -350,6 +441,7 @@ const struct raid_level_ops raid5_level = {
 	.start = stripe_start,
 	.submit_rw = parity_submit_rw,
 	.submit_null = raid_submit_flush,
+	.rebuild = parity_rebuild,
 };
 
 const struct raid_level_ops raid6_level = {
@@ -358,4 +450,5 @@ const struct raid_level_ops raid6_level = {
 	.start = stripe_start,
 	.submit_rw = parity_submit_rw,
 	.submit_null = raid_submit_flush,
+	.rebuild = parity_rebuild,
 };

@@ -95,6 +95,7 @@ enum raid_member_state {
 	RAID_MEMBER_NONE = 0,
 	RAID_MEMBER_ACTIVE = 1,
 	RAID_MEMBER_FAILED = 2,
+	RAID_MEMBER_REBUILDING = 3,	/* written, not read until rebuilt */
 };
 
 /* The decoded (host-order) superblock. */
@@ -151,6 +152,19 @@ int raid_create(const char *name, enum raid_level level, struct blkdev **members
  * used. A redundant set with members missing or failed starts degraded.
  */
 int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out);
+
+/*
+ * Replace the failed (or missing) member in slot `slot` with newdev and
+ * rebuild it, while the set goes on serving I/O. Synchronous: returns when
+ * the member is rebuilt (0) or the rebuild failed (-errno; the slot is then
+ * failed again). Not from a reactor thread. newdev is claimed; the old
+ * member is released (channels still open on it close when the set's
+ * channels do). The new member is written by every write from the start,
+ * and read only once rebuilt. A rebuild interrupted by a restart is not
+ * resumed: the slot assembles as failed, and raid_replace starts again.
+ * -EBUSY: the slot is not failed, or another rebuild is running.
+ */
+int raid_replace(struct blkdev *bd, uint32_t slot, struct blkdev *newdev);
 
 bool blk_is_raid(const struct blkdev *bd);
 /* State of member slot i (enum raid_member_state), -EINVAL if not a set. */

@@ -690,6 +690,106 @@ START_TEST(member_backpressure)
 }
 END_TEST
 
+
+/* ---- replace a failed member and rebuild it under verified I/O ---- */
+
+struct replace_arg {
+	struct blkdev	*set, *nd;
+	uint32_t	slot;
+	int		rc;
+	bool		done;
+};
+
+static void *replace_main(void *arg)
+{
+	struct replace_arg *a = arg;
+
+	a->rc = raid_replace(a->set, a->slot, a->nd);
+	__atomic_store_n(&a->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void rebuild(enum raid_level l, uint32_t n, uint32_t slot, uint64_t seed)
+{
+	struct env e;
+	struct blkdev *old_mem, *old_f, *sh[RAID_MAX_MEMBERS];
+	struct replace_arg a = { 0 };
+	pthread_t th;
+	uint64_t gen;
+
+	env_create(&e, l, n, seed);
+	run_ops(&e, 500, NULL);
+	ck_assert_int_eq(fault_fail_after(e.f[slot], 0, FAULT_OPS_ALL, -EIO), 0);
+	run_ops(&e, 500, NULL);
+	ck_assert_uint_eq(e.errors + e.mismatches, 0);
+	ck_assert_int_eq(raid_member_state(e.raid, slot), RAID_MEMBER_FAILED);
+	ck_assert_int_eq(raid_replace(e.raid, (slot + 1) % n, e.f[slot]), -EBUSY);
+
+	/* a fresh disk in the failed one's slot, rebuilt while I/O goes on */
+	old_mem = e.mem[slot];
+	old_f = e.f[slot];
+	ck_assert_int_eq(blk_mem_create("new", MEMBER_SIZE, BS, &e.mem[slot]), 0);
+	ck_assert_int_eq(blk_fault_create("fnew", e.mem[slot], &e.f[slot]), 0);
+	ck_assert_int_eq(fault_set_latency(e.f[slot], 20000, FAULT_OPS_ALL), 0);
+	gen = raid_generation(e.raid);
+	a.set = e.raid;
+	a.nd = e.f[slot];
+	a.slot = slot;
+	ck_assert_int_eq(pthread_create(&th, NULL, replace_main, &a), 0);
+	while (!__atomic_load_n(&a.done, __ATOMIC_ACQUIRE))
+		run_ops(&e, 200, NULL);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(a.rc, 0);
+	ck_assert_uint_eq(e.errors + e.mismatches, 0);
+	ck_assert_int_eq(raid_degraded(e.raid), 0);
+	ck_assert_int_eq(raid_member_state(e.raid, slot), RAID_MEMBER_ACTIVE);
+	ck_assert_uint_ge(raid_generation(e.raid), gen + 2);
+	verify_all(&e);
+	env_detach(&e);
+	if (l == RAID_LEVEL_5 || l == RAID_LEVEL_6)
+		verify_parity(&e, l);
+	else
+		verify_mirrors(&e, l);
+
+	/* the old disk is free again; the set assembles whole without it */
+	ck_assert_int_eq(blkdev_close(old_f), 0);
+	ck_assert_int_eq(blkdev_close(old_mem), 0);
+	shuffle(&e, sh);
+	ck_assert_int_eq(raid_assemble(sh, n, &e.raid), 0);
+	ck_assert_int_eq(raid_degraded(e.raid), 0);
+	env_attach(&e);
+	verify_all(&e);
+	/* and the rebuilt member carries its share: lose another one */
+	ck_assert_int_eq(fault_fail_after(e.f[(slot + 1) % n], 0, FAULT_OPS_ALL, -EIO), 0);
+	verify_all(&e);
+	ck_assert_int_eq(raid_degraded(e.raid), 1);
+	env_free(&e);
+}
+
+START_TEST(rebuild_raid1) { rebuild(RAID_LEVEL_1, 2, 0, 90); rebuild(RAID_LEVEL_10, 4, 3, 91); }
+END_TEST
+START_TEST(rebuild_raid5) { rebuild(RAID_LEVEL_5, 4, 2, 92); }
+END_TEST
+START_TEST(rebuild_raid6) { rebuild(RAID_LEVEL_6, 5, 0, 93); }
+END_TEST
+
+START_TEST(rebuild_refusals)
+{
+	struct env e;
+	struct blkdev *small;
+
+	env_create(&e, RAID_LEVEL_0, 2, 94);
+	ck_assert_int_eq(raid_replace(e.raid, 0, e.f[1]), -EINVAL);	/* RAID 0 */
+	env_free(&e);
+	env_create(&e, RAID_LEVEL_5, 3, 95);
+	ck_assert_int_eq(raid_replace(e.raid, 0, e.f[1]), -EBUSY);	/* not failed */
+	ck_assert_int_eq(blk_mem_create("small", 4096 * 4, BS, &small), 0);
+	ck_assert_int_eq(raid_replace(e.raid, 0, small), -EINVAL);
+	ck_assert_int_eq(blkdev_close(small), 0);
+	env_free(&e);
+}
+END_TEST
+
 /* ---- assembly ---- */
 
 START_TEST(reassemble_all_levels)
@@ -832,6 +932,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, threads_raid6);
 	tcase_add_test(tc, threads_raid1);
 	tcase_add_test(tc, member_backpressure);
+	tcase_add_test(tc, rebuild_raid1);
+	tcase_add_test(tc, rebuild_raid5);
+	tcase_add_test(tc, rebuild_raid6);
+	tcase_add_test(tc, rebuild_refusals);
 	tcase_add_test(tc, reassemble_all_levels);
 	tcase_add_test(tc, raid0_missing_member);
 	tcase_add_test(tc, redundant_missing_members);
