@@ -829,7 +829,7 @@ static int rebuild_rows(struct raid *r)
 	rc = ev_loop_new(EV_AUTO, 64, &loop);
 	if (rc)
 		return rc;
-	dummy = aligned_alloc(4096, r->bd.block_size);
+	dummy = aligned_alloc(r->bd.block_size, r->bd.block_size);
 	rc = dummy ? blk_chan_open(&r->bd, loop, &ch) : -ENOMEM;
 	if (rc)
 		goto free_loop;
