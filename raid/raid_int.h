@@ -57,6 +57,7 @@ struct raid_io {
 	uint32_t	cols[MAXCOLS];
 	uint32_t	lo[MAXCOLS], hi[MAXCOLS];	/* per data column, in the strip */
 	uint32_t	rs, re;		/* row range R */
+	uint64_t	readmask;	/* columns read (live when read); the rest are rebuilt */
 	uint8_t		*d[MAXCOLS + 2], *o[MAXCOLS + 2], *zero;
 };
 

@@ -45,6 +45,8 @@ static void read_direct_done(struct raid_io *rio);
 static void write_read_done(struct raid_io *rio);
 static void write_write_done(struct raid_io *rio);
 
+static uint64_t row_off(struct raid_io *rio, uint32_t in_strip);
+
 static int lost_cols(struct raid_io *rio, int *lost)
 {
 	struct raid *r = rio->r;
@@ -57,6 +59,53 @@ static int lost_cols(struct raid_io *rio, int *lost)
 			n++;
 		}
 	return n;
+}
+
+/*
+ * Members change state under a running I/O (a member fails, a rebuilt one
+ * goes live), so a degraded step decides once which columns it reads, and
+ * later rebuilds exactly the others: not whatever is lost by then.
+ */
+static int snapshot_live(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	int n = 0;
+
+	rio->readmask = 0;
+	for (uint32_t c = 0; c < r->k + r->np; c++) {
+		if (raid_alive(r, rio->cols[c]))
+			rio->readmask |= 1ull << c;
+		else
+			n++;
+	}
+	return n;
+}
+
+static void read_snapshot(struct raid_io *rio, uint32_t from, uint32_t len)
+{
+	struct raid *r = rio->r;
+
+	for (uint32_t c = 0; c < r->k + r->np; c++)
+		if (rio->readmask & (1ull << c))
+			member_bio(rio, rio->cols[c], BIO_READ, row_off(rio, from), len,
+				   rio->d[c] + from - rio->rs);
+}
+
+/* Rebuild the columns that were not read. */
+static int recover_unread(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	int lost[2], n = 0;
+
+	for (uint32_t c = 0; c < r->k + r->np; c++)
+		if (!(rio->readmask & (1ull << c))) {
+			if (n == (int)r->np)
+				return -EIO;
+			lost[n++] = (int)c;
+		}
+	if (raid_recover((int)r->np, (int)r->k, rio->re - rio->rs, rio->d, lost, n))
+		return -EIO;
+	return 0;
 }
 
 static size_t iov_skip(struct raid_io *rio, uint32_t j)
@@ -147,25 +196,18 @@ static int alloc_bufs(struct raid_io *rio)
 static void read_degraded(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
-	int lost[2];
 
-	if (lost_cols(rio, lost) > (int)r->np) {
+	if (snapshot_live(rio) > (int)r->np) {
 		rio_finish(rio, -EIO);
 		return;
 	}
 	batch_begin(rio, read_degraded_done);
-	for (uint32_t c = 0; c < r->k + r->np; c++)
-		if (raid_alive(r, rio->cols[c]))
-			member_bio(rio, rio->cols[c], BIO_READ, row_off(rio, rio->rs),
-			      rio->re - rio->rs, rio->d[c]);
+	read_snapshot(rio, rio->rs, rio->re - rio->rs);
 	batch_end(rio);
 }
 
 static void read_degraded_done(struct raid_io *rio)
 {
-	struct raid *r = rio->r;
-	int lost[2], nlost;
-
 	if (rio->status) {
 		rio_finish(rio, rio->status);
 		return;
@@ -174,9 +216,7 @@ static void read_degraded_done(struct raid_io *rio)
 		read_degraded(rio);	/* again, without the member that just failed */
 		return;
 	}
-	nlost = lost_cols(rio, lost);
-	if (nlost > (int)r->np ||
-	    raid_recover((int)r->np, (int)r->k, rio->re - rio->rs, rio->d, lost, nlost)) {
+	if (recover_unread(rio)) {
 		rio_finish(rio, -EIO);
 		return;
 	}
@@ -227,9 +267,11 @@ static void write_start(struct raid_io *rio)
 	batch_begin(rio, write_read_done);
 	if (nlost) {
 		rio->mode = WR_DEGRADED;
-		for (uint32_t c = 0; c < r->k + r->np; c++)
-			if (raid_alive(r, rio->cols[c]))
-				member_bio(rio, rio->cols[c], BIO_READ, row_off(rio, rio->rs), len, rio->d[c]);
+		if (snapshot_live(rio) > (int)r->np) {
+			batch_end(rio);		/* ends at once; write_read_done fails it */
+			return;
+		}
+		read_snapshot(rio, rio->rs, len);
 		batch_end(rio);
 		return;
 	}
@@ -261,13 +303,10 @@ static int compute_parity(struct raid_io *rio)
 	struct raid *r = rio->r;
 	size_t len = rio->re - rio->rs;
 	uint8_t *src[MAXCOLS + 2];
-	int lost[2], nlost;
 
 	switch (rio->mode) {
 	case WR_DEGRADED:
-		nlost = lost_cols(rio, lost);
-		if (nlost > (int)r->np ||
-		    raid_recover((int)r->np, (int)r->k, len, rio->d, lost, nlost))
+		if (recover_unread(rio))
 			return -EIO;
 		/* fall through */
 	case WR_RCW:
@@ -320,12 +359,15 @@ static void write_read_done(struct raid_io *rio)
 	for (uint32_t j = 0; j < r->k; j++) {
 		uint32_t m = rio->cols[j];
 
-		if (touched(rio, j) && raid_alive(r, m))
-			member_bio(rio, m, BIO_WRITE, row_off(rio, rio->lo[j]),
-				   rio->hi[j] - rio->lo[j], rio->d[j] + rio->lo[j] - rio->rs);
-		else if (raid_rebuilding(r, m))	/* rebuilt over R: keep it */
+		if (!raid_writable(r, m))
+			continue;
+		if (rio->mode == WR_DEGRADED && !(rio->readmask & (1ull << j)))
+			/* rebuilt over R (a member being rebuilt): keep all of it */
 			member_bio(rio, m, BIO_WRITE, row_off(rio, rio->rs),
 				   rio->re - rio->rs, rio->d[j]);
+		else if (touched(rio, j))
+			member_bio(rio, m, BIO_WRITE, row_off(rio, rio->lo[j]),
+				   rio->hi[j] - rio->lo[j], rio->d[j] + rio->lo[j] - rio->rs);
 	}
 	for (uint32_t p = 0; p < r->np; p++)
 		if (raid_writable(r, rio->cols[r->k + p]))
@@ -370,7 +412,6 @@ static void rebuild_done(struct raid_io *rio)
 static void rebuild_write(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
-	int lost[2], nlost;
 
 	if (rio->status) {
 		rio_finish(rio, rio->status);
@@ -380,15 +421,13 @@ static void rebuild_write(struct raid_io *rio)
 		rebuild_read(rio);
 		return;
 	}
-	nlost = lost_cols(rio, lost);
-	if (nlost > (int)r->np ||
-	    raid_recover((int)r->np, (int)r->k, r->g.strip, rio->d, lost, nlost)) {
+	if (recover_unread(rio)) {
 		rio_finish(rio, -EIO);
 		return;
 	}
 	batch_begin(rio, rebuild_done);
 	for (uint32_t c = 0; c < r->k + r->np; c++)
-		if (raid_rebuilding(r, rio->cols[c]))
+		if (!(rio->readmask & (1ull << c)) && raid_rebuilding(r, rio->cols[c]))
 			member_bio(rio, rio->cols[c], BIO_WRITE, row_off(rio, 0), r->g.strip,
 				   rio->d[c]);
 	batch_end(rio);
@@ -397,17 +436,13 @@ static void rebuild_write(struct raid_io *rio)
 static void rebuild_read(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
-	int lost[2];
 
-	if (lost_cols(rio, lost) > (int)r->np) {
+	if (snapshot_live(rio) > (int)r->np) {
 		rio_finish(rio, -EIO);
 		return;
 	}
 	batch_begin(rio, rebuild_write);
-	for (uint32_t c = 0; c < r->k + r->np; c++)
-		if (raid_alive(r, rio->cols[c]))
-			member_bio(rio, rio->cols[c], BIO_READ, row_off(rio, 0), r->g.strip,
-				   rio->d[c]);
+	read_snapshot(rio, 0, r->g.strip);
 	batch_end(rio);
 }
 
