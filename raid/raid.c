@@ -17,9 +17,15 @@
  * thread with synchronous I/O. A failed member that comes back later has an
  * older generation, and raid_assemble() does not trust it.
  *
+ * raid_replace() rebuilds a failed slot on a new device online: the new
+ * member is written by every write from the start, and each row is rebuilt
+ * under its stripe lock by RAID_BIO_REBUILD bios sent through a private
+ * loop and channel (doc/raid.md).
+ *
  * Not done yet (doc/raid.md): the write hole (no journal or bitmap: a crash
- * in the middle of a stripe write may leave parity stale), rebuild, scrub,
- * hot spares, DISCARD and WRITE_ZEROES, and buffer pools.
+ * in the middle of a stripe write may leave parity stale), resuming a
+ * rebuild after a restart, scrub, hot spares, DISCARD and WRITE_ZEROES, and
+ * buffer pools.
  */
 #include <errno.h>
 #include <pthread.h>
