@@ -17,6 +17,7 @@
 #include <string.h>
 #include <isa-l/crc.h>
 #include "sand/raid.h"
+#include "sand/ev.h"
 #include "sand/log.h"
 
 struct raid_sb_disk_member {
@@ -162,19 +163,88 @@ free_buf:
 	return rc;
 }
 
+/*
+ * Synchronous I/O with one private loop and channel for several requests
+ * (blk_sync_io sets up both per call, which costs an io_setup/io_destroy
+ * pair on libaio devices).
+ */
+struct sync_sess {
+	struct ev_loop	*loop;
+	struct blkchan	*ch;
+};
+
+struct sync_wait {
+	bool	done;
+	int	status;
+};
+
+static void sess_end(struct bio *bio, int status)
+{
+	struct sync_wait *w = bio->end_arg;
+
+	w->status = status;
+	w->done = true;
+}
+
+static void sess_closed(void *arg)
+{
+	*(bool *)arg = true;
+}
+
+static int sess_open(struct blkdev *bd, struct sync_sess *s)
+{
+	int rc = ev_loop_new(EV_AUTO, 16, &s->loop);
+
+	if (rc)
+		return rc;
+	rc = blk_chan_open(bd, s->loop, &s->ch);
+	if (rc)
+		ev_loop_free(s->loop);
+	return rc;
+}
+
+static int sess_io(struct sync_sess *s, enum bio_op op, uint64_t off, void *buf, uint64_t len)
+{
+	struct iovec iov = { buf, len };
+	struct sync_wait w = { 0 };
+	int rc;
+
+	while ((rc = blk_rw(s->ch, op, 0, &iov, buf ? 1 : 0, off, len, sess_end, &w)) == -EAGAIN)
+		ev_run_once(s->loop, 10);
+	while (!rc && !w.done)
+		ev_run_once(s->loop, 100);
+	return rc ? rc : w.status;
+}
+
+static void sess_close(struct sync_sess *s)
+{
+	bool closed = false;
+
+	blk_chan_close(s->ch, sess_closed, &closed);
+	while (!closed)
+		ev_run_once(s->loop, 100);
+	ev_loop_free(s->loop);
+}
+
 int raid_sb_write(struct blkdev *bd, const struct raid_sb *sb)
 {
 	uint8_t *buf = aligned_alloc(4096, RAID_SB_SIZE);
-	int rc = 0;
+	struct sync_sess s;
+	int rc;
 
 	if (!buf)
 		return -ENOMEM;
 	raid_sb_encode(sb, buf);
+	rc = sess_open(bd, &s);
+	if (rc)
+		goto free_buf;
 	for (int i = 0; i < 2 && !rc; i++) {
-		rc = blk_sync_io(bd, BIO_WRITE, 0, RAID_SB_COPY_OFF(i), buf, RAID_SB_SIZE);
+		rc = sess_io(&s, BIO_WRITE, RAID_SB_COPY_OFF(i), buf, RAID_SB_SIZE);
 		if (!rc)
-			rc = blk_sync_io(bd, BIO_FLUSH, 0, 0, NULL, 0);
+			rc = sess_io(&s, BIO_FLUSH, 0, NULL, 0);
 	}
+	sess_close(&s);
+free_buf:
 	free(buf);
 	return rc;
 }

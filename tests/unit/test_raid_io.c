@@ -13,6 +13,9 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include "sand/blkdev.h"
@@ -47,6 +50,8 @@ struct env {
 	struct blkchan	*ch;
 	uint8_t		*model;
 	uint64_t	size;
+	uint32_t	bs;		/* the set's block size */
+	unsigned	flush_permille;	/* of I/Os that are FLUSH (0: 20) */
 	uint64_t	rng;
 	struct slot	slots[QD];
 	unsigned	inflight;
@@ -81,6 +86,7 @@ static void env_attach(struct env *e)
 {
 	ck_assert_int_eq(blk_chan_open(e->raid, e->loop, &e->ch), 0);
 	e->size = e->raid->size;
+	e->bs = e->raid->block_size;
 	if (!e->model)
 		e->model = calloc(1, e->size);
 }
@@ -117,7 +123,8 @@ static void env_free(struct env *e)
 		env_detach(e);
 	for (uint32_t i = 0; i < e->n; i++) {
 		ck_assert_int_eq(blkdev_close(e->f[i]), 0);
-		ck_assert_int_eq(blkdev_close(e->mem[i]), 0);
+		if (e->mem[i])
+			ck_assert_int_eq(blkdev_close(e->mem[i]), 0);
 	}
 	ev_loop_free(e->loop);
 	free(e->model);
@@ -133,9 +140,14 @@ static void io_end(struct bio *bio, int status)
 		fprintf(stderr, "%s %llu+%llu: %d\n", s->write ? "write" : "read",
 			(unsigned long long)s->off, (unsigned long long)s->len, status);
 	} else if (!s->write && s->buf && memcmp(s->buf, e->model + s->off, s->len)) {
+		uint64_t i = 0;
+
+		while (s->buf[i] == e->model[s->off + i])
+			i++;
 		e->mismatches++;
-		fprintf(stderr, "read %llu+%llu: data differs\n",
-			(unsigned long long)s->off, (unsigned long long)s->len);
+		fprintf(stderr, "read %llu+%llu: data differs at %llu (+%llu)\n",
+			(unsigned long long)s->off, (unsigned long long)s->len,
+			(unsigned long long)(s->off + i), (unsigned long long)i);
 	}
 	free(s->buf);
 	s->buf = NULL;
@@ -159,17 +171,18 @@ static bool overlaps(struct env *e, uint64_t off, uint64_t len)
 static bool submit_one(struct env *e, struct slot *s)
 {
 	uint64_t off = 0, len = 0;
-	unsigned r = (unsigned)(rnd(e) % 100);
-	enum bio_op op = r < 2 ? BIO_FLUSH : r < 50 ? BIO_WRITE : BIO_READ;
+	unsigned r = (unsigned)(rnd(e) % 1000);
+	unsigned fl = e->flush_permille ? e->flush_permille : 20;
+	enum bio_op op = r < fl ? BIO_FLUSH : r < 500 ? BIO_WRITE : BIO_READ;
 	int tries;
 
 	if (op != BIO_FLUSH) {
 		for (tries = 0; tries < 20; tries++) {
-			len = (1 + rnd(e) % (MAXLEN / BS)) * BS;
+			len = (1 + rnd(e) % (MAXLEN / e->bs)) * e->bs;
 			if (rnd(e) % 8 == 0)	/* often exactly a strip or stripe */
 				len = STRIP * (1 + rnd(e) % 4);
 			len = MIN(len, e->size);
-			off = rnd(e) % ((e->size - len) / BS + 1) * BS;
+			off = rnd(e) % ((e->size - len) / e->bs + 1) * e->bs;
 			if (rnd(e) % 4 == 0)
 				off = off / STRIP * STRIP;
 			if (off + len <= e->size && !overlaps(e, off, len))
@@ -229,16 +242,51 @@ static void run_ops(struct env *e, uint64_t nops, hook_fn hook)
 	}
 }
 
-/* Read the whole set back, one strip at a time, and compare. */
+static void sync_end(struct bio *bio, int status)
+{
+	int *st = bio->end_arg;
+
+	*st = status;
+}
+
+static void chan_read(struct env *e, struct blkchan *ch, uint64_t off, void *buf, uint64_t len)
+{
+	struct iovec iov = { buf, len };
+	int st = 1;
+
+	ck_assert_int_eq(blk_rw(ch, BIO_READ, 0, &iov, 1, off, len, sync_end, &st), 0);
+	for (int i = 0; i < 10000 && st == 1; i++)
+		ev_run_once(e->loop, 100);
+	ck_assert_int_eq(st, 0);
+}
+
+/* Channels on every member, on the env's loop (blk_sync_io would set up a
+ * loop and a channel per call: slow with libaio). */
+static void members_open(struct env *e, struct blkchan **ch)
+{
+	for (uint32_t i = 0; i < e->n; i++)
+		ck_assert_int_eq(blk_chan_open(e->f[i], e->loop, &ch[i]), 0);
+}
+
+static void members_close(struct env *e, struct blkchan **ch)
+{
+	for (uint32_t i = 0; i < e->n; i++) {
+		bool closed = false;
+
+		blk_chan_close(ch[i], closed_cb, &closed);
+		for (int j = 0; j < 1000 && !closed; j++)
+			ev_run_once(e->loop, 10);
+		ck_assert(closed);
+	}
+}
+
+/* Read the whole set back through the env's channel, 64 KiB at a time. */
 static void verify_all(struct env *e)
 {
 	uint8_t *buf = malloc(e->size);
 
-	for (uint64_t off = 0; off < e->size; off += 64 * 1024) {
-		uint64_t len = MIN(64 * 1024, e->size - off);
-
-		ck_assert_int_eq(blk_sync_io(e->raid, BIO_READ, 0, off, buf + off, len), 0);
-	}
+	for (uint64_t off = 0; off < e->size; off += 64 * 1024)
+		chan_read(e, e->ch, off, buf + off, MIN(64 * 1024, e->size - off));
 	ck_assert_int_eq(memcmp(buf, e->model, e->size), 0);
 	free(buf);
 }
@@ -251,7 +299,9 @@ static void verify_parity(struct env *e, enum raid_level l)
 	struct raid_geom g = { .level = l, .nmembers = e->n, .strip = STRIP,
 			       .member_size = MEMBER_DATA };
 	uint8_t *col[RAID_MAX_MEMBERS + 2], *want[2];
+	struct blkchan *ch[RAID_MAX_MEMBERS];
 
+	members_open(e, ch);
 	for (uint32_t c = 0; c < e->n; c++)
 		col[c] = aligned_alloc(64, STRIP);
 	want[0] = aligned_alloc(64, STRIP);
@@ -261,8 +311,7 @@ static void verify_parity(struct env *e, enum raid_level l)
 
 		raid_stripe_cols(&g, st, cols);
 		for (uint32_t c = 0; c < e->n; c++)
-			ck_assert_int_eq(blk_sync_io(e->mem[cols[c]], BIO_READ, 0,
-						     RAID_DATA_OFFSET + st * STRIP, col[c], STRIP), 0);
+			chan_read(e, ch[cols[c]], RAID_DATA_OFFSET + st * STRIP, col[c], STRIP);
 		for (uint32_t c = 0; c < k; c++)
 			gen[c] = col[c];
 		gen[k] = want[0];
@@ -273,6 +322,7 @@ static void verify_parity(struct env *e, enum raid_level l)
 				      "stripe %llu: %s does not match", (unsigned long long)st,
 				      p ? "Q" : "P");
 	}
+	members_close(e, ch);
 	for (uint32_t c = 0; c < e->n; c++)
 		free(col[c]);
 	free(want[0]);
@@ -283,18 +333,19 @@ static void verify_parity(struct env *e, enum raid_level l)
 static void verify_mirrors(struct env *e, enum raid_level l)
 {
 	uint8_t *a = malloc(MEMBER_DATA), *b = malloc(MEMBER_DATA);
+	struct blkchan *ch[RAID_MAX_MEMBERS];
 
+	members_open(e, ch);
 	for (uint32_t i = 1; i < e->n; i++) {
 		uint32_t ref = l == RAID_LEVEL_10 ? (i % 2 ? i - 1 : i) : 0;
 
 		if (ref == i)
 			continue;
-		ck_assert_int_eq(blk_sync_io(e->mem[ref], BIO_READ, 0, RAID_DATA_OFFSET, a,
-					     MEMBER_DATA), 0);
-		ck_assert_int_eq(blk_sync_io(e->mem[i], BIO_READ, 0, RAID_DATA_OFFSET, b,
-					     MEMBER_DATA), 0);
+		chan_read(e, ch[ref], RAID_DATA_OFFSET, a, MEMBER_DATA);
+		chan_read(e, ch[i], RAID_DATA_OFFSET, b, MEMBER_DATA);
 		ck_assert_int_eq(memcmp(a, b, MEMBER_DATA), 0);
 	}
+	members_close(e, ch);
 	free(a);
 	free(b);
 }
@@ -790,6 +841,88 @@ START_TEST(rebuild_refusals)
 }
 END_TEST
 
+
+/* ---- on real files: io_uring, libaio and psync members, both loops ---- */
+
+static const struct {
+	enum blk_file_backend	backend;
+	uint32_t		bs;
+	enum ev_backend		loop;
+	enum raid_level		level;
+	uint32_t		n;
+} fcfgs[] = {
+	{ BLK_FILE_URING, 512, EV_URING, RAID_LEVEL_5, 4 },
+	{ BLK_FILE_URING, 4096, EV_URING, RAID_LEVEL_6, 5 },
+	{ BLK_FILE_AIO, 512, EV_EPOLL, RAID_LEVEL_6, 4 },
+	{ BLK_FILE_AIO, 4096, EV_URING, RAID_LEVEL_5, 3 },
+	{ BLK_FILE_PSYNC, 512, EV_URING, RAID_LEVEL_10, 4 },
+	{ BLK_FILE_PSYNC, 4096, EV_EPOLL, RAID_LEVEL_5, 4 },
+	{ BLK_FILE_AIO, 4096, EV_EPOLL, RAID_LEVEL_1, 2 },
+	{ BLK_FILE_URING, 512, EV_URING, RAID_LEVEL_0, 3 },
+};
+
+/* A directory on a real file system (O_DIRECT): not tmpfs. */
+static bool file_dir(char *dir, size_t len)
+{
+	const char *bases[] = { getenv("SAND_TEST_TMPDIR"), "/var/tmp", "build", "." };
+	struct statfs sfs;
+
+	for (size_t i = 0; i < ARRAY_SIZE(bases); i++) {
+		if (!bases[i] || statfs(bases[i], &sfs) || sfs.f_type == TMPFS_MAGIC)
+			continue;
+		snprintf(dir, len, "%s/sand-raid-XXXXXX", bases[i]);
+		if (mkdtemp(dir))
+			return true;
+	}
+	return false;
+}
+
+START_TEST(on_files)
+{
+	struct blk_file_opts fo = { .backend = fcfgs[_i].backend, .block_size = fcfgs[_i].bs,
+				    .create_size = MEMBER_SIZE };
+	struct raid_opts o = { .strip = STRIP };
+	struct blkdev *sh[RAID_MAX_MEMBERS];
+	uint32_t n = fcfgs[_i].n;
+	char dir[256], path[RAID_MAX_MEMBERS][300];
+	struct env e;
+
+	ck_assert(file_dir(dir, sizeof(dir)));
+	memset(&e, 0, sizeof(e));
+	e.n = n;
+	e.rng = 1000 + (uint64_t)_i;
+	e.flush_permille = 2;		/* a flush is an fdatasync per member */
+	for (uint32_t i = 0; i < n; i++) {
+		char name[16];
+
+		snprintf(path[i], sizeof(path[i]), "%s/m%u", dir, i);
+		snprintf(name, sizeof(name), "file%u", i);
+		ck_assert_int_eq(blk_file_open(name, path[i], &fo, &e.f[i]), 0);
+		ck_assert_uint_eq(e.f[i]->block_size, fcfgs[_i].bs);
+	}
+	ck_assert_int_eq(ev_loop_new(fcfgs[_i].loop, 256, &e.loop), 0);
+	ck_assert_int_eq(raid_create("rf", fcfgs[_i].level, e.f, n, &o, &e.raid), 0);
+	ck_assert_uint_eq(e.raid->block_size, fcfgs[_i].bs);
+	env_attach(&e);
+	run_ops(&e, 1000, NULL);
+	ck_assert_uint_eq(e.errors + e.mismatches, 0);
+	verify_all(&e);
+	env_detach(&e);
+	if (fcfgs[_i].level == RAID_LEVEL_5 || fcfgs[_i].level == RAID_LEVEL_6)
+		verify_parity(&e, fcfgs[_i].level);
+	else if (fcfgs[_i].level != RAID_LEVEL_0)
+		verify_mirrors(&e, fcfgs[_i].level);
+	shuffle(&e, sh);
+	ck_assert_int_eq(raid_assemble(sh, n, &e.raid), 0);
+	env_attach(&e);
+	verify_all(&e);
+	env_free(&e);
+	for (uint32_t i = 0; i < n; i++)
+		unlink(path[i]);
+	rmdir(dir);
+}
+END_TEST
+
 /* ---- assembly ---- */
 
 START_TEST(reassemble_all_levels)
@@ -941,6 +1074,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, redundant_missing_members);
 	tcase_add_test(tc, refuse_other_pool);
 	tcase_add_test(tc, create_refusals);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("files");
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, on_files, 0, (int)ARRAY_SIZE(fcfgs));
 	suite_add_tcase(s, tc);
 	return s;
 }
