@@ -343,7 +343,8 @@ void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
 		return;
 	}
 	b->op = op;
-	b->flags = op == BIO_WRITE ? (rio->bio->flags & BIO_FUA) : 0;
+	b->flags = op == BIO_WRITE || op == BIO_WRITE_ZEROES ?
+		   (rio->bio->flags & (BIO_FUA | BIO_NOUNMAP)) : 0;
 	if (op != BIO_FLUSH) {
 		b->offset = rio->r->data_offset + moff;
 		b->len = len;
@@ -469,9 +470,28 @@ static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 
 /* ------------------------------------------------------------ blkdev ops */
 
+/*
+ * WRITE_ZEROES: RAID 5/6 write zeros through the stripe path (parity must
+ * follow); 0, 1 and 10 pass it down when every member takes it. DISCARD:
+ * passed down by 0, 1 and 10 when every member takes it; not on 5/6 (the
+ * parity of undefined contents is undefined).
+ */
 static bool raid_supports(struct blkdev *bd, enum bio_op op)
 {
-	return op == BIO_READ || op == BIO_WRITE || op == BIO_FLUSH;
+	struct raid *r = to_raid(bd);
+
+	switch (op) {
+	case BIO_READ:
+	case BIO_WRITE:
+	case BIO_FLUSH:
+		return true;
+	case BIO_WRITE_ZEROES:
+		return r->np || r->caps & (1u << op);
+	case BIO_DISCARD:
+		return !r->np && r->caps & (1u << op);
+	default:
+		return false;
+	}
 }
 
 static int raid_chan_create(struct blkdev *bd, struct blkchan *ch)
@@ -624,6 +644,11 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 			return rc;
 		}
 	}
+	r->caps = (1u << BIO_WRITE_ZEROES) | (1u << BIO_DISCARD);
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		for (int op = BIO_DISCARD; op <= BIO_WRITE_ZEROES; op++)
+			if (slots[i] && !blkdev_supports(slots[i], (enum bio_op)op))
+				r->caps &= ~(1u << op);
 	r->bd.block_size = bs;
 	r->bd.size = raid_geom_size(&r->g);
 	r->lops->start(r);
@@ -873,6 +898,12 @@ int raid_replace(struct blkdev *bd, uint32_t slot, struct blkdev *nd)
 	r = to_raid(bd);
 	if (slot >= r->g.nmembers || !r->lops->rebuild)
 		return -EINVAL;
+	for (int op = BIO_DISCARD; op <= BIO_WRITE_ZEROES; op++)
+		if ((r->caps & (1u << op)) && !blkdev_supports(nd, (enum bio_op)op)) {
+			LOG_ERR(LS_RAID, "%s: %s does not support %s like the other members",
+				bd->name, nd->name, op == BIO_DISCARD ? "discard" : "write-zeroes");
+			return -EINVAL;
+		}
 	if (nd->size < r->data_offset + r->g.member_size || nd->block_size > r->bd.block_size) {
 		LOG_ERR(LS_RAID, "%s: %s is too small or its blocks too large to replace member %u",
 			bd->name, nd->name, slot);

@@ -87,6 +87,7 @@ struct raid {
 	struct raid_geom g;
 	uint32_t	k, np;		/* data and parity columns (5/6) */
 	uint64_t	data_offset;
+	uint32_t	caps;		/* 1 << op: every member supports DISCARD, WRITE_ZEROES */
 	struct blkdev	*members[RAID_MAX_MEMBERS];
 	int		state[RAID_MAX_MEMBERS];	/* atomic */
 	struct raid_sb	sb;		/* the template: uuids, geometry, generation */

@@ -134,12 +134,20 @@ static void copy_out(struct raid_io *rio)
 				   rio->d[j] + rio->lo[j] - rio->rs, rio->hi[j] - rio->lo[j]);
 }
 
+/* The new data (zeros for WRITE_ZEROES) over the touched ranges. */
 static void overlay_new(struct raid_io *rio)
 {
-	for (uint32_t j = 0; j < rio->r->k; j++)
-		if (touched(rio, j))
-			iov_to_buf(rio->bio->iov, rio->bio->iovcnt, iov_skip(rio, j),
-				   rio->d[j] + rio->lo[j] - rio->rs, rio->hi[j] - rio->lo[j]);
+	for (uint32_t j = 0; j < rio->r->k; j++) {
+		uint8_t *dst = rio->d[j] + rio->lo[j] - rio->rs;
+
+		if (!touched(rio, j))
+			continue;
+		if (rio->bio->op == BIO_WRITE_ZEROES)
+			memset(dst, 0, rio->hi[j] - rio->lo[j]);
+		else
+			iov_to_buf(rio->bio->iov, rio->bio->iovcnt, iov_skip(rio, j), dst,
+				   rio->hi[j] - rio->lo[j]);
+	}
 }
 
 static void xor_into(uint8_t *dst, const uint8_t *src, size_t len)

@@ -51,6 +51,7 @@ struct env {
 	uint8_t		*model;
 	uint64_t	size;
 	uint32_t	bs;		/* the set's block size */
+	bool		discard_zeroes;	/* members read zeros after DISCARD (memory) */
 	unsigned	flush_permille;	/* of I/Os that are FLUSH (0: 20) */
 	uint64_t	rng;
 	struct slot	slots[QD];
@@ -87,6 +88,7 @@ static void env_attach(struct env *e)
 	ck_assert_int_eq(blk_chan_open(e->raid, e->loop, &e->ch), 0);
 	e->size = e->raid->size;
 	e->bs = e->raid->block_size;
+	e->discard_zeroes = e->mem[0] != NULL;
 	if (!e->model)
 		e->model = calloc(1, e->size);
 }
@@ -161,7 +163,7 @@ static bool overlaps(struct env *e, uint64_t off, uint64_t len)
 	for (int i = 0; i < QD; i++) {
 		struct slot *s = &e->slots[i];
 
-		if (s->busy && s->buf && off < s->off + s->len && s->off < off + len)
+		if (s->busy && s->len && off < s->off + s->len && s->off < off + len)
 			return true;
 	}
 	return false;
@@ -175,6 +177,12 @@ static bool submit_one(struct env *e, struct slot *s)
 	unsigned fl = e->flush_permille ? e->flush_permille : 20;
 	enum bio_op op = r < fl ? BIO_FLUSH : r < 500 ? BIO_WRITE : BIO_READ;
 	int tries;
+
+	if (op == BIO_WRITE && r < fl + 40 && blkdev_supports(e->raid, BIO_WRITE_ZEROES))
+		op = BIO_WRITE_ZEROES;
+	else if (op == BIO_WRITE && r < fl + 70 && e->discard_zeroes &&
+		 blkdev_supports(e->raid, BIO_DISCARD))
+		op = BIO_DISCARD;
 
 	if (op != BIO_FLUSH) {
 		for (tries = 0; tries < 20; tries++) {
@@ -195,8 +203,10 @@ static bool submit_one(struct env *e, struct slot *s)
 	s->e = e;
 	s->off = off;
 	s->len = len;
-	s->write = op == BIO_WRITE;
-	if (op != BIO_FLUSH) {
+	s->write = op != BIO_READ;
+	if (op == BIO_WRITE_ZEROES || op == BIO_DISCARD) {
+		memset(e->model + off, 0, len);
+	} else if (op != BIO_FLUSH) {
 		size_t a, b;
 
 		s->buf = malloc(len);
@@ -361,6 +371,22 @@ static void random_io(enum raid_level l, uint32_t n, uint64_t seed)
 	ck_assert_uint_eq(e.done, 3000);
 	verify_all(&e);
 	ck_assert_int_eq(raid_degraded(e.raid), 0);
+	{
+		uint64_t wz = 0, dc = 0;
+
+		for (uint32_t i = 0; i < n; i++) {
+			struct fault_stats st;
+
+			ck_assert_int_eq(fault_get_stats(e.f[i], &st), 0);
+			wz += st.ios[BIO_WRITE_ZEROES];
+			dc += st.ios[BIO_DISCARD];
+		}
+		/* 0, 1, 10 pass them down; 5, 6 write zeros themselves */
+		if (l == RAID_LEVEL_5 || l == RAID_LEVEL_6)
+			ck_assert_uint_eq(wz + dc, 0);
+		else
+			ck_assert(wz > 0 && dc > 0);
+	}
 	env_detach(&e);
 	if (l == RAID_LEVEL_5 || l == RAID_LEVEL_6)
 		verify_parity(&e, l);
@@ -1036,6 +1062,8 @@ START_TEST(create_refusals)
 	ck_assert_int_eq(raid_create("r", RAID_LEVEL_5, e.f, 3, NULL, &e.raid), 0);
 	ck_assert_uint_eq(e.raid->size, 2ull * MEMBER_DATA);
 	ck_assert(blk_is_raid(e.raid));
+	ck_assert(blkdev_supports(e.raid, BIO_WRITE_ZEROES));	/* through the stripe path */
+	ck_assert(!blkdev_supports(e.raid, BIO_DISCARD));
 	ck_assert(!blk_is_raid(e.f[0]));
 	/* members are claimed while the set is open */
 	ck_assert_int_eq(raid_create("y", RAID_LEVEL_1, e.f, 2, NULL, &out), -EBUSY);
