@@ -27,6 +27,7 @@
  * rebuild after a restart, scrub, hot spares, DISCARD and WRITE_ZEROES, and
  * buffer pools.
  */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -329,9 +330,9 @@ static void child_end(struct bio *b, int status)
 
 static void retry_fn(struct ev_timer *t);
 
-/* Send one member bio: from buf (len bytes), or from the parent's iovec. */
-void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
-		uint64_t len, void *buf)
+/* Send one member bio: from v (nv pieces), or from the parent's iovec. */
+static void member_bio_iov(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
+			   uint64_t len, const struct iovec *v, int nv)
 {
 	struct blkchan *ch = member_chan(rio, m);
 	struct bio *b = ch ? bio_alloc(ch) : NULL;
@@ -349,11 +350,11 @@ void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
 		b->offset = rio->r->data_offset + moff;
 		b->len = len;
 	}
-	if (buf) {
-		b->iov_inline[0].iov_base = buf;
-		b->iov_inline[0].iov_len = len;
+	if (v) {
+		for (int i = 0; i < nv; i++)
+			b->iov_inline[i] = v[i];
 		b->iov = b->iov_inline;
-		b->iovcnt = 1;
+		b->iovcnt = nv;
 	} else if (op != BIO_FLUSH) {
 		b->iov = rio->bio->iov;
 		b->iovcnt = rio->bio->iovcnt;
@@ -374,6 +375,41 @@ void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
 		if (!rio->status)
 			rio->status = rc;
 	}
+}
+
+/* Send one member bio: from buf (len bytes), or from the parent's iovec. */
+void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
+		uint64_t len, void *buf)
+{
+	struct iovec v = { buf, len };
+
+	member_bio_iov(rio, m, op, moff, len, buf ? &v : NULL, 1);
+}
+
+void member_bio_slice(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
+		      uint64_t len, size_t skip)
+{
+	struct iovec v[BIO_INLINE_IOVS];
+	const struct iovec *iov = rio->bio->iov;
+	uint64_t left = len;
+	int n = 0;
+
+	for (int i = 0; i < rio->bio->iovcnt && left; i++) {
+		size_t take;
+
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		take = (size_t)MIN(left, iov[i].iov_len - skip);
+		assert(n < BIO_INLINE_IOVS);
+		v[n].iov_base = (uint8_t *)iov[i].iov_base + skip;
+		v[n].iov_len = take;
+		n++;
+		left -= take;
+		skip = 0;
+	}
+	member_bio_iov(rio, m, op, moff, len, v, n);
 }
 
 static void retry_fn(struct ev_timer *t)

@@ -134,6 +134,11 @@ void batch_end(struct raid_io *rio);
 void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
 		uint64_t len, void *buf);
 
+/* The same into bytes [skip, skip + len) of the parent's iovec: at most
+ * BIO_INLINE_IOVS pieces. */
+void member_bio_slice(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
+		      uint64_t len, size_t skip);
+
 /* Take the lock of rio->stripe, then run fn (now, or when handed over). */
 void stripe_lock(struct raid_io *rio, raid_io_fn fn);
 

@@ -32,8 +32,8 @@
  * parity was computed with the new data, so the lost column reads back
  * rebuilt.
  *
- * Reads go through the stripe buffers too (one copy out); stripe buffers are
- * allocated per bio for now.
+ * Plain reads go straight into the caller's iovec; degraded reads and writes
+ * use stripe buffers, allocated per bio for now.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -181,7 +181,7 @@ static int setup_stripe(struct raid_io *rio)
 		rio->rs = MIN(rio->rs, rio->lo[j]);
 		rio->re = MAX(rio->re, rio->hi[j]);
 	}
-	return alloc_bufs(rio);
+	return 0;
 }
 
 static int alloc_bufs(struct raid_io *rio)
@@ -232,22 +232,71 @@ static void read_degraded_done(struct raid_io *rio)
 	rio_finish(rio, 0);
 }
 
+/* Pieces of the parent's iovec that [skip, skip + len) spans. */
+static int iov_pieces(const struct iovec *iov, int cnt, size_t skip, size_t len)
+{
+	int n = 0;
+
+	for (int i = 0; i < cnt && len; i++) {
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		len -= MIN(len, iov[i].iov_len - skip);
+		skip = 0;
+		n++;
+	}
+	return n;
+}
+
+static void degraded_read(struct raid_io *rio)
+{
+	int rc = rio->mem ? 0 : alloc_bufs(rio);
+
+	if (rc)
+		rio_finish(rio, rc);
+	else
+		stripe_lock(rio, read_degraded);
+}
+
+/*
+ * Every touched column live: read each straight into its part of the
+ * caller's iovec (when that part fits a member bio's inline iovec), else
+ * through the stripe buffers.
+ */
 static void read_direct(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
+	struct bio *bio = rio->bio;
+	bool bounce = false;
 
-	for (uint32_t j = 0; j < r->k; j++)
-		if (touched(rio, j) && !raid_alive(r, rio->cols[j]))
-			goto degraded;
+	for (uint32_t j = 0; j < r->k; j++) {
+		if (!touched(rio, j))
+			continue;
+		if (!raid_alive(r, rio->cols[j])) {
+			degraded_read(rio);
+			return;
+		}
+		if (iov_pieces(bio->iov, bio->iovcnt, iov_skip(rio, j),
+			       rio->hi[j] - rio->lo[j]) > BIO_INLINE_IOVS)
+			bounce = true;
+	}
+	if (bounce && alloc_bufs(rio)) {
+		rio_finish(rio, -ENOMEM);
+		return;
+	}
 	batch_begin(rio, read_direct_done);
-	for (uint32_t j = 0; j < r->k; j++)
-		if (touched(rio, j))
+	for (uint32_t j = 0; j < r->k; j++) {
+		if (!touched(rio, j))
+			continue;
+		if (bounce)
 			member_bio(rio, rio->cols[j], BIO_READ, row_off(rio, rio->lo[j]),
-			      rio->hi[j] - rio->lo[j], rio->d[j] + rio->lo[j] - rio->rs);
+				   rio->hi[j] - rio->lo[j], rio->d[j] + rio->lo[j] - rio->rs);
+		else
+			member_bio_slice(rio, rio->cols[j], BIO_READ, row_off(rio, rio->lo[j]),
+					 rio->hi[j] - rio->lo[j], iov_skip(rio, j));
+	}
 	batch_end(rio);
-	return;
-degraded:
-	stripe_lock(rio, read_degraded);
 }
 
 static void read_direct_done(struct raid_io *rio)
@@ -255,9 +304,10 @@ static void read_direct_done(struct raid_io *rio)
 	if (rio->status) {
 		rio_finish(rio, rio->status);
 	} else if (rio->child_err) {
-		stripe_lock(rio, read_degraded);
+		degraded_read(rio);
 	} else {
-		copy_out(rio);
+		if (rio->mem)
+			copy_out(rio);
 		rio_finish(rio, 0);
 	}
 }
@@ -402,8 +452,13 @@ static void parity_submit_rw(struct raid_io *rio)
 		rio_finish(rio, rc);
 		return;
 	}
-	if (rio->bio->op == BIO_READ)
+	if (rio->bio->op == BIO_READ) {
 		read_direct(rio);
+		return;
+	}
+	rc = alloc_bufs(rio);
+	if (rc)
+		rio_finish(rio, rc);
 	else
 		stripe_lock(rio, write_start);
 }

@@ -37,7 +37,7 @@ struct slot {
 	bool		busy, write;
 	uint64_t	off, len;
 	uint8_t		*buf;
-	struct iovec	iov[3];
+	struct iovec	iov[8];
 	int		iovcnt;
 };
 
@@ -218,13 +218,14 @@ static bool submit_one(struct env *e, struct slot *s)
 			}
 			memcpy(e->model + off, s->buf, len);
 		}
-		/* up to three iovecs, split anywhere */
-		a = (size_t)(rnd(e) % (len + 1));
-		b = a + (size_t)(rnd(e) % (len - a + 1));
-		s->iov[0] = (struct iovec){ s->buf, a };
-		s->iov[1] = (struct iovec){ s->buf + a, b - a };
-		s->iov[2] = (struct iovec){ s->buf + b, len - b };
-		s->iovcnt = 3;
+		/* 1 to 8 iovecs, split anywhere (pieces may be empty) */
+		s->iovcnt = 1 + (int)(rnd(e) % 8);
+		a = 0;
+		for (int i = 0; i < s->iovcnt; i++) {
+			b = i == s->iovcnt - 1 ? len : a + (size_t)(rnd(e) % (len - a + 1));
+			s->iov[i] = (struct iovec){ s->buf + a, b - a };
+			a = b;
+		}
 	}
 	s->busy = true;
 	e->inflight++;
