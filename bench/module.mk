@@ -1,5 +1,5 @@
 # bench/: small benchmarks, built with `make` (not run by `make check`).
-BENCH_BINS := $(BUILD)/bench/raid-parity
+BENCH_BINS := $(BUILD)/bench/raid-parity $(BUILD)/bench/raid-io
 
 all: $(BENCH_BINS)
 

@@ -240,12 +240,61 @@ static void complete_task(struct ev_task *t)
 	bio_complete(bio, rio->final);
 }
 
+/*
+ * Stripe buffers come from a per-channel cache in two sizes: small (a
+ * partial-stripe write of up to 64 KiB in all) and large (the most a bio
+ * can need). malloc'ing them per bio costs page faults: glibc hands large
+ * blocks back to the kernel on free.
+ */
+#define BUF_SMALL	(64u * 1024)
+static const unsigned buf_keep[2] = { 64, 32 };	/* kept per channel */
+
+int rio_alloc_mem(struct raid_io *rio, size_t len)
+{
+	struct raid_chan *rc = rio->rc;
+	int cls = len <= BUF_SMALL ? 0 : 1;
+	size_t size = cls ? rio->r->buf_max : BUF_SMALL;
+
+	rio->mem_class = -1;
+	if (len > size) {
+		rio->mem = aligned_alloc(64, (len + 63) & ~(size_t)63);
+		return rio->mem ? 0 : -ENOMEM;
+	}
+	if (rc->nfree[cls]) {
+		struct list_head *l = rc->free_bufs[cls].next;
+
+		list_del(l);
+		rc->nfree[cls]--;
+		rio->mem = (uint8_t *)l;
+	} else {
+		rio->mem = aligned_alloc(64, size);
+		if (!rio->mem)
+			return -ENOMEM;
+	}
+	rio->mem_class = (int8_t)cls;
+	return 0;
+}
+
+static void rio_free_mem(struct raid_io *rio)
+{
+	struct raid_chan *rc = rio->rc;
+	int cls = rio->mem_class;
+
+	if (rio->mem && cls >= 0 && rc->nfree[cls] < buf_keep[cls]) {
+		list_add((struct list_head *)(void *)rio->mem, &rc->free_bufs[cls]);
+		rc->nfree[cls]++;
+	} else {
+		free(rio->mem);
+	}
+	rio->mem = NULL;
+	rio->mem_class = -1;
+}
+
 void rio_finish(struct raid_io *rio, int status)
 {
 	struct raid *r = rio->r;
 
-	free(rio->mem);
-	rio->mem = NULL;
+	rio_free_mem(rio);
 	stripe_unlock(rio);
 	rio->final = status;
 	if (rio->persist) {
@@ -490,7 +539,8 @@ static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 	memset(rio, 0, offsetof(struct raid_io, stripe));
 	rio->r = r;
 	rio->bio = bio;
-	rio->mch = ch->priv;
+	rio->rc = ch->priv;
+	rio->mch = rio->rc->mch;
 	rio->in_submit = true;
 	list_init(&rio->wait_link);
 	list_init(&rio->retry);
@@ -533,35 +583,44 @@ static bool raid_supports(struct blkdev *bd, enum bio_op op)
 static int raid_chan_create(struct blkdev *bd, struct blkchan *ch)
 {
 	struct raid *r = to_raid(bd);
-	struct blkchan **mch = calloc(RAID_MAX_MEMBERS, sizeof(*mch));
-	int rc = 0;
+	struct raid_chan *rc = calloc(1, sizeof(*rc));
+	int err = 0;
 
-	if (!mch)
+	if (!rc)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < r->g.nmembers && !rc; i++)
+	list_init(&rc->free_bufs[0]);
+	list_init(&rc->free_bufs[1]);
+	for (uint32_t i = 0; i < r->g.nmembers && !err; i++)
 		if (r->members[i])
-			rc = blk_chan_open(r->members[i], ch->loop, &mch[i]);
-	if (rc) {
+			err = blk_chan_open(r->members[i], ch->loop, &rc->mch[i]);
+	if (err) {
 		for (uint32_t i = 0; i < r->g.nmembers; i++)
-			if (mch[i])
-				blk_chan_close(mch[i], NULL, NULL);
-		free(mch);
-		return rc;
+			if (rc->mch[i])
+				blk_chan_close(rc->mch[i], NULL, NULL);
+		free(rc);
+		return err;
 	}
-	ch->priv = mch;
+	ch->priv = rc;
 	return 0;
 }
 
 static void raid_chan_destroy(struct blkdev *bd, struct blkchan *ch)
 {
 	struct raid *r = to_raid(bd);
-	struct blkchan **mch = ch->priv;
+	struct raid_chan *rc = ch->priv;
 
 	/* every raid bio has ended, so every member bio has */
 	for (uint32_t i = 0; i < r->g.nmembers; i++)
-		if (mch[i])
-			blk_chan_close(mch[i], NULL, NULL);
-	free(mch);
+		if (rc->mch[i])
+			blk_chan_close(rc->mch[i], NULL, NULL);
+	for (int c = 0; c < 2; c++)
+		while (!list_empty(&rc->free_bufs[c])) {
+			struct list_head *l = rc->free_bufs[c].next;
+
+			list_del(l);
+			free(l);
+		}
+	free(rc);
 }
 
 static void raid_free(struct raid *r)
@@ -688,6 +747,7 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 	r->bd.block_size = bs;
 	r->bd.size = raid_geom_size(&r->g);
 	r->lops->start(r);
+	r->buf_max = MAX((size_t)r->g.strip * (2 * (r->k + r->np) + 1), 2 * 64 * 1024);
 	rc = pthread_create(&r->worker, NULL, persist_worker, r);
 	if (rc) {
 		raid_free(r);

@@ -20,6 +20,14 @@
 
 struct raid;
 struct raid_io;
+
+/* A channel of the set: its member channels, and a few large stripe
+ * buffers kept for reuse (freshly mapped memory costs a page fault per 4 KiB). */
+struct raid_chan {
+	struct blkchan	*mch[RAID_MAX_MEMBERS];
+	struct list_head free_bufs[2];	/* small (BUF_SMALL), large (buf_max) */
+	unsigned	nfree[2];
+};
 typedef void (*raid_io_fn)(struct raid_io *rio);
 
 /* A held stripe lock: owned by the raid_io that holds it. */
@@ -35,6 +43,7 @@ struct raid_io {
 	struct raid	*r;
 	struct bio	*bio;
 	struct blkchan	**mch;		/* member channels */
+	struct raid_chan *rc;
 	raid_io_fn	next;		/* when the batch ends, or the lock is granted */
 	int		pending;
 	int		status;		/* first error that is not a member failure */
@@ -44,6 +53,7 @@ struct raid_io {
 	bool		child_err;	/* a member failed in this batch */
 	bool		persist;	/* this I/O failed a member: persist before ending */
 	bool		locked;
+	int8_t		mem_class;	/* mem's cache class, -1: malloc'ed */
 	enum wr_mode	mode;
 	uint32_t	tried;		/* mirror reads: members tried */
 	uint8_t		*mem;
@@ -88,6 +98,7 @@ struct raid {
 	uint32_t	k, np;		/* data and parity columns (5/6) */
 	uint64_t	data_offset;
 	uint32_t	caps;		/* 1 << op: every member supports DISCARD, WRITE_ZEROES */
+	size_t		buf_max;	/* the largest stripe buffer a bio needs */
 	struct blkdev	*members[RAID_MAX_MEMBERS];
 	int		state[RAID_MAX_MEMBERS];	/* atomic */
 	struct raid_sb	sb;		/* the template: uuids, geometry, generation */
@@ -141,6 +152,10 @@ void member_bio_slice(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t 
 
 /* Take the lock of rio->stripe, then run fn (now, or when handed over). */
 void stripe_lock(struct raid_io *rio, raid_io_fn fn);
+
+/* rio->mem of len bytes, 64-byte aligned, from the channel's cache (two
+ * sizes). Freed by rio_finish. */
+int rio_alloc_mem(struct raid_io *rio, size_t len);
 
 /* End the bio (releases the stripe lock and rio->mem). */
 void rio_finish(struct raid_io *rio, int status);

@@ -172,8 +172,7 @@ static void mirror_rebuild(struct raid_io *rio)
 	struct raid *r = rio->r;
 
 	rio->stripe = rio->bio->offset / ((uint64_t)r->g.strip * r->k);
-	rio->mem = aligned_alloc(64, r->g.strip);
-	if (!rio->mem || r->rebuild_slot < 0) {
+	if (r->rebuild_slot < 0 || rio_alloc_mem(rio, r->g.strip)) {
 		rio_finish(rio, -ENOMEM);
 		return;
 	}

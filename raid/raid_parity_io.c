@@ -190,8 +190,7 @@ static int alloc_bufs(struct raid_io *rio)
 	uint32_t ncol = r->k + r->np;
 	size_t len = rio->re - rio->rs;
 
-	rio->mem = aligned_alloc(64, len * (2 * ncol + 1));
-	if (!rio->mem)
+	if (rio_alloc_mem(rio, len * (2 * ncol + 1)))
 		return -ENOMEM;
 	for (uint32_t c = 0; c < ncol; c++) {
 		rio->d[c] = rio->mem + c * len;
