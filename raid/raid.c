@@ -38,6 +38,7 @@
 #include "sand/log.h"
 
 static const struct blkdev_ops raid_ops;
+static int walk_rows(struct raid *r, uint32_t flag);
 
 static const struct raid_level_ops *const levels[] = {
 	&raid0_level, &raid1_level, &raid10_level, &raid5_level, &raid6_level,
@@ -117,6 +118,38 @@ static int persist(struct raid *r)
 	return rc;
 }
 
+static void dirty_resume(void *arg);
+
+static void mark_dirty(struct raid *r)
+{
+	pthread_mutex_lock(&r->sb_lock);
+	if (!__atomic_load_n(&r->dirty, __ATOMIC_ACQUIRE)) {
+		r->sb.flags |= RAID_SB_DIRTY;
+		persist_locked(r);
+		__atomic_store_n(&r->dirty, true, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&r->sb_lock);
+}
+
+/* At close: every member flushed, then the superblocks say "clean". */
+static void mark_clean(struct raid *r)
+{
+	pthread_mutex_lock(&r->sb_lock);
+	if (r->dirty && raid_set_alive(r)) {
+		int rc = 0;
+
+		for (uint32_t i = 0; i < r->g.nmembers && !rc; i++)
+			if (raid_writable(r, i))
+				rc = blk_sync_io(r->members[i], BIO_FLUSH, 0, 0, NULL, 0);
+		if (!rc) {
+			r->sb.flags &= ~RAID_SB_DIRTY;
+			if (!persist_locked(r))
+				r->dirty = false;
+		}
+	}
+	pthread_mutex_unlock(&r->sb_lock);
+}
+
 static void rio_complete_msg(void *arg)
 {
 	struct raid_io *rio = arg;
@@ -132,8 +165,22 @@ static void *persist_worker(void *arg)
 	for (;;) {
 		struct raid_io *rio;
 
-		while (list_empty(&r->wqueue) && !r->wstop)
+		while (list_empty(&r->wqueue) && list_empty(&r->dirty_wait) && !r->wstop)
 			pthread_cond_wait(&r->wcond, &r->wlock);
+		if (!list_empty(&r->dirty_wait)) {
+			pthread_mutex_unlock(&r->wlock);
+			mark_dirty(r);
+			pthread_mutex_lock(&r->wlock);
+			while (!list_empty(&r->dirty_wait)) {
+				struct raid_io *w = list_entry(r->dirty_wait.next, struct raid_io,
+							       wait_link);
+
+				list_del(&w->wait_link);
+				if (ev_send_msg(w->bio->ch->loop, dirty_resume, w))
+					LOG_ERR(LS_RAID, "%s: cannot resume a write", r->bd.name);
+			}
+			continue;
+		}
 		if (list_empty(&r->wqueue))
 			break;
 		rio = list_entry(r->wqueue.next, struct raid_io, persist_link);
@@ -531,6 +578,26 @@ void raid_submit_flush(struct raid_io *rio)
 	batch_end(rio);
 }
 
+/* The first write after the set opens waits until the superblocks say
+ * "dirty" (the worker writes them): a crash from then on is known at the
+ * next assembly. */
+static void wait_dirty(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	pthread_mutex_lock(&r->wlock);
+	list_add_tail(&rio->wait_link, &r->dirty_wait);
+	pthread_cond_signal(&r->wcond);
+	pthread_mutex_unlock(&r->wlock);
+}
+
+static void dirty_resume(void *arg)
+{
+	struct raid_io *rio = arg;
+
+	rio->r->lops->submit_rw(rio);
+}
+
 static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 {
 	struct raid *r = to_raid(bd);
@@ -548,6 +615,10 @@ static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 		r->lops->submit_null(rio);
 	else if (bio->flags & RAID_BIO_REBUILD)
 		r->lops->rebuild(rio);
+	else if (bio->flags & RAID_BIO_RESYNC)
+		r->lops->resync(rio);
+	else if (bio->op != BIO_READ && !__atomic_load_n(&r->dirty, __ATOMIC_ACQUIRE))
+		wait_dirty(rio);
 	else
 		r->lops->submit_rw(rio);
 	rio->in_submit = false;
@@ -644,6 +715,7 @@ static void raid_close(struct blkdev *bd)
 	pthread_cond_signal(&r->wcond);
 	pthread_mutex_unlock(&r->wlock);
 	pthread_join(r->worker, NULL);
+	mark_clean(r);
 	raid_free(r);
 }
 
@@ -722,6 +794,8 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 	pthread_cond_init(&r->wcond, NULL);
 	list_init(&r->locked);
 	list_init(&r->wqueue);
+	list_init(&r->dirty_wait);
+	r->dirty = sb->flags & RAID_SB_DIRTY;
 	for (uint32_t i = 0; i < r->g.nmembers; i++) {
 		r->members[i] = slots[i];
 		r->state[i] = slots[i] ? RAID_MEMBER_ACTIVE : RAID_MEMBER_FAILED;
@@ -920,6 +994,23 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 			*out = NULL;
 		}
 	}
+	if (!rc && (best->flags & RAID_SB_DIRTY) && to_raid(*out)->lops->resync) {
+		struct raid *r = to_raid(*out);
+
+		if (nmiss) {
+			LOG_WARN(LS_RAID, "%s: was not shut down cleanly and is degraded: "
+				 "stripes written at the crash may read back wrong", r->bd.name);
+		} else {
+			LOG_WARN(LS_RAID, "%s: was not shut down cleanly: resynchronizing",
+				 r->bd.name);
+			rc = walk_rows(r, RAID_BIO_RESYNC);
+			if (rc) {
+				LOG_ERR(LS_RAID, "%s: resync failed: %s", r->bd.name, strerror(-rc));
+				blkdev_close(*out);
+				*out = NULL;
+			}
+		}
+	}
 free_sbs:
 	free(sbs);
 	return rc;
@@ -940,10 +1031,10 @@ static void rebuild_row_end(struct bio *bio, int status)
 	w->done = true;
 }
 
-/* Rebuild every row through a private loop and channel on the set, one row
- * at a time: each row is a RAID_BIO_REBUILD bio, which holds the row's
- * stripe lock while it reads the live members and writes the new one. */
-static int rebuild_rows(struct raid *r)
+/* Rebuild or resync every row through a private loop and channel on the
+ * set, one row at a time: each row is a RAID_BIO_REBUILD (RESYNC) bio, which
+ * holds the row's stripe lock while it reads and writes the members. */
+static int walk_rows(struct raid *r, uint32_t flag)
 {
 	uint64_t rows = r->g.member_size / r->g.strip;
 	uint64_t row_bytes = (uint64_t)r->g.strip * r->k;
@@ -964,14 +1055,15 @@ static int rebuild_rows(struct raid *r)
 		struct iovec iov = { dummy, r->bd.block_size };
 		struct rebuild_wait w = { 0 };
 
-		rc = blk_rw(ch, BIO_READ, RAID_BIO_REBUILD, &iov, 1, row * row_bytes,
+		rc = blk_rw(ch, BIO_READ, flag, &iov, 1, row * row_bytes,
 			    r->bd.block_size, rebuild_row_end, &w);
 		while (!rc && !w.done)
 			ev_run_once(loop, 100);
 		if (!rc)
 			rc = w.status;
 		if ((row + 1) % 1024 == 0 || row + 1 == rows)
-			LOG_DBG(LS_RAID, "%s: rebuilt %llu of %llu rows", r->bd.name,
+			LOG_DBG(LS_RAID, "%s: %s %llu of %llu rows", r->bd.name,
+				flag == RAID_BIO_REBUILD ? "rebuilt" : "resynced",
 				(unsigned long long)(row + 1), (unsigned long long)rows);
 	}
 	blk_chan_close(ch, closed_cb_flag, &closed);
@@ -1027,7 +1119,7 @@ int raid_replace(struct blkdev *bd, uint32_t slot, struct blkdev *nd)
 	LOG_INFO(LS_RAID, "%s: rebuilding member %u on %s", bd->name, slot, nd->name);
 
 	if (!rc)
-		rc = rebuild_rows(r);
+		rc = walk_rows(r, RAID_BIO_REBUILD);
 	if (!rc && !__atomic_compare_exchange_n(&r->state[slot], &expect, RAID_MEMBER_ACTIVE,
 						false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		rc = -EIO;	/* it failed while being rebuilt */

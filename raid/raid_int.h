@@ -83,10 +83,14 @@ struct raid_level_ops {
 	void	(*submit_null)(struct raid_io *rio);
 	/* Rebuild row rio->stripe onto the members being rebuilt (NULL: none). */
 	void	(*rebuild)(struct raid_io *rio);
+	/* Make row rio->stripe consistent: parity from data, mirrors from the
+	 * first live one (NULL: nothing to do). */
+	void	(*resync)(struct raid_io *rio);
 };
 
 /* A private bio flag: this READ is a rebuild request for a row (raid.c). */
 #define RAID_BIO_REBUILD	(1u << 30)
+#define RAID_BIO_RESYNC		(1u << 29)
 
 extern const struct raid_level_ops raid0_level, raid1_level, raid10_level,
 	raid5_level, raid6_level;
@@ -111,6 +115,8 @@ struct raid {
 	pthread_mutex_t	wlock;		/* the persist worker's queue */
 	pthread_cond_t	wcond;
 	struct list_head wqueue;
+	struct list_head dirty_wait;	/* writes waiting for the dirty flag on disk */
+	bool		dirty;		/* RAID_SB_DIRTY is on disk (atomic) */
 	bool		wstop;
 	pthread_t	worker;
 };

@@ -15,6 +15,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include "raid/raid_int.h"
 
@@ -179,6 +180,80 @@ static void mirror_rebuild(struct raid_io *rio)
 	stripe_lock(rio, mirror_rebuild_read);
 }
 
+/* ---- resync: every mirror of each group copies the group's first live one.
+ * RAID 1 has one group (every member), RAID 10 one per pair. rio->cols[g]
+ * is the member read for group g (UINT32_MAX: none live). */
+
+static uint32_t ngroups(struct raid *r)
+{
+	return r->g.level == RAID_LEVEL_10 ? r->g.nmembers / 2 : 1;
+}
+
+static void mirror_resync_read(struct raid_io *rio);
+
+static void mirror_resync_done(struct raid_io *rio)
+{
+	rio_finish(rio, rio->status);
+}
+
+static void mirror_resync_write(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	if (rio->status) {
+		rio_finish(rio, rio->status);
+		return;
+	}
+	if (rio->child_err) {
+		mirror_resync_read(rio);
+		return;
+	}
+	batch_begin(rio, mirror_resync_done);
+	for (uint32_t g = 0; g < ngroups(r); g++) {
+		uint32_t m[RAID_MAX_MEMBERS], nm = mirrors(r, g, m);
+
+		if (rio->cols[g] == UINT32_MAX)
+			continue;
+		for (uint32_t i = 0; i < nm; i++)
+			if (m[i] != rio->cols[g] && raid_alive(r, m[i]))
+				member_bio(rio, m[i], BIO_WRITE, rio->stripe * r->g.strip,
+					   r->g.strip, rio->mem + (size_t)g * r->g.strip);
+	}
+	batch_end(rio);
+}
+
+static void mirror_resync_read(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	batch_begin(rio, mirror_resync_write);
+	for (uint32_t g = 0; g < ngroups(r); g++) {
+		uint32_t m[RAID_MAX_MEMBERS], nm = mirrors(r, g, m);
+
+		rio->cols[g] = UINT32_MAX;
+		for (uint32_t i = 0; i < nm; i++)
+			if (raid_alive(r, m[i])) {
+				rio->cols[g] = m[i];
+				member_bio(rio, m[i], BIO_READ, rio->stripe * r->g.strip,
+					   r->g.strip, rio->mem + (size_t)g * r->g.strip);
+				break;
+			}
+	}
+	batch_end(rio);
+}
+
+static void mirror_resync(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	rio->stripe = rio->bio->offset / ((uint64_t)r->g.strip * r->k);
+	if (rio_alloc_mem(rio, (size_t)ngroups(r) * r->g.strip)) {
+		rio_finish(rio, -ENOMEM);
+		return;
+	}
+	stripe_lock(rio, mirror_resync_read);
+}
+
 static void raid0_done(struct raid_io *rio)
 {
 	rio_finish(rio, rio->status);
@@ -216,6 +291,7 @@ const struct raid_level_ops raid1_level = {
 	.submit_rw = mirror_submit_rw,
 	.submit_null = raid_submit_flush,
 	.rebuild = mirror_rebuild,
+	.resync = mirror_resync,
 };
 
 const struct raid_level_ops raid10_level = {
@@ -225,4 +301,5 @@ const struct raid_level_ops raid10_level = {
 	.submit_rw = mirror_submit_rw,
 	.submit_null = raid_submit_flush,
 	.rebuild = mirror_rebuild,
+	.resync = mirror_resync,
 };

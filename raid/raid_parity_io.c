@@ -465,6 +465,7 @@ static void parity_submit_rw(struct raid_io *rio)
 /* ---- rebuild: a whole row, under its stripe lock */
 
 static void rebuild_read(struct raid_io *rio);
+static void parity_row(struct raid_io *rio, raid_io_fn fn);
 
 static void rebuild_done(struct raid_io *rio)
 {
@@ -510,6 +511,59 @@ static void rebuild_read(struct raid_io *rio)
 
 static void parity_rebuild(struct raid_io *rio)
 {
+	parity_row(rio, rebuild_read);
+}
+
+/* ---- resync: parity from data, a whole row, under its stripe lock */
+
+static void resync_read(struct raid_io *rio);
+
+static void resync_done(struct raid_io *rio)
+{
+	rio_finish(rio, rio->status);
+}
+
+static void resync_write(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	if (rio->status) {
+		rio_finish(rio, rio->status);
+		return;
+	}
+	if (rio->child_err) {
+		resync_read(rio);
+		return;
+	}
+	if (raid_parity_gen((int)r->np, (int)r->k, r->g.strip, rio->d)) {
+		rio_finish(rio, -EIO);
+		return;
+	}
+	batch_begin(rio, resync_done);
+	for (uint32_t p = 0; p < r->np; p++)
+		if (raid_alive(r, rio->cols[r->k + p]))
+			member_bio(rio, rio->cols[r->k + p], BIO_WRITE, row_off(rio, 0),
+				   r->g.strip, rio->d[r->k + p]);
+	batch_end(rio);
+}
+
+static void resync_read(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	for (uint32_t j = 0; j < r->k; j++)
+		if (!raid_alive(r, rio->cols[j])) {
+			rio_finish(rio, 0);	/* a data column is gone: nothing to redo */
+			return;
+		}
+	batch_begin(rio, resync_write);
+	for (uint32_t j = 0; j < r->k; j++)
+		member_bio(rio, rio->cols[j], BIO_READ, row_off(rio, 0), r->g.strip, rio->d[j]);
+	batch_end(rio);
+}
+
+static void parity_row(struct raid_io *rio, raid_io_fn fn)
+{
 	struct raid *r = rio->r;
 	int rc;
 
@@ -524,7 +578,12 @@ static void parity_rebuild(struct raid_io *rio)
 		rio_finish(rio, rc);
 		return;
 	}
-	stripe_lock(rio, rebuild_read);
+	stripe_lock(rio, fn);
+}
+
+static void parity_resync(struct raid_io *rio)
+{
+	parity_row(rio, resync_read);
 }
 
 static void stripe_start(struct raid *r)
@@ -539,6 +598,7 @@ const struct raid_level_ops raid5_level = {
 	.submit_rw = parity_submit_rw,
 	.submit_null = raid_submit_flush,
 	.rebuild = parity_rebuild,
+	.resync = parity_resync,
 };
 
 const struct raid_level_ops raid6_level = {
@@ -548,4 +608,5 @@ const struct raid_level_ops raid6_level = {
 	.submit_rw = parity_submit_rw,
 	.submit_null = raid_submit_flush,
 	.rebuild = parity_rebuild,
+	.resync = parity_resync,
 };

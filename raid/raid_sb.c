@@ -40,7 +40,7 @@ struct raid_sb_disk {
 	uint64_t	member_size;
 	uint64_t	generation;
 	uint32_t	block_size;
-	uint32_t	reserved0;
+	uint32_t	flags;		/* since 1.1 */
 	char		name[32];
 	uint8_t		reserved1[128];
 	struct raid_sb_disk_member members[RAID_MAX_MEMBERS];
@@ -77,6 +77,7 @@ void raid_sb_encode(const struct raid_sb *sb, void *buf)
 	put_le64(&d->data_offset, sb->data_offset);
 	put_le64(&d->member_size, sb->geom.member_size);
 	put_le64(&d->generation, sb->generation);
+	put_le32(&d->flags, sb->flags);
 	put_le32(&d->block_size, sb->block_size);
 	memcpy(d->name, sb->name, sizeof(d->name));
 	d->name[sizeof(d->name) - 1] = '\0';
@@ -118,6 +119,7 @@ int raid_sb_decode(const void *buf, struct raid_sb *sb)
 	sb->geom.member_size = get_le64(&d->member_size);
 	sb->data_offset = get_le64(&d->data_offset);
 	sb->generation = get_le64(&d->generation);
+	sb->flags = get_le32(&d->flags);
 	sb->block_size = get_le32(&d->block_size);
 	memcpy(sb->name, d->name, sizeof(sb->name));
 	sb->name[sizeof(sb->name) - 1] = '\0';

@@ -86,7 +86,7 @@ int raid_recover(int nparity, int k, size_t len, uint8_t **bufs,
 
 #define RAID_SB_MAGIC		"SANDRAID"
 #define RAID_SB_MAJOR		1
-#define RAID_SB_MINOR		0
+#define RAID_SB_MINOR		1	/* 1.1: flags */
 #define RAID_SB_SIZE		4096u	/* one copy */
 #define RAID_SB_COPY_OFF(i)	((uint64_t)(i) * RAID_SB_SIZE)	/* copies at 0 and 4 KiB */
 #define RAID_DATA_OFFSET	(1024u * 1024)	/* data starts 1 MiB into a member */
@@ -98,6 +98,11 @@ enum raid_member_state {
 	RAID_MEMBER_REBUILDING = 3,	/* written, not read until rebuilt */
 };
 
+/* Set by the first write after the set opens, cleared when it closes: a
+ * set assembled dirty may have stripes whose parity (or mirrors) a crash
+ * left behind, and is resynchronized. */
+#define RAID_SB_DIRTY		(1u << 0)
+
 /* The decoded (host-order) superblock. */
 struct raid_sb {
 	uint32_t	major, minor;
@@ -108,6 +113,7 @@ struct raid_sb {
 	uint32_t	block_size;
 	uint64_t	data_offset;	/* bytes from the start of the member */
 	uint64_t	generation;
+	uint32_t	flags;		/* RAID_SB_DIRTY */
 	char		name[32];	/* the set's name, NUL-terminated */
 	struct {
 		uint8_t	uuid[16];

@@ -25,6 +25,7 @@ static void sample(struct raid_sb *sb)
 	sb->block_size = 4096;
 	sb->data_offset = RAID_DATA_OFFSET;
 	sb->generation = 0x123456789aull;
+	sb->flags = RAID_SB_DIRTY;
 	strcpy(sb->name, "pool0");
 	for (int i = 0; i < 5; i++) {
 		uuid_generate(sb->members[i].uuid);
@@ -60,6 +61,7 @@ START_TEST(round_trip)
 	ck_assert_mem_eq(buf, "SANDRAID", 8);
 	ck_assert_uint_eq(buf[8], RAID_SB_MAJOR);	/* little endian */
 	ck_assert_uint_eq(buf[80], 0x9a);		/* generation, LE */
+	ck_assert_uint_eq(buf[92], RAID_SB_DIRTY);	/* flags (1.1) */
 	ck_assert_int_eq(raid_sb_decode(buf, &b), 0);
 	ck_assert_int_eq(memcmp(&a, &b, sizeof(a)), 0);
 }
