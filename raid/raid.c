@@ -22,10 +22,13 @@
  * under its stripe lock by RAID_BIO_REBUILD bios sent through a private
  * loop and channel (doc/raid.md).
  *
- * Not done yet (doc/raid.md): the write hole (no journal or bitmap: a crash
- * in the middle of a stripe write may leave parity stale), resuming a
- * rebuild after a restart, scrub, hot spares, DISCARD and WRITE_ZEROES, and
- * buffer pools.
+ * The first write after the set opens waits for RAID_SB_DIRTY in the
+ * superblocks; closing the set clears it. A set assembled dirty is
+ * resynchronized (RAID_BIO_RESYNC rows) before raid_assemble returns.
+ *
+ * Not done yet (doc/raid.md): closing the write hole for a crash that also
+ * loses a member (a partial parity log), a write-intent bitmap, resuming a
+ * rebuild after a restart, scrub, hot spares, DISCARD on RAID 5/6.
  */
 #include <assert.h>
 #include <errno.h>

@@ -155,7 +155,9 @@ int raid_create(const char *name, enum raid_level level, struct blkdev **members
  * Refuses (-EINVAL) members of different pools, (-ENODEV) a set missing
  * more members than its redundancy allows, naming what is missing in the
  * log. A member whose generation is older than the newest is stale and not
- * used. A redundant set with members missing or failed starts degraded.
+ * used. A redundant set with members missing or failed starts degraded. A
+ * set that was not closed cleanly (RAID_SB_DIRTY) is resynchronized before
+ * this returns (a full pass over every row, unless degraded).
  */
 int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out);
 
