@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -515,7 +516,8 @@ void file_dev_close(struct file_dev *f)
 	file_wq_stop(&f->wq);
 	if (f->fd >= 0)
 		close(f->fd);
-	free(f->zeroes);
+	if (f->zeroes)
+		munmap(f->zeroes, ZERO_BUF);
 	free(f);
 }
 
@@ -573,13 +575,17 @@ int blk_file_open(const char *name, const char *path, const struct blk_file_opts
 	uint32_t lbs = 512, bs;
 	struct file_dev *f;
 	struct stat st;
-	bool direct, created = false;
+	bool direct, can_dio, created = false;
 	int flags, rc;
 
 	if (!o)
 		o = &defaults;
 	if (!path || !*path)
 		return -EINVAL;
+	if (strlen(path) >= sizeof(((struct blkdev *)0)->path)) {
+		LOG_ERR(LS_BLK, "%s: path %s is too long", name, path);
+		return -ENAMETOOLONG;
+	}
 	if (o->block_size && (!IS_POW2(o->block_size) || o->block_size < 512 ||
 			      o->block_size > (1u << 20))) {
 		LOG_ERR(LS_BLK, "%s: block size %u is not a power of two between 512 and 1M",
@@ -603,20 +609,28 @@ int blk_file_open(const char *name, const char *path, const struct blk_file_opts
 	snprintf(f->bd.path, sizeof(f->bd.path), "%s", path);
 
 	flags = (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	/* a writable block device is ours alone: refuse one that is mounted
+	 * or held by another exclusive opener (O_EXCL on a block device) */
+	if (!o->readonly && stat(path, &st) == 0 && S_ISBLK(st.st_mode))
+		flags |= O_EXCL;
 	direct = !o->no_direct;
 	if (!o->readonly && o->create_size) {
 		f->fd = open_path(path, flags | O_CREAT | O_EXCL, &direct);
 		created = f->fd >= 0;
-	}
-	if (f->fd < 0)
+		if (f->fd < 0 && errno == EEXIST)
+			f->fd = open_path(path, flags, &direct);
+	} else {
 		f->fd = open_path(path, flags, &direct);
+	}
 	if (f->fd < 0) {
 		rc = -errno;
-		LOG_ERR(LS_BLK, "%s: cannot open %s: %s", name, path, strerror(-rc));
+		if (rc == -EBUSY && (flags & O_EXCL))
+			LOG_ERR(LS_BLK, "%s: %s is in use (mounted, or opened by another owner)",
+				name, path);
+		else
+			LOG_ERR(LS_BLK, "%s: cannot open %s: %s", name, path, strerror(-rc));
 		goto free_dev;
 	}
-	if (!direct && !o->no_direct)
-		LOG_INFO(LS_BLK, "%s: %s refuses O_DIRECT, using buffered I/O", name, path);
 	if (fstat(f->fd, &st) < 0) {
 		rc = -errno;
 		goto close_fd;
@@ -664,8 +678,13 @@ int blk_file_open(const char *name, const char *path, const struct blk_file_opts
 	}
 	f->bd.block_size = bs;
 
-	if (!dio_align(f, lbs))
+	can_dio = dio_align(f, lbs);	/* fills mem_align, off_align */
+	if (!direct && !o->no_direct) {
+		LOG_INFO(LS_BLK, "%s: %s refuses O_DIRECT, using buffered I/O", name, path);
+	} else if (direct && !can_dio) {
+		LOG_INFO(LS_BLK, "%s: %s cannot do direct I/O, using buffered I/O", name, path);
 		direct = false;
+	}
 	if (direct && (bs % f->off_align || f->off_align > bs)) {
 		LOG_INFO(LS_BLK, "%s: block size %u is finer than the direct I/O alignment %u of %s, using buffered I/O",
 			 name, bs, f->off_align, path);
@@ -679,11 +698,13 @@ int blk_file_open(const char *name, const char *path, const struct blk_file_opts
 	f->bd.direct = direct;
 	f->bd.readonly = o->readonly;
 
-	if (posix_memalign(&f->zeroes, 4096, ZERO_BUF)) {
+	/* read-only anonymous memory: the kernel's zero page, costs no RAM */
+	f->zeroes = mmap(NULL, ZERO_BUF, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (f->zeroes == MAP_FAILED) {
+		f->zeroes = NULL;
 		rc = -ENOMEM;
 		goto close_fd;
 	}
-	memset(f->zeroes, 0, ZERO_BUF);
 
 	switch (backend) {
 	case BLK_FILE_URING:
@@ -706,7 +727,7 @@ int blk_file_open(const char *name, const char *path, const struct blk_file_opts
 
 stop_wq:
 	file_wq_stop(&f->wq);
-	free(f->zeroes);
+	munmap(f->zeroes, ZERO_BUF);
 close_fd:
 	close(f->fd);
 	if (created)

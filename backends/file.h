@@ -42,13 +42,13 @@ struct file_dev {
 	uint32_t	off_align;	/* O_DIRECT offset/length alignment */
 	enum blk_file_backend backend;
 	struct file_wq	wq;
-	void		*zeroes;	/* aligned, ZERO_BUF bytes, for zero-writing fallbacks */
+	void		*zeroes;	/* ZERO_BUF read-only zero bytes, for zero-writing fallbacks */
 	int		no_punch;	/* atomic: fallocate punch/zero unsupported */
 };
 
 #define BOUNCE_MIN_SHIFT	12	/* 4 KiB */
 #define BOUNCE_MAX_SHIFT	24	/* 16 MiB; larger bounces are not cached */
-#define BOUNCE_CACHE_MAX	(64u << 20)	/* cached bytes per channel */
+#define BOUNCE_CACHE_MAX	(16u << 20)	/* cached bytes per channel */
 
 struct bounce_pool {
 	void		*free[BOUNCE_MAX_SHIFT + 1];	/* chained through the buffers' first word */

@@ -154,6 +154,7 @@ int blk_chan_open(struct blkdev *bd, struct ev_loop *loop, struct blkchan **out)
 	ch->bd = bd;
 	ch->loop = loop;
 	list_init(&ch->free_bios);
+	list_init(&ch->split_wait);
 	ch->max_bios = BIO_POOL_MAX;
 	ch->bio_size = (sizeof(struct bio) + bd->ops->bio_ctx_size + 15) & ~(size_t)15;
 	for (int i = 0; i < BIO_POOL_PREALLOC; i++) {
@@ -211,7 +212,7 @@ void blk_chan_close(struct blkchan *ch, void (*closed_fn)(void *arg), void *arg)
 	ch->closing = true;
 	ch->closed_fn = closed_fn;
 	ch->closed_arg = arg;
-	if (!ch->inflight)
+	if (!ch->inflight && !ch->split_task.queued)
 		chan_destroy(ch);
 }
 
@@ -376,26 +377,24 @@ static uint64_t piece_len(const struct blkdev *bd, uint64_t off, uint64_t len)
 	return n;
 }
 
-static int submit_split(struct blkchan *ch, struct bio *parent)
+static void split_retry_task(struct ev_task *t);
+
+/*
+ * Submit parent's children from parent->split_done on. When the driver
+ * pushes back (-EAGAIN/-ENOMEM) after some children went out, the parent
+ * waits on ch->split_wait and goes on when a bio of this channel ends (or
+ * on the next loop turn, if nothing else is in flight): backpressure in the
+ * middle of a split must not become an I/O error. Returns the refusal when
+ * not even the first child went out (the whole bio is refused), else 0.
+ */
+static int split_continue(struct blkchan *ch, struct bio *parent)
 {
 	struct blkdev *bd = ch->bd;
-	uint64_t off = parent->offset, done = 0;
-	unsigned nchild = 0, free_bios = ch->max_bios - ch->nbios;
-	struct list_head *pos;
+	uint64_t off = parent->offset;
 	int rc;
 
-	for (uint64_t o = off; o < off + parent->len; o += piece_len(bd, o, off + parent->len - o))
-		nchild++;
-	list_for_each(pos, &ch->free_bios)
-		if (++free_bios >= nchild)
-			break;
-	if (free_bios < nchild)
-		return -ENOMEM;
-
-	parent->pending = nchild + 1;	/* +1: held until every child is submitted */
-	parent->status = 0;
-	ch->inflight++;
-	while (done < parent->len) {
+	while (parent->split_done < parent->len) {
+		uint64_t done = parent->split_done;
 		uint64_t n = piece_len(bd, off + done, parent->len - done);
 		struct bio *c = bio_alloc(ch);
 
@@ -417,11 +416,21 @@ static int submit_split(struct blkchan *ch, struct bio *parent)
 				ch->inflight--;
 		}
 		if (rc) {
+			struct list_head *pos;
+			unsigned waiting = 0;
+
 			if (c)
 				bio_free(c);
-			if (done == 0) {
-				ch->inflight--;
+			if (done == 0)
 				return rc;	/* nothing went out: refuse the whole bio */
+			if (rc == -EAGAIN || rc == -ENOMEM) {
+				list_add_tail(&parent->link, &ch->split_wait);
+				list_for_each(pos, &ch->split_wait)
+					waiting++;
+				/* nothing else in flight would wake us: poll */
+				if (ch->inflight <= waiting)
+					ev_defer(ch->loop, &ch->split_task, split_retry_task);
+				return 0;
 			}
 			if (!parent->status)
 				parent->status = rc;
@@ -430,12 +439,69 @@ static int submit_split(struct blkchan *ch, struct bio *parent)
 				parent->pending--;
 			break;
 		}
-		done += n;
+		parent->split_done += n;
 	}
 	/* drop the submit hold; if everything already ended, finish later */
 	if (--parent->pending == 0)
 		ev_defer(ch->loop, &parent->task, parent_done_task);
 	return 0;
+}
+
+/* Give the split parents that met backpressure another go. */
+static void split_resume(struct blkchan *ch)
+{
+	struct list_head todo;
+
+	list_init(&todo);
+	while (!list_empty(&ch->split_wait)) {
+		struct list_head *l = ch->split_wait.next;
+
+		list_del(l);
+		list_add_tail(l, &todo);
+	}
+	while (!list_empty(&todo)) {
+		struct bio *parent = list_entry(todo.next, struct bio, link);
+
+		list_del(&parent->link);
+		split_continue(ch, parent);	/* may wait again */
+	}
+}
+
+static void split_retry_task(struct ev_task *t)
+{
+	struct blkchan *ch = container_of(t, struct blkchan, split_task);
+
+	split_resume(ch);
+	/* a close that came while we were queued left the destroying to us */
+	if (ch->closing && !ch->inflight && !ch->split_task.queued)
+		chan_destroy(ch);
+}
+
+static int submit_split(struct blkchan *ch, struct bio *parent)
+{
+	struct blkdev *bd = ch->bd;
+	uint64_t off = parent->offset;
+	unsigned nchild = 0, free_bios = ch->max_bios - ch->nbios;
+	struct list_head *pos;
+	int rc;
+
+	for (uint64_t o = off; o < off + parent->len; o += piece_len(bd, o, off + parent->len - o))
+		nchild++;
+	list_for_each(pos, &ch->free_bios)
+		if (++free_bios >= nchild)
+			break;
+	if (free_bios < nchild)
+		return -ENOMEM;
+
+	parent->pending = nchild + 1;	/* +1: held until every child is submitted */
+	parent->status = 0;
+	parent->split_done = 0;
+	list_init(&parent->link);
+	ch->inflight++;
+	rc = split_continue(ch, parent);
+	if (rc)
+		ch->inflight--;
+	return rc;
 }
 
 int blk_submit(struct blkchan *ch, struct bio *bio)
@@ -491,7 +557,9 @@ void bio_complete(struct bio *bio, int status)
 		bio->end(bio, status);
 	}
 	ch->inflight--;
-	if (ch->closing && !ch->inflight)
+	if (unlikely(!list_empty(&ch->split_wait)))
+		split_resume(ch);
+	if (ch->closing && !ch->inflight && !ch->split_task.queued)
 		chan_destroy(ch);
 }
 

@@ -73,7 +73,9 @@ struct bio {
 	struct bio	*parent;	/* when split */
 	uint32_t	pending;	/* children not yet ended (parent only) */
 	int		status;		/* first error among children */
-	struct list_head link;		/* free list; drivers may use it while they own the bio */
+	uint64_t	split_done;	/* bytes handed out as children (parent only) */
+	struct list_head link;		/* free list; drivers may use it while they own the bio;
+					 * the core, for a split parent waiting to go on */
 	struct ev_task	task;		/* drivers may use it to complete later (ev_defer) */
 	bool		autofree;	/* blk_rw: freed after end returns */
 	struct iovec	iov_inline[BIO_INLINE_IOVS];
@@ -150,6 +152,8 @@ struct blkchan {
 	unsigned	inflight;	/* bios submitted and not ended */
 	bool		closing;
 	struct list_head free_bios;
+	struct list_head split_wait;	/* split parents held up by backpressure */
+	struct ev_task	split_task;	/* retries them when nothing else would */
 	unsigned	nbios;		/* allocated, free or not */
 	unsigned	max_bios;
 	size_t		bio_size;
@@ -182,7 +186,9 @@ void bio_complete(struct bio *bio, int status);
 
 /* Convenience: fill and submit a bio from the channel. Returns as
  * blk_submit (and -ENOMEM when the pool is exhausted); on error no callback
- * runs and nothing is leaked. The bio is freed after cb returns. */
+ * runs and nothing is leaked. The bio is freed after cb returns. Up to
+ * BIO_INLINE_IOVS iovec entries are copied into the bio; a longer iovec
+ * array is used in place and must stay alive until cb runs. */
 int blk_rw(struct blkchan *ch, enum bio_op op, uint32_t flags,
 	   const struct iovec *iov, int iovcnt, uint64_t offset, uint64_t len,
 	   bio_end_fn cb, void *arg);

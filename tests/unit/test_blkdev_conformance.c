@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -559,7 +560,7 @@ START_TEST(test_refused)
 	ck_assert_int_eq(submit(BIO_DISCARD, 0, NULL, 0, bs, 0, &o), -EINVAL);
 	ck_assert_int_eq(submit(BIO_OP_MAX, 0, NULL, 0, 0, bs, &o), -EINVAL);
 	for (int i = 0; i < 5; i++)
-		ck_assert_int_ge(ev_run_once(T.loop, 10), 0);
+		ck_assert_int_ge(ev_run_once(T.loop, 1), 0);
 	ck_assert_int_eq(o.ends, 0);
 	ck_assert_uint_eq(T.pending, 0);
 	free(b);
@@ -714,6 +715,11 @@ START_TEST(test_readonly)
 		ro = T.bd;
 		T.bd->readonly = true;
 	} else {
+		if (c->blkdev) {	/* a second writable opener is refused */
+			struct blkdev *again;
+
+			ck_assert_int_eq(dev_open(c, T.path, false, &again), -EBUSY);
+		}
 		ck_assert_int_eq(dev_open(c, T.path, true, &ro), 0);
 		ck_assert(ro->readonly);
 		ck_assert_uint_eq(ro->size, DEV_SIZE);
@@ -816,6 +822,135 @@ START_TEST(test_short_read)
 	free(iov);
 	free(mem);
 	free(b);
+	teardown_i();
+}
+END_TEST
+
+/*
+ * Two reactor threads, each with its own loop and channel on the one
+ * device, writing and reading back disjoint ranges at the same time: the
+ * worker pool and the completion queues must route every bio back to its
+ * own channel. Threads only count; the main thread asserts.
+ */
+struct thr {
+	pthread_t	tid;
+	int		idx;
+	enum ev_backend	loop_kind;
+	struct blkdev	*bd;
+	int		errors;		/* setup failures, bad statuses, bad data */
+	unsigned	ended, wrong_thread;
+};
+
+struct thr_io {
+	struct thr	*t;
+	pthread_t	tid;
+	int		status;
+	bool		ended;
+};
+
+#define THR_IOS	128
+
+static void thr_end(struct bio *bio, int status)
+{
+	struct thr_io *io = bio->end_arg;
+
+	if (!pthread_equal(pthread_self(), io->tid))
+		io->t->wrong_thread++;
+	io->status = status;
+	io->ended = true;
+	io->t->ended++;
+}
+
+static bool thr_run(struct thr *t, struct ev_loop *loop, struct blkchan *ch, enum bio_op op,
+		    uint8_t *buf, struct thr_io *ios)
+{
+	uint64_t end = now_ns() + TIME_BOUND_NS;
+	int next = 0;
+
+	t->ended = 0;
+	while (t->ended < THR_IOS && now_ns() < end) {
+		while (next < THR_IOS) {
+			struct iovec v = { buf + (size_t)next * 4096 + 1, 4096 };
+			uint64_t off = ((uint64_t)next * 2 + (uint64_t)t->idx) * 4096;
+			int rc;
+
+			ios[next] = (struct thr_io){ .t = t, .tid = pthread_self() };
+			rc = blk_rw(ch, op, 0, &v, 1, off, 4096, thr_end, &ios[next]);
+			if (rc == -EAGAIN || rc == -ENOMEM)
+				break;
+			if (rc)
+				return false;
+			next++;
+		}
+		if (ev_run_once(loop, 10) < 0)
+			return false;
+	}
+	for (int i = 0; i < THR_IOS; i++)
+		if (!ios[i].ended || ios[i].status)
+			return false;
+	return true;
+}
+
+static void *thr_main(void *arg)
+{
+	struct thr *t = arg;
+	struct ev_loop *loop;
+	struct blkchan *ch;
+	uint8_t *buf = malloc((size_t)THR_IOS * 4096 + 1);
+	struct thr_io *ios = calloc(THR_IOS, sizeof(*ios));
+	int closed = 0;
+
+	if (ev_loop_new(t->loop_kind, 64, &loop)) {
+		t->errors++;
+		goto out;
+	}
+	if (blk_chan_open(t->bd, loop, &ch)) {
+		t->errors++;
+		goto free_loop;
+	}
+	for (int i = 0; i < THR_IOS; i++)
+		fill(buf + (size_t)i * 4096 + 1, ((uint64_t)i * 2 + (uint64_t)t->idx) * 4096, 4096, 50);
+	if (!thr_run(t, loop, ch, BIO_WRITE, buf, ios))
+		t->errors++;
+	memset(buf, 0, (size_t)THR_IOS * 4096 + 1);
+	if (!thr_run(t, loop, ch, BIO_READ, buf, ios))
+		t->errors++;
+	for (int i = 0; i < THR_IOS; i++) {
+		uint64_t off = ((uint64_t)i * 2 + (uint64_t)t->idx) * 4096;
+
+		for (size_t k = 0; k < 4096; k++)
+			if (buf[(size_t)i * 4096 + 1 + k] != pat(off + k, 50)) {
+				t->errors++;
+				break;
+			}
+	}
+	blk_chan_close(ch, closed_cb, &closed);
+	for (uint64_t end = now_ns() + TIME_BOUND_NS; !closed && now_ns() < end; )
+		ev_run_once(loop, 10);
+	if (!closed)
+		t->errors++;
+free_loop:
+	ev_loop_free(loop);
+out:
+	free(ios);
+	free(buf);
+	return NULL;
+}
+
+START_TEST(test_two_threads)
+{
+	struct thr t[2];
+
+	setup_i(_i);
+	for (int i = 0; i < 2; i++) {
+		t[i] = (struct thr){ .idx = i, .loop_kind = T.c->loop, .bd = T.bd };
+		ck_assert_int_eq(pthread_create(&t[i].tid, NULL, thr_main, &t[i]), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(pthread_join(t[i].tid, NULL), 0);
+		ck_assert_int_eq(t[i].errors, 0);
+		ck_assert_uint_eq(t[i].wrong_thread, 0);
+	}
 	teardown_i();
 }
 END_TEST
@@ -968,6 +1103,7 @@ static Suite *conformance_suite(void)
 	tcase_add_loop_test(tc, test_readonly, 0, NCFG_FILE);
 	tcase_add_loop_test(tc, test_sync_io, 0, NCFG_FILE);
 	tcase_add_loop_test(tc, test_short_read, 4, NCFG_FILE);	/* files only */
+	tcase_add_loop_test(tc, test_two_threads, 0, NCFG_FILE);
 	suite_add_tcase(s, tc);
 
 	if (loop_usable()) {

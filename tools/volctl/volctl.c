@@ -1,10 +1,931 @@
 /* SPDX-License-Identifier: MIT */
-/* Placeholder until volctl lands. */
+/*
+ * volctl: the command-line client of sand. Every verb is one JSON-RPC
+ * method on the daemon's unix socket.
+ *
+ * Adding a verb: write a `static int cmd_x(struct ctx *c, int argc, char
+ * **argv)` that checks its arguments (usage_error() for mistakes), calls
+ * call() and prints the result (c->json: print_json() instead), then add a
+ * line to verbs[] below. argv[0] is the verb's last word; options after the
+ * verb are parsed with getopt_long by the function itself (opt_parse()).
+ * Verbs that only take positional names are one line with simple_verb();
+ * print_human() is a default printer for any result (key/value lines for
+ * an object, a table for an array of objects).
+ *
+ * Exit status: 0 done, 1 the daemon refused or could not be reached,
+ * 2 usage error (nothing was sent).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <jansson.h>
 #include "sand/common.h"
 
-int main(void)
+#define DEFAULT_SOCKET	"/var/lib/sand/sand.sock"
+#define RESP_MAX	(64u << 20)
+
+struct verb;
+
+struct ctx {
+	const char	*socket;
+	bool		json;
+	int		fd;
+	int		next_id;
+	const struct verb *verb;
+};
+
+struct verb {
+	const char	*name;
+	const char	*sub;		/* second word, or NULL */
+	int		(*fn)(struct ctx *c, int argc, char **argv);
+	const char	*args;		/* after the verb's words */
+	const char	*summary;
+	const char	*help;		/* details for VERB --help */
+};
+
+static const struct verb verbs[];
+
+/* ------------------------------------------------------------- messages */
+
+static void verb_usage(FILE *f, const struct verb *v)
 {
-	printf("volctl %s\n", SAND_VERSION);
+	fprintf(f, "usage: volctl [--socket PATH] [--json] %s%s%s%s%s\n", v->name,
+		v->sub ? " " : "", v->sub ? v->sub : "", v->args[0] ? " " : "", v->args);
+}
+
+static int usage_error(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(struct ctx *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "volctl: ");
+	if (c && c->verb)
+		fprintf(stderr, "%s%s%s: ", c->verb->name, c->verb->sub ? " " : "",
+			c->verb->sub ? c->verb->sub : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (c && c->verb)
+		verb_usage(stderr, c->verb);
+	else
+		fprintf(stderr, "Try 'volctl --help'.\n");
+	return 2;
+}
+
+/* ---------------------------------------------------------------- the wire */
+
+static int connect_daemon(struct ctx *c)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 120 };
+
+	if (c->fd >= 0)
+		return 0;
+	if (strlen(c->socket) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "volctl: socket path %s is too long\n", c->socket);
+		return -1;
+	}
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", c->socket);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		fprintf(stderr, "volctl: socket: %s\n", strerror(errno));
+		return -1;
+	}
+	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "volctl: cannot reach sand at %s: %s (is the daemon running? "
+			"use --socket PATH or SAND_SOCKET)\n", c->socket, strerror(errno));
+		close(c->fd);
+		c->fd = -1;
+		return -1;
+	}
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	return 0;
+}
+
+static int send_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* One response line, malloc'd, or NULL. */
+static char *read_line(struct ctx *c)
+{
+	size_t len = 0, cap = 4096;
+	char *buf = malloc(cap), *p;
+
+	if (!buf)
+		return NULL;
+	for (;;) {
+		ssize_t n;
+
+		if (len + 1 >= cap) {
+			if (cap >= RESP_MAX) {
+				fprintf(stderr, "volctl: response from %s too long\n", c->socket);
+				goto fail;
+			}
+			p = realloc(buf, cap * 2);
+			if (!p)
+				goto fail;
+			buf = p;
+			cap *= 2;
+		}
+		n = recv(c->fd, buf + len, cap - len - 1, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fprintf(stderr, "volctl: no response from sand at %s: %s\n", c->socket,
+				n < 0 ? strerror(errno) : "connection closed");
+			goto fail;
+		}
+		p = memchr(buf + len, '\n', (size_t)n);
+		len += (size_t)n;
+		if (p) {
+			*p = '\0';
+			return buf;
+		}
+	}
+fail:
+	free(buf);
+	return NULL;
+}
+
+/*
+ * Call a method: the result (a new reference), or NULL after printing the
+ * daemon's error (or why it could not be reached). Steals params.
+ */
+static json_t *call(struct ctx *c, const char *method, json_t *params)
+{
+	json_t *req, *resp = NULL, *result = NULL, *error;
+	json_error_t jerr;
+	char *text = NULL, *line = NULL;
+	int id = ++c->next_id;
+
+	req = json_pack("{s:s,s:s,s:o,s:i}", "jsonrpc", "2.0", "method", method,
+			"params", params ? params : json_object(), "id", id);
+	if (!req)
+		return NULL;
+	if (connect_daemon(c))
+		goto out;
+	text = json_dumps(req, JSON_COMPACT);
+	if (!text || send_all(c->fd, text, strlen(text)) || send_all(c->fd, "\n", 1)) {
+		fprintf(stderr, "volctl: sending to sand at %s: %s\n", c->socket, strerror(errno));
+		goto out;
+	}
+	line = read_line(c);
+	if (!line)
+		goto out;
+	resp = json_loads(line, 0, &jerr);
+	if (!json_is_object(resp)) {
+		fprintf(stderr, "volctl: bad response from sand: %s\n", jerr.text);
+		goto out;
+	}
+	error = json_object_get(resp, "error");
+	if (error) {
+		json_t *data = json_object_get(error, "data");
+
+		fprintf(stderr, "volctl: %s\n", json_string_value(json_object_get(error, "message")) ?
+			json_string_value(json_object_get(error, "message")) : "unknown error");
+		if (c->json) {
+			char *e = json_dumps(error, JSON_COMPACT);
+
+			fprintf(stderr, "%s\n", e ? e : "");
+			free(e);
+		} else if (data && getenv("VOLCTL_DEBUG")) {
+			char *e = json_dumps(data, JSON_COMPACT);
+
+			fprintf(stderr, "volctl: code %lld, data %s\n",
+				(long long)json_integer_value(json_object_get(error, "code")),
+				e ? e : "");
+			free(e);
+		}
+		goto out;
+	}
+	result = json_object_get(resp, "result");
+	if (!result)
+		fprintf(stderr, "volctl: response without a result\n");
+	json_incref(result);
+out:
+	json_decref(resp);
+	json_decref(req);
+	free(text);
+	free(line);
+	return result;
+}
+
+static int print_json(json_t *v)
+{
+	char *s = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY);
+
+	if (!s)
+		return 1;
+	printf("%s\n", s);
+	free(s);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ tables */
+
+struct table {
+	unsigned	ncols;
+	char		**cells;	/* row-major, header first */
+	size_t		nrows, cap;
+};
+
+static void table_init(struct table *t, unsigned ncols, ...)
+{
+	va_list ap;
+
+	memset(t, 0, sizeof(*t));
+	t->ncols = ncols;
+	t->cap = 8;
+	t->cells = calloc(t->cap * ncols, sizeof(char *));
+	va_start(ap, ncols);
+	for (unsigned i = 0; i < ncols; i++)
+		t->cells[i] = strdup(va_arg(ap, const char *));
+	va_end(ap);
+	t->nrows = 1;
+}
+
+/* ncols strings; NULL prints as "-" */
+static void table_row(struct table *t, ...)
+{
+	va_list ap;
+
+	if (t->nrows == t->cap) {
+		t->cap *= 2;
+		t->cells = realloc(t->cells, t->cap * t->ncols * sizeof(char *));
+		if (!t->cells)
+			abort();
+	}
+	va_start(ap, t);
+	for (unsigned i = 0; i < t->ncols; i++) {
+		const char *s = va_arg(ap, const char *);
+
+		t->cells[t->nrows * t->ncols + i] = strdup(s && *s ? s : "-");
+	}
+	va_end(ap);
+	t->nrows++;
+}
+
+static void table_print(struct table *t)
+{
+	size_t w[16] = { 0 };
+
+	for (size_t r = 0; r < t->nrows; r++)
+		for (unsigned i = 0; i < t->ncols && i < 16; i++)
+			w[i] = MAX(w[i], strlen(t->cells[r * t->ncols + i]));
+	for (size_t r = 0; r < t->nrows; r++) {
+		for (unsigned i = 0; i < t->ncols; i++) {
+			const char *s = t->cells[r * t->ncols + i];
+
+			if (i + 1 == t->ncols)
+				printf("%s\n", s);
+			else
+				printf("%-*s  ", (int)w[i], s);
+		}
+	}
+	for (size_t k = 0; k < t->nrows * t->ncols; k++)
+		free(t->cells[k]);
+	free(t->cells);
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+static const char *jsize(json_t *o, const char *key, char *buf, size_t len)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!json_is_integer(v))
+		return "-";
+	return format_size((uint64_t)json_integer_value(v), buf, len);
+}
+
+static const char *jint(json_t *o, const char *key, char *buf, size_t len)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!json_is_integer(v))
+		return "-";
+	snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+	return buf;
+}
+
+static const char *jyes(json_t *o, const char *key)
+{
+	return json_is_true(json_object_get(o, key)) ? "yes" : "no";
+}
+
+/* -------------------------------------------------------------- arguments */
+
+/* getopt_long over a verb's arguments; returns the option or -1 when done,
+ * '?' after printing the usage error. */
+static int opt_parse(struct ctx *c, int argc, char **argv, const struct option *opts)
+{
+	int o;
+
+	opterr = 0;
+	o = getopt_long(argc, argv, "", opts, NULL);
+	if (o == '?') {
+		if (optopt)
+			usage_error(c, "option '%s' needs a value or is not known",
+				    argv[optind - 1]);
+		else
+			usage_error(c, "unknown option '%s'", argv[optind - 1]);
+	}
+	return o;
+}
+
+static void opt_reset(void)
+{
+	optind = 0;	/* glibc: full re-initialisation */
+}
+
+static int parse_size_arg(struct ctx *c, const char *what, const char *s, uint64_t *out)
+{
+	if (parse_size(s, out))
+		return usage_error(c, "%s: not a size: '%s' (e.g. 4096, 512K, 10G)", what, s);
+	return 0;
+}
+
+/* A scalar as text for tables ("-" for null). */
+static void scalar_text(json_t *v, char *buf, size_t len)
+{
+	char *s;
+
+	if (!v || json_is_null(v)) {
+		snprintf(buf, len, "-");
+	} else if (json_is_string(v)) {
+		snprintf(buf, len, "%s", json_string_value(v));
+	} else if (json_is_true(v) || json_is_false(v)) {
+		snprintf(buf, len, "%s", json_is_true(v) ? "yes" : "no");
+	} else {
+		s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		snprintf(buf, len, "%s", s ? s : "?");
+		free(s);
+	}
+}
+
+/*
+ * Default human output for a result: an object prints as "key  value"
+ * lines, an array of objects as a table with the first object's keys as
+ * columns (upper-cased), anything else as JSON. New verbs can start with
+ * this and get a tailored printer later.
+ */
+static void print_human(json_t *r)
+{
+	if (json_is_object(r)) {
+		const char *key;
+		json_t *v;
+		size_t w = 0;
+		char buf[1024];
+
+		json_object_foreach(r, key, v)
+			w = MAX(w, strlen(key));
+		json_object_foreach(r, key, v) {
+			scalar_text(v, buf, sizeof(buf));
+			printf("%-*s  %s\n", (int)w, key, buf);
+		}
+	} else if (json_is_array(r) && json_is_object(json_array_get(r, 0))) {
+		json_t *first = json_array_get(r, 0), *row, *v;
+		unsigned ncols = (unsigned)MIN(json_object_size(first), 16);
+		const char *keys[16], *key;
+		char *cells[16];
+		struct table t;
+		unsigned i = 0;
+		size_t k;
+
+		json_object_foreach(first, key, v)
+			if (i < ncols)
+				keys[i++] = key;
+		memset(&t, 0, sizeof(t));
+		t.ncols = ncols;
+		t.cap = json_array_size(r) + 1;
+		t.cells = calloc(t.cap * ncols, sizeof(char *));
+		if (!t.cells)
+			return;
+		for (i = 0; i < ncols; i++) {
+			char *h = strdup(keys[i]);
+
+			for (char *p = h; p && *p; p++)
+				*p = *p == '_' ? '-' : (char)toupper((unsigned char)*p);
+			t.cells[i] = h;
+		}
+		t.nrows = 1;
+		json_array_foreach(r, k, row) {
+			for (i = 0; i < ncols; i++) {
+				char buf[1024];
+
+				scalar_text(json_object_get(row, keys[i]), buf, sizeof(buf));
+				cells[i] = strdup(buf);
+			}
+			memcpy(&t.cells[t.nrows * ncols], cells, ncols * sizeof(char *));
+			t.nrows++;
+		}
+		table_print(&t);
+	} else if (json_is_array(r) && !json_array_size(r)) {
+		printf("(none)\n");
+	} else {
+		print_json(r);
+	}
+}
+
+/*
+ * The common verb shape: no options, positional arguments that map in order
+ * to the named string params (NULL-terminated; a name starting with '?' is
+ * optional), then print the result (default printer, or the message `done`,
+ * where "%s" stands for the first argument, when not NULL and not --json):
+ *	return simple_verb(c, argc, argv, "disk.remove", "disk %s removed", "name", NULL);
+ */
+static int simple_verb(struct ctx *c, int argc, char **argv, const char *method,
+		       const char *done, ...) __attribute__((sentinel));
+static int simple_verb(struct ctx *c, int argc, char **argv, const char *method,
+		       const char *done, ...)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	json_t *params, *r;
+	const char *name, *first = NULL;
+	va_list ap;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1)
+		return 2;
+	params = json_object();
+	va_start(ap, done);
+	while ((name = va_arg(ap, const char *))) {
+		bool optional = name[0] == '?';
+
+		name += optional;
+		if (optind >= argc) {
+			if (optional)
+				continue;
+			va_end(ap);
+			json_decref(params);
+			{
+				char up[64];
+				size_t i;
+
+				for (i = 0; name[i] && i < sizeof(up) - 1; i++)
+					up[i] = (char)toupper((unsigned char)name[i]);
+				up[i] = '\0';
+				return usage_error(c, "missing %s", up);
+			}
+		}
+		if (!first)
+			first = argv[optind];
+		json_object_set_new(params, name, json_string(argv[optind++]));
+	}
+	va_end(ap);
+	if (optind < argc) {
+		json_decref(params);
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	}
+	r = call(c, method, params);
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else if (done) {		/* "%s" in done is the first argument */
+		const char *p = strstr(done, "%s");
+
+		if (p)
+			printf("%.*s%s%s\n", (int)(p - done), done, first ? first : "", p + 2);
+		else
+			printf("%s\n", done);
+	} else {
+		print_human(r);
+	}
+	json_decref(r);
+	return 0;
+}
+
+/* ------------------------------------------------------------------- verbs */
+
+static int cmd_status(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	json_t *r, *v;
+	char up[64];
+	size_t i;
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1)
+		return 2;
+	if (optind < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	r = call(c, "status", NULL);
+	if (!r)
+		return 1;
+	if (c->json) {
+		print_json(r);
+		json_decref(r);
+		return 0;
+	}
+	{
+		double s = (double)json_integer_value(json_object_get(r, "uptime_ms")) / 1000;
+		unsigned long t = (unsigned long)s;
+
+		if (t >= 86400)
+			snprintf(up, sizeof(up), "%lud %luh %lum", t / 86400, t % 86400 / 3600,
+				 t % 3600 / 60);
+		else if (t >= 3600)
+			snprintf(up, sizeof(up), "%luh %lum %lus", t / 3600, t % 3600 / 60, t % 60);
+		else if (t >= 60)
+			snprintf(up, sizeof(up), "%lum %lus", t / 60, t % 60);
+		else
+			snprintf(up, sizeof(up), "%.1fs", s);
+	}
+	printf("%-10s %s\n", "version", jstr(r, "version") ? jstr(r, "version") : "?");
+	printf("%-10s %lld\n", "pid", (long long)json_integer_value(json_object_get(r, "pid")));
+	printf("%-10s %s\n", "uptime", up);
+	printf("%-10s %s\n", "state dir", jstr(r, "state_dir") ? jstr(r, "state_dir") : "?");
+	printf("%-10s %s\n", "socket", jstr(r, "socket") ? jstr(r, "socket") : "?");
+	v = json_object_get(r, "reactors");
+	printf("%-10s %lld on %s\n", "reactors",
+	       (long long)json_integer_value(json_object_get(v, "count")),
+	       jstr(v, "loop") ? jstr(v, "loop") : "?");
+	printf("%-10s", "backends");
+	json_array_foreach(json_object_get(r, "backends"), i, v)
+		printf(" %s", json_string_value(v));
+	printf("\n");
+	printf("%-10s %s\n", "debug", jstr(r, "debug") && *jstr(r, "debug") ? jstr(r, "debug")
+									   : "-");
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_disk_list(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	struct table t;
+	json_t *r, *d;
+	size_t i;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1)
+		return 2;
+	if (optind < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	r = call(c, "disk.list", NULL);
+	if (!r)
+		return 1;
+	if (c->json) {
+		print_json(r);
+		json_decref(r);
+		return 0;
+	}
+	table_init(&t, 9, "NAME", "BACKEND", "SIZE", "BLOCK", "RO", "DIRECT", "STATE",
+		   "CLAIMED-BY", "PATH");
+	json_array_foreach(r, i, d) {
+		char sz[32], bs[32];
+		const char *state = jstr(d, "state");
+		char st[600];
+
+		if (jstr(d, "error"))
+			snprintf(st, sizeof(st), "%s: %s", state ? state : "?", jstr(d, "error"));
+		else
+			snprintf(st, sizeof(st), "%s", state ? state : "?");
+		table_row(&t, jstr(d, "name"), jstr(d, "backend"), jsize(d, "size", sz, sizeof(sz)),
+			  jint(d, "block_size", bs, sizeof(bs)), jyes(d, "readonly"),
+			  jyes(d, "direct"), st, jstr(d, "claimed_by"), jstr(d, "path"));
+	}
+	table_print(&t);
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_disk_add(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "backend", required_argument, NULL, 'b' },
+		{ "size", required_argument, NULL, 's' },
+		{ "block-size", required_argument, NULL, 'B' },
+		{ "readonly", no_argument, NULL, 'r' },
+		{ NULL, 0, NULL, 0 }
+	};
+	static const char *const backends[] = { "auto", "uring", "aio", "psync", "mem", "null" };
+	const char *backend = NULL, *name, *path = NULL;
+	uint64_t size = 0, bs = 0;
+	bool ro = false, mem, known = false;
+	char abspath[PATH_MAX], sz[32];
+	json_t *params, *r;
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		switch (o) {
+		case 'b': backend = optarg; break;
+		case 's':
+			if (parse_size_arg(c, "--size", optarg, &size))
+				return 2;
+			break;
+		case 'B':
+			if (parse_size_arg(c, "--block-size", optarg, &bs))
+				return 2;
+			break;
+		case 'r': ro = true; break;
+		default: return 2;
+		}
+	}
+	if (backend) {
+		for (size_t i = 0; i < ARRAY_SIZE(backends); i++)
+			known |= !strcmp(backend, backends[i]);
+		if (!known)
+			return usage_error(c, "--backend must be auto, uring, aio, psync, mem "
+					   "or null, not '%s'", backend);
+	}
+	mem = backend && (!strcmp(backend, "mem") || !strcmp(backend, "null"));
+	if (optind >= argc)
+		return usage_error(c, "missing NAME");
+	name = argv[optind++];
+	if (optind < argc && !mem)
+		path = argv[optind++];
+	if (optind < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	if (!mem && !path)
+		return usage_error(c, "missing PATH (a file or block device)");
+	if (mem && !size)
+		return usage_error(c, "--size is required with --backend %s", backend);
+	if (bs > UINT32_MAX)
+		return usage_error(c, "--block-size too large");
+	if (path && path[0] != '/') {
+		char cwd[PATH_MAX];
+
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    snprintf(abspath, sizeof(abspath), "%s/%s", cwd, path) >= (int)sizeof(abspath))
+			return usage_error(c, "cannot make '%s' absolute", path);
+		path = abspath;
+	}
+	params = json_pack("{s:s,s:b}", "name", name, "readonly", ro);
+	if (backend)
+		json_object_set_new(params, "backend", json_string(backend));
+	if (path)
+		json_object_set_new(params, "path", json_string(path));
+	if (size)
+		json_object_set_new(params, "size", json_integer((json_int_t)size));
+	if (bs)
+		json_object_set_new(params, "block_size", json_integer((json_int_t)bs));
+	r = call(c, "disk.add", params);
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("disk %s added: %s, %s, block size %lld%s\n", name,
+		       jstr(r, "backend") ? jstr(r, "backend") : "?", jsize(r, "size", sz, sizeof(sz)),
+		       (long long)json_integer_value(json_object_get(r, "block_size")),
+		       json_is_true(json_object_get(r, "readonly")) ? ", read-only" : "");
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_disk_remove(struct ctx *c, int argc, char **argv)
+{
+	return simple_verb(c, argc, argv, "disk.remove", "disk %s removed", "name", NULL);
+}
+
+static int cmd_debug(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	json_t *params = json_object(), *r;
+	const char *s;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1) {
+		json_decref(params);
+		return 2;
+	}
+	if (optind + 1 < argc) {
+		json_decref(params);
+		return usage_error(c, "unexpected argument '%s' (give one comma-separated list)",
+				   argv[optind + 1]);
+	}
+	if (optind < argc)
+		json_object_set_new(params, "subsystems", json_string(argv[optind]));
+	r = call(c, "log.debug", params);
+	if (!r)
+		return 1;
+	if (c->json) {
+		print_json(r);
+	} else {
+		s = jstr(r, "subsystems");
+		printf("debug: %s\n", s && *s ? s : "none");
+	}
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_log_level(struct ctx *c, int argc, char **argv)
+{
+	return simple_verb(c, argc, argv, "log.level", NULL, "?level", NULL);
+}
+
+static int cmd_call(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	json_t *params = NULL, *r;
+	json_error_t jerr;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1)
+		return 2;
+	if (optind >= argc)
+		return usage_error(c, "missing METHOD");
+	if (optind + 2 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 2]);
+	if (optind + 1 < argc) {
+		params = json_loads(argv[optind + 1], 0, &jerr);
+		if (!json_is_object(params)) {
+			json_decref(params);
+			return usage_error(c, "PARAMS must be a JSON object: %s",
+					   params ? "not an object" : jerr.text);
+		}
+	}
+	r = call(c, argv[optind], params);
+	if (!r)
+		return 1;
+	print_json(r);
+	json_decref(r);
+	return 0;
+}
+
+static const struct verb verbs[] = {
+	{ "status", NULL, cmd_status, "", "show the daemon's version, uptime, reactors and backends",
+	  "Shows what the daemon is (version, pid, uptime, state directory, socket) and\n"
+	  "what this host can do (reactors and their event loop, disk backends).\n" },
+	{ "disk", "list", cmd_disk_list, "", "list the disks",
+	  "Lists every disk: backend, size, block size, read-only, O_DIRECT, state\n"
+	  "(open, or failed with the reason when it could not be reopened at start),\n"
+	  "who claims it (a pool or an export) and its path.\n" },
+	{ "disk", "add", cmd_disk_add,
+	  "NAME [PATH] [--backend auto|uring|aio|psync|mem|null] [--size SIZE] "
+	  "[--block-size N] [--readonly]",
+	  "open a file, block device, memory or null disk",
+	  "Opens PATH (a file or block device) as disk NAME and remembers it across\n"
+	  "restarts. With --size, a missing file is created sparse. mem and null disks\n"
+	  "take no PATH and need --size. SIZE and N take suffixes: 512, 4K, 10G.\n"
+	  "A relative PATH is made absolute from the current directory.\n" },
+	{ "disk", "remove", cmd_disk_remove, "NAME", "close a disk and forget it",
+	  "Flushes and closes disk NAME and removes it from the state file. Refused\n"
+	  "while a pool or an export claims it. The file itself is left alone.\n" },
+	{ "debug", NULL, cmd_debug, "[LIST]", "switch debug messages per subsystem",
+	  "LIST is comma-separated subsystems (core, ev, blk, rpc, nbd, iscsi, scsi,\n"
+	  "raid, thin, fault, bench), 'all' or 'none'. Without LIST, shows the current.\n" },
+	{ "log-level", NULL, cmd_log_level, "[error|warn|info|debug]", "set or show the log level",
+	  "Messages above LEVEL are dropped (debug messages of subsystems switched on\n"
+	  "with 'volctl debug' are always logged).\n" },
+	{ "call", NULL, cmd_call, "METHOD [PARAMS-JSON]", "call any JSON-RPC method (for debugging)",
+	  "Sends METHOD with PARAMS (a JSON object) and prints the raw result.\n" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: volctl [--socket PATH] [--json] VERB [ARGS...]\n"
+		"\n"
+		"Control the sand storage daemon.\n"
+		"\n"
+		"Options:\n"
+		"  --socket PATH   the daemon's control socket (default: $SAND_SOCKET, else\n"
+		"                  " DEFAULT_SOCKET ")\n"
+		"  --json          print the daemon's JSON result instead of a table\n"
+		"  --help          this text; 'volctl VERB --help' for a verb\n"
+		"  --version       print the version\n"
+		"\n"
+		"Verbs:\n");
+	for (size_t i = 0; i < ARRAY_SIZE(verbs); i++) {
+		char w[64];
+
+		snprintf(w, sizeof(w), "%s%s%s", verbs[i].name, verbs[i].sub ? " " : "",
+			 verbs[i].sub ? verbs[i].sub : "");
+		fprintf(f, "  %-16s%s\n", w, verbs[i].summary);
+	}
+	fprintf(f, "\nExit status: 0 done, 1 the daemon refused or is unreachable, 2 usage error.\n");
+}
+
+/* Take --socket/--json/--help/--version wherever they are (before "--"). */
+static int global_opts(struct ctx *c, int *argcp, char **argv, bool *help)
+{
+	int argc = *argcp, n = 1;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--")) {
+			while (i < argc)
+				argv[n++] = argv[i++];
+			break;
+		}
+		if (!strcmp(a, "--json")) {
+			c->json = true;
+		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			*help = true;
+		} else if (!strcmp(a, "--socket")) {
+			if (i + 1 >= argc)
+				return usage_error(NULL, "--socket needs a PATH");
+			c->socket = argv[++i];
+		} else if (!strncmp(a, "--socket=", 9)) {
+			c->socket = a + 9;
+		} else {
+			argv[n++] = argv[i];
+		}
+	}
+	argv[n] = NULL;
+	*argcp = n;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct ctx c = { .fd = -1 };
+	const struct verb *v = NULL;
+	bool help = false;
+	int rc, words;
+
+	c.socket = getenv("SAND_SOCKET");
+	if (!c.socket || !*c.socket)
+		c.socket = DEFAULT_SOCKET;
+	if (global_opts(&c, &argc, argv, &help))
+		return 2;
+	if (argc >= 2 && !strcmp(argv[1], "--version")) {
+		printf("volctl %s\n", SAND_VERSION);
+		return 0;
+	}
+	if (argc < 2) {
+		if (help) {
+			usage(stdout);
+			return 0;
+		}
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(verbs); i++) {
+		if (strcmp(verbs[i].name, argv[1]))
+			continue;
+		if (!verbs[i].sub) {
+			v = &verbs[i];
+			break;
+		}
+		if (argc >= 3 && !strcmp(verbs[i].sub, argv[2])) {
+			v = &verbs[i];
+			break;
+		}
+	}
+	if (!v) {
+		bool group = false;
+
+		for (size_t i = 0; i < ARRAY_SIZE(verbs); i++)
+			if (!strcmp(verbs[i].name, argv[1]))
+				group = true;
+		if (group && argc >= 3)
+			return usage_error(NULL, "unknown verb '%s %s'", argv[1], argv[2]);
+		if (group) {
+			if (help) {
+				usage(stdout);
+				return 0;
+			}
+			return usage_error(NULL, "'%s' needs a verb: see 'volctl --help'", argv[1]);
+		}
+		return usage_error(NULL, "unknown verb '%s'", argv[1]);
+	}
+	c.verb = v;
+	if (help) {
+		verb_usage(stdout, v);
+		printf("\n%s: %s.\n\n%s", v->sub ? v->sub : v->name, v->summary, v->help);
+		return 0;
+	}
+	words = v->sub ? 2 : 1;
+	rc = v->fn(&c, argc - words, argv + words);
+	if (c.fd >= 0)
+		close(c.fd);
+	return rc;
 }
