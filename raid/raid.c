@@ -620,6 +620,8 @@ static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 		r->lops->rebuild(rio);
 	else if (bio->flags & RAID_BIO_RESYNC)
 		r->lops->resync(rio);
+	else if (bio->flags & RAID_BIO_SCRUB)
+		r->lops->scrub(rio);
 	else if (bio->op != BIO_READ && !__atomic_load_n(&r->dirty, __ATOMIC_ACQUIRE))
 		wait_dirty(rio);
 	else
@@ -1066,7 +1068,8 @@ static int walk_rows(struct raid *r, uint32_t flag)
 			rc = w.status;
 		if ((row + 1) % 1024 == 0 || row + 1 == rows)
 			LOG_DBG(LS_RAID, "%s: %s %llu of %llu rows", r->bd.name,
-				flag == RAID_BIO_REBUILD ? "rebuilt" : "resynced",
+				flag == RAID_BIO_REBUILD ? "rebuilt" :
+				flag == RAID_BIO_RESYNC ? "resynced" : "scrubbed",
 				(unsigned long long)(row + 1), (unsigned long long)rows);
 	}
 	blk_chan_close(ch, closed_cb_flag, &closed);
@@ -1101,7 +1104,7 @@ int raid_replace(struct blkdev *bd, uint32_t slot, struct blkdev *nd)
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&r->sb_lock);
-	if (raid_writable(r, slot) || r->rebuild_slot >= 0) {
+	if (raid_writable(r, slot) || r->rebuild_slot != -1) {
 		pthread_mutex_unlock(&r->sb_lock);
 		return -EBUSY;
 	}
@@ -1136,6 +1139,40 @@ int raid_replace(struct blkdev *bd, uint32_t slot, struct blkdev *nd)
 	pthread_mutex_lock(&r->sb_lock);
 	r->rebuild_slot = -1;
 	persist_locked(r);
+	pthread_mutex_unlock(&r->sb_lock);
+	return rc;
+}
+
+int raid_scrub(struct blkdev *bd, bool repair, uint64_t *mismatches)
+{
+	struct raid *r;
+	int rc;
+
+	if (!blk_is_raid(bd))
+		return -EINVAL;
+	r = to_raid(bd);
+	if (!r->lops->scrub)
+		return -EINVAL;
+	pthread_mutex_lock(&r->sb_lock);
+	if (r->rebuild_slot != -1) {
+		pthread_mutex_unlock(&r->sb_lock);
+		return -EBUSY;
+	}
+	r->rebuild_slot = -2;		/* keeps rebuilds and other scrubs out */
+	r->scrub_repair = repair;
+	__atomic_store_n(&r->scrub_bad, 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&r->sb_lock);
+
+	rc = walk_rows(r, RAID_BIO_SCRUB);
+	if (mismatches)
+		*mismatches = __atomic_load_n(&r->scrub_bad, __ATOMIC_RELAXED);
+	LOG_INFO(LS_RAID, "%s: scrub %s: %llu rows inconsistent%s", bd->name,
+		 rc ? "failed" : "done",
+		 (unsigned long long)__atomic_load_n(&r->scrub_bad, __ATOMIC_RELAXED),
+		 repair ? ", repaired" : "");
+
+	pthread_mutex_lock(&r->sb_lock);
+	r->rebuild_slot = -1;
 	pthread_mutex_unlock(&r->sb_lock);
 	return rc;
 }

@@ -86,11 +86,14 @@ struct raid_level_ops {
 	/* Make row rio->stripe consistent: parity from data, mirrors from the
 	 * first live one (NULL: nothing to do). */
 	void	(*resync)(struct raid_io *rio);
+	/* Check row rio->stripe (r->scrub_*); NULL: nothing to check. */
+	void	(*scrub)(struct raid_io *rio);
 };
 
 /* A private bio flag: this READ is a rebuild request for a row (raid.c). */
 #define RAID_BIO_REBUILD	(1u << 30)
 #define RAID_BIO_RESYNC		(1u << 29)
+#define RAID_BIO_SCRUB		(1u << 28)
 
 extern const struct raid_level_ops raid0_level, raid1_level, raid10_level,
 	raid5_level, raid6_level;
@@ -111,7 +114,9 @@ struct raid {
 	struct list_head locked;
 
 	pthread_mutex_t	sb_lock;	/* persist, replace */
-	int		rebuild_slot;	/* -1: none */
+	int		rebuild_slot;	/* -1: none, -2: a scrub runs */
+	bool		scrub_repair;	/* set by raid_scrub for its rows */
+	uint64_t	scrub_bad;	/* rows found inconsistent (atomic) */
 	pthread_mutex_t	wlock;		/* the persist worker's queue */
 	pthread_cond_t	wcond;
 	struct list_head wqueue;

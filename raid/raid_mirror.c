@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include "raid/raid_int.h"
 
 static uint32_t mirrors(struct raid *r, uint32_t col, uint32_t *out)
@@ -254,6 +255,70 @@ static void mirror_resync(struct raid_io *rio)
 	stripe_lock(rio, mirror_resync_read);
 }
 
+/* ---- scrub: every live mirror of a row read, compared with the first */
+
+static void mirror_scrub_read(struct raid_io *rio);
+
+static void mirror_scrub_check(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	size_t st = r->g.strip;
+	bool bad = false;
+
+	if (rio->status) {
+		rio_finish(rio, rio->status);
+		return;
+	}
+	if (rio->child_err) {
+		mirror_scrub_read(rio);
+		return;
+	}
+	batch_begin(rio, mirror_resync_done);
+	for (uint32_t g = 0; g < ngroups(r); g++) {
+		uint32_t m[RAID_MAX_MEMBERS], nm = mirrors(r, g, m);
+
+		for (uint32_t i = 1; i < nm; i++) {
+			if (!memcmp(rio->mem + (size_t)m[0] * st, rio->mem + (size_t)m[i] * st, st))
+				continue;
+			bad = true;
+			if (r->scrub_repair)
+				member_bio(rio, m[i], BIO_WRITE, rio->stripe * st, st,
+					   rio->mem + (size_t)m[0] * st);
+		}
+	}
+	if (bad)
+		__atomic_add_fetch(&r->scrub_bad, 1, __ATOMIC_RELAXED);
+	batch_end(rio);
+}
+
+static void mirror_scrub_read(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		if (!raid_alive(r, i)) {
+			rio_finish(rio, 0);	/* a mirror is down: skip the row */
+			return;
+		}
+	batch_begin(rio, mirror_scrub_check);
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		member_bio(rio, i, BIO_READ, rio->stripe * r->g.strip, r->g.strip,
+			   rio->mem + (size_t)i * r->g.strip);
+	batch_end(rio);
+}
+
+static void mirror_scrub(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	rio->stripe = rio->bio->offset / ((uint64_t)r->g.strip * r->k);
+	if (rio_alloc_mem(rio, (size_t)r->g.nmembers * r->g.strip)) {
+		rio_finish(rio, -ENOMEM);
+		return;
+	}
+	stripe_lock(rio, mirror_scrub_read);
+}
+
 static void raid0_done(struct raid_io *rio)
 {
 	rio_finish(rio, rio->status);
@@ -292,6 +357,7 @@ const struct raid_level_ops raid1_level = {
 	.submit_null = raid_submit_flush,
 	.rebuild = mirror_rebuild,
 	.resync = mirror_resync,
+	.scrub = mirror_scrub,
 };
 
 const struct raid_level_ops raid10_level = {
@@ -302,4 +368,5 @@ const struct raid_level_ops raid10_level = {
 	.submit_null = raid_submit_flush,
 	.rebuild = mirror_rebuild,
 	.resync = mirror_resync,
+	.scrub = mirror_scrub,
 };

@@ -586,6 +586,64 @@ static void parity_resync(struct raid_io *rio)
 	parity_row(rio, resync_read);
 }
 
+/* ---- scrub: parity generated again into o[], compared with what is read */
+
+static void scrub_read(struct raid_io *rio);
+
+static void scrub_check(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	uint8_t *v[MAXCOLS + 2];
+	bool bad = false;
+
+	if (rio->status) {
+		rio_finish(rio, rio->status);
+		return;
+	}
+	if (rio->child_err) {
+		scrub_read(rio);
+		return;
+	}
+	for (uint32_t j = 0; j < r->k; j++)
+		v[j] = rio->d[j];
+	for (uint32_t p = 0; p < r->np; p++)
+		v[r->k + p] = rio->o[r->k + p];
+	if (raid_parity_gen((int)r->np, (int)r->k, r->g.strip, v)) {
+		rio_finish(rio, -EIO);
+		return;
+	}
+	batch_begin(rio, resync_done);
+	for (uint32_t p = 0; p < r->np; p++) {
+		if (!memcmp(v[r->k + p], rio->d[r->k + p], r->g.strip))
+			continue;
+		bad = true;
+		if (r->scrub_repair)
+			member_bio(rio, rio->cols[r->k + p], BIO_WRITE, row_off(rio, 0),
+				   r->g.strip, v[r->k + p]);
+	}
+	if (bad)
+		__atomic_add_fetch(&r->scrub_bad, 1, __ATOMIC_RELAXED);
+	batch_end(rio);
+}
+
+static void scrub_read(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	if (snapshot_live(rio)) {
+		rio_finish(rio, 0);	/* a member is down: nothing to compare with */
+		return;
+	}
+	batch_begin(rio, scrub_check);
+	read_snapshot(rio, 0, r->g.strip);
+	batch_end(rio);
+}
+
+static void parity_scrub(struct raid_io *rio)
+{
+	parity_row(rio, scrub_read);
+}
+
 static void stripe_start(struct raid *r)
 {
 	r->bd.io_boundary = r->g.strip * r->k;
@@ -599,6 +657,7 @@ const struct raid_level_ops raid5_level = {
 	.submit_null = raid_submit_flush,
 	.rebuild = parity_rebuild,
 	.resync = parity_resync,
+	.scrub = parity_scrub,
 };
 
 const struct raid_level_ops raid6_level = {
@@ -609,4 +668,5 @@ const struct raid_level_ops raid6_level = {
 	.submit_null = raid_submit_flush,
 	.rebuild = parity_rebuild,
 	.resync = parity_resync,
+	.scrub = parity_scrub,
 };

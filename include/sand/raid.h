@@ -174,6 +174,17 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out);
  */
 int raid_replace(struct blkdev *bd, uint32_t slot, struct blkdev *newdev);
 
+/*
+ * Scrub: read every row while the set serves I/O, and check that parity
+ * (RAID 5/6) matches the data and that mirrors (1/10) match each other.
+ * *mismatches (may be NULL) counts rows that did not. With repair, parity
+ * is written again from the data and mirrors copied from the first live
+ * one (without checksums there is no telling which copy was right; md does
+ * the same). Rows with a member down are skipped. Synchronous, not from a
+ * reactor thread; -EINVAL on RAID 0.
+ */
+int raid_scrub(struct blkdev *bd, bool repair, uint64_t *mismatches);
+
 bool blk_is_raid(const struct blkdev *bd);
 /* State of member slot i (enum raid_member_state), -EINVAL if not a set. */
 int raid_member_state(struct blkdev *bd, uint32_t i);

@@ -1057,6 +1057,99 @@ START_TEST(power_cut_all_levels)
 }
 END_TEST
 
+
+/* ---- scrub: finds and repairs what was corrupted behind the set's back ---- */
+
+struct scrub_arg {
+	struct blkdev	*set;
+	uint64_t	bad;
+	int		rc;
+	bool		done;
+};
+
+static void *scrub_main(void *arg)
+{
+	struct scrub_arg *a = arg;
+
+	a->rc = raid_scrub(a->set, false, &a->bad);
+	__atomic_store_n(&a->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void corrupt_member(struct env *e, uint32_t m, uint64_t moff)
+{
+	uint8_t junk[512];
+
+	memset(junk, 0xe7, sizeof(junk));
+	ck_assert_int_eq(blk_sync_io(e->mem[m], BIO_WRITE, 0, RAID_DATA_OFFSET + moff, junk,
+				     sizeof(junk)), 0);
+}
+
+static void scrub(enum raid_level l, uint32_t n, uint64_t seed)
+{
+	struct raid_geom g = { .level = l, .nmembers = n, .strip = STRIP, .member_size = MEMBER_DATA };
+	struct blkdev *sh[RAID_MAX_MEMBERS];
+	struct scrub_arg a = { 0 };
+	uint32_t cols[RAID_MAX_MEMBERS], k = raid_data_cols(&g);
+	uint64_t bad = 99;
+	pthread_t th;
+	struct env e;
+
+	env_create(&e, l, n, seed);
+	run_ops(&e, 600, NULL);
+	ck_assert_uint_eq(e.errors + e.mismatches, 0);
+	ck_assert_int_eq(raid_scrub(e.raid, false, &bad), 0);
+	ck_assert_uint_eq(bad, 0);
+	env_detach(&e);
+
+	/* behind the set's back: two rows made inconsistent */
+	if (l == RAID_LEVEL_5 || l == RAID_LEVEL_6) {
+		raid_stripe_cols(&g, 3, cols);
+		corrupt_member(&e, cols[k], 3 * STRIP + 1024);			/* P */
+		raid_stripe_cols(&g, 7, cols);
+		corrupt_member(&e, cols[n - 1], 7 * STRIP);			/* P or Q */
+	} else {
+		corrupt_member(&e, 1, 3 * STRIP + 512);
+		corrupt_member(&e, n - 1, 7 * STRIP);
+	}
+	shuffle(&e, sh);
+	ck_assert_int_eq(raid_assemble(sh, n, &e.raid), 0);
+	env_attach(&e);
+	ck_assert_int_eq(raid_scrub(e.raid, false, &bad), 0);
+	ck_assert_uint_eq(bad, 2);
+	ck_assert_int_eq(raid_scrub(e.raid, true, &bad), 0);
+	ck_assert_uint_eq(bad, 2);
+	ck_assert_int_eq(raid_scrub(e.raid, false, &bad), 0);
+	ck_assert_uint_eq(bad, 0);
+	verify_all(&e);
+
+	/* a scrub under verified I/O sees no false mismatch */
+	a.set = e.raid;
+	ck_assert_int_eq(pthread_create(&th, NULL, scrub_main, &a), 0);
+	while (!__atomic_load_n(&a.done, __ATOMIC_ACQUIRE))
+		run_ops(&e, 100, NULL);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(a.rc, 0);
+	ck_assert_uint_eq(a.bad, 0);
+	ck_assert_uint_eq(e.errors + e.mismatches, 0);
+	verify_all(&e);
+	env_free(&e);
+}
+
+START_TEST(scrub_all_levels)
+{
+	struct env e;
+
+	scrub(RAID_LEVEL_1, 2, 110);
+	scrub(RAID_LEVEL_10, 4, 111);
+	scrub(RAID_LEVEL_5, 4, 112);
+	scrub(RAID_LEVEL_6, 5, 113);
+	env_create(&e, RAID_LEVEL_0, 2, 114);
+	ck_assert_int_eq(raid_scrub(e.raid, false, NULL), -EINVAL);
+	env_free(&e);
+}
+END_TEST
+
 /* ---- assembly ---- */
 
 START_TEST(reassemble_all_levels)
@@ -1206,6 +1299,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, rebuild_raid6);
 	tcase_add_test(tc, rebuild_refusals);
 	tcase_add_test(tc, power_cut_all_levels);
+	tcase_add_test(tc, scrub_all_levels);
 	tcase_add_test(tc, reassemble_all_levels);
 	tcase_add_test(tc, raid0_missing_member);
 	tcase_add_test(tc, redundant_missing_members);
