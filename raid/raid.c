@@ -28,7 +28,7 @@
  *
  * Not done yet (doc/raid.md): closing the write hole for a crash that also
  * loses a member (a partial parity log), a write-intent bitmap, resuming a
- * rebuild after a restart, scrub, hot spares, DISCARD on RAID 5/6.
+ * rebuild after a restart, rate limits, hot spares, DISCARD on RAID 5/6.
  */
 #include <assert.h>
 #include <errno.h>
