@@ -1162,6 +1162,8 @@ int raid_scrub(struct blkdev *bd, bool repair, uint64_t *mismatches)
 	r->scrub_repair = repair;
 	__atomic_store_n(&r->scrub_bad, 0, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&r->sb_lock);
+	if (repair)
+		mark_dirty(r);		/* repairs are writes: a crash must be seen */
 
 	rc = walk_rows(r, RAID_BIO_SCRUB);
 	if (mismatches)
