@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include "sand/common.h"
 #include "sand/daemon.h"
+#include "sand/iscsi.h"
 #include "sand/ev.h"
 #include "sand/log.h"
 #include "sand/reactor.h"
@@ -30,12 +31,14 @@ static void (*const rpc_modules[])(void) = {
 	status_rpc_init,
 	log_rpc_init,
 	disk_rpc_init,
+	iscsi_rpc_init,
 };
 
 /* Restore what the state file says, in dependency order (disks before the
  * pools built on them, pools before exports). */
 static void (*const restore_steps[])(void) = {
 	disk_restore,
+	iscsi_restore,
 };
 
 static void usage(FILE *f)

@@ -709,6 +709,138 @@ static int cmd_disk_remove(struct ctx *c, int argc, char **argv)
 	return simple_verb(c, argc, argv, "disk.remove", "disk %s removed", "name", NULL);
 }
 
+/* iscsi portal add TPG ADDR:PORT */
+static int cmd_iscsi_portal(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	unsigned long tpg;
+	char *end;
+	json_t *r;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1)
+		return 2;
+	if (optind >= argc || strcmp(argv[optind], "add"))
+		return usage_error(c, "expected 'add'");
+	if (argc - optind != 3)
+		return usage_error(c, argc - optind < 3 ? "missing TPG or ADDR:PORT" :
+				   "unexpected argument '%s'", argv[optind + 3]);
+	errno = 0;
+	tpg = strtoul(argv[optind + 1], &end, 10);
+	if (errno || *end || !tpg || tpg > 65535)
+		return usage_error(c, "TPG must be a number from 1 to 65535, not '%s'",
+				   argv[optind + 1]);
+	r = call(c, "iscsi.portal_add", json_pack("{s:s,s:i}", "address", argv[optind + 2],
+						    "tpg", (json_int_t)tpg));
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("portal %s (tpg %lu) listening on port %lld\n", argv[optind + 2], tpg,
+		       (long long)json_integer_value(json_object_get(r, "port")));
+	json_decref(r);
+	return 0;
+}
+
+/* iscsi target create IQN */
+static int cmd_iscsi_target(struct ctx *c, int argc, char **argv)
+{
+	if (argc >= 2 && !strcmp(argv[1], "create"))
+		return simple_verb(c, argc - 1, argv + 1, "iscsi.target_create",
+				   "target %s created", "iqn", NULL);
+	return usage_error(c, "expected 'create IQN'");
+}
+
+static int cmd_iscsi_list(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	json_t *r, *e, *l;
+	size_t i, j;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1)
+		return 2;
+	if (optind < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	r = call(c, "iscsi.list", json_object());
+	if (!r)
+		return 1;
+	if (c->json) {
+		print_json(r);
+		json_decref(r);
+		return 0;
+	}
+	json_array_foreach(json_object_get(r, "portals"), i, e)
+		printf("portal %s tpg %lld %s%s%s\n", jstr(e, "address"),
+		       (long long)json_integer_value(json_object_get(e, "tpg")), jstr(e, "state"),
+		       jstr(e, "error") ? ": " : "", jstr(e, "error") ? jstr(e, "error") : "");
+	json_array_foreach(json_object_get(r, "targets"), i, e) {
+		printf("target %s\n", jstr(e, "iqn"));
+		json_array_foreach(json_object_get(e, "luns"), j, l)
+			printf("  lun %lld disk %s%s %s%s%s\n",
+			       (long long)json_integer_value(json_object_get(l, "lun")),
+			       jstr(l, "disk"), json_is_true(json_object_get(l, "readonly")) ?
+			       " read-only" : "", jstr(l, "state"), jstr(l, "error") ? ": " : "",
+			       jstr(l, "error") ? jstr(l, "error") : "");
+	}
+	json_decref(r);
+	return 0;
+}
+
+/* export iscsi DISK --target IQN [--lun N] [--readonly] */
+static int cmd_export_iscsi(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "target", required_argument, NULL, 't' },
+		{ "lun", required_argument, NULL, 'l' },
+		{ "readonly", no_argument, NULL, 'r' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *target = NULL, *disk;
+	long lun = -1;
+	bool ro = false;
+	char *end;
+	json_t *params, *r;
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		switch (o) {
+		case 't': target = optarg; break;
+		case 'l':
+			errno = 0;
+			lun = strtol(optarg, &end, 10);
+			if (errno || *end || lun < 0 || lun > 255)
+				return usage_error(c, "--lun must be 0 to 255, not '%s'", optarg);
+			break;
+		case 'r': ro = true; break;
+		default: return 2;
+		}
+	}
+	if (optind >= argc)
+		return usage_error(c, "missing DISK");
+	disk = argv[optind++];
+	if (optind < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	if (!target)
+		return usage_error(c, "--target IQN is required");
+	params = json_pack("{s:s,s:s,s:b}", "disk", disk, "target", target, "readonly", ro);
+	if (lun >= 0)
+		json_object_set_new(params, "lun", json_integer(lun));
+	r = call(c, "iscsi.export", params);
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("disk %s exported as %s lun %lld%s\n", disk, target,
+		       (long long)json_integer_value(json_object_get(r, "lun")),
+		       ro ? " (read-only)" : "");
+	json_decref(r);
+	return 0;
+}
+
 static int cmd_debug(struct ctx *c, int argc, char **argv)
 {
 	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
@@ -793,6 +925,22 @@ static const struct verb verbs[] = {
 	{ "disk", "remove", cmd_disk_remove, "NAME", "close a disk and forget it",
 	  "Flushes and closes disk NAME and removes it from the state file. Refused\n"
 	  "while a pool or an export claims it. The file itself is left alone.\n" },
+	{ "iscsi", "portal", cmd_iscsi_portal, "add TPG ADDR:PORT",
+	  "listen for iSCSI initiators",
+	  "Listens on ADDR:PORT (IPv4, or [IPv6]:PORT) for iSCSI initiators, in target\n"
+	  "portal group TPG (1-65535), and remembers it across restarts.\n" },
+	{ "iscsi", "target", cmd_iscsi_target, "create IQN", "create an iSCSI target",
+	  "Creates target IQN (iqn.YYYY-MM.reverse.domain:name), reachable through\n"
+	  "every portal; give it LUNs with 'volctl export iscsi'.\n" },
+	{ "iscsi", "list", cmd_iscsi_list, "", "list iSCSI portals, targets and LUNs",
+	  "Lists the portals (address, portal group, state) and the targets with\n"
+	  "their LUNs (number, disk, read-only, state; failed with the reason when it\n"
+	  "could not come back at start).\n" },
+	{ "export", "iscsi", cmd_export_iscsi, "DISK --target IQN [--lun N] [--readonly]",
+	  "export a disk as a LUN of an iSCSI target",
+	  "Exports DISK as LUN N (default: the lowest free) of target IQN, and\n"
+	  "remembers it across restarts. The disk is claimed (it cannot be removed)\n"
+	  "and exported once; every portal shows the same LU.\n" },
 	{ "debug", NULL, cmd_debug, "[LIST]", "switch debug messages per subsystem",
 	  "LIST is comma-separated subsystems (core, ev, blk, rpc, nbd, iscsi, scsi,\n"
 	  "raid, thin, fault, bench), 'all' or 'none'. Without LIST, shows the current.\n" },

@@ -1,0 +1,1369 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iSCSI connections: one per TCP socket, living on one reactor for its
+ * whole life. A session has exactly one connection here (MaxConnections=1),
+ * so the session's state (ISID, TSIH, the command window) lives in the
+ * connection.
+ *
+ * rx: read the 48-byte BHS, ask the codec how much follows (AHS, header
+ *     digest, padded data, data digest), read that into rx_buf, check the
+ *     digests, handle the PDU; repeat until EAGAIN (edge-triggered).
+ * tx: responses are queued as tx_pdu records (BHS, digest, a pointer to the
+ *     data, padding + digest) and written with sendmsg, many PDUs per call,
+ *     until EAGAIN; then EV_WRITE is switched on until the queue drains.
+ *
+ * A SCSI command becomes a task. Writes gather their data first: immediate
+ * data, unsolicited Data-Out up to FirstBurstLength, then one R2T at a time
+ * for up to MaxBurstLength each; the command runs (proto/scsi, I/O through
+ * this connection's block channel for the LU) once the buffer is full.
+ * Reads answer with Data-In PDUs of the initiator's MaxRecvDataSegmentLength,
+ * the status in the last one when there is no sense data.
+ *
+ * Errors: a PDU we cannot use (unknown opcode, a field out of place) gets a
+ * Reject; a PDU we cannot even frame (oversized data segment, digest error,
+ * broken data sequence) closes this connection only.
+ *
+ * Closing: the socket is closed and queued responses dropped at once;
+ * tasks still executing keep the connection's memory alive until their
+ * I/O ends, then the connection is freed from a deferred task.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "sand/log.h"
+#include "daemon/iscsi/iscsi_int.h"
+
+#define TX_IOV_MAX	64
+
+enum conn_state { CONN_LOGIN, CONN_FFP, CONN_LOGGED_OUT };
+enum rx_state { RX_BHS, RX_REST };
+
+struct iscsi_conn;
+
+/* A task management request waiting for the tasks it aborts to end. */
+struct tmf_wait {
+	uint32_t	itt;
+	unsigned	pending;
+};
+
+struct iscsi_task {
+	struct list_head link;
+	struct iscsi_conn *conn;
+	uint32_t	itt;
+	uint32_t	edtl;
+	uint64_t	lun;
+	bool		read, write;
+	bool		executing;
+	bool		responded;	/* its response is queued */
+	bool		aborted;	/* by tmf: no response when it ends */
+	struct tmf_wait	*tmf;
+	uint8_t		*buf;
+	uint32_t	received;	/* data-out bytes so far (in order) */
+	uint32_t	unsol_end;	/* unsolicited data ends here */
+	uint32_t	ttt;		/* of the R2T outstanding */
+	uint32_t	burst_end;	/* end of the solicited burst */
+	uint32_t	r2tsn;
+	uint32_t	exp_datasn;	/* of the next Data-Out in this sequence */
+	uint32_t	datasn;
+	struct scsi_cmd	cmd;
+};
+
+struct tx_pdu {
+	struct list_head link;
+	struct iscsi_bhs bhs;
+	uint8_t		hdig[ISCSI_DIGEST_LEN];
+	uint32_t	hd_len;
+	const uint8_t	*data;
+	uint32_t	data_len;
+	uint8_t		tail[3 + ISCSI_DIGEST_LEN];	/* padding + data digest */
+	uint32_t	tail_len;
+	void		*own;		/* freed with the PDU */
+	struct iscsi_task *task_done;	/* freed once this PDU is sent */
+	size_t		sent, total;
+};
+
+struct iscsi_conn {
+	struct list_head link;		/* all connections */
+	uint64_t	id;		/* unique, for messages from other reactors */
+	struct ev_loop	*loop;
+	int		fd;
+	struct ev_io	io;
+	bool		want_write;
+	bool		closing;
+	bool		close_after_tx;
+	struct ev_task	free_task;
+	char		local_addr[80];	/* for SendTargets */
+	char		peer[80];
+	uint16_t	tpg;		/* of the portal it came through */
+	struct iscsi_timeouts tmo;
+	struct ev_timer	timer;		/* login deadline, then NOP-In pings */
+	uint64_t	last_rx_ns;
+	unsigned	pings;		/* NOP-Ins sent since the initiator last spoke */
+
+	/* rx */
+	enum rx_state	rx_state;
+	struct iscsi_bhs rx_bhs;
+	struct iscsi_pdu_len rx_len;
+	uint32_t	rx_got;
+	uint8_t		*rx_buf;
+	uint32_t	rx_cap;
+
+	/* tx */
+	struct list_head txq;
+
+	/* login and session */
+	enum conn_state	state;
+	struct iscsi_nego nego;
+	struct iscsi_params p;
+	bool		hdigest, ddigest;
+	bool		login_started, tpgt_sent, declared;
+	int		stage;
+	uint8_t		isid[6];
+	uint16_t	tsih, cid;
+	struct iscsi_target *target;
+	uint32_t	statsn, exp_cmdsn;
+	uint32_t	ttt_next;
+
+	/* tasks */
+	struct list_head tasks;
+	unsigned	nexec;		/* tasks inside scsi_exec's I/O */
+	struct blkchan	*chans[ISCSI_MAX_LUNS];
+	unsigned	ua_seen[ISCSI_MAX_LUNS];	/* lu->reset_gen + 1 seen; 0: none */
+};
+
+static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct list_head conns = LIST_HEAD_INIT(conns);
+static unsigned nconns;
+static uint64_t conn_ids;
+
+unsigned iscsi_conn_count(void)
+{
+	return __atomic_load_n(&nconns, __ATOMIC_ACQUIRE);
+}
+
+static void conn_close(struct iscsi_conn *c);
+static void tx_flush(struct iscsi_conn *c);
+static void conn_timer(struct ev_timer *t);
+static void reinstate(struct iscsi_conn *c);
+
+static uint32_t max_cmdsn(struct iscsi_conn *c) { return c->exp_cmdsn + ISCSI_CMD_WINDOW - 1; }
+
+/* ------------------------------------------------------------------ tx */
+
+static struct tx_pdu *pdu_new(uint8_t opcode, uint8_t flags)
+{
+	struct tx_pdu *pdu = calloc(1, sizeof(*pdu));
+
+	if (pdu)
+		iscsi_bhs_init(&pdu->bhs, opcode, flags);
+	return pdu;
+}
+
+static void pdu_free(struct tx_pdu *pdu)
+{
+	free(pdu->own);
+	free(pdu);
+}
+
+/* ExpCmdSN and MaxCmdSN, at the same place in every target PDU */
+static void put_window(struct iscsi_conn *c, struct tx_pdu *pdu)
+{
+	bhs_put32(&pdu->bhs, BHS_EXPCMDSN, c->exp_cmdsn);
+	bhs_put32(&pdu->bhs, BHS_MAXCMDSN, max_cmdsn(c));
+}
+
+static void task_free(struct iscsi_task *t)
+{
+	list_del(&t->link);
+	free(t->buf);
+	free(t);
+}
+
+/* Queue a PDU: lengths, digests, and off it goes. */
+static void tx_queue(struct iscsi_conn *c, struct tx_pdu *pdu)
+{
+	uint32_t pad = iscsi_pad4(pdu->data_len) - pdu->data_len;
+
+	if (c->closing) {
+		if (pdu->task_done)
+			task_free(pdu->task_done);
+		pdu_free(pdu);
+		return;
+	}
+	bhs_set_dsl(&pdu->bhs, pdu->data_len);
+	if (c->hdigest) {
+		put_le32(pdu->hdig, iscsi_crc32c(&pdu->bhs, ISCSI_BHS_LEN));
+		pdu->hd_len = ISCSI_DIGEST_LEN;
+	}
+	memset(pdu->tail, 0, pad);
+	pdu->tail_len = pad;
+	if (c->ddigest && pdu->data_len) {
+		uint32_t crc = iscsi_crc32c_update(iscsi_crc32c_begin(), pdu->data, pdu->data_len);
+
+		crc = iscsi_crc32c_update(crc, pdu->tail, pad);
+		put_le32(pdu->tail + pad, iscsi_crc32c_end(crc));
+		pdu->tail_len += ISCSI_DIGEST_LEN;
+	}
+	pdu->total = ISCSI_BHS_LEN + pdu->hd_len + pdu->data_len + pdu->tail_len;
+	list_add_tail(&pdu->link, &c->txq);
+	tx_flush(c);
+}
+
+static int pdu_iov(struct tx_pdu *pdu, struct iovec *iov, int max)
+{
+	struct iovec parts[4] = {
+		{ &pdu->bhs, ISCSI_BHS_LEN },
+		{ pdu->hdig, pdu->hd_len },
+		{ (void *)pdu->data, pdu->data_len },
+		{ pdu->tail, pdu->tail_len },
+	};
+	size_t skip = pdu->sent;
+	int n = 0;
+
+	for (int i = 0; i < 4 && n < max; i++) {
+		if (skip >= parts[i].iov_len) {
+			skip -= parts[i].iov_len;
+			continue;
+		}
+		iov[n].iov_base = (char *)parts[i].iov_base + skip;
+		iov[n].iov_len = parts[i].iov_len - skip;
+		skip = 0;
+		n++;
+	}
+	return n;
+}
+
+static void set_want_write(struct iscsi_conn *c, bool on)
+{
+	if (c->want_write == on)
+		return;
+	c->want_write = on;
+	ev_io_modify(c->loop, &c->io, EV_READ | (on ? EV_WRITE : 0));
+}
+
+static void tx_flush(struct iscsi_conn *c)
+{
+	while (!c->closing && !list_empty(&c->txq)) {
+		struct iovec iov[TX_IOV_MAX];
+		struct msghdr msg = { .msg_iov = iov };
+		struct list_head *l;
+		int n = 0;
+		ssize_t w;
+
+		list_for_each(l, &c->txq) {
+			if (n > TX_IOV_MAX - 4)
+				break;
+			n += pdu_iov(list_entry(l, struct tx_pdu, link), iov + n, TX_IOV_MAX - n);
+		}
+		msg.msg_iovlen = (size_t)n;
+		w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				set_want_write(c, true);
+				return;
+			}
+			LOG_DBG(LS_ISCSI, "%s: send: %s", c->peer, strerror(errno));
+			conn_close(c);
+			return;
+		}
+		while (w > 0) {
+			struct tx_pdu *pdu = list_first_entry(&c->txq, struct tx_pdu, link);
+			size_t rem = pdu->total - pdu->sent;
+
+			if ((size_t)w < rem) {
+				pdu->sent += (size_t)w;
+				break;
+			}
+			w -= (ssize_t)rem;
+			list_del(&pdu->link);
+			if (pdu->task_done)
+				task_free(pdu->task_done);
+			pdu_free(pdu);
+		}
+	}
+	if (c->closing)
+		return;
+	set_want_write(c, false);
+	if (c->close_after_tx)
+		conn_close(c);
+}
+
+static void send_reject(struct iscsi_conn *c, const struct iscsi_bhs *h, uint8_t reason)
+{
+	struct tx_pdu *pdu = pdu_new(ISCSI_OP_REJECT, ISCSI_FLAG_FINAL);
+
+	LOG_RATELIMIT(LOG_WARN, LS_ISCSI, "%s: reject opcode 0x%02x reason 0x%02x", c->peer,
+		      bhs_opcode(h), reason);
+	if (!pdu) {
+		conn_close(c);
+		return;
+	}
+	pdu->own = malloc(ISCSI_BHS_LEN);
+	if (!pdu->own) {
+		pdu_free(pdu);
+		conn_close(c);
+		return;
+	}
+	memcpy(pdu->own, h, ISCSI_BHS_LEN);
+	pdu->data = pdu->own;
+	pdu->data_len = ISCSI_BHS_LEN;
+	pdu->bhs.b[2] = reason;
+	bhs_put32(&pdu->bhs, BHS_ITT, ISCSI_RSVD_TAG);
+	bhs_put32(&pdu->bhs, BHS_STATSN, c->statsn++);
+	put_window(c, pdu);
+	tx_queue(c, pdu);
+}
+
+/* ---------------------------------------------------------------- login */
+
+static void login_respond(struct iscsi_conn *c, const struct iscsi_bhs *h, int status,
+			  uint8_t flags, struct iscsi_kvbuf *kv)
+{
+	struct tx_pdu *pdu = pdu_new(ISCSI_OP_LOGIN_RSP, status ? 0 : flags);
+
+	if (!pdu) {
+		free(kv);
+		conn_close(c);
+		return;
+	}
+	memcpy(pdu->bhs.b + 8, c->isid, 6);
+	put_be16(pdu->bhs.b + 14, c->tsih);
+	bhs_put32(&pdu->bhs, BHS_ITT, bhs_itt(h));
+	bhs_put32(&pdu->bhs, BHS_STATSN, c->statsn++);
+	put_window(c, pdu);
+	pdu->bhs.b[36] = (uint8_t)(status >> 8);
+	pdu->bhs.b[37] = (uint8_t)status;
+	if (kv && !status && kv->len) {
+		pdu->own = kv;
+		pdu->data = (const uint8_t *)kv->buf;
+		pdu->data_len = kv->len;
+	} else {
+		free(kv);
+	}
+	if (status) {
+		LOG_INFO(LS_ISCSI, "%s: login failed, status 0x%04x", c->peer, status);
+		c->close_after_tx = true;
+	}
+	tx_queue(c, pdu);
+}
+
+static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dlen)
+{
+	const struct iscsi_bhs *h = &c->rx_bhs;
+	uint8_t f = bhs_flags(h);
+	int csg = ISCSI_LOGIN_CSG(f), nsg = ISCSI_LOGIN_NSG(f), status = 0;
+	bool transit = f & ISCSI_LOGIN_TRANSIT;
+	struct iscsi_kvbuf *kv = calloc(1, sizeof(*kv));
+	uint8_t rflags = 0;
+
+	if (!kv) {
+		conn_close(c);
+		return;
+	}
+	if (!c->login_started) {
+		memcpy(c->isid, h->b + 8, 6);
+		c->cid = get_be16(h->b + 20);
+		c->exp_cmdsn = get_be32(h->b + 24);
+		c->statsn = get_be32(h->b + 28);
+		if (h->b[3] > 0)			/* version-min */
+			status = 0x0205;		/* unsupported version */
+		else if (get_be16(h->b + 14))		/* TSIH: no reinstatement yet */
+			status = 0x020a;		/* session does not exist */
+	}
+	if (!status && ((f & ISCSI_FLAG_CONTINUE) || csg == 2 || csg == 3 || csg < c->stage ||
+			(transit && (nsg <= csg || nsg == 2))))
+		status = ISCSI_LOGIN_INIT_ERR;
+	if (!status)
+		status = iscsi_nego_login(&c->nego, csg, (const char *)data, dlen, kv);
+	if (!status && !c->login_started) {
+		struct iscsi_params *p = &c->nego.p;
+
+		if (!p->initiator_name[0]) {
+			status = ISCSI_LOGIN_MISSING_PARAM;
+		} else {
+			if (p->session_type == ISCSI_SESSION_NONE)
+				p->session_type = ISCSI_SESSION_NORMAL;
+			if (p->session_type == ISCSI_SESSION_NORMAL) {
+				if (!p->target_name[0])
+					status = ISCSI_LOGIN_MISSING_PARAM;
+				else if (!(c->target = iscsi_target_get(p->target_name)))
+					status = ISCSI_LOGIN_NOT_FOUND;
+			}
+		}
+	}
+	c->login_started = true;
+	if (!status) {
+		bool to_ffp = transit && nsg == ISCSI_STAGE_FFP;
+
+		if (c->nego.p.session_type == ISCSI_SESSION_NORMAL && !c->tpgt_sent) {
+			iscsi_kv_addu(kv, "TargetPortalGroupTag", c->tpg);
+			c->tpgt_sent = true;
+		}
+		if ((csg == ISCSI_STAGE_OPERATIONAL || to_ffp) && !c->declared) {
+			iscsi_nego_declare(&c->nego, kv);
+			c->declared = true;
+		}
+		if (kv->overflow)
+			status = ISCSI_LOGIN_TARGET_ERR;
+		rflags = (uint8_t)(csg << 2);
+		if (transit)
+			rflags |= ISCSI_LOGIN_TRANSIT | (uint8_t)nsg;
+		c->stage = transit ? nsg : csg;
+		if (!status && to_ffp) {
+			c->tsih = iscsi_new_tsih();
+			if (c->target)
+				reinstate(c);
+		}
+	}
+	login_respond(c, h, status, rflags, kv);
+	if (!status && c->stage == ISCSI_STAGE_FFP) {
+		c->p = c->nego.p;
+		c->state = CONN_FFP;
+		ev_timer_stop(c->loop, &c->timer);
+		if (c->tmo.nop_interval_ms)
+			ev_timer_start(c->loop, &c->timer,
+				       c->tmo.nop_interval_ms * 1000000ull, conn_timer);
+		c->hdigest = c->p.header_digest;
+		c->ddigest = c->p.data_digest;
+		LOG_INFO(LS_ISCSI, "%s: %s session for %s%s%s (tsih %u, mrdsl %u/%u, "
+			 "burst %u/%u, immediate %s, initial r2t %s%s%s)", c->peer,
+			 c->p.session_type == ISCSI_SESSION_DISCOVERY ? "discovery" : "normal",
+			 c->p.initiator_name, c->target ? " to " : "",
+			 c->target ? c->target->iqn : "", c->tsih, c->p.max_xmit_dsl,
+			 c->p.max_recv_dsl, c->p.first_burst, c->p.max_burst,
+			 c->p.immediate_data ? "yes" : "no", c->p.initial_r2t ? "yes" : "no",
+			 c->hdigest ? ", header digest" : "", c->ddigest ? ", data digest" : "");
+	}
+}
+
+/* A message to the reactor of an older connection: close it if it still
+ * exists (it may have gone meanwhile, so it is looked up by id). */
+static void reinstate_msg(void *arg)
+{
+	uint64_t id = (uint64_t)(uintptr_t)arg;
+	struct iscsi_conn *old = NULL;
+	struct list_head *l;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *c = list_entry(l, struct iscsi_conn, link);
+
+		if (c->id == id && c->loop == ev_current()) {
+			old = c;
+			break;
+		}
+	}
+	if (old && !old->closing) {
+		LOG_INFO(LS_ISCSI, "%s: session reinstated by a new login, closing", old->peer);
+		conn_close(old);
+	}
+	pthread_mutex_unlock(&conns_lock);
+}
+
+/*
+ * Session reinstatement (RFC 7143 6.3.5): a new normal session with the
+ * InitiatorName and ISID of an existing one replaces it. The old
+ * connection is closed on its own reactor; its tasks doing I/O finish
+ * there, but no new PDU of the old session is taken.
+ */
+static void reinstate(struct iscsi_conn *c)
+{
+	struct list_head *l;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *o = list_entry(l, struct iscsi_conn, link);
+
+		if (o == c || o->closing || o->state != CONN_FFP || o->target != c->target ||
+		    memcmp(o->isid, c->isid, sizeof(c->isid)) ||
+		    strcasecmp(o->p.initiator_name, c->nego.p.initiator_name))
+			continue;
+		if (o->loop == c->loop) {
+			LOG_INFO(LS_ISCSI, "%s: session reinstated by a new login, closing",
+				 o->peer);
+			conn_close(o);
+		} else {
+			ev_send_msg(o->loop, reinstate_msg, (void *)(uintptr_t)o->id);
+		}
+	}
+	pthread_mutex_unlock(&conns_lock);
+}
+
+/* ------------------------------------------------------------ sequence */
+
+/* CmdSN of a non-immediate request: in order advances the window; old
+ * or out-of-window ones are dropped (RFC 7143 3.2.2.1). */
+static bool cmdsn_accept(struct iscsi_conn *c, const struct iscsi_bhs *h)
+{
+	uint32_t sn = bhs_get32(h, BHS_CMDSN);
+
+	if (bhs_immediate(h))
+		return true;
+	if (sn == c->exp_cmdsn) {
+		c->exp_cmdsn++;
+		return true;
+	}
+	if ((int32_t)(sn - c->exp_cmdsn) > 0 && (int32_t)(sn - max_cmdsn(c)) <= 0) {
+		/* one connection per session: a gap cannot fill later */
+		LOG_RATELIMIT(LOG_WARN, LS_ISCSI, "%s: cmdsn %u skips ahead of %u", c->peer, sn,
+			      c->exp_cmdsn);
+		c->exp_cmdsn = sn + 1;
+		return true;
+	}
+	LOG_RATELIMIT(LOG_WARN, LS_ISCSI, "%s: cmdsn %u outside [%u, %u], dropped", c->peer,
+		      sn, c->exp_cmdsn, max_cmdsn(c));
+	return false;
+}
+
+/* ---------------------------------------------------------------- tasks */
+
+static struct iscsi_task *task_find(struct iscsi_conn *c, uint32_t itt)
+{
+	struct list_head *l;
+
+	list_for_each(l, &c->tasks) {
+		struct iscsi_task *t = list_entry(l, struct iscsi_task, link);
+
+		if (t->itt == itt)
+			return t;
+	}
+	return NULL;
+}
+
+static void send_r2t(struct iscsi_task *t)
+{
+	struct iscsi_conn *c = t->conn;
+	struct tx_pdu *pdu = pdu_new(ISCSI_OP_R2T, ISCSI_FLAG_FINAL);
+	uint32_t len = MIN(c->p.max_burst, t->edtl - t->received);
+
+	if (!pdu) {
+		conn_close(c);
+		return;
+	}
+	if (++c->ttt_next == ISCSI_RSVD_TAG)
+		c->ttt_next = 1;
+	t->ttt = c->ttt_next;
+	t->exp_datasn = 0;
+	t->burst_end = t->received + len;
+	put_be64(pdu->bhs.b + BHS_LUN, t->lun);
+	bhs_put32(&pdu->bhs, BHS_ITT, t->itt);
+	bhs_put32(&pdu->bhs, BHS_TTT, t->ttt);
+	bhs_put32(&pdu->bhs, BHS_STATSN, c->statsn);
+	put_window(c, pdu);
+	bhs_put32(&pdu->bhs, BHS_DATASN, t->r2tsn++);
+	bhs_put32(&pdu->bhs, BHS_BUFOFF, t->received);
+	bhs_put32(&pdu->bhs, BHS_DESIRED_LEN, len);
+	tx_queue(c, pdu);
+}
+
+static void set_residual(struct iscsi_task *t, struct tx_pdu *pdu, uint8_t status)
+{
+	uint32_t x = t->cmd.xfer_len;
+
+	if (status != SCSI_STATUS_GOOD)
+		return;
+	if (x > t->edtl) {
+		pdu->bhs.b[1] |= ISCSI_FLAG_OVERFLOW;
+		bhs_put32(&pdu->bhs, BHS_RESIDUAL, x - t->edtl);
+	} else if (x < t->edtl) {
+		pdu->bhs.b[1] |= ISCSI_FLAG_UNDERFLOW;
+		bhs_put32(&pdu->bhs, BHS_RESIDUAL, t->edtl - x);
+	}
+}
+
+static void task_respond(struct iscsi_task *t)
+{
+	struct iscsi_conn *c = t->conn;
+	struct scsi_cmd *cmd = &t->cmd;
+	uint32_t n = cmd->data_in && t->read ? MIN(cmd->xfer_len, t->edtl) : 0;
+	bool collapse = cmd->status == SCSI_STATUS_GOOD && !cmd->sense_len;
+	struct tx_pdu *pdu;
+
+	t->responded = true;
+	for (uint32_t off = 0; off < n;) {
+		uint32_t seg = MIN(c->p.max_xmit_dsl, n - off);
+		bool last = off + seg == n;
+
+		pdu = pdu_new(ISCSI_OP_DATA_IN, last ? ISCSI_FLAG_FINAL : 0);
+		if (!pdu)
+			goto nomem;
+		put_be64(pdu->bhs.b + BHS_LUN, t->lun);
+		bhs_put32(&pdu->bhs, BHS_ITT, t->itt);
+		bhs_put32(&pdu->bhs, BHS_TTT, ISCSI_RSVD_TAG);
+		put_window(c, pdu);
+		bhs_put32(&pdu->bhs, BHS_DATASN, t->datasn++);
+		bhs_put32(&pdu->bhs, BHS_BUFOFF, off);
+		pdu->data = t->buf + off;
+		pdu->data_len = seg;
+		if (last && collapse) {
+			pdu->bhs.b[1] |= ISCSI_FLAG_STATUS;
+			pdu->bhs.b[3] = cmd->status;
+			bhs_put32(&pdu->bhs, BHS_STATSN, c->statsn++);
+			set_residual(t, pdu, cmd->status);
+			pdu->task_done = t;
+		}
+		tx_queue(c, pdu);
+		if (c->closing)
+			return;
+		off += seg;
+	}
+	if (n && collapse)
+		return;
+	pdu = pdu_new(ISCSI_OP_SCSI_RSP, ISCSI_FLAG_FINAL);
+	if (!pdu)
+		goto nomem;
+	pdu->bhs.b[2] = 0x00;	/* command completed at target */
+	pdu->bhs.b[3] = cmd->status;
+	bhs_put32(&pdu->bhs, BHS_ITT, t->itt);
+	bhs_put32(&pdu->bhs, BHS_STATSN, c->statsn++);
+	put_window(c, pdu);
+	bhs_put32(&pdu->bhs, BHS_DATASN, t->read ? t->datasn : t->r2tsn);	/* ExpDataSN */
+	set_residual(t, pdu, cmd->status);
+	if (cmd->sense_len) {
+		uint8_t *s = malloc(2u + cmd->sense_len);
+
+		if (!s) {
+			pdu_free(pdu);
+			goto nomem;
+		}
+		put_be16(s, cmd->sense_len);
+		memcpy(s + 2, cmd->sense, cmd->sense_len);
+		pdu->own = s;
+		pdu->data = s;
+		pdu->data_len = 2u + cmd->sense_len;
+	}
+	pdu->task_done = t;
+	tx_queue(c, pdu);
+	return;
+
+nomem:
+	LOG_RATELIMIT(LOG_ERROR, LS_ISCSI, "%s: out of memory", c->peer);
+	task_free(t);
+	conn_close(c);
+}
+
+static void conn_free_deferred(struct ev_task *et);
+
+static void tmf_respond(struct iscsi_conn *c, uint32_t itt, uint8_t response)
+{
+	struct tx_pdu *pdu = pdu_new(ISCSI_OP_TASK_MGMT_RSP, ISCSI_FLAG_FINAL);
+
+	if (!pdu) {
+		conn_close(c);
+		return;
+	}
+	pdu->bhs.b[2] = response;
+	bhs_put32(&pdu->bhs, BHS_ITT, itt);
+	bhs_put32(&pdu->bhs, BHS_STATSN, c->statsn++);
+	put_window(c, pdu);
+	tx_queue(c, pdu);
+}
+
+static void task_scsi_done(struct scsi_cmd *cmd)
+{
+	struct iscsi_task *t = container_of(cmd, struct iscsi_task, cmd);
+	struct iscsi_conn *c = t->conn;
+	struct tmf_wait *w = t->tmf;
+
+	t->executing = false;
+	c->nexec--;
+	if (c->closing || t->aborted) {
+		task_free(t);
+		if (w && !--w->pending) {
+			if (!c->closing)
+				tmf_respond(c, w->itt, 0);	/* function complete */
+			free(w);
+		}
+		if (c->closing && !c->nexec)
+			ev_defer(c->loop, &c->free_task, conn_free_deferred);
+		return;
+	}
+	task_respond(t);
+}
+
+static void task_exec(struct iscsi_task *t)
+{
+	struct iscsi_conn *c = t->conn;
+	struct iscsi_target *tg = c->target;
+	struct scsi_cmd *cmd = &t->cmd;
+	int id = scsi_lun_decode(t->lun);
+	unsigned nluns = __atomic_load_n(&tg->nluns, __ATOMIC_ACQUIRE);
+
+	cmd->lu = NULL;
+	cmd->ch = NULL;
+	if (id >= 0 && id < ISCSI_MAX_LUNS && tg->luns[id]) {
+		struct iscsi_lun *l = tg->luns[id];
+
+		if (!c->chans[id] && blk_chan_open(l->lu.bd, c->loop, &c->chans[id])) {
+			c->chans[id] = NULL;
+		} else {
+			cmd->lu = &l->lu;
+			cmd->ch = c->chans[id];
+		}
+	}
+	/* a LU reset since this nexus last looked: UNIT ATTENTION once, except
+	 * for the commands that never get one */
+	if (cmd->lu) {
+		unsigned gen = __atomic_load_n(&cmd->lu->reset_gen, __ATOMIC_ACQUIRE) + 1;
+		uint8_t op = cmd->cdb[0];
+
+		if (!c->ua_seen[id]) {
+			c->ua_seen[id] = gen;
+		} else if (c->ua_seen[id] != gen && op != 0x12 && op != 0xa0 && op != 0x03) {
+			c->ua_seen[id] = gen;
+			scsi_sense(cmd, SK_UNIT_ATTENTION, ASC_BUS_DEVICE_RESET);
+			task_respond(t);
+			return;
+		}
+	}
+	cmd->buf = t->buf;
+	cmd->buf_len = t->edtl;
+	cmd->nexus = c->id;
+	cmd->luns = tg->lunlist;
+	cmd->nluns = nluns;
+	cmd->done = task_scsi_done;
+	t->executing = true;
+	c->nexec++;
+	if (scsi_exec(cmd) == SCSI_DONE)
+		task_scsi_done(cmd);
+}
+
+static void handle_scsi_cmd(struct iscsi_conn *c, const uint8_t *data, uint32_t dlen)
+{
+	const struct iscsi_bhs *h = &c->rx_bhs;
+	uint8_t f = bhs_flags(h);
+	uint32_t edtl = bhs_get32(h, BHS_EDTL);
+	struct iscsi_task *t;
+
+	if (c->p.session_type != ISCSI_SESSION_NORMAL) {
+		send_reject(c, h, ISCSI_REJECT_PROTOCOL);
+		return;
+	}
+	if (!cmdsn_accept(c, h))
+		return;
+	if (bhs_ahs_len(h) || ((f & ISCSI_FLAG_READ) && (f & ISCSI_FLAG_WRITE))) {
+		/* extended CDBs, bidirectional commands */
+		send_reject(c, h, ISCSI_REJECT_CMD_NOT_SUPPORTED);
+		return;
+	}
+	if (dlen && (!(f & ISCSI_FLAG_WRITE) || !c->p.immediate_data || dlen > edtl ||
+		     dlen > c->p.first_burst)) {
+		send_reject(c, h, ISCSI_REJECT_PROTOCOL);
+		return;
+	}
+	if (edtl > ISCSI_MAX_EDTL || task_find(c, bhs_itt(h))) {
+		send_reject(c, h, edtl > ISCSI_MAX_EDTL ? ISCSI_REJECT_OUT_OF_RESOURCES :
+			    ISCSI_REJECT_TASK_IN_PROGRESS);
+		return;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t || (edtl && !(t->buf = malloc(edtl)))) {
+		free(t);
+		send_reject(c, h, ISCSI_REJECT_OUT_OF_RESOURCES);
+		return;
+	}
+	t->conn = c;
+	t->itt = bhs_itt(h);
+	t->edtl = edtl;
+	t->lun = bhs_lun(h);
+	t->read = f & ISCSI_FLAG_READ;
+	t->write = f & ISCSI_FLAG_WRITE;
+	memcpy(t->cmd.cdb, h->b + BHS_CDB, SCSI_CDB_MAX);
+	list_add_tail(&t->link, &c->tasks);
+	if (dlen)
+		memcpy(t->buf, data, dlen);
+	t->received = dlen;
+	if (!t->write || t->received == edtl) {
+		task_exec(t);
+		return;
+	}
+	/* F: no unsolicited Data-Out follows */
+	t->unsol_end = c->p.initial_r2t || (f & ISCSI_FLAG_FINAL) ? dlen :
+		       MIN(c->p.first_burst, edtl);
+	if (dlen >= t->unsol_end)
+		send_r2t(t);
+}
+
+static void handle_data_out(struct iscsi_conn *c, const uint8_t *data, uint32_t dlen)
+{
+	const struct iscsi_bhs *h = &c->rx_bhs;
+	struct iscsi_task *t = task_find(c, bhs_itt(h));
+	uint32_t ttt = bhs_get32(h, BHS_TTT), off = bhs_get32(h, BHS_BUFOFF);
+	bool final = bhs_flags(h) & ISCSI_FLAG_FINAL;
+	uint32_t end;
+
+	if (t && t->responded && !t->executing)
+		return;		/* the rest of a sequence we failed already */
+	if (!t || !t->write || t->executing || t->received == t->edtl) {
+		send_reject(c, h, ISCSI_REJECT_INVALID_FIELD);
+		return;
+	}
+	end = ttt == ISCSI_RSVD_TAG ? t->unsol_end : t->burst_end;
+	if ((ttt != ISCSI_RSVD_TAG && ttt != t->ttt) || off != t->received ||
+	    dlen > end - off || bhs_get32(h, BHS_DATASN) != t->exp_datasn) {
+		/* out of order, beyond the burst, or a stale TTT: at ERL 0 the
+		 * sequence cannot be repaired, so the command fails (ABORTED
+		 * COMMAND, DATA PHASE ERROR) and the rest of its data is dropped */
+		LOG_RATELIMIT(LOG_WARN, LS_ISCSI, "%s: bad data-out itt 0x%x ttt 0x%x datasn %u "
+			      "offset %u len %u (expected datasn %u offset %u, end %u)", c->peer,
+			      t->itt, ttt, bhs_get32(h, BHS_DATASN), off, dlen, t->exp_datasn,
+			      t->received, end);
+		scsi_sense(&t->cmd, SK_ABORTED_COMMAND, ASC_DATA_PHASE_ERROR);
+		task_respond(t);
+		return;
+	}
+	memcpy(t->buf + off, data, dlen);
+	t->received += dlen;
+	t->exp_datasn++;
+	if (t->received == t->edtl)
+		task_exec(t);
+	else if (final || t->received == end)
+		send_r2t(t);
+}
+
+/* ------------------------------------------------------ other requests */
+
+static void handle_nop_out(struct iscsi_conn *c, const uint8_t *data, uint32_t dlen)
+{
+	const struct iscsi_bhs *h = &c->rx_bhs;
+	struct tx_pdu *pdu;
+
+	if (!cmdsn_accept(c, h))
+		return;
+	if (bhs_itt(h) == ISCSI_RSVD_TAG)
+		return;		/* an answer to our ping, or a ping wanting none */
+	pdu = pdu_new(ISCSI_OP_NOP_IN, ISCSI_FLAG_FINAL);
+	if (!pdu || (dlen && !(pdu->own = malloc(dlen)))) {
+		free(pdu);
+		conn_close(c);
+		return;
+	}
+	memcpy(pdu->bhs.b + BHS_LUN, h->b + BHS_LUN, 8);
+	bhs_put32(&pdu->bhs, BHS_ITT, bhs_itt(h));
+	bhs_put32(&pdu->bhs, BHS_TTT, ISCSI_RSVD_TAG);
+	bhs_put32(&pdu->bhs, BHS_STATSN, c->statsn++);
+	put_window(c, pdu);
+	if (dlen) {
+		dlen = MIN(dlen, c->p.max_xmit_dsl);
+		memcpy(pdu->own, data, dlen);
+		pdu->data = pdu->own;
+		pdu->data_len = dlen;
+	}
+	tx_queue(c, pdu);
+}
+
+struct text_walk {
+	struct iscsi_conn	*c;
+	struct iscsi_kvbuf	*out;
+};
+
+static int text_key(const char *key, const char *value, void *arg)
+{
+	struct text_walk *w = arg;
+	struct iscsi_conn *c = w->c;
+
+	if (!strcmp(key, "SendTargets")) {
+		if (!strcmp(value, "All")) {
+			if (c->p.session_type == ISCSI_SESSION_DISCOVERY)
+				iscsi_send_targets(w->out, NULL, c->local_addr, c->tpg);
+			else
+				iscsi_kv_add(w->out, key, "Reject");
+		} else if (!*value) {
+			if (c->target)
+				iscsi_send_targets(w->out, c->target->iqn, c->local_addr,
+						   c->tpg);
+		} else {
+			iscsi_send_targets(w->out, value, c->local_addr, c->tpg);
+		}
+		return 0;
+	}
+	iscsi_kv_add(w->out, key, "NotUnderstood");
+	return 0;
+}
+
+static void handle_text(struct iscsi_conn *c, const uint8_t *data, uint32_t dlen)
+{
+	const struct iscsi_bhs *h = &c->rx_bhs;
+	struct iscsi_kvbuf *kv;
+	struct tx_pdu *pdu;
+	struct text_walk w;
+
+	if (bhs_flags(h) & ISCSI_FLAG_CONTINUE) {
+		send_reject(c, h, ISCSI_REJECT_CMD_NOT_SUPPORTED);
+		return;
+	}
+	if (!cmdsn_accept(c, h))
+		return;
+	kv = calloc(1, sizeof(*kv));
+	pdu = pdu_new(ISCSI_OP_TEXT_RSP, ISCSI_FLAG_FINAL);
+	if (!kv || !pdu) {
+		free(kv);
+		free(pdu);
+		conn_close(c);
+		return;
+	}
+	w.c = c;
+	w.out = kv;
+	if (iscsi_kv_foreach((const char *)data, dlen, text_key, &w)) {
+		free(kv);
+		pdu_free(pdu);
+		send_reject(c, h, ISCSI_REJECT_PROTOCOL);
+		return;
+	}
+	pdu->own = kv;
+	pdu->data = (const uint8_t *)kv->buf;
+	pdu->data_len = MIN(kv->len, c->p.max_xmit_dsl);
+	bhs_put32(&pdu->bhs, BHS_ITT, bhs_itt(h));
+	bhs_put32(&pdu->bhs, BHS_TTT, ISCSI_RSVD_TAG);
+	bhs_put32(&pdu->bhs, BHS_STATSN, c->statsn++);
+	put_window(c, pdu);
+	tx_queue(c, pdu);
+}
+
+static void handle_logout(struct iscsi_conn *c)
+{
+	const struct iscsi_bhs *h = &c->rx_bhs;
+	uint8_t reason = bhs_flags(h) & 0x7f;
+	struct tx_pdu *pdu;
+
+	if (!cmdsn_accept(c, h))
+		return;
+	pdu = pdu_new(ISCSI_OP_LOGOUT_RSP, ISCSI_FLAG_FINAL);
+	if (!pdu) {
+		conn_close(c);
+		return;
+	}
+	pdu->bhs.b[2] = reason == 2 ? 2 : 0;	/* recovery: not supported */
+	bhs_put32(&pdu->bhs, BHS_ITT, bhs_itt(h));
+	bhs_put32(&pdu->bhs, BHS_STATSN, c->statsn++);
+	put_window(c, pdu);
+	if (reason != 2) {
+		c->state = CONN_LOGGED_OUT;
+		c->close_after_tx = true;
+	}
+	tx_queue(c, pdu);
+}
+
+static void handle_task_mgmt(struct iscsi_conn *c)
+{
+	const struct iscsi_bhs *h = &c->rx_bhs;
+	uint8_t func = bhs_flags(h) & 0x7f;
+	uint32_t rtt = bhs_get32(h, BHS_TTT);
+	uint64_t lun = bhs_lun(h);
+	struct list_head *l, *tmp;
+	struct tmf_wait *w;
+
+	if (!cmdsn_accept(c, h))
+		return;
+	switch (func) {
+	case 1:		/* ABORT TASK */
+	case 2:		/* ABORT TASK SET */
+	case 4:		/* CLEAR TASK SET */
+	case 5:		/* LOGICAL UNIT RESET */
+	case 6:		/* TARGET WARM RESET */
+	case 7:		/* TARGET COLD RESET */
+		break;
+	default:
+		tmf_respond(c, bhs_itt(h), 5);	/* not supported */
+		return;
+	}
+	if (func == 1) {
+		struct iscsi_task *t = task_find(c, rtt);
+
+		if (!t || t->responded || t->aborted) {
+			tmf_respond(c, bhs_itt(h), 1);	/* task does not exist (any more) */
+			return;
+		}
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		conn_close(c);
+		return;
+	}
+	w->itt = bhs_itt(h);
+	/*
+	 * Tasks still gathering data are dropped at once. Tasks doing I/O
+	 * cannot be stopped in the middle: they are marked, their I/O ends,
+	 * no response is sent for them, and the function completes when the
+	 * last of them has ended. Tasks already answered are left alone.
+	 */
+	list_for_each_safe(l, tmp, &c->tasks) {
+		struct iscsi_task *t = list_entry(l, struct iscsi_task, link);
+
+		if ((func == 1 && t->itt != rtt) || ((func == 2 || func == 4 || func == 5) &&
+						     t->lun != lun))
+			continue;
+		if (t->responded || t->aborted)
+			continue;
+		if (t->executing) {
+			t->aborted = true;
+			t->tmf = w;
+			w->pending++;
+		} else {
+			task_free(t);
+		}
+	}
+	/* resets leave a unit attention for every I_T nexus of the LU(s) */
+	if (func >= 5 && c->target) {
+		struct iscsi_target *tg = c->target;
+		int id = scsi_lun_decode(lun);
+
+		for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++) {
+			if (!tg->luns[i] || (func == 5 && (int)i != id))
+				continue;
+			scsi_lu_reset(&tg->luns[i]->lu);	/* reservation, unit attention */
+		}
+	}
+	if (!w->pending) {
+		tmf_respond(c, w->itt, 0);
+		free(w);
+	}
+}
+
+/* ------------------------------------------------------------------ rx */
+
+static void handle_pdu(struct iscsi_conn *c)
+{
+	const struct iscsi_bhs *h = &c->rx_bhs;
+	const uint8_t *data = c->rx_buf + c->rx_len.ahs + c->rx_len.hdigest;
+	uint32_t dlen = c->rx_len.data;
+	uint8_t op = bhs_opcode(h);
+
+	LOG_DBG(LS_ISCSI, "%s: rx opcode 0x%02x itt 0x%x dlen %u", c->peer, op, bhs_itt(h), dlen);
+	if (c->state == CONN_LOGIN) {
+		if (op != ISCSI_OP_LOGIN_REQ) {
+			LOG_WARN(LS_ISCSI, "%s: opcode 0x%02x during login", c->peer, op);
+			conn_close(c);
+			return;
+		}
+		handle_login(c, data, dlen);
+		return;
+	}
+	if (c->state == CONN_LOGGED_OUT)
+		return;
+	switch (op) {
+	case ISCSI_OP_SCSI_CMD:
+		handle_scsi_cmd(c, data, dlen);
+		break;
+	case ISCSI_OP_DATA_OUT:
+		if (c->p.session_type != ISCSI_SESSION_NORMAL)
+			send_reject(c, h, ISCSI_REJECT_PROTOCOL);
+		else
+			handle_data_out(c, data, dlen);
+		break;
+	case ISCSI_OP_NOP_OUT:
+		handle_nop_out(c, data, dlen);
+		break;
+	case ISCSI_OP_TEXT_REQ:
+		handle_text(c, data, dlen);
+		break;
+	case ISCSI_OP_LOGOUT_REQ:
+		handle_logout(c);
+		break;
+	case ISCSI_OP_TASK_MGMT_REQ:
+		if (c->p.session_type != ISCSI_SESSION_NORMAL)
+			send_reject(c, h, ISCSI_REJECT_PROTOCOL);
+		else
+			handle_task_mgmt(c);
+		break;
+	case ISCSI_OP_LOGIN_REQ:
+		send_reject(c, h, ISCSI_REJECT_PROTOCOL);
+		break;
+	case ISCSI_OP_SNACK_REQ:
+		send_reject(c, h, ISCSI_REJECT_SNACK);	/* ErrorRecoveryLevel=0 */
+		break;
+	default:
+		send_reject(c, h, ISCSI_REJECT_CMD_NOT_SUPPORTED);
+		break;
+	}
+}
+
+/* A whole PDU has arrived: check the digests, then handle it. */
+static void rx_complete(struct iscsi_conn *c)
+{
+	struct iscsi_pdu_len *pl = &c->rx_len;
+
+	if (pl->hdigest) {
+		uint32_t crc = iscsi_crc32c_update(iscsi_crc32c_begin(), &c->rx_bhs, ISCSI_BHS_LEN);
+
+		crc = iscsi_crc32c_end(iscsi_crc32c_update(crc, c->rx_buf, pl->ahs));
+		if (get_le32(c->rx_buf + pl->ahs) != crc) {
+			LOG_RATELIMIT(LOG_WARN, LS_ISCSI, "%s: header digest error", c->peer);
+			conn_close(c);
+			return;
+		}
+	}
+	if (pl->ddigest) {
+		const uint8_t *d = c->rx_buf + pl->ahs + pl->hdigest;
+
+		if (get_le32(d + pl->data_padded) != iscsi_crc32c(d, pl->data_padded)) {
+			/* ERL 0: the PDU is lost, and with it the command */
+			LOG_RATELIMIT(LOG_WARN, LS_ISCSI, "%s: data digest error", c->peer);
+			c->close_after_tx = true;
+			send_reject(c, &c->rx_bhs, ISCSI_REJECT_DATA_DIGEST);
+			return;
+		}
+	}
+	handle_pdu(c);
+}
+
+static void conn_rx(struct iscsi_conn *c)
+{
+	while (!c->closing && !c->close_after_tx) {
+		uint8_t *dst;
+		size_t want;
+		ssize_t n;
+
+		if (c->rx_state == RX_BHS) {
+			dst = c->rx_bhs.b + c->rx_got;
+			want = ISCSI_BHS_LEN - c->rx_got;
+		} else {
+			dst = c->rx_buf + c->rx_got;
+			want = c->rx_len.total - c->rx_got;
+		}
+		n = recv(c->fd, dst, want, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return;
+			LOG_DBG(LS_ISCSI, "%s: recv: %s", c->peer, strerror(errno));
+			conn_close(c);
+			return;
+		}
+		if (n == 0) {
+			LOG_DBG(LS_ISCSI, "%s: connection closed by peer", c->peer);
+			conn_close(c);
+			return;
+		}
+		c->rx_got += (uint32_t)n;
+		c->pings = 0;		/* the initiator is alive */
+		c->last_rx_ns = now_ns();
+		if ((size_t)n < want)
+			continue;
+		if (c->rx_state == RX_BHS) {
+			uint32_t max = c->state == CONN_LOGIN ? ISCSI_KV_MAX : c->p.max_recv_dsl;
+
+			if (iscsi_pdu_lengths(&c->rx_bhs, c->hdigest, c->ddigest, max, &c->rx_len)) {
+				LOG_RATELIMIT(LOG_WARN, LS_ISCSI, "%s: data segment of %u bytes "
+					      "exceeds %u", c->peer, bhs_dsl(&c->rx_bhs), max);
+				conn_close(c);
+				return;
+			}
+			c->rx_got = 0;
+			if (c->rx_len.total) {
+				c->rx_state = RX_REST;
+				continue;
+			}
+		}
+		c->rx_state = RX_BHS;
+		c->rx_got = 0;
+		rx_complete(c);
+	}
+}
+
+static void conn_io(struct ev_io *io, uint32_t revents)
+{
+	struct iscsi_conn *c = container_of(io, struct iscsi_conn, io);
+
+	if (revents & EV_WRITE)
+		tx_flush(c);
+	if (!c->closing)
+		conn_rx(c);
+}
+
+/* -------------------------------------------------------- life and death */
+
+/* A NOP-In that wants an answer (ITT reserved, a TTT of ours). */
+static void send_ping(struct iscsi_conn *c)
+{
+	struct tx_pdu *pdu = pdu_new(ISCSI_OP_NOP_IN, ISCSI_FLAG_FINAL);
+
+	if (!pdu) {
+		conn_close(c);
+		return;
+	}
+	if (++c->ttt_next == ISCSI_RSVD_TAG)
+		c->ttt_next = 1;
+	bhs_put32(&pdu->bhs, BHS_ITT, ISCSI_RSVD_TAG);
+	bhs_put32(&pdu->bhs, BHS_TTT, c->ttt_next);
+	bhs_put32(&pdu->bhs, BHS_STATSN, c->statsn);	/* not advanced */
+	put_window(c, pdu);
+	tx_queue(c, pdu);
+}
+
+static void conn_timer(struct ev_timer *t)
+{
+	struct iscsi_conn *c = container_of(t, struct iscsi_conn, timer);
+
+	if (c->closing)
+		return;
+	if (c->state == CONN_LOGIN) {
+		LOG_WARN(LS_ISCSI, "%s: login not finished within %u ms", c->peer,
+			 c->tmo.login_ms);
+		conn_close(c);
+		return;
+	}
+	uint64_t iv = c->tmo.nop_interval_ms * 1000000ull, idle = now_ns() - c->last_rx_ns;
+
+	if (idle < iv && !c->pings) {	/* it spoke lately: look again later */
+		ev_timer_start(c->loop, t, iv - idle, conn_timer);
+		return;
+	}
+	if (c->pings >= c->tmo.nop_misses) {
+		LOG_WARN(LS_ISCSI, "%s: no answer to %u pings, closing", c->peer, c->pings);
+		conn_close(c);
+		return;
+	}
+	c->pings++;
+	send_ping(c);
+	if (!c->closing)
+		ev_timer_start(c->loop, t, iv, conn_timer);
+}
+
+static void conn_free_deferred(struct ev_task *et)
+{
+	struct iscsi_conn *c = container_of(et, struct iscsi_conn, free_task);
+
+	if (c->nexec)
+		return;		/* the last task to end defers this again */
+	for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++)
+		if (c->chans[i])
+			blk_chan_close(c->chans[i], NULL, NULL);
+	if (c->target) {
+		/* the I_T nexus is gone: so are its reservations */
+		for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++)
+			if (c->ua_seen[i] && c->target->luns[i])
+				scsi_lu_release_nexus(&c->target->luns[i]->lu, c->id);
+		iscsi_target_put(c->target);
+	}
+	pthread_mutex_lock(&conns_lock);
+	list_del(&c->link);
+	pthread_mutex_unlock(&conns_lock);
+	free(c->rx_buf);
+	free(c);
+	__atomic_sub_fetch(&nconns, 1, __ATOMIC_ACQ_REL);
+}
+
+static void conn_close(struct iscsi_conn *c)
+{
+	struct list_head *l, *tmp;
+
+	if (c->closing)
+		return;
+	c->closing = true;
+	LOG_DBG(LS_ISCSI, "%s: closing", c->peer);
+	ev_io_stop(c->loop, &c->io);
+	ev_timer_stop(c->loop, &c->timer);
+	close(c->fd);
+	c->fd = -1;
+	while (!list_empty(&c->txq)) {
+		struct tx_pdu *pdu = list_first_entry(&c->txq, struct tx_pdu, link);
+
+		list_del(&pdu->link);
+		pdu_free(pdu);	/* its task, if any, is on c->tasks */
+	}
+	list_for_each_safe(l, tmp, &c->tasks) {
+		struct iscsi_task *t = list_entry(l, struct iscsi_task, link);
+
+		if (!t->executing)
+			task_free(t);
+	}
+	ev_defer(c->loop, &c->free_task, conn_free_deferred);
+}
+
+static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)ss;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, ntohs(s6->sin6_port));
+	} else {
+		const struct sockaddr_in *s4 = (const void *)ss;
+
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, ntohs(s4->sin_port));
+	}
+}
+
+void iscsi_conn_start_msg(void *arg)
+{
+	struct iscsi_accepted *a = arg;
+	int fd = a->fd, one = 1;
+	uint16_t tpg = a->tpg;
+	struct iscsi_target_limits lim;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct iscsi_conn *c = calloc(1, sizeof(*c));
+
+	free(a);
+	if (!c)
+		goto close_fd;
+	c->tpg = tpg;
+	iscsi_target_limits_default(&lim);
+	c->rx_cap = ISCSI_MAX_AHS_LEN + 2 * ISCSI_DIGEST_LEN +
+		    iscsi_pad4(MAX(lim.max_recv_dsl, ISCSI_KV_MAX));
+	c->rx_buf = malloc(c->rx_cap);
+	if (!c->rx_buf)
+		goto free_conn;
+	c->fd = fd;
+	c->loop = ev_current();
+	c->tmo = iscsi_tmo;
+	list_init(&c->txq);
+	list_init(&c->tasks);
+	iscsi_nego_init(&c->nego, &lim);
+	c->p = c->nego.p;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (c->tmo.nop_interval_ms) {
+		unsigned ut = c->tmo.nop_interval_ms * (c->tmo.nop_misses + 1);
+
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
+	}
+	if (!getsockname(fd, (struct sockaddr *)&ss, &sl))
+		format_addr(&ss, c->local_addr, sizeof(c->local_addr));
+	sl = sizeof(ss);
+	if (!getpeername(fd, (struct sockaddr *)&ss, &sl))
+		format_addr(&ss, c->peer, sizeof(c->peer));
+	if (ev_io_start(c->loop, &c->io, fd, EV_READ, conn_io))
+		goto free_buf;
+	pthread_mutex_lock(&conns_lock);
+	c->id = ++conn_ids;
+	list_add_tail(&c->link, &conns);
+	__atomic_add_fetch(&nconns, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_unlock(&conns_lock);
+	ev_timer_start(c->loop, &c->timer, c->tmo.login_ms * 1000000ull, conn_timer);
+	LOG_DBG(LS_ISCSI, "%s: connected", c->peer);
+	return;
+
+free_buf:
+	free(c->rx_buf);
+free_conn:
+	free(c);
+close_fd:
+	close(fd);
+}
+
+void iscsi_conn_kill_local(void)
+{
+	struct ev_loop *loop = ev_current();
+	struct list_head *l;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *c = list_entry(l, struct iscsi_conn, link);
+
+		if (c->loop == loop)
+			conn_close(c);
+	}
+	pthread_mutex_unlock(&conns_lock);
+}

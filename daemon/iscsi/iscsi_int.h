@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/* Private to daemon/iscsi: targets, portals, connections. */
+#ifndef SAND_ISCSI_INT_H
+#define SAND_ISCSI_INT_H
+
+#include <pthread.h>
+#include <sys/socket.h>
+#include "sand/blkdev.h"
+#include "sand/ev.h"
+#include "sand/iscsi.h"
+#include "sand/scsi.h"
+
+#define ISCSI_MAX_LUNS		256
+#define ISCSI_TPGT		1
+#define ISCSI_CMD_WINDOW	128		/* MaxCmdSN = ExpCmdSN + window - 1 */
+#define ISCSI_MAX_EDTL		(64u << 20)	/* larger commands are refused (the block
+						 * limits page says 16 MiB, but iscsi-test-cu
+						 * writes 32 MiB at once) */
+
+struct iscsi_lun {
+	unsigned	id;
+	struct scsi_lu	lu;
+};
+
+struct iscsi_target {
+	struct list_head link;
+	char		iqn[ISCSI_NAME_MAX];
+	/* Published once and never removed until shutdown: readers on the
+	 * reactors load nluns (acquire) and then read the arrays. */
+	struct iscsi_lun *luns[ISCSI_MAX_LUNS];	/* by LUN number */
+	uint64_t	lunlist[ISCSI_MAX_LUNS];	/* REPORT LUNS, in order added */
+	unsigned	nluns;
+	unsigned	sessions;	/* connections logged in (cfg lock) */
+};
+
+struct iscsi_portal {
+	struct list_head link;
+	int		fd;
+	struct ev_io	io;
+	unsigned	reactor;
+	int		port;
+	uint16_t	tpg;
+	char		addr[80];	/* as given */
+};
+
+/* What a portal hands to the reactor that will serve a new connection. */
+struct iscsi_accepted {
+	int		fd;
+	uint16_t	tpg;
+};
+
+struct iscsi_timeouts {
+	unsigned	nop_interval_ms;
+	unsigned	nop_misses;
+	unsigned	login_ms;
+};
+extern struct iscsi_timeouts iscsi_tmo;		/* read when a connection starts */
+
+/* target.c */
+/* A target for a new session (counted: it cannot be removed meanwhile),
+ * NULL if there is none; iscsi_target_put() when the session ends. */
+struct iscsi_target *iscsi_target_get(const char *iqn);
+void iscsi_target_put(struct iscsi_target *t);
+/* SendTargets: every target as TargetName/TargetAddress pairs, or just
+ * `only` when not NULL. */
+void iscsi_send_targets(struct iscsi_kvbuf *out, const char *only, const char *addr,
+			unsigned tpg);
+uint16_t iscsi_new_tsih(void);
+
+/* conn.c: start serving an accepted socket (a malloc'ed struct
+ * iscsi_accepted, freed here) on the calling reactor; a reactor_send()
+ * message. */
+void iscsi_conn_start_msg(void *accepted);
+/* Close every connection on the calling reactor's loop. */
+void iscsi_conn_kill_local(void);
+unsigned iscsi_conn_count(void);
+
+#endif

@@ -1,0 +1,419 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The iSCSI target's configuration and portals: targets and their LUNs
+ * (set up through the C API, read by every reactor), listening sockets
+ * accepted on reactor 0 and handed round-robin to the reactors, and
+ * shutdown.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uuid/uuid.h>
+#include "sand/log.h"
+#include "sand/reactor.h"
+#include "daemon/iscsi/iscsi_int.h"
+
+static pthread_mutex_t cfg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct list_head targets = LIST_HEAD_INIT(targets);
+static struct list_head portals = LIST_HEAD_INIT(portals);
+static uint16_t tsih_next;
+
+struct iscsi_timeouts iscsi_tmo = { .nop_interval_ms = 5000, .nop_misses = 3,
+				    .login_ms = 15000 };
+
+void iscsi_set_timeouts(unsigned nop_interval_ms, unsigned nop_misses, unsigned login_ms)
+{
+	pthread_mutex_lock(&cfg_lock);
+	iscsi_tmo.nop_interval_ms = nop_interval_ms;
+	iscsi_tmo.nop_misses = nop_misses ? nop_misses : 1;
+	iscsi_tmo.login_ms = login_ms ? login_ms : 15000;
+	pthread_mutex_unlock(&cfg_lock);
+}
+
+uint16_t iscsi_new_tsih(void)
+{
+	uint16_t t;
+
+	do
+		t = __atomic_add_fetch(&tsih_next, 1, __ATOMIC_RELAXED);
+	while (!t);
+	return t;
+}
+
+static struct iscsi_target *find_locked(const char *iqn)
+{
+	struct list_head *l;
+
+	list_for_each(l, &targets) {
+		struct iscsi_target *t = list_entry(l, struct iscsi_target, link);
+
+		/* iSCSI names compare case-insensitively (they are normalised
+		 * to lower case by stringprep) */
+		if (!strcasecmp(t->iqn, iqn))
+			return t;
+	}
+	return NULL;
+}
+
+struct iscsi_target *iscsi_target_get(const char *iqn)
+{
+	struct iscsi_target *t;
+
+	pthread_mutex_lock(&cfg_lock);
+	t = find_locked(iqn);
+	if (t)
+		t->sessions++;
+	pthread_mutex_unlock(&cfg_lock);
+	return t;
+}
+
+void iscsi_target_put(struct iscsi_target *t)
+{
+	pthread_mutex_lock(&cfg_lock);
+	t->sessions--;
+	pthread_mutex_unlock(&cfg_lock);
+}
+
+void iscsi_send_targets(struct iscsi_kvbuf *out, const char *only, const char *addr,
+			unsigned tpg)
+{
+	struct list_head *l;
+	char a[128];
+
+	snprintf(a, sizeof(a), "%s,%u", addr, tpg);
+	pthread_mutex_lock(&cfg_lock);
+	list_for_each(l, &targets) {
+		struct iscsi_target *t = list_entry(l, struct iscsi_target, link);
+
+		if (only && strcasecmp(only, t->iqn))
+			continue;
+		iscsi_kv_add(out, "TargetName", t->iqn);
+		iscsi_kv_add(out, "TargetAddress", a);
+	}
+	pthread_mutex_unlock(&cfg_lock);
+}
+
+static bool valid_name(const char *n)
+{
+	size_t len = strlen(n);
+
+	if (!len || len >= ISCSI_NAME_MAX)
+		return false;
+	if (strncmp(n, "iqn.", 4) && strncmp(n, "eui.", 4) && strncmp(n, "naa.", 4))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (n[i] <= ' ' || n[i] == ',' || (unsigned char)n[i] >= 0x7f)
+			return false;
+	return true;
+}
+
+int iscsi_target_add(const char *iqn)
+{
+	struct iscsi_target *t;
+
+	if (!iqn || !valid_name(iqn))
+		return -EINVAL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	snprintf(t->iqn, sizeof(t->iqn), "%s", iqn);
+	pthread_mutex_lock(&cfg_lock);
+	if (find_locked(iqn)) {
+		pthread_mutex_unlock(&cfg_lock);
+		free(t);
+		return -EEXIST;
+	}
+	list_add_tail(&t->link, &targets);
+	pthread_mutex_unlock(&cfg_lock);
+	LOG_INFO(LS_ISCSI, "target %s added", iqn);
+	return 0;
+}
+
+int iscsi_target_remove(const char *iqn)
+{
+	struct iscsi_target *t;
+	int rc = 0;
+
+	pthread_mutex_lock(&cfg_lock);
+	t = find_locked(iqn);
+	if (!t)
+		rc = -ENOENT;
+	else if (t->nluns || t->sessions)
+		rc = -EBUSY;
+	else
+		list_del(&t->link);
+	pthread_mutex_unlock(&cfg_lock);
+	if (!rc) {
+		free(t);
+		LOG_INFO(LS_ISCSI, "target %s removed", iqn);
+	}
+	return rc;
+}
+
+int iscsi_lun_add(const char *iqn, unsigned lun, struct blkdev *bd, bool readonly)
+{
+	struct iscsi_target *t;
+	struct iscsi_lun *l;
+	uuid_t uuid;
+	int rc = 0;
+
+	if (!bd || lun >= ISCSI_MAX_LUNS)
+		return -EINVAL;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	/* TODO: a persistent per-volume UUID once volumes have one; until
+	 * then the identifiers are derived from the device's name, so they
+	 * are at least stable across restarts and equal on every path. */
+	uuid_generate_sha1(uuid, (const unsigned char *)"\x6b\xa7\xb8\x10\x9d\xad\x11\xd1"
+			   "\x80\xb4\x00\xc0\x4f\xd4\x30\xc8", bd->name, strlen(bd->name));
+	l->id = lun;
+	scsi_lu_init(&l->lu, bd, uuid, readonly);
+	pthread_mutex_lock(&cfg_lock);
+	t = find_locked(iqn);
+	if (!t)
+		rc = -ENOENT;
+	else if (t->luns[lun])
+		rc = -EEXIST;
+	if (rc) {
+		pthread_mutex_unlock(&cfg_lock);
+		free(l);
+		return rc;
+	}
+	t->luns[lun] = l;
+	t->lunlist[t->nluns] = scsi_lun_encode(lun);
+	__atomic_store_n(&t->nluns, t->nluns + 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&cfg_lock);
+	LOG_INFO(LS_ISCSI, "target %s lun %u: %s%s", iqn, lun, bd->name,
+		 l->lu.readonly ? " (read-only)" : "");
+	return 0;
+}
+
+/* ---- portals ---- */
+
+static void portal_accept(struct ev_io *io, uint32_t revents)
+{
+	struct iscsi_portal *p = container_of(io, struct iscsi_portal, io);
+
+	for (;;) {
+		int fd = accept4(p->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct iscsi_accepted *a;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN)
+				LOG_RATELIMIT(LOG_WARN, LS_ISCSI, "accept: %s", strerror(errno));
+			return;
+		}
+		a = malloc(sizeof(*a));
+		if (!a) {
+			close(fd);
+			continue;
+		}
+		a->fd = fd;
+		a->tpg = p->tpg;
+		if (reactor_send(reactor_next(), iscsi_conn_start_msg, a)) {
+			close(fd);
+			free(a);
+		}
+	}
+}
+
+static int parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[128];
+	const char *colon;
+	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV |
+				  AI_PASSIVE, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *ai;
+	size_t hl;
+
+	if (addr[0] == '[') {
+		const char *end = strchr(addr, ']');
+
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		hl = (size_t)(end - addr - 1);
+		if (hl >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, addr + 1, hl);
+		colon = end + 1;
+	} else {
+		colon = strrchr(addr, ':');
+		if (!colon)
+			return -EINVAL;
+		hl = (size_t)(colon - addr);
+		if (hl >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, addr, hl);
+	}
+	host[hl] = '\0';
+	if (getaddrinfo(hl ? host : NULL, colon + 1, &hints, &ai))
+		return -EINVAL;
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+static int portal_start(void *arg)
+{
+	struct iscsi_portal *p = arg;
+
+	return ev_io_start(reactor_loop(p->reactor), &p->io, p->fd, EV_READ, portal_accept);
+}
+
+static int portal_stop(void *arg)
+{
+	struct iscsi_portal *p = arg;
+
+	ev_io_stop(reactor_loop(p->reactor), &p->io);
+	return 0;
+}
+
+static struct iscsi_portal *portal_find_locked(const char *addr)
+{
+	struct list_head *l;
+
+	list_for_each(l, &portals) {
+		struct iscsi_portal *p = list_entry(l, struct iscsi_portal, link);
+
+		if (!strcmp(p->addr, addr))
+			return p;
+	}
+	return NULL;
+}
+
+int iscsi_portal_add(const char *addr)
+{
+	return iscsi_portal_add_tpg(addr, ISCSI_TPGT);
+}
+
+int iscsi_portal_add_tpg(const char *addr, unsigned tpg)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	struct iscsi_portal *p;
+	int one = 1, rc;
+
+	if (!reactor_count())
+		return -ENXIO;
+	if (!tpg || tpg > 65535 || strlen(addr) >= sizeof(p->addr))
+		return -EINVAL;
+	rc = parse_addr(addr, &ss, &len);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&cfg_lock);
+	rc = portal_find_locked(addr) ? -EEXIST : 0;
+	pthread_mutex_unlock(&cfg_lock);
+	if (rc)
+		return rc;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->tpg = (uint16_t)tpg;
+	snprintf(p->addr, sizeof(p->addr), "%s", addr);
+	p->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (p->fd < 0) {
+		rc = -errno;
+		goto free_portal;
+	}
+	setsockopt(p->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(p->fd, (struct sockaddr *)&ss, len) || listen(p->fd, 128)) {
+		rc = -errno;
+		goto close_fd;
+	}
+	len = sizeof(ss);
+	getsockname(p->fd, (struct sockaddr *)&ss, &len);
+	p->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
+			((struct sockaddr_in *)&ss)->sin_port);
+	p->reactor = 0;
+	rc = reactor_call(p->reactor, portal_start, p);
+	if (rc)
+		goto close_fd;
+	pthread_mutex_lock(&cfg_lock);
+	list_add_tail(&p->link, &portals);
+	pthread_mutex_unlock(&cfg_lock);
+	LOG_INFO(LS_ISCSI, "portal %s (tpg %u) listening on port %d", addr, tpg, p->port);
+	return p->port;
+
+close_fd:
+	close(p->fd);
+free_portal:
+	free(p);
+	return rc;
+}
+
+int iscsi_portal_remove(const char *addr)
+{
+	struct iscsi_portal *p;
+
+	pthread_mutex_lock(&cfg_lock);
+	p = portal_find_locked(addr);
+	if (p)
+		list_del(&p->link);
+	pthread_mutex_unlock(&cfg_lock);
+	if (!p)
+		return -ENOENT;
+	reactor_call(p->reactor, portal_stop, p);
+	close(p->fd);
+	LOG_INFO(LS_ISCSI, "portal %s removed", addr);
+	free(p);
+	return 0;
+}
+
+static int kill_conns(unsigned i, void *arg)
+{
+	iscsi_conn_kill_local();
+	return 0;
+}
+
+void iscsi_shutdown(void)
+{
+	struct list_head *l, *tmp, gone = LIST_HEAD_INIT(gone);
+
+	/* Take the portals off the list first: reactor_call must not run under
+	 * cfg_lock, which the reactors take too (logins, connections ending). */
+	pthread_mutex_lock(&cfg_lock);
+	list_for_each_safe(l, tmp, &portals) {
+		list_del(l);
+		list_add_tail(l, &gone);
+	}
+	pthread_mutex_unlock(&cfg_lock);
+	list_for_each_safe(l, tmp, &gone) {
+		struct iscsi_portal *p = list_entry(l, struct iscsi_portal, link);
+
+		list_del(&p->link);
+		reactor_call(p->reactor, portal_stop, p);
+		close(p->fd);
+		free(p);
+	}
+	if (reactor_count()) {
+		reactor_call_all(kill_conns, NULL);
+		/* connections with I/O in flight go once it has ended */
+		for (int i = 0; i < 1000 && iscsi_conn_count(); i++) {
+			struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+			nanosleep(&ts, NULL);
+		}
+		if (iscsi_conn_count())
+			LOG_WARN(LS_ISCSI, "%u connections still open at shutdown",
+				 iscsi_conn_count());
+	}
+	pthread_mutex_lock(&cfg_lock);
+	list_for_each_safe(l, tmp, &targets) {
+		struct iscsi_target *t = list_entry(l, struct iscsi_target, link);
+
+		list_del(&t->link);
+		for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++)
+			free(t->luns[i]);
+		free(t);
+	}
+	pthread_mutex_unlock(&cfg_lock);
+}

@@ -1,0 +1,761 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The iSCSI target (daemon/iscsi) driven over loopback by a hand-written
+ * initiator: what real clients never send. Data digests (libiscsi has
+ * none), R2T sequences with small bursts, malformed PDUs (Reject, or the
+ * connection closed while other sessions carry on), login failures,
+ * discovery, the command window, logout.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include "sand/blkdev.h"
+#include "sand/iscsi.h"
+#include "sand/reactor.h"
+#include "sand/scsi.h"
+
+#define IQN	"iqn.2026-11.org.sand:conn"
+#define BS	512u
+
+static struct blkdev *mem;
+static int port;
+
+static void setup(void)
+{
+	ck_assert_int_eq(reactors_start(2, EV_AUTO), 0);
+	ck_assert_int_eq(blk_mem_create("connlun", 16u << 20, BS, &mem), 0);
+	ck_assert_int_eq(iscsi_target_add(IQN), 0);
+	ck_assert_int_eq(iscsi_target_add(IQN), -EEXIST);
+	ck_assert_int_eq(iscsi_target_add("not-an-iqn"), -EINVAL);
+	ck_assert_int_eq(iscsi_lun_add(IQN, 0, mem, false), 0);
+	ck_assert_int_eq(iscsi_lun_add(IQN, 0, mem, false), -EEXIST);
+	ck_assert_int_eq(iscsi_lun_add("iqn.2026-11.org.sand:none", 0, mem, false), -ENOENT);
+	port = iscsi_portal_add("127.0.0.1:0");
+	ck_assert_int_gt(port, 0);
+	ck_assert_int_lt(iscsi_portal_add("nonsense"), 0);
+}
+
+static void teardown(void)
+{
+	iscsi_shutdown();
+	reactors_stop();
+	ck_assert_int_eq(blkdev_close(mem), 0);
+}
+
+/* ---- a tiny initiator ---- */
+
+struct cli {
+	int		fd;
+	bool		hd, dd;
+	uint32_t	cmdsn, statsn, itt;
+	struct iscsi_bhs h;		/* last received */
+	uint8_t		data[300000];
+	uint32_t	dlen;
+	uint32_t	isid;		/* low bits of the ISID; 0: a new one */
+};
+
+static uint32_t isid_next;
+
+static void cli_connect(struct cli *c)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct timeval tv = { 5, 0 };
+
+	memset(c, 0, sizeof(*c));
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(c->fd, 0);
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ck_assert_int_eq(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	c->cmdsn = 1;
+	c->itt = 0x100;
+}
+
+static void send_raw(struct cli *c, const void *buf, size_t len)
+{
+	ck_assert_int_eq(send(c->fd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+static void send_pdu(struct cli *c, struct iscsi_bhs *h, const void *data, uint32_t len)
+{
+	static uint8_t out[300000];
+	int n = iscsi_pdu_build(h, NULL, 0, data, len, c->hd, c->dd, out, sizeof(out));
+
+	ck_assert_int_gt(n, 0);
+	send_raw(c, out, (size_t)n);
+}
+
+static int recv_all(struct cli *c, void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = recv(c->fd, (char *)buf + got, len - got, 0);
+
+		if (n == 0)
+			return -EPIPE;
+		if (n < 0)
+			return -errno;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/* 0, or -EPIPE when the target closed the connection */
+static int recv_pdu(struct cli *c)
+{
+	static uint8_t in[300000];
+	struct iscsi_pdu_len pl;
+	int rc = recv_all(c, in, ISCSI_BHS_LEN);
+
+	if (rc)
+		return rc;
+	ck_assert_int_eq(iscsi_pdu_lengths((struct iscsi_bhs *)in, c->hd, c->dd,
+					   sizeof(c->data), &pl), 0);
+	ck_assert_int_eq(pl.ahs, 0);
+	ck_assert_int_eq(recv_all(c, in + ISCSI_BHS_LEN, pl.total), 0);
+	ck_assert_int_eq(iscsi_pdu_parse(in, ISCSI_BHS_LEN + pl.total, c->hd, c->dd,
+					 sizeof(c->data), &pl), 0);
+	memcpy(&c->h, in, ISCSI_BHS_LEN);
+	c->dlen = pl.data;
+	memcpy(c->data, in + ISCSI_BHS_LEN + pl.hdigest, pl.data);
+	if (bhs_opcode(&c->h) != ISCSI_OP_R2T && bhs_opcode(&c->h) != ISCSI_OP_DATA_IN)
+		c->statsn = bhs_get32(&c->h, BHS_STATSN);
+	return 0;
+}
+
+static void expect_closed(struct cli *c)
+{
+	int rc;
+
+	do
+		rc = recv_pdu(c);
+	while (rc == 0);	/* a Reject may come first */
+	ck_assert(rc == -EPIPE || rc == -ECONNRESET);
+}
+
+static bool has_kv(struct cli *c, const char *kv)
+{
+	for (uint32_t pos = 0; pos < c->dlen; pos += (uint32_t)strlen((char *)c->data + pos) + 1)
+		if (!strcmp((char *)c->data + pos, kv))
+			return true;
+	return false;
+}
+
+static uint32_t kv_build(char *buf, const char *s)
+{
+	uint32_t n = (uint32_t)strlen(s);
+
+	memcpy(buf, s, n + 1);
+	for (uint32_t i = 0; i < n; i++)
+		if (buf[i] == ';')
+			buf[i] = '\0';
+	return n + 1;
+}
+
+/* One login PDU, operational stage straight to full feature; returns the status. */
+static int login_keys(struct cli *c, const char *keys)
+{
+	struct iscsi_bhs h;
+	char kv[4096];
+	uint32_t len = kv_build(kv, keys);
+	bool hd = c->hd, dd = c->dd;
+
+	iscsi_bhs_init(&h, ISCSI_OP_LOGIN_REQ, ISCSI_LOGIN_TRANSIT | 1 << 2 | 3);
+	h.b[0] |= ISCSI_BHS_IMMEDIATE;
+	h.b[8] = 0x80;		/* ISID: random, one per client unless set */
+	put_be32(h.b + 10, c->isid ? c->isid : (c->isid = ++isid_next));
+	bhs_put32(&h, BHS_ITT, c->itt++);
+	bhs_put32(&h, BHS_CMDSN, c->cmdsn);
+	c->hd = c->dd = false;	/* digests start after login */
+	send_pdu(c, &h, kv, len);
+	ck_assert_int_eq(recv_pdu(c), 0);
+	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_LOGIN_RSP);
+	c->hd = hd;
+	c->dd = dd;
+	return c->h.b[36] << 8 | c->h.b[37];
+}
+
+static void login(struct cli *c, const char *extra)
+{
+	char keys[1024];
+
+	snprintf(keys, sizeof(keys), "InitiatorName=iqn.2026-11.org.sand:test;TargetName=%s;"
+		 "SessionType=Normal;HeaderDigest=%s;DataDigest=%s;MaxRecvDataSegmentLength=8192%s",
+		 IQN, c->hd ? "CRC32C" : "None", c->dd ? "CRC32C" : "None", extra);
+	ck_assert_int_eq(login_keys(c, keys), 0);
+	ck_assert_int_eq(c->h.b[1], ISCSI_LOGIN_TRANSIT | 1 << 2 | 3);
+	ck_assert_int_ne(get_be16(c->h.b + 14), 0);	/* TSIH */
+	ck_assert(has_kv(c, "TargetPortalGroupTag=1"));
+	ck_assert(has_kv(c, "MaxRecvDataSegmentLength=262144"));
+	ck_assert(has_kv(c, c->hd ? "HeaderDigest=CRC32C" : "HeaderDigest=None"));
+	ck_assert_uint_eq(bhs_get32(&c->h, BHS_EXPCMDSN), c->cmdsn);
+}
+
+static void scsi_cmd(struct cli *c, const uint8_t *cdb, unsigned cdb_len, bool rd, bool wr,
+		     uint32_t edtl, const void *imm, uint32_t imm_len, bool final)
+{
+	struct iscsi_bhs h;
+
+	iscsi_bhs_init(&h, ISCSI_OP_SCSI_CMD, (final ? ISCSI_FLAG_FINAL : 0) |
+		       (rd ? ISCSI_FLAG_READ : 0) | (wr ? ISCSI_FLAG_WRITE : 0) | 1);
+	bhs_put32(&h, BHS_ITT, ++c->itt);
+	bhs_put32(&h, BHS_EDTL, edtl);
+	bhs_put32(&h, BHS_CMDSN, c->cmdsn++);
+	bhs_put32(&h, BHS_EXPSTATSN, c->statsn + 1);
+	memcpy(h.b + BHS_CDB, cdb, cdb_len);
+	send_pdu(c, &h, imm, imm_len);
+}
+
+static void data_out(struct cli *c, uint32_t ttt, uint32_t datasn, uint32_t off,
+		     const void *data, uint32_t len, bool final)
+{
+	struct iscsi_bhs h;
+
+	iscsi_bhs_init(&h, ISCSI_OP_DATA_OUT, final ? ISCSI_FLAG_FINAL : 0);
+	bhs_put32(&h, BHS_ITT, c->itt);
+	bhs_put32(&h, BHS_TTT, ttt);
+	bhs_put32(&h, BHS_DATASN, datasn);
+	bhs_put32(&h, BHS_BUFOFF, off);
+	send_pdu(c, &h, data, len);
+}
+
+static void expect_status(struct cli *c, uint8_t status)
+{
+	ck_assert_int_eq(recv_pdu(c), 0);
+	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_SCSI_RSP);
+	ck_assert_uint_eq(bhs_itt(&c->h), c->itt);
+	ck_assert_int_eq(c->h.b[3], status);
+}
+
+/* WRITE(10) with imm bytes of immediate data; unsol: unsolicited Data-Out follows */
+static void write10(struct cli *c, uint32_t lba, uint32_t n, const uint8_t *buf, uint32_t imm,
+		    bool unsol)
+{
+	uint8_t cdb[10] = { 0x2a };
+
+	put_be32(cdb + 2, lba);
+	put_be16(cdb + 7, (uint16_t)n);
+	scsi_cmd(c, cdb, 10, false, true, n * BS, buf, imm, !unsol);
+}
+
+/* READ(10) and gather the Data-In; returns bytes received */
+static uint32_t read10(struct cli *c, uint32_t lba, uint32_t n, uint8_t *buf)
+{
+	uint8_t cdb[10] = { 0x28 };
+	uint32_t got = 0, datasn = 0;
+
+	put_be32(cdb + 2, lba);
+	put_be16(cdb + 7, (uint16_t)n);
+	scsi_cmd(c, cdb, 10, true, false, n * BS, NULL, 0, true);
+	for (;;) {
+		ck_assert_int_eq(recv_pdu(c), 0);
+		if (bhs_opcode(&c->h) == ISCSI_OP_SCSI_RSP)
+			break;
+		ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_DATA_IN);
+		ck_assert_uint_eq(bhs_get32(&c->h, BHS_DATASN), datasn++);
+		ck_assert_uint_eq(bhs_get32(&c->h, BHS_BUFOFF), got);
+		ck_assert_uint_le(c->dlen, 8192);	/* our MaxRecvDataSegmentLength */
+		memcpy(buf + got, c->data, c->dlen);
+		got += c->dlen;
+		if (c->h.b[1] & ISCSI_FLAG_STATUS) {
+			ck_assert_int_eq(c->h.b[3], 0);
+			break;
+		}
+	}
+	return got;
+}
+
+static void nop_ping(struct cli *c)
+{
+	struct iscsi_bhs h;
+
+	iscsi_bhs_init(&h, ISCSI_OP_NOP_OUT, ISCSI_FLAG_FINAL);
+	h.b[0] |= ISCSI_BHS_IMMEDIATE;
+	bhs_put32(&h, BHS_ITT, ++c->itt);
+	bhs_put32(&h, BHS_TTT, ISCSI_RSVD_TAG);
+	bhs_put32(&h, BHS_CMDSN, c->cmdsn);
+	send_pdu(c, &h, "ping", 4);
+	do	/* the target's own pings (ITT reserved) may come first */
+		ck_assert_int_eq(recv_pdu(c), 0);
+	while (bhs_opcode(&c->h) == ISCSI_OP_NOP_IN && bhs_itt(&c->h) == ISCSI_RSVD_TAG);
+	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_NOP_IN);
+	ck_assert_uint_eq(bhs_itt(&c->h), c->itt);
+	ck_assert_uint_eq(c->dlen, 4);
+	ck_assert_mem_eq(c->data, "ping", 4);
+	ck_assert_uint_eq(bhs_get32(&c->h, BHS_EXPCMDSN), c->cmdsn);
+}
+
+static void fill(uint8_t *buf, uint32_t len, uint8_t seed)
+{
+	for (uint32_t i = 0; i < len; i++)
+		buf[i] = (uint8_t)(seed + i * 13 + (i >> 9));
+}
+
+/* ---- tests ---- */
+
+START_TEST(io_with_digests)
+{
+	static struct cli c;
+	static uint8_t buf[64 * BS], back[64 * BS];
+
+	cli_connect(&c);
+	c.hd = c.dd = true;
+	login(&c, ";ImmediateData=Yes;InitialR2T=No;FirstBurstLength=65536");
+	ck_assert(has_kv(&c, "DataDigest=CRC32C"));
+	fill(buf, sizeof(buf), 7);
+	write10(&c, 10, 16, buf, 8192, false);		/* all immediate (first burst) */
+	expect_status(&c, 0);
+	/* 64 blocks: 8192 immediate, then unsolicited Data-Out to 64 KiB */
+	write10(&c, 100, 64, buf, 8192, true);
+	for (uint32_t off = 8192, sn = 0; off < sizeof(buf); off += 8192, sn++)
+		data_out(&c, ISCSI_RSVD_TAG, sn, off, buf + off, 8192, off + 8192 == sizeof(buf));
+	expect_status(&c, 0);
+	ck_assert_uint_eq(read10(&c, 10, 16, back), 16 * BS);
+	ck_assert_mem_eq(back, buf, 16 * BS);
+	ck_assert_uint_eq(read10(&c, 100, 64, back), 64 * BS);
+	ck_assert_mem_eq(back, buf, 64 * BS);
+	nop_ping(&c);
+	close(c.fd);
+}
+END_TEST
+
+START_TEST(r2t_sequences)
+{
+	static struct cli c;
+	static uint8_t buf[40 * BS], back[40 * BS];
+	uint32_t off = 0, r2tsn = 0;
+
+	cli_connect(&c);
+	login(&c, ";ImmediateData=No;InitialR2T=Yes;MaxBurstLength=4096");
+	ck_assert(has_kv(&c, "InitialR2T=Yes"));
+	ck_assert(has_kv(&c, "MaxBurstLength=4096"));
+	fill(buf, sizeof(buf), 99);
+	write10(&c, 1000, 40, NULL, 0, false);
+	while (off < sizeof(buf)) {
+		uint32_t ttt, len;
+
+		ck_assert_int_eq(recv_pdu(&c), 0);
+		ck_assert_int_eq(bhs_opcode(&c.h), ISCSI_OP_R2T);
+		ck_assert_uint_eq(bhs_get32(&c.h, BHS_DATASN), r2tsn++);
+		ck_assert_uint_eq(bhs_get32(&c.h, BHS_BUFOFF), off);
+		len = bhs_get32(&c.h, BHS_DESIRED_LEN);
+		ck_assert_uint_eq(len, MIN(4096u, (uint32_t)sizeof(buf) - off));
+		ttt = bhs_get32(&c.h, BHS_TTT);
+		ck_assert_uint_ne(ttt, ISCSI_RSVD_TAG);
+		/* each burst in two PDUs */
+		data_out(&c, ttt, 0, off, buf + off, len / 2, false);
+		data_out(&c, ttt, 1, off + len / 2, buf + off + len / 2, len - len / 2, true);
+		off += len;
+	}
+	expect_status(&c, 0);
+	ck_assert_uint_eq(read10(&c, 1000, 40, back), sizeof(back));
+	ck_assert_mem_eq(back, buf, sizeof(buf));
+	/* immediate data refused when not negotiated: Reject */
+	write10(&c, 0, 1, buf, BS, false);
+	ck_assert_int_eq(recv_pdu(&c), 0);
+	ck_assert_int_eq(bhs_opcode(&c.h), ISCSI_OP_REJECT);
+	nop_ping(&c);
+	close(c.fd);
+}
+END_TEST
+
+START_TEST(malformed_pdus)
+{
+	static struct cli a, b;
+	struct iscsi_bhs h;
+	uint8_t cdb[16] = { 0 };
+
+	cli_connect(&a);
+	login(&a, "");
+	cli_connect(&b);
+	login(&b, "");
+
+	/* an opcode we do not know: Reject with the header echoed */
+	iscsi_bhs_init(&h, 0x1d, ISCSI_FLAG_FINAL);
+	bhs_put32(&h, BHS_ITT, 77);
+	send_pdu(&a, &h, NULL, 0);
+	ck_assert_int_eq(recv_pdu(&a), 0);
+	ck_assert_int_eq(bhs_opcode(&a.h), ISCSI_OP_REJECT);
+	ck_assert_int_eq(a.h.b[2], ISCSI_REJECT_CMD_NOT_SUPPORTED);
+	ck_assert_uint_eq(a.dlen, ISCSI_BHS_LEN);
+	ck_assert_int_eq(a.data[0], 0x1d);
+	/* SNACK at ErrorRecoveryLevel=0 */
+	iscsi_bhs_init(&h, ISCSI_OP_SNACK_REQ, ISCSI_FLAG_FINAL);
+	send_pdu(&a, &h, NULL, 0);
+	ck_assert_int_eq(recv_pdu(&a), 0);
+	ck_assert_int_eq(bhs_opcode(&a.h), ISCSI_OP_REJECT);
+	/* Data-Out for no task */
+	data_out(&a, ISCSI_RSVD_TAG, 0, 0, "x", 1, true);
+	ck_assert_int_eq(recv_pdu(&a), 0);
+	ck_assert_int_eq(bhs_opcode(&a.h), ISCSI_OP_REJECT);
+	/* a CmdSN far outside the window is dropped silently */
+	a.cmdsn += 100000;
+	scsi_cmd(&a, cdb, 6, false, false, 0, NULL, 0, true);
+	a.cmdsn -= 100001;
+	nop_ping(&a);
+	/* a TEST UNIT READY goes through */
+	scsi_cmd(&a, cdb, 6, false, false, 0, NULL, 0, true);
+	expect_status(&a, 0);
+	/* an unsupported LUN: CHECK CONDITION with sense */
+	iscsi_bhs_init(&h, ISCSI_OP_SCSI_CMD, ISCSI_FLAG_FINAL | 1);
+	put_be64(h.b + BHS_LUN, 0x0005000000000000ull);
+	bhs_put32(&h, BHS_ITT, ++a.itt);
+	bhs_put32(&h, BHS_CMDSN, a.cmdsn++);
+	send_pdu(&a, &h, NULL, 0);
+	expect_status(&a, 2);
+	ck_assert_uint_eq(a.dlen, 2 + 18);
+	ck_assert_int_eq(a.data[2 + 2], 0x05);		/* ILLEGAL REQUEST */
+	ck_assert_int_eq(a.data[2 + 12], 0x25);		/* LOGICAL UNIT NOT SUPPORTED */
+	/* a data segment beyond MaxRecvDataSegmentLength: connection closed */
+	iscsi_bhs_init(&h, ISCSI_OP_NOP_OUT, ISCSI_FLAG_FINAL);
+	bhs_set_dsl(&h, 1u << 20);
+	send_raw(&a, &h, sizeof(h));
+	expect_closed(&a);
+	close(a.fd);
+	/* the other session saw nothing */
+	nop_ping(&b);
+	scsi_cmd(&b, cdb, 6, false, false, 0, NULL, 0, true);
+	expect_status(&b, 0);
+	close(b.fd);
+}
+END_TEST
+
+START_TEST(digest_errors)
+{
+	static struct cli a, b;
+	static uint8_t out[4096];
+	struct iscsi_bhs h;
+	int n;
+
+	cli_connect(&a);
+	a.hd = a.dd = true;
+	login(&a, "");
+	cli_connect(&b);
+	b.hd = true;
+	login(&b, "");
+	/* a data digest error: Reject (data digest), then the connection goes */
+	iscsi_bhs_init(&h, ISCSI_OP_NOP_OUT, ISCSI_FLAG_FINAL);
+	h.b[0] |= ISCSI_BHS_IMMEDIATE;
+	bhs_put32(&h, BHS_ITT, 5);
+	bhs_put32(&h, BHS_TTT, ISCSI_RSVD_TAG);
+	n = iscsi_pdu_build(&h, NULL, 0, "abcd", 4, true, true, out, sizeof(out));
+	out[n - 1] ^= 0xff;
+	send_raw(&a, out, (size_t)n);
+	ck_assert_int_eq(recv_pdu(&a), 0);
+	ck_assert_int_eq(bhs_opcode(&a.h), ISCSI_OP_REJECT);
+	ck_assert_int_eq(a.h.b[2], ISCSI_REJECT_DATA_DIGEST);
+	expect_closed(&a);
+	close(a.fd);
+	/* a header digest error: closed */
+	n = iscsi_pdu_build(&h, NULL, 0, NULL, 0, true, false, out, sizeof(out));
+	out[ISCSI_BHS_LEN] ^= 1;
+	send_raw(&b, out, (size_t)n);
+	expect_closed(&b);
+	close(b.fd);
+	/* and the target still logs people in */
+	cli_connect(&a);
+	login(&a, "");
+	nop_ping(&a);
+	close(a.fd);
+}
+END_TEST
+
+START_TEST(login_failures)
+{
+	static struct cli c;
+	struct iscsi_bhs h;
+
+	cli_connect(&c);
+	ck_assert_int_eq(login_keys(&c, "InitiatorName=iqn.2026-11.x:y;TargetName=iqn.2026-11.x:nope"),
+			 ISCSI_LOGIN_NOT_FOUND);
+	expect_closed(&c);
+	close(c.fd);
+	cli_connect(&c);
+	ck_assert_int_eq(login_keys(&c, "TargetName=" IQN), ISCSI_LOGIN_MISSING_PARAM);
+	expect_closed(&c);
+	close(c.fd);
+	cli_connect(&c);
+	ck_assert_int_eq(login_keys(&c, "InitiatorName=iqn.2026-11.x:y"),
+			 ISCSI_LOGIN_MISSING_PARAM);		/* normal, no TargetName */
+	close(c.fd);
+	cli_connect(&c);
+	ck_assert_int_eq(login_keys(&c, "InitiatorName=iqn.2026-11.x:y;TargetName=" IQN
+				    ";MaxBurstLength=1;MaxBurstLength=2"), ISCSI_LOGIN_INIT_ERR);
+	close(c.fd);
+	/* a SCSI command before login: closed */
+	cli_connect(&c);
+	iscsi_bhs_init(&h, ISCSI_OP_SCSI_CMD, ISCSI_FLAG_FINAL);
+	send_pdu(&c, &h, NULL, 0);
+	expect_closed(&c);
+	close(c.fd);
+}
+END_TEST
+
+START_TEST(discovery_and_logout)
+{
+	static struct cli c;
+	struct iscsi_bhs h;
+	char kv[64], want[96];
+	uint32_t len;
+	uint8_t cdb[6] = { 0 };
+
+	cli_connect(&c);
+	ck_assert_int_eq(login_keys(&c, "InitiatorName=iqn.2026-11.x:y;SessionType=Discovery;"
+				    "InitialR2T=No"), 0);
+	ck_assert(has_kv(&c, "InitialR2T=Irrelevant"));
+	ck_assert(!has_kv(&c, "TargetPortalGroupTag=1"));
+	iscsi_bhs_init(&h, ISCSI_OP_TEXT_REQ, ISCSI_FLAG_FINAL);
+	h.b[0] |= ISCSI_BHS_IMMEDIATE;
+	bhs_put32(&h, BHS_ITT, ++c.itt);
+	bhs_put32(&h, BHS_TTT, ISCSI_RSVD_TAG);
+	bhs_put32(&h, BHS_CMDSN, c.cmdsn);
+	len = kv_build(kv, "SendTargets=All;Bogus=1");
+	send_pdu(&c, &h, kv, len);
+	ck_assert_int_eq(recv_pdu(&c), 0);
+	ck_assert_int_eq(bhs_opcode(&c.h), ISCSI_OP_TEXT_RSP);
+	ck_assert(has_kv(&c, "TargetName=" IQN));
+	snprintf(want, sizeof(want), "TargetAddress=127.0.0.1:%d,1", port);
+	ck_assert(has_kv(&c, want));
+	ck_assert(has_kv(&c, "Bogus=NotUnderstood"));
+	/* no SCSI in a discovery session */
+	scsi_cmd(&c, cdb, 6, false, false, 0, NULL, 0, true);
+	ck_assert_int_eq(recv_pdu(&c), 0);
+	ck_assert_int_eq(bhs_opcode(&c.h), ISCSI_OP_REJECT);
+	/* logout: a response, then the target closes */
+	iscsi_bhs_init(&h, ISCSI_OP_LOGOUT_REQ, ISCSI_FLAG_FINAL);
+	h.b[0] |= ISCSI_BHS_IMMEDIATE;
+	bhs_put32(&h, BHS_ITT, ++c.itt);
+	bhs_put32(&h, BHS_CMDSN, c.cmdsn);
+	send_pdu(&c, &h, NULL, 0);
+	ck_assert_int_eq(recv_pdu(&c), 0);
+	ck_assert_int_eq(bhs_opcode(&c.h), ISCSI_OP_LOGOUT_RSP);
+	ck_assert_int_eq(c.h.b[2], 0);
+	expect_closed(&c);
+	close(c.fd);
+}
+END_TEST
+
+/* Connections dropped with commands in flight, then shutdown: no leaks, no
+ * use after free (ASan), nothing left open. */
+START_TEST(drop_in_flight)
+{
+	static struct cli c[4];
+	static uint8_t buf[128 * BS];
+
+	for (int i = 0; i < 4; i++) {
+		cli_connect(&c[i]);
+		login(&c[i], ";ImmediateData=Yes;InitialR2T=No");
+		for (int k = 0; k < 8; k++)
+			write10(&c[i], (uint32_t)(k * 128), 128, buf, 8192, true);	/* half sent */
+		close(c[i].fd);
+	}
+	cli_connect(&c[0]);
+	login(&c[0], "");
+	nop_ping(&c[0]);
+}
+END_TEST
+
+START_TEST(config_changes)
+{
+	static struct cli c;
+	char addr[64];
+	int p2, rc = 0;
+
+	ck_assert_int_eq(iscsi_target_remove(IQN), -EBUSY);		/* has a LUN */
+	ck_assert_int_eq(iscsi_target_remove("iqn.2026-11.org.sand:none"), -ENOENT);
+	ck_assert_int_eq(iscsi_target_add("iqn.2026-11.org.sand:empty"), 0);
+	ck_assert_int_eq(iscsi_portal_add("127.0.0.1:0"), -EEXIST);	/* same string */
+	ck_assert_int_eq(iscsi_portal_add_tpg("127.0.0.2:0", 0), -EINVAL);
+	p2 = iscsi_portal_add_tpg("127.0.0.2:0", 7);
+	ck_assert_int_gt(p2, 0);
+	/* a session through the tpg 7 portal to the empty target */
+	{
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)p2) };
+		struct timeval tv = { 5, 0 };
+
+		memset(&c, 0, sizeof(c));
+		sa.sin_addr.s_addr = htonl(0x7f000002);
+		c.fd = socket(AF_INET, SOCK_STREAM, 0);
+		setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		ck_assert_int_eq(connect(c.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		c.cmdsn = 1;
+	}
+	ck_assert_int_eq(login_keys(&c, "InitiatorName=iqn.2026-11.x:y;"
+				    "TargetName=iqn.2026-11.org.sand:empty"), 0);
+	ck_assert(has_kv(&c, "TargetPortalGroupTag=7"));
+	ck_assert_int_eq(iscsi_target_remove("iqn.2026-11.org.sand:empty"), -EBUSY);
+	close(c.fd);
+	for (int i = 0; i < 500; i++) {
+		rc = iscsi_target_remove("iqn.2026-11.org.sand:empty");
+		if (rc != -EBUSY)
+			break;
+		usleep(10000);
+	}
+	ck_assert_int_eq(rc, 0);
+	snprintf(addr, sizeof(addr), "127.0.0.2:0");
+	ck_assert_int_eq(iscsi_portal_remove(addr), 0);
+	ck_assert_int_eq(iscsi_portal_remove(addr), -ENOENT);
+}
+END_TEST
+
+START_TEST(liveness)
+{
+	static struct cli a, b;
+	struct iscsi_bhs h;
+	uint64_t t0;
+	int rc;
+
+	iscsi_set_timeouts(200, 2, 400);
+	/* a login that never comes: closed after the login timeout */
+	cli_connect(&a);
+	t0 = now_ns();
+	expect_closed(&a);
+	ck_assert_uint_ge(now_ns() - t0, 300 * 1000000ull);
+	close(a.fd);
+	/* a logged-in initiator that answers pings stays; one that does not goes */
+	cli_connect(&a);
+	login(&a, "");
+	cli_connect(&b);
+	login(&b, "");
+	for (int i = 0; i < 4; i++) {
+		ck_assert_int_eq(recv_pdu(&a), 0);
+		ck_assert_int_eq(bhs_opcode(&a.h), ISCSI_OP_NOP_IN);
+		ck_assert_uint_eq(bhs_itt(&a.h), ISCSI_RSVD_TAG);
+		ck_assert_uint_ne(bhs_get32(&a.h, BHS_TTT), ISCSI_RSVD_TAG);
+		iscsi_bhs_init(&h, ISCSI_OP_NOP_OUT, ISCSI_FLAG_FINAL);
+		h.b[0] |= ISCSI_BHS_IMMEDIATE;
+		bhs_put32(&h, BHS_ITT, ISCSI_RSVD_TAG);
+		bhs_put32(&h, BHS_TTT, bhs_get32(&a.h, BHS_TTT));
+		bhs_put32(&h, BHS_CMDSN, a.cmdsn);
+		send_pdu(&a, &h, NULL, 0);
+	}
+	/* b never answered: two pings, then closed */
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(recv_pdu(&b), 0);
+		ck_assert_int_eq(bhs_opcode(&b.h), ISCSI_OP_NOP_IN);
+	}
+	rc = recv_pdu(&b);
+	ck_assert(rc == -EPIPE || rc == -ECONNRESET);
+	close(b.fd);
+	nop_ping(&a);
+	close(a.fd);
+}
+END_TEST
+
+START_TEST(reinstatement)
+{
+	static struct cli a, b, other;
+
+	cli_connect(&a);
+	login(&a, "");
+	cli_connect(&other);
+	login(&other, "");			/* another ISID: left alone */
+	cli_connect(&b);
+	b.isid = a.isid;
+	login(&b, "");				/* same name and ISID: replaces a */
+	expect_closed(&a);
+	close(a.fd);
+	nop_ping(&b);
+	/* and again, from whatever reactor the next connection lands on */
+	cli_connect(&a);
+	a.isid = b.isid;
+	login(&a, "");
+	expect_closed(&b);
+	close(b.fd);
+	nop_ping(&a);
+	nop_ping(&other);
+	close(a.fd);
+	close(other.fd);
+}
+END_TEST
+
+static void lun_reset(struct cli *c)
+{
+	struct iscsi_bhs h;
+
+	iscsi_bhs_init(&h, ISCSI_OP_TASK_MGMT_REQ, ISCSI_FLAG_FINAL | 5);
+	h.b[0] |= ISCSI_BHS_IMMEDIATE;
+	bhs_put32(&h, BHS_ITT, ++c->itt);
+	bhs_put32(&h, BHS_TTT, ISCSI_RSVD_TAG);
+	bhs_put32(&h, BHS_CMDSN, c->cmdsn);
+	send_pdu(c, &h, NULL, 0);
+	ck_assert_int_eq(recv_pdu(c), 0);
+	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_TASK_MGMT_RSP);
+	ck_assert_int_eq(c->h.b[2], 0);
+}
+
+START_TEST(unit_attention_after_reset)
+{
+	static struct cli a, b;
+	static const uint8_t tur[6] = { 0 }, inq[6] = { 0x12, 0, 0, 0, 36, 0 };
+
+	cli_connect(&a);
+	login(&a, "");
+	cli_connect(&b);
+	login(&b, "");
+	scsi_cmd(&a, tur, 6, false, false, 0, NULL, 0, true);
+	expect_status(&a, 0);
+	scsi_cmd(&b, tur, 6, false, false, 0, NULL, 0, true);
+	expect_status(&b, 0);
+	lun_reset(&a);
+	/* both nexuses get it once; INQUIRY does not take it */
+	scsi_cmd(&b, inq, 6, true, false, 36, NULL, 0, true);
+	do
+		ck_assert_int_eq(recv_pdu(&b), 0);
+	while (bhs_opcode(&b.h) == ISCSI_OP_DATA_IN && !(b.h.b[1] & ISCSI_FLAG_STATUS));
+	ck_assert_int_eq(b.h.b[3], 0);
+	for (int i = 0; i < 2; i++) {
+		struct cli *c = i ? &b : &a;
+
+		scsi_cmd(c, tur, 6, false, false, 0, NULL, 0, true);
+		expect_status(c, 2);
+		ck_assert_int_eq(c->data[2 + 2], SK_UNIT_ATTENTION);
+		ck_assert_int_eq(c->data[2 + 12], 0x29);
+		scsi_cmd(c, tur, 6, false, false, 0, NULL, 0, true);
+		expect_status(c, 0);
+	}
+	close(a.fd);
+	close(b.fd);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("iscsi_conn");
+	TCase *tc = tcase_create("all");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, io_with_digests);
+	tcase_add_test(tc, r2t_sequences);
+	tcase_add_test(tc, malformed_pdus);
+	tcase_add_test(tc, digest_errors);
+	tcase_add_test(tc, login_failures);
+	tcase_add_test(tc, discovery_and_logout);
+	tcase_add_test(tc, drop_in_flight);
+	tcase_add_test(tc, config_changes);
+	tcase_add_test(tc, liveness);
+	tcase_add_test(tc, reinstatement);
+	tcase_add_test(tc, unit_attention_after_reset);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	int nf;
+
+	srunner_run_all(sr, CK_NORMAL);
+	nf = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return nf ? 1 : 0;
+}
