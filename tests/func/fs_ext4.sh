@@ -32,7 +32,7 @@ if ! [ -c /dev/fuse ] || ! { exec 9<>/dev/fuse; } 2>/dev/null; then
 	t_done
 fi
 exec 9>&-
-if ! LOOP_PROBE=$(timeout 10 losetup --find 2>&1) || ! [ -b "$LOOP_PROBE" ]; then
+if ! LOOP_PROBE=$(timeout -k 5 10 losetup --find 2>&1) || ! [ -b "$LOOP_PROBE" ]; then
 	skip "ext4 on sand's exports" "no free loop device (losetup --find: ${LOOP_PROBE:-nothing})"
 	t_done
 fi
@@ -52,10 +52,27 @@ NBD_URL=nbd://127.0.0.1:$NBD_PORT/$DISK
 ISCSI_URL=iscsi://127.0.0.1:$ISCSI_PORT/$IQN/0
 mkdir -p "$FUSE_DIR" "$MNT"
 
-# What we set up, so the cleanup undoes exactly that.
+# What we set up, so the cleanup undoes exactly that. Whatever is mounted
+# on $MNT or $FUSE_DIR is ours: both are in this test's own temp directory.
 NBDFUSE_PID=
 LOOP_DEV=
-EXT4_MOUNTED=
+LOOP_SEQ=		# the loop device's diskseq when we attached it
+STEP_PID=
+
+# step CMD...: run CMD (a `timeout ...` command) in the background and wait
+# for it, so that SIGTERM/SIGINT reach our trap at once instead of after
+# CMD; the trap then stops CMD (timeout passes the signal to its group).
+step() {
+	local rc
+	"$@" &
+	STEP_PID=$!
+	wait "$STEP_PID"; rc=$?
+	STEP_PID=
+	return $rc
+}
+vctl() { step timeout -k 5 "$T_TIMEOUT" "$VOLCTL_BIN" --socket "$SAND_SOCK" "$@"; }
+is_mounted() { findmnt -rn --mountpoint "$1" >/dev/null 2>&1; }
+loop_seq() { cat "/sys/block/${1#/dev/}/diskseq" 2>/dev/null; }
 
 # ---- nbdfuse + loop + mount, and their undoing ----
 
@@ -70,34 +87,42 @@ fuse_up() {
 		t_alive "$NBDFUSE_PID" || break
 		sleep 0.1
 	done
-	if ! [ -s "$T_TMP/nbdfuse.pid" ] || ! mountpoint -q "$FUSE_DIR"; then
+	if ! [ -s "$T_TMP/nbdfuse.pid" ] || ! is_mounted "$FUSE_DIR"; then
 		diag "nbdfuse did not come up:"; sed 's/^/#   /' "$T_TMP/nbdfuse.log" | tail -n 10
 		return 1
 	fi
-	[ "$(stat -c %s "$FUSE_FILE")" -eq $((1 << 30)) ] || { diag "$FUSE_FILE: wrong size"; return 1; }
-	LOOP_DEV=$(timeout "$T_TIMEOUT" losetup --find --show "$FUSE_FILE") || { LOOP_DEV=; return 1; }
+	[ "$(timeout -k 5 "$T_TIMEOUT" stat -c %s "$FUSE_FILE")" = $((1 << 30)) ] ||
+		{ diag "$FUSE_FILE is not 1 GiB"; return 1; }
+	LOOP_DEV=$(timeout -k 5 "$T_TIMEOUT" losetup --find --show "$FUSE_FILE") ||
+		{ LOOP_DEV=; return 1; }
+	LOOP_SEQ=$(loop_seq "$LOOP_DEV")
 }
 
-ext4_mount() {
-	timeout "$T_TIMEOUT" mount -t ext4 "$LOOP_DEV" "$MNT" || return 1
-	EXT4_MOUNTED=1
-}
+ext4_mount() { step timeout -k 5 "$T_TIMEOUT" mount -t ext4 "$LOOP_DEV" "$MNT"; }
+ext4_umount() { ! is_mounted "$MNT" || step timeout -k 5 "$TD" umount "$MNT"; }
 
-ext4_umount() {
-	[ -n "$EXT4_MOUNTED" ] || return 0
-	timeout "$TD" umount "$MNT" || return 1
-	EXT4_MOUNTED=
-}
-
-# loop_down: detach our loop device, but only while it is still backed by
-# our FUSE file (the number could have been reused by someone else).
+# loop_down: detach our loop device, unless it is no longer the one we
+# attached (its diskseq changes with each attach; without diskseq, its
+# backing file must still be ours).
 loop_down() {
 	[ -n "$LOOP_DEV" ] || return 0
-	local back
-	back=$(timeout "$T_TIMEOUT" losetup -n -O BACK-FILE "$LOOP_DEV" 2>/dev/null | sed 's/ *$//')
-	if [ "$back" = "$FUSE_FILE" ] || [ "$back" = "$(realpath -m "$FUSE_FILE")" ]; then
-		timeout "$T_TIMEOUT" losetup -d "$LOOP_DEV" || return 1
+	local seq back
+	seq=$(loop_seq "$LOOP_DEV")
+	if [ -n "$LOOP_SEQ" ]; then
+		if [ "$seq" != "$LOOP_SEQ" ]; then
+			diag "$LOOP_DEV is no longer ours (diskseq $seq, was $LOOP_SEQ)"
+			LOOP_DEV=
+			return 0
+		fi
+	else
+		back=$(cat "/sys/block/${LOOP_DEV#/dev/}/loop/backing_file" 2>/dev/null)
+		if [ "$back" != "$(realpath -m "$FUSE_FILE")" ]; then
+			diag "$LOOP_DEV is no longer ours (backing file '$back')"
+			LOOP_DEV=
+			return 0
+		fi
 	fi
+	step timeout -k 5 "$T_TIMEOUT" losetup -d "$LOOP_DEV" || return 1
 	LOOP_DEV=
 }
 
@@ -105,8 +130,8 @@ loop_down() {
 fuse_down() {
 	local i rc
 	[ -n "$NBDFUSE_PID" ] || return 0
-	if mountpoint -q "$FUSE_DIR"; then
-		timeout "$T_TIMEOUT" fusermount3 -u "$FUSE_DIR" || return 1
+	if is_mounted "$FUSE_DIR"; then
+		step timeout -k 5 "$T_TIMEOUT" fusermount3 -u "$FUSE_DIR" || return 1
 	fi
 	for ((i = 0; i < T_TIMEOUT * 10; i++)); do
 		t_alive "$NBDFUSE_PID" || break
@@ -127,18 +152,33 @@ all_down() {
 	ext4_umount && loop_down && fuse_down
 }
 
-# On any exit: undo what is still set up, forcing if need be, before
-# lib.sh's t_cleanup kills our processes.
+# On any exit: stop the step in flight, undo what is still set up (forcing
+# if need be), then lib.sh's t_cleanup kills sand and nbdfuse.
 fs_cleanup() {
+	local i
 	[ "$BASHPID" = "$T_MAIN_PID" ] || return 0
-	if [ -n "$EXT4_MOUNTED" ]; then
-		timeout "$T_TIMEOUT" umount "$MNT" 2>/dev/null || timeout 10 umount -l "$MNT"
-		EXT4_MOUNTED=
+	if [ -n "$STEP_PID" ] && t_alive "$STEP_PID"; then
+		kill -TERM "$STEP_PID" 2>/dev/null
+		for ((i = 0; i < 100; i++)); do t_alive "$STEP_PID" || break; sleep 0.1; done
+		wait "$STEP_PID" 2>/dev/null
 	fi
-	loop_down 2>/dev/null || { [ -n "$LOOP_DEV" ] && timeout 10 losetup -d "$LOOP_DEV"; }
-	if [ -n "$NBDFUSE_PID" ] && mountpoint -q "$FUSE_DIR"; then
-		timeout "$T_TIMEOUT" fusermount3 -u "$FUSE_DIR" 2>/dev/null ||
-			timeout 10 fusermount3 -uz "$FUSE_DIR"
+	STEP_PID=
+	if is_mounted "$MNT"; then
+		timeout -k 5 "$T_TIMEOUT" umount "$MNT" || timeout -k 5 10 umount -l "$MNT"
+	fi
+	# losetup may have been stopped after attaching: find it by its file
+	[ -n "$LOOP_DEV" ] || LOOP_DEV=$(timeout -k 5 10 losetup -n -O NAME -j "$FUSE_FILE" 2>/dev/null | head -n 1)
+	if [ -n "$LOOP_DEV" ]; then
+		[ -n "$LOOP_SEQ" ] || LOOP_SEQ=$(loop_seq "$LOOP_DEV")
+		loop_down || diag "could not detach $LOOP_DEV"
+	fi
+	if is_mounted "$FUSE_DIR"; then
+		timeout -k 5 "$T_TIMEOUT" fusermount3 -u "$FUSE_DIR" ||
+			timeout -k 5 10 fusermount3 -uz "$FUSE_DIR"
+	fi
+	if is_mounted "$MNT" || is_mounted "$FUSE_DIR"; then
+		diag "still mounted: $(findmnt -rn -o TARGET | grep -F "$T_TMP")"
+		KEEP=1		# keep t_cleanup's rm -rf out of a mounted filesystem
 	fi
 	t_cleanup
 }
@@ -163,24 +203,24 @@ export SUMS
 # ---- 1. the daemon, the disk, both exports ----
 sand_start --reactors 2 || { not_ok "sand starts"; t_done; }
 ok "sand starts"
-check "1 GiB sparse file disk" volctl disk add "$DISK" "$IMG" --size 1G
-check "nbd listen on 127.0.0.1:$NBD_PORT" volctl nbd listen "127.0.0.1:$NBD_PORT"
-check "export nbd" volctl export nbd "$DISK"
-check "iscsi portal on 127.0.0.1:$ISCSI_PORT" volctl iscsi portal add 1 "127.0.0.1:$ISCSI_PORT"
-check "iscsi target" volctl iscsi target create "$IQN"
-check "the same disk exported over iSCSI too" volctl export iscsi "$DISK" --target "$IQN" --lun 0
+check "1 GiB sparse file disk" vctl disk add "$DISK" "$IMG" --size 1G
+check "nbd listen on 127.0.0.1:$NBD_PORT" vctl nbd listen "127.0.0.1:$NBD_PORT"
+check "export nbd" vctl export nbd "$DISK"
+check "iscsi portal on 127.0.0.1:$ISCSI_PORT" vctl iscsi portal add 1 "127.0.0.1:$ISCSI_PORT"
+check "iscsi target" vctl iscsi target create "$IQN"
+check "the same disk exported over iSCSI too" vctl export iscsi "$DISK" --target "$IQN" --lun 0
 
 # ---- 2. mkfs, mount, write over NBD ----
 SECONDS=0
 check "nbdfuse + losetup on the NBD export" fuse_up
 [ -n "$LOOP_DEV" ] || { not_ok "no loop device: cannot go on"; t_done; }
 diag "nbdfuse pid $NBDFUSE_PID on $FUSE_DIR, loop device $LOOP_DEV"
-check "mkfs.ext4" timeout "$TD" mkfs.ext4 -q -F "$LOOP_DEV"
+check "mkfs.ext4" step timeout -k 5 "$TD" mkfs.ext4 -q -F "$LOOP_DEV"
 check "mount" ext4_mount
-[ -n "$EXT4_MOUNTED" ] || { not_ok "not mounted: cannot go on"; t_done; }
+is_mounted "$MNT" || { not_ok "not mounted: cannot go on"; t_done; }
 check "write 50 random files and a 64 MiB file, checksums recorded" \
-	timeout "$TD" bash -c 'write_files "$1"' _ "$MNT"
-check "sync" timeout "$TD" sync
+	step timeout -k 5 "$TD" bash -c 'write_files "$1"' _ "$MNT"
+check "sync" step timeout -k 5 "$TD" sync
 check "umount, losetup -d, fusermount3 -u (nbdfuse exits 0)" all_down
 diag "nbd write pass: ${SECONDS}s"
 # 64 MiB + 50 files of 1.5 MiB on average went through to the sparse file
@@ -191,15 +231,15 @@ check "the backing file holds over 80 MiB of data" \
 check "SIGTERM: sand exits 0, no sanitizer report" sand_stop
 sand_start --reactors 2 || { not_ok "sand starts again"; t_done; }
 ok "sand starts again"
-check "the NBD listener is back" wait_for timeout 10 nbdinfo --size "$NBD_URL"
+check "the NBD listener is back" wait_for step timeout -k 5 10 nbdinfo --size "$NBD_URL"
 SECONDS=0
 check "nbdfuse + losetup again" fuse_up
 [ -n "$LOOP_DEV" ] || { not_ok "no loop device: cannot go on"; t_done; }
 diag "nbdfuse pid $NBDFUSE_PID on $FUSE_DIR, loop device $LOOP_DEV"
-check "e2fsck -fn is clean" timeout "$TD" e2fsck -fn "$LOOP_DEV"
+check "e2fsck -fn is clean" step timeout -k 5 "$TD" e2fsck -fn "$LOOP_DEV"
 check "mount again" ext4_mount
-if [ -n "$EXT4_MOUNTED" ]; then
-	check "all 51 checksums match" timeout "$TD" bash -c 'cd "$1" && sha256sum --quiet -c "$2"' \
+if is_mounted "$MNT"; then
+	check "all 51 checksums match" step timeout -k 5 "$TD" bash -c 'cd "$1" && sha256sum --quiet -c "$2"' \
 		_ "$MNT" "$SUMS"
 	check "50 files in many/" test "$(find "$MNT/many" -type f | wc -l)" -eq 50
 else
@@ -211,19 +251,19 @@ diag "nbd verify pass: ${SECONDS}s"
 # ---- 4. the same bytes over iSCSI and NBD ----
 SECONDS=0
 check "qemu-img reads the whole device over iSCSI" \
-	timeout "$TD" qemu-img convert -f raw -O raw "$ISCSI_URL" "$T_TMP/via-iscsi.img"
+	step timeout -k 5 "$TD" qemu-img convert -f raw -O raw "$ISCSI_URL" "$T_TMP/via-iscsi.img"
 diag "iSCSI copy: ${SECONDS}s"
 SECONDS=0
 check "qemu-img reads the whole device over NBD" \
-	timeout "$TD" qemu-img convert -f raw -O raw "$NBD_URL" "$T_TMP/via-nbd.img"
+	step timeout -k 5 "$TD" qemu-img convert -f raw -O raw "$NBD_URL" "$T_TMP/via-nbd.img"
 diag "NBD copy: ${SECONDS}s"
 SECONDS=0
 check "both copies are 1 GiB" test "$(stat -c %s "$T_TMP/via-iscsi.img")" -eq $((1 << 30)) \
 	-a "$(stat -c %s "$T_TMP/via-nbd.img")" -eq $((1 << 30))
-check "iSCSI and NBD see the same bytes" timeout "$TD" cmp "$T_TMP/via-iscsi.img" "$T_TMP/via-nbd.img"
-check "e2fsck -fn is clean on the iSCSI copy" timeout "$TD" e2fsck -fn "$T_TMP/via-iscsi.img"
+check "iSCSI and NBD see the same bytes" step timeout -k 5 "$TD" cmp "$T_TMP/via-iscsi.img" "$T_TMP/via-nbd.img"
+check "e2fsck -fn is clean on the iSCSI copy" step timeout -k 5 "$TD" e2fsck -fn "$T_TMP/via-iscsi.img"
 diag "compare and e2fsck: ${SECONDS}s"
 check "sand stops cleanly" sand_stop
-check "the backing file holds the same bytes" timeout "$TD" cmp "$IMG" "$T_TMP/via-nbd.img"
+check "the backing file holds the same bytes" step timeout -k 5 "$TD" cmp "$IMG" "$T_TMP/via-nbd.img"
 rm -f "$T_TMP/via-iscsi.img" "$T_TMP/via-nbd.img"
 t_done
