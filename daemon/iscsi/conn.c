@@ -401,10 +401,16 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 		status = ISCSI_LOGIN_INIT_ERR;
 	if (!status)
 		status = iscsi_nego_login(&c->nego, csg, (const char *)data, dlen, kv);
-	/* the security stage is left only once CHAP, if required, is done */
+	/* the security stage is left only once CHAP, if required, is done: an
+	 * initiator asking to transit meanwhile stays (T=0 in our answer) */
 	if (!status && (csg != ISCSI_STAGE_SECURITY || transit) &&
-	    !iscsi_nego_auth_done(&c->nego))
-		status = ISCSI_LOGIN_AUTH_FAILED;
+	    !iscsi_nego_auth_done(&c->nego)) {
+		if (csg == ISCSI_STAGE_SECURITY && (c->nego.chap == ISCSI_CHAP_WAIT_A ||
+						    c->nego.chap == ISCSI_CHAP_WAIT_R))
+			transit = false;
+		else
+			status = ISCSI_LOGIN_AUTH_FAILED;
+	}
 	c->login_started = true;
 	if (!status) {
 		bool to_ffp = transit && nsg == ISCSI_STAGE_FFP;
