@@ -33,7 +33,7 @@ int blkdev_close(struct blkdev *bd)
 	if (__atomic_load_n(&bd->nchans, __ATOMIC_ACQUIRE))
 		return -EBUSY;
 	pthread_mutex_lock(&reg_lock);
-	if (bd->claim[0]) {
+	if (bd->nowners) {
 		pthread_mutex_unlock(&reg_lock);
 		return -EBUSY;
 	}
@@ -108,24 +108,84 @@ void blkdev_foreach(void (*fn)(struct blkdev *bd, void *arg), void *arg)
 	pthread_mutex_unlock(&reg_lock);
 }
 
-int blkdev_claim(struct blkdev *bd, const char *owner)
+static int owner_index(const struct blkdev *bd, const char *owner)
+{
+	for (unsigned i = 0; i < bd->nowners; i++)
+		if (!strcmp(bd->owners[i], owner))
+			return (int)i;
+	return -1;
+}
+
+/* Rebuild the "a,b" summary; registry lock held. */
+static void claims_summary(struct blkdev *bd)
+{
+	size_t used = 0;
+
+	bd->claim[0] = '\0';
+	for (unsigned i = 0; i < bd->nowners && used < sizeof(bd->claim); i++) {
+		int n = snprintf(bd->claim + used, sizeof(bd->claim) - used, "%s%s",
+				 i ? "," : "", bd->owners[i]);
+
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+}
+
+static int claim(struct blkdev *bd, const char *owner, bool exclusive)
 {
 	int rc = 0;
 
+	if (!owner || !owner[0] || strlen(owner) >= BLK_NAME_MAX)
+		return -EINVAL;
 	pthread_mutex_lock(&reg_lock);
-	if (bd->claim[0] && strcmp(bd->claim, owner))
+	if (owner_index(bd, owner) >= 0) {
+		/* the same owner again: fine if the kind matches */
+		if (exclusive != bd->exclusive)
+			rc = -EBUSY;
+	} else if (bd->nowners && (exclusive || bd->exclusive)) {
 		rc = -EBUSY;
-	else
-		snprintf(bd->claim, sizeof(bd->claim), "%s", owner);
+	} else if (bd->nowners == BLK_MAX_CLAIMS) {
+		rc = -EBUSY;
+	} else {
+		snprintf(bd->owners[bd->nowners++], BLK_NAME_MAX, "%s", owner);
+		bd->exclusive = exclusive;
+		claims_summary(bd);
+	}
 	pthread_mutex_unlock(&reg_lock);
 	return rc;
 }
 
+int blkdev_claim(struct blkdev *bd, const char *owner)
+{
+	return claim(bd, owner, true);
+}
+
+int blkdev_claim_shared(struct blkdev *bd, const char *owner)
+{
+	return claim(bd, owner, false);
+}
+
 void blkdev_release(struct blkdev *bd, const char *owner)
 {
+	int i;
+
 	pthread_mutex_lock(&reg_lock);
-	if (!strcmp(bd->claim, owner))
-		bd->claim[0] = '\0';
+	i = owner_index(bd, owner);
+	if (i >= 0) {
+		for (unsigned j = (unsigned)i; j + 1 < bd->nowners; j++)
+			memcpy(bd->owners[j], bd->owners[j + 1], BLK_NAME_MAX);
+		if (--bd->nowners == 0)
+			bd->exclusive = false;
+		claims_summary(bd);
+	}
+	pthread_mutex_unlock(&reg_lock);
+}
+
+void blkdev_claims(struct blkdev *bd, char *buf, size_t len)
+{
+	pthread_mutex_lock(&reg_lock);
+	snprintf(buf, len, "%s", bd->claim);
 	pthread_mutex_unlock(&reg_lock);
 }
 
@@ -481,17 +541,15 @@ static int submit_split(struct blkchan *ch, struct bio *parent)
 {
 	struct blkdev *bd = ch->bd;
 	uint64_t off = parent->offset;
-	unsigned nchild = 0, free_bios = ch->max_bios - ch->nbios;
-	struct list_head *pos;
+	unsigned nchild = 0;
 	int rc;
 
+	/* No check that the pool holds nchild bios: a child the pool cannot
+	 * give yet is backpressure like any other (split_continue waits for
+	 * bios of this channel to end), and a bio may split into more
+	 * children than the pool has (it was refused with -ENOMEM for ever). */
 	for (uint64_t o = off; o < off + parent->len; o += piece_len(bd, o, off + parent->len - o))
 		nchild++;
-	list_for_each(pos, &ch->free_bios)
-		if (++free_bios >= nchild)
-			break;
-	if (free_bios < nchild)
-		return -ENOMEM;
 
 	parent->pending = nchild + 1;	/* +1: held until every child is submitted */
 	parent->status = 0;

@@ -168,6 +168,7 @@ static int disks_save(const struct disk *skip, const struct disk *extra)
 static json_t *disk_info(const struct disk *d)
 {
 	struct blkdev *bd = d->bd;
+	char claims[sizeof(bd->claim)] = "";
 	json_t *o = json_pack("{s:s,s:s,s:s}", "name", d->name,
 			      "state", bd ? "open" : "failed",
 			      "backend", bd ? bd->ops->name : d->backend);
@@ -177,8 +178,9 @@ static json_t *disk_info(const struct disk *d)
 	json_object_set_new(o, "block_size", json_integer(bd ? bd->block_size : d->block_size));
 	json_object_set_new(o, "direct", json_boolean(bd && bd->direct));
 	json_object_set_new(o, "readonly", json_boolean(bd ? bd->readonly : d->readonly));
-	json_object_set_new(o, "claimed_by", bd && bd->claim[0] ? json_string(bd->claim)
-							       : json_null());
+	if (bd)
+		blkdev_claims(bd, claims, sizeof(claims));
+	json_object_set_new(o, "claimed_by", claims[0] ? json_string(claims) : json_null());
 	if (!bd)
 		json_object_set_new(o, "error", json_string(d->error));
 	return o;
@@ -281,8 +283,11 @@ static void disk_flush_close(struct disk *d)
 	}
 	rc = blkdev_close(d->bd);
 	if (rc) {
+		char claims[sizeof(d->bd->claim)];
+
+		blkdev_claims(d->bd, claims, sizeof(claims));
 		LOG_ERR(LS_BLK, "closing disk %s: %s (still in use by '%s')", d->name,
-			strerror(-rc), d->bd->claim[0] ? d->bd->claim : "an open channel");
+			strerror(-rc), claims[0] ? claims : "an open channel");
 		return;
 	}
 	d->bd = NULL;
@@ -291,6 +296,7 @@ static void disk_flush_close(struct disk *d)
 static json_t *disk_remove(json_t *params, void *arg, struct rpc_err *err)
 {
 	const char *name = NULL;
+	char claims[256] = "";
 	struct disk *d;
 	int rc;
 
@@ -300,9 +306,10 @@ static json_t *disk_remove(json_t *params, void *arg, struct rpc_err *err)
 	d = disk_find(name);
 	if (!d)
 		return rpc_error(err, RPC_ERR_NOT_FOUND, "no disk named '%.64s'", name);
-	if (d->bd && d->bd->claim[0])
-		return rpc_error(err, RPC_ERR_BUSY, "disk '%s' is in use by '%s'", name,
-				 d->bd->claim);
+	if (d->bd)
+		blkdev_claims(d->bd, claims, sizeof(claims));
+	if (claims[0])
+		return rpc_error(err, RPC_ERR_BUSY, "disk '%s' is in use by '%s'", name, claims);
 	if (d->bd && __atomic_load_n(&d->bd->nchans, __ATOMIC_ACQUIRE))
 		return rpc_error(err, RPC_ERR_BUSY, "disk '%s' has I/O channels open", name);
 	rc = disks_save(d, NULL);

@@ -2,14 +2,17 @@
 # The embedded default: sand on sparse files under ./var, served on
 # 127.0.0.1 until Ctrl-C. Run again, it reuses the same disks and data.
 #
-# Today: four 1 GiB sparse disks (disk0..disk3), and disk0 exported over
-# NBD as "vol1" on 127.0.0.1:10809. Pools (RAID 5 over the four disks), the
-# thin volume vol1 and the iSCSI export on 127.0.0.1:3260 join this script
-# as those features land.
+# Today: four 1 GiB sparse disks (disk0..disk3); disk0 exported over NBD as
+# "vol1" on 127.0.0.1:10809 and over iSCSI as LUN 0 of
+# iqn.2026-11.io.sand:vol1 on 127.0.0.1:3260. The RAID 5 pool over the four
+# disks and the thin volume vol1 in it replace disk0 here once pools land.
+# SAND_VAR, SAND_NBD_ADDR and SAND_ISCSI_ADDR move it elsewhere (the tests do).
 set -euo pipefail
 BUILD=${1:-build}
 VAR=${SAND_VAR:-$PWD/var}
 NBD_ADDR=${SAND_NBD_ADDR:-127.0.0.1:10809}
+ISCSI_ADDR=${SAND_ISCSI_ADDR:-127.0.0.1:3260}
+IQN=iqn.2026-11.io.sand:vol1
 SOCK=$VAR/sand.sock
 mkdir -p "$VAR/disks"
 
@@ -55,6 +58,20 @@ if volctl nbd --help >/dev/null 2>&1; then
 	esac
 fi
 
+iscsi=$(volctl --json iscsi list)
+case "$iscsi" in
+*"\"$ISCSI_ADDR\""*) ;;
+*) volctl iscsi portal add 1 "$ISCSI_ADDR" >/dev/null ;;
+esac
+case "$iscsi" in
+*"\"$IQN\""*) ;;
+*) volctl iscsi target create "$IQN" >/dev/null ;;
+esac
+case "$iscsi" in
+*'"disk": "disk0"'*) ;;
+*) volctl export iscsi disk0 --target "$IQN" --lun 0 >/dev/null ;;
+esac
+
 echo
 volctl status
 echo
@@ -66,5 +83,7 @@ if [ "$has_nbd" = 1 ]; then
 	echo "          qemu-img info nbd://$NBD_ADDR/vol1"
 	echo "          qemu-io -f raw -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M' nbd://$NBD_ADDR/vol1"
 fi
+echo "iscsi:    iscsi-inq iscsi://$ISCSI_ADDR/$IQN/0"
+echo "          qemu-img info iscsi://$ISCSI_ADDR/$IQN/0"
 echo "serving until Ctrl-C"
 wait "$pid"

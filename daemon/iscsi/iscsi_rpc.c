@@ -143,7 +143,7 @@ static int apply_lun(const char *iqn, unsigned lun, const char *disk, bool ro)
 
 	if (!bd)
 		return -ENOENT;
-	rc = blkdev_claim(bd, CLAIM);
+	rc = blkdev_claim_shared(bd, CLAIM);
 	if (rc)
 		return rc;
 	rc = iscsi_lun_add(iqn, lun, bd, ro);

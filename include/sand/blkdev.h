@@ -101,6 +101,7 @@ struct blkdev_ops {
 };
 
 #define BLK_NAME_MAX	64
+#define BLK_MAX_CLAIMS	8
 
 struct blkdev {
 	const struct blkdev_ops	*ops;
@@ -117,7 +118,10 @@ struct blkdev {
 	struct list_head reg_link;	/* registry */
 	bool		registered;
 	unsigned	nchans;
-	char		claim[BLK_NAME_MAX];	/* who uses it, "" if nobody */
+	char		claim[256];	/* who uses it ("a,b"), "" if nobody */
+	char		owners[BLK_MAX_CLAIMS][BLK_NAME_MAX];
+	unsigned	nowners;
+	bool		exclusive;	/* owners[0] has it alone */
 };
 
 /* Fill the core fields of a new device; drivers call it before anything else. */
@@ -137,10 +141,19 @@ void blkdev_unregister(struct blkdev *bd);
 struct blkdev *blkdev_find(const char *name);
 /* Calls fn for each registered device, under the registry lock. */
 void blkdev_foreach(void (*fn)(struct blkdev *bd, void *arg), void *arg);
-/* Claim for exclusive use by owner (a pool, an export ...): -EBUSY if
- * another owner has it. */
+/*
+ * Claims say who uses a device. An exclusive claim (a pool or RAID set
+ * taking a member) excludes every other claim; shared claims (exports: the
+ * same volume over NBD and iSCSI, through several targets) coexist with
+ * each other, up to BLK_MAX_CLAIMS. Claiming again under the same owner
+ * name is a no-op. -EBUSY when the claim conflicts. blkdev_release drops
+ * the owner's claim of either kind.
+ */
 int blkdev_claim(struct blkdev *bd, const char *owner);
+int blkdev_claim_shared(struct blkdev *bd, const char *owner);
 void blkdev_release(struct blkdev *bd, const char *owner);
+/* The owners as "a,b" into buf ("" if none), under the registry lock. */
+void blkdev_claims(struct blkdev *bd, char *buf, size_t len);
 
 /* ---- channels ---- */
 struct blkchan {

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Thin pools: thin volumes, O(1) snapshots and clones over one block device
+ * (metadata at its start, data chunks after). doc/thin.md describes the
+ * design and the on-disk format.
+ *
+ * A pool has one owner thread; every control call below runs there (the
+ * caller waits) and must not be called from a reactor thread. Volumes are
+ * block devices (sand/blkdev.h): open channels on them from any loop; their
+ * I/O is passed to the owner thread and ends on the channel's loop.
+ *
+ * Volume I/O: unmapped chunks read as zeros; a write to an unmapped or
+ * shared chunk allocates a new one (a whole-chunk write just remaps, a
+ * partial one copies the old contents, or zeros, first); DISCARD and
+ * WRITE_ZEROES unmap whole chunks and zero partial ones; FLUSH and FUA
+ * commit the metadata (every acknowledged flush is durable). Changes are
+ * also committed every commit_ms. When the pool has no free chunk left, a
+ * write that needs one ends with -ENOSPC, and only that write; reads and
+ * writes to chunks already owned still work.
+ */
+#ifndef SAND_THIN_H
+#define SAND_THIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "sand/blkdev.h"
+
+#define THIN_CHUNK_MIN		(64u * 1024)
+#define THIN_CHUNK_MAX		(1024u * 1024)
+#define THIN_CHUNK_DEFAULT	THIN_CHUNK_MIN
+#define THIN_NAME_MAX		40	/* volume names, NUL included */
+
+struct thin_pool;
+
+struct thin_format_opts {
+	uint32_t	chunk_size;	/* 0: 64 KiB; a power of two, 64 KiB..1 MiB */
+	uint64_t	meta_size;	/* bytes; 0: about 48 bytes per chunk, 1 MiB at least */
+};
+
+/* Write an empty pool over dev (whatever dev held is lost). */
+int thin_pool_format(struct blkdev *dev, const struct thin_format_opts *o);
+
+struct thin_open_opts {
+	unsigned	cache_blocks;	/* metadata cache, 4 KiB blocks; 0: 1024 */
+	unsigned	commit_ms;	/* 0: 1000 */
+	/* A partial write to a new chunk zeroes the rest of it with the
+	 * device's WRITE_ZEROES when it has one; true: write zeros instead. */
+	bool		no_write_zeroes;
+	/* Low-space announcement: low_space(arg, free) runs on the owner
+	 * thread when the free data chunks fall below low_water, once per
+	 * crossing (again after they have risen to low_water or more). It
+	 * must not call back into the pool. 0 / NULL: none. */
+	uint64_t	low_water;
+	void		(*low_space)(void *arg, uint64_t free_chunks);
+	void		*low_space_arg;
+};
+
+/* Open a formatted pool: -EUCLEAN when its metadata is not valid, -EBUSY
+ * when dev is claimed (by another pool, say). The pool claims dev until it
+ * is closed; formatting claims it while it runs. */
+int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o,
+		   struct thin_pool **out);
+/* Commit and close. -EBUSY while a volume device is open. */
+int thin_pool_close(struct thin_pool *p);
+int thin_pool_commit(struct thin_pool *p);
+
+struct thin_pool_info {
+	uint32_t	chunk_size;
+	uint64_t	data_chunks, free_chunks;
+	uint64_t	meta_blocks, free_meta_blocks;
+	uint64_t	generation;
+	uint32_t	time;
+	unsigned	volumes;
+	uint64_t	virtual_bytes;	/* sum of the volumes' sizes: overcommit if
+					 * more than data_chunks * chunk_size */
+	unsigned	cache_used, cache_peak;	/* metadata blocks cached, now and at most */
+};
+int thin_pool_info(struct thin_pool *p, struct thin_pool_info *info);
+
+/* Walk every tree and recount every reference to each metadata block and
+ * data chunk; compare with the space maps. 0 if all agree, -EUCLEAN if not
+ * (or if a block or node is invalid), with the first differences logged. */
+struct thin_check_report {
+	unsigned	volumes;
+	uint64_t	node_refs;	/* pointers to nodes followed */
+	uint64_t	mappings;	/* leaf entries of distinct mapping leaves */
+	uint64_t	errors;
+};
+int thin_pool_check(struct thin_pool *p, struct thin_check_report *rep);
+
+/* Volumes, by name. -EEXIST, -ENOENT, -EINVAL (bad name or size), -ENOSPC
+ * (metadata full). size is in bytes, a multiple of the device block size. */
+int thin_vol_create(struct thin_pool *p, const char *name, uint64_t size);
+/* A read-only snapshot of origin: O(1), it shares origin's mapping.
+ * -EOVERFLOW after 2^24 - 1 snapshots and clones in the pool's life. */
+int thin_snap_create(struct thin_pool *p, const char *origin, const char *name);
+/* A writable snapshot. */
+int thin_clone_create(struct thin_pool *p, const char *origin, const char *name);
+/* -EBUSY while its device is open. Chunks go back to the pool once nothing
+ * maps them. */
+int thin_vol_delete(struct thin_pool *p, const char *name);
+
+struct thin_vol_info {
+	uint64_t	id;
+	uint64_t	size;
+	uint64_t	mapped_chunks;	/* chunks this volume maps (shared or not) */
+	bool		readonly;
+};
+int thin_vol_info(struct thin_pool *p, const char *name, struct thin_vol_info *info);
+
+/* The volume as a block device (block size: the pool device's), named
+ * after the volume; blkdev_close() it when done. -EBUSY if already open. */
+int thin_vol_open(struct thin_pool *p, const char *name, struct blkdev **out);
+
+#endif

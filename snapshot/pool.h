@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The thin pool's internals, shared by pool.c (volumes, I/O, control) and
+ * check.c (the consistency checker). Everything here belongs to the pool's
+ * owner thread.
+ */
+#ifndef SAND_SNAPSHOT_POOL_H
+#define SAND_SNAPSHOT_POOL_H
+
+#include <pthread.h>
+#include "sand/common.h"
+#include "sand/ev.h"
+#include "sand/thin.h"
+#include "snapshot/meta/meta.h"
+
+#define POOL_MAGIC	0x4c4f4f50u	/* "POOL" */
+#define POOL_VERSION	1u
+
+/* the superblock's user area */
+#define U_MAGIC		0
+#define U_VERSION	4
+#define U_CHUNK		8
+#define U_TIME		12
+#define U_VROOT		16
+#define U_NEXT_ID	24
+#define U_DATA_OFF	32
+#define U_NR_CHUNKS	40
+
+/* a volume record (value in the volume table) */
+#define VREC_SIZE	64
+#define R_ROOT		0
+#define R_SIZE		8
+#define R_SNAP_TIME	16
+#define R_FLAGS		20
+#define R_NAME		24
+#define VOL_RDONLY	1u
+
+#define TIME_MASK	0xffffffu
+#define META_RESERVE	64	/* metadata blocks kept for a commit's changes */
+
+struct thin_vol;
+
+struct vol_rec {
+	struct list_head	link;
+	uint64_t		id;
+	char			name[THIN_NAME_MAX];
+	uint64_t		root, size;
+	uint32_t		snap_time, flags;
+	bool			dirty;
+	struct thin_vol		*open;
+};
+
+struct thin_pool {
+	struct blkdev		*dev;
+	char			claim[BLK_NAME_MAX];	/* our claim on dev */
+	struct tm		*tm;
+	struct btree_info	vinfo, minfo;
+	uint64_t		vroot, next_id, data_off, nr_chunks;
+	uint32_t		chunk, time;
+	struct list_head	vols;
+	unsigned		nvols, nopen;
+	bool			dirty;		/* metadata changed since the commit */
+	bool			unflushed;	/* data written since the last flush */
+	bool			zeroes;		/* dev has WRITE_ZEROES: use it for new chunks */
+	int			failed;		/* a metadata error: every I/O fails */
+
+	pthread_t		thread;
+	struct ev_loop		*loop;		/* the owner's */
+	struct ev_timer		commit_timer;
+	unsigned		commit_ms;
+	uint64_t		low_water;
+	bool			low;		/* below low_water, announced */
+	void			(*low_space)(void *arg, uint64_t free_chunks);
+	void			*low_space_arg;
+
+	struct ev_loop		*dloop;		/* private, for data I/O */
+	struct blkchan		*dch;
+	uint8_t			*cbuf;		/* one chunk */
+};
+
+struct thin_vol {
+	struct blkdev		bd;
+	struct thin_pool	*p;
+	struct vol_rec		*r;
+};
+
+/* Run fn(p, arg) on the owner thread and wait for its result. */
+int pool_call(struct thin_pool *p, int (*fn)(struct thin_pool *, void *), void *arg);
+
+#endif
