@@ -436,10 +436,12 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 		}
 	}
 	if (status == ISCSI_LOGIN_AUTH_FAILED || status == ISCSI_LOGIN_AUTHZ_FAILED)
-		LOG_WARN(LS_ISCSI, "%s: %s refused for %s%s%s", c->peer,
+		LOG_WARN(LS_ISCSI, "%s: %s refused for %s %s %s", c->peer,
 			 status == ISCSI_LOGIN_AUTH_FAILED ? "authentication" : "authorization",
-			 c->nego.p.initiator_name, c->target ? " to " : "",
-			 c->target ? c->target->iqn : "");
+			 c->nego.p.initiator_name,
+			 c->nego.p.session_type == ISCSI_SESSION_DISCOVERY ? "in" : "to",
+			 c->nego.p.session_type == ISCSI_SESSION_DISCOVERY ? "discovery" :
+			 c->nego.p.target_name);
 	login_respond(c, h, status, rflags, kv);
 	if (status || c->stage == ISCSI_STAGE_FFP)
 		iscsi_nego_wipe(&c->nego);

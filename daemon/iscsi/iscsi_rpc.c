@@ -599,29 +599,41 @@ static json_t *target_delete(json_t *params, void *arg, struct rpc_err *err)
 		return rpc_error_errno(err, -EBUSY, "target %s has LUNs (--force removes them)",
 				       iqn);
 	snprintf(key, sizeof(key), "target %s", iqn);
+	c = json_deep_copy(cfg);
+	t = target_entry(c, iqn);
 	if (!json_object_get(errors, key)) {
-		if (force && (rc = iscsi_target_close_sessions(iqn)))
+		json_t *luns = json_object_get(t, "luns");
+
+		if (force && (rc = iscsi_target_close_sessions(iqn))) {
+			json_decref(c);
 			return rpc_error_errno(err, rc, "closing the sessions of %s", iqn);
-		/* LUNs first, each released */
-		json_array_foreach(json_object_get(t, "luns"), i, l) {
+		}
+		/* LUNs first, each released and forgotten as it goes */
+		while ((l = json_array_get(luns, 0))) {
 			json_int_t lun = json_integer_value(json_object_get(l, "lun"));
 
 			rc = unexport_one(iqn, (unsigned)lun, !lun_failed(iqn, lun));
-			if (rc)
-				return rpc_error_errno(err, rc, "target %s lun %lld", iqn,
-						       (long long)lun);
+			if (rc) {
+				if (!save(c))
+					LOG_DBG(LS_ISCSI, "target %s: some luns removed", iqn);
+				json_decref(c);
+				return rpc_error_errno(err, rc, rc == -EBUSY ?
+						       "target %s has sessions again" :
+						       "target %s lun %lld", iqn, (long long)lun);
+			}
 			forget_lun_error(iqn, lun);
+			json_array_remove(luns, 0);
 		}
-		json_array_clear(json_object_get(t, "luns"));
 		rc = iscsi_target_remove(iqn);
-		if (rc == -EBUSY)
-			return rpc_error_errno(err, rc, "target %s has sessions "
-					       "(--force closes them)", iqn);
-		if (rc && rc != -ENOENT)
-			return rpc_error_errno(err, rc, "target %s", iqn);
+		if (rc && rc != -ENOENT) {
+			if (!save(c))
+				LOG_DBG(LS_ISCSI, "target %s: luns removed", iqn);
+			json_decref(c);
+			return rpc_error_errno(err, rc, rc == -EBUSY ? "target %s has sessions "
+					       "(--force closes them)" : "target %s", iqn);
+		}
 	}
 	json_object_del(errors, key);
-	c = json_deep_copy(cfg);
 	json_array_foreach(json_object_get(c, "targets"), i, t)
 		if (!strcasecmp(json_string_value(json_object_get(t, "iqn")), iqn))
 			break;
@@ -804,24 +816,24 @@ void iscsi_restore(void)
 			failed(key, rc);
 			continue;
 		}
-		/* who may log in, before anyone can */
+		/* who may log in, before anyone can; a target whose ACL or CHAP
+		 * cannot be restored stays down (closed rather than open) */
 		json_array_foreach(json_object_get(e, "acl"), j, l) {
 			const char *ini = json_string_value(l);
 
 			rc = ini ? iscsi_acl_add(iqn, ini) : -EINVAL;
-			if (rc) {
-				snprintf(key, sizeof(key), "acl %s %s", iqn, ini ? ini : "?");
-				failed(key, rc);
-			}
+			if (rc && rc != -EEXIST)
+				break;
+			rc = 0;
 		}
-		if (json_object_get(e, "auth") &&
-		    (rc = apply_auth(iqn, json_object_get(e, "auth")))) {
-			/* closed rather than open: nobody logs in */
-			snprintf(key, sizeof(key), "auth %s", iqn);
-			failed(key, rc);
+		if (!rc && json_object_get(e, "auth"))
+			rc = apply_auth(iqn, json_object_get(e, "auth"));
+		if (rc) {
 			iscsi_target_remove(iqn);
+			snprintf(key, sizeof(key), "target %s (its acl or chap settings)", iqn);
+			LOG_ERR(LS_ISCSI, "%s: %s", key, strerror(-rc));
 			snprintf(key, sizeof(key), "target %s", iqn);
-			failed(key, rc);
+			json_object_set_new(errors, key, json_string(strerror(-rc)));
 			continue;
 		}
 		json_array_foreach(json_object_get(e, "luns"), j, l) {

@@ -51,7 +51,9 @@ check_rc "auth set on an unknown target is refused" 1 \
 	volctl iscsi auth set iqn.2026-11.org.sand:none --chap a:bcdefghijklmn
 check "CHAP: the right secret logs in (iscsi-inq)" inq "iscsi://alice%$SECRET@$P/$IQN/0"
 check_fail "CHAP: no credentials are refused" inq "iscsi://$P/$IQN/0"
+check_grep "... with status 02/01" "Authentication failure\(513\)" "$T_TMP/inq"
 check_fail "CHAP: a wrong secret is refused" inq "iscsi://alice%wrong-secret-000@$P/$IQN/0"
+check_grep "... with status 02/01 too" "Authentication failure\(513\)" "$T_TMP/inq"
 check_fail "CHAP: a wrong user is refused" inq "iscsi://mallory%$SECRET@$P/$IQN/0"
 check "CHAP: the other target needs none" inq "iscsi://$P/$IQN2/0"
 check_grep "the refusals are logged as authentication failures" \
@@ -86,6 +88,8 @@ check "mutual set, one-way login still works" inq "iscsi://alice%$SECRET@$P/$IQN
 check "auth set --discovery" volctl iscsi auth set --discovery --chap disco:$DSECRET
 check_fail "discovery without credentials is refused" \
 	timeout 10 iscsi-ls -i $INI1 "iscsi://$P"
+check_grep "logged as a discovery authentication failure" \
+	"authentication refused for $INI1 in discovery" "$SAND_LOG"
 timeout 10 iscsi-ls -i $INI1 "iscsi://disco%$DSECRET@$P" >"$T_TMP/ls" 2>&1
 check_grep "discovery with CHAP lists the targets" "Target:$IQN2 Portal:$P,1" "$T_TMP/ls"
 check "auth clear --discovery" volctl iscsi auth clear --discovery
@@ -98,8 +102,9 @@ check_rc "the same initiator twice is refused" 1 volctl iscsi acl add $IQN2 $INI
 check_rc "a bad initiator name is refused" 1 volctl iscsi acl add $IQN2 not-a-name
 check "ACL: a listed initiator logs in" inq "iscsi://$P/$IQN2/0" $INI1
 check_fail "ACL: an initiator not listed is refused" inq "iscsi://$P/$IQN2/0" $INI2
+check_grep "... with status 02/02" "\(514\)" "$T_TMP/inq"
 check_grep "the refusal is an authorization failure" \
-	"authorization refused for $INI2 *$" "$SAND_LOG"
+	"authorization refused for $INI2 to $IQN2" "$SAND_LOG"
 timeout 10 iscsi-ls -i $INI2 "iscsi://$P" >"$T_TMP/ls2" 2>&1
 check_grep "discovery: the other target is still listed" "Target:$IQN Portal" "$T_TMP/ls2"
 check_fail "discovery hides the target from an initiator not listed" \
@@ -155,7 +160,16 @@ check "unexport iscsi" volctl unexport iscsi $IQN --lun 0
 check_rc "unexport twice is refused" 1 volctl unexport iscsi $IQN --lun 0
 check "the disk is free again" volctl disk remove d0
 check "target delete (no LUNs)" volctl iscsi target delete $IQN
-check "target delete --force (with a LUN)" volctl iscsi target delete $IQN2 --force
+timeout 30 qemu-io -f raw "iscsi://$P/$IQN2/0" -r -c 'sleep 20000' >/dev/null 2>&1 &
+QPID=$!
+T_PIDS+=("$QPID")
+check "a session to the other target is up" wait_for sh -c \
+	"'$VOLCTL_BIN' --socket '$SAND_SOCK' iscsi sessions | grep -q 'to $IQN2'"
+check_rc "unexport with a session is refused" 1 volctl unexport iscsi $IQN2 --lun 0
+check "target delete --force (a LUN and a session)" volctl iscsi target delete $IQN2 --force
+volctl iscsi sessions >"$T_TMP/sess2" 2>&1
+check_grep "its session is gone" "no sessions" "$T_TMP/sess2"
+t_kill $QPID
 check "portal remove" volctl iscsi portal remove $P
 check_rc "portal remove twice is refused" 1 volctl iscsi portal remove $P
 check_fail "nothing listens after portal remove" timeout 5 iscsi-ls "iscsi://$P"
