@@ -195,9 +195,12 @@ static int apply_auth(const char *iqn, json_t *a)
 static json_t *auth_public(json_t *a)
 {
 	json_t *m = json_object_get(a, "mutual_user");
+	json_t *r = json_pack("{s:b,s:O,s:b}", "chap", 1, "user", json_object_get(a, "user"),
+			      "mutual", m != NULL);
 
-	return json_pack("{s:b,s:O,s:b,s:O?}", "chap", 1, "user", json_object_get(a, "user"),
-			 "mutual", m != NULL, "mutual_user", m);
+	if (r && m)
+		json_object_set(r, "mutual_user", m);
+	return r;
 }
 
 /* ---- methods ---- */
