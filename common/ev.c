@@ -332,7 +332,11 @@ void ev_io_stop(struct ev_loop *loop, struct ev_io *io)
 		if (p->armed) {
 			struct io_uring_sqe *sqe = get_sqe_raw(loop);
 
-			io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)&p->cqe);
+			/* ASYNC_CANCEL, not POLL_REMOVE: POLL_REMOVE fails with
+			 * -EALREADY while a wakeup of the multishot poll is being
+			 * handled, and the poll then stays armed for good (it
+			 * keeps the socket open after close()). */
+			io_uring_prep_cancel64(sqe, (__u64)(uintptr_t)&p->cqe, 0);
 			io_uring_sqe_set_data(sqe, NULL);
 			list_add_tail(&p->link, &loop->polls);	/* freed by poll_cqe */
 		} else {
@@ -697,13 +701,16 @@ void ev_run(struct ev_loop *loop)
 	}
 }
 
-static void stop_msg(void *arg) { (void)arg; }
-
 void ev_stop(struct ev_loop *loop)
 {
+	uint64_t one = 1;
+
 	__atomic_store_n(&loop->stop, 1, __ATOMIC_RELEASE);
-	if (ev_current() != loop)
-		ev_send_msg(loop, stop_msg, NULL);	/* wake it */
+	/* Wake it through the message eventfd directly: no allocation that
+	 * could fail and lose the wake-up. msg_ready finds no message. */
+	if (ev_current() != loop && write(loop->msg_fd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is saturated, a wake-up is pending */
+	}
 }
 
 bool ev_stopped(const struct ev_loop *loop)

@@ -32,6 +32,7 @@ static void (*const rpc_modules[])(void) = {
 	log_rpc_init,
 	disk_rpc_init,
 	iscsi_rpc_init,
+	nbd_rpc_init,
 };
 
 /* Restore what the state file says, in dependency order (disks before the
@@ -39,6 +40,7 @@ static void (*const rpc_modules[])(void) = {
 static void (*const restore_steps[])(void) = {
 	disk_restore,
 	iscsi_restore,
+	nbd_restore,
 };
 
 static void usage(FILE *f)
