@@ -203,6 +203,87 @@ static json_t *auth_public(json_t *a)
 	return r;
 }
 
+static void failed(const char *key, int rc)
+{
+	LOG_ERR(LS_ISCSI, "%s: %s", key, strerror(-rc));
+	json_object_set_new(errors, key, json_string(strerror(-rc)));
+}
+
+/*
+ * Bring up target entry e of cfg: the target, who may log in and how (before
+ * anyone can), then its LUNs. A target whose ACL or CHAP settings cannot be
+ * applied stays down (closed rather than open). Failures go to errors.
+ */
+static void bring_up_target(json_t *e)
+{
+	const char *iqn = json_string_value(json_object_get(e, "iqn"));
+	char key[320];
+	json_t *l;
+	size_t j;
+	int rc;
+
+	if (!iqn)
+		return;
+	rc = iscsi_target_add(iqn);
+	if (rc) {
+		snprintf(key, sizeof(key), "target %s", iqn);
+		failed(key, rc);
+		return;
+	}
+	json_array_foreach(json_object_get(e, "acl"), j, l) {
+		const char *ini = json_string_value(l);
+
+		rc = ini ? iscsi_acl_add(iqn, ini) : -EINVAL;
+		if (rc && rc != -EEXIST)
+			break;
+		rc = 0;
+	}
+	if (!rc && json_object_get(e, "auth"))
+		rc = apply_auth(iqn, json_object_get(e, "auth"));
+	if (rc) {
+		iscsi_target_remove(iqn);
+		snprintf(key, sizeof(key), "target %s (its acl or chap settings)", iqn);
+		LOG_ERR(LS_ISCSI, "%s: %s", key, strerror(-rc));
+		snprintf(key, sizeof(key), "target %s", iqn);
+		json_object_set_new(errors, key, json_string(strerror(-rc)));
+		return;
+	}
+	json_array_foreach(json_object_get(e, "luns"), j, l) {
+		const char *disk = json_string_value(json_object_get(l, "disk"));
+		json_int_t lun = json_integer_value(json_object_get(l, "lun"));
+
+		snprintf(key, sizeof(key), "lun %s %lld", iqn, (long long)lun);
+		json_object_del(errors, key);
+		rc = disk && lun >= 0 && lun < 256 ?
+		     apply_lun(iqn, (unsigned)lun, disk,
+			       json_is_true(json_object_get(l, "readonly"))) : -EINVAL;
+		if (rc)
+			failed(key, rc);
+	}
+}
+
+static bool target_down(const char *iqn)
+{
+	char key[320];
+
+	snprintf(key, sizeof(key), "target %s", iqn);
+	return json_object_get(errors, key) != NULL;
+}
+
+/* After a change to a target that is down: try again. */
+static void retry_target(const char *iqn)
+{
+	char key[320];
+
+	snprintf(key, sizeof(key), "target %s", iqn);
+	if (!json_object_get(errors, key))
+		return;
+	json_object_del(errors, key);
+	bring_up_target(target_entry(cfg, iqn));
+	if (!json_object_get(errors, key))
+		LOG_INFO(LS_ISCSI, "target %s is up again", iqn);
+}
+
 /* ---- methods ---- */
 
 static json_t *portal_add(json_t *params, void *arg, struct rpc_err *err)
@@ -457,7 +538,9 @@ static json_t *auth_set(json_t *params, void *arg, struct rpc_err *err)
 	json_object_set(iqn ? target_entry(c, iqn) : c, iqn ? "auth" : "discovery_auth", a);
 	rc = save(c);
 	json_decref(c);
-	if (!rc)
+	if (!rc && iqn && target_down(iqn))
+		retry_target(iqn);	/* down: try again with the new settings */
+	else if (!rc)
 		rc = apply_auth(iqn, a);
 	pub = auth_public(a);
 	json_decref(a);
@@ -491,7 +574,10 @@ static json_t *auth_clear(json_t *params, void *arg, struct rpc_err *err)
 	json_decref(c);
 	if (rc)
 		return rpc_error_errno(err, rc, "saving the state");
-	iscsi_auth_set(iqn, NULL);
+	if (iqn && target_down(iqn))
+		retry_target(iqn);
+	else
+		iscsi_auth_set(iqn, NULL);
 	return iqn ? json_pack("{s:s,s:b}", "target", iqn, "chap", 0) :
 		     json_pack("{s:b,s:b}", "discovery", 1, "chap", 0);
 }
@@ -737,13 +823,19 @@ static json_t *list(json_t *params, void *arg, struct rpc_err *err)
 			json_object_set(e, "error", x);
 	}
 	json_array_foreach(json_object_get(r, "targets"), i, e) {
-		json_t *l;
+		json_t *l, *tx;
 
+		/* a target that did not come back takes its LUNs with it */
+		snprintf(key, sizeof(key), "target %s", json_string_value(json_object_get(e, "iqn")));
+		tx = json_object_get(errors, key);
+		json_object_set_new(e, "state", json_string(tx ? "failed" : "up"));
+		if (tx)
+			json_object_set(e, "error", tx);
 		json_array_foreach(json_object_get(e, "luns"), j, l) {
 			snprintf(key, sizeof(key), "lun %s %lld",
 				 json_string_value(json_object_get(e, "iqn")),
 				 (long long)json_integer_value(json_object_get(l, "lun")));
-			x = json_object_get(errors, key);
+			x = tx ? tx : json_object_get(errors, key);
 			json_object_set_new(l, "state", json_string(x ? "failed" : "up"));
 			if (x)
 				json_object_set(l, "error", x);
@@ -768,16 +860,10 @@ void iscsi_rpc_init(void)
 	rpc_register("iscsi.sessions", sessions, NULL);
 }
 
-static void failed(const char *key, int rc)
-{
-	LOG_ERR(LS_ISCSI, "%s: %s", key, strerror(-rc));
-	json_object_set_new(errors, key, json_string(strerror(-rc)));
-}
-
 void iscsi_restore(void)
 {
 	json_t *s = state_get("iscsi"), *e;
-	size_t i, j;
+	size_t i;
 	char key[320];
 
 	if (!s)
@@ -806,51 +892,8 @@ void iscsi_restore(void)
 		iscsi_auth_set(NULL, &never);
 	}
 	/* targets and LUNs first, so that the first initiator finds them */
-	json_array_foreach(json_object_get(cfg, "targets"), i, e) {
-		const char *iqn = json_string_value(json_object_get(e, "iqn"));
-		json_t *l;
-		int rc;
-
-		if (!iqn)
-			continue;
-		rc = iscsi_target_add(iqn);
-		if (rc) {
-			snprintf(key, sizeof(key), "target %s", iqn);
-			failed(key, rc);
-			continue;
-		}
-		/* who may log in, before anyone can; a target whose ACL or CHAP
-		 * cannot be restored stays down (closed rather than open) */
-		json_array_foreach(json_object_get(e, "acl"), j, l) {
-			const char *ini = json_string_value(l);
-
-			rc = ini ? iscsi_acl_add(iqn, ini) : -EINVAL;
-			if (rc && rc != -EEXIST)
-				break;
-			rc = 0;
-		}
-		if (!rc && json_object_get(e, "auth"))
-			rc = apply_auth(iqn, json_object_get(e, "auth"));
-		if (rc) {
-			iscsi_target_remove(iqn);
-			snprintf(key, sizeof(key), "target %s (its acl or chap settings)", iqn);
-			LOG_ERR(LS_ISCSI, "%s: %s", key, strerror(-rc));
-			snprintf(key, sizeof(key), "target %s", iqn);
-			json_object_set_new(errors, key, json_string(strerror(-rc)));
-			continue;
-		}
-		json_array_foreach(json_object_get(e, "luns"), j, l) {
-			const char *disk = json_string_value(json_object_get(l, "disk"));
-			json_int_t lun = json_integer_value(json_object_get(l, "lun"));
-
-			snprintf(key, sizeof(key), "lun %s %lld", iqn, (long long)lun);
-			rc = disk && lun >= 0 && lun < 256 ?
-			     apply_lun(iqn, (unsigned)lun, disk,
-				       json_is_true(json_object_get(l, "readonly"))) : -EINVAL;
-			if (rc)
-				failed(key, rc);
-		}
-	}
+	json_array_foreach(json_object_get(cfg, "targets"), i, e)
+		bring_up_target(e);
 	json_array_foreach(json_object_get(cfg, "portals"), i, e) {
 		const char *addr = json_string_value(json_object_get(e, "address"));
 		json_int_t tpg = json_integer_value(json_object_get(e, "tpg"));

@@ -148,6 +148,35 @@ check "after restart: ACL still admits" inq "iscsi://$P/$IQN2/0" $INI1
 check "after restart: the data is there" qio -f raw "iscsi://alice%$SECRET@$P/$IQN/0" \
 	-r -c 'read -P 0x5a 0 1M'
 
+# ---- a state file whose CHAP settings are damaged: the target stays down
+check "sand stops (to damage the state)" sand_stop
+python3 - "$SAND_DIR/sand.json" <<'PY' && ok "state damaged: the target's secret removed" || not_ok "state damaged"
+import json, sys
+p = sys.argv[1]
+s = json.load(open(p))
+for t in s["iscsi"]["targets"]:
+    if "auth" in t:
+        del t["auth"]["secret"]
+json.dump(s, open(p, "w"))
+PY
+sand_start --reactors 2 || { not_ok "sand starts with damaged state"; t_done; }
+ok "sand starts with damaged state"
+volctl iscsi list >"$T_TMP/listd" 2>&1
+check_grep "the target is listed as failed" "^target $IQN failed" "$T_TMP/listd"
+check_grep "so is its LUN" "lun 0 disk d0 failed" "$T_TMP/listd"
+check_fail "and it does not open without CHAP" inq "iscsi://$P/$IQN/0"
+check "the other target is up" inq "iscsi://$P/$IQN2/0" $INI1
+check "auth set repairs the state file" volctl iscsi auth set $IQN --chap alice:$SECRET \
+	--mutual tgt:$MSECRET
+check "repaired: the target is up at once" inq "iscsi://alice%$SECRET@$P/$IQN/0"
+volctl iscsi list >"$T_TMP/listr" 2>&1
+check_grep "repaired: its LUN is up" "lun 0 disk d0 up" "$T_TMP/listr"
+check "sand stops (repaired)" sand_stop
+sand_start --reactors 2 || { not_ok "sand starts repaired"; t_done; }
+ok "sand starts repaired"
+check "repaired: CHAP required and working again" inq "iscsi://alice%$SECRET@$P/$IQN/0"
+check_fail "repaired: no credentials refused" inq "iscsi://$P/$IQN/0"
+
 # ---- removal verbs
 check "acl remove" volctl iscsi acl remove $IQN2 $INI1
 check_rc "acl remove of one not listed" 1 volctl iscsi acl remove $IQN2 $INI1
@@ -182,7 +211,8 @@ check_fail "the removals persisted" grep -qE "^(target|portal)" "$T_TMP/list3"
 check "sand stops cleanly a third time" sand_stop
 
 # ---- secrets never shown
-for f in "$T_TMP"/list "$T_TMP"/listj "$T_TMP"/sess "$T_TMP"/sessj "$SAND_LOG"; do
+for f in "$T_TMP"/list "$T_TMP"/listj "$T_TMP"/listd "$T_TMP"/listr "$T_TMP"/sess \
+	"$T_TMP"/sessj "$SAND_LOG"; do
 	check_fail "no secret in $(basename "$f")" grep -qE "$SECRET|$MSECRET|$DSECRET" "$f"
 done
 t_done

@@ -1009,7 +1009,8 @@ static int cmd_iscsi_list(struct ctx *c, int argc, char **argv)
 		       jstr(a, "mutual_user") ? ", mutual as " : "",
 		       jstr(a, "mutual_user") ? jstr(a, "mutual_user") : "");
 	json_array_foreach(json_object_get(r, "targets"), i, e) {
-		printf("target %s\n", jstr(e, "iqn"));
+		printf("target %s%s%s\n", jstr(e, "iqn"), jstr(e, "error") ? " failed: " : "",
+		       jstr(e, "error") ? jstr(e, "error") : "");
 		if ((a = json_object_get(e, "auth")))
 			printf("  chap user %s%s%s\n", jstr(a, "user"),
 			       jstr(a, "mutual_user") ? ", mutual as " : "",
