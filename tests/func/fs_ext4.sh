@@ -17,7 +17,7 @@
 
 # ---- can this machine do it at all? ----
 for tool in nbdfuse fusermount3 losetup mkfs.ext4 e2fsck mount umount findmnt \
-	qemu-img sha256sum debugfs python3; do
+	nbdinfo qemu-img sha256sum debugfs python3; do
 	if ! command -v "$tool" >/dev/null; then
 		skip "ext4 on sand's exports" "$tool not installed"
 		t_done
@@ -48,6 +48,7 @@ MNT=$T_TMP/mnt
 SUMS=$T_TMP/sha256sums
 NBD_PORT=$(free_port)
 ISCSI_PORT=$(free_port)
+while [ "$ISCSI_PORT" = "$NBD_PORT" ]; do ISCSI_PORT=$(free_port); done
 NBD_URL=nbd://127.0.0.1:$NBD_PORT/$DISK
 ISCSI_URL=iscsi://127.0.0.1:$ISCSI_PORT/$IQN/0
 mkdir -p "$FUSE_DIR" "$MNT"
@@ -250,7 +251,8 @@ check "the backing file holds over 80 MiB of data" \
 check "SIGTERM: sand exits 0, no sanitizer report" sand_stop
 sand_start --reactors 2 || { not_ok "sand starts again"; t_done; }
 ok "sand starts again"
-check "the NBD listener is back" wait_for step timeout -k 5 10 nbdinfo --size "$NBD_URL"
+check "the NBD listener is back" step timeout -k 5 "$T_TIMEOUT" \
+	bash -c 'until timeout 5 nbdinfo --size "$1"; do sleep 0.1; done' _ "$NBD_URL"
 SECONDS=0
 check "nbdfuse + losetup again" fuse_up
 [ -n "$LOOP_DEV" ] || { not_ok "no loop device: cannot go on"; t_done; }
