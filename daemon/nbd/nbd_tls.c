@@ -227,7 +227,7 @@ int nbd_tls_session(struct nbd_tls *t, int fd, gnutls_session_t *out)
 	gnutls_session_t s;
 	int rc;
 
-	if (gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NONBLOCK) < 0)
+	if (gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL) < 0)
 		return -ENOMEM;
 	rc = gnutls_priority_set(s, t->prio);
 	if (rc >= 0 && t->x509) {
@@ -277,7 +277,7 @@ int nbd_cidr_parse(const char *s, struct nbd_cidr *c)
 	if (slash) {
 		errno = 0;
 		p = strtol(slash + 1, &end, 10);
-		if (!slash[1] || *end || errno || p < 0 || p > (long)max)
+		if (slash[1] < '0' || slash[1] > '9' || *end || errno || p > (long)max)
 			return -EINVAL;
 		c->prefix = (unsigned)p;
 	}

@@ -123,6 +123,11 @@ check_grep "... in the TLS handshake" "TLS|handshake|certificate|gnutls" "$T_TMP
 check "a correct client still gets in after those" timeout 30 nbdinfo --size \
 	"nbds://127.0.0.1:$P1/m1?tls-certificates=$PKI/cli"
 
+check "raw: TLS_REQD before TLS, STARTTLS rules, pipelined reads over TLS, bad handshakes" \
+	timeout 120 python3 "$(dirname "$0")/nbd_tls_raw.py" "$P1" "$PKI"
+check "nbdinfo still works after the bad handshakes" timeout 30 nbdinfo --size \
+	"nbds://127.0.0.1:$P1/m1?tls-certificates=$PKI/cli"
+
 # ---- PSK
 check "qemu-io PSK: read the x509-written data" timeout 60 qemu-io $QP \
 	--image-opts "$(nbdopts "$P2")" -c 'read -P 0x3c 1M 4M' -c 'write -P 0x77 8M 1M'
