@@ -27,6 +27,19 @@
  * once with one sendmsg (header and payload as separate iovecs); when the
  * socket is full, tx waits for EV_WRITE.
  *
+ * TLS (a listener's choice: off, allow, require). STARTTLS is answered in
+ * clear; once that reply is out, rx becomes RX_TLS_HS and drives a
+ * nonblocking gnutls_handshake() from the same edge-triggered ev_io
+ * (gnutls_record_get_direction() says which readiness it waits for). Then
+ * conn_recv() reads records and conn_tx_tls() sends 16 KiB records: large
+ * payloads straight from the request's buffer, headers and small replies
+ * gathered so that they share records. rx always reads until EAGAIN (or is
+ * resumed by a task), so plaintext GnuTLS holds is never left waiting for a
+ * readiness that will not come.
+ *
+ * Allow-lists: an export with CIDRs serves TCP peers inside them only;
+ * others get ERR_POLICY and do not see it in LIST.
+ *
  * Lifetime. A connection is closed (socket shut, nothing more sent or
  * read) at once on a protocol error or EOF, but freed only when no bio of
  * it is in flight: the bios name its buffers. Freeing is deferred once more
@@ -1001,7 +1014,7 @@ static void opt_starttls(struct nbd_conn *c, uint32_t len)
 		nbd_rep_err(&c->out, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "TLS is on already");
 	} else if (c->rpos < c->rlen) {
 		conn_close(c, "data after STARTTLS before its reply");
-	} else if (!(c->tls_buf = malloc(TLS_REC)) ||
+	} else if ((!c->tls_buf && !(c->tls_buf = malloc(TLS_REC))) ||
 		   nbd_tls_session(c->tls_cfg, c->fd, &c->tls)) {
 		nbd_rep_err(&c->out, NBD_OPT_STARTTLS, NBD_REP_ERR_PLATFORM, "out of memory");
 	} else {
