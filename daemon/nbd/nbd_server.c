@@ -1045,7 +1045,12 @@ static int conn_tls_handshake(struct nbd_conn *c)
 		return 1;
 	}
 	c->tls_on = true;
-	LOG_DBG(LS_NBD, "%s: tls on", c->peer);
+	if (log_debug_on(LS_NBD)) {
+		char *desc = gnutls_session_get_desc(c->tls);
+
+		LOG_DBG(LS_NBD, "%s: tls on: %s", c->peer, desc ? desc : "?");
+		gnutls_free(desc);
+	}
 	rx_expect(c, RX_OPT_HDR, NBD_OPT_HDR_LEN, c->hdr);
 	return 0;
 }
