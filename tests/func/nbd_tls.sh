@@ -211,4 +211,14 @@ check "allow-list restored" volctl --json export list
 check_grep "lo keeps its allow-list" "127.0.0.0/8" "$T_TMP/check.out"
 check "nbd unlisten a TLS listener" volctl nbd unlisten "127.0.0.1:$P2"
 check "daemon stops cleanly again" sand_stop
+
+# ---- the same on the epoll loop (the default is io_uring where it works)
+sand_start --reactors 2 --loop epoll --debug nbd || { not_ok "daemon start (epoll)"; t_done; }
+ok "daemon started (epoll)"
+check "raw TLS checks (epoll)" timeout 120 python3 "$(dirname "$0")/nbd_tls_raw.py" "$P1" "$PKI"
+check "qemu-io x509 (epoll)" timeout 60 qemu-io $QX --image-opts "$(nbdopts "$P1")" \
+	-c 'write -P 0x42 2M 3M' -c 'read -P 0x42 2M 3M'
+check_grep "AES-GCM is chosen over the clients' CHACHA20" "tls on: \(TLS1\.[23]\).*\(AES-(128|256)-GCM\)$" \
+	"$SAND_LOG"
+check "daemon stops cleanly (epoll)" sand_stop
 t_done
