@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * RAID sets: a block device over member block devices, RAID 0, 1, 10, 5
+ * (left-symmetric, md's default) and 6 (P+Q, left-symmetric), parity with
+ * ISA-L. doc/raid.md describes the on-disk format and what is not done yet.
+ *
+ * Three layers, each usable alone (and unit-tested alone):
+ *  - member superblocks (raid_sb_*): encode/decode/validate one copy, read
+ *    and write both copies of a member;
+ *  - address maps (raid_map, raid_unmap, raid_stripe_cols): pure arithmetic;
+ *  - parity (raid_parity_gen, raid_recover): ISA-L xor_gen / pq_gen and
+ *    GF(2^8) matrix inversion for one or two lost columns;
+ * and the block device itself (raid_create, raid_assemble).
+ */
+#ifndef SAND_RAID_H
+#define SAND_RAID_H
+
+#include <stdint.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include "sand/blkdev.h"
+
+#define RAID_MAX_MEMBERS	32
+
+enum raid_level {
+	RAID_LEVEL_0 = 0,
+	RAID_LEVEL_1 = 1,
+	RAID_LEVEL_10 = 10,
+	RAID_LEVEL_5 = 5,
+	RAID_LEVEL_6 = 6,
+};
+
+/* ------------------------------------------------------------ geometry */
+
+struct raid_geom {
+	enum raid_level	level;
+	uint32_t	nmembers;
+	uint32_t	strip;		/* bytes, a power of two, >= block size */
+	uint64_t	member_size;	/* data bytes per member, a multiple of strip */
+};
+
+/* 0 if the level, member count and strip make sense, else -EINVAL. */
+int raid_geom_check(const struct raid_geom *g);
+/* Data columns per stripe: n (0), 1 (1), n/2 (10), n-1 (5), n-2 (6). */
+uint32_t raid_data_cols(const struct raid_geom *g);
+/* Redundancy: how many members may fail (0, n-1, 1 per pair, 1, 2). */
+uint32_t raid_redundancy(const struct raid_geom *g);
+/* The set's size in bytes. */
+uint64_t raid_geom_size(const struct raid_geom *g);
+
+struct raid_loc {
+	uint32_t	member;		/* the member holding the data (first mirror) */
+	uint64_t	moff;		/* offset inside the member's data area */
+	uint64_t	stripe;		/* stripe (row) number */
+	uint32_t	col;		/* data column inside the stripe */
+};
+/* Pool offset -> where the byte lives. off < raid_geom_size(). */
+void raid_map(const struct raid_geom *g, uint64_t off, struct raid_loc *out);
+/* Member offset -> pool offset. -ENOENT when it holds parity (5, 6). For
+ * mirrors every copy maps back to the same pool offset. */
+int raid_unmap(const struct raid_geom *g, uint32_t member, uint64_t moff, uint64_t *off);
+/*
+ * The members of stripe `stripe`, by column. 5 and 6: cols[0..k-1] hold
+ * data columns 0..k-1, then P, then (6) Q. 0: cols[i] = i. 1: every
+ * mirror. 10: data column j is mirrored on cols[2j] and cols[2j+1].
+ * Returns the number of entries filled (nmembers).
+ */
+uint32_t raid_stripe_cols(const struct raid_geom *g, uint64_t stripe, uint32_t *cols);
+
+/* ------------------------------------------------------------ parity */
+
+/*
+ * bufs[0..k-1] data, bufs[k] P, and for RAID 6 bufs[k+1] Q; len a multiple
+ * of 32, buffers 32-byte aligned. Q = sum over j of g^j * D_j in GF(2^8)
+ * with polynomial 0x11d and g = 2 (as Linux md and ISA-L pq_gen).
+ */
+int raid_parity_gen(int nparity, int k, size_t len, uint8_t **bufs);
+/*
+ * Rebuild the lost columns (indices into bufs as above, one or two, at most
+ * nparity) from the others. Returns 0, or -EINVAL when it cannot.
+ */
+int raid_recover(int nparity, int k, size_t len, uint8_t **bufs,
+		 const int *lost, int nlost);
+
+/* ------------------------------------------------------------ superblocks */
+
+#define RAID_SB_MAGIC		"SANDRAID"
+#define RAID_SB_MAJOR		1
+#define RAID_SB_MINOR		1	/* 1.1: flags */
+#define RAID_SB_SIZE		4096u	/* one copy */
+#define RAID_SB_COPY_OFF(i)	((uint64_t)(i) * RAID_SB_SIZE)	/* copies at 0 and 4 KiB */
+#define RAID_DATA_OFFSET	(1024u * 1024)	/* data starts 1 MiB into a member */
+
+enum raid_member_state {
+	RAID_MEMBER_NONE = 0,
+	RAID_MEMBER_ACTIVE = 1,
+	RAID_MEMBER_FAILED = 2,
+	RAID_MEMBER_REBUILDING = 3,	/* written, not read until rebuilt */
+};
+
+/* Set by the first write after the set opens, cleared when it closes: a
+ * set assembled dirty may have stripes whose parity (or mirrors) a crash
+ * left behind, and is resynchronized. */
+#define RAID_SB_DIRTY		(1u << 0)
+
+/* The decoded (host-order) superblock. */
+struct raid_sb {
+	uint32_t	major, minor;
+	uint8_t		pool_uuid[16];
+	uint8_t		member_uuid[16];
+	uint32_t	index;		/* this member's slot */
+	struct raid_geom geom;
+	uint32_t	block_size;
+	uint64_t	data_offset;	/* bytes from the start of the member */
+	uint64_t	generation;
+	uint32_t	flags;		/* RAID_SB_DIRTY */
+	char		name[32];	/* the set's name, NUL-terminated */
+	struct {
+		uint8_t	uuid[16];
+		uint32_t state;		/* enum raid_member_state */
+	} members[RAID_MAX_MEMBERS];
+};
+
+/* buf: RAID_SB_SIZE bytes. */
+void raid_sb_encode(const struct raid_sb *sb, void *buf);
+/* 0; -EINVAL (not ours: bad magic), -EBADMSG (checksum or a field out of
+ * range), -EPROTONOSUPPORT (newer major version). A newer minor is accepted
+ * with a warning. */
+int raid_sb_decode(const void *buf, struct raid_sb *sb);
+/* Synchronous (blk_sync_io), not from a reactor thread. Read both copies
+ * and return the valid one with the higher generation; the error of the
+ * first copy when neither is valid. */
+int raid_sb_read(struct blkdev *bd, struct raid_sb *sb);
+/* Write both copies, one after the other, each followed by a flush. */
+int raid_sb_write(struct blkdev *bd, const struct raid_sb *sb);
+/* CRC32C (Castagnoli), as iSCSI: ISA-L crc32_iscsi, seed ~0, final xor. */
+uint32_t raid_crc32c(const void *buf, size_t len);
+
+/* ------------------------------------------------------------ the set */
+
+struct raid_opts {
+	uint32_t	strip;		/* 0: 64 KiB */
+	uint64_t	member_size;	/* 0: the largest the smallest member allows */
+};
+
+/*
+ * Format members[0..n-1] as a new set (write their superblocks) and open it
+ * as a block device named name. Members must outlive the set; they are
+ * claimed by it and released when it is closed (blkdev_close). Synchronous.
+ */
+int raid_create(const char *name, enum raid_level level, struct blkdev **members,
+		uint32_t n, const struct raid_opts *o, struct blkdev **out);
+/*
+ * Open a set from its members' superblocks, members given in any order.
+ * Refuses (-EINVAL) members of different pools, (-ENODEV) a set missing
+ * more members than its redundancy allows, naming what is missing in the
+ * log. A member whose generation is older than the newest is stale and not
+ * used. A redundant set with members missing or failed starts degraded. A
+ * set that was not closed cleanly (RAID_SB_DIRTY) is resynchronized before
+ * this returns (a full pass over every row, unless degraded).
+ */
+int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out);
+
+/*
+ * Replace the failed (or missing) member in slot `slot` with newdev and
+ * rebuild it, while the set goes on serving I/O. Synchronous: returns when
+ * the member is rebuilt (0) or the rebuild failed (-errno; the slot is then
+ * failed again). Not from a reactor thread. newdev is claimed; the old
+ * member is released (channels still open on it close when the set's
+ * channels do). The new member is written by every write from the start,
+ * and read only once rebuilt. A rebuild interrupted by a restart is not
+ * resumed: the slot assembles as failed, and raid_replace starts again.
+ * -EBUSY: the slot is not failed, or another rebuild is running.
+ */
+int raid_replace(struct blkdev *bd, uint32_t slot, struct blkdev *newdev);
+
+/*
+ * Scrub: read every row while the set serves I/O, and check that parity
+ * (RAID 5/6) matches the data and that mirrors (1/10) match each other.
+ * *mismatches (may be NULL) counts rows that did not. With repair, parity
+ * is written again from the data and mirrors copied from the first live
+ * one (without checksums there is no telling which copy was right; md does
+ * the same). Rows with a member down are skipped. Synchronous, not from a
+ * reactor thread; -EINVAL on RAID 0.
+ */
+int raid_scrub(struct blkdev *bd, bool repair, uint64_t *mismatches);
+
+bool blk_is_raid(const struct blkdev *bd);
+/* State of member slot i (enum raid_member_state), -EINVAL if not a set. */
+int raid_member_state(struct blkdev *bd, uint32_t i);
+/* Number of members failed or missing. */
+int raid_degraded(struct blkdev *bd);
+/* The current superblock generation. */
+uint64_t raid_generation(struct blkdev *bd);
+
+#endif

@@ -1,0 +1,1180 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The RAID block device: the core shared by every level.
+ *
+ * A set is a struct blkdev over member blkdevs. Its channel opens one
+ * channel per member on the same loop, so a bio and all the member bios it
+ * turns into live on one reactor. The core splits bios at io_boundary (set
+ * by the level's start): a strip for RAID 0, 1 and 10, a full stripe for 5
+ * and 6. The level modules (raid_mirror.c, raid_parity_io.c) turn each bio
+ * into batches of member bios (raid_int.h).
+ *
+ * A member bio that fails marks its member failed (except on RAID 0, where
+ * there is nothing to fall back on and the error is simply returned); the
+ * set goes on degraded while redundancy remains. The bio that noticed the
+ * failure ends only after the new member states are in the superblocks of
+ * the remaining members, with a higher generation, written by a worker
+ * thread with synchronous I/O. A failed member that comes back later has an
+ * older generation, and raid_assemble() does not trust it.
+ *
+ * raid_replace() rebuilds a failed slot on a new device online: the new
+ * member is written by every write from the start, and each row is rebuilt
+ * under its stripe lock by RAID_BIO_REBUILD bios sent through a private
+ * loop and channel (doc/raid.md).
+ *
+ * The first write after the set opens waits for RAID_SB_DIRTY in the
+ * superblocks; closing the set clears it. A set assembled dirty is
+ * resynchronized (RAID_BIO_RESYNC rows) before raid_assemble returns.
+ *
+ * Not done yet (doc/raid.md): closing the write hole for a crash that also
+ * loses a member (a partial parity log), a write-intent bitmap, resuming a
+ * rebuild after a restart, rate limits, hot spares, DISCARD on RAID 5/6.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uuid/uuid.h>
+#include "raid/raid_int.h"
+#include "sand/log.h"
+
+static const struct blkdev_ops raid_ops;
+static int walk_rows(struct raid *r, uint32_t flag);
+
+static const struct raid_level_ops *const levels[] = {
+	&raid0_level, &raid1_level, &raid10_level, &raid5_level, &raid6_level,
+};
+
+static const struct raid_level_ops *level_ops(enum raid_level l)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(levels); i++)
+		if (levels[i]->level == l)
+			return levels[i];
+	return NULL;
+}
+
+static struct raid *to_raid(struct blkdev *bd) { return container_of(bd, struct raid, bd); }
+
+bool blk_is_raid(const struct blkdev *bd)
+{
+	return bd && bd->ops == &raid_ops;
+}
+
+bool raid_set_alive(struct raid *r)
+{
+	uint32_t n = r->g.nmembers, failed = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		failed += !raid_alive(r, i);
+	switch (r->g.level) {
+	case RAID_LEVEL_10:
+		for (uint32_t i = 0; i < n; i += 2)
+			if (!raid_alive(r, i) && !raid_alive(r, i + 1))
+				return false;
+		return true;
+	default:
+		return failed <= raid_redundancy(&r->g);
+	}
+}
+
+/* ------------------------------------------------------------ persisting state */
+
+static int persist_locked(struct raid *r)
+{
+	struct raid_sb sb;
+	int rc = 0;
+
+	r->sb.generation++;
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		r->sb.members[i].state = (uint32_t)__atomic_load_n(&r->state[i], __ATOMIC_ACQUIRE);
+	for (uint32_t i = 0; i < r->g.nmembers; i++) {
+		struct blkdev *m = __atomic_load_n(&r->members[i], __ATOMIC_ACQUIRE);
+		int err;
+
+		if (!raid_writable(r, i) || !m)
+			continue;
+		sb = r->sb;
+		sb.index = i;
+		memcpy(sb.member_uuid, sb.members[i].uuid, 16);
+		err = raid_sb_write(m, &sb);
+		if (err) {
+			LOG_ERR(LS_RAID, "%s: superblock write to member %u (%s) failed: %s",
+				r->bd.name, i, m->name, strerror(-err));
+			if (!rc)
+				rc = err;
+		}
+	}
+	LOG_INFO(LS_RAID, "%s: member states written, generation %llu", r->bd.name,
+		 (unsigned long long)r->sb.generation);
+	return rc;
+}
+
+static int persist(struct raid *r)
+{
+	int rc;
+
+	pthread_mutex_lock(&r->sb_lock);
+	rc = persist_locked(r);
+	pthread_mutex_unlock(&r->sb_lock);
+	return rc;
+}
+
+static void dirty_resume(void *arg);
+
+static void mark_dirty(struct raid *r)
+{
+	pthread_mutex_lock(&r->sb_lock);
+	if (!__atomic_load_n(&r->dirty, __ATOMIC_ACQUIRE)) {
+		r->sb.flags |= RAID_SB_DIRTY;
+		persist_locked(r);
+		__atomic_store_n(&r->dirty, true, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&r->sb_lock);
+}
+
+/* At close: every member flushed, then the superblocks say "clean". */
+static void mark_clean(struct raid *r)
+{
+	pthread_mutex_lock(&r->sb_lock);
+	if (r->dirty && raid_set_alive(r)) {
+		int rc = 0;
+
+		for (uint32_t i = 0; i < r->g.nmembers && !rc; i++)
+			if (raid_writable(r, i))
+				rc = blk_sync_io(r->members[i], BIO_FLUSH, 0, 0, NULL, 0);
+		if (!rc) {
+			r->sb.flags &= ~RAID_SB_DIRTY;
+			if (!persist_locked(r))
+				r->dirty = false;
+		}
+	}
+	pthread_mutex_unlock(&r->sb_lock);
+}
+
+static void rio_complete_msg(void *arg)
+{
+	struct raid_io *rio = arg;
+
+	bio_complete(rio->bio, rio->final);
+}
+
+static void *persist_worker(void *arg)
+{
+	struct raid *r = arg;
+
+	pthread_mutex_lock(&r->wlock);
+	for (;;) {
+		struct raid_io *rio;
+
+		while (list_empty(&r->wqueue) && list_empty(&r->dirty_wait) && !r->wstop)
+			pthread_cond_wait(&r->wcond, &r->wlock);
+		if (!list_empty(&r->dirty_wait)) {
+			pthread_mutex_unlock(&r->wlock);
+			mark_dirty(r);
+			pthread_mutex_lock(&r->wlock);
+			while (!list_empty(&r->dirty_wait)) {
+				struct raid_io *w = list_entry(r->dirty_wait.next, struct raid_io,
+							       wait_link);
+
+				list_del(&w->wait_link);
+				if (ev_send_msg(w->bio->ch->loop, dirty_resume, w))
+					LOG_ERR(LS_RAID, "%s: cannot resume a write", r->bd.name);
+			}
+			continue;
+		}
+		if (list_empty(&r->wqueue))
+			break;
+		rio = list_entry(r->wqueue.next, struct raid_io, persist_link);
+		list_del(&rio->persist_link);
+		pthread_mutex_unlock(&r->wlock);
+		persist(r);
+		if (ev_send_msg(rio->bio->ch->loop, rio_complete_msg, rio))
+			LOG_ERR(LS_RAID, "%s: cannot end an I/O after a member failed", r->bd.name);
+		pthread_mutex_lock(&r->wlock);
+	}
+	pthread_mutex_unlock(&r->wlock);
+	return NULL;
+}
+
+
+/* ------------------------------------------------------------ stripe locks */
+
+static void lock_granted_task(struct ev_task *t)
+{
+	struct raid_io *rio = bio_ctx(container_of(t, struct bio, task));
+
+	rio->next(rio);
+}
+
+static void lock_granted_msg(void *arg)
+{
+	struct raid_io *rio = arg;
+
+	rio->next(rio);
+}
+
+void stripe_lock(struct raid_io *rio, raid_io_fn fn)
+{
+	struct raid *r = rio->r;
+	struct list_head *pos;
+
+	rio->next = fn;
+	pthread_mutex_lock(&r->lock);
+	list_for_each(pos, &r->locked) {
+		struct stripe_lock *l = list_entry(pos, struct stripe_lock, link);
+
+		if (l->stripe == rio->stripe) {
+			list_add_tail(&rio->wait_link, &l->waiters);
+			pthread_mutex_unlock(&r->lock);
+			return;
+		}
+	}
+	rio->lock.stripe = rio->stripe;
+	list_init(&rio->lock.waiters);
+	list_add_tail(&rio->lock.link, &r->locked);
+	rio->locked = true;
+	pthread_mutex_unlock(&r->lock);
+	fn(rio);
+}
+
+static void stripe_unlock(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	struct raid_io *w = NULL;
+
+	if (!rio->locked)
+		return;
+	rio->locked = false;
+	pthread_mutex_lock(&r->lock);
+	list_del(&rio->lock.link);
+	if (!list_empty(&rio->lock.waiters)) {
+		w = list_entry(rio->lock.waiters.next, struct raid_io, wait_link);
+		list_del(&w->wait_link);
+		w->lock.stripe = w->stripe;
+		list_init(&w->lock.waiters);
+		/* the rest now wait on w */
+		while (!list_empty(&rio->lock.waiters)) {
+			struct list_head *l = rio->lock.waiters.next;
+
+			list_del(l);
+			list_add_tail(l, &w->lock.waiters);
+		}
+		list_add_tail(&w->lock.link, &r->locked);
+		w->locked = true;
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (!w)
+		return;
+	if (w->bio->ch->loop == rio->bio->ch->loop)
+		ev_defer(w->bio->ch->loop, &w->bio->task, lock_granted_task);
+	else if (ev_send_msg(w->bio->ch->loop, lock_granted_msg, w))
+		LOG_ERR(LS_RAID, "%s: cannot hand a stripe lock over", r->bd.name);
+}
+
+
+
+static void closed_cb_flag(void *arg)
+{
+	*(bool *)arg = true;
+}
+
+/* ------------------------------------------------------------ ending */
+
+static void complete_task(struct ev_task *t)
+{
+	struct bio *bio = container_of(t, struct bio, task);
+	struct raid_io *rio = bio_ctx(bio);
+
+	bio_complete(bio, rio->final);
+}
+
+/*
+ * Stripe buffers come from a per-channel cache in two sizes: small (a
+ * partial-stripe write of up to 64 KiB in all) and large (the most a bio
+ * can need). malloc'ing them per bio costs page faults: glibc hands large
+ * blocks back to the kernel on free.
+ */
+#define BUF_SMALL	(64u * 1024)
+static const unsigned buf_keep[2] = { 64, 32 };	/* kept per channel */
+
+int rio_alloc_mem(struct raid_io *rio, size_t len)
+{
+	struct raid_chan *rc = rio->rc;
+	int cls = len <= BUF_SMALL ? 0 : 1;
+	size_t size = cls ? rio->r->buf_max : BUF_SMALL;
+
+	rio->mem_class = -1;
+	if (len > size) {
+		rio->mem = aligned_alloc(64, (len + 63) & ~(size_t)63);
+		return rio->mem ? 0 : -ENOMEM;
+	}
+	if (rc->nfree[cls]) {
+		struct list_head *l = rc->free_bufs[cls].next;
+
+		list_del(l);
+		rc->nfree[cls]--;
+		rio->mem = (uint8_t *)l;
+	} else {
+		rio->mem = aligned_alloc(64, size);
+		if (!rio->mem)
+			return -ENOMEM;
+	}
+	rio->mem_class = (int8_t)cls;
+	return 0;
+}
+
+static void rio_free_mem(struct raid_io *rio)
+{
+	struct raid_chan *rc = rio->rc;
+	int cls = rio->mem_class;
+
+	if (rio->mem && cls >= 0 && rc->nfree[cls] < buf_keep[cls]) {
+		list_add((struct list_head *)(void *)rio->mem, &rc->free_bufs[cls]);
+		rc->nfree[cls]++;
+	} else {
+		free(rio->mem);
+	}
+	rio->mem = NULL;
+	rio->mem_class = -1;
+}
+
+void rio_finish(struct raid_io *rio, int status)
+{
+	struct raid *r = rio->r;
+
+	rio_free_mem(rio);
+	stripe_unlock(rio);
+	rio->final = status;
+	if (rio->persist) {
+		pthread_mutex_lock(&r->wlock);
+		list_add_tail(&rio->persist_link, &r->wqueue);
+		pthread_cond_signal(&r->wcond);
+		pthread_mutex_unlock(&r->wlock);
+		return;
+	}
+	if (rio->in_submit)
+		ev_defer(rio->bio->ch->loop, &rio->bio->task, complete_task);
+	else
+		bio_complete(rio->bio, status);
+}
+
+/* ------------------------------------------------------------ member bios */
+
+static int member_of(struct raid *r, struct blkdev *bd)
+{
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		if (__atomic_load_n(&r->members[i], __ATOMIC_ACQUIRE) == bd)
+			return (int)i;
+	return -1;
+}
+
+static void member_failed(struct raid_io *rio, uint32_t m, int status)
+{
+	struct raid *r = rio->r;
+	int expect = RAID_MEMBER_ACTIVE;
+
+	rio->child_err = true;
+	if (r->g.level == RAID_LEVEL_0)
+		return;
+	if (__atomic_compare_exchange_n(&r->state[m], &expect, RAID_MEMBER_FAILED, false,
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) ||
+	    (expect == RAID_MEMBER_REBUILDING &&
+	     __atomic_compare_exchange_n(&r->state[m], &expect, RAID_MEMBER_FAILED, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))) {
+		LOG_RATELIMIT(LOG_WARN, LS_RAID, "%s: member %u (%s) failed (%s), set %s",
+			      r->bd.name, m, r->members[m]->name, strerror(-status),
+			      raid_set_alive(r) ? "degraded" : "down");
+		rio->persist = true;
+	}
+}
+
+/* The channel of member m for this loop: opened on first use after a
+ * member was replaced, the old one closed (it ends its own I/O first). */
+static struct blkchan *member_chan(struct raid_io *rio, uint32_t m)
+{
+	struct blkdev *bd = __atomic_load_n(&rio->r->members[m], __ATOMIC_ACQUIRE);
+	struct blkchan **mch = rio->mch;
+
+	if (mch[m] && mch[m]->bd == bd)
+		return mch[m];
+	if (mch[m])
+		blk_chan_close(mch[m], NULL, NULL);
+	mch[m] = NULL;
+	if (bd && blk_chan_open(bd, rio->bio->ch->loop, &mch[m]))
+		mch[m] = NULL;
+	return mch[m];
+}
+
+static void child_end(struct bio *b, int status)
+{
+	struct raid_io *rio = b->end_arg;
+
+	if (status) {
+		int m = member_of(rio->r, b->ch->bd);
+
+		if (rio->r->g.level == RAID_LEVEL_0 && !rio->status)
+			rio->status = status;
+		if (m >= 0)
+			member_failed(rio, (uint32_t)m, status);
+	} else {
+		rio->nok++;
+	}
+	if (--rio->pending == 0)
+		rio->next(rio);
+}
+
+#define RETRY_NS	(50 * 1000)
+
+static void retry_fn(struct ev_timer *t);
+
+/* Send one member bio: from v (nv pieces), or from the parent's iovec. */
+static void member_bio_iov(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
+			   uint64_t len, const struct iovec *v, int nv)
+{
+	struct blkchan *ch = member_chan(rio, m);
+	struct bio *b = ch ? bio_alloc(ch) : NULL;
+	int rc;
+
+	if (!b) {
+		if (!rio->status)
+			rio->status = -ENOMEM;
+		return;
+	}
+	b->op = op;
+	b->flags = op == BIO_WRITE || op == BIO_WRITE_ZEROES ?
+		   (rio->bio->flags & (BIO_FUA | BIO_NOUNMAP)) : 0;
+	if (op != BIO_FLUSH) {
+		b->offset = rio->r->data_offset + moff;
+		b->len = len;
+	}
+	if (v) {
+		for (int i = 0; i < nv; i++)
+			b->iov_inline[i] = v[i];
+		b->iov = b->iov_inline;
+		b->iovcnt = nv;
+	} else if (op != BIO_FLUSH) {
+		b->iov = rio->bio->iov;
+		b->iovcnt = rio->bio->iovcnt;
+	}
+	b->end = child_end;
+	b->end_arg = rio;
+	b->autofree = true;
+	rio->pending++;
+	rc = blk_submit(ch, b);
+	if (rc == -EAGAIN || rc == -ENOMEM) {
+		/* backpressure: the member takes it later */
+		list_add_tail(&b->link, &rio->retry);
+		if (!ev_timer_armed(&rio->retry_timer))
+			ev_timer_start(ch->loop, &rio->retry_timer, RETRY_NS, retry_fn);
+	} else if (rc) {
+		rio->pending--;
+		bio_free(b);
+		if (!rio->status)
+			rio->status = rc;
+	}
+}
+
+/* Send one member bio: from buf (len bytes), or from the parent's iovec. */
+void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
+		uint64_t len, void *buf)
+{
+	struct iovec v = { buf, len };
+
+	member_bio_iov(rio, m, op, moff, len, buf ? &v : NULL, 1);
+}
+
+void member_bio_slice(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
+		      uint64_t len, size_t skip)
+{
+	struct iovec v[BIO_INLINE_IOVS];
+	const struct iovec *iov = rio->bio->iov;
+	uint64_t left = len;
+	int n = 0;
+
+	for (int i = 0; i < rio->bio->iovcnt && left; i++) {
+		size_t take;
+
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		take = (size_t)MIN(left, iov[i].iov_len - skip);
+		assert(n < BIO_INLINE_IOVS);
+		v[n].iov_base = (uint8_t *)iov[i].iov_base + skip;
+		v[n].iov_len = take;
+		n++;
+		left -= take;
+		skip = 0;
+	}
+	member_bio_iov(rio, m, op, moff, len, v, n);
+}
+
+static void retry_fn(struct ev_timer *t)
+{
+	struct raid_io *rio = container_of(t, struct raid_io, retry_timer);
+	struct list_head todo;
+
+	list_init(&todo);
+	while (!list_empty(&rio->retry)) {
+		struct list_head *l = rio->retry.next;
+
+		list_del(l);
+		list_add_tail(l, &todo);
+	}
+	rio->pending++;		/* hold: a refusal below must not end the batch early */
+	while (!list_empty(&todo)) {
+		struct bio *b = list_entry(todo.next, struct bio, link);
+		int rc;
+
+		list_del(&b->link);
+		rc = blk_submit(b->ch, b);
+		if (rc == -EAGAIN || rc == -ENOMEM) {
+			list_add_tail(&b->link, &rio->retry);
+		} else if (rc) {
+			rio->pending--;
+			bio_free(b);
+			if (!rio->status)
+				rio->status = rc;
+		}
+	}
+	if (!list_empty(&rio->retry))
+		ev_timer_start(rio->bio->ch->loop, &rio->retry_timer, RETRY_NS, retry_fn);
+	batch_end(rio);
+}
+
+/* Start a batch of member bios; batch_end() runs next() once all have ended. */
+void batch_begin(struct raid_io *rio, raid_io_fn next)
+{
+	rio->next = next;
+	rio->pending = 1;
+	rio->child_err = false;
+	rio->nok = 0;
+}
+
+void batch_end(struct raid_io *rio)
+{
+	if (--rio->pending == 0)
+		rio->next(rio);
+}
+
+
+/* ------------------------------------------------------------ flush, submit */
+
+static void flush_done(struct raid_io *rio)
+{
+	if (rio->status)
+		rio_finish(rio, rio->status);
+	else
+		rio_finish(rio, raid_set_alive(rio->r) ? 0 : -EIO);
+}
+
+void raid_submit_flush(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	batch_begin(rio, flush_done);
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		if (raid_alive(r, i))
+			member_bio(rio, i, BIO_FLUSH, 0, 0, NULL);
+	batch_end(rio);
+}
+
+/* The first write after the set opens waits until the superblocks say
+ * "dirty" (the worker writes them): a crash from then on is known at the
+ * next assembly. */
+static void wait_dirty(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	pthread_mutex_lock(&r->wlock);
+	list_add_tail(&rio->wait_link, &r->dirty_wait);
+	pthread_cond_signal(&r->wcond);
+	pthread_mutex_unlock(&r->wlock);
+}
+
+static void dirty_resume(void *arg)
+{
+	struct raid_io *rio = arg;
+
+	rio->r->lops->submit_rw(rio);
+}
+
+static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
+{
+	struct raid *r = to_raid(bd);
+	struct raid_io *rio = bio_ctx(bio);
+
+	memset(rio, 0, offsetof(struct raid_io, stripe));
+	rio->r = r;
+	rio->bio = bio;
+	rio->rc = ch->priv;
+	rio->mch = rio->rc->mch;
+	rio->in_submit = true;
+	list_init(&rio->wait_link);
+	list_init(&rio->retry);
+	if (bio->op == BIO_FLUSH)
+		r->lops->submit_null(rio);
+	else if (bio->flags & RAID_BIO_REBUILD)
+		r->lops->rebuild(rio);
+	else if (bio->flags & RAID_BIO_RESYNC)
+		r->lops->resync(rio);
+	else if (bio->flags & RAID_BIO_SCRUB)
+		r->lops->scrub(rio);
+	else if (bio->op != BIO_READ && !__atomic_load_n(&r->dirty, __ATOMIC_ACQUIRE))
+		wait_dirty(rio);
+	else
+		r->lops->submit_rw(rio);
+	rio->in_submit = false;
+	return 0;
+}
+
+/* ------------------------------------------------------------ blkdev ops */
+
+/*
+ * WRITE_ZEROES: RAID 5/6 write zeros through the stripe path (parity must
+ * follow); 0, 1 and 10 pass it down when every member takes it. DISCARD:
+ * passed down by 0, 1 and 10 when every member takes it; not on 5/6 (the
+ * parity of undefined contents is undefined).
+ */
+static bool raid_supports(struct blkdev *bd, enum bio_op op)
+{
+	struct raid *r = to_raid(bd);
+
+	switch (op) {
+	case BIO_READ:
+	case BIO_WRITE:
+	case BIO_FLUSH:
+		return true;
+	case BIO_WRITE_ZEROES:
+		return r->np || r->caps & (1u << op);
+	case BIO_DISCARD:
+		return !r->np && r->caps & (1u << op);
+	default:
+		return false;
+	}
+}
+
+static int raid_chan_create(struct blkdev *bd, struct blkchan *ch)
+{
+	struct raid *r = to_raid(bd);
+	struct raid_chan *rc = calloc(1, sizeof(*rc));
+	int err = 0;
+
+	if (!rc)
+		return -ENOMEM;
+	list_init(&rc->free_bufs[0]);
+	list_init(&rc->free_bufs[1]);
+	for (uint32_t i = 0; i < r->g.nmembers && !err; i++)
+		if (r->members[i])
+			err = blk_chan_open(r->members[i], ch->loop, &rc->mch[i]);
+	if (err) {
+		for (uint32_t i = 0; i < r->g.nmembers; i++)
+			if (rc->mch[i])
+				blk_chan_close(rc->mch[i], NULL, NULL);
+		free(rc);
+		return err;
+	}
+	ch->priv = rc;
+	return 0;
+}
+
+static void raid_chan_destroy(struct blkdev *bd, struct blkchan *ch)
+{
+	struct raid *r = to_raid(bd);
+	struct raid_chan *rc = ch->priv;
+
+	/* every raid bio has ended, so every member bio has */
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		if (rc->mch[i])
+			blk_chan_close(rc->mch[i], NULL, NULL);
+	for (int c = 0; c < 2; c++)
+		while (!list_empty(&rc->free_bufs[c])) {
+			struct list_head *l = rc->free_bufs[c].next;
+
+			list_del(l);
+			free(l);
+		}
+	free(rc);
+}
+
+static void raid_free(struct raid *r)
+{
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		if (r->members[i])
+			blkdev_release(r->members[i], r->bd.name);
+	pthread_cond_destroy(&r->wcond);
+	pthread_mutex_destroy(&r->wlock);
+	pthread_mutex_destroy(&r->sb_lock);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}
+
+static void raid_close(struct blkdev *bd)
+{
+	struct raid *r = to_raid(bd);
+
+	pthread_mutex_lock(&r->wlock);
+	r->wstop = true;
+	pthread_cond_signal(&r->wcond);
+	pthread_mutex_unlock(&r->wlock);
+	pthread_join(r->worker, NULL);
+	mark_clean(r);
+	raid_free(r);
+}
+
+static const struct blkdev_ops raid_ops = {
+	.name = "raid",
+	.bio_ctx_size = sizeof(struct raid_io),
+	.close = raid_close,
+	.supports = raid_supports,
+	.chan_create = raid_chan_create,
+	.chan_destroy = raid_chan_destroy,
+	.submit = raid_submit,
+};
+
+int raid_member_state(struct blkdev *bd, uint32_t i)
+{
+	struct raid *r;
+
+	if (!blk_is_raid(bd))
+		return -EINVAL;
+	r = to_raid(bd);
+	if (i >= r->g.nmembers)
+		return -EINVAL;
+	if (!r->members[i])
+		return RAID_MEMBER_NONE;
+	return __atomic_load_n(&r->state[i], __ATOMIC_ACQUIRE);
+}
+
+int raid_degraded(struct blkdev *bd)
+{
+	struct raid *r;
+	int n = 0;
+
+	if (!blk_is_raid(bd))
+		return -EINVAL;
+	r = to_raid(bd);
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		n += !raid_alive(r, i);
+	return n;
+}
+
+uint64_t raid_generation(struct blkdev *bd)
+{
+	struct raid *r = to_raid(bd);
+	uint64_t g;
+
+	pthread_mutex_lock(&r->sb_lock);
+	g = r->sb.generation;
+	pthread_mutex_unlock(&r->sb_lock);
+	return g;
+}
+
+/*
+ * Build the device from a superblock (the newest) and the members in their
+ * slots (NULL: missing or not trusted). Claims the members present.
+ */
+static int raid_open(const char *name, const struct raid_sb *sb,
+		     struct blkdev **slots, struct blkdev **out)
+{
+	struct raid *r = calloc(1, sizeof(*r));
+	uint32_t bs = sb->block_size;
+	int rc;
+
+	if (!r)
+		return -ENOMEM;
+	blkdev_init(&r->bd, &raid_ops, name);
+	r->lops = level_ops(sb->geom.level);
+	r->g = sb->geom;
+	r->sb = *sb;
+	r->k = raid_data_cols(&r->g);
+	r->np = r->g.level == RAID_LEVEL_5 ? 1 : r->g.level == RAID_LEVEL_6 ? 2 : 0;
+	r->data_offset = sb->data_offset;
+	r->rebuild_slot = -1;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_mutex_init(&r->sb_lock, NULL);
+	pthread_mutex_init(&r->wlock, NULL);
+	pthread_cond_init(&r->wcond, NULL);
+	list_init(&r->locked);
+	list_init(&r->wqueue);
+	list_init(&r->dirty_wait);
+	r->dirty = sb->flags & RAID_SB_DIRTY;
+	for (uint32_t i = 0; i < r->g.nmembers; i++) {
+		r->members[i] = slots[i];
+		r->state[i] = slots[i] ? RAID_MEMBER_ACTIVE : RAID_MEMBER_FAILED;
+		if (!slots[i])
+			continue;
+		rc = blkdev_claim(slots[i], name);
+		if (rc) {
+			LOG_ERR(LS_RAID, "%s: member %s is in use by another owner", name,
+				slots[i]->name);
+			for (uint32_t j = 0; j < i; j++)
+				if (r->members[j])
+					blkdev_release(r->members[j], name);
+			memset(r->members, 0, sizeof(r->members));
+			raid_free(r);
+			return rc;
+		}
+	}
+	r->caps = (1u << BIO_WRITE_ZEROES) | (1u << BIO_DISCARD);
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		for (int op = BIO_DISCARD; op <= BIO_WRITE_ZEROES; op++)
+			if (slots[i] && !blkdev_supports(slots[i], (enum bio_op)op))
+				r->caps &= ~(1u << op);
+	r->bd.block_size = bs;
+	r->bd.size = raid_geom_size(&r->g);
+	r->lops->start(r);
+	r->buf_max = MAX((size_t)r->g.strip * (2 * (r->k + r->np) + 1), 2 * 64 * 1024);
+	rc = pthread_create(&r->worker, NULL, persist_worker, r);
+	if (rc) {
+		raid_free(r);
+		return -rc;
+	}
+	*out = &r->bd;
+	return 0;
+}
+
+int raid_create(const char *name, enum raid_level level, struct blkdev **members,
+		uint32_t n, const struct raid_opts *o, struct blkdev **out)
+{
+	struct raid_opts def = { 0 };
+	struct raid_sb sb;
+	uint64_t smallest = UINT64_MAX;
+	uint32_t bs = 512;
+	int rc;
+
+	if (!o)
+		o = &def;
+	if (!name || !members || !out || n == 0 || n > RAID_MAX_MEMBERS ||
+	    strlen(name) >= sizeof(sb.name))
+		return -EINVAL;
+	memset(&sb, 0, sizeof(sb));
+	sb.major = RAID_SB_MAJOR;
+	sb.minor = RAID_SB_MINOR;
+	sb.geom.level = level;
+	sb.geom.nmembers = n;
+	sb.geom.strip = o->strip ? o->strip : 64 * 1024;
+	for (uint32_t i = 0; i < n; i++) {
+		if (!members[i])
+			return -EINVAL;
+		smallest = MIN(smallest, members[i]->size);
+		bs = MAX(bs, members[i]->block_size);
+	}
+	if (bs > 4096 || bs > sb.geom.strip || smallest <= RAID_DATA_OFFSET) {
+		LOG_ERR(LS_RAID, "%s: members too small or blocks too large for a %u-byte strip",
+			name, sb.geom.strip);
+		return -EINVAL;
+	}
+	sb.geom.member_size = o->member_size ? o->member_size :
+		(smallest - RAID_DATA_OFFSET) / sb.geom.strip * sb.geom.strip;
+	if (raid_geom_check(&sb.geom) || !sb.geom.member_size ||
+	    sb.geom.member_size > smallest - RAID_DATA_OFFSET) {
+		LOG_ERR(LS_RAID, "%s: RAID %d over %u members with a %u-byte strip is not a valid set",
+			name, level, n, sb.geom.strip);
+		return -EINVAL;
+	}
+	sb.block_size = bs;
+	sb.data_offset = RAID_DATA_OFFSET;
+	sb.generation = 1;
+	uuid_generate(sb.pool_uuid);
+	snprintf(sb.name, sizeof(sb.name), "%s", name);
+	for (uint32_t i = 0; i < n; i++) {
+		uuid_generate(sb.members[i].uuid);
+		sb.members[i].state = RAID_MEMBER_ACTIVE;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct raid_sb m = sb;
+
+		m.index = i;
+		memcpy(m.member_uuid, sb.members[i].uuid, 16);
+		rc = raid_sb_write(members[i], &m);
+		if (rc) {
+			LOG_ERR(LS_RAID, "%s: cannot write the superblock of %s: %s", name,
+				members[i]->name, strerror(-rc));
+			return rc;
+		}
+	}
+	return raid_open(name, &sb, members, out);
+}
+
+int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
+{
+	struct raid_sb *sbs, *best = NULL;
+	struct blkdev *slots[RAID_MAX_MEMBERS] = { NULL };
+	char uuid[37], missing[RAID_MAX_MEMBERS * 48];
+	size_t mlen = 0;
+	uint32_t nmiss = 0;
+	bool changed = false;
+	int rc = 0;
+
+	if (!members || !out || n == 0 || n > RAID_MAX_MEMBERS)
+		return -EINVAL;
+	sbs = calloc(n, sizeof(*sbs));
+	if (!sbs)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		rc = raid_sb_read(members[i], &sbs[i]);
+		if (rc) {
+			LOG_ERR(LS_RAID, "%s: no valid raid superblock (%s)", members[i]->name,
+				strerror(-rc));
+			goto free_sbs;
+		}
+		if (i && memcmp(sbs[i].pool_uuid, sbs[0].pool_uuid, 16)) {
+			LOG_ERR(LS_RAID, "%s belongs to set %s, %s to set %s: refused",
+				members[i]->name, sbs[i].name, members[0]->name, sbs[0].name);
+			rc = -EINVAL;
+			goto free_sbs;
+		}
+		if (!best || sbs[i].generation > best->generation)
+			best = &sbs[i];
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct raid_sb *s = &sbs[i];
+		uint32_t idx = s->index;
+
+		if (idx >= best->geom.nmembers ||
+		    memcmp(s->member_uuid, best->members[idx].uuid, 16)) {
+			LOG_ERR(LS_RAID, "%s: not a member of %s as it is now", members[i]->name,
+				best->name);
+			rc = -EINVAL;
+			goto free_sbs;
+		}
+		if (slots[idx]) {
+			LOG_ERR(LS_RAID, "%s and %s both claim slot %u of %s", slots[idx]->name,
+				members[i]->name, idx, best->name);
+			rc = -EINVAL;
+			goto free_sbs;
+		}
+		if (s->generation < best->generation) {
+			LOG_WARN(LS_RAID, "%s: member %u (%s) is stale (generation %llu < %llu): not used",
+				 best->name, idx, members[i]->name,
+				 (unsigned long long)s->generation,
+				 (unsigned long long)best->generation);
+			continue;
+		}
+		if (best->members[idx].state != RAID_MEMBER_ACTIVE) {
+			LOG_WARN(LS_RAID, "%s: member %u (%s) is marked failed: not used",
+				 best->name, idx, members[i]->name);
+			continue;
+		}
+		slots[idx] = members[i];
+	}
+	for (uint32_t i = 0; i < best->geom.nmembers; i++) {
+		if (slots[i])
+			continue;
+		nmiss++;
+		uuid_unparse_lower(best->members[i].uuid, uuid);
+		mlen += (size_t)snprintf(missing + mlen, sizeof(missing) - mlen, "%s%u (%s)",
+					 mlen ? ", " : "", i, uuid);
+		if (best->members[i].state == RAID_MEMBER_ACTIVE) {
+			best->members[i].state = RAID_MEMBER_FAILED;
+			changed = true;
+		}
+	}
+	if (nmiss) {
+		bool ok = best->geom.level == RAID_LEVEL_10 ||
+			  nmiss <= raid_redundancy(&best->geom);
+
+		if (best->geom.level == RAID_LEVEL_10)
+			for (uint32_t i = 0; i < best->geom.nmembers; i += 2)
+				if (!slots[i] && !slots[i + 1])
+					ok = false;
+		if (!ok) {
+			LOG_ERR(LS_RAID, "%s: RAID %d cannot start: %u of %u members missing: %s",
+				best->name, best->geom.level, nmiss, best->geom.nmembers, missing);
+			rc = -ENODEV;
+			goto free_sbs;
+		}
+		LOG_WARN(LS_RAID, "%s: starting degraded, missing: %s", best->name, missing);
+	}
+	rc = raid_open(best->name, best, slots, out);
+	if (!rc && changed) {
+		struct raid *r = to_raid(*out);
+
+		rc = persist(r);
+		if (rc) {
+			blkdev_close(*out);
+			*out = NULL;
+		}
+	}
+	if (!rc && (best->flags & RAID_SB_DIRTY) && to_raid(*out)->lops->resync) {
+		struct raid *r = to_raid(*out);
+
+		if (nmiss) {
+			LOG_WARN(LS_RAID, "%s: was not shut down cleanly and is degraded: "
+				 "stripes written at the crash may read back wrong", r->bd.name);
+		} else {
+			LOG_WARN(LS_RAID, "%s: was not shut down cleanly: resynchronizing",
+				 r->bd.name);
+			rc = walk_rows(r, RAID_BIO_RESYNC);
+			if (rc) {
+				LOG_ERR(LS_RAID, "%s: resync failed: %s", r->bd.name, strerror(-rc));
+				blkdev_close(*out);
+				*out = NULL;
+			}
+		}
+	}
+free_sbs:
+	free(sbs);
+	return rc;
+}
+
+/* ------------------------------------------------------------ replace, rebuild */
+
+struct rebuild_wait {
+	bool	done;
+	int	status;
+};
+
+static void rebuild_row_end(struct bio *bio, int status)
+{
+	struct rebuild_wait *w = bio->end_arg;
+
+	w->status = status;
+	w->done = true;
+}
+
+/* Rebuild or resync every row through a private loop and channel on the
+ * set, one row at a time: each row is a RAID_BIO_REBUILD (RESYNC) bio, which
+ * holds the row's stripe lock while it reads and writes the members. */
+static int walk_rows(struct raid *r, uint32_t flag)
+{
+	uint64_t rows = r->g.member_size / r->g.strip;
+	uint64_t row_bytes = (uint64_t)r->g.strip * r->k;
+	struct ev_loop *loop;
+	struct blkchan *ch;
+	void *dummy;
+	bool closed = false;
+	int rc;
+
+	rc = ev_loop_new(EV_AUTO, 64, &loop);
+	if (rc)
+		return rc;
+	dummy = aligned_alloc(r->bd.block_size, r->bd.block_size);
+	rc = dummy ? blk_chan_open(&r->bd, loop, &ch) : -ENOMEM;
+	if (rc)
+		goto free_loop;
+	for (uint64_t row = 0; row < rows && !rc; row++) {
+		struct iovec iov = { dummy, r->bd.block_size };
+		struct rebuild_wait w = { 0 };
+
+		rc = blk_rw(ch, BIO_READ, flag, &iov, 1, row * row_bytes,
+			    r->bd.block_size, rebuild_row_end, &w);
+		while (!rc && !w.done)
+			ev_run_once(loop, 100);
+		if (!rc)
+			rc = w.status;
+		if ((row + 1) % 1024 == 0 || row + 1 == rows)
+			LOG_DBG(LS_RAID, "%s: %s %llu of %llu rows", r->bd.name,
+				flag == RAID_BIO_REBUILD ? "rebuilt" :
+				flag == RAID_BIO_RESYNC ? "resynced" : "scrubbed",
+				(unsigned long long)(row + 1), (unsigned long long)rows);
+	}
+	blk_chan_close(ch, closed_cb_flag, &closed);
+	while (!closed)
+		ev_run_once(loop, 100);
+free_loop:
+	free(dummy);
+	ev_loop_free(loop);
+	return rc;
+}
+
+int raid_replace(struct blkdev *bd, uint32_t slot, struct blkdev *nd)
+{
+	struct raid *r;
+	struct blkdev *old;
+	int expect = RAID_MEMBER_REBUILDING, rc;
+
+	if (!blk_is_raid(bd) || !nd)
+		return -EINVAL;
+	r = to_raid(bd);
+	if (slot >= r->g.nmembers || !r->lops->rebuild)
+		return -EINVAL;
+	for (int op = BIO_DISCARD; op <= BIO_WRITE_ZEROES; op++)
+		if ((r->caps & (1u << op)) && !blkdev_supports(nd, (enum bio_op)op)) {
+			LOG_ERR(LS_RAID, "%s: %s does not support %s like the other members",
+				bd->name, nd->name, op == BIO_DISCARD ? "discard" : "write-zeroes");
+			return -EINVAL;
+		}
+	if (nd->size < r->data_offset + r->g.member_size || nd->block_size > r->bd.block_size) {
+		LOG_ERR(LS_RAID, "%s: %s is too small or its blocks too large to replace member %u",
+			bd->name, nd->name, slot);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&r->sb_lock);
+	if (raid_writable(r, slot) || r->rebuild_slot != -1) {
+		pthread_mutex_unlock(&r->sb_lock);
+		return -EBUSY;
+	}
+	rc = blkdev_claim(nd, bd->name);
+	if (rc) {
+		pthread_mutex_unlock(&r->sb_lock);
+		return rc;
+	}
+	r->rebuild_slot = (int)slot;
+	uuid_generate(r->sb.members[slot].uuid);
+	old = r->members[slot];
+	__atomic_store_n(&r->members[slot], nd, __ATOMIC_RELEASE);
+	__atomic_store_n(&r->state[slot], RAID_MEMBER_REBUILDING, __ATOMIC_RELEASE);
+	rc = persist_locked(r);
+	pthread_mutex_unlock(&r->sb_lock);
+	if (old)
+		blkdev_release(old, bd->name);
+	LOG_INFO(LS_RAID, "%s: rebuilding member %u on %s", bd->name, slot, nd->name);
+
+	if (!rc)
+		rc = walk_rows(r, RAID_BIO_REBUILD);
+	if (!rc && !__atomic_compare_exchange_n(&r->state[slot], &expect, RAID_MEMBER_ACTIVE,
+						false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		rc = -EIO;	/* it failed while being rebuilt */
+	if (rc) {
+		__atomic_store_n(&r->state[slot], RAID_MEMBER_FAILED, __ATOMIC_RELEASE);
+		LOG_ERR(LS_RAID, "%s: rebuild of member %u on %s failed: %s", bd->name, slot,
+			nd->name, strerror(-rc));
+	} else {
+		LOG_INFO(LS_RAID, "%s: member %u rebuilt on %s", bd->name, slot, nd->name);
+	}
+	pthread_mutex_lock(&r->sb_lock);
+	r->rebuild_slot = -1;
+	persist_locked(r);
+	pthread_mutex_unlock(&r->sb_lock);
+	return rc;
+}
+
+int raid_scrub(struct blkdev *bd, bool repair, uint64_t *mismatches)
+{
+	struct raid *r;
+	int rc;
+
+	if (!blk_is_raid(bd))
+		return -EINVAL;
+	r = to_raid(bd);
+	if (!r->lops->scrub)
+		return -EINVAL;
+	pthread_mutex_lock(&r->sb_lock);
+	if (r->rebuild_slot != -1) {
+		pthread_mutex_unlock(&r->sb_lock);
+		return -EBUSY;
+	}
+	r->rebuild_slot = -2;		/* keeps rebuilds and other scrubs out */
+	r->scrub_repair = repair;
+	__atomic_store_n(&r->scrub_bad, 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&r->sb_lock);
+	if (repair)
+		mark_dirty(r);		/* repairs are writes: a crash must be seen */
+
+	rc = walk_rows(r, RAID_BIO_SCRUB);
+	if (mismatches)
+		*mismatches = __atomic_load_n(&r->scrub_bad, __ATOMIC_RELAXED);
+	LOG_INFO(LS_RAID, "%s: scrub %s: %llu rows inconsistent%s", bd->name,
+		 rc ? "failed" : "done",
+		 (unsigned long long)__atomic_load_n(&r->scrub_bad, __ATOMIC_RELAXED),
+		 repair ? ", repaired" : "");
+
+	pthread_mutex_lock(&r->sb_lock);
+	r->rebuild_slot = -1;
+	pthread_mutex_unlock(&r->sb_lock);
+	return rc;
+}

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Inside a RAID set: what raid.c (the core: superblocks, channels, member
+ * bios, stripe locks, member failure) shares with the level modules,
+ * raid_mirror.c (0, 1, 10) and raid_parity_io.c (5, 6).
+ *
+ * A level module gets a struct raid_io per bio (the bio's ctx). It sends
+ * member bios in batches: batch_begin(rio, next), member_bio() for each,
+ * batch_end(rio); next(rio) runs once every member bio of the batch has
+ * ended (from the member's completion, never inside raid_submit). It ends
+ * the bio with rio_finish(rio, status) exactly once.
+ */
+#ifndef SAND_RAID_INT_H
+#define SAND_RAID_INT_H
+
+#include <pthread.h>
+#include "sand/raid.h"
+
+#define MAXCOLS		RAID_MAX_MEMBERS
+
+struct raid;
+struct raid_io;
+
+/* A channel of the set: its member channels, and a few large stripe
+ * buffers kept for reuse (freshly mapped memory costs a page fault per 4 KiB). */
+struct raid_chan {
+	struct blkchan	*mch[RAID_MAX_MEMBERS];
+	struct list_head free_bufs[2];	/* small (BUF_SMALL), large (buf_max) */
+	unsigned	nfree[2];
+};
+typedef void (*raid_io_fn)(struct raid_io *rio);
+
+/* A held stripe lock: owned by the raid_io that holds it. */
+struct stripe_lock {
+	uint64_t		stripe;
+	struct list_head	link;		/* r->locked */
+	struct list_head	waiters;	/* raid_io.wait_link */
+};
+
+enum wr_mode { WR_RCW, WR_RMW, WR_DEGRADED };
+
+struct raid_io {
+	struct raid	*r;
+	struct bio	*bio;
+	struct blkchan	**mch;		/* member channels */
+	struct raid_chan *rc;
+	raid_io_fn	next;		/* when the batch ends, or the lock is granted */
+	int		pending;
+	int		status;		/* first error that is not a member failure */
+	int		nok;		/* member bios of the batch that succeeded */
+	int		final;
+	bool		in_submit;
+	bool		child_err;	/* a member failed in this batch */
+	bool		persist;	/* this I/O failed a member: persist before ending */
+	bool		locked;
+	int8_t		mem_class;	/* mem's cache class, -1: malloc'ed */
+	enum wr_mode	mode;
+	uint32_t	tried;		/* mirror reads: members tried */
+	uint8_t		*mem;
+	struct list_head retry;		/* member bios refused with -EAGAIN/-ENOMEM */
+	struct ev_timer	retry_timer;
+	struct list_head wait_link;
+	struct list_head persist_link;
+	struct stripe_lock lock;
+	/* RAID 5/6, set up by the module */
+	uint64_t	stripe;
+	uint32_t	cols[MAXCOLS];
+	uint32_t	lo[MAXCOLS], hi[MAXCOLS];	/* per data column, in the strip */
+	uint32_t	rs, re;		/* row range R */
+	uint64_t	readmask;	/* columns read (live when read); the rest are rebuilt */
+	uint8_t		*d[MAXCOLS + 2], *o[MAXCOLS + 2], *zero;
+};
+
+/* SPDK's raid_bdev_module, smaller. */
+struct raid_level_ops {
+	enum raid_level	level;
+	uint32_t	min_members;
+	/* Called when the set opens: sets io_boundary. */
+	void	(*start)(struct raid *r);
+	/* READ, WRITE: never crosses io_boundary. */
+	void	(*submit_rw)(struct raid_io *rio);
+	/* FLUSH: to every live member. */
+	void	(*submit_null)(struct raid_io *rio);
+	/* Rebuild row rio->stripe onto the members being rebuilt (NULL: none). */
+	void	(*rebuild)(struct raid_io *rio);
+	/* Make row rio->stripe consistent: parity from data, mirrors from the
+	 * first live one (NULL: nothing to do). */
+	void	(*resync)(struct raid_io *rio);
+	/* Check row rio->stripe (r->scrub_*); NULL: nothing to check. */
+	void	(*scrub)(struct raid_io *rio);
+};
+
+/* A private bio flag: this READ is a rebuild request for a row (raid.c). */
+#define RAID_BIO_REBUILD	(1u << 30)
+#define RAID_BIO_RESYNC		(1u << 29)
+#define RAID_BIO_SCRUB		(1u << 28)
+
+extern const struct raid_level_ops raid0_level, raid1_level, raid10_level,
+	raid5_level, raid6_level;
+
+struct raid {
+	struct blkdev	bd;
+	const struct raid_level_ops *lops;
+	struct raid_geom g;
+	uint32_t	k, np;		/* data and parity columns (5/6) */
+	uint64_t	data_offset;
+	uint32_t	caps;		/* 1 << op: every member supports DISCARD, WRITE_ZEROES */
+	size_t		buf_max;	/* the largest stripe buffer a bio needs */
+	struct blkdev	*members[RAID_MAX_MEMBERS];
+	int		state[RAID_MAX_MEMBERS];	/* atomic */
+	struct raid_sb	sb;		/* the template: uuids, geometry, generation */
+
+	pthread_mutex_t	lock;		/* stripe locks */
+	struct list_head locked;
+
+	pthread_mutex_t	sb_lock;	/* persist, replace */
+	int		rebuild_slot;	/* -1: none, -2: a scrub runs */
+	bool		scrub_repair;	/* set by raid_scrub for its rows */
+	uint64_t	scrub_bad;	/* rows found inconsistent (atomic) */
+	pthread_mutex_t	wlock;		/* the persist worker's queue */
+	pthread_cond_t	wcond;
+	struct list_head wqueue;
+	struct list_head dirty_wait;	/* writes waiting for the dirty flag on disk */
+	bool		dirty;		/* RAID_SB_DIRTY is on disk (atomic) */
+	bool		wstop;
+	pthread_t	worker;
+};
+
+static inline bool raid_alive(struct raid *r, uint32_t m)
+{
+	return __atomic_load_n(&r->state[m], __ATOMIC_ACQUIRE) == RAID_MEMBER_ACTIVE;
+}
+
+/* Written by writes: live, or being rebuilt. */
+static inline bool raid_writable(struct raid *r, uint32_t m)
+{
+	int st = __atomic_load_n(&r->state[m], __ATOMIC_ACQUIRE);
+
+	return st == RAID_MEMBER_ACTIVE || st == RAID_MEMBER_REBUILDING;
+}
+
+static inline bool raid_rebuilding(struct raid *r, uint32_t m)
+{
+	return __atomic_load_n(&r->state[m], __ATOMIC_ACQUIRE) == RAID_MEMBER_REBUILDING;
+}
+
+/* Can the set still serve every block? */
+bool raid_set_alive(struct raid *r);
+
+/* Member bios. */
+void batch_begin(struct raid_io *rio, raid_io_fn next);
+void batch_end(struct raid_io *rio);
+/* One member bio of moff/len on member m, from buf or (NULL) the parent's
+ * iovec. Backpressure (-EAGAIN, -ENOMEM from the member) is retried; any
+ * other refusal sets rio->status; a failure marks the member failed. */
+void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
+		uint64_t len, void *buf);
+
+/* The same into bytes [skip, skip + len) of the parent's iovec: at most
+ * BIO_INLINE_IOVS pieces. */
+void member_bio_slice(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
+		      uint64_t len, size_t skip);
+
+/* Take the lock of rio->stripe, then run fn (now, or when handed over). */
+void stripe_lock(struct raid_io *rio, raid_io_fn fn);
+
+/* rio->mem of len bytes, 64-byte aligned, from the channel's cache (two
+ * sizes). Freed by rio_finish. */
+int rio_alloc_mem(struct raid_io *rio, size_t len);
+
+/* End the bio (releases the stripe lock and rio->mem). */
+void rio_finish(struct raid_io *rio, int status);
+
+/* FLUSH to every live member; for every level. */
+void raid_submit_flush(struct raid_io *rio);
+
+#endif

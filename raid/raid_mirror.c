@@ -1,0 +1,372 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * RAID 0, 1 and 10: a bio never crosses a strip (io_boundary), so it maps
+ * to one member (0) or one set of mirrors (1: every member; 10: a pair),
+ * and member bios use the parent's iovec as it is.
+ *
+ * Mirror reads go to one live mirror, chosen by stripe so that sequential
+ * reads spread over the mirrors; when it fails, the member is marked failed
+ * and the next live mirror is tried. Writes go to every live mirror and to
+ * a mirror being rebuilt, under the row's stripe lock, and succeed if a live
+ * mirror took the data. A rebuild copies a row from a live mirror to the new
+ * one under the same lock, so a write never lands between its read and its
+ * write. RAID 0 passes member errors up: it has nothing to fall back on, and
+ * a member is never marked failed.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "raid/raid_int.h"
+
+static uint32_t mirrors(struct raid *r, uint32_t col, uint32_t *out)
+{
+	if (r->g.level == RAID_LEVEL_10) {
+		out[0] = 2 * col;
+		out[1] = 2 * col + 1;
+		return 2;
+	}
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		out[i] = i;
+	return r->g.nmembers;
+}
+
+static void mirror_read(struct raid_io *rio);
+
+static void mirror_read_done(struct raid_io *rio)
+{
+	if (rio->child_err && !rio->status)
+		mirror_read(rio);
+	else
+		rio_finish(rio, rio->status);
+}
+
+static void mirror_read(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	struct raid_loc loc;
+	uint32_t m[RAID_MAX_MEMBERS], nm;
+
+	raid_map(&r->g, rio->bio->offset, &loc);
+	nm = mirrors(r, loc.col, m);
+	for (uint32_t i = 0; i < nm; i++) {
+		uint32_t c = m[(i + loc.stripe) % nm];
+
+		if (!raid_alive(r, c) || (rio->tried & (1u << c)))
+			continue;
+		rio->tried |= 1u << c;
+		batch_begin(rio, mirror_read_done);
+		member_bio(rio, c, BIO_READ, loc.moff, rio->bio->len, NULL);
+		batch_end(rio);
+		return;
+	}
+	rio_finish(rio, rio->status ? rio->status : -EIO);
+}
+
+/* A write succeeded if a live mirror of its group took it: a mirror whose
+ * write failed has been marked failed by now. */
+static void mirror_write_done(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	struct raid_loc loc;
+	uint32_t m[RAID_MAX_MEMBERS], nm;
+	bool ok = false;
+
+	raid_map(&r->g, rio->bio->offset, &loc);
+	nm = mirrors(r, loc.col, m);
+	for (uint32_t i = 0; i < nm; i++)
+		ok |= raid_alive(r, m[i]);
+	if (rio->status)
+		rio_finish(rio, rio->status);
+	else
+		rio_finish(rio, ok && rio->nok ? 0 : -EIO);
+}
+
+/* Under the row's lock, so that a rebuild never copies a row while a write
+ * to it is half done. */
+static void mirror_write(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	struct bio *bio = rio->bio;
+	struct raid_loc loc;
+	uint32_t m[RAID_MAX_MEMBERS], nm;
+
+	raid_map(&r->g, bio->offset, &loc);
+	batch_begin(rio, mirror_write_done);
+	nm = mirrors(r, loc.col, m);
+	for (uint32_t i = 0; i < nm; i++)
+		if (raid_writable(r, m[i]))
+			member_bio(rio, m[i], bio->op, loc.moff, bio->len, NULL);
+	batch_end(rio);
+}
+
+static void mirror_submit_rw(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	struct bio *bio = rio->bio;
+	struct raid_loc loc;
+
+	raid_map(&r->g, bio->offset, &loc);
+	assert(loc.moff % r->g.strip + bio->len <= r->g.strip);
+	if (bio->op == BIO_READ) {
+		mirror_read(rio);
+		return;
+	}
+	rio->stripe = loc.stripe;
+	stripe_lock(rio, mirror_write);
+}
+
+/* ---- rebuild: copy a row from a live mirror to the one being rebuilt */
+
+static void mirror_rebuild_done(struct raid_io *rio)
+{
+	rio_finish(rio, rio->status ? rio->status : rio->child_err ? -EIO : 0);
+}
+
+static void mirror_rebuild_read(struct raid_io *rio);
+
+static void mirror_rebuild_write(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	uint32_t m[RAID_MAX_MEMBERS], nm, col = (uint32_t)r->rebuild_slot;
+
+	if (rio->status) {
+		rio_finish(rio, rio->status);
+		return;
+	}
+	if (rio->child_err) {
+		mirror_rebuild_read(rio);	/* from another mirror */
+		return;
+	}
+	if (r->g.level == RAID_LEVEL_10)
+		col /= 2;
+	batch_begin(rio, mirror_rebuild_done);
+	nm = mirrors(r, col, m);
+	for (uint32_t i = 0; i < nm; i++)
+		if (raid_rebuilding(r, m[i]))
+			member_bio(rio, m[i], BIO_WRITE, rio->stripe * r->g.strip, r->g.strip,
+				   rio->mem);
+	batch_end(rio);
+}
+/* Under the row's lock. */
+static void mirror_rebuild_read(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	uint32_t m[RAID_MAX_MEMBERS], nm, col = (uint32_t)r->rebuild_slot;
+
+	if (r->g.level == RAID_LEVEL_10)
+		col /= 2;
+	nm = mirrors(r, col, m);
+	for (uint32_t i = 0; i < nm; i++) {
+		if (!raid_alive(r, m[i]))
+			continue;
+		batch_begin(rio, mirror_rebuild_write);
+		member_bio(rio, m[i], BIO_READ, rio->stripe * r->g.strip, r->g.strip, rio->mem);
+		batch_end(rio);
+		return;
+	}
+	rio_finish(rio, -EIO);
+}
+
+static void mirror_rebuild(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	rio->stripe = rio->bio->offset / ((uint64_t)r->g.strip * r->k);
+	if (r->rebuild_slot < 0 || rio_alloc_mem(rio, r->g.strip)) {
+		rio_finish(rio, -ENOMEM);
+		return;
+	}
+	stripe_lock(rio, mirror_rebuild_read);
+}
+
+/* ---- resync: every mirror of each group copies the group's first live one.
+ * RAID 1 has one group (every member), RAID 10 one per pair. rio->cols[g]
+ * is the member read for group g (UINT32_MAX: none live). */
+
+static uint32_t ngroups(struct raid *r)
+{
+	return r->g.level == RAID_LEVEL_10 ? r->g.nmembers / 2 : 1;
+}
+
+static void mirror_resync_read(struct raid_io *rio);
+
+static void mirror_resync_done(struct raid_io *rio)
+{
+	rio_finish(rio, rio->status);
+}
+
+static void mirror_resync_write(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	if (rio->status) {
+		rio_finish(rio, rio->status);
+		return;
+	}
+	if (rio->child_err) {
+		mirror_resync_read(rio);
+		return;
+	}
+	batch_begin(rio, mirror_resync_done);
+	for (uint32_t g = 0; g < ngroups(r); g++) {
+		uint32_t m[RAID_MAX_MEMBERS], nm = mirrors(r, g, m);
+
+		if (rio->cols[g] == UINT32_MAX)
+			continue;
+		for (uint32_t i = 0; i < nm; i++)
+			if (m[i] != rio->cols[g] && raid_alive(r, m[i]))
+				member_bio(rio, m[i], BIO_WRITE, rio->stripe * r->g.strip,
+					   r->g.strip, rio->mem + (size_t)g * r->g.strip);
+	}
+	batch_end(rio);
+}
+
+static void mirror_resync_read(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	batch_begin(rio, mirror_resync_write);
+	for (uint32_t g = 0; g < ngroups(r); g++) {
+		uint32_t m[RAID_MAX_MEMBERS], nm = mirrors(r, g, m);
+
+		rio->cols[g] = UINT32_MAX;
+		for (uint32_t i = 0; i < nm; i++)
+			if (raid_alive(r, m[i])) {
+				rio->cols[g] = m[i];
+				member_bio(rio, m[i], BIO_READ, rio->stripe * r->g.strip,
+					   r->g.strip, rio->mem + (size_t)g * r->g.strip);
+				break;
+			}
+	}
+	batch_end(rio);
+}
+
+static void mirror_resync(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	rio->stripe = rio->bio->offset / ((uint64_t)r->g.strip * r->k);
+	if (rio_alloc_mem(rio, (size_t)ngroups(r) * r->g.strip)) {
+		rio_finish(rio, -ENOMEM);
+		return;
+	}
+	stripe_lock(rio, mirror_resync_read);
+}
+
+/* ---- scrub: every live mirror of a row read, compared with the first */
+
+static void mirror_scrub_read(struct raid_io *rio);
+
+static void mirror_scrub_check(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	size_t st = r->g.strip;
+	bool bad = false;
+
+	if (rio->status) {
+		rio_finish(rio, rio->status);
+		return;
+	}
+	if (rio->child_err) {
+		mirror_scrub_read(rio);
+		return;
+	}
+	batch_begin(rio, mirror_resync_done);
+	for (uint32_t g = 0; g < ngroups(r); g++) {
+		uint32_t m[RAID_MAX_MEMBERS], nm = mirrors(r, g, m);
+
+		for (uint32_t i = 1; i < nm; i++) {
+			if (!memcmp(rio->mem + (size_t)m[0] * st, rio->mem + (size_t)m[i] * st, st))
+				continue;
+			bad = true;
+			if (r->scrub_repair)
+				member_bio(rio, m[i], BIO_WRITE, rio->stripe * st, st,
+					   rio->mem + (size_t)m[0] * st);
+		}
+	}
+	if (bad)
+		__atomic_add_fetch(&r->scrub_bad, 1, __ATOMIC_RELAXED);
+	batch_end(rio);
+}
+
+static void mirror_scrub_read(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		if (!raid_alive(r, i)) {
+			rio_finish(rio, 0);	/* a mirror is down: skip the row */
+			return;
+		}
+	batch_begin(rio, mirror_scrub_check);
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		member_bio(rio, i, BIO_READ, rio->stripe * r->g.strip, r->g.strip,
+			   rio->mem + (size_t)i * r->g.strip);
+	batch_end(rio);
+}
+
+static void mirror_scrub(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	rio->stripe = rio->bio->offset / ((uint64_t)r->g.strip * r->k);
+	if (rio_alloc_mem(rio, (size_t)r->g.nmembers * r->g.strip)) {
+		rio_finish(rio, -ENOMEM);
+		return;
+	}
+	stripe_lock(rio, mirror_scrub_read);
+}
+
+static void raid0_done(struct raid_io *rio)
+{
+	rio_finish(rio, rio->status);
+}
+
+static void raid0_submit_rw(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	struct raid_loc loc;
+
+	raid_map(&r->g, rio->bio->offset, &loc);
+	assert(loc.moff % r->g.strip + rio->bio->len <= r->g.strip);
+	batch_begin(rio, raid0_done);
+	member_bio(rio, loc.member, rio->bio->op, loc.moff, rio->bio->len, NULL);
+	batch_end(rio);
+}
+
+static void strip_start(struct raid *r)
+{
+	r->bd.io_boundary = r->g.strip;
+}
+
+const struct raid_level_ops raid0_level = {
+	.level = RAID_LEVEL_0,
+	.min_members = 1,
+	.start = strip_start,
+	.submit_rw = raid0_submit_rw,
+	.submit_null = raid_submit_flush,
+};
+
+const struct raid_level_ops raid1_level = {
+	.level = RAID_LEVEL_1,
+	.min_members = 2,
+	.start = strip_start,
+	.submit_rw = mirror_submit_rw,
+	.submit_null = raid_submit_flush,
+	.rebuild = mirror_rebuild,
+	.resync = mirror_resync,
+	.scrub = mirror_scrub,
+};
+
+const struct raid_level_ops raid10_level = {
+	.level = RAID_LEVEL_10,
+	.min_members = 4,
+	.start = strip_start,
+	.submit_rw = mirror_submit_rw,
+	.submit_null = raid_submit_flush,
+	.rebuild = mirror_rebuild,
+	.resync = mirror_resync,
+	.scrub = mirror_scrub,
+};

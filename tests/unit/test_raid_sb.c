@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Member superblocks: encode/decode round trip, checksum, versions, and
+ * reading a member whose first or second copy is corrupt.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uuid/uuid.h>
+#include "sand/raid.h"
+
+static void sample(struct raid_sb *sb)
+{
+	memset(sb, 0, sizeof(*sb));
+	sb->major = RAID_SB_MAJOR;
+	sb->minor = RAID_SB_MINOR;
+	uuid_generate(sb->pool_uuid);
+	uuid_generate(sb->member_uuid);
+	sb->index = 2;
+	sb->geom.level = RAID_LEVEL_6;
+	sb->geom.nmembers = 5;
+	sb->geom.strip = 65536;
+	sb->geom.member_size = 64ull << 20;
+	sb->block_size = 4096;
+	sb->data_offset = RAID_DATA_OFFSET;
+	sb->generation = 0x123456789aull;
+	sb->flags = RAID_SB_DIRTY;
+	strcpy(sb->name, "pool0");
+	for (int i = 0; i < 5; i++) {
+		uuid_generate(sb->members[i].uuid);
+		sb->members[i].state = i == 3 ? RAID_MEMBER_FAILED : RAID_MEMBER_ACTIVE;
+	}
+	memcpy(sb->members[2].uuid, sb->member_uuid, 16);
+}
+
+/* Re-seal a hand-edited copy. */
+static void reseal(uint8_t *buf)
+{
+	uint32_t crc = raid_crc32c(buf, RAID_SB_SIZE - 4);
+
+	buf[RAID_SB_SIZE - 4] = (uint8_t)crc;
+	buf[RAID_SB_SIZE - 3] = (uint8_t)(crc >> 8);
+	buf[RAID_SB_SIZE - 2] = (uint8_t)(crc >> 16);
+	buf[RAID_SB_SIZE - 1] = (uint8_t)(crc >> 24);
+}
+
+START_TEST(crc_vector)
+{
+	ck_assert_uint_eq(raid_crc32c("123456789", 9), 0xe3069283u);
+}
+END_TEST
+
+START_TEST(round_trip)
+{
+	struct raid_sb a, b;
+	uint8_t buf[RAID_SB_SIZE];
+
+	sample(&a);
+	raid_sb_encode(&a, buf);
+	ck_assert_mem_eq(buf, "SANDRAID", 8);
+	ck_assert_uint_eq(buf[8], RAID_SB_MAJOR);	/* little endian */
+	ck_assert_uint_eq(buf[80], 0x9a);		/* generation, LE */
+	ck_assert_uint_eq(buf[92], RAID_SB_DIRTY);	/* flags (1.1) */
+	ck_assert_int_eq(raid_sb_decode(buf, &b), 0);
+	ck_assert_int_eq(memcmp(&a, &b, sizeof(a)), 0);
+}
+END_TEST
+
+START_TEST(bad_checksum)
+{
+	struct raid_sb a, b;
+	uint8_t buf[RAID_SB_SIZE];
+
+	sample(&a);
+	raid_sb_encode(&a, buf);
+	buf[100] ^= 1;
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+	buf[100] ^= 1;
+	buf[RAID_SB_SIZE - 1] ^= 0x80;
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+	buf[RAID_SB_SIZE - 1] ^= 0x80;
+	buf[0] = 'X';
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EINVAL);
+}
+END_TEST
+
+START_TEST(bad_fields)
+{
+	struct raid_sb a, b;
+	uint8_t buf[RAID_SB_SIZE];
+
+	sample(&a);
+	a.index = 7;			/* >= nmembers */
+	raid_sb_encode(&a, buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+	sample(&a);
+	a.geom.nmembers = 3;		/* RAID 6 needs 4 */
+	a.index = 0;
+	raid_sb_encode(&a, buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+}
+END_TEST
+
+START_TEST(versions)
+{
+	struct raid_sb a, b;
+	uint8_t buf[RAID_SB_SIZE];
+
+	sample(&a);
+	raid_sb_encode(&a, buf);
+	buf[8] = RAID_SB_MAJOR + 1;	/* newer major: refused, checksum or not */
+	reseal(buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EPROTONOSUPPORT);
+	buf[9] = 1;
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EPROTONOSUPPORT);
+
+	raid_sb_encode(&a, buf);
+	buf[12] = RAID_SB_MINOR + 3;	/* newer minor: read, with a warning */
+	reseal(buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), 0);
+	ck_assert_uint_eq(b.minor, RAID_SB_MINOR + 3);
+	ck_assert_uint_eq(b.generation, a.generation);
+}
+END_TEST
+
+static void corrupt(struct blkdev *bd, uint64_t off)
+{
+	uint8_t blk[512];
+
+	ck_assert_int_eq(blk_sync_io(bd, BIO_READ, 0, off, blk, 512), 0);
+	blk[40] ^= 0xff;
+	ck_assert_int_eq(blk_sync_io(bd, BIO_WRITE, 0, off, blk, 512), 0);
+}
+
+START_TEST(one_copy_corrupt)
+{
+	struct blkdev *bd;
+	struct raid_sb a, b;
+
+	ck_assert_int_eq(blk_mem_create("m", 4 << 20, 512, &bd), 0);
+	ck_assert_int_eq(raid_sb_read(bd, &b), -EINVAL);	/* blank */
+	sample(&a);
+	ck_assert_int_eq(raid_sb_write(bd, &a), 0);
+	ck_assert_int_eq(raid_sb_read(bd, &b), 0);
+	ck_assert_int_eq(memcmp(&a, &b, sizeof(a)), 0);
+
+	corrupt(bd, RAID_SB_COPY_OFF(0));
+	memset(&b, 0, sizeof(b));
+	ck_assert_int_eq(raid_sb_read(bd, &b), 0);
+	ck_assert_int_eq(memcmp(&a, &b, sizeof(a)), 0);
+
+	/* rewrite both, then corrupt the second */
+	ck_assert_int_eq(raid_sb_write(bd, &a), 0);
+	corrupt(bd, RAID_SB_COPY_OFF(1));
+	memset(&b, 0, sizeof(b));
+	ck_assert_int_eq(raid_sb_read(bd, &b), 0);
+	ck_assert_int_eq(memcmp(&a, &b, sizeof(a)), 0);
+
+	/* both bad */
+	corrupt(bd, RAID_SB_COPY_OFF(0));
+	ck_assert_int_eq(raid_sb_read(bd, &b), -EBADMSG);
+	ck_assert_int_eq(blkdev_close(bd), 0);
+}
+END_TEST
+
+START_TEST(newer_generation_wins)
+{
+	struct blkdev *bd;
+	struct raid_sb a, b;
+	uint8_t buf[RAID_SB_SIZE];
+
+	ck_assert_int_eq(blk_mem_create("m", 4 << 20, 512, &bd), 0);
+	sample(&a);
+	ck_assert_int_eq(raid_sb_write(bd, &a), 0);
+	/* a crash between the copies: copy 0 new, copy 1 old */
+	a.generation++;
+	raid_sb_encode(&a, buf);
+	ck_assert_int_eq(blk_sync_io(bd, BIO_WRITE, 0, 0, buf, RAID_SB_SIZE), 0);
+	ck_assert_int_eq(raid_sb_read(bd, &b), 0);
+	ck_assert_uint_eq(b.generation, a.generation);
+	ck_assert_int_eq(blkdev_close(bd), 0);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("raid_sb");
+	TCase *tc = tcase_create("sb");
+
+	tcase_add_test(tc, crc_vector);
+	tcase_add_test(tc, round_trip);
+	tcase_add_test(tc, bad_checksum);
+	tcase_add_test(tc, bad_fields);
+	tcase_add_test(tc, versions);
+	tcase_add_test(tc, one_copy_corrupt);
+	tcase_add_test(tc, newer_generation_wins);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	int nf;
+
+	srunner_run_all(sr, CK_NORMAL);
+	nf = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return nf ? 1 : 0;
+}
