@@ -63,4 +63,10 @@ void disk_restore(void);
 /* Flush and close every disk (at shutdown). */
 void disk_close_all(void);
 
+/* ---- pool_rpc.c: pools and thin volumes ---- */
+void pool_rpc_init(void);
+/* Reassemble the pools of the state file from their disks and register
+ * their volumes again: after disk_restore, before the exports' restore. */
+void pool_restore(void);
+
 #endif
