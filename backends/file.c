@@ -420,15 +420,29 @@ int file_sync_flush(struct file_dev *f)
 	return 0;
 }
 
+/* Punching holes and zeroing ranges are told apart: tmpfs does the first
+ * and refuses the second, and discards must go on punching there. */
 int file_falloc_mode(struct file_dev *f, enum bio_op op, uint32_t flags)
 {
-	if (__atomic_load_n(&f->no_punch, __ATOMIC_RELAXED))
+	if (op == BIO_DISCARD && f->is_blkdev)
 		return -1;
-	if (op == BIO_DISCARD)
-		return f->is_blkdev ? -1 : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-	if (flags & BIO_NOUNMAP)
-		return FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
-	return FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+	if (op == BIO_WRITE_ZEROES && (flags & BIO_NOUNMAP))
+		return __atomic_load_n(&f->no_zero_range, __ATOMIC_RELAXED) ? -1 :
+		       FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+	return __atomic_load_n(&f->no_punch, __ATOMIC_RELAXED) ? -1 :
+	       FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+}
+
+void file_falloc_refused(struct file_dev *f, int mode)
+{
+	if (f->is_blkdev)
+		return;
+	LOG_RATELIMIT(LOG_INFO, LS_BLK, "%s: fallocate mode %#x unsupported, writing zeroes",
+		      f->bd.name, mode);
+	if (mode & FALLOC_FL_ZERO_RANGE)
+		__atomic_store_n(&f->no_zero_range, 1, __ATOMIC_RELAXED);
+	else
+		__atomic_store_n(&f->no_punch, 1, __ATOMIC_RELAXED);
 }
 
 static int write_zeroes(struct file_dev *f, uint64_t off, uint64_t len)
@@ -463,11 +477,8 @@ int file_sync_zero(struct file_dev *f, enum bio_op op, uint32_t flags,
 
 	if (mode >= 0) {
 		rc = fallocate(f->fd, mode, (off_t)off, (off_t)len) ? -errno : 0;
-		if (unsupported(rc) && !f->is_blkdev) {
-			LOG_RATELIMIT(LOG_INFO, LS_BLK, "%s: fallocate mode %#x unsupported, writing zeroes",
-				      f->bd.name, mode);
-			__atomic_store_n(&f->no_punch, 1, __ATOMIC_RELAXED);
-		}
+		if (unsupported(rc))
+			file_falloc_refused(f, mode);
 	} else if (f->is_blkdev && op == BIO_DISCARD) {
 		uint64_t range[2] = { off, len };
 

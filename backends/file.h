@@ -43,7 +43,8 @@ struct file_dev {
 	enum blk_file_backend backend;
 	struct file_wq	wq;
 	void		*zeroes;	/* ZERO_BUF read-only zero bytes, for zero-writing fallbacks */
-	int		no_punch;	/* atomic: fallocate punch/zero unsupported */
+	int		no_punch;	/* atomic: FALLOC_FL_PUNCH_HOLE unsupported */
+	int		no_zero_range;	/* atomic: FALLOC_FL_ZERO_RANGE unsupported */
 };
 
 #define BOUNCE_MIN_SHIFT	12	/* 4 KiB */
@@ -147,6 +148,8 @@ int file_work_bio(struct file_io *io);
 /* fallocate mode for DISCARD/WRITE_ZEROES on this device, or -1 when the
  * operation must go another way (block-device discard, no punch support). */
 int file_falloc_mode(struct file_dev *f, enum bio_op op, uint32_t flags);
+/* The file system refused that mode: do not ask for it again (files only). */
+void file_falloc_refused(struct file_dev *f, int mode);
 
 /* Backend constructors: fill in ops and per-backend state. */
 int uring_dev_init(struct file_dev *f, const struct blk_file_opts *o);

@@ -149,10 +149,7 @@ static void uring_cqe(struct ev_cqe *c, int res, uint32_t cqe_flags)
 	case BIO_DISCARD:
 	case BIO_WRITE_ZEROES:
 		if (res == -EOPNOTSUPP || res == -EINVAL) {
-			if (!f->is_blkdev)
-				__atomic_store_n(&f->no_punch, 1, __ATOMIC_RELAXED);
-			LOG_RATELIMIT(LOG_INFO, LS_BLK, "%s: fallocate mode %#x unsupported, writing zeroes",
-				      f->bd.name, u->falloc_mode);
+			file_falloc_refused(f, u->falloc_mode);
 			uring_to_worker(u);
 			return;
 		}

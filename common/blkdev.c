@@ -541,17 +541,15 @@ static int submit_split(struct blkchan *ch, struct bio *parent)
 {
 	struct blkdev *bd = ch->bd;
 	uint64_t off = parent->offset;
-	unsigned nchild = 0, free_bios = ch->max_bios - ch->nbios;
-	struct list_head *pos;
+	unsigned nchild = 0;
 	int rc;
 
+	/* No check that the pool holds nchild bios: a child the pool cannot
+	 * give yet is backpressure like any other (split_continue waits for
+	 * bios of this channel to end), and a bio may split into more
+	 * children than the pool has (it was refused with -ENOMEM for ever). */
 	for (uint64_t o = off; o < off + parent->len; o += piece_len(bd, o, off + parent->len - o))
 		nchild++;
-	list_for_each(pos, &ch->free_bios)
-		if (++free_bios >= nchild)
-			break;
-	if (free_bios < nchild)
-		return -ENOMEM;
 
 	parent->pending = nchild + 1;	/* +1: held until every child is submitted */
 	parent->status = 0;

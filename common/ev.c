@@ -233,6 +233,17 @@ static void uring_arm_poll(struct ev_loop *loop, struct ev_poll *p)
 	p->armed = true;
 }
 
+/* The kernel's poll mask to EV_* bits, as epoll_dispatch maps epoll's: the
+ * peer's shutdown (POLLRDHUP) is EV_READ, other bits are not passed on. */
+static uint32_t poll_to_ev(uint32_t m)
+{
+	uint32_t rev = m & (EV_READ | EV_WRITE | EV_ERROR | EV_HUP);
+
+	if (m & POLLRDHUP)
+		rev |= EV_READ;
+	return rev;
+}
+
 static void poll_cqe(struct ev_cqe *c, int res, uint32_t flags)
 {
 	struct ev_poll *p = container_of(c, struct ev_poll, cqe);
@@ -246,16 +257,23 @@ static void poll_cqe(struct ev_cqe *c, int res, uint32_t flags)
 		}
 		return;
 	}
-	if (res < 0) {
-		if (res != -ECANCELED)
-			LOG_RATELIMIT(LOG_WARN, LS_EV, "poll on fd %d: %s", p->io->fd, strerror(-res));
+	if (res == -ECANCELED) {	/* cancelled by the kernel, not by us */
 		if (!p->armed)
 			uring_arm_poll(p->loop, p);
 		return;
 	}
+	if (res < 0) {
+		/* The fd cannot be polled (-EBADF: not open, ...): re-arming
+		 * would fail again at once, for ever. Tell the handler, as
+		 * epoll's ev_io_start would have; it stops or modifies. */
+		LOG_RATELIMIT(LOG_WARN, LS_EV, "poll on fd %d: %s", p->io->fd, strerror(-res));
+		if (!p->armed)
+			p->io->fn(p->io, EV_ERROR | EV_HUP);
+		return;
+	}
 	if (!p->armed)			/* multishot ended (overflow): re-arm */
 		uring_arm_poll(p->loop, p);
-	p->io->fn(p->io, (uint32_t)res);
+	p->io->fn(p->io, poll_to_ev((uint32_t)res));
 }
 
 static uint32_t to_epoll(uint32_t ev)
@@ -574,8 +592,15 @@ static int uring_dispatch(struct ev_loop *loop, int timeout_ms)
 	} else {
 		flush_sqes(loop);
 	}
-	/* Drain the CQ until empty; handlers may queue new SQEs meanwhile. */
-	for (;;) {
+	/*
+	 * Drain the CQ until empty; handlers may queue new SQEs meanwhile. At
+	 * most one CQ's worth per turn: when handlers' SQEs are submitted
+	 * during the drain and complete at once (NOPs, page-cache reads), the
+	 * CQ never empties, and timers, deferred tasks and every other turn's
+	 * work would wait behind it. What is left is reaped on the next turn,
+	 * which does not sleep while CQEs wait.
+	 */
+	for (unsigned reaped = 0; reaped < loop->ring.cq.ring_entries; reaped += seen) {
 		seen = 0;
 		io_uring_for_each_cqe(&loop->ring, head, cqe) {
 			struct ev_cqe *c = io_uring_cqe_get_data(cqe);
@@ -672,13 +697,16 @@ void ev_run(struct ev_loop *loop)
 	}
 }
 
-static void stop_msg(void *arg) { (void)arg; }
-
 void ev_stop(struct ev_loop *loop)
 {
+	uint64_t one = 1;
+
 	__atomic_store_n(&loop->stop, 1, __ATOMIC_RELEASE);
-	if (ev_current() != loop)
-		ev_send_msg(loop, stop_msg, NULL);	/* wake it */
+	/* Wake it through the message eventfd directly: no allocation that
+	 * could fail and lose the wake-up. msg_ready finds no message. */
+	if (ev_current() != loop && write(loop->msg_fd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is saturated, a wake-up is pending */
+	}
 }
 
 bool ev_stopped(const struct ev_loop *loop)

@@ -38,7 +38,7 @@ bool log_debug_on(enum log_subsys ss)
 
 void log_set_level(enum log_level lvl)
 {
-	max_level = lvl;
+	__atomic_store_n(&max_level, lvl, __ATOMIC_RELAXED);
 }
 
 int log_set_debug(const char *list)
@@ -142,7 +142,8 @@ void log_msg(enum log_level lvl, enum log_subsys ss, const char *fmt, ...)
 	va_list ap;
 	int n, m;
 
-	if (lvl > max_level && !(lvl == LOG_DEBUG && log_debug_on(ss)))
+	if (lvl > __atomic_load_n(&max_level, __ATOMIC_RELAXED) &&
+	    !(lvl == LOG_DEBUG && log_debug_on(ss)))
 		return;
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
@@ -166,13 +167,15 @@ void log_msg(enum log_level lvl, enum log_subsys ss, const char *fmt, ...)
 	pthread_mutex_unlock(&log_lock);
 }
 
+/* A call site's counters are shared by every thread that passes it. */
 bool log_ratelimit_ok(uint64_t *window_start, unsigned *count, unsigned burst)
 {
 	uint64_t now = now_ns();
+	uint64_t ws = __atomic_load_n(window_start, __ATOMIC_RELAXED);
 
-	if (now - *window_start > 1000000000ull) {
-		*window_start = now;
-		*count = 0;
-	}
-	return (*count)++ < burst;
+	if (now - ws > 1000000000ull &&
+	    __atomic_compare_exchange_n(window_start, &ws, now, false,
+					__ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		__atomic_store_n(count, 0, __ATOMIC_RELAXED);
+	return __atomic_fetch_add(count, 1, __ATOMIC_RELAXED) < burst;
 }

@@ -31,7 +31,9 @@ int reactor_self(void) { return self_id; }
 
 unsigned reactor_next(void)
 {
-	return __atomic_fetch_add(&rr_next, 1, __ATOMIC_RELAXED) % nreactors;
+	unsigned n = nreactors;
+
+	return n ? __atomic_fetch_add(&rr_next, 1, __ATOMIC_RELAXED) % n : 0;
 }
 
 static void *reactor_main(void *arg)

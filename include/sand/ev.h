@@ -57,6 +57,9 @@ const char *ev_backend_name(enum ev_backend b);
  * is queued first. Queued SQEs are submitted at the end of each loop
  * iteration, so a burst of I/O from one iteration is one io_uring_enter.
  * Memory named by an SQE must live until its CQE has been delivered.
+ * Fill each SQE completely before taking the next one: ev_get_sqe() may
+ * submit what is queued to make room, and a half-filled SQE would go with
+ * it (so linked chains must be prepared with the SQ known to have room).
  */
 struct ev_cqe {
 	void (*fn)(struct ev_cqe *c, int res, uint32_t cqe_flags);
@@ -84,6 +87,8 @@ int ev_io_start(struct ev_loop *loop, struct ev_io *io, int fd, uint32_t events,
 		ev_io_fn fn);
 /* Change the interest set (EV_READ, EV_WRITE or both). */
 int ev_io_modify(struct ev_loop *loop, struct ev_io *io, uint32_t events);
+/* Stop before closing the fd: on epoll a registration outlives close() while
+ * another descriptor (dup, fork) still refers to the same file. */
 void ev_io_stop(struct ev_loop *loop, struct ev_io *io);
 
 /* ---- timers (one-shot; re-arm from the callback for periodic work) ---- */
