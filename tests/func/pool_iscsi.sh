@@ -3,7 +3,8 @@
 # file disks, a thin volume exported over iSCSI, written with qemu-io; a
 # snapshot exported read-only as another LUN shows the old data while the
 # volume shows the new; a clone of the snapshot shows the old data; after a
-# restart pools, volumes, snapshots, exports and data are all back.
+# restart pools, volumes, snapshots, exports and data are all back, and
+# again, degraded, with a member disk gone.
 . "$(dirname "$0")/lib.sh"
 
 for tool in qemu-io iscsi-ls; do
@@ -85,4 +86,21 @@ check "the volume's data is back" qio "$URL/0" -r -c 'read -P 0x22 0 1M' -c 'rea
 check "the snapshot's data is back" qio "$URL/1" -r -c 'read -P 0x11 0 1M'
 check "the clone's data is back" qio "$URL2/0" -r -c 'read -P 0x44 0 64k' -c 'read -P 0x11 64k 960k'
 check "sand stops cleanly again" sand_stop
+
+# A member disk lost while the daemon is down: the RAID 5 pool comes back
+# degraded, with every volume and its data.
+rm -f "$T_TMP/d3.img"
+sand_start --reactors 2 || { not_ok "sand starts without d3"; t_done; }
+ok "sand starts without d3"
+volctl pool list >"$T_TMP/pools" 2>&1
+check_grep "the pool is back degraded" "^p5 +raid5 +4 .* 3 +degraded" "$T_TMP/pools"
+volctl pool show p5 >"$T_TMP/show" 2>&1
+check_grep "pool show: d3 is missing" "^member +d3 slot -1 missing" "$T_TMP/show"
+check_grep "pool show: d4 is active" "^member +d4 slot 3 active" "$T_TMP/show"
+check "the volume's data reads back degraded" qio "$URL/0" -r -c 'read -P 0x22 0 1M' \
+	-c 'read -P 0x12 100M 64k'
+check "the snapshot's data reads back degraded" qio "$URL/1" -r -c 'read -P 0x11 0 1M'
+check "writes go on degraded" qio "$URL2/0" -c 'write -P 0x55 1M 1M' -c 'read -P 0x55 1M 1M' \
+	-c flush
+check "sand stops cleanly, degraded" sand_stop
 t_done

@@ -1172,14 +1172,44 @@ static int cmd_vol_resize(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* snapshot VOL [SNAP], clone SRC NEWVOL: one line naming what was made */
+static int snap_or_clone(struct ctx *c, int argc, char **argv, bool snap)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	json_t *params, *r;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1)
+		return 2;
+	if (optind >= argc)
+		return usage_error(c, "missing %s", snap ? "VOL" : "VOL@SNAP");
+	if (!snap && optind + 1 >= argc)
+		return usage_error(c, "missing NEWVOL");
+	if (optind + 2 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 2]);
+	params = json_pack("{s:s}", snap ? "volume" : "source", argv[optind]);
+	if (optind + 1 < argc)
+		json_object_set_new(params, "name", json_string(argv[optind + 1]));
+	r = call(c, snap ? "vol.snapshot" : "vol.clone", params);
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("%s %s created from %s\n", snap ? "snapshot" : "clone", jstr(r, "name"),
+		       argv[optind]);
+	json_decref(r);
+	return 0;
+}
+
 static int cmd_snapshot(struct ctx *c, int argc, char **argv)
 {
-	return simple_verb(c, argc, argv, "vol.snapshot", NULL, "volume", "?name", NULL);
+	return snap_or_clone(c, argc, argv, true);
 }
 
 static int cmd_clone(struct ctx *c, int argc, char **argv)
 {
-	return simple_verb(c, argc, argv, "vol.clone", NULL, "source", "name", NULL);
+	return snap_or_clone(c, argc, argv, false);
 }
 
 static int cmd_rollback(struct ctx *c, int argc, char **argv)
