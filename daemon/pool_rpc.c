@@ -363,8 +363,8 @@ static json_t *pool_info(struct pool *p, bool detail)
 			json_object_set_new(o, "meta_used", json_integer((json_int_t)
 					    ((ti.meta_blocks - ti.free_meta_blocks) * 4096)));
 			json_object_set_new(o, "provisioned", json_integer((json_int_t)ti.virtual_bytes));
-			json_object_set_new(o, "overcommit", json_real(total ?
-					    (double)(uint64_t)(ti.virtual_bytes * 100 / total) / 100 : 0));
+			json_object_set_new(o, "overcommit", json_real(total ? (double)(uint64_t)
+					    ((double)ti.virtual_bytes / (double)total * 100) / 100 : 0));
 			json_object_set_new(o, "low_space_threshold", json_integer((json_int_t)
 					    (p->low_water * ti.chunk_size)));
 			json_object_set_new(o, "low_space", json_boolean(ti.free_chunks < p->low_water));
@@ -994,21 +994,77 @@ static json_t *vol_resize(json_t *params, void *arg, struct rpc_err *err)
 			 "yet (the thin pool has no resize)");
 }
 
+/*
+ * Rollback VOL@SNAP: VOL becomes a writable copy of the snapshot again.
+ * The thin pool has no call for it, so: a trial clone of the snapshot
+ * (proves that the metadata has room and time for one), dropped; then
+ * VOL is deleted and the snapshot cloned as VOL. Its other snapshots,
+ * older or newer, stay as they are (snapshots are independent volumes).
+ */
+#define ROLLBACK_TMP	".rollback-tmp"
+
 static json_t *vol_rollback(json_t *params, void *arg, struct rpc_err *err)
 {
-	const char *name;
+	const char *name, *at;
+	char vname[THIN_NAME_MAX], claims[256];
+	struct pool *p, *vp;
+	struct vol *s, *v;
+	int rc;
 
 	if (rpc_params_only(params, err, "snapshot", NULL) ||
 	    rpc_param_str(params, "snapshot", RPC_REQUIRED, &name, err))
 		return NULL;
-	if (!strchr(name, '@'))
+	at = strchr(name, '@');
+	if (!at)
 		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: roll back to a "
-				 "snapshot, VOL@SNAP, not '%s'", name);
-	if (!vol_find(name, NULL))
+				 "snapshot, VOL@SNAP, not '%.64s'", name);
+	s = vol_find(name, &p);
+	if (!s)
 		return rpc_error(err, RPC_ERR_NOT_FOUND, "no snapshot named '%.64s'", name);
-	return rpc_error(err, RPC_ERR_NOT_SUPPORTED, "rollback is not supported yet (the thin "
-			 "pool cannot swap a volume's mapping for a snapshot's); clone the "
-			 "snapshot instead");
+	snprintf(vname, sizeof(vname), "%.*s", (int)(at - name), name);
+	v = vol_find(vname, &vp);
+	if (!v || vp != p)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "volume '%s' is gone: clone the snapshot "
+				 "instead", vname);
+	if (!p->tp)
+		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", p->name, p->error);
+	if (vol_in_use(v, claims, sizeof(claims)))
+		return rpc_error(err, RPC_ERR_BUSY, "volume '%s' is in use by '%s': unexport it "
+				 "first", vname, claims);
+	thin_vol_delete(p->tp, ROLLBACK_TMP);	/* a leftover of a crash, if any */
+	rc = thin_clone_create(p->tp, name, ROLLBACK_TMP);
+	if (rc)
+		return rpc_error_errno(err, rc, "rolling '%s' back to '%s'", vname, name);
+	rc = thin_vol_delete(p->tp, ROLLBACK_TMP);
+	if (rc)
+		return rpc_error_errno(err, rc, "rolling '%s' back to '%s'", vname, name);
+	rc = vol_detach(v);
+	if (rc)
+		return rpc_error_errno(err, rc, "closing '%s'", vname);
+	rc = thin_vol_delete(p->tp, vname);
+	if (rc) {
+		struct vol *nv;
+
+		rpc_error_errno(err, rc, "rolling '%s' back to '%s'", vname, name);
+		if (!vol_attach(p, vname, &nv))
+			vol_free(v);
+		return NULL;
+	}
+	vol_free(v);
+	rc = thin_clone_create(p->tp, name, vname);
+	if (!rc)
+		rc = vol_attach(p, vname, &v);
+	if (rc) {
+		/* after a trial clone worked: should not happen */
+		LOG_ERR(LS_THIN, "pool %s: rolling %s back to %s: %s: the volume is lost",
+			p->name, vname, name, strerror(-rc));
+		json_object_del(p->vmeta, vname);
+		pools_save(NULL);
+		return rpc_error_errno(err, rc, "rolling '%s' back to '%s' (the volume is lost)",
+				       vname, name);
+	}
+	LOG_INFO(LS_THIN, "pool %s: %s rolled back to %s", p->name, vname, name);
+	return vol_info(p, v, true);
 }
 
 /* ------------------------------------------------------------ life cycle */
@@ -1099,6 +1155,10 @@ static int pool_bring_up(struct pool *p)
 	for (unsigned i = 0; i < nn; i++) {
 		struct vol *v;
 
+		if (!strcmp(names[i], ROLLBACK_TMP)) {
+			thin_vol_delete(p->tp, names[i]);
+			continue;
+		}
 		rc = vol_attach(p, names[i], &v);
 		if (!rc)
 			continue;

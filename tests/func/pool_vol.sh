@@ -72,8 +72,13 @@ check "clone v1@s1 c1" volctl clone v1@s1 c1
 check_rc "a clone named like a snapshot" 1 volctl clone v1@s1 c@2
 check_rc "resize is not supported yet" 1 volctl vol resize v1 200M
 check_grep "... and says so" "not supported yet" "$T_TMP/check.out"
-check_rc "rollback is not supported yet" 1 volctl rollback v1@s1
-check_grep "... and says so" "not supported yet" "$T_TMP/check.out"
+check_rc "rollback to a volume, not a snapshot" 1 volctl rollback v1
+check_rc "rollback to an unknown snapshot" 1 volctl rollback v1@nope
+check "rollback v1@s1" volctl rollback v1@s1
+check_grep "... says so" "rolled back to v1@s1" "$T_TMP/check.out"
+check "v1 is still there" volctl vol show v1
+check_grep "... writable" "^readonly +no$" "$T_TMP/check.out"
+check "v1@s1 is still there" volctl vol show v1@s1
 volctl vol list >"$T_TMP/vols" 2>&1
 check_grep "vol list: v1" "^v1 +p0 +100M +0B +no +- +20[0-9]{6}T[0-9]{6}Z" "$T_TMP/vols"
 check_grep "vol list: v1@s1" "^v1@s1 +p0 +100M +0B +yes +v1 " "$T_TMP/vols"

@@ -1214,7 +1214,7 @@ static int cmd_clone(struct ctx *c, int argc, char **argv)
 
 static int cmd_rollback(struct ctx *c, int argc, char **argv)
 {
-	return simple_verb(c, argc, argv, "vol.rollback", NULL, "snapshot", NULL);
+	return simple_verb(c, argc, argv, "vol.rollback", "rolled back to %s", "snapshot", NULL);
 }
 
 static int cmd_debug(struct ctx *c, int argc, char **argv)
@@ -1359,8 +1359,9 @@ static const struct verb verbs[] = {
 	{ "clone", NULL, cmd_clone, "VOL@SNAP NEWVOL", "make a writable volume from a snapshot",
 	  "Creates NEWVOL, a writable volume sharing VOL@SNAP's data (copy on write).\n"
 	  "A writable volume can be cloned too.\n" },
-	{ "rollback", NULL, cmd_rollback, "VOL@SNAP", "roll a volume back (not supported yet)",
-	  "Not supported yet; clone the snapshot instead.\n" },
+	{ "rollback", NULL, cmd_rollback, "VOL@SNAP", "roll a volume back to a snapshot",
+	  "VOL becomes what VOL@SNAP holds: what was written since is lost. Its\n"
+	  "snapshots, older and newer, stay. Refused while VOL is exported.\n" },
 	{ "debug", NULL, cmd_debug, "[LIST]", "switch debug messages per subsystem",
 	  "LIST is comma-separated subsystems (core, ev, blk, rpc, nbd, iscsi, scsi,\n"
 	  "raid, thin, fault, bench), 'all' or 'none'. Without LIST, shows the current.\n" },
