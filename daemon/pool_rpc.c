@@ -643,6 +643,32 @@ static json_t *pool_destroy(json_t *params, void *arg, struct rpc_err *err)
 	return json_pack("{s:s,s:i}", "destroyed", name, "volumes", nv);
 }
 
+/* Recount every reference in the pool's metadata (thin_pool_check). */
+static json_t *pool_check(json_t *params, void *arg, struct rpc_err *err)
+{
+	struct thin_check_report rep = { 0 };
+	const char *name;
+	struct pool *p;
+	int rc;
+
+	if (rpc_params_only(params, err, "name", NULL) ||
+	    rpc_param_str(params, "name", RPC_REQUIRED, &name, err))
+		return NULL;
+	p = pool_find(name);
+	if (!p)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", name);
+	if (!p->tp)
+		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", name, p->error);
+	rc = thin_pool_check(p->tp, &rep);
+	if (rc && rc != -EUCLEAN)
+		return rpc_error_errno(err, rc, "checking pool '%s'", name);
+	LOG_INFO(LS_THIN, "pool %s checked: %s, %llu errors", name, rc ? "damaged" : "clean",
+		 (unsigned long long)rep.errors);
+	return json_pack("{s:s,s:b,s:i,s:I,s:I,s:I}", "name", name, "clean", !rc,
+			 "volumes", rep.volumes, "node_refs", (json_int_t)rep.node_refs,
+			 "mappings", (json_int_t)rep.mappings, "errors", (json_int_t)rep.errors);
+}
+
 /* ------------------------------------------------------------ volumes */
 
 static json_t *vol_info(struct pool *p, struct vol *v, bool detail)
@@ -1087,6 +1113,7 @@ void pool_rpc_init(void)
 	rpc_register("pool.list", pool_list, NULL);
 	rpc_register("pool.show", pool_show, NULL);
 	rpc_register("pool.destroy", pool_destroy, NULL);
+	rpc_register("pool.check", pool_check, NULL);
 	rpc_register("vol.create", vol_create, NULL);
 	rpc_register("vol.list", vol_list, NULL);
 	rpc_register("vol.show", vol_show, NULL);

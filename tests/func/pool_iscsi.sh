@@ -129,5 +129,7 @@ check "v1 reads the old pattern again" qio "$URL/0" -r -c 'read -P 0x11 0 1M' \
 check "v1 is writable" qio "$URL/0" -c 'write -P 0x66 0 64k' -c 'read -P 0x66 0 64k' -c flush
 check "the snapshot is unchanged" qio "$URL/1" -r -c 'read -P 0x11 0 1M'
 check "the clone is unchanged" qio "$URL2/0" -r -c 'read -P 0x44 0 64k' -c 'read -P 0x55 1M 1M'
+check "pool check after all that" volctl pool check p5
+check_grep "... clean" "^pool p5: clean: 3 volumes, [0-9]+ mappings, 0 errors" "$T_TMP/check.out"
 check "sand stops cleanly after the rollback" sand_stop
 t_done

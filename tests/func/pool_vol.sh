@@ -106,6 +106,9 @@ check_grep "... its snapshot went with it" "^v1@20[0-9]{6}T[0-9]{6}Z deleted" "$
 check_rc "v1 is gone" 1 volctl vol show v1
 check_rc "deleting it again" 1 volctl vol delete v1
 check "snapshot v2 keep" volctl snapshot v2 keep
+check "pool check p0" volctl pool check p0
+check_grep "... clean" "^pool p0: clean: 3 volumes" "$T_TMP/check.out"
+check_rc "pool check of an unknown pool" 1 volctl pool check nope
 check "sand stops cleanly" sand_stop
 
 # ---- restart ----

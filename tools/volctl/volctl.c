@@ -1021,6 +1021,36 @@ static int cmd_pool_destroy(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+static int cmd_pool_check(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	json_t *r;
+	int rc;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1)
+		return 2;
+	if (optind >= argc)
+		return usage_error(c, "missing POOL");
+	if (optind + 1 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+	r = call(c, "pool.check", json_pack("{s:s}", "name", argv[optind]));
+	if (!r)
+		return 1;
+	rc = json_is_true(json_object_get(r, "clean")) ? 0 : 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("pool %s: %s: %lld volumes, %lld mappings, %lld errors%s\n", argv[optind],
+		       rc ? "DAMAGED" : "clean",
+		       (long long)json_integer_value(json_object_get(r, "volumes")),
+		       (long long)json_integer_value(json_object_get(r, "mappings")),
+		       (long long)json_integer_value(json_object_get(r, "errors")),
+		       rc ? " (see the daemon's log)" : "");
+	json_decref(r);
+	return rc;
+}
+
 /* vol create VOL --pool POOL --size SIZE */
 static int cmd_vol_create(struct ctx *c, int argc, char **argv)
 {
@@ -1337,6 +1367,10 @@ static const struct verb verbs[] = {
 	  "Closes the pool, releases its disks and wipes their RAID superblocks.\n"
 	  "Refused while the pool has volumes, unless --force (which destroys them\n"
 	  "too); always refused while one of them is exported.\n" },
+	{ "pool", "check", cmd_pool_check, "POOL", "check a pool's metadata",
+	  "Walks every tree of the pool's metadata and recounts every reference to\n"
+	  "each metadata block and data chunk against the space maps, while the pool\n"
+	  "serves I/O. Exit status 1 when they disagree (the differences are logged).\n" },
 	{ "vol", "create", cmd_vol_create, "VOL --pool POOL --size SIZE", "create a thin volume",
 	  "Creates thin volume VOL of SIZE bytes (a multiple of the block size) in\n"
 	  "POOL. Space is taken as it is written. VOL can then be exported by name.\n" },
