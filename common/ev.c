@@ -332,7 +332,11 @@ void ev_io_stop(struct ev_loop *loop, struct ev_io *io)
 		if (p->armed) {
 			struct io_uring_sqe *sqe = get_sqe_raw(loop);
 
-			io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)&p->cqe);
+			/* ASYNC_CANCEL, not POLL_REMOVE: POLL_REMOVE fails with
+			 * -EALREADY while a wakeup of the multishot poll is being
+			 * handled, and the poll then stays armed for good (it
+			 * keeps the socket open after close()). */
+			io_uring_prep_cancel64(sqe, (__u64)(uintptr_t)&p->cqe, 0);
 			io_uring_sqe_set_data(sqe, NULL);
 			list_add_tail(&p->link, &loop->polls);	/* freed by poll_cqe */
 		} else {

@@ -33,6 +33,7 @@ static void (*const rpc_modules[])(void) = {
 	disk_rpc_init,
 	pool_rpc_init,		/* before the exports: its shutdown hook runs after theirs */
 	iscsi_rpc_init,
+	nbd_rpc_init,
 };
 
 /* Restore what the state file says, in dependency order (disks before the
@@ -41,6 +42,7 @@ static void (*const restore_steps[])(void) = {
 	disk_restore,
 	pool_restore,
 	iscsi_restore,
+	nbd_restore,
 };
 
 static void usage(FILE *f)

@@ -62,6 +62,11 @@ void disk_rpc_init(void);
 void disk_restore(void);
 /* Flush and close every disk (at shutdown). */
 void disk_close_all(void);
+/* daemon/nbd/nbd_rpc.c: nbd.*, export.nbd, export.list, unexport.nbd and the
+ * shutdown hook; nbd_restore brings back the listeners and exports of the
+ * state file (after the disks, and later the volumes, are back). */
+void nbd_rpc_init(void);
+void nbd_restore(void);
 
 /* ---- pool_rpc.c: pools and thin volumes ---- */
 void pool_rpc_init(void);

@@ -1312,6 +1312,107 @@ static int cmd_call(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- nbd */
+
+static int cmd_nbd_listen(struct ctx *c, int argc, char **argv)
+{
+	return simple_verb(c, argc, argv, "nbd.listen", NULL, "address", NULL);
+}
+
+static int cmd_nbd_unlisten(struct ctx *c, int argc, char **argv)
+{
+	return simple_verb(c, argc, argv, "nbd.unlisten", "nbd: stopped listening on %s",
+			   "address", NULL);
+}
+
+static int cmd_nbd_list(struct ctx *c, int argc, char **argv)
+{
+	return simple_verb(c, argc, argv, "nbd.list", NULL, NULL);
+}
+
+static int cmd_export_nbd(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "name", required_argument, NULL, 'n' },
+		{ "readonly", no_argument, NULL, 'r' },
+		{ "description", required_argument, NULL, 'd' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *name = NULL, *desc = NULL;
+	bool ro = false;
+	json_t *params, *r;
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		switch (o) {
+		case 'n': name = optarg; break;
+		case 'r': ro = true; break;
+		case 'd': desc = optarg; break;
+		default: return 2;
+		}
+	}
+	if (optind >= argc)
+		return usage_error(c, "missing DISK_OR_VOL");
+	if (optind + 1 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+	params = json_pack("{s:s,s:b}", "device", argv[optind], "readonly", ro);
+	if (name)
+		json_object_set_new(params, "name", json_string(name));
+	if (desc)
+		json_object_set_new(params, "description", json_string(desc));
+	r = call(c, "export.nbd", params);
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("nbd export %s: %s%s\n", jstr(r, "name") ? jstr(r, "name") : "?",
+		       argv[optind], ro ? ", read-only" : "");
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_export_list(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	struct table t;
+	json_t *r, *e;
+	size_t i;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1)
+		return 2;
+	if (optind < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	r = call(c, "export.list", NULL);
+	if (!r)
+		return 1;
+	if (c->json) {
+		print_json(r);
+		json_decref(r);
+		return 0;
+	}
+	table_init(&t, 7, "PROTO", "NAME", "DEVICE", "SIZE", "RO", "CLIENTS", "STATE");
+	json_array_foreach(r, i, e) {
+		char sz[32], cl[32], st[600];
+
+		snprintf(st, sizeof(st), "%s%s%s", jstr(e, "state") ? jstr(e, "state") : "?",
+			 jstr(e, "error") ? ": " : "", jstr(e, "error") ? jstr(e, "error") : "");
+		table_row(&t, jstr(e, "protocol"), jstr(e, "name"), jstr(e, "device"),
+			  jsize(e, "size", sz, sizeof(sz)), jyes(e, "readonly"),
+			  jint(e, "clients", cl, sizeof(cl)), st);
+	}
+	table_print(&t);
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_unexport_nbd(struct ctx *c, int argc, char **argv)
+{
+	return simple_verb(c, argc, argv, "unexport.nbd", "nbd export %s removed", "name", NULL);
+}
+
 static const struct verb verbs[] = {
 	{ "status", NULL, cmd_status, "", "show the daemon's version, uptime, reactors and backends",
 	  "Shows what the daemon is (version, pid, uptime, state directory, socket) and\n"
@@ -1396,6 +1497,32 @@ static const struct verb verbs[] = {
 	{ "rollback", NULL, cmd_rollback, "VOL@SNAP", "roll a volume back to a snapshot",
 	  "VOL becomes what VOL@SNAP holds: what was written since is lost. Its\n"
 	  "snapshots, older and newer, stay. Refused while VOL is exported.\n" },
+	{ "nbd", "listen", cmd_nbd_listen, "ADDR:PORT|[IPV6]:PORT|unix:PATH",
+	  "serve NBD on a TCP address or a unix socket",
+	  "Listens for NBD clients on ADDR:PORT (IPv4, or [IPv6] in brackets; port 0\n"
+	  "picks a free one) or on the unix socket PATH, and remembers it across\n"
+	  "restarts. Clients reach every NBD export through every listener.\n" },
+	{ "nbd", "unlisten", cmd_nbd_unlisten, "ADDR",
+	  "stop listening on an NBD address",
+	  "Stops accepting NBD clients on ADDR (as given to 'nbd listen'). Clients\n"
+	  "already connected stay connected.\n" },
+	{ "nbd", "list", cmd_nbd_list, "", "list the NBD listeners",
+	  "Lists every NBD listener: the address given, what it is bound to, and its\n"
+	  "state (failed with the reason when it could not be restored at start).\n" },
+	{ "export", "nbd", cmd_export_nbd,
+	  "DISK_OR_VOL [--name NAME] [--readonly] [--description TEXT]",
+	  "export a disk or volume over NBD",
+	  "Serves DISK_OR_VOL to NBD clients as export NAME (default: its own name),\n"
+	  "read-only with --readonly, and remembers it across restarts. The device is\n"
+	  "claimed by the export until 'unexport nbd'. Exports advertise multi-conn:\n"
+	  "a FLUSH on any connection covers writes acknowledged on every connection.\n" },
+	{ "export", "list", cmd_export_list, "", "list the exports",
+	  "Lists every export: protocol, name, device, size, read-only, connected\n"
+	  "clients and state (failed with the reason when it could not be restored).\n" },
+	{ "unexport", "nbd", cmd_unexport_nbd, "NAME", "stop exporting over NBD",
+	  "Stops serving NBD export NAME: new clients are refused at once, connected\n"
+	  "clients get replies to their in-flight requests and are then disconnected,\n"
+	  "and the device is released. Forgotten across restarts.\n" },
 	{ "debug", NULL, cmd_debug, "[LIST]", "switch debug messages per subsystem",
 	  "LIST is comma-separated subsystems (core, ev, blk, rpc, nbd, iscsi, scsi,\n"
 	  "raid, thin, fault, bench), 'all' or 'none'. Without LIST, shows the current.\n" },

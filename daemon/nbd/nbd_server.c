@@ -1,0 +1,1687 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The NBD server: listeners, exports, connections.
+ *
+ * Threads. The control plane (nbd_listen, nbd_export_add, ...) runs on its
+ * own thread and talks to reactors with reactor_call(). A listener's socket
+ * is watched on one reactor; each accepted socket goes to the next reactor
+ * (round-robin) and stays there. Everything about a connection is touched
+ * only by its reactor, so the data path takes no lock; the server lock
+ * guards the export and listener lists and the reference counts.
+ *
+ * A connection reads with an explicit state machine (rx): client flags,
+ * option headers and payloads, then request headers and write payloads.
+ * Everything that arrives is first checked by the codec (proto/nbd) and only
+ * then acted on. Reads go through a small per-connection buffer; large write
+ * payloads are received straight into the request's own buffer. The socket
+ * is edge-triggered, so rx reads until EAGAIN, or stops on purpose:
+ *  - backpressure: too many requests (or bytes) in flight; rx resumes
+ *    through ev_defer() when a reply has gone out;
+ *  - drain (DISC, export removal, shutdown): rx stops for good.
+ *
+ * Requests are pipelined: each becomes a struct nbd_io from the
+ * connection's free list (its buffer is kept for the next request, so after
+ * warm-up nothing is allocated per I/O), is submitted to the export's block
+ * channel on this reactor, and when its bio ends the reply is queued on tx.
+ * Replies go out in completion order, as the protocol allows, several at
+ * once with one sendmsg (header and payload as separate iovecs); when the
+ * socket is full, tx waits for EV_WRITE.
+ *
+ * Lifetime. A connection is closed (socket shut, nothing more sent or
+ * read) at once on a protocol error or EOF, but freed only when no bio of
+ * it is in flight: the bios name its buffers. Freeing is deferred once more
+ * so that tasks already queued for it see it closed first.
+ *
+ * Multi-conn. We keep no cache: a write is acknowledged only after its bio
+ * has ended in the device, and FLUSH is a device flush, which makes every
+ * completed write durable whichever connection or channel sent it. So a
+ * FLUSH on any connection covers every write acknowledged on any connection
+ * to the export, which is what NBD_FLAG_CAN_MULTI_CONN promises.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include "sand/blkdev.h"
+#include "sand/ev.h"
+#include "sand/log.h"
+#include "sand/nbd.h"
+#include "sand/reactor.h"
+#include "proto/nbd/nbd_proto.h"
+
+#define NBD_MAX_PAYLOAD		(32u << 20)	/* READ/WRITE length limit */
+#define NBD_MAX_INFLIGHT	128u		/* requests per connection */
+#define NBD_MAX_INFLIGHT_BYTES	(64u << 20)	/* READ/WRITE bytes per connection */
+#define NBD_BUF_CACHE_BYTES	(32u << 20)	/* buffers kept per connection */
+#define RBUF_SIZE		(16u * 1024)
+#define HANDSHAKE_TIMEOUT_NS	(30ull * 1000000000)
+#define DRAIN_TIMEOUT_NS	(5ull * 1000000000)
+#define KEEPALIVE_IDLE_S	30
+#define KEEPALIVE_INTVL_S	10
+#define KEEPALIVE_CNT		3
+#define USER_TIMEOUT_MS		60000u
+#define IO_HDR_MAX		64
+#define TX_IOV_MAX		64
+
+struct nbd_export;
+
+/* An export's channel on one reactor: opened by the first client there,
+ * closed when the export is removed and its last client there has gone. */
+struct exp_chan {
+	struct nbd_export *exp;
+	struct blkchan	*ch;
+	unsigned	users;		/* attached connections on this reactor */
+	struct list_head retry;		/* ios refused with -EAGAIN/-ENOMEM */
+	struct ev_task	retry_task;
+};
+
+struct nbd_export {
+	struct list_head link;
+	char		*name, *desc;
+	char		claim[BLK_NAME_MAX];
+	struct blkdev	*bd;
+	bool		ro;
+	bool		removing;
+	unsigned	refs;		/* list + attached conns + open chans */
+	unsigned	clients;
+	struct exp_chan	*xc;		/* [srv.nr] */
+};
+
+struct nbd_reactor {
+	unsigned	idx;
+	struct ev_loop	*loop;
+	struct list_head conns;
+};
+
+struct nbd_listener {
+	struct list_head link;
+	char		addr[256];
+	char		bound[300];
+	char		path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int		fd;
+	unsigned	ridx;
+	struct ev_io	io;
+	struct ev_timer	retry;
+};
+
+enum rx_state {
+	RX_CFLAGS,
+	RX_OPT_HDR,
+	RX_OPT_DATA,
+	RX_OPT_SKIP,		/* an option too big to keep */
+	RX_REQ_HDR,
+	RX_REQ_DATA,		/* a WRITE payload into cur->buf */
+	RX_REQ_SKIP,		/* a refused WRITE's payload */
+	RX_STOP,
+};
+
+struct nbd_conn;
+
+struct nbd_io {
+	struct nbd_conn	*c;
+	struct list_head link;		/* free list, txq or exp_chan.retry */
+	struct nbd_req	req;
+	uint32_t	err;		/* NBD error decided before any bio */
+	uint32_t	acct;		/* bytes counted in c->inflight_bytes */
+	enum bio_op	op;		/* for retries */
+	uint32_t	bflags;
+	bool		then_flush;	/* TRIM+FUA: a flush after the discard */
+	uint8_t		*buf;
+	uint32_t	cap;
+	uint8_t		hdr[IO_HDR_MAX];
+	uint32_t	hdrlen, datalen;
+	size_t		txoff;
+};
+
+struct nbd_conn {
+	struct nbd_reactor *r;
+	struct list_head link;		/* r->conns */
+	int		fd;
+	struct ev_io	io;
+	struct ev_task	rx_task, tx_task, free_task;
+	struct ev_timer	timer;
+	char		peer[96];
+
+	/* rx */
+	enum rx_state	rx;
+	uint8_t		*rbuf;
+	size_t		rpos, rlen;
+	uint8_t		hdr[NBD_REQ_LEN];
+	uint64_t	need, got;
+	uint8_t		*dst;		/* where the current unit goes; NULL: dropped */
+
+	/* handshake */
+	uint32_t	cflags;
+	struct nbd_opt_hdr opt;
+	uint8_t		*opt_data;
+	struct nbd_buf	out;
+	size_t		out_off;
+	bool		structured;
+	bool		meta;		/* base:allocation selected */
+	char		*meta_name;	/* ... for this export name */
+
+	/* transmission */
+	bool		transmission;
+	struct nbd_export *exp;
+	struct exp_chan	*xc;
+	struct nbd_limits lim;
+	struct nbd_io	*cur;
+	struct list_head free_ios, txq;
+	unsigned	nios;
+	unsigned	inflight;	/* ios between header and reply sent */
+	unsigned	bios;		/* ios with a bio out (or waiting to retry) */
+	uint64_t	inflight_bytes;
+	uint64_t	buf_bytes;	/* capacity of every io buffer */
+
+	bool		rx_blocked;
+	bool		finishing;	/* close once everything in flight is answered */
+	bool		closed;
+	bool		free_queued;
+};
+
+static struct {
+	pthread_mutex_t	api_lock;	/* serialises the control-plane API */
+	pthread_mutex_t	lock;		/* lists, refs, counts */
+	pthread_cond_t	cond;
+	struct list_head exports, listeners;
+	struct nbd_reactor *r;
+	unsigned	nr;
+	unsigned	nconns;
+	int		shutting_down;	/* atomic */
+} srv = {
+	.api_lock = PTHREAD_MUTEX_INITIALIZER,
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.cond = PTHREAD_COND_INITIALIZER,
+	.exports = LIST_HEAD_INIT(srv.exports),
+	.listeners = LIST_HEAD_INIT(srv.listeners),
+};
+
+static void conn_rx(struct nbd_conn *c);
+static void conn_tx(struct nbd_conn *c);
+static void conn_close(struct nbd_conn *c, const char *why);
+static void conn_maybe_finish(struct nbd_conn *c);
+static void io_reply(struct nbd_io *io, uint32_t err);
+static void io_submit(struct nbd_io *io, enum bio_op op, uint32_t flags);
+
+/* ================================================================ exports */
+
+/* Under srv.lock. */
+static void export_put_locked(struct nbd_export *exp)
+{
+	if (--exp->refs == 0)
+		pthread_cond_broadcast(&srv.cond);
+}
+
+static void export_free(struct nbd_export *exp)
+{
+	blkdev_release(exp->bd, exp->claim);
+	free(exp->xc);
+	free(exp->name);
+	free(exp->desc);
+	free(exp);
+}
+
+/* Under srv.lock. "" names the export called "", else the first one. */
+static struct nbd_export *export_find_locked(const char *name, size_t len)
+{
+	struct nbd_export *first = NULL;
+	struct list_head *pos;
+
+	list_for_each(pos, &srv.exports) {
+		struct nbd_export *exp = list_entry(pos, struct nbd_export, link);
+
+		if (exp->removing)
+			continue;
+		if (!first)
+			first = exp;
+		if (strlen(exp->name) == len && !memcmp(exp->name, name, len))
+			return exp;
+	}
+	return len == 0 ? first : NULL;
+}
+
+/*
+ * The extents of [off, off+len) for base:allocation. Until the block layer
+ * can tell holes (thin volumes will), everything is allocated data: that is
+ * the honest answer for a plain disk, and never claims zeros we have not
+ * checked.
+ */
+static unsigned export_block_status(struct nbd_export *exp, uint64_t off, uint32_t len,
+				    struct nbd_extent *ext, unsigned max)
+{
+	(void)exp;
+	(void)off;
+	if (!max)
+		return 0;
+	ext[0].len = len;
+	ext[0].flags = 0;
+	return 1;
+}
+
+static uint16_t export_tflags(const struct nbd_export *exp, bool structured)
+{
+	struct blkdev *bd = exp->bd;
+	uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_CACHE | NBD_FLAG_CAN_MULTI_CONN;
+
+	if (blkdev_supports(bd, BIO_FLUSH))
+		f |= NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA;
+	if (exp->ro || bd->readonly) {
+		f |= NBD_FLAG_READ_ONLY;
+	} else {
+		if (blkdev_supports(bd, BIO_DISCARD))
+			f |= NBD_FLAG_SEND_TRIM;
+		/* Zeroing through the device is what makes it fast; we do not
+		 * emulate it with writes, so FAST_ZERO never has to fail. */
+		if (blkdev_supports(bd, BIO_WRITE_ZEROES))
+			f |= NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
+	}
+	if (structured)
+		f |= NBD_FLAG_SEND_DF;
+	return f;
+}
+
+/* ================================================================ ios */
+
+static struct nbd_io *io_get(struct nbd_conn *c)
+{
+	struct nbd_io *io;
+
+	if (!list_empty(&c->free_ios)) {
+		io = list_first_entry(&c->free_ios, struct nbd_io, link);
+		list_del(&io->link);
+	} else {
+		io = calloc(1, sizeof(*io));
+		if (!io)
+			return NULL;
+		io->c = c;
+		list_init(&io->link);
+		c->nios++;
+	}
+	io->err = 0;
+	io->acct = 0;
+	io->then_flush = false;
+	io->hdrlen = io->datalen = 0;
+	io->txoff = 0;
+	c->inflight++;
+	return io;
+}
+
+static int io_buf_reserve(struct nbd_io *io, uint32_t len)
+{
+	struct nbd_conn *c = io->c;
+	void *p;
+
+	if (io->cap >= len)
+		return 0;
+	if (posix_memalign(&p, 4096, len))
+		return -ENOMEM;
+	c->buf_bytes -= io->cap;
+	free(io->buf);
+	io->buf = p;
+	io->cap = len;
+	c->buf_bytes += len;
+	return 0;
+}
+
+static bool conn_over_limit(const struct nbd_conn *c)
+{
+	return c->inflight >= NBD_MAX_INFLIGHT || c->inflight_bytes >= NBD_MAX_INFLIGHT_BYTES;
+}
+
+static void rx_task_fn(struct ev_task *t)
+{
+	conn_rx(container_of(t, struct nbd_conn, rx_task));
+}
+
+/* The request is answered (or dropped): back to the free list. */
+static void io_release(struct nbd_io *io)
+{
+	struct nbd_conn *c = io->c;
+
+	c->inflight_bytes -= io->acct;
+	io->acct = 0;
+	c->inflight--;
+	if (c->buf_bytes > NBD_BUF_CACHE_BYTES) {
+		c->buf_bytes -= io->cap;
+		free(io->buf);
+		io->buf = NULL;
+		io->cap = 0;
+	}
+	list_add(&io->link, &c->free_ios);
+	if (c->rx_blocked && !c->closed && !conn_over_limit(c)) {
+		c->rx_blocked = false;
+		ev_defer(c->r->loop, &c->rx_task, rx_task_fn);
+	}
+}
+
+static void retry_task_fn(struct ev_task *t)
+{
+	struct exp_chan *xc = container_of(t, struct exp_chan, retry_task);
+
+	while (!list_empty(&xc->retry)) {
+		struct nbd_io *io = list_first_entry(&xc->retry, struct nbd_io, link);
+		struct nbd_conn *c = io->c;
+
+		list_del(&io->link);
+		c->bios--;
+		if (c->closed) {
+			io_release(io);
+			conn_close(c, NULL);	/* re-check whether it can be freed */
+			continue;
+		}
+		io_submit(io, io->op, io->bflags);
+		if (xc->retry.prev == &io->link)
+			break;		/* refused again: wait for more completions */
+	}
+}
+
+static void io_bio_end(struct bio *bio, int status)
+{
+	struct nbd_io *io = bio->end_arg;
+	struct nbd_conn *c = io->c;
+	struct exp_chan *xc = c->xc;
+
+	c->bios--;
+	if (!list_empty(&xc->retry))
+		ev_defer(c->r->loop, &xc->retry_task, retry_task_fn);
+	if (c->closed) {
+		io_release(io);
+		conn_close(c, NULL);
+		return;
+	}
+	if (status == 0 && io->then_flush) {
+		io->then_flush = false;
+		io_submit(io, BIO_FLUSH, 0);
+		return;
+	}
+	if (status)
+		LOG_RATELIMIT(LOG_WARN, LS_NBD, "%s: %s at %llu+%u: %s", c->exp->name,
+			      nbd_cmd_name(io->req.type), (unsigned long long)io->req.offset,
+			      io->req.len, strerror(-status));
+	io_reply(io, nbd_errno(status));
+}
+
+static void io_submit(struct nbd_io *io, enum bio_op op, uint32_t flags)
+{
+	struct nbd_conn *c = io->c;
+	struct iovec iov = { .iov_base = io->buf, .iov_len = io->req.len };
+	bool data = op == BIO_READ || op == BIO_WRITE;
+	int rc;
+
+	c->bios++;
+	rc = blk_rw(c->xc->ch, op, flags, data ? &iov : NULL, data ? 1 : 0,
+		    op == BIO_FLUSH ? 0 : io->req.offset, op == BIO_FLUSH ? 0 : io->req.len,
+		    io_bio_end, io);
+	if (rc == 0)
+		return;
+	if (rc == -EAGAIN || rc == -ENOMEM) {
+		io->op = op;
+		io->bflags = flags;
+		list_add_tail(&io->link, &c->xc->retry);	/* still counted in bios */
+		return;
+	}
+	c->bios--;
+	io_reply(io, nbd_errno(rc));
+}
+
+static void tx_task_fn(struct ev_task *t)
+{
+	conn_tx(container_of(t, struct nbd_conn, tx_task));
+}
+
+/* Build the reply in io->hdr (and point at the data) and queue it. */
+static void io_reply(struct nbd_io *io, uint32_t err)
+{
+	struct nbd_conn *c = io->c;
+	bool read = io->req.type == NBD_CMD_READ;
+
+	io->datalen = 0;
+	if (c->structured && read) {
+		if (err) {
+			io->hdrlen = (uint32_t)nbd_sreply_error(io->hdr, io->req.cookie, err);
+		} else {
+			io->hdrlen = (uint32_t)nbd_sreply_offset_data(io->hdr, io->req.cookie,
+								      io->req.offset, io->req.len, true);
+			io->datalen = io->req.len;
+		}
+	} else if (c->structured && io->req.type == NBD_CMD_BLOCK_STATUS && !err) {
+		struct nbd_extent ext[1];
+		unsigned n = export_block_status(c->exp, io->req.offset, io->req.len,
+						 ext, ARRAY_SIZE(ext));
+
+		io->hdrlen = (uint32_t)nbd_sreply_block_status(io->hdr, sizeof(io->hdr),
+							       io->req.cookie,
+							       NBD_META_ID_BASE_ALLOCATION, ext, n);
+	} else if (c->structured && err) {
+		io->hdrlen = (uint32_t)nbd_sreply_error(io->hdr, io->req.cookie, err);
+	} else {
+		io->hdrlen = (uint32_t)nbd_simple_reply(io->hdr, io->req.cookie, err);
+		if (read && !err)
+			io->datalen = io->req.len;
+	}
+	io->txoff = 0;
+	list_add_tail(&io->link, &c->txq);
+	ev_defer(c->r->loop, &c->tx_task, tx_task_fn);
+}
+
+/* A request passed validation: do it. */
+static void io_start(struct nbd_io *io)
+{
+	struct nbd_req *r = &io->req;
+	uint32_t f = 0;
+
+	if (r->flags & NBD_CMD_FLAG_FUA)
+		f |= BIO_FUA;
+	switch (r->type) {
+	case NBD_CMD_READ:
+		io_submit(io, BIO_READ, 0);
+		break;
+	case NBD_CMD_WRITE:
+		io_submit(io, BIO_WRITE, f);
+		break;
+	case NBD_CMD_FLUSH:
+		io_submit(io, BIO_FLUSH, 0);
+		break;
+	case NBD_CMD_TRIM:
+		io->then_flush = f & BIO_FUA;
+		io_submit(io, BIO_DISCARD, 0);
+		break;
+	case NBD_CMD_WRITE_ZEROES:
+		if (r->flags & NBD_CMD_FLAG_NO_HOLE)
+			f |= BIO_NOUNMAP;
+		io_submit(io, BIO_WRITE_ZEROES, f);
+		break;
+	case NBD_CMD_CACHE:
+		/* A hint to prefetch; we keep no cache, so there is nothing
+		 * to do but say yes. */
+	case NBD_CMD_BLOCK_STATUS:
+	default:
+		io_reply(io, NBD_SUCCESS);
+		break;
+	}
+}
+
+/* ================================================================ connections */
+
+static void free_task_fn(struct ev_task *t)
+{
+	struct nbd_conn *c = container_of(t, struct nbd_conn, free_task);
+
+	if (c->exp) {
+		struct exp_chan *xc = c->xc;
+		struct nbd_export *exp = c->exp;
+		bool close_chan;
+
+		pthread_mutex_lock(&srv.lock);
+		exp->clients--;
+		close_chan = --xc->users == 0 && exp->removing;
+		export_put_locked(exp);
+		pthread_mutex_unlock(&srv.lock);
+		if (close_chan && xc->ch) {
+			struct blkchan *ch = xc->ch;
+
+			xc->ch = NULL;
+			blk_chan_close(ch, NULL, NULL);	/* nothing of ours is in flight */
+			pthread_mutex_lock(&srv.lock);
+			export_put_locked(exp);
+			pthread_mutex_unlock(&srv.lock);
+		}
+	}
+	list_del(&c->link);
+	while (!list_empty(&c->free_ios)) {
+		struct nbd_io *io = list_first_entry(&c->free_ios, struct nbd_io, link);
+
+		list_del(&io->link);
+		free(io->buf);
+		free(io);
+		c->nios--;
+	}
+	if (c->nios)
+		LOG_ERR(LS_NBD, "%s: freed with %u requests outstanding", c->peer, c->nios);
+	free(c->rbuf);
+	free(c->meta_name);
+	free(c);
+	pthread_mutex_lock(&srv.lock);
+	if (--srv.nconns == 0)
+		pthread_cond_broadcast(&srv.cond);
+	pthread_mutex_unlock(&srv.lock);
+}
+
+/*
+ * Close the socket (once) and free the connection when no bio names it any
+ * more. Safe to call again: with why == NULL it only re-checks.
+ */
+static void conn_close(struct nbd_conn *c, const char *why)
+{
+	if (!c->closed) {
+		c->closed = true;
+		if (why)
+			LOG_DBG(LS_NBD, "%s: closing: %s", c->peer, why);
+		ev_io_stop(c->r->loop, &c->io);
+		close(c->fd);
+		c->fd = -1;
+		ev_timer_stop(c->r->loop, &c->timer);
+		if (c->cur) {
+			io_release(c->cur);
+			c->cur = NULL;
+		}
+		while (!list_empty(&c->txq)) {
+			struct nbd_io *io = list_first_entry(&c->txq, struct nbd_io, link);
+
+			list_del(&io->link);
+			io_release(io);
+		}
+		nbd_buf_free(&c->out);
+		free(c->opt_data);
+		c->opt_data = NULL;
+		if (c->xc && !list_empty(&c->xc->retry))
+			ev_defer(c->r->loop, &c->xc->retry_task, retry_task_fn);
+	}
+	if (c->bios == 0 && !c->free_queued) {
+		c->free_queued = true;
+		ev_defer(c->r->loop, &c->free_task, free_task_fn);
+	}
+}
+
+static void timer_fn(struct ev_timer *t)
+{
+	struct nbd_conn *c = container_of(t, struct nbd_conn, timer);
+
+	conn_close(c, c->transmission ? "drain timed out" : "handshake timed out");
+}
+
+/* Close when asked to finish and nothing is left to answer. */
+static void conn_maybe_finish(struct nbd_conn *c)
+{
+	if (c->finishing && !c->closed && c->inflight == 0 &&
+	    c->out_off >= c->out.len && list_empty(&c->txq))
+		conn_close(c, "finished");
+}
+
+/* Stop reading; answer what is in flight, then close. */
+static void conn_drain(struct nbd_conn *c)
+{
+	if (c->closed)
+		return;
+	if (!c->transmission) {
+		conn_close(c, "server going away");
+		return;
+	}
+	c->rx = RX_STOP;
+	if (c->cur) {		/* a write payload half received: drop it */
+		io_release(c->cur);
+		c->cur = NULL;
+	}
+	c->finishing = true;
+	ev_timer_start(c->r->loop, &c->timer, DRAIN_TIMEOUT_NS, timer_fn);
+	conn_maybe_finish(c);
+}
+
+/* ---------------------------------------------------------------- tx */
+
+static void conn_tx(struct nbd_conn *c)
+{
+	while (!c->closed && (c->out_off < c->out.len || !list_empty(&c->txq))) {
+		struct iovec iov[TX_IOV_MAX];
+		struct msghdr m = { .msg_iov = iov };
+		struct list_head *pos;
+		size_t w;
+		ssize_t n;
+		int cnt = 0;
+
+		if (c->out_off < c->out.len) {
+			iov[cnt].iov_base = c->out.p + c->out_off;
+			iov[cnt++].iov_len = c->out.len - c->out_off;
+		}
+		list_for_each(pos, &c->txq) {
+			struct nbd_io *io = list_entry(pos, struct nbd_io, link);
+			size_t off = io->txoff;
+
+			if (cnt > TX_IOV_MAX - 2)
+				break;
+			if (off < io->hdrlen) {
+				iov[cnt].iov_base = io->hdr + off;
+				iov[cnt++].iov_len = io->hdrlen - off;
+				off = io->hdrlen;
+			}
+			if (io->datalen) {
+				iov[cnt].iov_base = io->buf + (off - io->hdrlen);
+				iov[cnt++].iov_len = io->datalen - (off - io->hdrlen);
+			}
+		}
+		m.msg_iovlen = (size_t)cnt;
+		n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;		/* EV_WRITE brings us back */
+			conn_close(c, strerror(errno));
+			return;
+		}
+		w = (size_t)n;
+		if (c->out_off < c->out.len) {
+			size_t k = MIN(w, c->out.len - c->out_off);
+
+			c->out_off += k;
+			w -= k;
+			if (c->out_off == c->out.len) {
+				c->out.len = 0;
+				c->out_off = 0;
+				if (c->transmission)
+					nbd_buf_free(&c->out);
+			}
+		}
+		while (w && !list_empty(&c->txq)) {
+			struct nbd_io *io = list_first_entry(&c->txq, struct nbd_io, link);
+			size_t left = io->hdrlen + io->datalen - io->txoff;
+
+			if (w < left) {
+				io->txoff += w;
+				break;
+			}
+			w -= left;
+			list_del(&io->link);
+			io_release(io);
+		}
+	}
+	if (c->closed)
+		return;
+	conn_maybe_finish(c);
+}
+
+/* ---------------------------------------------------------------- handshake */
+
+static void rx_expect(struct nbd_conn *c, enum rx_state st, uint64_t need, uint8_t *dst)
+{
+	c->rx = st;
+	c->need = need;
+	c->got = 0;
+	c->dst = dst;
+}
+
+/* Attach to an export found under srv.lock (which the caller holds). */
+static int conn_attach_locked(struct nbd_conn *c, struct nbd_export *exp)
+{
+	struct exp_chan *xc = &exp->xc[c->r->idx];
+
+	if (!xc->ch) {
+		int rc = blk_chan_open(exp->bd, c->r->loop, &xc->ch);
+
+		if (rc) {
+			LOG_RATELIMIT(LOG_ERROR, LS_NBD, "%s: cannot open a channel: %s",
+				      exp->name, strerror(-rc));
+			return rc;
+		}
+		exp->refs++;
+	}
+	xc->users++;
+	exp->refs++;
+	exp->clients++;
+	c->exp = exp;
+	c->xc = xc;
+	return 0;
+}
+
+static void conn_enter_transmission(struct nbd_conn *c, const char *name, size_t len)
+{
+	struct nbd_export *exp = c->exp;
+
+	/* Contexts chosen for another export name do not carry over. */
+	if (c->meta && (strlen(c->meta_name) != len || memcmp(c->meta_name, name, len)))
+		c->meta = false;
+	c->lim.size = exp->bd->size;
+	c->lim.min_block = exp->bd->block_size;
+	c->lim.max_payload = NBD_MAX_PAYLOAD;
+	c->lim.tflags = export_tflags(exp, c->structured);
+	c->lim.structured = c->structured;
+	c->lim.meta = c->meta;
+	c->transmission = true;
+	ev_timer_stop(c->r->loop, &c->timer);
+	LOG_DBG(LS_NBD, "%s: serving %s", c->peer, exp->name);
+	rx_expect(c, RX_REQ_HDR, NBD_REQ_LEN, c->hdr);
+}
+
+static void opt_info(struct nbd_conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
+{
+	struct nbd_info_req ir;
+	struct nbd_export *exp;
+	bool want_name = false, want_desc = false;
+	int rc;
+
+	if (nbd_parse_info_req(data, len, &ir)) {
+		nbd_rep_err(&c->out, opt, NBD_REP_ERR_INVALID, "malformed request");
+		return;
+	}
+	for (unsigned i = 0; i < ir.nreqs; i++) {
+		uint16_t t = nbd_info_req_type(&ir, i);
+
+		want_name |= t == NBD_INFO_NAME;
+		want_desc |= t == NBD_INFO_DESCRIPTION;
+	}
+	pthread_mutex_lock(&srv.lock);
+	exp = export_find_locked(ir.name, ir.name_len);
+	if (__atomic_load_n(&srv.shutting_down, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_unlock(&srv.lock);
+		nbd_rep_err(&c->out, opt, NBD_REP_ERR_SHUTDOWN, "server shutting down");
+		return;
+	}
+	if (!exp) {
+		pthread_mutex_unlock(&srv.lock);
+		nbd_rep_err(&c->out, opt, NBD_REP_ERR_UNKNOWN, "no such export");
+		return;
+	}
+	if (opt == NBD_OPT_GO && (rc = conn_attach_locked(c, exp))) {
+		pthread_mutex_unlock(&srv.lock);
+		nbd_rep_err(&c->out, opt, NBD_REP_ERR_PLATFORM, strerror(-rc));
+		return;
+	}
+	nbd_rep_info_export(&c->out, opt, exp->bd->size, export_tflags(exp, c->structured));
+	if (want_name)
+		nbd_rep_info_string(&c->out, opt, NBD_INFO_NAME, exp->name);
+	if (want_desc && exp->desc && exp->desc[0])
+		nbd_rep_info_string(&c->out, opt, NBD_INFO_DESCRIPTION, exp->desc);
+	/* Always sent: clients that did not ask learn our alignment anyway,
+	 * and unaligned requests are refused with EINVAL. */
+	nbd_rep_info_block_size(&c->out, opt, exp->bd->block_size,
+				MAX(exp->bd->block_size, 4096u), NBD_MAX_PAYLOAD);
+	nbd_rep_ack(&c->out, opt);
+	pthread_mutex_unlock(&srv.lock);
+	if (opt == NBD_OPT_GO)
+		conn_enter_transmission(c, ir.name, ir.name_len);
+}
+
+static void opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
+{
+	bool list = opt == NBD_OPT_LIST_META_CONTEXT;
+	struct nbd_meta_req mr;
+	bool found, match = false;
+	uint32_t pos = 0, ql;
+	const char *q;
+
+	if (!c->structured) {
+		nbd_rep_err(&c->out, opt, NBD_REP_ERR_INVALID, "structured replies first");
+		return;
+	}
+	if (nbd_parse_meta_req(data, len, &mr)) {
+		nbd_rep_err(&c->out, opt, NBD_REP_ERR_INVALID, "malformed request");
+		return;
+	}
+	pthread_mutex_lock(&srv.lock);
+	found = export_find_locked(mr.name, mr.name_len) != NULL;
+	pthread_mutex_unlock(&srv.lock);
+	if (!found) {
+		nbd_rep_err(&c->out, opt, NBD_REP_ERR_UNKNOWN, "no such export");
+		return;
+	}
+	if (list && mr.nqueries == 0)
+		match = true;		/* list everything we have */
+	while (nbd_meta_next(&mr, &pos, &q, &ql))
+		match |= nbd_meta_query_matches(q, ql, list);
+	if (!list) {
+		char *name = strndup(mr.name, mr.name_len);
+
+		if (!name) {
+			nbd_rep_err(&c->out, opt, NBD_REP_ERR_PLATFORM, "out of memory");
+			return;
+		}
+		free(c->meta_name);
+		c->meta_name = name;
+		c->meta = match;
+	}
+	if (match)
+		nbd_rep_meta_context(&c->out, opt, list ? 0 : NBD_META_ID_BASE_ALLOCATION,
+				     NBD_META_BASE_ALLOCATION);
+	nbd_rep_ack(&c->out, opt);
+}
+
+static void list_one(const struct nbd_export_info *e, void *arg)
+{
+	struct nbd_buf *b = arg;
+
+	nbd_rep_server(b, NBD_OPT_LIST, e->name, e->description);
+}
+
+/* An option's payload is in; answer it. Returns 1 if rx must stop. */
+static int conn_option(struct nbd_conn *c)
+{
+	uint32_t opt = c->opt.opt, len = c->opt.len;
+	const uint8_t *data = c->opt_data;
+	struct nbd_export *exp;
+	int stop = 0;
+
+	LOG_DBG(LS_NBD, "%s: option %s (%u bytes)", c->peer, nbd_opt_name(opt), len);
+	switch (opt) {
+	case NBD_OPT_EXPORT_NAME:
+		pthread_mutex_lock(&srv.lock);
+		exp = export_find_locked((const char *)data, len);
+		if (!exp || __atomic_load_n(&srv.shutting_down, __ATOMIC_ACQUIRE) ||
+		    conn_attach_locked(c, exp)) {
+			pthread_mutex_unlock(&srv.lock);
+			/* This option cannot fail politely: drop the session. */
+			conn_close(c, "export_name: no such export");
+			return 1;
+		}
+		nbd_export_name_reply(&c->out, exp->bd->size, export_tflags(exp, c->structured),
+				      c->cflags & NBD_FLAG_C_NO_ZEROES);
+		pthread_mutex_unlock(&srv.lock);
+		conn_enter_transmission(c, (const char *)data, len);
+		break;
+	case NBD_OPT_ABORT:
+		nbd_rep_ack(&c->out, opt);
+		c->rx = RX_STOP;
+		c->finishing = true;
+		stop = 1;
+		break;
+	case NBD_OPT_LIST:
+		if (len) {
+			nbd_rep_err(&c->out, opt, NBD_REP_ERR_INVALID, "list takes no data");
+			break;
+		}
+		nbd_export_foreach(list_one, &c->out);
+		nbd_rep_ack(&c->out, opt);
+		break;
+	case NBD_OPT_STARTTLS:
+		nbd_rep_err(&c->out, opt, NBD_REP_ERR_POLICY, "TLS is not offered by this server yet");
+		break;
+	case NBD_OPT_INFO:
+	case NBD_OPT_GO:
+		opt_info(c, opt, data, len);
+		break;
+	case NBD_OPT_STRUCTURED_REPLY:
+		if (len) {
+			nbd_rep_err(&c->out, opt, NBD_REP_ERR_INVALID, "takes no data");
+			break;
+		}
+		c->structured = true;
+		nbd_rep_ack(&c->out, opt);
+		break;
+	case NBD_OPT_LIST_META_CONTEXT:
+	case NBD_OPT_SET_META_CONTEXT:
+		opt_meta(c, opt, data, len);
+		break;
+	default:
+		nbd_rep_err(&c->out, opt, NBD_REP_ERR_UNSUP, "unsupported option");
+		break;
+	}
+	free(c->opt_data);
+	c->opt_data = NULL;
+	if (c->out.oom) {
+		conn_close(c, "out of memory");
+		return 1;
+	}
+	if (!c->transmission && !stop)
+		rx_expect(c, RX_OPT_HDR, NBD_OPT_HDR_LEN, c->hdr);
+	conn_tx(c);
+	return stop || c->closed;
+}
+
+/* ---------------------------------------------------------------- rx */
+
+static int conn_request(struct nbd_conn *c)
+{
+	struct nbd_req req;
+	struct nbd_io *io;
+	uint32_t err;
+
+	if (nbd_req_parse(c->hdr, &req)) {
+		LOG_RATELIMIT(LOG_WARN, LS_NBD, "%s: bad request magic, dropping the connection",
+			      c->peer);
+		conn_close(c, "bad request magic");
+		return 1;
+	}
+	if (req.type == NBD_CMD_DISC) {		/* no reply, whatever its flags */
+		LOG_DBG(LS_NBD, "%s: disconnect", c->peer);
+		c->rx = RX_STOP;
+		c->finishing = true;
+		conn_maybe_finish(c);
+		return 1;
+	}
+	err = nbd_req_validate(&req, &c->lim);
+	io = io_get(c);
+	if (!io) {
+		conn_close(c, "out of memory");
+		return 1;
+	}
+	io->req = req;
+	if (!err && (req.type == NBD_CMD_READ || req.type == NBD_CMD_WRITE)) {
+		if (io_buf_reserve(io, req.len)) {
+			err = NBD_ENOMEM;
+		} else {
+			io->acct = req.len;
+			c->inflight_bytes += req.len;
+		}
+	}
+	if (err) {
+		LOG_DBG(LS_NBD, "%s: %s at %llu+%u refused: error %u", c->peer,
+			nbd_cmd_name(req.type), (unsigned long long)req.offset, req.len, err);
+		if (req.type == NBD_CMD_WRITE) {
+			/* The payload follows anyway: read and drop it. */
+			io->err = err;
+			c->cur = io;
+			rx_expect(c, RX_REQ_SKIP, req.len, NULL);
+			return 0;
+		}
+		io_reply(io, err);
+	} else if (req.type == NBD_CMD_WRITE) {
+		c->cur = io;
+		rx_expect(c, RX_REQ_DATA, req.len, io->buf);
+		return 0;
+	} else {
+		io_start(io);
+	}
+	rx_expect(c, RX_REQ_HDR, NBD_REQ_LEN, c->hdr);
+	return 0;
+}
+
+/* A unit (header, payload ...) is complete. Returns 1 to stop reading. */
+static int conn_unit_done(struct nbd_conn *c)
+{
+	struct nbd_io *io;
+
+	switch (c->rx) {
+	case RX_CFLAGS:
+		if (nbd_parse_client_flags(c->hdr, &c->cflags)) {
+			conn_close(c, "client is not fixed newstyle, or sent unknown flags");
+			return 1;
+		}
+		rx_expect(c, RX_OPT_HDR, NBD_OPT_HDR_LEN, c->hdr);
+		return 0;
+	case RX_OPT_HDR:
+		if (nbd_parse_opt_hdr(c->hdr, &c->opt)) {
+			conn_close(c, "bad option magic");
+			return 1;
+		}
+		if (c->opt.len > NBD_OPT_MAX_LEN) {
+			if (c->opt.opt == NBD_OPT_EXPORT_NAME) {
+				conn_close(c, "export name too long");
+				return 1;
+			}
+			rx_expect(c, RX_OPT_SKIP, c->opt.len, NULL);
+			return 0;
+		}
+		c->opt_data = malloc(c->opt.len + 1);
+		if (!c->opt_data) {
+			conn_close(c, "out of memory");
+			return 1;
+		}
+		c->opt_data[c->opt.len] = 0;
+		rx_expect(c, RX_OPT_DATA, c->opt.len, c->opt_data);
+		return 0;
+	case RX_OPT_SKIP:
+		nbd_rep_err(&c->out, c->opt.opt, NBD_REP_ERR_TOO_BIG, "option too long");
+		rx_expect(c, RX_OPT_HDR, NBD_OPT_HDR_LEN, c->hdr);
+		conn_tx(c);
+		return c->closed;
+	case RX_OPT_DATA:
+		return conn_option(c);
+	case RX_REQ_HDR:
+		return conn_request(c);
+	case RX_REQ_DATA:
+		io = c->cur;
+		c->cur = NULL;
+		rx_expect(c, RX_REQ_HDR, NBD_REQ_LEN, c->hdr);
+		io_start(io);
+		return 0;
+	case RX_REQ_SKIP:
+		io = c->cur;
+		c->cur = NULL;
+		rx_expect(c, RX_REQ_HDR, NBD_REQ_LEN, c->hdr);
+		io_reply(io, io->err);
+		return 0;
+	case RX_STOP:
+	default:
+		return 1;
+	}
+}
+
+static void conn_rx(struct nbd_conn *c)
+{
+	for (;;) {
+		uint64_t want;
+		ssize_t n;
+
+		if (c->closed || c->rx == RX_STOP)
+			return;
+		if (c->got == c->need) {
+			if (conn_unit_done(c))
+				return;
+			continue;
+		}
+		if (c->rx == RX_REQ_HDR && c->got == 0 && conn_over_limit(c)) {
+			c->rx_blocked = true;	/* io_release() resumes us */
+			return;
+		}
+		want = c->need - c->got;
+		if (c->rpos < c->rlen) {		/* from what we already have */
+			size_t k = (size_t)MIN(want, (uint64_t)(c->rlen - c->rpos));
+
+			if (c->dst)
+				memcpy(c->dst + c->got, c->rbuf + c->rpos, k);
+			c->rpos += k;
+			c->got += k;
+			continue;
+		}
+		if (c->dst && want >= RBUF_SIZE / 2) {	/* big payload: straight in */
+			n = recv(c->fd, c->dst + c->got, (size_t)want, 0);
+			if (n > 0)
+				c->got += (uint64_t)n;
+		} else {
+			c->rpos = c->rlen = 0;
+			n = recv(c->fd, c->rbuf, RBUF_SIZE, 0);
+			if (n > 0)
+				c->rlen = (size_t)n;
+		}
+		if (n == 0) {
+			conn_close(c, c->rx == RX_REQ_HDR && c->got == 0 ? "client closed" :
+				   "client closed mid-message");
+			return;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				conn_close(c, strerror(errno));
+			return;
+		}
+	}
+}
+
+static void conn_io_fn(struct ev_io *w, uint32_t revents)
+{
+	struct nbd_conn *c = container_of(w, struct nbd_conn, io);
+
+	if ((revents & EV_WRITE) && (c->out_off < c->out.len || !list_empty(&c->txq)))
+		conn_tx(c);
+	if (!c->closed && (revents & (EV_READ | EV_HUP | EV_ERROR)))
+		conn_rx(c);
+	if (!c->closed && (revents & (EV_HUP | EV_ERROR)) && c->rx == RX_STOP)
+		conn_close(c, "hangup");
+}
+
+static void conn_new(struct nbd_reactor *r, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct nbd_conn *c;
+	int one = 1;
+
+	c = calloc(1, sizeof(*c));
+	if (!c || !(c->rbuf = malloc(RBUF_SIZE))) {
+		free(c);
+		close(fd);
+		LOG_RATELIMIT(LOG_ERROR, LS_NBD, "out of memory for a connection");
+		return;
+	}
+	c->r = r;
+	c->fd = fd;
+	list_init(&c->free_ios);
+	list_init(&c->txq);
+	/* TCP only (these fail harmlessly on unix sockets): no Nagle delay on
+	 * replies, and a client that vanishes without a FIN is noticed: by
+	 * keepalive when idle, by the user timeout when our data goes unacked. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &(int){ KEEPALIVE_IDLE_S }, sizeof(int));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &(int){ KEEPALIVE_INTVL_S }, sizeof(int));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &(int){ KEEPALIVE_CNT }, sizeof(int));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &(unsigned){ USER_TIMEOUT_MS },
+		   sizeof(unsigned));
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family != AF_UNIX) {
+		char host[INET6_ADDRSTRLEN], port[8];
+
+		if (getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), port, sizeof(port),
+				NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+			snprintf(c->peer, sizeof(c->peer), "%s:%s", host, port);
+	}
+	if (!c->peer[0])
+		snprintf(c->peer, sizeof(c->peer), "unix:fd%d", fd);
+	/* Watched for both directions for life: writability only wakes us
+	 * after a send hit EAGAIN, and changing the interest set on the fly
+	 * would cost a poll re-arm each time the socket fills. */
+	if (ev_io_start(r->loop, &c->io, fd, EV_READ | EV_WRITE, conn_io_fn)) {
+		close(fd);
+		free(c->rbuf);
+		free(c);
+		return;
+	}
+	pthread_mutex_lock(&srv.lock);
+	srv.nconns++;
+	pthread_mutex_unlock(&srv.lock);
+	list_add_tail(&c->link, &r->conns);
+	LOG_DBG(LS_NBD, "%s: connected on reactor %u", c->peer, r->idx);
+	ev_timer_start(r->loop, &c->timer, HANDSHAKE_TIMEOUT_NS, timer_fn);
+	{
+		uint8_t g[NBD_GREETING_LEN];
+
+		nbd_buf_append(&c->out, g, nbd_build_greeting(g));
+		if (c->out.oom) {
+			conn_close(c, "out of memory");
+			return;
+		}
+	}
+	rx_expect(c, RX_CFLAGS, NBD_CFLAGS_LEN, c->hdr);
+	conn_tx(c);
+	if (!c->closed)
+		conn_rx(c);
+}
+
+static void conn_new_msg(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	int self = reactor_self();
+
+	if (__atomic_load_n(&srv.shutting_down, __ATOMIC_ACQUIRE) || self < 0 || !srv.r) {
+		close(fd);
+		return;
+	}
+	conn_new(&srv.r[self], fd);
+}
+
+/* ================================================================ listeners */
+
+static void accept_fn(struct ev_io *w, uint32_t revents);
+
+static void accept_retry_fn(struct ev_timer *t)
+{
+	struct nbd_listener *l = container_of(t, struct nbd_listener, retry);
+
+	accept_fn(&l->io, EV_READ);
+}
+
+static void accept_fn(struct ev_io *w, uint32_t revents)
+{
+	struct nbd_listener *l = container_of(w, struct nbd_listener, io);
+
+	(void)revents;
+	for (;;) {
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		unsigned i;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			/* EMFILE, ENFILE, ENOBUFS...: the socket stays readable
+			 * but edge-triggered readiness will not tell us again. */
+			LOG_RATELIMIT(LOG_WARN, LS_NBD, "accept on %s: %s", l->bound, strerror(errno));
+			ev_timer_start(reactor_loop(l->ridx), &l->retry, 100000000ull, accept_retry_fn);
+			return;
+		}
+		i = reactor_next();
+		if ((int)i == reactor_self()) {
+			conn_new(&srv.r[i], fd);
+		} else if (reactor_send(i, conn_new_msg, (void *)(intptr_t)fd)) {
+			LOG_RATELIMIT(LOG_ERROR, LS_NBD, "cannot hand a connection to reactor %u", i);
+			close(fd);
+		}
+	}
+}
+
+static int listener_start_fn(void *arg)
+{
+	struct nbd_listener *l = arg;
+	int rc = ev_io_start(reactor_loop(l->ridx), &l->io, l->fd, EV_READ, accept_fn);
+
+	if (rc == 0)
+		accept_fn(&l->io, EV_READ);	/* anything queued before we watched */
+	return rc;
+}
+
+static int listener_stop_fn(void *arg)
+{
+	struct nbd_listener *l = arg;
+	struct ev_loop *loop = reactor_loop(l->ridx);
+
+	ev_io_stop(loop, &l->io);
+	ev_timer_stop(loop, &l->retry);
+	return 0;
+}
+
+/* "unix:PATH", "[v6]:PORT", "v4-or-host:PORT", ":PORT" or "PORT". */
+static int listener_socket(const char *addr, struct nbd_listener *l)
+{
+	int fd, rc, one = 1;
+
+	if (!strncmp(addr, "unix:", 5)) {
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+		const char *path = addr + 5;
+		struct stat st;
+
+		if (!*path || strlen(path) >= sizeof(sun.sun_path))
+			return -EINVAL;
+		strcpy(sun.sun_path, path);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		/* A stale socket from an earlier run: only ever unlink a socket. */
+		if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+			unlink(path);
+		if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 1024) < 0) {
+			rc = -errno;
+			close(fd);
+			return rc;
+		}
+		snprintf(l->path, sizeof(l->path), "%s", path);
+		snprintf(l->bound, sizeof(l->bound), "unix:%s", path);
+		l->fd = fd;
+		return 0;
+	} else {
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+		struct addrinfo *res = NULL;
+		char host[256], port[16], hbuf[INET6_ADDRSTRLEN];
+		const char *colon;
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+
+		if (addr[0] == '[') {
+			const char *end = strchr(addr, ']');
+
+			if (!end || end[1] != ':' || (size_t)(end - addr - 1) >= sizeof(host))
+				return -EINVAL;
+			memcpy(host, addr + 1, (size_t)(end - addr - 1));
+			host[end - addr - 1] = 0;
+			colon = end + 1;
+		} else {
+			colon = strrchr(addr, ':');
+			if (colon) {
+				if ((size_t)(colon - addr) >= sizeof(host) || memchr(addr, ':', (size_t)(colon - addr)))
+					return -EINVAL;	/* a bare v6 address needs [] */
+				memcpy(host, addr, (size_t)(colon - addr));
+				host[colon - addr] = 0;
+			} else {
+				host[0] = 0;
+				colon = addr - 1;	/* the whole string is the port */
+			}
+		}
+		if (strlen(colon + 1) >= sizeof(port) || !colon[1])
+			return -EINVAL;
+		strcpy(port, colon + 1);
+		for (const char *p = port; *p; p++)
+			if (*p < '0' || *p > '9')
+				return -EINVAL;
+		rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+		if (rc || !res)
+			return -EINVAL;
+		fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			rc = -errno;
+			freeaddrinfo(res);
+			return rc;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (res->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+			rc = -errno;
+			close(fd);
+			freeaddrinfo(res);
+			return rc;
+		}
+		freeaddrinfo(res);
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+		    getnameinfo((struct sockaddr *)&ss, sl, hbuf, sizeof(hbuf), port, sizeof(port),
+				NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+			snprintf(l->bound, sizeof(l->bound), ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s",
+				 hbuf, port);
+		l->fd = fd;
+		return 0;
+	}
+}
+
+/* ================================================================ API */
+
+static int srv_init(void)
+{
+	unsigned n = reactor_count();
+
+	if (srv.r)
+		return 0;
+	if (!n)
+		return -ENODEV;
+	srv.r = calloc(n, sizeof(*srv.r));
+	if (!srv.r)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		srv.r[i].idx = i;
+		srv.r[i].loop = reactor_loop(i);
+		list_init(&srv.r[i].conns);
+	}
+	srv.nr = n;
+	__atomic_store_n(&srv.shutting_down, 0, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static struct nbd_listener *listener_find_locked(const char *addr)
+{
+	struct list_head *pos;
+
+	list_for_each(pos, &srv.listeners) {
+		struct nbd_listener *l = list_entry(pos, struct nbd_listener, link);
+
+		if (!strcmp(l->addr, addr) || !strcmp(l->bound, addr))
+			return l;
+	}
+	return NULL;
+}
+
+int nbd_listen(const char *addr)
+{
+	struct nbd_listener *l;
+	int rc;
+
+	if (!addr || strlen(addr) >= sizeof(l->addr))
+		return -EINVAL;
+	pthread_mutex_lock(&srv.api_lock);
+	rc = srv_init();
+	if (rc)
+		goto unlock;
+	pthread_mutex_lock(&srv.lock);
+	l = listener_find_locked(addr);
+	pthread_mutex_unlock(&srv.lock);
+	if (l) {
+		rc = -EEXIST;
+		goto unlock;
+	}
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		rc = -ENOMEM;
+		goto unlock;
+	}
+	snprintf(l->addr, sizeof(l->addr), "%s", addr);
+	rc = listener_socket(addr, l);
+	if (rc)
+		goto free_l;
+	l->ridx = reactor_next();
+	rc = reactor_call(l->ridx, listener_start_fn, l);
+	if (rc)
+		goto close_fd;
+	pthread_mutex_lock(&srv.lock);
+	list_add_tail(&l->link, &srv.listeners);
+	pthread_mutex_unlock(&srv.lock);
+	LOG_INFO(LS_NBD, "listening on %s", l->bound);
+	pthread_mutex_unlock(&srv.api_lock);
+	return 0;
+
+close_fd:
+	close(l->fd);
+	if (l->path[0])
+		unlink(l->path);
+free_l:
+	free(l);
+unlock:
+	pthread_mutex_unlock(&srv.api_lock);
+	return rc;
+}
+
+static void listener_destroy(struct nbd_listener *l)
+{
+	reactor_call(l->ridx, listener_stop_fn, l);
+	close(l->fd);
+	if (l->path[0])
+		unlink(l->path);
+	LOG_INFO(LS_NBD, "stopped listening on %s", l->bound);
+	free(l);
+}
+
+int nbd_unlisten(const char *addr)
+{
+	struct nbd_listener *l;
+
+	pthread_mutex_lock(&srv.api_lock);
+	pthread_mutex_lock(&srv.lock);
+	l = addr ? listener_find_locked(addr) : NULL;
+	if (l)
+		list_del(&l->link);
+	pthread_mutex_unlock(&srv.lock);
+	if (l)
+		listener_destroy(l);
+	pthread_mutex_unlock(&srv.api_lock);
+	return l ? 0 : -ENOENT;
+}
+
+int nbd_export_add(const char *name, struct blkdev *bd, bool readonly, const char *description)
+{
+	struct nbd_export *exp;
+	struct list_head *pos;
+	int rc;
+
+	if (!name || !bd || strlen(name) > NBD_MAX_STRING ||
+	    (description && strlen(description) > NBD_MAX_STRING))
+		return -EINVAL;
+	pthread_mutex_lock(&srv.api_lock);
+	rc = srv_init();
+	if (rc)
+		goto unlock;
+	exp = calloc(1, sizeof(*exp));
+	if (!exp) {
+		rc = -ENOMEM;
+		goto unlock;
+	}
+	exp->name = strdup(name);
+	exp->desc = strdup(description ? description : "");
+	exp->xc = calloc(srv.nr, sizeof(*exp->xc));
+	if (!exp->name || !exp->desc || !exp->xc) {
+		rc = -ENOMEM;
+		goto free_exp;
+	}
+	for (unsigned i = 0; i < srv.nr; i++) {
+		exp->xc[i].exp = exp;
+		list_init(&exp->xc[i].retry);
+	}
+	exp->bd = bd;
+	exp->ro = readonly;
+	exp->refs = 1;
+	snprintf(exp->claim, sizeof(exp->claim), "nbd:%s", name);
+	pthread_mutex_lock(&srv.lock);
+	list_for_each(pos, &srv.exports) {
+		struct nbd_export *e = list_entry(pos, struct nbd_export, link);
+
+		if (!strcmp(e->name, name)) {
+			pthread_mutex_unlock(&srv.lock);
+			rc = -EEXIST;
+			goto free_exp;
+		}
+	}
+	rc = blkdev_claim_shared(bd, exp->claim);
+	if (rc) {
+		pthread_mutex_unlock(&srv.lock);
+		goto free_exp;
+	}
+	list_add_tail(&exp->link, &srv.exports);
+	pthread_mutex_unlock(&srv.lock);
+	LOG_INFO(LS_NBD, "exporting %s as '%s'%s", bd->name, name, readonly ? " read-only" : "");
+	pthread_mutex_unlock(&srv.api_lock);
+	return 0;
+
+free_exp:
+	free(exp->xc);
+	free(exp->name);
+	free(exp->desc);
+	free(exp);
+unlock:
+	pthread_mutex_unlock(&srv.api_lock);
+	return rc;
+}
+
+/* On each reactor: drain the export's clients; close an idle channel. */
+static int export_drain_fn(unsigned i, void *arg)
+{
+	struct nbd_export *exp = arg;
+	struct exp_chan *xc = &exp->xc[i];
+	struct list_head *pos, *tmp;
+	bool close_chan;
+
+	list_for_each_safe(pos, tmp, &srv.r[i].conns) {
+		struct nbd_conn *c = list_entry(pos, struct nbd_conn, link);
+
+		if (c->exp == exp)
+			conn_drain(c);
+	}
+	pthread_mutex_lock(&srv.lock);
+	close_chan = xc->ch && xc->users == 0;
+	pthread_mutex_unlock(&srv.lock);
+	if (close_chan) {
+		struct blkchan *ch = xc->ch;
+
+		xc->ch = NULL;
+		blk_chan_close(ch, NULL, NULL);
+		pthread_mutex_lock(&srv.lock);
+		export_put_locked(exp);
+		pthread_mutex_unlock(&srv.lock);
+	}
+	return 0;
+}
+
+static void export_remove(struct nbd_export *exp)
+{
+	pthread_mutex_lock(&srv.lock);
+	exp->removing = true;
+	pthread_mutex_unlock(&srv.lock);
+	reactor_call_all(export_drain_fn, exp);
+	pthread_mutex_lock(&srv.lock);
+	export_put_locked(exp);		/* the list's reference */
+	while (exp->refs)
+		pthread_cond_wait(&srv.cond, &srv.lock);
+	list_del(&exp->link);
+	pthread_mutex_unlock(&srv.lock);
+	LOG_INFO(LS_NBD, "export '%s' removed", exp->name);
+	export_free(exp);
+}
+
+int nbd_export_remove(const char *name)
+{
+	struct nbd_export *exp = NULL;
+	struct list_head *pos;
+
+	if (!name)
+		return -EINVAL;
+	pthread_mutex_lock(&srv.api_lock);
+	pthread_mutex_lock(&srv.lock);
+	list_for_each(pos, &srv.exports) {
+		struct nbd_export *e = list_entry(pos, struct nbd_export, link);
+
+		if (!e->removing && !strcmp(e->name, name)) {
+			exp = e;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&srv.lock);
+	if (exp)
+		export_remove(exp);
+	pthread_mutex_unlock(&srv.api_lock);
+	return exp ? 0 : -ENOENT;
+}
+
+void nbd_export_foreach(void (*fn)(const struct nbd_export_info *e, void *arg), void *arg)
+{
+	struct list_head *pos;
+
+	pthread_mutex_lock(&srv.lock);
+	list_for_each(pos, &srv.exports) {
+		struct nbd_export *e = list_entry(pos, struct nbd_export, link);
+		struct nbd_export_info info = {
+			.name = e->name,
+			.description = e->desc,
+			.device = e->bd->name,
+			.size = e->bd->size,
+			.readonly = e->ro || e->bd->readonly,
+			.clients = e->clients,
+		};
+
+		if (!e->removing)
+			fn(&info, arg);
+	}
+	pthread_mutex_unlock(&srv.lock);
+}
+
+void nbd_listener_foreach(void (*fn)(const struct nbd_listener_info *l, void *arg), void *arg)
+{
+	struct list_head *pos;
+
+	pthread_mutex_lock(&srv.lock);
+	list_for_each(pos, &srv.listeners) {
+		struct nbd_listener *l = list_entry(pos, struct nbd_listener, link);
+		struct nbd_listener_info info = { .addr = l->addr, .bound = l->bound, .reactor = l->ridx };
+
+		fn(&info, arg);
+	}
+	pthread_mutex_unlock(&srv.lock);
+}
+
+unsigned nbd_conn_count(void)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&srv.lock);
+	n = srv.nconns;
+	pthread_mutex_unlock(&srv.lock);
+	return n;
+}
+
+static int drain_all_fn(unsigned i, void *arg)
+{
+	struct list_head *pos, *tmp;
+
+	(void)arg;
+	list_for_each_safe(pos, tmp, &srv.r[i].conns)
+		conn_drain(list_entry(pos, struct nbd_conn, link));
+	return 0;
+}
+
+void nbd_shutdown(void)
+{
+	pthread_mutex_lock(&srv.api_lock);
+	if (!srv.r) {
+		pthread_mutex_unlock(&srv.api_lock);
+		return;
+	}
+	__atomic_store_n(&srv.shutting_down, 1, __ATOMIC_RELEASE);
+	for (;;) {
+		struct nbd_listener *l = NULL;
+
+		pthread_mutex_lock(&srv.lock);
+		if (!list_empty(&srv.listeners)) {
+			l = list_first_entry(&srv.listeners, struct nbd_listener, link);
+			list_del(&l->link);
+		}
+		pthread_mutex_unlock(&srv.lock);
+		if (!l)
+			break;
+		listener_destroy(l);
+	}
+	reactor_call_all(drain_all_fn, NULL);
+	for (;;) {
+		struct nbd_export *exp = NULL;
+
+		pthread_mutex_lock(&srv.lock);
+		if (!list_empty(&srv.exports))
+			exp = list_first_entry(&srv.exports, struct nbd_export, link);
+		pthread_mutex_unlock(&srv.lock);
+		if (!exp)
+			break;
+		export_remove(exp);
+	}
+	pthread_mutex_lock(&srv.lock);
+	while (srv.nconns)
+		pthread_cond_wait(&srv.cond, &srv.lock);
+	pthread_mutex_unlock(&srv.lock);
+	/* Tasks queued on reactors for connections now freed have run: the
+	 * free task is the last thing a connection queues. */
+	free(srv.r);
+	srv.r = NULL;
+	srv.nr = 0;
+	pthread_mutex_unlock(&srv.api_lock);
+	LOG_INFO(LS_NBD, "nbd server stopped");
+}

@@ -1,0 +1,10 @@
+# tests/func: helper programs for the functional scripts.
+# nbd-test-server serves mem/file devices over NBD without the daemon.
+# This file is read before the Makefile names its first target: keep `all`
+# the default.
+.DEFAULT_GOAL := all
+EXTRA_TEST_BINS += $(BUILD)/tests/nbd-test-server
+
+$(BUILD)/tests/nbd-test-server: $(BUILD)/obj/tests/func/nbd_server_main.o $(BUILD)/libsand.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
