@@ -128,8 +128,20 @@ check "the failed pool can be destroyed" volctl pool destroy p1
 check "pool destroy --force" volctl pool destroy p0 --force
 check_rc "its volumes are gone" 1 volctl vol show v2
 check "its disk is free again" volctl disk remove d0
-check "a new pool on the memory disks" volctl pool create p2 --raid 0 m1 m2 m3
-check_grep "... it says why the chunk is not the full stripe" "full stripe \(3 x 64K\) is not a power of two: chunk 64K" \
+check "disk add m4 (mem)" volctl disk add m4 --backend mem --size 32M
+check_rc "a strip under 4K is refused" 1 \
+	volctl pool create p2 --raid 6 --strip 2K m1 m2 m3 m4
+check_rc "... and changes nothing" 1 volctl pool show p2
+check "a raid 6 pool on the memory disks" volctl pool create p2 --raid 6 m1 m2 m3 m4
+check_grep "... the chunk is the full stripe" "chunk 128K is a multiple of the full stripe \(2 x 64K\)" \
 	"$T_TMP/check.out"
+volctl pool show p2 >"$T_TMP/show2" 2>&1
+check_grep "pool show p2: chunk 128K" "^chunk +128K$" "$T_TMP/show2"
+check_grep "pool show p2: raid6" "^level +raid6$" "$T_TMP/show2"
+check_grep "pool show p2: m4 in slot 3" "^member +m4 slot 3 active$" "$T_TMP/show2"
+check_rc "a volume size that is not a multiple of 4K" 1 volctl vol create w --pool p2 --size 6K
+check "a volume of 8K" volctl vol create w --pool p2 --size 8K
+check "vol show w" volctl vol show w
+check_grep "... 4K blocks" "^block_size +4096$" "$T_TMP/check.out"
 check "sand stops cleanly again" sand_stop
 t_done
