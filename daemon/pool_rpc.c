@@ -26,6 +26,7 @@
  * shutdown hook); the pools' own threads do the I/O.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,9 +65,48 @@ struct pool {
 	uint64_t	low_water;	/* chunks */
 	struct list_head vols;
 	char		error[RPC_MSG_MAX];
+	struct replace_job *job;	/* a rebuild running, or ended and not reaped */
+};
+
+/* pool.replace: raid_replace is synchronous (a whole rebuild), so it runs
+ * on a thread of its own; the control thread reaps it when it next looks
+ * at the pool (show, list, replace, destroy, shutdown). */
+struct replace_job {
+	pthread_t	thread;
+	struct blkdev	*raid, *nd;
+	uint32_t	slot;
+	char		disk[BLK_NAME_MAX];
+	int		rc;
+	bool		done;		/* atomic */
 };
 
 static struct list_head pools = LIST_HEAD_INIT(pools);
+
+/* Join the pool's rebuild thread if it has ended (or, wait: always). */
+static void job_reap(struct pool *p, bool wait)
+{
+	struct replace_job *j = p->job;
+
+	if (!j || (!wait && !__atomic_load_n(&j->done, __ATOMIC_ACQUIRE)))
+		return;
+	pthread_join(j->thread, NULL);
+	if (j->rc)
+		LOG_ERR(LS_RAID, "pool %s: rebuilding slot %u on disk %s: %s", p->name, j->slot,
+			j->disk, strerror(-j->rc));
+	else
+		LOG_INFO(LS_RAID, "pool %s: slot %u rebuilt on disk %s", p->name, j->slot, j->disk);
+	free(j);
+	p->job = NULL;
+}
+
+static void *replace_main(void *arg)
+{
+	struct replace_job *j = arg;
+
+	j->rc = raid_replace(j->raid, j->slot, j->nd);
+	__atomic_store_n(&j->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -248,6 +288,7 @@ static int pool_teardown(struct pool *p)
 	struct list_head *pos, *tmp;
 	int rc;
 
+	job_reap(p, true);
 	list_for_each_safe(pos, tmp, &p->vols) {
 		struct vol *v = list_entry(pos, struct vol, link);
 
@@ -338,14 +379,17 @@ static json_t *annotation(struct pool *p, const char *vol, const char *key)
 
 /* ------------------------------------------------------------ pools */
 
+
 static json_t *pool_info(struct pool *p, bool detail)
 {
 	struct thin_pool_info ti = { 0 };
 	json_t *o, *m;
 	int rc = -ENODEV;
 
+	job_reap(p, false);
 	o = json_pack("{s:s,s:s,s:s,s:I,s:I}", "name", p->name,
-		      "state", p->tp ? (raid_degraded(p->raid) > 0 ? "degraded" : "online") : "failed",
+		      "state", !p->tp ? "failed" : p->job ? "rebuilding" :
+			       raid_degraded(p->raid) > 0 ? "degraded" : "online",
 		      "level", level_name(p->level), "strip", (json_int_t)p->strip,
 		      "chunk", (json_int_t)p->chunk);
 	if (p->tp)
@@ -615,6 +659,10 @@ static json_t *pool_destroy(json_t *params, void *arg, struct rpc_err *err)
 	p = pool_find(name);
 	if (!p)
 		return rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", name);
+	job_reap(p, false);
+	if (p->job)
+		return rpc_error(err, RPC_ERR_BUSY, "pool '%s' is rebuilding slot %u on disk '%s'",
+				 name, p->job->slot, p->job->disk);
 	nv = pool_nvols(p);
 	if (nv && !force)
 		return rpc_error(err, RPC_ERR_BUSY, "pool '%s' has %u volume%s: delete %s first, "
@@ -641,6 +689,111 @@ static json_t *pool_destroy(json_t *params, void *arg, struct rpc_err *err)
 	wipe_members(bds, RAID_MAX_MEMBERS);
 	LOG_INFO(LS_THIN, "pool %s destroyed (%u volumes)", name, nv);
 	return json_pack("{s:s,s:i}", "destroyed", name, "volumes", nv);
+}
+
+/* Replace a failed or missing member disk with another, rebuilt in the
+ * background while the pool serves I/O. */
+static json_t *pool_replace(json_t *params, void *arg, struct rpc_err *err)
+{
+	const char *name, *old, *new;
+	struct replace_job *j;
+	struct pool *p, *other;
+	struct blkdev *nd;
+	char claims[256];
+	int idx = -1, slot = -1, st, rc;
+	uint32_t n;
+
+	if (rpc_params_only(params, err, "name", "old", "new", NULL) ||
+	    rpc_param_str(params, "name", RPC_REQUIRED, &name, err) ||
+	    rpc_param_str(params, "old", RPC_REQUIRED, &old, err) ||
+	    rpc_param_str(params, "new", RPC_REQUIRED, &new, err))
+		return NULL;
+	p = pool_find(name);
+	if (!p)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", name);
+	if (!p->tp)
+		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", name, p->error);
+	job_reap(p, false);
+	if (p->job)
+		return rpc_error(err, RPC_ERR_BUSY, "pool '%s' is rebuilding slot %u on disk '%s' "
+				 "already", name, p->job->slot, p->job->disk);
+	n = p->nmembers;
+	for (uint32_t i = 0; i < n; i++)
+		if (!strcmp(p->members[i], old))
+			idx = (int)i;
+	if (idx < 0)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "disk '%.64s' is not a member of pool '%s'",
+				 old, name);
+	slot = p->slot[idx];
+	if (slot < 0) {		/* missing at start: the one slot nobody else holds */
+		for (uint32_t s = 0; s < n; s++) {
+			bool held = false;
+
+			for (uint32_t i = 0; i < n; i++)
+				held |= p->slot[i] == (int)s;
+			if (held)
+				continue;
+			if (slot >= 0)
+				return rpc_error(err, RPC_ERR_FAILED, "cannot tell which slot disk "
+						 "'%s' had: several are missing", old);
+			slot = (int)s;
+		}
+		if (slot < 0)
+			return rpc_error(err, RPC_ERR_FAILED, "cannot tell which slot disk '%s' had",
+					 old);
+	}
+	st = raid_member_state(p->raid, (uint32_t)slot);
+	if (st == RAID_MEMBER_ACTIVE || st == RAID_MEMBER_REBUILDING)
+		return rpc_error(err, RPC_ERR_BUSY, "disk '%s' (slot %d) is %s: only a failed or "
+				 "missing member can be replaced", old, slot,
+				 st == RAID_MEMBER_ACTIVE ? "active" : "rebuilding");
+	if (p->level == 0)
+		return rpc_error(err, RPC_ERR_FAILED, "raid 0 has no redundancy to rebuild from");
+	if (vol_find(new, NULL))
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: '%.64s' is a volume, "
+				 "not a disk", new);
+	if (is_member(new, &other))
+		return rpc_error(err, RPC_ERR_BUSY, "disk '%.64s' is in use by pool '%s'", new,
+				 other->name);
+	nd = blkdev_find(new);
+	if (!nd)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no disk named '%.64s'", new);
+	blkdev_claims(nd, claims, sizeof(claims));
+	if (claims[0])
+		return rpc_error(err, RPC_ERR_BUSY, "disk '%.64s' is in use by '%s'", new, claims);
+	if (nd->readonly)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk '%.64s' is "
+				 "read-only", new);
+
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return rpc_error(err, RPC_INTERNAL_ERROR, "out of memory");
+	j->raid = p->raid;
+	j->nd = nd;
+	j->slot = (uint32_t)slot;
+	snprintf(j->disk, sizeof(j->disk), "%s", new);
+	/* the new member list first: a restart during the rebuild assembles
+	 * the new disk's slot as failed, and replace is run again */
+	snprintf(p->members[idx], sizeof(p->members[idx]), "%s", new);
+	p->slot[idx] = slot;
+	rc = pools_save(NULL);
+	if (rc) {
+		snprintf(p->members[idx], sizeof(p->members[idx]), "%s", old);
+		free(j);
+		return save_error(err, rc);
+	}
+	rc = -pthread_create(&j->thread, NULL, replace_main, j);
+	if (rc) {
+		snprintf(p->members[idx], sizeof(p->members[idx]), "%s", old);
+		pools_save(NULL);
+		free(j);
+		return rpc_error_errno(err, rc, "starting the rebuild");
+	}
+	p->job = j;
+	LOG_INFO(LS_RAID, "pool %s: slot %d: disk %s replaces %s, rebuilding", name, slot, new,
+		 old);
+	return json_pack("{s:s,s:i,s:s,s:s}", "name", name, "slot", slot, "old", old,
+			 "new", new);
 }
 
 /* Recount every reference in the pool's metadata (thin_pool_check). */
@@ -1114,6 +1267,7 @@ void pool_rpc_init(void)
 	rpc_register("pool.show", pool_show, NULL);
 	rpc_register("pool.destroy", pool_destroy, NULL);
 	rpc_register("pool.check", pool_check, NULL);
+	rpc_register("pool.replace", pool_replace, NULL);
 	rpc_register("vol.create", vol_create, NULL);
 	rpc_register("vol.list", vol_list, NULL);
 	rpc_register("vol.show", vol_show, NULL);

@@ -4,7 +4,8 @@
 # snapshot exported read-only as another LUN shows the old data while the
 # volume shows the new; a clone of the snapshot shows the old data; after a
 # restart pools, volumes, snapshots, exports and data are all back, and
-# again, degraded, with a member disk gone.
+# again, degraded, with a member disk gone, which is then replaced and
+# rebuilt; rollback.
 . "$(dirname "$0")/lib.sh"
 
 for tool in qemu-io iscsi-ls; do
@@ -108,7 +109,18 @@ check "the volume's data reads back degraded" qio "$URL/0" -r -c 'read -P 0x22 0
 check "the snapshot's data reads back degraded" qio "$URL/1" -r -c 'read -P 0x11 0 1M'
 check "writes go on degraded" qio "$URL2/0" -c 'write -P 0x55 1M 1M' -c 'read -P 0x55 1M 1M' \
 	-c flush
-check "sand stops cleanly, degraded" sand_stop
+check "disk add d5" volctl disk add d5 "$T_TMP/d5.img" --size 48M
+check_rc "an active member is not replaced" 1 volctl pool replace p5 d2 d5
+check_rc "a disk that is not a member is not replaced" 1 volctl pool replace p5 x d5
+check "pool replace p5 d3 d5" volctl pool replace p5 d3 d5
+check "the rebuild ends" wait_for bash -c "'$VOLCTL_BIN' --socket '$SAND_SOCK' pool list | grep -qE '^p5 .* online$'"
+volctl pool show p5 >"$T_TMP/show" 2>&1
+check_grep "pool show: d5 is active in slot 2" "^member +d5 slot 2 active" "$T_TMP/show"
+check "the rebuilt pool checks clean" volctl pool check p5
+check "the data reads back after the rebuild" qio "$URL/0" -r -c 'read -P 0x22 0 1M' \
+	-c 'read -P 0x12 100M 64k'
+check "d3 (gone) can be removed now" volctl disk remove d3
+check "sand stops cleanly, rebuilt" sand_stop
 
 # Rollback: iSCSI has no unexport verb yet, so LUN 0 (v1) is taken out of
 # the state file while the daemon is down, as an operator could.
@@ -122,6 +134,10 @@ json.dump(s, open(p, "w"))
 PY
 sand_start --reactors 2 || { not_ok "sand starts for the rollback"; t_done; }
 ok "sand starts for the rollback"
+volctl pool list >"$T_TMP/pools" 2>&1
+check_grep "the pool is online with d5" "^p5 +raid5 +4 .* online" "$T_TMP/pools"
+volctl pool show p5 >"$T_TMP/show" 2>&1
+check_grep "pool show: d5 in slot 2 after the restart" "^member +d5 slot 2 active" "$T_TMP/show"
 check "rollback v1@s1" volctl rollback v1@s1
 check "export v1 again" volctl export iscsi v1 --target $IQN --lun 0
 check "v1 reads the old pattern again" qio "$URL/0" -r -c 'read -P 0x11 0 1M' \

@@ -1051,6 +1051,12 @@ static int cmd_pool_check(struct ctx *c, int argc, char **argv)
 	return rc;
 }
 
+static int cmd_pool_replace(struct ctx *c, int argc, char **argv)
+{
+	return simple_verb(c, argc, argv, "pool.replace", "pool %s: rebuilding on the new disk "
+			   "('volctl pool show' says when it is done)", "name", "old", "new", NULL);
+}
+
 /* vol create VOL --pool POOL --size SIZE */
 static int cmd_vol_create(struct ctx *c, int argc, char **argv)
 {
@@ -1472,6 +1478,11 @@ static const struct verb verbs[] = {
 	  "Walks every tree of the pool's metadata and recounts every reference to\n"
 	  "each metadata block and data chunk against the space maps, while the pool\n"
 	  "serves I/O. Exit status 1 when they disagree (the differences are logged).\n" },
+	{ "pool", "replace", cmd_pool_replace, "POOL OLD NEW", "replace a failed or missing disk",
+	  "Puts disk NEW in the slot of member OLD, which must be failed or missing,\n"
+	  "and rebuilds it in the background while the pool serves I/O; the pool is\n"
+	  "'rebuilding' until it is done. A restart during the rebuild leaves the slot\n"
+	  "failed: run it again. Not on RAID 0.\n" },
 	{ "vol", "create", cmd_vol_create, "VOL --pool POOL --size SIZE", "create a thin volume",
 	  "Creates thin volume VOL of SIZE bytes (a multiple of the block size) in\n"
 	  "POOL. Space is taken as it is written. VOL can then be exported by name.\n" },
