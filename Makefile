@@ -50,6 +50,8 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 UNIT_HELPER_OBJS := $(call obj,$(UNIT_HELPERS))
 
 .PHONY: all clean check check-unit check-func run fuzz
+# keep objects of pattern-built binaries (tests, bench tools) between runs
+.SECONDARY:
 all: $(BUILD)/sand $(BUILD)/volctl
 
 $(BUILD)/obj/%.o: %.c
