@@ -75,12 +75,15 @@ struct replace_job {
 	pthread_t	thread;
 	struct blkdev	*raid, *nd;
 	uint32_t	slot;
-	char		disk[BLK_NAME_MAX];
+	int		idx;		/* in the pool's members[] */
+	char		disk[BLK_NAME_MAX], old[BLK_NAME_MAX];
 	int		rc;
 	bool		done;		/* atomic */
 };
 
 static struct list_head pools = LIST_HEAD_INIT(pools);
+
+static int pools_save(const struct pool *skip);
 
 /* Join the pool's rebuild thread if it has ended (or, wait: always). */
 static void job_reap(struct pool *p, bool wait)
@@ -90,10 +93,22 @@ static void job_reap(struct pool *p, bool wait)
 	if (!j || (!wait && !__atomic_load_n(&j->done, __ATOMIC_ACQUIRE)))
 		return;
 	pthread_join(j->thread, NULL);
-	if (j->rc)
+	if (j->rc) {
+		char claims[256];
+		int rc;
+
+		/* refused before the set took the new disk: the old one is the
+		 * member again; else the new one stays, failed (replace it) */
+		blkdev_claims(j->nd, claims, sizeof(claims));
 		LOG_ERR(LS_RAID, "pool %s: rebuilding slot %u on disk %s: %s", p->name, j->slot,
 			j->disk, strerror(-j->rc));
-	else
+		if (strcmp(claims, p->name)) {
+			snprintf(p->members[j->idx], sizeof(p->members[j->idx]), "%s", j->old);
+			rc = pools_save(NULL);
+			if (rc)
+				LOG_ERR(LS_THIN, "saving %s: %s", state_path(), strerror(-rc));
+		}
+	} else
 		LOG_INFO(LS_RAID, "pool %s: slot %u rebuilt on disk %s", p->name, j->slot, j->disk);
 	free(j);
 	p->job = NULL;
@@ -771,7 +786,9 @@ static json_t *pool_replace(json_t *params, void *arg, struct rpc_err *err)
 	j->raid = p->raid;
 	j->nd = nd;
 	j->slot = (uint32_t)slot;
+	j->idx = idx;
 	snprintf(j->disk, sizeof(j->disk), "%s", new);
+	snprintf(j->old, sizeof(j->old), "%s", old);
 	/* the new member list first: a restart during the rebuild assembles
 	 * the new disk's slot as failed, and replace is run again */
 	snprintf(p->members[idx], sizeof(p->members[idx]), "%s", new);
