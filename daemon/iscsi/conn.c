@@ -35,7 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <jansson.h>
 #include "sand/log.h"
+#include "sand/reactor.h"
 #include "daemon/iscsi/iscsi_int.h"
 
 #define TX_IOV_MAX	64
@@ -354,6 +356,23 @@ static void login_respond(struct iscsi_conn *c, const struct iscsi_bhs *h, int s
 	tx_queue(c, pdu);
 }
 
+/* The login's first PDU: which target, and what authentication it needs. */
+static int conn_lookup(struct iscsi_nego *n, void *arg)
+{
+	struct iscsi_conn *c = arg;
+	struct iscsi_params *p = &n->p;
+
+	if (!p->initiator_name[0])
+		return ISCSI_LOGIN_MISSING_PARAM;
+	if (p->session_type == ISCSI_SESSION_NONE)
+		p->session_type = ISCSI_SESSION_NORMAL;
+	if (p->session_type == ISCSI_SESSION_DISCOVERY)
+		return iscsi_login_lookup(NULL, p->initiator_name, &c->target, &n->cred);
+	if (!p->target_name[0])
+		return ISCSI_LOGIN_MISSING_PARAM;
+	return iscsi_login_lookup(p->target_name, p->initiator_name, &c->target, &n->cred);
+}
+
 static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dlen)
 {
 	const struct iscsi_bhs *h = &c->rx_bhs;
@@ -382,21 +401,15 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 		status = ISCSI_LOGIN_INIT_ERR;
 	if (!status)
 		status = iscsi_nego_login(&c->nego, csg, (const char *)data, dlen, kv);
-	if (!status && !c->login_started) {
-		struct iscsi_params *p = &c->nego.p;
-
-		if (!p->initiator_name[0]) {
-			status = ISCSI_LOGIN_MISSING_PARAM;
-		} else {
-			if (p->session_type == ISCSI_SESSION_NONE)
-				p->session_type = ISCSI_SESSION_NORMAL;
-			if (p->session_type == ISCSI_SESSION_NORMAL) {
-				if (!p->target_name[0])
-					status = ISCSI_LOGIN_MISSING_PARAM;
-				else if (!(c->target = iscsi_target_get(p->target_name)))
-					status = ISCSI_LOGIN_NOT_FOUND;
-			}
-		}
+	/* the security stage is left only once CHAP, if required, is done: an
+	 * initiator asking to transit meanwhile stays (T=0 in our answer) */
+	if (!status && (csg != ISCSI_STAGE_SECURITY || transit) &&
+	    !iscsi_nego_auth_done(&c->nego)) {
+		if (csg == ISCSI_STAGE_SECURITY && (c->nego.chap == ISCSI_CHAP_WAIT_A ||
+						    c->nego.chap == ISCSI_CHAP_WAIT_R))
+			transit = false;
+		else
+			status = ISCSI_LOGIN_AUTH_FAILED;
 	}
 	c->login_started = true;
 	if (!status) {
@@ -422,7 +435,16 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 				reinstate(c);
 		}
 	}
+	if (status == ISCSI_LOGIN_AUTH_FAILED || status == ISCSI_LOGIN_AUTHZ_FAILED)
+		LOG_WARN(LS_ISCSI, "%s: %s refused for %s %s %s", c->peer,
+			 status == ISCSI_LOGIN_AUTH_FAILED ? "authentication" : "authorization",
+			 c->nego.p.initiator_name,
+			 c->nego.p.session_type == ISCSI_SESSION_DISCOVERY ? "in" : "to",
+			 c->nego.p.session_type == ISCSI_SESSION_DISCOVERY ? "discovery" :
+			 c->nego.p.target_name);
 	login_respond(c, h, status, rflags, kv);
+	if (status || c->stage == ISCSI_STAGE_FFP)
+		iscsi_nego_wipe(&c->nego);
 	if (!status && c->stage == ISCSI_STAGE_FFP) {
 		c->p = c->nego.p;
 		c->state = CONN_FFP;
@@ -872,15 +894,17 @@ static int text_key(const char *key, const char *value, void *arg)
 	if (!strcmp(key, "SendTargets")) {
 		if (!strcmp(value, "All")) {
 			if (c->p.session_type == ISCSI_SESSION_DISCOVERY)
-				iscsi_send_targets(w->out, NULL, c->local_addr, c->tpg);
+				iscsi_send_targets(w->out, NULL, c->p.initiator_name,
+						   c->local_addr, c->tpg);
 			else
 				iscsi_kv_add(w->out, key, "Reject");
 		} else if (!*value) {
 			if (c->target)
-				iscsi_send_targets(w->out, c->target->iqn, c->local_addr,
-						   c->tpg);
+				iscsi_send_targets(w->out, c->target->iqn,
+						   c->p.initiator_name, c->local_addr, c->tpg);
 		} else {
-			iscsi_send_targets(w->out, value, c->local_addr, c->tpg);
+			iscsi_send_targets(w->out, value, c->p.initiator_name,
+					   c->local_addr, c->tpg);
 		}
 		return 0;
 	}
@@ -1247,6 +1271,7 @@ static void conn_free_deferred(struct ev_task *et)
 	pthread_mutex_lock(&conns_lock);
 	list_del(&c->link);
 	pthread_mutex_unlock(&conns_lock);
+	iscsi_nego_wipe(&c->nego);
 	free(c->rx_buf);
 	free(c);
 	__atomic_sub_fetch(&nconns, 1, __ATOMIC_ACQ_REL);
@@ -1322,6 +1347,8 @@ void iscsi_conn_start_msg(void *arg)
 	list_init(&c->txq);
 	list_init(&c->tasks);
 	iscsi_nego_init(&c->nego, &lim);
+	c->nego.lookup = conn_lookup;
+	c->nego.lookup_arg = c;
 	c->p = c->nego.p;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (c->tmo.nop_interval_ms) {
@@ -1366,4 +1393,79 @@ void iscsi_conn_kill_local(void)
 			conn_close(c);
 	}
 	pthread_mutex_unlock(&conns_lock);
+}
+
+void iscsi_conn_kill_target_local(struct iscsi_target *t)
+{
+	struct ev_loop *loop = ev_current();
+	struct list_head *l;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *c = list_entry(l, struct iscsi_conn, link);
+
+		if (c->loop == loop && c->target == t && !c->closing) {
+			LOG_INFO(LS_ISCSI, "%s: closing (target %s)", c->peer, t->iqn);
+			conn_close(c);
+		}
+	}
+	pthread_mutex_unlock(&conns_lock);
+}
+
+/* Run on each reactor: its connections in full feature phase, read where
+ * they change. */
+static int sessions_local(unsigned i, void *arg)
+{
+	json_t *arr = arg;
+	struct ev_loop *loop = ev_current();
+	struct list_head *l;
+	static pthread_mutex_t arr_lock = PTHREAD_MUTEX_INITIALIZER;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *c = list_entry(l, struct iscsi_conn, link);
+		const struct iscsi_params *p = &c->p;
+		char isid[13];
+		json_t *o;
+
+		if (c->loop != loop || c->closing || c->state != CONN_FFP)
+			continue;
+		for (int k = 0; k < 6; k++)
+			snprintf(isid + 2 * k, 3, "%02x", c->isid[k]);
+		o = json_pack("{s:s,s:s?,s:s,s:i,s:s,s:s,s:s,s:i,s:i,s:{s:b,s:b,s:i,s:i,s:i,"
+			      "s:i,s:b,s:b,s:i,s:i}}",
+			      "initiator", p->initiator_name,
+			      "target", c->target ? c->target->iqn : NULL,
+			      "type", p->session_type == ISCSI_SESSION_DISCOVERY ?
+				      "discovery" : "normal",
+			      "tsih", (json_int_t)c->tsih, "isid", isid,
+			      "portal", c->local_addr, "peer", c->peer,
+			      "tpg", (json_int_t)c->tpg, "cid", (json_int_t)c->cid,
+			      "params",
+			      "header_digest", p->header_digest, "data_digest", p->data_digest,
+			      "max_recv_dsl", (json_int_t)p->max_recv_dsl,
+			      "max_xmit_dsl", (json_int_t)p->max_xmit_dsl,
+			      "max_burst", (json_int_t)p->max_burst,
+			      "first_burst", (json_int_t)p->first_burst,
+			      "immediate_data", p->immediate_data,
+			      "initial_r2t", p->initial_r2t,
+			      "max_outstanding_r2t", (json_int_t)p->max_outstanding_r2t,
+			      "error_recovery_level", (json_int_t)p->error_recovery_level);
+		if (o) {
+			pthread_mutex_lock(&arr_lock);
+			json_array_append_new(arr, o);
+			pthread_mutex_unlock(&arr_lock);
+		}
+	}
+	pthread_mutex_unlock(&conns_lock);
+	return 0;
+}
+
+json_t *iscsi_sessions_json(void)
+{
+	json_t *arr = json_array();
+
+	if (arr && reactor_count())
+		reactor_call_all(sessions_local, arr);
+	return arr;
 }

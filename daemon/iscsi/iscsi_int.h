@@ -31,6 +31,10 @@ struct iscsi_target {
 	uint64_t	lunlist[ISCSI_MAX_LUNS];	/* REPORT LUNS, in order added */
 	unsigned	nluns;
 	unsigned	sessions;	/* connections logged in (cfg lock) */
+	/* cfg lock: read at each login */
+	struct iscsi_chap_cred cred;
+	char		(*acl)[ISCSI_NAME_MAX];	/* initiators admitted; none: all */
+	unsigned	nacl;
 };
 
 struct iscsi_portal {
@@ -61,10 +65,15 @@ extern struct iscsi_timeouts iscsi_tmo;		/* read when a connection starts */
  * NULL if there is none; iscsi_target_put() when the session ends. */
 struct iscsi_target *iscsi_target_get(const char *iqn);
 void iscsi_target_put(struct iscsi_target *t);
-/* SendTargets: every target as TargetName/TargetAddress pairs, or just
- * `only` when not NULL. */
-void iscsi_send_targets(struct iscsi_kvbuf *out, const char *only, const char *addr,
-			unsigned tpg);
+/* SendTargets: every target `initiator` may log in to, as
+ * TargetName/TargetAddress pairs, or just `only` when not NULL. */
+void iscsi_send_targets(struct iscsi_kvbuf *out, const char *only, const char *initiator,
+			const char *addr, unsigned tpg);
+/* At a login's first PDU: the target (counted, as iscsi_target_get) and
+ * the credentials it needs, or a login status (not found, not authorised);
+ * iqn NULL for a discovery session. */
+int iscsi_login_lookup(const char *iqn, const char *initiator, struct iscsi_target **t,
+		       struct iscsi_chap_cred *cred);
 uint16_t iscsi_new_tsih(void);
 
 /* conn.c: start serving an accepted socket (a malloc'ed struct
@@ -74,5 +83,11 @@ void iscsi_conn_start_msg(void *accepted);
 /* Close every connection on the calling reactor's loop. */
 void iscsi_conn_kill_local(void);
 unsigned iscsi_conn_count(void);
+/* Close the connections of target t on the calling reactor. */
+void iscsi_conn_kill_target_local(struct iscsi_target *t);
+/* The live sessions, one JSON object each (initiator, target, portal,
+ * connections, negotiated parameters); gathered on every reactor. */
+struct json_t;
+struct json_t *iscsi_sessions_json(void);
 
 #endif

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <uuid/uuid.h>
+#include <gnutls/crypto.h>
 #include "sand/log.h"
 #include "sand/reactor.h"
 #include "daemon/iscsi/iscsi_int.h"
@@ -21,6 +22,7 @@
 static pthread_mutex_t cfg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct list_head targets = LIST_HEAD_INIT(targets);
 static struct list_head portals = LIST_HEAD_INIT(portals);
+static struct iscsi_chap_cred discovery_cred;	/* cfg lock */
 static uint16_t tsih_next;
 
 struct iscsi_timeouts iscsi_tmo = { .nop_interval_ms = 5000, .nop_misses = 3,
@@ -79,8 +81,41 @@ void iscsi_target_put(struct iscsi_target *t)
 	pthread_mutex_unlock(&cfg_lock);
 }
 
-void iscsi_send_targets(struct iscsi_kvbuf *out, const char *only, const char *addr,
-			unsigned tpg)
+static bool acl_admits(const struct iscsi_target *t, const char *initiator)
+{
+	if (!t->nacl)
+		return true;
+	for (unsigned i = 0; i < t->nacl; i++)
+		if (!strcasecmp(t->acl[i], initiator))
+			return true;
+	return false;
+}
+
+int iscsi_login_lookup(const char *iqn, const char *initiator, struct iscsi_target **tp,
+		       struct iscsi_chap_cred *cred)
+{
+	struct iscsi_target *t;
+	int status = 0;
+
+	*tp = NULL;
+	pthread_mutex_lock(&cfg_lock);
+	if (!iqn) {
+		*cred = discovery_cred;
+	} else if (!(t = find_locked(iqn))) {
+		status = ISCSI_LOGIN_NOT_FOUND;
+	} else if (!acl_admits(t, initiator)) {
+		status = ISCSI_LOGIN_AUTHZ_FAILED;
+	} else {
+		t->sessions++;
+		*cred = t->cred;
+		*tp = t;
+	}
+	pthread_mutex_unlock(&cfg_lock);
+	return status;
+}
+
+void iscsi_send_targets(struct iscsi_kvbuf *out, const char *only, const char *initiator,
+			const char *addr, unsigned tpg)
 {
 	struct list_head *l;
 	char a[128];
@@ -90,7 +125,7 @@ void iscsi_send_targets(struct iscsi_kvbuf *out, const char *only, const char *a
 	list_for_each(l, &targets) {
 		struct iscsi_target *t = list_entry(l, struct iscsi_target, link);
 
-		if (only && strcasecmp(only, t->iqn))
+		if ((only && strcasecmp(only, t->iqn)) || !acl_admits(t, initiator))
 			continue;
 		iscsi_kv_add(out, "TargetName", t->iqn);
 		iscsi_kv_add(out, "TargetAddress", a);
@@ -149,6 +184,8 @@ int iscsi_target_remove(const char *iqn)
 		list_del(&t->link);
 	pthread_mutex_unlock(&cfg_lock);
 	if (!rc) {
+		gnutls_memset(&t->cred, 0, sizeof(t->cred));
+		free(t->acl);
 		free(t);
 		LOG_INFO(LS_ISCSI, "target %s removed", iqn);
 	}
@@ -192,6 +229,173 @@ int iscsi_lun_add(const char *iqn, unsigned lun, struct blkdev *bd, bool readonl
 	LOG_INFO(LS_ISCSI, "target %s lun %u: %s%s", iqn, lun, bd->name,
 		 l->lu.readonly ? " (read-only)" : "");
 	return 0;
+}
+
+int iscsi_lun_remove(const char *iqn, unsigned lun, struct blkdev **bd)
+{
+	struct iscsi_target *t;
+	struct iscsi_lun *l = NULL;
+	uint64_t enc = scsi_lun_encode(lun);
+	int rc = 0;
+
+	if (lun >= ISCSI_MAX_LUNS)
+		return -ENOENT;
+	pthread_mutex_lock(&cfg_lock);
+	t = find_locked(iqn);
+	if (!t || !t->luns[lun]) {
+		rc = -ENOENT;
+	} else if (t->sessions) {
+		/* readers on the reactors hold no lock: only a target nobody
+		 * is logged in to changes its LUNs */
+		rc = -EBUSY;
+	} else {
+		unsigned i, j;
+
+		l = t->luns[lun];
+		t->luns[lun] = NULL;
+		for (i = j = 0; i < t->nluns; i++)
+			if (t->lunlist[i] != enc)
+				t->lunlist[j++] = t->lunlist[i];
+		t->nluns = j;
+	}
+	pthread_mutex_unlock(&cfg_lock);
+	if (rc)
+		return rc;
+	*bd = l->lu.bd;
+	free(l);
+	LOG_INFO(LS_ISCSI, "target %s lun %u removed", iqn, lun);
+	return 0;
+}
+
+static int kill_target_conns(unsigned i, void *arg)
+{
+	iscsi_conn_kill_target_local(arg);
+	return 0;
+}
+
+int iscsi_target_close_sessions(const char *iqn)
+{
+	struct iscsi_target *t;
+	unsigned left = 0;
+
+	pthread_mutex_lock(&cfg_lock);
+	t = find_locked(iqn);
+	pthread_mutex_unlock(&cfg_lock);
+	if (!t)
+		return -ENOENT;
+	/* t stays: only the control thread (the caller) removes targets */
+	for (int i = 0; i < 1000; i++) {
+		pthread_mutex_lock(&cfg_lock);
+		left = t->sessions;
+		pthread_mutex_unlock(&cfg_lock);
+		if (!left)
+			break;
+		if (i % 100 == 0)	/* again now and then: logins racing in */
+			reactor_call_all(kill_target_conns, t);
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+	}
+	if (left)
+		return -ETIMEDOUT;
+	LOG_INFO(LS_ISCSI, "target %s: sessions closed", iqn);
+	return 0;
+}
+
+int iscsi_acl_add(const char *iqn, const char *initiator)
+{
+	struct iscsi_target *t;
+	int rc = 0;
+
+	if (!initiator || !valid_name(initiator))
+		return -EINVAL;
+	pthread_mutex_lock(&cfg_lock);
+	t = find_locked(iqn);
+	if (!t) {
+		rc = -ENOENT;
+	} else {
+		for (unsigned i = 0; i < t->nacl; i++)
+			if (!strcasecmp(t->acl[i], initiator))
+				rc = -EEXIST;
+		if (!rc && t->nacl >= ISCSI_MAX_ACL)
+			rc = -ENOSPC;
+		if (!rc) {
+			void *n = realloc(t->acl, (t->nacl + 1) * sizeof(*t->acl));
+
+			if (!n) {
+				rc = -ENOMEM;
+			} else {
+				t->acl = n;
+				snprintf(t->acl[t->nacl++], ISCSI_NAME_MAX, "%s", initiator);
+			}
+		}
+	}
+	pthread_mutex_unlock(&cfg_lock);
+	if (!rc)
+		LOG_INFO(LS_ISCSI, "target %s admits %s", iqn, initiator);
+	return rc;
+}
+
+int iscsi_acl_remove(const char *iqn, const char *initiator)
+{
+	struct iscsi_target *t;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&cfg_lock);
+	t = find_locked(iqn);
+	for (unsigned i = 0; t && i < t->nacl; i++) {
+		if (!strcasecmp(t->acl[i], initiator)) {
+			memmove(t->acl[i], t->acl[i + 1], (t->nacl - i - 1) * sizeof(*t->acl));
+			t->nacl--;
+			rc = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&cfg_lock);
+	if (!rc)
+		LOG_INFO(LS_ISCSI, "target %s no longer admits %s%s", iqn, initiator,
+			 t->nacl ? "" : " (no list: every initiator admitted)");
+	return rc;
+}
+
+static bool cred_name_ok(const char *s)
+{
+	size_t n = strnlen(s, ISCSI_CHAP_NAME_MAX);
+
+	return n && n < ISCSI_CHAP_NAME_MAX;
+}
+
+int iscsi_auth_set(const char *iqn, const struct iscsi_chap_cred *cred)
+{
+	struct iscsi_chap_cred c = { 0 };
+	struct iscsi_target *t = NULL;
+	int rc = 0;
+
+	if (cred && cred->required) {
+		if (!cred_name_ok(cred->user) || !cred_name_ok(cred->secret))
+			return -EINVAL;
+		if (cred->mutual && (!cred_name_ok(cred->muser) || !cred_name_ok(cred->msecret) ||
+				     !strcmp(cred->secret, cred->msecret)))
+			return -EINVAL;
+		c = *cred;
+		if (!c.mutual) {
+			memset(c.muser, 0, sizeof(c.muser));
+			memset(c.msecret, 0, sizeof(c.msecret));
+		}
+	}
+	pthread_mutex_lock(&cfg_lock);
+	if (iqn && !(t = find_locked(iqn)))
+		rc = -ENOENT;
+	else
+		*(t ? &t->cred : &discovery_cred) = c;
+	pthread_mutex_unlock(&cfg_lock);
+	if (!rc)	/* never the secrets */
+		LOG_INFO(LS_ISCSI, "%s%s: %s%s%s%s", iqn ? "target " : "discovery",
+			 iqn ? iqn : "", c.required ? "chap user " : "no chap",
+			 c.required ? c.user : "", c.mutual ? ", mutual as " : "",
+			 c.mutual ? c.muser : "");
+	gnutls_memset(&c, 0, sizeof(c));
+	return rc;
 }
 
 /* ---- portals ---- */
@@ -413,7 +617,10 @@ void iscsi_shutdown(void)
 		list_del(&t->link);
 		for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++)
 			free(t->luns[i]);
+		gnutls_memset(&t->cred, 0, sizeof(t->cred));
+		free(t->acl);
 		free(t);
 	}
+	gnutls_memset(&discovery_cred, 0, sizeof(discovery_cred));
 	pthread_mutex_unlock(&cfg_lock);
 }

@@ -89,6 +89,7 @@ enum {
 #define ISCSI_LOGIN_OK			0x0000
 #define ISCSI_LOGIN_INIT_ERR		0x0200
 #define ISCSI_LOGIN_AUTH_FAILED		0x0201
+#define ISCSI_LOGIN_AUTHZ_FAILED	0x0202	/* not allowed to see this target */
 #define ISCSI_LOGIN_NOT_FOUND		0x0203
 #define ISCSI_LOGIN_MISSING_PARAM	0x0207
 #define ISCSI_LOGIN_SESSION_TYPE	0x0209
@@ -258,14 +259,76 @@ void iscsi_kv_addu(struct iscsi_kvbuf *kv, const char *key, uint32_t value);
 int iscsi_kv_foreach(const char *data, uint32_t len,
 		     int (*fn)(const char *key, const char *value, void *arg), void *arg);
 
+/* ---- CHAP (RFC 1994, RFC 7143 12.1.3) ---- */
+
+#define ISCSI_CHAP_NAME_MAX	256	/* user names and secrets: 1 to 255 bytes */
+#define ISCSI_CHAP_CHALLENGE	32	/* bytes of random challenge we send */
+#define ISCSI_CHAP_MIN_CHALLENGE 16	/* shortest initiator challenge we answer */
+#define ISCSI_CHAP_MAX_BIN	1024	/* longest CHAP_C/CHAP_R we decode */
+#define ISCSI_CHAP_DIGEST_MAX	32
+
+/* CHAP_A values (IANA "iSCSI CHAP algorithms"; RFC 1994 for 5) */
+enum { ISCSI_CHAP_MD5 = 5, ISCSI_CHAP_SHA256 = 7, ISCSI_CHAP_SHA3_256 = 8 };
+
+/* Credentials a target (or discovery) requires; secrets are never logged. */
+struct iscsi_chap_cred {
+	bool	required;		/* CHAP with user/secret */
+	bool	mutual;			/* the target can answer a challenge */
+	char	user[ISCSI_CHAP_NAME_MAX];
+	char	secret[ISCSI_CHAP_NAME_MAX];
+	char	muser[ISCSI_CHAP_NAME_MAX];	/* the target's name to the initiator */
+	char	msecret[ISCSI_CHAP_NAME_MAX];
+};
+
+/* Digest length of a CHAP_A algorithm, 0 if unsupported. */
+unsigned iscsi_chap_digest_len(int alg);
+/* RFC 1994 response H(id || secret || challenge) into out (digest_len
+ * bytes). Returns the length or -EINVAL. */
+int iscsi_chap_response(int alg, uint8_t id, const void *secret, size_t secret_len,
+			const void *challenge, size_t clen, uint8_t *out);
+/* Decode a CHAP binary value: "0x" hex or "0b" base64 (RFC 7143 6.1).
+ * Returns its length or -EINVAL (bad shape, longer than cap). */
+int iscsi_chap_decode(const char *v, uint8_t *out, size_t cap);
+/* "0x" + lower-case hex into out (2 * len + 3 bytes). */
+void iscsi_chap_encode(const uint8_t *bin, size_t len, char *out);
+
+enum iscsi_chap_state {
+	ISCSI_CHAP_OFF = 0,	/* AuthMethod not chosen yet, or None */
+	ISCSI_CHAP_WAIT_A,	/* AuthMethod=CHAP chosen: CHAP_A next */
+	ISCSI_CHAP_WAIT_R,	/* challenge sent: CHAP_N/CHAP_R next */
+	ISCSI_CHAP_DONE,	/* the initiator is authenticated */
+};
+
 /* Negotiation state of one login (one connection). */
 struct iscsi_nego {
 	struct iscsi_params		p;
 	struct iscsi_target_limits	lim;
 	uint32_t	seen;		/* ISCSI_K_* keys answered already */
 	bool		leading;	/* first connection of the session */
+	/*
+	 * Called once, on the first login PDU, after SessionType,
+	 * InitiatorName and TargetName have been read and before any key is
+	 * answered: fills n->cred (what authentication this login needs) and
+	 * returns 0 or a login status (target not found, not authorised ...).
+	 */
+	int		(*lookup)(struct iscsi_nego *n, void *arg);
+	void		*lookup_arg;
+	bool		looked_up;
+	struct iscsi_chap_cred cred;
+	/* CHAP exchange */
+	enum iscsi_chap_state chap;
+	int		chap_alg;
+	uint8_t		chap_id;
+	uint8_t		chap_c[ISCSI_CHAP_CHALLENGE];
+	/* keys of the current PDU, taken after the walk */
+	const char	*k_a, *k_n, *k_r, *k_i, *k_c;
+	bool		mutual_done;	/* we answered the initiator's challenge */
 };
 void iscsi_nego_init(struct iscsi_nego *n, const struct iscsi_target_limits *lim);
+/* Whether the security stage may be left (no CHAP, or CHAP done). */
+bool iscsi_nego_auth_done(const struct iscsi_nego *n);
+/* Wipe the credentials and CHAP state (secrets do not linger in memory). */
+void iscsi_nego_wipe(struct iscsi_nego *n);
 
 /*
  * Answer the initiator's keys of one login or text PDU in stage `stage`
@@ -294,6 +357,23 @@ int iscsi_portal_remove(const char *addr);
 int iscsi_target_add(const char *iqn);
 /* Forget a target: -ENOENT, or -EBUSY while it has LUNs or sessions. */
 int iscsi_target_remove(const char *iqn);
+/* Forget LUN lun of target iqn; *bd is the device it exported (to release).
+ * -ENOENT, -EBUSY while the target has sessions (close them first with
+ * iscsi_target_close_sessions). */
+int iscsi_lun_remove(const char *iqn, unsigned lun, struct blkdev **bd);
+/* Close every connection to target iqn and wait (up to 10 s) for them to
+ * end. -ENOENT, -ETIMEDOUT. */
+int iscsi_target_close_sessions(const char *iqn);
+/* Initiators admitted to a target: with none every initiator may log in.
+ * -ENOENT, -EEXIST / -ENOENT for the initiator, -EINVAL (not an iSCSI
+ * name), -ENOSPC (ISCSI_MAX_ACL). */
+#define ISCSI_MAX_ACL	256
+int iscsi_acl_add(const char *iqn, const char *initiator);
+int iscsi_acl_remove(const char *iqn, const char *initiator);
+/* CHAP a target's logins (iqn NULL: discovery sessions) require; cred NULL
+ * or !cred->required: none. -ENOENT, -EINVAL (empty or too long names,
+ * mutual secret equal to the initiator's). */
+int iscsi_auth_set(const char *iqn, const struct iscsi_chap_cred *cred);
 /* Export bd as LUN lun of target iqn (the caller keeps ownership of bd and
  * must not close it before iscsi_shutdown). */
 int iscsi_lun_add(const char *iqn, unsigned lun, struct blkdev *bd, bool readonly);

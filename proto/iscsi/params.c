@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <gnutls/crypto.h>
 #include "sand/iscsi.h"
 
 #define KEY_NAME_MAX	63
@@ -74,6 +75,17 @@ void iscsi_nego_init(struct iscsi_nego *n, const struct iscsi_target_limits *lim
 	n->lim = *lim;
 	n->p.max_recv_dsl = lim->max_recv_dsl;
 	n->leading = true;
+}
+
+bool iscsi_nego_auth_done(const struct iscsi_nego *n)
+{
+	return !n->cred.required || n->chap == ISCSI_CHAP_DONE;
+}
+
+void iscsi_nego_wipe(struct iscsi_nego *n)
+{
+	gnutls_memset(&n->cred, 0, sizeof(n->cred));
+	gnutls_memset(n->chap_c, 0, sizeof(n->chap_c));
 }
 
 /* ---- key=value buffers ---- */
@@ -191,7 +203,7 @@ static const char *pick_list(const char *v, const char *const *ours, unsigned no
 /* ---- the key table ---- */
 
 enum key_rule { R_DIGEST, R_MIN, R_MAX, R_OR, R_AND, R_MRDSL, R_INAME, R_IALIAS,
-		R_TNAME, R_STYPE, R_AUTH, R_TARGET_ONLY };
+		R_TNAME, R_STYPE, R_AUTH, R_TARGET_ONLY, R_CHAP };
 
 #define K_SECURITY	0x1	/* security stage only */
 #define K_NODISC	0x2	/* irrelevant in a discovery session */
@@ -234,6 +246,11 @@ static const struct key_def keys[] = {
 	{ "TargetAlias", R_TARGET_ONLY, 0, 0, 0, 0, 0 },
 	{ "TargetAddress", R_TARGET_ONLY, 0, 0, 0, 0, 0 },
 	{ "TargetPortalGroupTag", R_TARGET_ONLY, 0, 0, 0, 0, 0 },
+	{ "CHAP_A", R_CHAP, K_SECURITY, 0, 0, 0, 0 },
+	{ "CHAP_I", R_CHAP, K_SECURITY, 0, 0, 0, 0 },
+	{ "CHAP_C", R_CHAP, K_SECURITY, 0, 0, 0, 0 },
+	{ "CHAP_N", R_CHAP, K_SECURITY, 0, 0, 0, 0 },
+	{ "CHAP_R", R_CHAP, K_SECURITY, 0, 0, 0, 0 },
 };
 static_assert(ARRAY_SIZE(keys) <= 32, "seen is a 32-bit mask");
 
@@ -265,11 +282,16 @@ static int nego_key(const char *key, const char *v, void *arg)
 		}
 	}
 	if (w->types_only) {
+		/* what the lookup needs, before any key is answered */
 		if (k && k->rule == R_STYPE) {
 			if (!strcmp(v, "Normal"))
 				n->p.session_type = ISCSI_SESSION_NORMAL;
 			else if (!strcmp(v, "Discovery"))
 				n->p.session_type = ISCSI_SESSION_DISCOVERY;
+		} else if (k && k->rule == R_INAME && strlen(v) < ISCSI_NAME_MAX) {
+			snprintf(n->p.initiator_name, sizeof(n->p.initiator_name), "%s", v);
+		} else if (k && k->rule == R_TNAME && strlen(v) < ISCSI_NAME_MAX) {
+			snprintf(n->p.target_name, sizeof(n->p.target_name), "%s", v);
 		}
 		return 0;
 	}
@@ -289,6 +311,15 @@ static int nego_key(const char *key, const char *v, void *arg)
 	if ((k->flags & K_SECURITY) && w->stage != ISCSI_STAGE_SECURITY) {
 		w->status = ISCSI_LOGIN_INIT_ERR;
 		return -EPROTO;
+	}
+	if (k->rule == R_CHAP) {
+		/* taken after the walk: CHAP_N, CHAP_R, CHAP_I and CHAP_C come
+		 * together in any order */
+		const char **slot = key[5] == 'A' ? &n->k_a : key[5] == 'I' ? &n->k_i :
+				    key[5] == 'C' ? &n->k_c : key[5] == 'N' ? &n->k_n : &n->k_r;
+
+		*slot = v;
+		return 0;
 	}
 	if (strlen(v) > VALUE_MAX) {
 		iscsi_kv_add(w->out, key, "Reject");
@@ -376,22 +407,146 @@ static int nego_key(const char *key, const char *v, void *arg)
 		}
 		break;	/* taken in the first pass */
 	case R_AUTH: {
-		static const char *const methods[] = { "None" };
-		const char *pick = pick_list(v, methods, 1, buf, sizeof(buf));
+		/* CHAP when the target requires it, None otherwise */
+		static const char *const none[] = { "None" }, *const chap[] = { "CHAP" };
+		const char *pick = pick_list(v, n->cred.required ? chap : none, 1, buf,
+					     sizeof(buf));
 
 		if (!pick) {
 			iscsi_kv_add(w->out, key, "Reject");
 			w->status = ISCSI_LOGIN_AUTH_FAILED;
 			return -EPERM;
 		}
+		if (n->cred.required)
+			n->chap = ISCSI_CHAP_WAIT_A;
 		iscsi_kv_add(w->out, key, pick);
 		break;
 	}
 	case R_TARGET_ONLY:
 		iscsi_kv_add(w->out, key, "Irrelevant");
 		break;
+	case R_CHAP:
+		break;	/* above */
 	}
 	return 0;
+}
+
+/* ---- CHAP, the target's side ---- */
+
+static bool ct_equal(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	uint8_t d = 0;
+
+	for (size_t i = 0; i < n; i++)
+		d |= a[i] ^ b[i];
+	return !d;
+}
+
+/* CHAP_A: the first of the initiator's algorithms we have. */
+static int chap_pick(const char *v)
+{
+	while (*v) {
+		char *end;
+		unsigned long a = strtoul(v, &end, 10);
+
+		if (end != v && (*end == ',' || !*end) && iscsi_chap_digest_len((int)a) &&
+		    (a == ISCSI_CHAP_MD5 || a == ISCSI_CHAP_SHA256 || a == ISCSI_CHAP_SHA3_256))
+			return (int)a;
+		v = strchr(v, ',');
+		if (!v)
+			break;
+		v++;
+	}
+	return 0;
+}
+
+static int chap_check(struct iscsi_nego *n, struct iscsi_kvbuf *out)
+{
+	uint8_t r[ISCSI_CHAP_MAX_BIN], want[ISCSI_CHAP_DIGEST_MAX];
+	const struct iscsi_chap_cred *cr = &n->cred;
+	int rlen, dl;
+
+	if (n->k_a || !n->k_n || !n->k_r)
+		return ISCSI_LOGIN_AUTH_FAILED;
+	if (strcmp(n->k_n, cr->user))
+		return ISCSI_LOGIN_AUTH_FAILED;
+	rlen = iscsi_chap_decode(n->k_r, r, sizeof(r));
+	dl = iscsi_chap_response(n->chap_alg, n->chap_id, cr->secret, strlen(cr->secret),
+				 n->chap_c, sizeof(n->chap_c), want);
+	if (dl <= 0 || rlen != dl || !ct_equal(r, want, (size_t)dl))
+		return ISCSI_LOGIN_AUTH_FAILED;
+	n->chap = ISCSI_CHAP_DONE;
+	if (n->k_i || n->k_c) {
+		/* mutual: the initiator authenticates us */
+		uint8_t c[ISCSI_CHAP_MAX_BIN], resp[ISCSI_CHAP_DIGEST_MAX];
+		char hex[2 * ISCSI_CHAP_DIGEST_MAX + 3];
+		int clen;
+		uint32_t id;
+
+		if (!n->k_i || !n->k_c || !cr->mutual || parse_num(n->k_i, 0, 255, &id))
+			return ISCSI_LOGIN_AUTH_FAILED;
+		clen = iscsi_chap_decode(n->k_c, c, sizeof(c));
+		if (clen < ISCSI_CHAP_MIN_CHALLENGE)
+			return ISCSI_LOGIN_AUTH_FAILED;
+		/* a reflection attack: our own challenge sent back to us */
+		if (clen == (int)sizeof(n->chap_c) && !memcmp(c, n->chap_c, sizeof(n->chap_c)))
+			return ISCSI_LOGIN_AUTH_FAILED;
+		dl = iscsi_chap_response(n->chap_alg, (uint8_t)id, cr->msecret,
+					 strlen(cr->msecret), c, (size_t)clen, resp);
+		if (dl <= 0)
+			return ISCSI_LOGIN_AUTH_FAILED;
+		iscsi_chap_encode(resp, (size_t)dl, hex);
+		iscsi_kv_add(out, "CHAP_N", cr->muser);
+		iscsi_kv_add(out, "CHAP_R", hex);
+		n->mutual_done = true;
+	}
+	return 0;
+}
+
+static int chap_step(struct iscsi_nego *n, struct iscsi_kvbuf *out)
+{
+	bool any = n->k_a || n->k_n || n->k_r || n->k_i || n->k_c;
+
+	switch (n->chap) {
+	case ISCSI_CHAP_OFF:
+		if (any)	/* CHAP keys without AuthMethod=CHAP */
+			return ISCSI_LOGIN_AUTH_FAILED;
+		return 0;
+	case ISCSI_CHAP_WAIT_A: {
+		char hex[2 * ISCSI_CHAP_CHALLENGE + 3];
+
+		if (n->k_n || n->k_r || n->k_i || n->k_c)
+			return ISCSI_LOGIN_AUTH_FAILED;
+		if (!n->k_a)
+			return 0;	/* AuthMethod just chosen */
+		n->chap_alg = chap_pick(n->k_a);
+		if (!n->chap_alg) {
+			iscsi_kv_add(out, "CHAP_A", "Reject");
+			return ISCSI_LOGIN_AUTH_FAILED;
+		}
+		if (gnutls_rnd(GNUTLS_RND_NONCE, &n->chap_id, 1) ||
+		    gnutls_rnd(GNUTLS_RND_RANDOM, n->chap_c, sizeof(n->chap_c)))
+			return ISCSI_LOGIN_TARGET_ERR;
+		iscsi_kv_addu(out, "CHAP_A", (uint32_t)n->chap_alg);
+		iscsi_kv_addu(out, "CHAP_I", n->chap_id);
+		iscsi_chap_encode(n->chap_c, sizeof(n->chap_c), hex);
+		iscsi_kv_add(out, "CHAP_C", hex);
+		n->chap = ISCSI_CHAP_WAIT_R;
+		return 0;
+	}
+	case ISCSI_CHAP_WAIT_R: {
+		int rc = chap_check(n, out);
+
+		/* the challenge is good for one answer, right or wrong */
+		gnutls_memset(n->chap_c, 0, sizeof(n->chap_c));
+		if (rc)
+			n->chap = ISCSI_CHAP_OFF;
+		return rc;
+	}
+	case ISCSI_CHAP_DONE:
+		return any ? ISCSI_LOGIN_AUTH_FAILED : 0;
+	}
+	return ISCSI_LOGIN_AUTH_FAILED;
 }
 
 int iscsi_nego_login(struct iscsi_nego *n, int stage, const char *data, uint32_t len,
@@ -400,13 +555,22 @@ int iscsi_nego_login(struct iscsi_nego *n, int stage, const char *data, uint32_t
 	struct nego_walk w = { .n = n, .out = out, .stage = stage, .types_only = true };
 	int rc;
 
+	n->k_a = n->k_n = n->k_r = n->k_i = n->k_c = NULL;
 	if (n->p.session_type == ISCSI_SESSION_NONE) {
 		rc = iscsi_kv_foreach(data, len, nego_key, &w);
 		if (rc)
 			return ISCSI_LOGIN_INIT_ERR;
 	}
+	if (!n->looked_up) {
+		n->looked_up = true;
+		if (n->lookup && (rc = n->lookup(n, n->lookup_arg)))
+			return rc;
+	}
 	w.types_only = false;
 	rc = iscsi_kv_foreach(data, len, nego_key, &w);
+	if (!rc && stage == ISCSI_STAGE_SECURITY)
+		rc = w.status = chap_step(n, out);
+	n->k_a = n->k_n = n->k_r = n->k_i = n->k_c = NULL;
 	if (rc)
 		return w.status ? w.status : ISCSI_LOGIN_INIT_ERR;
 	if (out->overflow)

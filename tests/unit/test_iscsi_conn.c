@@ -727,6 +727,152 @@ START_TEST(unit_attention_after_reset)
 }
 END_TEST
 
+
+/* One login PDU with stage flags f (CSG << 2 | NSG, ISCSI_LOGIN_TRANSIT);
+ * returns the status. */
+static int login_stage(struct cli *c, uint8_t f, const char *keys)
+{
+	struct iscsi_bhs h;
+	char kv[4096];
+	uint32_t len = kv_build(kv, keys);
+
+	iscsi_bhs_init(&h, ISCSI_OP_LOGIN_REQ, f);
+	h.b[0] |= ISCSI_BHS_IMMEDIATE;
+	h.b[8] = 0x80;
+	put_be32(h.b + 10, c->isid ? c->isid : (c->isid = ++isid_next));
+	bhs_put32(&h, BHS_ITT, c->itt++);
+	bhs_put32(&h, BHS_CMDSN, c->cmdsn);
+	send_pdu(c, &h, kv, len);
+	ck_assert_int_eq(recv_pdu(c), 0);
+	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_LOGIN_RSP);
+	return c->h.b[36] << 8 | c->h.b[37];
+}
+
+static const char *kv_value(struct cli *c, const char *key)
+{
+	size_t kl = strlen(key);
+
+	for (uint32_t pos = 0; pos < c->dlen; pos += (uint32_t)strlen((char *)c->data + pos) + 1)
+		if (!strncmp((char *)c->data + pos, key, kl) && c->data[pos + kl] == '=')
+			return (char *)c->data + pos + kl + 1;
+	return NULL;
+}
+
+#define SEC_TO_OP	(ISCSI_LOGIN_TRANSIT | 0 << 2 | 1)
+
+START_TEST(chap_and_acl)
+{
+	static struct cli c;
+	struct iscsi_chap_cred cred = { .required = true };
+	struct iscsi_bhs h;
+	struct blkdev *bd;
+	uint8_t ch[64], d[16];
+	char r[64], keys[256];
+	int clen;
+	unsigned id;
+
+	strcpy(cred.user, "alice");
+	strcpy(cred.secret, "secret-of-alice");
+	ck_assert_int_eq(iscsi_auth_set(IQN, &cred), 0);
+	ck_assert_int_eq(iscsi_auth_set("iqn.2026-11.org.sand:none", &cred), -ENOENT);
+	cred.mutual = true;
+	strcpy(cred.muser, "t");
+	strcpy(cred.msecret, "secret-of-alice");
+	ck_assert_int_eq(iscsi_auth_set(IQN, &cred), -EINVAL);	/* same secrets */
+	cred.mutual = false;
+
+	/* straight to the operational stage without CHAP: 02/01, closed */
+	cli_connect(&c);
+	ck_assert_int_eq(login_keys(&c, "InitiatorName=iqn.2026-11.x:y;TargetName=" IQN),
+			 ISCSI_LOGIN_AUTH_FAILED);
+	expect_closed(&c);
+	close(c.fd);
+
+	/* AuthMethod=None only: 02/01 */
+	cli_connect(&c);
+	ck_assert_int_eq(login_stage(&c, SEC_TO_OP, "InitiatorName=iqn.2026-11.x:y;TargetName="
+				     IQN ";AuthMethod=None"), ISCSI_LOGIN_AUTH_FAILED);
+	expect_closed(&c);
+	close(c.fd);
+
+	/* CHAP: asking to transit early keeps us in the security stage */
+	cli_connect(&c);
+	ck_assert_int_eq(login_stage(&c, SEC_TO_OP, "InitiatorName=iqn.2026-11.x:y;TargetName="
+				     IQN ";AuthMethod=CHAP,None"), 0);
+	ck_assert(has_kv(&c, "AuthMethod=CHAP"));
+	ck_assert_int_eq(c.h.b[1], 0);		/* T=0, CSG=0 */
+	ck_assert_int_eq(login_stage(&c, SEC_TO_OP, "CHAP_A=5"), 0);
+	ck_assert_int_eq(c.h.b[1], 0);
+	ck_assert(has_kv(&c, "CHAP_A=5"));
+	id = (unsigned)atoi(kv_value(&c, "CHAP_I"));
+	clen = iscsi_chap_decode(kv_value(&c, "CHAP_C"), ch, sizeof(ch));
+	ck_assert_int_ge(clen, 16);
+	ck_assert_int_eq(iscsi_chap_response(ISCSI_CHAP_MD5, (uint8_t)id, "secret-of-alice", 15,
+					     ch, (size_t)clen, d), 16);
+	strcpy(r, "CHAP_R=");
+	iscsi_chap_encode(d, 16, r + 7);
+	snprintf(keys, sizeof(keys), "CHAP_N=alice;%s", r);
+	ck_assert_int_eq(login_stage(&c, SEC_TO_OP, keys), 0);
+	ck_assert_int_eq(c.h.b[1], SEC_TO_OP);	/* on to the operational stage */
+	ck_assert_int_eq(login_stage(&c, ISCSI_LOGIN_TRANSIT | 1 << 2 | 3,
+				     "MaxRecvDataSegmentLength=8192"), 0);
+	ck_assert_int_ne(get_be16(c.h.b + 14), 0);
+	nop_ping(&c);
+	/* no LUN change under a session; closing the target's sessions */
+	ck_assert_int_eq(iscsi_lun_remove(IQN, 0, &bd), -EBUSY);
+	ck_assert_int_eq(iscsi_target_close_sessions(IQN), 0);
+	expect_closed(&c);
+	close(c.fd);
+	ck_assert_int_eq(iscsi_lun_remove(IQN, 0, &bd), 0);
+	ck_assert_ptr_eq(bd, mem);
+	ck_assert_int_eq(iscsi_lun_remove(IQN, 0, &bd), -ENOENT);
+	ck_assert_int_eq(iscsi_lun_add(IQN, 0, mem, false), 0);
+
+	/* the same response on a new connection: another challenge, refused */
+	cli_connect(&c);
+	ck_assert_int_eq(login_stage(&c, 0, "InitiatorName=iqn.2026-11.x:y;TargetName="
+				     IQN ";AuthMethod=CHAP"), 0);
+	ck_assert_int_eq(login_stage(&c, 0, "CHAP_A=5"), 0);
+	ck_assert_int_eq(login_stage(&c, SEC_TO_OP, keys), ISCSI_LOGIN_AUTH_FAILED);
+	expect_closed(&c);
+	close(c.fd);
+	ck_assert_int_eq(iscsi_auth_set(IQN, NULL), 0);
+
+	/* ACL: another initiator listed, this one refused with 02/02 */
+	ck_assert_int_eq(iscsi_acl_add(IQN, "iqn.2026-11.x:other"), 0);
+	ck_assert_int_eq(iscsi_acl_add(IQN, "iqn.2026-11.X:OTHER"), -EEXIST);
+	ck_assert_int_eq(iscsi_acl_add(IQN, "bad name"), -EINVAL);
+	cli_connect(&c);
+	ck_assert_int_eq(login_keys(&c, "InitiatorName=iqn.2026-11.x:y;TargetName=" IQN),
+			 ISCSI_LOGIN_AUTHZ_FAILED);
+	expect_closed(&c);
+	close(c.fd);
+	/* and discovery does not show it the target */
+	cli_connect(&c);
+	ck_assert_int_eq(login_keys(&c, "InitiatorName=iqn.2026-11.x:y;SessionType=Discovery"), 0);
+	iscsi_bhs_init(&h, ISCSI_OP_TEXT_REQ, ISCSI_FLAG_FINAL);
+	h.b[0] |= ISCSI_BHS_IMMEDIATE;
+	bhs_put32(&h, BHS_ITT, ++c.itt);
+	bhs_put32(&h, BHS_TTT, ISCSI_RSVD_TAG);
+	bhs_put32(&h, BHS_CMDSN, c.cmdsn);
+	send_pdu(&c, &h, "SendTargets=All", 16);
+	ck_assert_int_eq(recv_pdu(&c), 0);
+	ck_assert_int_eq(bhs_opcode(&c.h), ISCSI_OP_TEXT_RSP);
+	ck_assert(!has_kv(&c, "TargetName=" IQN));
+	close(c.fd);
+	/* the listed one logs in */
+	c.isid = 0;
+	cli_connect(&c);
+	ck_assert_int_eq(login_keys(&c, "InitiatorName=iqn.2026-11.x:other;TargetName=" IQN), 0);
+	close(c.fd);
+	ck_assert_int_eq(iscsi_acl_remove(IQN, "iqn.2026-11.x:other"), 0);
+	ck_assert_int_eq(iscsi_acl_remove(IQN, "iqn.2026-11.x:other"), -ENOENT);
+	cli_connect(&c);
+	ck_assert_int_eq(login_keys(&c, "InitiatorName=iqn.2026-11.x:y;TargetName=" IQN), 0);
+	close(c.fd);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("iscsi_conn");
@@ -745,6 +891,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, liveness);
 	tcase_add_test(tc, reinstatement);
 	tcase_add_test(tc, unit_attention_after_reset);
+	tcase_add_test(tc, chap_and_acl);
 	suite_add_tcase(s, tc);
 	return s;
 }

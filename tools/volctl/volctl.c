@@ -717,11 +717,14 @@ static int cmd_iscsi_portal(struct ctx *c, int argc, char **argv)
 	char *end;
 	json_t *r;
 
+	if (argc >= 2 && !strcmp(argv[1], "remove"))
+		return simple_verb(c, argc - 1, argv + 1, "iscsi.portal_remove",
+				   "portal %s removed", "address", NULL);
 	opt_reset();
 	if (opt_parse(c, argc, argv, opts) != -1)
 		return 2;
 	if (optind >= argc || strcmp(argv[optind], "add"))
-		return usage_error(c, "expected 'add'");
+		return usage_error(c, "expected 'add' or 'remove'");
 	if (argc - optind != 3)
 		return usage_error(c, argc - optind < 3 ? "missing TPG or ADDR:PORT" :
 				   "unexpected argument '%s'", argv[optind + 3]);
@@ -743,19 +746,245 @@ static int cmd_iscsi_portal(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
-/* iscsi target create IQN */
+/* iscsi target delete IQN [--force] */
+static int iscsi_target_delete(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { "force", no_argument, NULL, 'f' },
+					      { NULL, 0, NULL, 0 } };
+	bool force = false;
+	json_t *r;
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		if (o != 'f')
+			return 2;
+		force = true;
+	}
+	if (optind >= argc)
+		return usage_error(c, "missing IQN");
+	if (optind + 1 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+	r = call(c, "iscsi.target_delete", json_pack("{s:s,s:b}", "iqn", argv[optind],
+						       "force", force));
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("target %s deleted\n", argv[optind]);
+	json_decref(r);
+	return 0;
+}
+
+/* iscsi target create IQN | delete IQN [--force] */
 static int cmd_iscsi_target(struct ctx *c, int argc, char **argv)
 {
 	if (argc >= 2 && !strcmp(argv[1], "create"))
 		return simple_verb(c, argc - 1, argv + 1, "iscsi.target_create",
 				   "target %s created", "iqn", NULL);
-	return usage_error(c, "expected 'create IQN'");
+	if (argc >= 2 && !strcmp(argv[1], "delete"))
+		return iscsi_target_delete(c, argc - 1, argv + 1);
+	return usage_error(c, "expected 'create IQN' or 'delete IQN [--force]'");
+}
+
+/* iscsi acl add|remove IQN INITIATOR_IQN */
+static int cmd_iscsi_acl(struct ctx *c, int argc, char **argv)
+{
+	if (argc >= 2 && !strcmp(argv[1], "add"))
+		return simple_verb(c, argc - 1, argv + 1, "iscsi.acl_add",
+				   "target %s: initiator admitted", "target", "initiator", NULL);
+	if (argc >= 2 && !strcmp(argv[1], "remove"))
+		return simple_verb(c, argc - 1, argv + 1, "iscsi.acl_remove",
+				   "target %s: initiator removed", "target", "initiator", NULL);
+	return usage_error(c, "expected 'add IQN INITIATOR_IQN' or 'remove IQN INITIATOR_IQN'");
+}
+
+/* USER:SECRET into params under ukey/skey; the secret is never echoed. */
+static int cred_arg(struct ctx *c, const char *opt, const char *v, json_t *params,
+		    const char *ukey, const char *skey)
+{
+	const char *colon = strchr(v, ':');
+
+	if (!colon || colon == v || !colon[1])
+		return usage_error(c, "%s takes USER:SECRET (both non-empty)", opt);
+	json_object_set_new(params, ukey, json_stringn(v, (size_t)(colon - v)));
+	json_object_set_new(params, skey, json_string(colon + 1));
+	return 0;
+}
+
+/* iscsi auth set IQN|--discovery --chap USER:SECRET [--mutual USER:SECRET]
+ * iscsi auth clear IQN|--discovery */
+static int cmd_iscsi_auth(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "discovery", no_argument, NULL, 'd' },
+		{ "chap", required_argument, NULL, 'c' },
+		{ "mutual", required_argument, NULL, 'm' },
+		{ NULL, 0, NULL, 0 }
+	};
+	bool set, disc = false, chap = false;
+	json_t *params, *r;
+	const char *iqn = NULL;
+	int o;
+
+	if (argc < 2 || (strcmp(argv[1], "set") && strcmp(argv[1], "clear")))
+		return usage_error(c, "expected 'set' or 'clear'");
+	set = !strcmp(argv[1], "set");
+	argc--;
+	argv++;
+	params = json_object();
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		switch (o) {
+		case 'd': disc = true; break;
+		case 'c':
+		case 'm':
+			if (!set) {
+				json_decref(params);
+				return usage_error(c, "'clear' takes no credentials");
+			}
+			if (cred_arg(c, o == 'c' ? "--chap" : "--mutual", optarg, params,
+				     o == 'c' ? "user" : "mutual_user",
+				     o == 'c' ? "secret" : "mutual_secret")) {
+				json_decref(params);
+				return 2;
+			}
+			chap |= o == 'c';
+			break;
+		default:
+			json_decref(params);
+			return 2;
+		}
+	}
+	if (optind < argc)
+		iqn = argv[optind++];
+	if (optind < argc || (!iqn == !disc)) {
+		json_decref(params);
+		return usage_error(c, optind < argc ? "unexpected argument" :
+				   "give IQN or --discovery");
+	}
+	if (set && !chap) {
+		json_decref(params);
+		return usage_error(c, "--chap USER:SECRET is required");
+	}
+	if (iqn)
+		json_object_set_new(params, "target", json_string(iqn));
+	else
+		json_object_set_new(params, "discovery", json_true());
+	r = call(c, set ? "iscsi.auth_set" : "iscsi.auth_clear", params);
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else if (set)
+		printf("%s%s: chap user %s%s%s\n", iqn ? "target " : "discovery", iqn ? iqn : "",
+		       jstr(r, "user"), jstr(r, "mutual_user") ? ", mutual as " : "",
+		       jstr(r, "mutual_user") ? jstr(r, "mutual_user") : "");
+	else
+		printf("%s%s: no chap\n", iqn ? "target " : "discovery", iqn ? iqn : "");
+	json_decref(r);
+	return 0;
+}
+
+/* unexport iscsi IQN --lun N [--force] */
+static int cmd_unexport_iscsi(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "lun", required_argument, NULL, 'l' },
+		{ "force", no_argument, NULL, 'f' },
+		{ NULL, 0, NULL, 0 }
+	};
+	long lun = -1;
+	bool force = false;
+	char *end;
+	json_t *r;
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		switch (o) {
+		case 'l':
+			errno = 0;
+			lun = strtol(optarg, &end, 10);
+			if (errno || *end || lun < 0 || lun > 255)
+				return usage_error(c, "--lun must be 0 to 255, not '%s'", optarg);
+			break;
+		case 'f': force = true; break;
+		default: return 2;
+		}
+	}
+	if (optind >= argc)
+		return usage_error(c, "missing IQN");
+	if (optind + 1 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+	if (lun < 0)
+		return usage_error(c, "--lun N is required");
+	r = call(c, "iscsi.unexport", json_pack("{s:s,s:i,s:b}", "target", argv[optind],
+						  "lun", (json_int_t)lun, "force", force));
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("target %s lun %ld (disk %s) unexported\n", argv[optind], lun,
+		       jstr(r, "disk") ? jstr(r, "disk") : "?");
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_iscsi_sessions(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	json_t *r, *e, *cn;
+	size_t i, j;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1)
+		return 2;
+	if (optind < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	r = call(c, "iscsi.sessions", json_object());
+	if (!r)
+		return 1;
+	if (c->json) {
+		print_json(r);
+		json_decref(r);
+		return 0;
+	}
+	json_array_foreach(r, i, e) {
+		json_t *p = json_object_get(e, "params");
+
+		printf("session %s isid %s tsih %lld %s %s%s%s\n", jstr(e, "initiator"),
+		       jstr(e, "isid"), (long long)json_integer_value(json_object_get(e, "tsih")),
+		       jstr(e, "type"), jstr(e, "target") ? "to " : "",
+		       jstr(e, "target") ? jstr(e, "target") : "", "");
+		json_array_foreach(json_object_get(e, "connections"), j, cn)
+			printf("  connection %lld from %s to portal %s\n",
+			       (long long)json_integer_value(json_object_get(cn, "cid")),
+			       jstr(cn, "peer"), jstr(cn, "portal"));
+		printf("  params: digests %s/%s, mrdsl %lld (ours %lld), burst %lld/%lld, "
+		       "immediate %s, initial r2t %s, max r2t %lld, erl %lld\n",
+		       json_is_true(json_object_get(p, "header_digest")) ? "CRC32C" : "None",
+		       json_is_true(json_object_get(p, "data_digest")) ? "CRC32C" : "None",
+		       (long long)json_integer_value(json_object_get(p, "max_xmit_dsl")),
+		       (long long)json_integer_value(json_object_get(p, "max_recv_dsl")),
+		       (long long)json_integer_value(json_object_get(p, "first_burst")),
+		       (long long)json_integer_value(json_object_get(p, "max_burst")),
+		       jyes(p, "immediate_data"), jyes(p, "initial_r2t"),
+		       (long long)json_integer_value(json_object_get(p, "max_outstanding_r2t")),
+		       (long long)json_integer_value(json_object_get(p, "error_recovery_level")));
+	}
+	if (!json_array_size(r))
+		printf("no sessions\n");
+	json_decref(r);
+	return 0;
 }
 
 static int cmd_iscsi_list(struct ctx *c, int argc, char **argv)
 {
 	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
-	json_t *r, *e, *l;
+	json_t *r, *e, *l, *a;
 	size_t i, j;
 
 	opt_reset();
@@ -775,8 +1004,19 @@ static int cmd_iscsi_list(struct ctx *c, int argc, char **argv)
 		printf("portal %s tpg %lld %s%s%s\n", jstr(e, "address"),
 		       (long long)json_integer_value(json_object_get(e, "tpg")), jstr(e, "state"),
 		       jstr(e, "error") ? ": " : "", jstr(e, "error") ? jstr(e, "error") : "");
+	if ((a = json_object_get(r, "discovery_auth")))
+		printf("discovery chap user %s%s%s\n", jstr(a, "user"),
+		       jstr(a, "mutual_user") ? ", mutual as " : "",
+		       jstr(a, "mutual_user") ? jstr(a, "mutual_user") : "");
 	json_array_foreach(json_object_get(r, "targets"), i, e) {
-		printf("target %s\n", jstr(e, "iqn"));
+		printf("target %s%s%s\n", jstr(e, "iqn"), jstr(e, "error") ? " failed: " : "",
+		       jstr(e, "error") ? jstr(e, "error") : "");
+		if ((a = json_object_get(e, "auth")))
+			printf("  chap user %s%s%s\n", jstr(a, "user"),
+			       jstr(a, "mutual_user") ? ", mutual as " : "",
+			       jstr(a, "mutual_user") ? jstr(a, "mutual_user") : "");
+		json_array_foreach(json_object_get(e, "acl"), j, l)
+			printf("  admits %s\n", json_string_value(l));
 		json_array_foreach(json_object_get(e, "luns"), j, l)
 			printf("  lun %lld disk %s%s %s%s%s\n",
 			       (long long)json_integer_value(json_object_get(l, "lun")),
@@ -1438,13 +1678,35 @@ static const struct verb verbs[] = {
 	{ "disk", "remove", cmd_disk_remove, "NAME", "close a disk and forget it",
 	  "Flushes and closes disk NAME and removes it from the state file. Refused\n"
 	  "while a pool or an export claims it. The file itself is left alone.\n" },
-	{ "iscsi", "portal", cmd_iscsi_portal, "add TPG ADDR:PORT",
-	  "listen for iSCSI initiators",
-	  "Listens on ADDR:PORT (IPv4, or [IPv6]:PORT) for iSCSI initiators, in target\n"
-	  "portal group TPG (1-65535), and remembers it across restarts.\n" },
-	{ "iscsi", "target", cmd_iscsi_target, "create IQN", "create an iSCSI target",
-	  "Creates target IQN (iqn.YYYY-MM.reverse.domain:name), reachable through\n"
-	  "every portal; give it LUNs with 'volctl export iscsi'.\n" },
+	{ "iscsi", "portal", cmd_iscsi_portal, "add TPG ADDR:PORT | remove ADDR:PORT",
+	  "listen for iSCSI initiators, or stop",
+	  "add: listens on ADDR:PORT (IPv4, or [IPv6]:PORT) for iSCSI initiators, in\n"
+	  "target portal group TPG (1-65535), and remembers it across restarts.\n"
+	  "remove: stops listening and forgets it (connections made through it stay).\n" },
+	{ "iscsi", "target", cmd_iscsi_target, "create IQN | delete IQN [--force]",
+	  "create or delete an iSCSI target",
+	  "create: target IQN (iqn.YYYY-MM.reverse.domain:name), reachable through\n"
+	  "every portal; give it LUNs with 'volctl export iscsi'.\n"
+	  "delete: refused while the target has LUNs; --force closes its sessions and\n"
+	  "unexports its LUNs first. Its ACL and CHAP settings go with it.\n" },
+	{ "iscsi", "acl", cmd_iscsi_acl, "add|remove IQN INITIATOR_IQN",
+	  "admit an initiator to a target, or stop admitting it",
+	  "A target without ACL admits every initiator; with one, only the initiators\n"
+	  "listed may log in (others: login status 02/02, authorization failure) and\n"
+	  "discovery lists the target only to them. Sessions already logged in stay.\n" },
+	{ "iscsi", "auth", cmd_iscsi_auth,
+	  "set IQN|--discovery --chap USER:SECRET [--mutual USER:SECRET] | clear IQN|--discovery",
+	  "require CHAP for a target's (or discovery) logins",
+	  "set: initiators must authenticate with CHAP (MD5, SHA-256 or SHA3-256)\n"
+	  "as USER with SECRET; with --mutual the target answers an initiator's\n"
+	  "challenge as that USER (mutual CHAP; its secret must differ). clear: no\n"
+	  "authentication. Secrets are kept in the state file (mode 0600) and never\n"
+	  "shown: 'volctl iscsi list' shows only the user names.\n" },
+	{ "iscsi", "sessions", cmd_iscsi_sessions, "",
+	  "list the live iSCSI sessions",
+	  "Lists every session in full feature phase: initiator, ISID, TSIH, type,\n"
+	  "target, its connections (initiator address, portal) and the negotiated\n"
+	  "parameters.\n" },
 	{ "iscsi", "list", cmd_iscsi_list, "", "list iSCSI portals, targets and LUNs",
 	  "Lists the portals (address, portal group, state) and the targets with\n"
 	  "their LUNs (number, disk, read-only, state; failed with the reason when it\n"
@@ -1508,6 +1770,11 @@ static const struct verb verbs[] = {
 	{ "rollback", NULL, cmd_rollback, "VOL@SNAP", "roll a volume back to a snapshot",
 	  "VOL becomes what VOL@SNAP holds: what was written since is lost. Its\n"
 	  "snapshots, older and newer, stay. Refused while VOL is exported.\n" },
+	{ "unexport", "iscsi", cmd_unexport_iscsi, "IQN --lun N [--force]",
+	  "remove a LUN from an iSCSI target",
+	  "Removes LUN N of target IQN and releases its disk. Refused while initiators\n"
+	  "are logged in to the target; --force closes their sessions first (they may\n"
+	  "log in again and find the LUN gone).\n" },
 	{ "nbd", "listen", cmd_nbd_listen, "ADDR:PORT|[IPV6]:PORT|unix:PATH",
 	  "serve NBD on a TCP address or a unix socket",
 	  "Listens for NBD clients on ADDR:PORT (IPv4, or [IPv6] in brackets; port 0\n"
