@@ -4,17 +4,25 @@
  * (one per volctl verb), kept in the "nbd" section of the state file and
  * restored at start; a shutdown hook that stops accepting and drains.
  *
- *	nbd.listen	{ address }			volctl nbd listen ADDR:PORT|unix:PATH
+ *	nbd.listen	{ address, tls?, tls_cert?, tls_psk?, tls_verify_peer? }
+ *							volctl nbd listen ADDR:PORT|unix:PATH
+ *							[--tls off|allow|require]
+ *							[--tls-cert DIR [--tls-verify-peer] | --tls-psk FILE]
  *	nbd.unlisten	{ address }			volctl nbd unlisten ADDR
  *	nbd.list	{}				volctl nbd list
- *	export.nbd	{ device, name?, readonly?, description? }
+ *	export.nbd	{ device, name?, readonly?, description?, allow? }
  *							volctl export nbd DISK_OR_VOL [--name N] [--readonly]
+ *							[--allow CIDR]...
  *	export.list	{}				volctl export list
  *	unexport.nbd	{ name }			volctl unexport nbd NAME
  *
  * State section:
- *	"nbd": { "listeners": [ "ADDR", ... ],
- *		 "exports": [ { "name", "device", "readonly", "description"? }, ... ] }
+ *	"nbd": { "listeners": [ "ADDR" | { "address", "tls", "tls_cert"?,
+ *					     "tls_psk"?, "tls_verify_peer"? }, ... ],
+ *		 "exports": [ { "name", "device", "readonly", "description"?,
+ *				"allow"? }, ... ] }
+ * (a listener without TLS is kept as a plain string; TLS credentials are
+ * kept as paths, never as keys).
  *
  * What the operator configured is kept here even when it cannot be served
  * at start (the device is gone, the port is taken): such entries are listed
@@ -37,6 +45,9 @@
 struct cfg_listener {
 	struct list_head link;
 	char		*addr;
+	enum nbd_tls_mode tls;
+	char		*cert, *psk;
+	bool		verify;
 	bool		active;
 	char		error[RPC_MSG_MAX];
 };
@@ -44,6 +55,8 @@ struct cfg_listener {
 struct cfg_export {
 	struct list_head link;
 	char		*name, *device, *desc;
+	char		**allow;
+	unsigned	nallow;
 	bool		readonly;
 	bool		active;
 	char		error[RPC_MSG_MAX];
@@ -55,6 +68,8 @@ static struct list_head exports = LIST_HEAD_INIT(exports);
 static void cfg_listener_free(struct cfg_listener *l)
 {
 	free(l->addr);
+	free(l->cert);
+	free(l->psk);
 	free(l);
 }
 
@@ -63,6 +78,9 @@ static void cfg_export_free(struct cfg_export *e)
 	free(e->name);
 	free(e->device);
 	free(e->desc);
+	for (unsigned i = 0; i < e->nallow; i++)
+		free(e->allow[i]);
+	free(e->allow);
 	free(e);
 }
 
@@ -99,7 +117,115 @@ static json_t *export_config(const struct cfg_export *e)
 
 	if (e->desc && e->desc[0])
 		json_object_set_new(o, "description", json_string(e->desc));
+	if (e->nallow) {
+		json_t *a = json_array();
+
+		for (unsigned i = 0; i < e->nallow; i++)
+			json_array_append_new(a, json_string(e->allow[i]));
+		json_object_set_new(o, "allow", a);
+	}
 	return o;
+}
+
+static json_t *listener_config(const struct cfg_listener *l)
+{
+	json_t *o;
+
+	if (l->tls == NBD_TLS_OFF)
+		return json_string(l->addr);
+	o = json_pack("{s:s,s:s}", "address", l->addr, "tls", nbd_tls_mode_name(l->tls));
+	if (l->cert)
+		json_object_set_new(o, "tls_cert", json_string(l->cert));
+	if (l->psk)
+		json_object_set_new(o, "tls_psk", json_string(l->psk));
+	if (l->verify)
+		json_object_set_new(o, "tls_verify_peer", json_true());
+	return o;
+}
+
+/* Fill l's TLS settings from params (an RPC call or a state entry). */
+static int listener_tls_params(json_t *params, struct cfg_listener *l, struct rpc_err *err)
+{
+	const char *mode = NULL, *cert = NULL, *psk = NULL;
+	bool verify = false;
+
+	if (rpc_param_enum(params, "tls", RPC_OPTIONAL, &mode, err, "off", "allow", "require",
+			   NULL) ||
+	    rpc_param_str(params, "tls_cert", RPC_OPTIONAL, &cert, err) ||
+	    rpc_param_str(params, "tls_psk", RPC_OPTIONAL, &psk, err) ||
+	    rpc_param_bool(params, "tls_verify_peer", RPC_OPTIONAL, &verify, err))
+		return -1;
+	nbd_tls_mode_parse(mode, &l->tls);
+	if (l->tls == NBD_TLS_OFF && (cert || psk || verify)) {
+		rpc_error(err, RPC_INVALID_PARAMS, "invalid params: TLS credentials need "
+			  "'tls' allow or require");
+		return -1;
+	}
+	if (l->tls != NBD_TLS_OFF && !cert == !psk) {
+		rpc_error(err, RPC_INVALID_PARAMS, "invalid params: TLS needs one of 'tls_cert' "
+			  "(a directory) or 'tls_psk' (a keys file)");
+		return -1;
+	}
+	if (verify && !cert) {
+		rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'tls_verify_peer' needs "
+			  "'tls_cert'");
+		return -1;
+	}
+	if ((cert && !(l->cert = strdup(cert))) || (psk && !(l->psk = strdup(psk)))) {
+		rpc_error(err, RPC_INTERNAL_ERROR, "out of memory");
+		return -1;
+	}
+	l->verify = verify;
+	return 0;
+}
+
+static int listener_start(const struct cfg_listener *l)
+{
+	struct nbd_tls_opts o = {
+		.mode = l->tls,
+		.cert_dir = l->cert,
+		.psk_file = l->psk,
+		.verify_peer = l->verify,
+	};
+
+	return nbd_listen_tls(l->addr, &o);
+}
+
+/* The export's allow-list from params ("allow": [CIDR, ...]). */
+static int export_allow_params(json_t *params, struct cfg_export *e, struct rpc_err *err)
+{
+	json_t *a = NULL, *v;
+	size_t i;
+
+	if (rpc_param_array(params, "allow", RPC_OPTIONAL, &a, err))
+		return -1;
+	if (!a || !json_array_size(a))
+		return 0;
+	if (!json_is_array(a) || json_array_size(a) > 256) {
+		rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'allow' must be an array of "
+			  "at most 256 CIDRs");
+		return -1;
+	}
+	e->allow = calloc(json_array_size(a), sizeof(*e->allow));
+	if (!e->allow) {
+		rpc_error(err, RPC_INTERNAL_ERROR, "out of memory");
+		return -1;
+	}
+	json_array_foreach(a, i, v) {
+		const char *s = json_string_value(v);
+
+		if (!s || nbd_cidr_check(s)) {
+			rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'allow' entry %zu is not "
+				  "an IPv4 or IPv6 CIDR (ADDR/BITS)", i);
+			return -1;
+		}
+		if (!(e->allow[e->nallow] = strdup(s))) {
+			rpc_error(err, RPC_INTERNAL_ERROR, "out of memory");
+			return -1;
+		}
+		e->nallow++;
+	}
+	return 0;
 }
 
 /* Save the configuration, leaving out skip_* and adding extra_*. */
@@ -120,10 +246,10 @@ static int nbd_save(const void *skip, const struct cfg_listener *extra_l,
 		struct cfg_listener *l = list_entry(pos, struct cfg_listener, link);
 
 		if (l != skip)
-			json_array_append_new(la, json_string(l->addr));
+			json_array_append_new(la, listener_config(l));
 	}
 	if (extra_l)
-		json_array_append_new(la, json_string(extra_l->addr));
+		json_array_append_new(la, listener_config(extra_l));
 	list_for_each(pos, &exports) {
 		struct cfg_export *e = list_entry(pos, struct cfg_export, link);
 
@@ -173,6 +299,13 @@ static json_t *listener_info(const struct cfg_listener *l)
 		nbd_listener_foreach(find_bound, &b);
 	o = json_pack("{s:s,s:s}", "address", l->addr, "state", l->active ? "listening" : "failed");
 	json_object_set_new(o, "bound", b.bound[0] ? json_string(b.bound) : json_null());
+	json_object_set_new(o, "tls", json_string(nbd_tls_mode_name(l->tls)));
+	if (l->cert)
+		json_object_set_new(o, "tls_cert", json_string(l->cert));
+	if (l->psk)
+		json_object_set_new(o, "tls_psk", json_string(l->psk));
+	if (l->verify)
+		json_object_set_new(o, "tls_verify_peer", json_true());
 	if (!l->active)
 		json_object_set_new(o, "error", json_string(l->error));
 	return o;
@@ -184,7 +317,8 @@ static json_t *m_listen(json_t *params, void *arg, struct rpc_err *err)
 	struct cfg_listener *l;
 	int rc;
 
-	if (rpc_params_only(params, err, "address", NULL) ||
+	if (rpc_params_only(params, err, "address", "tls", "tls_cert", "tls_psk",
+			    "tls_verify_peer", NULL) ||
 	    rpc_param_str(params, "address", RPC_REQUIRED, &addr, err))
 		return NULL;
 	if (listener_find(addr))
@@ -194,9 +328,18 @@ static json_t *m_listen(json_t *params, void *arg, struct rpc_err *err)
 		free(l);
 		return rpc_error(err, RPC_INTERNAL_ERROR, "out of memory");
 	}
-	rc = nbd_listen(addr);
-	if (rc) {
+	if (listener_tls_params(params, l, err)) {
 		cfg_listener_free(l);
+		return NULL;
+	}
+	rc = listener_start(l);
+	if (rc) {
+		bool tls = l->tls != NBD_TLS_OFF;
+
+		cfg_listener_free(l);
+		if (tls && (rc == -EPROTO || rc == -ENOENT || rc == -EACCES))
+			return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: cannot load the "
+					 "TLS credentials (%s): see the daemon log", strerror(-rc));
 		if (rc == -EINVAL)
 			return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'address' must be "
 					 "ADDR:PORT, [IPV6]:PORT or unix:PATH, not '%.200s'", addr);
@@ -278,6 +421,13 @@ static json_t *export_info(const struct cfg_export *e)
 		      "readonly", e->readonly, "size", (json_int_t)c.size,
 		      "clients", (int)c.clients);
 	json_object_set_new(o, "description", json_string(e->desc ? e->desc : ""));
+	if (e->nallow) {
+		json_t *a = json_array();
+
+		for (unsigned i = 0; i < e->nallow; i++)
+			json_array_append_new(a, json_string(e->allow[i]));
+		json_object_set_new(o, "allow", a);
+	}
 	if (!e->active)
 		json_object_set_new(o, "error", json_string(e->error));
 	return o;
@@ -289,7 +439,8 @@ static int export_start(struct cfg_export *e)
 
 	if (!bd)
 		return -ENODEV;
-	return nbd_export_add(e->name, bd, e->readonly, e->desc);
+	return nbd_export_add_allow(e->name, bd, e->readonly, e->desc,
+				    (const char *const *)e->allow, e->nallow);
 }
 
 static json_t *m_export(json_t *params, void *arg, struct rpc_err *err)
@@ -299,7 +450,8 @@ static json_t *m_export(json_t *params, void *arg, struct rpc_err *err)
 	struct cfg_export *e;
 	int rc;
 
-	if (rpc_params_only(params, err, "device", "name", "readonly", "description", NULL) ||
+	if (rpc_params_only(params, err, "device", "name", "readonly", "description", "allow",
+			    NULL) ||
 	    rpc_param_str(params, "device", RPC_REQUIRED, &device, err) ||
 	    rpc_param_name(params, "name", RPC_OPTIONAL, &name, err) ||
 	    rpc_param_bool(params, "readonly", RPC_OPTIONAL, &ro, err) ||
@@ -325,6 +477,10 @@ static json_t *m_export(json_t *params, void *arg, struct rpc_err *err)
 		return rpc_error(err, RPC_INTERNAL_ERROR, "out of memory");
 	}
 	e->readonly = ro;
+	if (export_allow_params(params, e, err)) {
+		cfg_export_free(e);
+		return NULL;
+	}
 	rc = export_start(e);
 	if (rc) {
 		cfg_export_free(e);
@@ -455,6 +611,13 @@ void nbd_restore(void)
 			break;
 		}
 		e->readonly = ro;
+		if (export_allow_params(v, e, &err)) {
+			LOG_ERR(LS_NBD, "%s: nbd export %s: %s: skipped", state_path(), name,
+				err.message);
+			json_decref(err.data);
+			cfg_export_free(e);
+			continue;
+		}
 		rc = export_start(e);
 		if (rc) {
 			snprintf(e->error, sizeof(e->error), "%s", rc == -ENODEV ?
@@ -467,12 +630,14 @@ void nbd_restore(void)
 	}
 	a = json_object_get(sec, "listeners");
 	json_array_foreach(a, i, v) {
-		const char *addr = json_string_value(v);
+		const char *addr = json_is_object(v) ? json_string_value(json_object_get(v, "address")) :
+				   json_string_value(v);
+		struct rpc_err err = { 0 };
 		struct cfg_listener *l;
 		int rc;
 
 		if (!addr || listener_find(addr)) {
-			LOG_ERR(LS_NBD, "%s: nbd listener %zu: not a string or a duplicate: skipped",
+			LOG_ERR(LS_NBD, "%s: nbd listener %zu: no address or a duplicate: skipped",
 				state_path(), i);
 			continue;
 		}
@@ -481,7 +646,14 @@ void nbd_restore(void)
 			free(l);
 			break;
 		}
-		rc = nbd_listen(addr);
+		if (json_is_object(v) && listener_tls_params(v, l, &err)) {
+			LOG_ERR(LS_NBD, "%s: nbd listener %s: %s: skipped", state_path(), addr,
+				err.message);
+			json_decref(err.data);
+			cfg_listener_free(l);
+			continue;
+		}
+		rc = listener_start(l);
 		if (rc) {
 			snprintf(l->error, sizeof(l->error), "%s", strerror(-rc));
 			LOG_ERR(LS_NBD, "restoring nbd listener %s: %s", addr, l->error);

@@ -27,6 +27,19 @@
  * once with one sendmsg (header and payload as separate iovecs); when the
  * socket is full, tx waits for EV_WRITE.
  *
+ * TLS (a listener's choice: off, allow, require). STARTTLS is answered in
+ * clear; once that reply is out, rx becomes RX_TLS_HS and drives a
+ * nonblocking gnutls_handshake() from the same edge-triggered ev_io
+ * (gnutls_record_get_direction() says which readiness it waits for). Then
+ * conn_recv() reads records and conn_tx_tls() sends 16 KiB records: large
+ * payloads straight from the request's buffer, headers and small replies
+ * gathered so that they share records. rx always reads until EAGAIN (or is
+ * resumed by a task), so plaintext GnuTLS holds is never left waiting for a
+ * readiness that will not come.
+ *
+ * Allow-lists: an export with CIDRs serves TCP peers inside them only;
+ * others get ERR_POLICY and do not see it in LIST.
+ *
  * Lifetime. A connection is closed (socket shut, nothing more sent or
  * read) at once on a protocol error or EOF, but freed only when no bio of
  * it is in flight: the bios name its buffers. Freeing is deferred once more
@@ -58,6 +71,7 @@
 #include "sand/nbd.h"
 #include "sand/reactor.h"
 #include "proto/nbd/nbd_proto.h"
+#include "daemon/nbd/nbd_tls.h"
 
 #define NBD_MAX_PAYLOAD		(32u << 20)	/* READ/WRITE length limit */
 #define NBD_MAX_INFLIGHT	128u		/* requests per connection */
@@ -72,6 +86,7 @@
 #define USER_TIMEOUT_MS		60000u
 #define IO_HDR_MAX		64
 #define TX_IOV_MAX		64
+#define TLS_REC			(16u * 1024)	/* TLS plaintext record */
 
 struct nbd_export;
 
@@ -92,6 +107,8 @@ struct nbd_export {
 	struct blkdev	*bd;
 	bool		ro;
 	bool		removing;
+	struct nbd_cidr	*allow;		/* nallow CIDRs; none: everyone */
+	unsigned	nallow;
 	unsigned	refs;		/* list + attached conns + open chans */
 	unsigned	clients;
 	struct exp_chan	*xc;		/* [srv.nr] */
@@ -110,12 +127,14 @@ struct nbd_listener {
 	char		path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int		fd;
 	unsigned	ridx;
+	struct nbd_tls	*tls;		/* NULL: plain only */
 	struct ev_io	io;
 	struct ev_timer	retry;
 };
 
 enum rx_state {
 	RX_CFLAGS,
+	RX_TLS_HS,		/* STARTTLS acknowledged: handshaking */
 	RX_OPT_HDR,
 	RX_OPT_DATA,
 	RX_OPT_SKIP,		/* an option too big to keep */
@@ -151,6 +170,16 @@ struct nbd_conn {
 	struct ev_task	rx_task, tx_task, free_task;
 	struct ev_timer	timer;
 	char		peer[96];
+	struct sockaddr_storage peer_sa;	/* AF_UNSPEC for unix peers */
+
+	/* TLS */
+	struct nbd_tls	*tls_cfg;	/* the listener's, or NULL */
+	gnutls_session_t tls;		/* after STARTTLS */
+	bool		tls_on;		/* handshake done: records from now on */
+	bool		tls_again;	/* a record send returned EAGAIN: resend */
+	uint8_t		*tls_buf;	/* small replies gathered into one record */
+	const uint8_t	*tls_ptr;	/* what is being sent */
+	size_t		tls_len;
 
 	/* rx */
 	enum rx_state	rx;
@@ -226,6 +255,7 @@ static void export_free(struct nbd_export *exp)
 {
 	blkdev_release(exp->bd, exp->claim);
 	free(exp->xc);
+	free(exp->allow);
 	free(exp->name);
 	free(exp->desc);
 	free(exp);
@@ -248,6 +278,17 @@ static struct nbd_export *export_find_locked(const char *name, size_t len)
 			return exp;
 	}
 	return len == 0 ? first : NULL;
+}
+
+/* May this client use exp? Unix-socket clients always may. */
+static bool export_allows(const struct nbd_export *exp, const struct sockaddr_storage *peer)
+{
+	if (!exp->nallow || (peer->ss_family != AF_INET && peer->ss_family != AF_INET6))
+		return true;
+	for (unsigned i = 0; i < exp->nallow; i++)
+		if (nbd_cidr_match(&exp->allow[i], (const struct sockaddr *)peer))
+			return true;
+	return false;
 }
 
 /*
@@ -550,6 +591,10 @@ static void free_task_fn(struct ev_task *t)
 		LOG_ERR(LS_NBD, "%s: freed with %u requests outstanding", c->peer, c->nios);
 	free(c->rbuf);
 	free(c->meta_name);
+	if (c->tls)
+		gnutls_deinit(c->tls);
+	free(c->tls_buf);
+	nbd_tls_put(c->tls_cfg);
 	free(c);
 	pthread_mutex_lock(&srv.lock);
 	if (--srv.nconns == 0)
@@ -568,6 +613,8 @@ static void conn_close(struct nbd_conn *c, const char *why)
 		if (why)
 			LOG_DBG(LS_NBD, "%s: closing: %s", c->peer, why);
 		ev_io_stop(c->r->loop, &c->io);
+		if (c->tls_on && !c->tls_again)
+			gnutls_bye(c->tls, GNUTLS_SHUT_WR);	/* nonblocking: best effort */
 		close(c->fd);
 		c->fd = -1;
 		ev_timer_stop(c->r->loop, &c->timer);
@@ -629,13 +676,115 @@ static void conn_drain(struct nbd_conn *c)
 
 /* ---------------------------------------------------------------- tx */
 
+/* w bytes of the reply stream (c->out, then the txq) have gone out. */
+static void tx_advance(struct nbd_conn *c, size_t w)
+{
+	if (c->out_off < c->out.len) {
+		size_t k = MIN(w, c->out.len - c->out_off);
+
+		c->out_off += k;
+		w -= k;
+		if (c->out_off == c->out.len) {
+			c->out.len = 0;
+			c->out_off = 0;
+			if (c->transmission)
+				nbd_buf_free(&c->out);
+		}
+	}
+	while (w && !list_empty(&c->txq)) {
+		struct nbd_io *io = list_first_entry(&c->txq, struct nbd_io, link);
+		size_t left = io->hdrlen + io->datalen - io->txoff;
+
+		if (w < left) {
+			io->txoff += w;
+			break;
+		}
+		w -= left;
+		list_del(&io->link);
+		io_release(io);
+	}
+}
+
+/*
+ * Under TLS, the plaintext of the next record (TLS_REC bytes at most): a
+ * large payload is sent from the reply's own buffer; headers, small
+ * payloads and the ends of large ones are gathered into tls_buf, so that
+ * many small replies make one record (and one send).
+ */
+static size_t tls_tx_gather(struct nbd_conn *c)
+{
+	struct list_head *pos;
+	size_t len = 0, k;
+
+	if (c->out_off < c->out.len) {
+		len = MIN(c->out.len - c->out_off, (size_t)TLS_REC);
+		memcpy(c->tls_buf, c->out.p + c->out_off, len);
+	}
+	list_for_each(pos, &c->txq) {
+		struct nbd_io *io = list_entry(pos, struct nbd_io, link);
+		size_t off = io->txoff;
+
+		if (len == TLS_REC)
+			break;
+		if (len == 0 && off >= io->hdrlen && io->datalen - (off - io->hdrlen) >= TLS_REC) {
+			c->tls_ptr = io->buf + (off - io->hdrlen);
+			return TLS_REC;
+		}
+		if (off < io->hdrlen) {
+			k = MIN(io->hdrlen - off, TLS_REC - len);
+			memcpy(c->tls_buf + len, io->hdr + off, k);
+			len += k;
+			off += k;
+		}
+		if (off >= io->hdrlen && io->datalen && len < TLS_REC) {
+			k = MIN(io->datalen - (off - io->hdrlen), TLS_REC - len);
+			memcpy(c->tls_buf + len, io->buf + (off - io->hdrlen), k);
+			len += k;
+		}
+	}
+	c->tls_ptr = c->tls_buf;
+	return len;
+}
+
+static void conn_tx_tls(struct nbd_conn *c)
+{
+	while (!c->closed && (c->tls_again || c->out_off < c->out.len || !list_empty(&c->txq))) {
+		ssize_t n;
+
+		if (!c->tls_again)
+			c->tls_len = tls_tx_gather(c);
+		/* After EAGAIN the record is already sealed inside GnuTLS: the
+		 * same call again sends the rest of it. */
+		n = gnutls_record_send(c->tls, c->tls_ptr, c->tls_len);
+		if (n == GNUTLS_E_INTERRUPTED) {
+			c->tls_again = true;
+			continue;
+		}
+		if (n == GNUTLS_E_AGAIN) {
+			c->tls_again = true;
+			return;		/* EV_WRITE brings us back */
+		}
+		c->tls_again = false;
+		if (n < 0) {
+			conn_close(c, gnutls_strerror((int)n));
+			return;
+		}
+		tx_advance(c, (size_t)n);
+	}
+	if (!c->closed)
+		conn_maybe_finish(c);
+}
+
 static void conn_tx(struct nbd_conn *c)
 {
+	if (c->tls_on) {
+		conn_tx_tls(c);
+		return;
+	}
 	while (!c->closed && (c->out_off < c->out.len || !list_empty(&c->txq))) {
 		struct iovec iov[TX_IOV_MAX];
 		struct msghdr m = { .msg_iov = iov };
 		struct list_head *pos;
-		size_t w;
 		ssize_t n;
 		int cnt = 0;
 
@@ -669,34 +818,13 @@ static void conn_tx(struct nbd_conn *c)
 			conn_close(c, strerror(errno));
 			return;
 		}
-		w = (size_t)n;
-		if (c->out_off < c->out.len) {
-			size_t k = MIN(w, c->out.len - c->out_off);
-
-			c->out_off += k;
-			w -= k;
-			if (c->out_off == c->out.len) {
-				c->out.len = 0;
-				c->out_off = 0;
-				if (c->transmission)
-					nbd_buf_free(&c->out);
-			}
-		}
-		while (w && !list_empty(&c->txq)) {
-			struct nbd_io *io = list_first_entry(&c->txq, struct nbd_io, link);
-			size_t left = io->hdrlen + io->datalen - io->txoff;
-
-			if (w < left) {
-				io->txoff += w;
-				break;
-			}
-			w -= left;
-			list_del(&io->link);
-			io_release(io);
-		}
+		tx_advance(c, (size_t)n);
 	}
 	if (c->closed)
 		return;
+	/* STARTTLS's ACK is out in clear: the handshake can start. */
+	if (c->rx == RX_TLS_HS && c->out_off >= c->out.len)
+		ev_defer(c->r->loop, &c->rx_task, rx_task_fn);
 	conn_maybe_finish(c);
 }
 
@@ -781,6 +909,12 @@ static void opt_info(struct nbd_conn *c, uint32_t opt, const uint8_t *data, uint
 		nbd_rep_err(&c->out, opt, NBD_REP_ERR_UNKNOWN, "no such export");
 		return;
 	}
+	if (!export_allows(exp, &c->peer_sa)) {
+		pthread_mutex_unlock(&srv.lock);
+		LOG_DBG(LS_NBD, "%s: not allowed to use %s", c->peer, exp->name);
+		nbd_rep_err(&c->out, opt, NBD_REP_ERR_POLICY, "not allowed from this address");
+		return;
+	}
 	if (opt == NBD_OPT_GO && (rc = conn_attach_locked(c, exp))) {
 		pthread_mutex_unlock(&srv.lock);
 		nbd_rep_err(&c->out, opt, NBD_REP_ERR_PLATFORM, strerror(-rc));
@@ -805,7 +939,8 @@ static void opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *data, uint
 {
 	bool list = opt == NBD_OPT_LIST_META_CONTEXT;
 	struct nbd_meta_req mr;
-	bool found, match = false;
+	struct nbd_export *exp;
+	bool found, allowed, match = false;
 	uint32_t pos = 0, ql;
 	const char *q;
 
@@ -818,10 +953,16 @@ static void opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *data, uint
 		return;
 	}
 	pthread_mutex_lock(&srv.lock);
-	found = export_find_locked(mr.name, mr.name_len) != NULL;
+	exp = export_find_locked(mr.name, mr.name_len);
+	found = exp != NULL;
+	allowed = exp && export_allows(exp, &c->peer_sa);
 	pthread_mutex_unlock(&srv.lock);
 	if (!found) {
 		nbd_rep_err(&c->out, opt, NBD_REP_ERR_UNKNOWN, "no such export");
+		return;
+	}
+	if (!allowed) {
+		nbd_rep_err(&c->out, opt, NBD_REP_ERR_POLICY, "not allowed from this address");
 		return;
 	}
 	if (list && mr.nqueries == 0)
@@ -845,11 +986,73 @@ static void opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *data, uint
 	nbd_rep_ack(&c->out, opt);
 }
 
-static void list_one(const struct nbd_export_info *e, void *arg)
+/* LIST: the exports this client may use. */
+static void opt_list(struct nbd_conn *c)
 {
-	struct nbd_buf *b = arg;
+	struct list_head *pos;
 
-	nbd_rep_server(b, NBD_OPT_LIST, e->name, e->description);
+	pthread_mutex_lock(&srv.lock);
+	list_for_each(pos, &srv.exports) {
+		struct nbd_export *e = list_entry(pos, struct nbd_export, link);
+
+		if (!e->removing && export_allows(e, &c->peer_sa))
+			nbd_rep_server(&c->out, NBD_OPT_LIST, e->name, e->desc);
+	}
+	pthread_mutex_unlock(&srv.lock);
+	nbd_rep_ack(&c->out, NBD_OPT_LIST);
+}
+
+/* STARTTLS: acknowledge in clear; the handshake starts once that is out. */
+static void opt_starttls(struct nbd_conn *c, uint32_t len)
+{
+	if (len) {
+		nbd_rep_err(&c->out, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "takes no data");
+	} else if (!c->tls_cfg) {
+		nbd_rep_err(&c->out, NBD_OPT_STARTTLS, NBD_REP_ERR_POLICY,
+			    "TLS is not offered on this listener");
+	} else if (c->tls) {
+		nbd_rep_err(&c->out, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "TLS is on already");
+	} else if (c->rpos < c->rlen) {
+		conn_close(c, "data after STARTTLS before its reply");
+	} else if ((!c->tls_buf && !(c->tls_buf = malloc(TLS_REC))) ||
+		   nbd_tls_session(c->tls_cfg, c->fd, &c->tls)) {
+		nbd_rep_err(&c->out, NBD_OPT_STARTTLS, NBD_REP_ERR_PLATFORM, "out of memory");
+	} else {
+		/* Nothing negotiated in clear carries over. */
+		c->structured = false;
+		c->meta = false;
+		nbd_rep_ack(&c->out, NBD_OPT_STARTTLS);
+		c->rx = RX_TLS_HS;
+	}
+}
+
+/* The handshake, driven by readiness. 0 when done, 1 to wait (or closed). */
+static int conn_tls_handshake(struct nbd_conn *c)
+{
+	int rc;
+
+	if (c->out_off < c->out.len)
+		return 1;	/* the ACK first: conn_tx resumes us */
+	do {
+		rc = gnutls_handshake(c->tls);
+	} while (rc == GNUTLS_E_INTERRUPTED);
+	if (rc == GNUTLS_E_AGAIN)
+		return 1;	/* gnutls_record_get_direction() says for what */
+	if (rc < 0) {
+		LOG_RATELIMIT(LOG_WARN, LS_NBD, "%s: tls handshake: %s", c->peer,
+			      gnutls_strerror(rc));
+		conn_close(c, "tls handshake failed");
+		return 1;
+	}
+	c->tls_on = true;
+	if (log_debug_on(LS_NBD)) {
+		char *desc = gnutls_session_get_desc(c->tls);
+
+		LOG_DBG(LS_NBD, "%s: tls on: %s", c->peer, desc ? desc : "?");
+		gnutls_free(desc);
+	}
+	rx_expect(c, RX_OPT_HDR, NBD_OPT_HDR_LEN, c->hdr);
+	return 0;
 }
 
 /* An option's payload is in; answer it. Returns 1 if rx must stop. */
@@ -861,12 +1064,23 @@ static int conn_option(struct nbd_conn *c)
 	int stop = 0;
 
 	LOG_DBG(LS_NBD, "%s: option %s (%u bytes)", c->peer, nbd_opt_name(opt), len);
+	if (c->tls_cfg && c->tls_cfg->mode == NBD_TLS_REQUIRE && !c->tls_on &&
+	    opt != NBD_OPT_STARTTLS && opt != NBD_OPT_ABORT) {
+		if (opt == NBD_OPT_EXPORT_NAME) {
+			conn_close(c, "export_name before TLS");
+			return 1;
+		}
+		nbd_rep_err(&c->out, opt, NBD_REP_ERR_TLS_REQD, "TLS is required");
+		opt = 0;	/* answered */
+	}
 	switch (opt) {
+	case 0:
+		break;
 	case NBD_OPT_EXPORT_NAME:
 		pthread_mutex_lock(&srv.lock);
 		exp = export_find_locked((const char *)data, len);
 		if (!exp || __atomic_load_n(&srv.shutting_down, __ATOMIC_ACQUIRE) ||
-		    conn_attach_locked(c, exp)) {
+		    !export_allows(exp, &c->peer_sa) || conn_attach_locked(c, exp)) {
 			pthread_mutex_unlock(&srv.lock);
 			/* This option cannot fail politely: drop the session. */
 			conn_close(c, "export_name: no such export");
@@ -888,11 +1102,12 @@ static int conn_option(struct nbd_conn *c)
 			nbd_rep_err(&c->out, opt, NBD_REP_ERR_INVALID, "list takes no data");
 			break;
 		}
-		nbd_export_foreach(list_one, &c->out);
-		nbd_rep_ack(&c->out, opt);
+		opt_list(c);
 		break;
 	case NBD_OPT_STARTTLS:
-		nbd_rep_err(&c->out, opt, NBD_REP_ERR_POLICY, "TLS is not offered by this server yet");
+		opt_starttls(c, len);
+		if (c->closed)
+			return 1;
 		break;
 	case NBD_OPT_INFO:
 	case NBD_OPT_GO:
@@ -920,7 +1135,7 @@ static int conn_option(struct nbd_conn *c)
 		conn_close(c, "out of memory");
 		return 1;
 	}
-	if (!c->transmission && !stop)
+	if (!c->transmission && !stop && c->rx != RX_TLS_HS)
 		rx_expect(c, RX_OPT_HDR, NBD_OPT_HDR_LEN, c->hdr);
 	conn_tx(c);
 	return stop || c->closed;
@@ -1045,6 +1260,31 @@ static int conn_unit_done(struct nbd_conn *c)
 	}
 }
 
+/* recv(), or a TLS record's plaintext once TLS is on (errno as recv's).
+ * GnuTLS may hold plaintext the socket no longer signals: rx always reads
+ * until EAGAIN, or is resumed by a task, never by readiness alone. */
+static ssize_t conn_recv(struct nbd_conn *c, void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (!c->tls_on)
+		return recv(c->fd, buf, len, 0);
+	n = gnutls_record_recv(c->tls, buf, len);
+	if (n >= 0)
+		return n;
+	if (n == GNUTLS_E_AGAIN) {
+		errno = EAGAIN;
+	} else if (n == GNUTLS_E_INTERRUPTED) {
+		errno = EINTR;
+	} else if (n == GNUTLS_E_PREMATURE_TERMINATION) {
+		return 0;	/* closed without close_notify: an EOF */
+	} else {
+		LOG_DBG(LS_NBD, "%s: tls: %s", c->peer, gnutls_strerror((int)n));
+		errno = EPROTO;
+	}
+	return -1;
+}
+
 static void conn_rx(struct nbd_conn *c)
 {
 	for (;;) {
@@ -1053,6 +1293,11 @@ static void conn_rx(struct nbd_conn *c)
 
 		if (c->closed || c->rx == RX_STOP)
 			return;
+		if (c->rx == RX_TLS_HS) {
+			if (conn_tls_handshake(c))
+				return;
+			continue;
+		}
 		if (c->got == c->need) {
 			if (conn_unit_done(c))
 				return;
@@ -1073,12 +1318,12 @@ static void conn_rx(struct nbd_conn *c)
 			continue;
 		}
 		if (c->dst && want >= RBUF_SIZE / 2) {	/* big payload: straight in */
-			n = recv(c->fd, c->dst + c->got, (size_t)want, 0);
+			n = conn_recv(c, c->dst + c->got, (size_t)want);
 			if (n > 0)
 				c->got += (uint64_t)n;
 		} else {
 			c->rpos = c->rlen = 0;
-			n = recv(c->fd, c->rbuf, RBUF_SIZE, 0);
+			n = conn_recv(c, c->rbuf, RBUF_SIZE);
 			if (n > 0)
 				c->rlen = (size_t)n;
 		}
@@ -1101,6 +1346,16 @@ static void conn_io_fn(struct ev_io *w, uint32_t revents)
 {
 	struct nbd_conn *c = container_of(w, struct nbd_conn, io);
 
+	if (c->rx == RX_TLS_HS) {
+		/* Only the readiness the handshake waits for moves it on. */
+		uint32_t want = c->tls && gnutls_record_get_direction(c->tls) ? EV_WRITE : EV_READ;
+
+		if ((revents & EV_WRITE) && c->out_off < c->out.len)
+			conn_tx(c);
+		if (!c->closed && (revents & (want | EV_HUP | EV_ERROR)))
+			conn_rx(c);
+		return;
+	}
 	if ((revents & EV_WRITE) && (c->out_off < c->out.len || !list_empty(&c->txq)))
 		conn_tx(c);
 	if (!c->closed && (revents & (EV_READ | EV_HUP | EV_ERROR)))
@@ -1109,7 +1364,8 @@ static void conn_io_fn(struct ev_io *w, uint32_t revents)
 		conn_close(c, "hangup");
 }
 
-static void conn_new(struct nbd_reactor *r, int fd)
+/* Takes over fd and a reference to tls (may be NULL). */
+static void conn_new(struct nbd_reactor *r, int fd, struct nbd_tls *tls)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -1120,11 +1376,13 @@ static void conn_new(struct nbd_reactor *r, int fd)
 	if (!c || !(c->rbuf = malloc(RBUF_SIZE))) {
 		free(c);
 		close(fd);
+		nbd_tls_put(tls);
 		LOG_RATELIMIT(LOG_ERROR, LS_NBD, "out of memory for a connection");
 		return;
 	}
 	c->r = r;
 	c->fd = fd;
+	c->tls_cfg = tls;
 	list_init(&c->free_ios);
 	list_init(&c->txq);
 	/* TCP only (these fail harmlessly on unix sockets): no Nagle delay on
@@ -1140,6 +1398,7 @@ static void conn_new(struct nbd_reactor *r, int fd)
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family != AF_UNIX) {
 		char host[INET6_ADDRSTRLEN], port[8];
 
+		c->peer_sa = ss;
 		if (getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), port, sizeof(port),
 				NI_NUMERICHOST | NI_NUMERICSERV) == 0)
 			snprintf(c->peer, sizeof(c->peer), "%s:%s", host, port);
@@ -1152,6 +1411,7 @@ static void conn_new(struct nbd_reactor *r, int fd)
 	if (ev_io_start(r->loop, &c->io, fd, EV_READ | EV_WRITE, conn_io_fn)) {
 		close(fd);
 		free(c->rbuf);
+		nbd_tls_put(tls);
 		free(c);
 		return;
 	}
@@ -1176,16 +1436,23 @@ static void conn_new(struct nbd_reactor *r, int fd)
 		conn_rx(c);
 }
 
+struct conn_msg {
+	int		fd;
+	struct nbd_tls	*tls;
+};
+
 static void conn_new_msg(void *arg)
 {
-	int fd = (int)(intptr_t)arg;
+	struct conn_msg *m = arg;
 	int self = reactor_self();
 
 	if (__atomic_load_n(&srv.shutting_down, __ATOMIC_ACQUIRE) || self < 0 || !srv.r) {
-		close(fd);
-		return;
+		close(m->fd);
+		nbd_tls_put(m->tls);
+	} else {
+		conn_new(&srv.r[self], m->fd, m->tls);
 	}
-	conn_new(&srv.r[self], fd);
+	free(m);
 }
 
 /* ================================================================ listeners */
@@ -1221,10 +1488,21 @@ static void accept_fn(struct ev_io *w, uint32_t revents)
 		}
 		i = reactor_next();
 		if ((int)i == reactor_self()) {
-			conn_new(&srv.r[i], fd);
-		} else if (reactor_send(i, conn_new_msg, (void *)(intptr_t)fd)) {
-			LOG_RATELIMIT(LOG_ERROR, LS_NBD, "cannot hand a connection to reactor %u", i);
-			close(fd);
+			conn_new(&srv.r[i], fd, nbd_tls_get(l->tls));
+		} else {
+			struct conn_msg *m = malloc(sizeof(*m));
+
+			if (m) {
+				m->fd = fd;
+				m->tls = nbd_tls_get(l->tls);
+			}
+			if (!m || reactor_send(i, conn_new_msg, m)) {
+				LOG_RATELIMIT(LOG_ERROR, LS_NBD, "cannot hand a connection to reactor %u", i);
+				close(fd);
+				if (m)
+					nbd_tls_put(m->tls);
+				free(m);
+			}
 		}
 	}
 }
@@ -1378,11 +1656,24 @@ static struct nbd_listener *listener_find_locked(const char *addr)
 
 int nbd_listen(const char *addr)
 {
+	return nbd_listen_tls(addr, NULL);
+}
+
+int nbd_listen_tls(const char *addr, const struct nbd_tls_opts *o)
+{
 	struct nbd_listener *l;
+	struct nbd_tls *tls = NULL;
 	int rc;
 
 	if (!addr || strlen(addr) >= sizeof(l->addr))
 		return -EINVAL;
+	if (o && o->mode != NBD_TLS_OFF) {
+		rc = nbd_tls_new(o, &tls);
+		if (rc)
+			return rc;
+	} else if (o && (o->cert_dir || o->psk_file || o->verify_peer)) {
+		return -EINVAL;
+	}
 	pthread_mutex_lock(&srv.api_lock);
 	rc = srv_init();
 	if (rc)
@@ -1399,6 +1690,8 @@ int nbd_listen(const char *addr)
 		rc = -ENOMEM;
 		goto unlock;
 	}
+	l->tls = tls;
+	tls = NULL;
 	snprintf(l->addr, sizeof(l->addr), "%s", addr);
 	rc = listener_socket(addr, l);
 	if (rc)
@@ -1410,7 +1703,8 @@ int nbd_listen(const char *addr)
 	pthread_mutex_lock(&srv.lock);
 	list_add_tail(&l->link, &srv.listeners);
 	pthread_mutex_unlock(&srv.lock);
-	LOG_INFO(LS_NBD, "listening on %s", l->bound);
+	LOG_INFO(LS_NBD, "listening on %s%s%s", l->bound, l->tls ? ", tls " : "",
+		 l->tls ? nbd_tls_mode_name(l->tls->mode) : "");
 	pthread_mutex_unlock(&srv.api_lock);
 	return 0;
 
@@ -1419,9 +1713,11 @@ close_fd:
 	if (l->path[0])
 		unlink(l->path);
 free_l:
+	nbd_tls_put(l->tls);
 	free(l);
 unlock:
 	pthread_mutex_unlock(&srv.api_lock);
+	nbd_tls_put(tls);
 	return rc;
 }
 
@@ -1432,6 +1728,7 @@ static void listener_destroy(struct nbd_listener *l)
 	if (l->path[0])
 		unlink(l->path);
 	LOG_INFO(LS_NBD, "stopped listening on %s", l->bound);
+	nbd_tls_put(l->tls);
 	free(l);
 }
 
@@ -1453,13 +1750,22 @@ int nbd_unlisten(const char *addr)
 
 int nbd_export_add(const char *name, struct blkdev *bd, bool readonly, const char *description)
 {
+	return nbd_export_add_allow(name, bd, readonly, description, NULL, 0);
+}
+
+int nbd_export_add_allow(const char *name, struct blkdev *bd, bool readonly,
+			 const char *description, const char *const *allow, unsigned nallow)
+{
 	struct nbd_export *exp;
 	struct list_head *pos;
 	int rc;
 
 	if (!name || !bd || strlen(name) > NBD_MAX_STRING ||
-	    (description && strlen(description) > NBD_MAX_STRING))
+	    (description && strlen(description) > NBD_MAX_STRING) || (nallow && !allow))
 		return -EINVAL;
+	for (unsigned i = 0; i < nallow; i++)
+		if (nbd_cidr_check(allow[i]))
+			return -EINVAL;
 	pthread_mutex_lock(&srv.api_lock);
 	rc = srv_init();
 	if (rc)
@@ -1472,10 +1778,14 @@ int nbd_export_add(const char *name, struct blkdev *bd, bool readonly, const cha
 	exp->name = strdup(name);
 	exp->desc = strdup(description ? description : "");
 	exp->xc = calloc(srv.nr, sizeof(*exp->xc));
-	if (!exp->name || !exp->desc || !exp->xc) {
+	exp->allow = nallow ? calloc(nallow, sizeof(*exp->allow)) : NULL;
+	if (!exp->name || !exp->desc || !exp->xc || (nallow && !exp->allow)) {
 		rc = -ENOMEM;
 		goto free_exp;
 	}
+	for (unsigned i = 0; i < nallow; i++)
+		nbd_cidr_parse(allow[i], &exp->allow[i]);
+	exp->nallow = nallow;
 	for (unsigned i = 0; i < srv.nr; i++) {
 		exp->xc[i].exp = exp;
 		list_init(&exp->xc[i].retry);
@@ -1507,6 +1817,7 @@ int nbd_export_add(const char *name, struct blkdev *bd, bool readonly, const cha
 
 free_exp:
 	free(exp->xc);
+	free(exp->allow);
 	free(exp->name);
 	free(exp->desc);
 	free(exp);
@@ -1613,7 +1924,15 @@ void nbd_listener_foreach(void (*fn)(const struct nbd_listener_info *l, void *ar
 	pthread_mutex_lock(&srv.lock);
 	list_for_each(pos, &srv.listeners) {
 		struct nbd_listener *l = list_entry(pos, struct nbd_listener, link);
-		struct nbd_listener_info info = { .addr = l->addr, .bound = l->bound, .reactor = l->ridx };
+		struct nbd_listener_info info = {
+			.addr = l->addr,
+			.bound = l->bound,
+			.reactor = l->ridx,
+			.tls = l->tls ? l->tls->mode : NBD_TLS_OFF,
+			.tls_cert = l->tls ? l->tls->cert_dir : NULL,
+			.tls_psk = l->tls ? l->tls->psk_file : NULL,
+			.tls_verify_peer = l->tls && l->tls->verify_peer,
+		};
 
 		fn(&info, arg);
 	}
@@ -1682,6 +2001,7 @@ void nbd_shutdown(void)
 	free(srv.r);
 	srv.r = NULL;
 	srv.nr = 0;
+	nbd_tls_global_fini();
 	pthread_mutex_unlock(&srv.api_lock);
 	LOG_INFO(LS_NBD, "nbd server stopped");
 }

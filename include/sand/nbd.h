@@ -24,6 +24,32 @@ struct blkdev;
 /* Listen on addr. -EEXIST if already listening there, -EINVAL for a bad
  * address, or the socket error (-EADDRINUSE ...). */
 int nbd_listen(const char *addr);
+
+/*
+ * TLS on a listener (NBD_OPT_STARTTLS, GnuTLS). mode off: STARTTLS gets
+ * ERR_POLICY; allow: clients choose; require: every option but STARTTLS and
+ * ABORT gets ERR_TLS_REQD before TLS (EXPORT_NAME closes). Credentials:
+ * either cert_dir, holding server-cert.pem and server-key.pem (and
+ * ca-cert.pem, needed with verify_peer: client certificates are then
+ * required and checked against it), or psk_file, in psktool's format
+ * ("username:hexkey" lines). Files are read once, at nbd_listen_tls().
+ */
+enum nbd_tls_mode { NBD_TLS_OFF, NBD_TLS_ALLOW, NBD_TLS_REQUIRE };
+
+struct nbd_tls_opts {
+	enum nbd_tls_mode mode;
+	const char	*cert_dir;	/* x509, or NULL */
+	const char	*psk_file;	/* PSK, or NULL */
+	bool		verify_peer;	/* x509 only */
+};
+
+/* nbd_listen() with TLS (o NULL or mode off: plain). -EINVAL for bad
+ * options (both or neither credential with TLS on), -ENOENT/-EACCES... or
+ * -EPROTO (unreadable credentials) when they cannot be loaded. */
+int nbd_listen_tls(const char *addr, const struct nbd_tls_opts *o);
+const char *nbd_tls_mode_name(enum nbd_tls_mode m);
+int nbd_tls_mode_parse(const char *s, enum nbd_tls_mode *m);
+
 /* Stop listening (clients already connected stay). -ENOENT if unknown. */
 int nbd_unlisten(const char *addr);
 
@@ -36,6 +62,19 @@ int nbd_unlisten(const char *addr);
  */
 int nbd_export_add(const char *name, struct blkdev *bd, bool readonly,
 		   const char *description);
+/*
+ * nbd_export_add() with an allow-list: nallow CIDRs ("10.0.0.0/8",
+ * "fd00::/64", or a bare address), IPv4 or IPv6. A TCP client outside all
+ * of them gets ERR_POLICY for this export (EXPORT_NAME closes) and does not
+ * see it in LIST. nallow 0: everyone. Unix-socket clients are always
+ * allowed (the socket's file permissions guard them). -EINVAL for a bad
+ * CIDR.
+ */
+int nbd_export_add_allow(const char *name, struct blkdev *bd, bool readonly,
+			 const char *description, const char *const *allow, unsigned nallow);
+/* 0 if s is a valid CIDR for an allow-list, else -EINVAL. */
+int nbd_cidr_check(const char *s);
+
 /* Stop serving name: new clients are refused at once, the export's clients
  * finish their in-flight I/O, get their replies and are disconnected, and
  * the device is released. Returns when all that is done. -ENOENT if
@@ -57,6 +96,10 @@ struct nbd_listener_info {
 	const char	*addr;		/* as given to nbd_listen() */
 	const char	*bound;		/* what it is bound to, with the real port */
 	unsigned	reactor;
+	enum nbd_tls_mode tls;
+	const char	*tls_cert;	/* cert_dir or NULL */
+	const char	*tls_psk;	/* psk_file or NULL */
+	bool		tls_verify_peer;
 };
 void nbd_listener_foreach(void (*fn)(const struct nbd_listener_info *l, void *arg), void *arg);
 

@@ -1560,9 +1560,66 @@ static int cmd_call(struct ctx *c, int argc, char **argv)
 
 /* ---------------------------------------------------------------- nbd */
 
+/* nbd listen ADDR [--tls off|allow|require] [--tls-cert DIR [--tls-verify-peer] | --tls-psk FILE] */
 static int cmd_nbd_listen(struct ctx *c, int argc, char **argv)
 {
-	return simple_verb(c, argc, argv, "nbd.listen", NULL, "address", NULL);
+	static const struct option opts[] = {
+		{ "tls", required_argument, NULL, 't' },
+		{ "tls-cert", required_argument, NULL, 'c' },
+		{ "tls-psk", required_argument, NULL, 'p' },
+		{ "tls-verify-peer", no_argument, NULL, 'v' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *tls = NULL, *cert = NULL, *psk = NULL;
+	char cabs[PATH_MAX], pabs[PATH_MAX];
+	bool verify = false;
+	json_t *params, *r;
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		switch (o) {
+		case 't': tls = optarg; break;
+		case 'c': cert = optarg; break;
+		case 'p': psk = optarg; break;
+		case 'v': verify = true; break;
+		default: return 2;
+		}
+	}
+	if (optind >= argc)
+		return usage_error(c, "missing ADDRESS");
+	if (optind + 1 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+	if (tls && strcmp(tls, "off") && strcmp(tls, "allow") && strcmp(tls, "require"))
+		return usage_error(c, "--tls takes off, allow or require, not '%s'", tls);
+	if (cert && psk)
+		return usage_error(c, "--tls-cert and --tls-psk exclude each other");
+	if ((cert || psk) && !tls)
+		tls = "require";	/* credentials given: TLS is meant */
+	/* The daemon may run elsewhere in the tree: give it absolute paths. */
+	if (cert && realpath(cert, cabs))
+		cert = cabs;
+	if (psk && realpath(psk, pabs))
+		psk = pabs;
+	params = json_pack("{s:s}", "address", argv[optind]);
+	if (tls)
+		json_object_set_new(params, "tls", json_string(tls));
+	if (cert)
+		json_object_set_new(params, "tls_cert", json_string(cert));
+	if (psk)
+		json_object_set_new(params, "tls_psk", json_string(psk));
+	if (verify)
+		json_object_set_new(params, "tls_verify_peer", json_true());
+	r = call(c, "nbd.listen", params);
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("nbd: listening on %s%s%s\n", jstr(r, "bound") ? jstr(r, "bound") : argv[optind],
+		       tls && strcmp(tls, "off") ? ", tls " : "", tls && strcmp(tls, "off") ? tls : "");
+	json_decref(r);
+	return 0;
 }
 
 static int cmd_nbd_unlisten(struct ctx *c, int argc, char **argv)
@@ -1582,11 +1639,12 @@ static int cmd_export_nbd(struct ctx *c, int argc, char **argv)
 		{ "name", required_argument, NULL, 'n' },
 		{ "readonly", no_argument, NULL, 'r' },
 		{ "description", required_argument, NULL, 'd' },
+		{ "allow", required_argument, NULL, 'a' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *name = NULL, *desc = NULL;
 	bool ro = false;
-	json_t *params, *r;
+	json_t *params, *r, *allow = json_array();
 	int o;
 
 	opt_reset();
@@ -1595,9 +1653,12 @@ static int cmd_export_nbd(struct ctx *c, int argc, char **argv)
 		case 'n': name = optarg; break;
 		case 'r': ro = true; break;
 		case 'd': desc = optarg; break;
-		default: return 2;
+		case 'a': json_array_append_new(allow, json_string(optarg)); break;
+		default: json_decref(allow); return 2;
 		}
 	}
+	if (optind >= argc || optind + 1 < argc)
+		json_decref(allow);
 	if (optind >= argc)
 		return usage_error(c, "missing DISK_OR_VOL");
 	if (optind + 1 < argc)
@@ -1607,6 +1668,10 @@ static int cmd_export_nbd(struct ctx *c, int argc, char **argv)
 		json_object_set_new(params, "name", json_string(name));
 	if (desc)
 		json_object_set_new(params, "description", json_string(desc));
+	if (json_array_size(allow))
+		json_object_set_new(params, "allow", allow);
+	else
+		json_decref(allow);
 	r = call(c, "export.nbd", params);
 	if (!r)
 		return 1;
@@ -1775,11 +1840,18 @@ static const struct verb verbs[] = {
 	  "Removes LUN N of target IQN and releases its disk. Refused while initiators\n"
 	  "are logged in to the target; --force closes their sessions first (they may\n"
 	  "log in again and find the LUN gone).\n" },
-	{ "nbd", "listen", cmd_nbd_listen, "ADDR:PORT|[IPV6]:PORT|unix:PATH",
+	{ "nbd", "listen", cmd_nbd_listen, "ADDR:PORT|[IPV6]:PORT|unix:PATH "
+	  "[--tls off|allow|require] [--tls-cert DIR [--tls-verify-peer] | --tls-psk FILE]",
 	  "serve NBD on a TCP address or a unix socket",
 	  "Listens for NBD clients on ADDR:PORT (IPv4, or [IPv6] in brackets; port 0\n"
 	  "picks a free one) or on the unix socket PATH, and remembers it across\n"
-	  "restarts. Clients reach every NBD export through every listener.\n" },
+	  "restarts. Clients reach every NBD export through every listener.\n"
+	  "TLS (NBD_OPT_STARTTLS): --tls allow lets clients choose, --tls require\n"
+	  "refuses everything but STARTTLS before TLS (the default once credentials\n"
+	  "are given). Credentials: --tls-cert DIR holding server-cert.pem and\n"
+	  "server-key.pem (and ca-cert.pem: with --tls-verify-peer, clients must show\n"
+	  "a certificate signed by it), or --tls-psk FILE of psktool 'user:hexkey'\n"
+	  "lines. Only the paths are kept in the state file.\n" },
 	{ "nbd", "unlisten", cmd_nbd_unlisten, "ADDR",
 	  "stop listening on an NBD address",
 	  "Stops accepting NBD clients on ADDR (as given to 'nbd listen'). Clients\n"
@@ -1788,12 +1860,15 @@ static const struct verb verbs[] = {
 	  "Lists every NBD listener: the address given, what it is bound to, and its\n"
 	  "state (failed with the reason when it could not be restored at start).\n" },
 	{ "export", "nbd", cmd_export_nbd,
-	  "DISK_OR_VOL [--name NAME] [--readonly] [--description TEXT]",
+	  "DISK_OR_VOL [--name NAME] [--readonly] [--description TEXT] [--allow CIDR]...",
 	  "export a disk or volume over NBD",
 	  "Serves DISK_OR_VOL to NBD clients as export NAME (default: its own name),\n"
 	  "read-only with --readonly, and remembers it across restarts. The device is\n"
 	  "claimed by the export until 'unexport nbd'. Exports advertise multi-conn:\n"
-	  "a FLUSH on any connection covers writes acknowledged on every connection.\n" },
+	  "a FLUSH on any connection covers writes acknowledged on every connection.\n"
+	  "--allow CIDR (repeatable; IPv4 or IPv6, e.g. 10.0.0.0/8, fd00::/64) limits\n"
+	  "the export to TCP clients from those networks: others get a policy error\n"
+	  "and do not see it listed. Unix-socket clients are always allowed.\n" },
 	{ "export", "list", cmd_export_list, "", "list the exports",
 	  "Lists every export: protocol, name, device, size, read-only, connected\n"
 	  "clients and state (failed with the reason when it could not be restored).\n" },
