@@ -32,6 +32,7 @@ static void (*const rpc_modules[])(void) = {
 	status_rpc_init,
 	log_rpc_init,
 	disk_rpc_init,
+	pool_rpc_init,		/* before the exports: its shutdown hook runs after theirs */
 	iscsi_rpc_init,
 	nbd_rpc_init,
 };
@@ -40,6 +41,7 @@ static void (*const rpc_modules[])(void) = {
  * pools built on them, pools before exports). */
 static void (*const restore_steps[])(void) = {
 	disk_restore,
+	pool_restore,
 	iscsi_restore,
 	nbd_restore,
 };

@@ -339,12 +339,16 @@ int rpc_param_object(json_t *params, const char *key, enum rpc_need need,
 bool rpc_name_valid(const char *s)
 {
 	size_t n = strlen(s);
+	unsigned at = 0;
 
 	if (!n || n > 63 || s[0] == '.' || s[0] == '-')
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
 
+		/* one '@' inside: a snapshot, VOL@SNAP */
+		if (c == '@' && i && i + 1 < n && !at++ && s[i + 1] != '.' && s[i + 1] != '-')
+			continue;
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' || c == ':'))
 			return false;
@@ -363,7 +367,7 @@ int rpc_param_name(json_t *params, const char *key, enum rpc_need need,
 		return 0;
 	if (!rpc_name_valid(s))
 		return bad_param(err, key, "must be 1-63 characters of A-Z a-z 0-9 . _ : - "
-				 "not starting with '.' or '-'");
+				 "not starting with '.' or '-' (VOL@SNAP for a snapshot)");
 	*out = s;
 	return 0;
 }

@@ -925,6 +925,41 @@ int thin_vol_info(struct thin_pool *p, const char *name, struct thin_vol_info *i
 	return pool_call(p, vinfo_owner, &a);
 }
 
+struct list_args {
+	char		(*names)[THIN_NAME_MAX];
+	unsigned	n;
+};
+
+static int list_owner(struct thin_pool *p, void *arg)
+{
+	struct list_args *a = arg;
+	struct list_head *pos;
+
+	a->names = calloc(p->nvols ? p->nvols : 1, THIN_NAME_MAX);
+	if (!a->names)
+		return -ENOMEM;
+	list_for_each(pos, &p->vols) {
+		struct vol_rec *r = list_entry(pos, struct vol_rec, link);
+
+		if (a->n == p->nvols)
+			break;
+		memcpy(a->names[a->n++], r->name, THIN_NAME_MAX);
+	}
+	return 0;
+}
+
+int thin_vol_list(struct thin_pool *p, char (**names)[THIN_NAME_MAX], unsigned *n)
+{
+	struct list_args a = { 0 };
+	int rc = pool_call(p, list_owner, &a);
+
+	if (rc)
+		return rc;
+	*names = a.names;
+	*n = a.n;
+	return 0;
+}
+
 static int open_owner(struct thin_pool *p, void *arg)
 {
 	struct vol_args *a = arg;

@@ -68,4 +68,10 @@ void disk_close_all(void);
 void nbd_rpc_init(void);
 void nbd_restore(void);
 
+/* ---- pool_rpc.c: pools and thin volumes ---- */
+void pool_rpc_init(void);
+/* Reassemble the pools of the state file from their disks and register
+ * their volumes again: after disk_restore, before the exports' restore. */
+void pool_restore(void);
+
 #endif

@@ -107,7 +107,8 @@ int rpc_param_array(json_t *params, const char *key, enum rpc_need need,
 int rpc_param_object(json_t *params, const char *key, enum rpc_need need,
 		     json_t **out, struct rpc_err *err);
 /* A name for objects (disks, pools, volumes, exports): 1..63 characters of
- * [A-Za-z0-9._:-], not starting with '.' or '-'. */
+ * [A-Za-z0-9._:-], not starting with '.' or '-'; one '@' inside names a
+ * snapshot (VOL@SNAP), so that exports take snapshots too. */
 int rpc_param_name(json_t *params, const char *key, enum rpc_need need,
 		   const char **out, struct rpc_err *err);
 bool rpc_name_valid(const char *s);

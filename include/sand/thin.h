@@ -108,6 +108,10 @@ struct thin_vol_info {
 };
 int thin_vol_info(struct thin_pool *p, const char *name, struct thin_vol_info *info);
 
+/* The names of every volume, snapshot and clone, in the pool's order: a
+ * malloc'd array of *n names (free() it). */
+int thin_vol_list(struct thin_pool *p, char (**names)[THIN_NAME_MAX], unsigned *n);
+
 /* The volume as a block device (block size: the pool device's), named
  * after the volume; blkdev_close() it when done. -EBUSY if already open. */
 int thin_vol_open(struct thin_pool *p, const char *name, struct blkdev **out);

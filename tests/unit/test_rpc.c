@@ -352,6 +352,12 @@ START_TEST(test_name_valid)
 	ck_assert(!rpc_name_valid(""));
 	ck_assert(!rpc_name_valid(".hidden"));
 	ck_assert(!rpc_name_valid("a/b"));
+	/* one '@' inside: a snapshot */
+	ck_assert(rpc_name_valid("vol1@monday"));
+	ck_assert(!rpc_name_valid("@snap"));
+	ck_assert(!rpc_name_valid("vol1@"));
+	ck_assert(!rpc_name_valid("a@b@c"));
+	ck_assert(!rpc_name_valid("vol1@.x"));
 	ck_assert(!rpc_name_valid("0123456789012345678901234567890123456789012345678901234567890123"));
 }
 END_TEST

@@ -1081,6 +1081,418 @@ static int cmd_export_iscsi(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* ------------------------------------------------------ pools and volumes */
+
+/* pool create POOL --raid LEVEL [--strip SIZE] [--chunk SIZE] DISK... */
+static int cmd_pool_create(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "raid", required_argument, NULL, 'r' },
+		{ "strip", required_argument, NULL, 's' },
+		{ "chunk", required_argument, NULL, 'c' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *name, *level = NULL;
+	uint64_t strip = 0, chunk = 0;
+	char sz[32], used[32];
+	json_t *params, *members, *r;
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		switch (o) {
+		case 'r': level = optarg; break;
+		case 's':
+			if (parse_size_arg(c, "--strip", optarg, &strip))
+				return 2;
+			break;
+		case 'c':
+			if (parse_size_arg(c, "--chunk", optarg, &chunk))
+				return 2;
+			break;
+		default: return 2;
+		}
+	}
+	if (!level)
+		return usage_error(c, "--raid LEVEL is required (0, 1, 10, 5 or 6)");
+	if (strcmp(level, "0") && strcmp(level, "1") && strcmp(level, "10") &&
+	    strcmp(level, "5") && strcmp(level, "6"))
+		return usage_error(c, "--raid must be 0, 1, 10, 5 or 6, not '%s'", level);
+	if (optind >= argc)
+		return usage_error(c, "missing POOL");
+	name = argv[optind++];
+	if (optind >= argc)
+		return usage_error(c, "missing DISK (at least one)");
+	members = json_array();
+	while (optind < argc)
+		json_array_append_new(members, json_string(argv[optind++]));
+	params = json_pack("{s:s,s:i,s:o}", "name", name, "level", atoi(level), "members", members);
+	if (strip)
+		json_object_set_new(params, "strip", json_integer((json_int_t)strip));
+	if (chunk)
+		json_object_set_new(params, "chunk", json_integer((json_int_t)chunk));
+	r = call(c, "pool.create", params);
+	if (!r)
+		return 1;
+	if (c->json) {
+		print_json(r);
+	} else {
+		printf("pool %s created: %s over %zu disks, %s of data, %s used\n", name,
+		       jstr(r, "level") ? jstr(r, "level") : "?",
+		       json_array_size(json_object_get(r, "members")),
+		       jsize(r, "data_total", sz, sizeof(sz)), jsize(r, "data_used", used, sizeof(used)));
+		if (jstr(r, "note"))
+			printf("%s\n", jstr(r, "note"));
+	}
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_pool_list(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	struct table t;
+	json_t *r, *p;
+	size_t i;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1)
+		return 2;
+	if (optind < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	r = call(c, "pool.list", NULL);
+	if (!r)
+		return 1;
+	if (c->json) {
+		print_json(r);
+		json_decref(r);
+		return 0;
+	}
+	table_init(&t, 8, "NAME", "LEVEL", "DISKS", "CHUNK", "SIZE", "USED", "VOLUMES", "STATE");
+	json_array_foreach(r, i, p) {
+		char n[32], ch[32], sz[32], u[32], v[32], st[600];
+
+		if (jstr(p, "error"))
+			snprintf(st, sizeof(st), "%s: %s", jstr(p, "state"), jstr(p, "error"));
+		else
+			snprintf(st, sizeof(st), "%s", jstr(p, "state") ? jstr(p, "state") : "?");
+		table_row(&t, jstr(p, "name"), jstr(p, "level"), jint(p, "members", n, sizeof(n)),
+			  jsize(p, "chunk", ch, sizeof(ch)), jsize(p, "data_total", sz, sizeof(sz)),
+			  jsize(p, "data_used", u, sizeof(u)), jint(p, "volumes", v, sizeof(v)), st);
+	}
+	table_print(&t);
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_pool_show(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	json_t *r, *m;
+	char a[32], b[32];
+	size_t i;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1)
+		return 2;
+	if (optind >= argc)
+		return usage_error(c, "missing POOL");
+	if (optind + 1 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+	r = call(c, "pool.show", json_pack("{s:s}", "name", argv[optind]));
+	if (!r)
+		return 1;
+	if (c->json) {
+		print_json(r);
+		json_decref(r);
+		return 0;
+	}
+	printf("pool          %s\n", jstr(r, "name"));
+	printf("state         %s%s%s\n", jstr(r, "state"), jstr(r, "error") ? ": " : "",
+	       jstr(r, "error") ? jstr(r, "error") : "");
+	printf("level         %s\n", jstr(r, "level"));
+	printf("strip         %s\n", jsize(r, "strip", a, sizeof(a)));
+	printf("chunk         %s\n", jsize(r, "chunk", a, sizeof(a)));
+	printf("data          %s used of %s\n", jsize(r, "data_used", a, sizeof(a)),
+	       jsize(r, "data_total", b, sizeof(b)));
+	printf("metadata      %s used of %s\n", jsize(r, "meta_used", a, sizeof(a)),
+	       jsize(r, "meta_total", b, sizeof(b)));
+	printf("provisioned   %s\n", jsize(r, "provisioned", a, sizeof(a)));
+	if (json_is_number(json_object_get(r, "overcommit")))
+		printf("overcommit    %.2f\n", json_number_value(json_object_get(r, "overcommit")));
+	printf("low space     below %s free%s\n", jsize(r, "low_space_threshold", a, sizeof(a)),
+	       json_is_true(json_object_get(r, "low_space")) ? " (LOW NOW)" : "");
+	printf("volumes       %s\n", jint(r, "volumes", a, sizeof(a)));
+	json_array_foreach(json_object_get(r, "members"), i, m)
+		printf("member        %s slot %s %s\n", jstr(m, "disk"), jint(m, "slot", a, sizeof(a)),
+		       jstr(m, "state"));
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_pool_destroy(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "force", no_argument, NULL, 'f' },
+		{ NULL, 0, NULL, 0 }
+	};
+	bool force = false;
+	json_t *r;
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		if (o != 'f')
+			return 2;
+		force = true;
+	}
+	if (optind >= argc)
+		return usage_error(c, "missing POOL");
+	if (optind + 1 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+	r = call(c, "pool.destroy", json_pack("{s:s,s:b}", "name", argv[optind], "force", force));
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("pool %s destroyed\n", argv[optind]);
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_pool_check(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	json_t *r;
+	int rc;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1)
+		return 2;
+	if (optind >= argc)
+		return usage_error(c, "missing POOL");
+	if (optind + 1 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+	r = call(c, "pool.check", json_pack("{s:s}", "name", argv[optind]));
+	if (!r)
+		return 1;
+	rc = json_is_true(json_object_get(r, "clean")) ? 0 : 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("pool %s: %s: %lld volumes, %lld mappings, %lld errors%s\n", argv[optind],
+		       rc ? "DAMAGED" : "clean",
+		       (long long)json_integer_value(json_object_get(r, "volumes")),
+		       (long long)json_integer_value(json_object_get(r, "mappings")),
+		       (long long)json_integer_value(json_object_get(r, "errors")),
+		       rc ? " (see the daemon's log)" : "");
+	json_decref(r);
+	return rc;
+}
+
+static int cmd_pool_replace(struct ctx *c, int argc, char **argv)
+{
+	return simple_verb(c, argc, argv, "pool.replace", "pool %s: rebuilding on the new disk "
+			   "('volctl pool show' says when it is done)", "name", "old", "new", NULL);
+}
+
+/* vol create VOL --pool POOL --size SIZE */
+static int cmd_vol_create(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "pool", required_argument, NULL, 'p' },
+		{ "size", required_argument, NULL, 's' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *pool = NULL;
+	uint64_t size = 0;
+	char sz[32];
+	json_t *r;
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		switch (o) {
+		case 'p': pool = optarg; break;
+		case 's':
+			if (parse_size_arg(c, "--size", optarg, &size))
+				return 2;
+			break;
+		default: return 2;
+		}
+	}
+	if (optind >= argc)
+		return usage_error(c, "missing VOL");
+	if (optind + 1 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+	if (!pool)
+		return usage_error(c, "--pool POOL is required");
+	if (!size)
+		return usage_error(c, "--size SIZE is required");
+	r = call(c, "vol.create", json_pack("{s:s,s:s,s:I}", "name", argv[optind], "pool", pool,
+					    "size", (json_int_t)size));
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("volume %s created in pool %s: %s\n", argv[optind], pool,
+		       jsize(r, "size", sz, sizeof(sz)));
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_vol_list(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "pool", required_argument, NULL, 'p' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *pool = NULL;
+	struct table t;
+	json_t *r, *v, *params;
+	size_t i;
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		if (o != 'p')
+			return 2;
+		pool = optarg;
+	}
+	if (optind < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	params = pool ? json_pack("{s:s}", "pool", pool) : NULL;
+	r = call(c, "vol.list", params);
+	if (!r)
+		return 1;
+	if (c->json) {
+		print_json(r);
+		json_decref(r);
+		return 0;
+	}
+	table_init(&t, 8, "NAME", "POOL", "SIZE", "ALLOCATED", "RO", "ORIGIN", "CREATED",
+		   "EXPORTED-BY");
+	json_array_foreach(r, i, v) {
+		char sz[32], al[32];
+
+		table_row(&t, jstr(v, "name"), jstr(v, "pool"), jsize(v, "size", sz, sizeof(sz)),
+			  jsize(v, "allocated", al, sizeof(al)), jyes(v, "readonly"),
+			  jstr(v, "origin"), jstr(v, "created"), jstr(v, "exported_by"));
+	}
+	table_print(&t);
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_vol_show(struct ctx *c, int argc, char **argv)
+{
+	return simple_verb(c, argc, argv, "vol.show", NULL, "name", NULL);
+}
+
+static int cmd_vol_delete(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "recursive", no_argument, NULL, 'r' },
+		{ NULL, 0, NULL, 0 }
+	};
+	bool rec = false;
+	json_t *r, *d;
+	size_t i;
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		if (o != 'r')
+			return 2;
+		rec = true;
+	}
+	if (optind >= argc)
+		return usage_error(c, "missing VOL or VOL@SNAP");
+	if (optind + 1 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+	r = call(c, "vol.delete", json_pack("{s:s,s:b}", "name", argv[optind], "recursive", rec));
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else
+		json_array_foreach(json_object_get(r, "deleted"), i, d)
+			printf("%s deleted\n", json_string_value(d));
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_vol_resize(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	uint64_t size;
+	json_t *r;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1)
+		return 2;
+	if (optind + 2 > argc)
+		return usage_error(c, "missing %s", optind >= argc ? "VOL" : "SIZE");
+	if (optind + 2 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 2]);
+	if (parse_size_arg(c, "SIZE", argv[optind + 1], &size))
+		return 2;
+	r = call(c, "vol.resize", json_pack("{s:s,s:I}", "name", argv[optind],
+					    "size", (json_int_t)size));
+	if (!r)
+		return 1;
+	print_human(r);
+	json_decref(r);
+	return 0;
+}
+
+/* snapshot VOL [SNAP], clone SRC NEWVOL: one line naming what was made */
+static int snap_or_clone(struct ctx *c, int argc, char **argv, bool snap)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	json_t *params, *r;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1)
+		return 2;
+	if (optind >= argc)
+		return usage_error(c, "missing %s", snap ? "VOL" : "VOL@SNAP");
+	if (!snap && optind + 1 >= argc)
+		return usage_error(c, "missing NEWVOL");
+	if (optind + 2 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 2]);
+	params = json_pack("{s:s}", snap ? "volume" : "source", argv[optind]);
+	if (optind + 1 < argc)
+		json_object_set_new(params, "name", json_string(argv[optind + 1]));
+	r = call(c, snap ? "vol.snapshot" : "vol.clone", params);
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("%s %s created from %s\n", snap ? "snapshot" : "clone", jstr(r, "name"),
+		       argv[optind]);
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_snapshot(struct ctx *c, int argc, char **argv)
+{
+	return snap_or_clone(c, argc, argv, true);
+}
+
+static int cmd_clone(struct ctx *c, int argc, char **argv)
+{
+	return snap_or_clone(c, argc, argv, false);
+}
+
+static int cmd_rollback(struct ctx *c, int argc, char **argv)
+{
+	return simple_verb(c, argc, argv, "vol.rollback", "rolled back to %s", "snapshot", NULL);
+}
+
 static int cmd_debug(struct ctx *c, int argc, char **argv)
 {
 	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
@@ -1369,6 +1781,60 @@ static const struct verb verbs[] = {
 	  "Exports DISK as LUN N (default: the lowest free) of target IQN, and\n"
 	  "remembers it across restarts. The disk is claimed (it cannot be removed)\n"
 	  "and exported once; every portal shows the same LU.\n" },
+	{ "pool", "create", cmd_pool_create,
+	  "POOL --raid 0|1|10|5|6 [--strip SIZE] [--chunk SIZE] DISK...",
+	  "create a pool: a RAID set over disks, a thin pool on it",
+	  "Makes a RAID set of the given level over the DISKs (from 'volctl disk add';\n"
+	  "they are claimed by the pool and cannot be removed) and formats a thin pool\n"
+	  "on it. --raid 0 with one disk is a plain one-disk pool. --strip: bytes per\n"
+	  "disk per stripe (default 64K). --chunk: the thin allocation unit, a power\n"
+	  "of two from 64K to 1M; by default the full stripe when it is a power of two\n"
+	  "in that range, else 64K (the daemon says which). Remembered across restarts.\n" },
+	{ "pool", "list", cmd_pool_list, "", "list the pools",
+	  "Lists every pool: level, disks, chunk, data size and use, volumes, state\n"
+	  "(online, degraded, or failed with the reason when it did not come back).\n" },
+	{ "pool", "show", cmd_pool_show, "POOL", "show a pool's figures and disks",
+	  "Shows level, strip, chunk, data and metadata used/total, provisioned\n"
+	  "(the volumes' total size), overcommit ratio, the low-space threshold and\n"
+	  "each member disk with its slot and state.\n" },
+	{ "pool", "destroy", cmd_pool_destroy, "POOL [--force]", "destroy a pool",
+	  "Closes the pool, releases its disks and wipes their RAID superblocks.\n"
+	  "Refused while the pool has volumes, unless --force (which destroys them\n"
+	  "too); always refused while one of them is exported.\n" },
+	{ "pool", "check", cmd_pool_check, "POOL", "check a pool's metadata",
+	  "Walks every tree of the pool's metadata and recounts every reference to\n"
+	  "each metadata block and data chunk against the space maps, while the pool\n"
+	  "serves I/O. Exit status 1 when they disagree (the differences are logged).\n" },
+	{ "pool", "replace", cmd_pool_replace, "POOL OLD NEW", "replace a failed or missing disk",
+	  "Puts disk NEW in the slot of member OLD, which must be failed or missing,\n"
+	  "and rebuilds it in the background while the pool serves I/O; the pool is\n"
+	  "'rebuilding' until it is done. A restart during the rebuild leaves the slot\n"
+	  "failed: run it again. Not on RAID 0.\n" },
+	{ "vol", "create", cmd_vol_create, "VOL --pool POOL --size SIZE", "create a thin volume",
+	  "Creates thin volume VOL of SIZE bytes (a multiple of the block size) in\n"
+	  "POOL. Space is taken as it is written. VOL can then be exported by name.\n" },
+	{ "vol", "list", cmd_vol_list, "[--pool POOL]", "list volumes, snapshots and clones",
+	  "Lists name, pool, size, space allocated, read-only, origin (for snapshots\n"
+	  "and clones), creation time (UTC) and the exports using it.\n" },
+	{ "vol", "show", cmd_vol_show, "VOL", "show one volume or snapshot",
+	  "Shows everything 'vol list' does and the volume's id, chunk, mapped\n"
+	  "chunks and block size.\n" },
+	{ "vol", "delete", cmd_vol_delete, "VOL|VOL@SNAP [--recursive]",
+	  "delete a volume or a snapshot",
+	  "Deletes VOL or snapshot VOL@SNAP; its space goes back to the pool once\n"
+	  "nothing shares it. A volume with snapshots needs --recursive (which deletes\n"
+	  "them too). Refused while it (or one of its snapshots) is exported.\n" },
+	{ "vol", "resize", cmd_vol_resize, "VOL SIZE", "resize a volume (not supported yet)",
+	  "Not supported yet: the thin pool cannot change a volume's size.\n" },
+	{ "snapshot", NULL, cmd_snapshot, "VOL [SNAP]", "take a read-only snapshot VOL@SNAP",
+	  "Takes a snapshot of VOL in O(1): VOL@SNAP, read-only, exportable by that\n"
+	  "name. SNAP defaults to the UTC time, e.g. 20261126T183000Z.\n" },
+	{ "clone", NULL, cmd_clone, "VOL@SNAP NEWVOL", "make a writable volume from a snapshot",
+	  "Creates NEWVOL, a writable volume sharing VOL@SNAP's data (copy on write).\n"
+	  "A writable volume can be cloned too.\n" },
+	{ "rollback", NULL, cmd_rollback, "VOL@SNAP", "roll a volume back to a snapshot",
+	  "VOL becomes what VOL@SNAP holds: what was written since is lost. Its\n"
+	  "snapshots, older and newer, stay. Refused while VOL is exported.\n" },
 	{ "unexport", "iscsi", cmd_unexport_iscsi, "IQN --lun N [--force]",
 	  "remove a LUN from an iSCSI target",
 	  "Removes LUN N of target IQN and releases its disk. Refused while initiators\n"

@@ -1,0 +1,1444 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Pools and thin volumes in the daemon: pool.create / list / show / destroy
+ * (a RAID set over disks from disk.add, a thin pool on it) and vol.create /
+ * list / show / delete / snapshot / clone (thin volumes, read-only
+ * snapshots VOL@SNAP, writable clones). doc/pools.md is the user's view.
+ *
+ * Every volume and snapshot is open while its pool is, and registered in
+ * the blkdev registry under its name, so exports find it with blkdev_find()
+ * (snapshots are read-only devices).
+ *
+ * Volumes live in the pool's own metadata (sand/thin.h). The state section
+ * "pools" holds, per pool, what is needed to find it again and what the
+ * metadata does not record:
+ *	[ { "name", "level", "strip", "chunk", "members": [ disk names ],
+ *	    "volumes": { VOL: { "origin": NAME|null, "created": "20261126T183000Z" } } } ]
+ * The "volumes" object is annotation only: a volume the metadata has and
+ * the file does not still comes back (origin and created unknown).
+ *
+ * At start (pool_restore, after disk_restore and before the exports), each
+ * pool is assembled from its member disks (raid_assemble), its thin pool
+ * opened, and every volume opened and registered again. A pool that fails
+ * stays listed in state "failed" with the reason, and can be destroyed.
+ *
+ * Everything here runs on the control thread (handlers, restore, the
+ * shutdown hook); the pools' own threads do the I/O.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "sand/blkdev.h"
+#include "sand/common.h"
+#include "sand/daemon.h"
+#include "sand/log.h"
+#include "sand/raid.h"
+#include "sand/rpc.h"
+#include "sand/state.h"
+#include "sand/thin.h"
+
+#define SECTION		"pools"
+#define STRIP_DEFAULT	(64u * 1024)
+#define LOW_SPACE_PCT	10	/* low-space announcement below this much free */
+
+struct vol {
+	struct list_head link;
+	char		name[THIN_NAME_MAX];
+	struct blkdev	*bd;		/* open and registered; NULL: failed */
+	char		error[128];
+};
+
+struct pool {
+	struct list_head link;
+	char		name[BLK_NAME_MAX];
+	int		level;
+	uint32_t	strip, chunk;
+	uint32_t	nmembers;
+	char		members[RAID_MAX_MEMBERS][BLK_NAME_MAX];	/* disk names */
+	int		slot[RAID_MAX_MEMBERS];	/* members[i]'s slot in the set, -1: unknown */
+	json_t		*vmeta;		/* volume annotations, see above */
+	struct blkdev	*raid;		/* NULL: failed */
+	struct thin_pool *tp;
+	uint64_t	low_water;	/* chunks */
+	struct list_head vols;
+	char		error[RPC_MSG_MAX];
+	struct replace_job *job;	/* a rebuild running, or ended and not reaped */
+};
+
+/* pool.replace: raid_replace is synchronous (a whole rebuild), so it runs
+ * on a thread of its own; the control thread reaps it when it next looks
+ * at the pool (show, list, replace, destroy, shutdown). */
+struct replace_job {
+	pthread_t	thread;
+	struct blkdev	*raid, *nd;
+	uint32_t	slot;
+	int		idx;		/* in the pool's members[] */
+	char		disk[BLK_NAME_MAX], old[BLK_NAME_MAX];
+	int		rc;
+	bool		done;		/* atomic */
+};
+
+static struct list_head pools = LIST_HEAD_INIT(pools);
+
+static int pools_save(const struct pool *skip);
+
+/* Join the pool's rebuild thread if it has ended (or, wait: always). */
+static void job_reap(struct pool *p, bool wait)
+{
+	struct replace_job *j = p->job;
+
+	if (!j || (!wait && !__atomic_load_n(&j->done, __ATOMIC_ACQUIRE)))
+		return;
+	pthread_join(j->thread, NULL);
+	if (j->rc) {
+		char claims[256];
+		int rc;
+
+		/* refused before the set took the new disk: the old one is the
+		 * member again; else the new one stays, failed (replace it) */
+		blkdev_claims(j->nd, claims, sizeof(claims));
+		LOG_ERR(LS_RAID, "pool %s: rebuilding slot %u on disk %s: %s", p->name, j->slot,
+			j->disk, strerror(-j->rc));
+		if (strcmp(claims, p->name)) {
+			snprintf(p->members[j->idx], sizeof(p->members[j->idx]), "%s", j->old);
+			rc = pools_save(NULL);
+			if (rc)
+				LOG_ERR(LS_THIN, "saving %s: %s", state_path(), strerror(-rc));
+		}
+	} else
+		LOG_INFO(LS_RAID, "pool %s: slot %u rebuilt on disk %s", p->name, j->slot, j->disk);
+	free(j);
+	p->job = NULL;
+}
+
+static void *replace_main(void *arg)
+{
+	struct replace_job *j = arg;
+
+	j->rc = raid_replace(j->raid, j->slot, j->nd);
+	__atomic_store_n(&j->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static struct pool *pool_find(const char *name)
+{
+	struct list_head *pos;
+
+	list_for_each(pos, &pools) {
+		struct pool *p = list_entry(pos, struct pool, link);
+
+		if (!strcmp(p->name, name))
+			return p;
+	}
+	return NULL;
+}
+
+static struct vol *vol_find(const char *name, struct pool **pp)
+{
+	struct list_head *pos, *vpos;
+
+	list_for_each(pos, &pools) {
+		struct pool *p = list_entry(pos, struct pool, link);
+
+		list_for_each(vpos, &p->vols) {
+			struct vol *v = list_entry(vpos, struct vol, link);
+
+			if (!strcmp(v->name, name)) {
+				if (pp)
+					*pp = p;
+				return v;
+			}
+		}
+	}
+	return NULL;
+}
+
+static bool is_member(const char *disk, struct pool **owner)
+{
+	struct list_head *pos;
+
+	list_for_each(pos, &pools) {
+		struct pool *p = list_entry(pos, struct pool, link);
+
+		for (uint32_t i = 0; i < p->nmembers; i++)
+			if (!strcmp(p->members[i], disk)) {
+				*owner = p;
+				return true;
+			}
+	}
+	return false;
+}
+
+static unsigned pool_nvols(struct pool *p)
+{
+	struct list_head *pos;
+	unsigned n = 0;
+
+	list_for_each(pos, &p->vols)
+		n++;
+	return n;
+}
+
+static void utc_stamp(char *buf, size_t len)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y%m%dT%H%M%SZ", &tm);
+}
+
+static json_t *pool_config(const struct pool *p)
+{
+	json_t *m = json_array();
+
+	for (uint32_t i = 0; i < p->nmembers; i++)
+		json_array_append_new(m, json_string(p->members[i]));
+	return json_pack("{s:s,s:i,s:I,s:I,s:o,s:O}", "name", p->name, "level", p->level,
+			 "strip", (json_int_t)p->strip, "chunk", (json_int_t)p->chunk,
+			 "members", m, "volumes", p->vmeta);
+}
+
+/* Save the list, leaving out `skip`. */
+static int pools_save(const struct pool *skip)
+{
+	json_t *a = json_array();
+	struct list_head *pos;
+	int rc;
+
+	if (!a)
+		return -ENOMEM;
+	list_for_each(pos, &pools) {
+		struct pool *p = list_entry(pos, struct pool, link);
+
+		if (p != skip)
+			json_array_append_new(a, pool_config(p));
+	}
+	rc = state_set(SECTION, a);
+	json_decref(a);
+	return rc;
+}
+
+static json_t *save_error(struct rpc_err *err, int rc)
+{
+	rpc_error_errno(err, rc, "saving %s", state_path());
+	err->code = RPC_ERR_IO;
+	return NULL;
+}
+
+/* The volume's claims ("iscsi", ...) into buf; true when exported or open. */
+static bool vol_in_use(const struct vol *v, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if (!v->bd)
+		return false;
+	blkdev_claims(v->bd, buf, len);
+	if (buf[0])
+		return true;
+	if (__atomic_load_n(&v->bd->nchans, __ATOMIC_ACQUIRE)) {
+		snprintf(buf, len, "an open channel");
+		return true;
+	}
+	return false;
+}
+
+/* Open volume `name` of p and register it; *out is new. */
+static int vol_attach(struct pool *p, const char *name, struct vol **out)
+{
+	struct vol *v = calloc(1, sizeof(*v));
+	int rc;
+
+	if (!v)
+		return -ENOMEM;
+	snprintf(v->name, sizeof(v->name), "%s", name);
+	rc = thin_vol_open(p->tp, name, &v->bd);
+	if (rc)
+		goto free_vol;
+	rc = blkdev_register(v->bd);
+	if (rc)
+		goto close_bd;
+	list_add_tail(&v->link, &p->vols);
+	*out = v;
+	return 0;
+
+close_bd:
+	blkdev_close(v->bd);
+free_vol:
+	free(v);
+	return rc;
+}
+
+/* Unregister and close a volume's device (it stays in the list). */
+static int vol_detach(struct vol *v)
+{
+	int rc;
+
+	if (!v->bd)
+		return 0;
+	blkdev_unregister(v->bd);
+	rc = blkdev_close(v->bd);
+	if (rc) {
+		blkdev_register(v->bd);
+		return rc;
+	}
+	v->bd = NULL;
+	return 0;
+}
+
+static void vol_free(struct vol *v)
+{
+	list_del(&v->link);
+	free(v);
+}
+
+/* Close every volume, the thin pool and the set, and free p (not in the
+ * list): 0; or -EBUSY, with p left as it is, when something still uses it. */
+static int pool_teardown(struct pool *p)
+{
+	struct list_head *pos, *tmp;
+	int rc;
+
+	job_reap(p, true);
+	list_for_each_safe(pos, tmp, &p->vols) {
+		struct vol *v = list_entry(pos, struct vol, link);
+
+		rc = vol_detach(v);
+		if (rc)
+			LOG_ERR(LS_THIN, "pool %s: closing volume %s: %s", p->name, v->name,
+				strerror(-rc));
+		else
+			vol_free(v);
+	}
+	if (p->tp) {
+		rc = thin_pool_close(p->tp);
+		if (rc) {
+			LOG_ERR(LS_THIN, "pool %s: closing: %s", p->name, strerror(-rc));
+			return rc;	/* leave it all: something still uses it */
+		}
+		p->tp = NULL;
+	}
+	if (p->raid) {
+		rc = blkdev_close(p->raid);
+		if (rc) {
+			LOG_ERR(LS_RAID, "pool %s: closing the raid set: %s", p->name, strerror(-rc));
+			return rc;
+		}
+		p->raid = NULL;
+	}
+	json_decref(p->vmeta);
+	free(p);
+	return 0;
+}
+
+/* Zero the member superblocks of a destroyed or half-made set, so that it
+ * is never assembled again by mistake. */
+static void wipe_members(struct blkdev **m, uint32_t n)
+{
+	static uint8_t zero[2 * RAID_SB_SIZE];
+
+	for (uint32_t i = 0; i < n; i++) {
+		int rc;
+
+		if (!m[i])
+			continue;
+		rc = blk_sync_io(m[i], BIO_WRITE, 0, 0, zero, sizeof(zero));
+		if (!rc)
+			rc = blk_sync_io(m[i], BIO_FLUSH, 0, 0, NULL, 0);
+		if (rc)
+			LOG_ERR(LS_RAID, "wiping the raid superblock of %s: %s", m[i]->name,
+				strerror(-rc));
+	}
+}
+
+static void low_space(void *arg, uint64_t free_chunks)
+{
+	struct pool *p = arg;
+
+	LOG_WARN(LS_THIN, "pool %s is low on space: %llu free chunks of %u bytes", p->name,
+		 (unsigned long long)free_chunks, p->chunk);
+}
+
+static int pool_open_thin(struct pool *p)
+{
+	struct thin_open_opts o = {
+		.low_space = low_space,
+		.low_space_arg = p,
+	};
+
+	p->low_water = p->raid->size / p->chunk * LOW_SPACE_PCT / 100;
+	o.low_water = p->low_water;
+	return thin_pool_open(p->raid, &o, &p->tp);
+}
+
+static const char *level_name(int level)
+{
+	switch (level) {
+	case 0: return "raid0";
+	case 1: return "raid1";
+	case 10: return "raid10";
+	case 5: return "raid5";
+	case 6: return "raid6";
+	}
+	return "?";
+}
+
+static json_t *annotation(struct pool *p, const char *vol, const char *key)
+{
+	return json_object_get(json_object_get(p->vmeta, vol), key);
+}
+
+/* ------------------------------------------------------------ pools */
+
+
+static json_t *pool_info(struct pool *p, bool detail)
+{
+	struct thin_pool_info ti = { 0 };
+	json_t *o, *m;
+	int rc = -ENODEV;
+
+	job_reap(p, false);
+	o = json_pack("{s:s,s:s,s:s,s:I,s:I}", "name", p->name,
+		      "state", !p->tp ? "failed" : p->job ? "rebuilding" :
+			       raid_degraded(p->raid) > 0 ? "degraded" : "online",
+		      "level", level_name(p->level), "strip", (json_int_t)p->strip,
+		      "chunk", (json_int_t)p->chunk);
+	if (p->tp)
+		rc = thin_pool_info(p->tp, &ti);
+	if (!rc) {
+		uint64_t total = ti.data_chunks * ti.chunk_size;
+
+		json_object_set_new(o, "data_total", json_integer((json_int_t)total));
+		json_object_set_new(o, "data_used", json_integer((json_int_t)
+				    ((ti.data_chunks - ti.free_chunks) * ti.chunk_size)));
+		json_object_set_new(o, "volumes", json_integer(ti.volumes));
+		if (detail) {
+			json_object_set_new(o, "meta_total", json_integer((json_int_t)
+					    (ti.meta_blocks * 4096)));
+			json_object_set_new(o, "meta_used", json_integer((json_int_t)
+					    ((ti.meta_blocks - ti.free_meta_blocks) * 4096)));
+			json_object_set_new(o, "provisioned", json_integer((json_int_t)ti.virtual_bytes));
+			json_object_set_new(o, "overcommit", json_real(total ? (double)(uint64_t)
+					    ((double)ti.virtual_bytes / (double)total * 100) / 100 : 0));
+			json_object_set_new(o, "low_space_threshold", json_integer((json_int_t)
+					    (p->low_water * ti.chunk_size)));
+			json_object_set_new(o, "low_space", json_boolean(ti.free_chunks < p->low_water));
+		}
+	} else if (p->tp) {
+		json_object_set_new(o, "error", json_string(strerror(-rc)));
+	}
+	if (!p->tp)
+		json_object_set_new(o, "error", json_string(p->error));
+	if (detail) {
+		m = json_array();
+		for (uint32_t i = 0; i < p->nmembers; i++) {
+			const char *st = "missing";
+			int s = p->raid && p->slot[i] >= 0 ? raid_member_state(p->raid, (uint32_t)p->slot[i])
+							   : -1;
+
+			if (s == RAID_MEMBER_ACTIVE)
+				st = "active";
+			else if (s == RAID_MEMBER_FAILED)
+				st = "failed";
+			else if (s == RAID_MEMBER_REBUILDING)
+				st = "rebuilding";
+			json_array_append_new(m, json_pack("{s:s,s:i,s:s}", "disk", p->members[i],
+							   "slot", p->slot[i], "state", st));
+		}
+		json_object_set_new(o, "members", m);
+	} else {
+		json_object_set_new(o, "members", json_integer(p->nmembers));
+	}
+	return o;
+}
+
+static int min_members(int level)
+{
+	return level == 5 ? 3 : level == 6 ? 4 : level == 1 || level == 10 ? 2 : 1;
+}
+
+static json_t *pool_create(json_t *params, void *arg, struct rpc_err *err)
+{
+	const char *name = NULL;
+	uint64_t level = 0, strip = STRIP_DEFAULT, chunk = 0, full;
+	json_t *members = NULL, *v, *res;
+	struct blkdev *bds[RAID_MAX_MEMBERS];
+	struct raid_opts ro = { 0 };
+	struct thin_format_opts fo = { 0 };
+	struct raid_geom g = { 0 };
+	struct pool *p, *other;
+	char note[160], claims[256];
+	uint32_t n, dcols;
+	size_t i;
+	int rc;
+
+	if (rpc_params_only(params, err, "name", "level", "strip", "chunk", "members", NULL) ||
+	    rpc_param_name(params, "name", RPC_REQUIRED, &name, err) ||
+	    rpc_param_u64(params, "level", RPC_REQUIRED, &level, err) ||
+	    rpc_param_size(params, "strip", RPC_OPTIONAL, &strip, err) ||
+	    rpc_param_size(params, "chunk", RPC_OPTIONAL, &chunk, err) ||
+	    rpc_param_array(params, "members", RPC_REQUIRED, &members, err))
+		return NULL;
+	if (strchr(name, '@') || strlen(name) >= 32)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: a pool name has no '@' "
+				 "and at most 31 characters: '%s'", name);
+	if (level != 0 && level != 1 && level != 10 && level != 5 && level != 6)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'level' must be 0, 1, "
+				 "10, 5 or 6, not %llu", (unsigned long long)level);
+	n = (uint32_t)json_array_size(members);
+	if (n < (uint32_t)min_members((int)level) || n > RAID_MAX_MEMBERS)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: raid %llu takes %d to %d "
+				 "member disks, not %u", (unsigned long long)level,
+				 min_members((int)level), RAID_MAX_MEMBERS, n);
+	if (level == 10 && n % 2)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: raid 10 takes an even "
+				 "number of member disks, not %u", n);
+	if (!IS_POW2(strip) || strip < 4096 || strip > (16u << 20))
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'strip' must be a power "
+				 "of two from 4K to 16M, not %llu", (unsigned long long)strip);
+	if (chunk && (!IS_POW2(chunk) || chunk < THIN_CHUNK_MIN || chunk > THIN_CHUNK_MAX))
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'chunk' must be a power "
+				 "of two from 64K to 1M, not %llu", (unsigned long long)chunk);
+	if (pool_find(name))
+		return rpc_error(err, RPC_ERR_EXISTS, "a pool named '%s' exists already", name);
+	json_array_foreach(members, i, v) {
+		const char *d = json_string_value(v);
+
+		if (!d)
+			return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'members' must "
+					 "be disk names");
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(json_string_value(json_array_get(members, k)), d))
+				return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk '%.64s' "
+						 "is given twice", d);
+		if (vol_find(d, NULL))
+			return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: '%.64s' is a "
+					 "volume, not a disk", d);
+		if (is_member(d, &other))
+			return rpc_error(err, RPC_ERR_BUSY, "disk '%.64s' is in use by pool '%s'",
+					 d, other->name);
+		bds[i] = blkdev_find(d);
+		if (!bds[i])
+			return rpc_error(err, RPC_ERR_NOT_FOUND, "no disk named '%.64s'", d);
+		blkdev_claims(bds[i], claims, sizeof(claims));
+		if (claims[0])
+			return rpc_error(err, RPC_ERR_BUSY, "disk '%.64s' is in use by '%s'", d, claims);
+		if (bds[i]->readonly)
+			return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk '%.64s' is "
+					 "read-only", d);
+		if (strip < bds[i]->block_size)
+			return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'strip' %llu is "
+					 "smaller than the block size of disk '%.64s'",
+					 (unsigned long long)strip, d);
+	}
+	g.level = (enum raid_level)level;
+	g.nmembers = n;
+	g.strip = (uint32_t)strip;
+	g.member_size = strip;
+	if (raid_geom_check(&g))
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: raid %llu over %u disks "
+				 "with a %llu-byte strip is not a valid layout",
+				 (unsigned long long)level, n, (unsigned long long)strip);
+	/* The chunk: a multiple of the full stripe when that can be, so that a
+	 * chunk written whole is a full-stripe write (no read-modify-write). */
+	dcols = raid_data_cols(&g);
+	full = strip * dcols;
+	if (!chunk) {
+		if (IS_POW2(full) && full <= THIN_CHUNK_MAX) {
+			chunk = MAX(full, (uint64_t)THIN_CHUNK_MIN);
+			snprintf(note, sizeof(note), "chunk %lluK is a multiple of the full stripe "
+				 "(%u x %lluK)", (unsigned long long)chunk >> 10, dcols,
+				 (unsigned long long)strip >> 10);
+		} else {
+			chunk = THIN_CHUNK_DEFAULT;
+			snprintf(note, sizeof(note), "the full stripe (%u x %lluK) is %s: chunk %lluK, "
+				 "whole-chunk writes are not full-stripe writes", dcols,
+				 (unsigned long long)strip >> 10,
+				 IS_POW2(full) ? "larger than 1M" : "not a power of two",
+				 (unsigned long long)chunk >> 10);
+		}
+	} else {
+		snprintf(note, sizeof(note), "chunk %lluK is %sa multiple of the full stripe "
+			 "(%u x %lluK)", (unsigned long long)chunk >> 10, chunk % full ? "not " : "",
+			 dcols, (unsigned long long)strip >> 10);
+	}
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return rpc_error(err, RPC_INTERNAL_ERROR, "out of memory");
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->level = (int)level;
+	p->strip = (uint32_t)strip;
+	p->chunk = (uint32_t)chunk;
+	p->nmembers = n;
+	for (i = 0; i < n; i++) {
+		snprintf(p->members[i], sizeof(p->members[i]), "%s", bds[i]->name);
+		p->slot[i] = (int)i;
+	}
+	list_init(&p->vols);
+	p->vmeta = json_object();
+	ro.strip = (uint32_t)strip;
+	rc = raid_create(name, (enum raid_level)level, bds, n, &ro, &p->raid);
+	if (rc) {
+		rpc_error_errno(err, rc, "creating raid %llu set '%s' over %u disks",
+				(unsigned long long)level, name, n);
+		goto free_pool;
+	}
+	if (p->raid->size < 16 * chunk) {
+		rc = -ENOSPC;
+		rpc_error(err, RPC_INVALID_PARAMS, "invalid params: the disks are too small for "
+			  "a pool (%llu bytes of data)", (unsigned long long)p->raid->size);
+		goto close_raid;
+	}
+	fo.chunk_size = (uint32_t)chunk;
+	rc = thin_pool_format(p->raid, &fo);
+	if (rc) {
+		rpc_error_errno(err, rc, "formatting thin pool '%s'", name);
+		goto close_raid;
+	}
+	rc = pool_open_thin(p);
+	if (rc) {
+		rpc_error_errno(err, rc, "opening thin pool '%s'", name);
+		goto close_raid;
+	}
+	list_add_tail(&p->link, &pools);
+	rc = pools_save(NULL);
+	if (rc) {
+		list_del(&p->link);
+		save_error(err, rc);
+		goto close_thin;
+	}
+	LOG_INFO(LS_THIN, "pool %s created: %s over %u disks, strip %u, chunk %u", name,
+		 level_name(p->level), n, p->strip, p->chunk);
+	res = pool_info(p, true);
+	json_object_set_new(res, "note", json_string(note));
+	return res;
+
+close_thin:
+	thin_pool_close(p->tp);
+close_raid:
+	blkdev_close(p->raid);
+	wipe_members(bds, n);
+free_pool:
+	json_decref(p->vmeta);
+	free(p);
+	return NULL;
+}
+
+static json_t *pool_list(json_t *params, void *arg, struct rpc_err *err)
+{
+	struct list_head *pos;
+	json_t *a;
+
+	if (rpc_params_only(params, err, NULL))
+		return NULL;
+	a = json_array();
+	list_for_each(pos, &pools)
+		json_array_append_new(a, pool_info(list_entry(pos, struct pool, link), false));
+	return a;
+}
+
+static json_t *pool_show(json_t *params, void *arg, struct rpc_err *err)
+{
+	const char *name;
+	struct pool *p;
+
+	if (rpc_params_only(params, err, "name", NULL) ||
+	    rpc_param_str(params, "name", RPC_REQUIRED, &name, err))
+		return NULL;
+	p = pool_find(name);
+	if (!p)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", name);
+	return pool_info(p, true);
+}
+
+static json_t *pool_destroy(json_t *params, void *arg, struct rpc_err *err)
+{
+	const char *name;
+	bool force = false;
+	struct blkdev *bds[RAID_MAX_MEMBERS] = { 0 };
+	struct list_head *pos;
+	char claims[256];
+	struct pool *p;
+	unsigned nv;
+	int rc;
+
+	if (rpc_params_only(params, err, "name", "force", NULL) ||
+	    rpc_param_str(params, "name", RPC_REQUIRED, &name, err) ||
+	    rpc_param_bool(params, "force", RPC_OPTIONAL, &force, err))
+		return NULL;
+	p = pool_find(name);
+	if (!p)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", name);
+	job_reap(p, false);
+	if (p->job)
+		return rpc_error(err, RPC_ERR_BUSY, "pool '%s' is rebuilding slot %u on disk '%s'",
+				 name, p->job->slot, p->job->disk);
+	nv = pool_nvols(p);
+	if (nv && !force)
+		return rpc_error(err, RPC_ERR_BUSY, "pool '%s' has %u volume%s: delete %s first, "
+				 "or destroy with force", name, nv, nv > 1 ? "s" : "",
+				 nv > 1 ? "them" : "it");
+	list_for_each(pos, &p->vols) {
+		struct vol *v = list_entry(pos, struct vol, link);
+
+		if (vol_in_use(v, claims, sizeof(claims)))
+			return rpc_error(err, RPC_ERR_BUSY, "volume '%s' of pool '%s' is in use by "
+					 "'%s'", v->name, name, claims);
+	}
+	rc = pools_save(p);
+	if (rc)
+		return save_error(err, rc);
+	list_del(&p->link);
+	if (p->raid)
+		for (uint32_t i = 0; i < p->nmembers; i++)
+			bds[i] = blkdev_find(p->members[i]);
+	if (pool_teardown(p)) {	/* frees p */
+		LOG_ERR(LS_THIN, "pool %s is forgotten but still open (see above)", name);
+		return json_pack("{s:s,s:i}", "destroyed", name, "volumes", nv);
+	}
+	wipe_members(bds, RAID_MAX_MEMBERS);
+	LOG_INFO(LS_THIN, "pool %s destroyed (%u volumes)", name, nv);
+	return json_pack("{s:s,s:i}", "destroyed", name, "volumes", nv);
+}
+
+/* Replace a failed or missing member disk with another, rebuilt in the
+ * background while the pool serves I/O. */
+static json_t *pool_replace(json_t *params, void *arg, struct rpc_err *err)
+{
+	const char *name, *old, *new;
+	struct replace_job *j;
+	struct pool *p, *other;
+	struct blkdev *nd;
+	char claims[256];
+	int idx = -1, slot = -1, st, rc;
+	uint32_t n;
+
+	if (rpc_params_only(params, err, "name", "old", "new", NULL) ||
+	    rpc_param_str(params, "name", RPC_REQUIRED, &name, err) ||
+	    rpc_param_str(params, "old", RPC_REQUIRED, &old, err) ||
+	    rpc_param_str(params, "new", RPC_REQUIRED, &new, err))
+		return NULL;
+	p = pool_find(name);
+	if (!p)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", name);
+	if (!p->tp)
+		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", name, p->error);
+	job_reap(p, false);
+	if (p->job)
+		return rpc_error(err, RPC_ERR_BUSY, "pool '%s' is rebuilding slot %u on disk '%s' "
+				 "already", name, p->job->slot, p->job->disk);
+	n = p->nmembers;
+	for (uint32_t i = 0; i < n; i++)
+		if (!strcmp(p->members[i], old))
+			idx = (int)i;
+	if (idx < 0)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "disk '%.64s' is not a member of pool '%s'",
+				 old, name);
+	slot = p->slot[idx];
+	if (slot < 0) {		/* missing at start: the one slot nobody else holds */
+		for (uint32_t s = 0; s < n; s++) {
+			bool held = false;
+
+			for (uint32_t i = 0; i < n; i++)
+				held |= p->slot[i] == (int)s;
+			if (held)
+				continue;
+			if (slot >= 0)
+				return rpc_error(err, RPC_ERR_FAILED, "cannot tell which slot disk "
+						 "'%s' had: several are missing", old);
+			slot = (int)s;
+		}
+		if (slot < 0)
+			return rpc_error(err, RPC_ERR_FAILED, "cannot tell which slot disk '%s' had",
+					 old);
+	}
+	st = raid_member_state(p->raid, (uint32_t)slot);
+	if (st == RAID_MEMBER_ACTIVE || st == RAID_MEMBER_REBUILDING)
+		return rpc_error(err, RPC_ERR_BUSY, "disk '%s' (slot %d) is %s: only a failed or "
+				 "missing member can be replaced", old, slot,
+				 st == RAID_MEMBER_ACTIVE ? "active" : "rebuilding");
+	if (p->level == 0)
+		return rpc_error(err, RPC_ERR_FAILED, "raid 0 has no redundancy to rebuild from");
+	if (vol_find(new, NULL))
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: '%.64s' is a volume, "
+				 "not a disk", new);
+	if (is_member(new, &other))
+		return rpc_error(err, RPC_ERR_BUSY, "disk '%.64s' is in use by pool '%s'", new,
+				 other->name);
+	nd = blkdev_find(new);
+	if (!nd)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no disk named '%.64s'", new);
+	blkdev_claims(nd, claims, sizeof(claims));
+	if (claims[0])
+		return rpc_error(err, RPC_ERR_BUSY, "disk '%.64s' is in use by '%s'", new, claims);
+	if (nd->readonly)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk '%.64s' is "
+				 "read-only", new);
+
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return rpc_error(err, RPC_INTERNAL_ERROR, "out of memory");
+	j->raid = p->raid;
+	j->nd = nd;
+	j->slot = (uint32_t)slot;
+	j->idx = idx;
+	snprintf(j->disk, sizeof(j->disk), "%s", new);
+	snprintf(j->old, sizeof(j->old), "%s", old);
+	/* the new member list first: a restart during the rebuild assembles
+	 * the new disk's slot as failed, and replace is run again */
+	snprintf(p->members[idx], sizeof(p->members[idx]), "%s", new);
+	p->slot[idx] = slot;
+	rc = pools_save(NULL);
+	if (rc) {
+		snprintf(p->members[idx], sizeof(p->members[idx]), "%s", old);
+		free(j);
+		return save_error(err, rc);
+	}
+	rc = -pthread_create(&j->thread, NULL, replace_main, j);
+	if (rc) {
+		snprintf(p->members[idx], sizeof(p->members[idx]), "%s", old);
+		pools_save(NULL);
+		free(j);
+		return rpc_error_errno(err, rc, "starting the rebuild");
+	}
+	p->job = j;
+	LOG_INFO(LS_RAID, "pool %s: slot %d: disk %s replaces %s, rebuilding", name, slot, new,
+		 old);
+	return json_pack("{s:s,s:i,s:s,s:s}", "name", name, "slot", slot, "old", old,
+			 "new", new);
+}
+
+/* Recount every reference in the pool's metadata (thin_pool_check). */
+static json_t *pool_check(json_t *params, void *arg, struct rpc_err *err)
+{
+	struct thin_check_report rep = { 0 };
+	const char *name;
+	struct pool *p;
+	int rc;
+
+	if (rpc_params_only(params, err, "name", NULL) ||
+	    rpc_param_str(params, "name", RPC_REQUIRED, &name, err))
+		return NULL;
+	p = pool_find(name);
+	if (!p)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", name);
+	if (!p->tp)
+		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", name, p->error);
+	rc = thin_pool_check(p->tp, &rep);
+	if (rc && rc != -EUCLEAN)
+		return rpc_error_errno(err, rc, "checking pool '%s'", name);
+	LOG_INFO(LS_THIN, "pool %s checked: %s, %llu errors", name, rc ? "damaged" : "clean",
+		 (unsigned long long)rep.errors);
+	return json_pack("{s:s,s:b,s:i,s:I,s:I,s:I}", "name", name, "clean", !rc,
+			 "volumes", rep.volumes, "node_refs", (json_int_t)rep.node_refs,
+			 "mappings", (json_int_t)rep.mappings, "errors", (json_int_t)rep.errors);
+}
+
+/* ------------------------------------------------------------ volumes */
+
+static json_t *vol_info(struct pool *p, struct vol *v, bool detail)
+{
+	struct thin_vol_info vi = { 0 };
+	char claims[256] = "";
+	json_t *o, *origin = annotation(p, v->name, "origin"), *created;
+	int rc = -ENODEV;
+
+	created = annotation(p, v->name, "created");
+	if (p->tp)
+		rc = thin_vol_info(p->tp, v->name, &vi);
+	o = json_pack("{s:s,s:s}", "name", v->name, "pool", p->name);
+	json_object_set_new(o, "size", rc ? json_null() : json_integer((json_int_t)vi.size));
+	json_object_set_new(o, "allocated", rc ? json_null() :
+			    json_integer((json_int_t)(vi.mapped_chunks * p->chunk)));
+	json_object_set_new(o, "origin", origin ? json_incref(origin) : json_null());
+	json_object_set_new(o, "created", created ? json_incref(created) : json_null());
+	json_object_set_new(o, "readonly", json_boolean(!rc && vi.readonly));
+	if (v->bd)
+		blkdev_claims(v->bd, claims, sizeof(claims));
+	json_object_set_new(o, "exported_by", claims[0] ? json_string(claims) : json_null());
+	if (detail) {
+		json_object_set_new(o, "state", json_string(v->bd ? "open" : "failed"));
+		if (!rc) {
+			json_object_set_new(o, "id", json_integer((json_int_t)vi.id));
+			json_object_set_new(o, "mapped_chunks", json_integer((json_int_t)vi.mapped_chunks));
+			json_object_set_new(o, "chunk", json_integer(p->chunk));
+		}
+		if (v->bd)
+			json_object_set_new(o, "block_size", json_integer(v->bd->block_size));
+		if (!v->bd)
+			json_object_set_new(o, "error", json_string(v->error));
+	}
+	return o;
+}
+
+/* A plain volume name: valid, no '@', short enough for the pool. */
+static int check_vol_name(const char *name, struct rpc_err *err)
+{
+	if (strchr(name, '@')) {
+		rpc_error(err, RPC_INVALID_PARAMS, "invalid params: '%s' names a snapshot "
+			  "(VOL@SNAP); a volume name has no '@'", name);
+		return -1;
+	}
+	if (strlen(name) >= THIN_NAME_MAX) {
+		rpc_error(err, RPC_INVALID_PARAMS, "invalid params: volume names have at most %d "
+			  "characters: '%s'", THIN_NAME_MAX - 1, name);
+		return -1;
+	}
+	return 0;
+}
+
+static int check_free_name(const char *name, struct rpc_err *err)
+{
+	if (vol_find(name, NULL) || blkdev_find(name)) {
+		rpc_error(err, RPC_ERR_EXISTS, "a volume or device named '%s' exists already", name);
+		return -1;
+	}
+	return 0;
+}
+
+/* Annotate, then save; on failure the annotation is dropped again. */
+static int annotate_save(struct pool *p, const char *vol, const char *origin)
+{
+	char stamp[32];
+	int rc;
+
+	utc_stamp(stamp, sizeof(stamp));
+	json_object_set_new(p->vmeta, vol, json_pack("{s:s?,s:s}", "origin", origin,
+						      "created", stamp));
+	rc = pools_save(NULL);
+	if (rc)
+		json_object_del(p->vmeta, vol);
+	return rc;
+}
+
+/* Make volume `name` (already in the pool's metadata) a device; on
+ * failure delete it from the metadata again. */
+static json_t *vol_finish(struct pool *p, const char *name, const char *origin,
+			  const char *what, struct rpc_err *err)
+{
+	struct vol *v;
+	int rc;
+
+	rc = vol_attach(p, name, &v);
+	if (rc) {
+		rpc_error_errno(err, rc, "opening %s '%s'", what, name);
+		goto delete_vol;
+	}
+	rc = annotate_save(p, name, origin);
+	if (rc) {
+		save_error(err, rc);
+		vol_detach(v);
+		vol_free(v);
+		goto delete_vol;
+	}
+	LOG_INFO(LS_THIN, "pool %s: %s %s created%s%s", p->name, what, name,
+		 origin ? " from " : "", origin ? origin : "");
+	return vol_info(p, v, true);
+
+delete_vol:
+	rc = thin_vol_delete(p->tp, name);
+	if (rc)
+		LOG_ERR(LS_THIN, "pool %s: deleting %s again: %s", p->name, name, strerror(-rc));
+	return NULL;
+}
+
+static json_t *vol_create(json_t *params, void *arg, struct rpc_err *err)
+{
+	const char *name, *pname;
+	uint64_t size = 0;
+	struct pool *p;
+	int rc;
+
+	if (rpc_params_only(params, err, "name", "pool", "size", NULL) ||
+	    rpc_param_name(params, "name", RPC_REQUIRED, &name, err) ||
+	    rpc_param_str(params, "pool", RPC_REQUIRED, &pname, err) ||
+	    rpc_param_size(params, "size", RPC_REQUIRED, &size, err))
+		return NULL;
+	if (check_vol_name(name, err))
+		return NULL;
+	p = pool_find(pname);
+	if (!p)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", pname);
+	if (!p->tp)
+		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", pname, p->error);
+	if (!size || size % p->raid->block_size)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'size' %llu is not a "
+				 "positive multiple of the block size %u", (unsigned long long)size,
+				 p->raid->block_size);
+	if (check_free_name(name, err))
+		return NULL;
+	rc = thin_vol_create(p->tp, name, size);
+	if (rc)
+		return rpc_error_errno(err, rc, "creating volume '%s' in pool '%s'", name, pname);
+	return vol_finish(p, name, NULL, "volume", err);
+}
+
+static json_t *vol_snapshot(json_t *params, void *arg, struct rpc_err *err)
+{
+	const char *vname, *sname = NULL;
+	char stamp[32], full[THIN_NAME_MAX + 64];
+	struct pool *p;
+	struct vol *v;
+	int rc;
+
+	if (rpc_params_only(params, err, "volume", "name", NULL) ||
+	    rpc_param_name(params, "volume", RPC_REQUIRED, &vname, err) ||
+	    rpc_param_name(params, "name", RPC_OPTIONAL, &sname, err))
+		return NULL;
+	if (strchr(vname, '@'))
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: '%s' is a snapshot; "
+				 "snapshots are taken of writable volumes", vname);
+	if (sname && strchr(sname, '@'))
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: a snapshot name has "
+				 "no '@': '%s'", sname);
+	v = vol_find(vname, &p);
+	if (!v)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no volume named '%.64s'", vname);
+	if (!p->tp)
+		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", p->name, p->error);
+	if (!sname) {
+		utc_stamp(stamp, sizeof(stamp));
+		sname = stamp;
+	}
+	snprintf(full, sizeof(full), "%s@%s", vname, sname);
+	if (strlen(full) >= THIN_NAME_MAX)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: '%s' is longer than "
+				 "%d characters", full, THIN_NAME_MAX - 1);
+	if (check_free_name(full, err))
+		return NULL;
+	rc = thin_snap_create(p->tp, vname, full);
+	if (rc)
+		return rpc_error_errno(err, rc, "creating snapshot '%s'", full);
+	return vol_finish(p, full, vname, "snapshot", err);
+}
+
+static json_t *vol_clone(json_t *params, void *arg, struct rpc_err *err)
+{
+	const char *src, *name;
+	struct pool *p;
+	int rc;
+
+	if (rpc_params_only(params, err, "source", "name", NULL) ||
+	    rpc_param_name(params, "source", RPC_REQUIRED, &src, err) ||
+	    rpc_param_name(params, "name", RPC_REQUIRED, &name, err))
+		return NULL;
+	if (check_vol_name(name, err))
+		return NULL;
+	if (!vol_find(src, &p))
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no volume or snapshot named '%.64s'", src);
+	if (!p->tp)
+		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", p->name, p->error);
+	if (check_free_name(name, err))
+		return NULL;
+	rc = thin_clone_create(p->tp, src, name);
+	if (rc)
+		return rpc_error_errno(err, rc, "cloning '%s' as '%s'", src, name);
+	return vol_finish(p, name, src, "clone", err);
+}
+
+/* Delete one volume: detach, delete from the metadata, forget it. */
+static int vol_remove(struct pool *p, struct vol *v, struct rpc_err *err)
+{
+	int rc = vol_detach(v);
+
+	if (rc) {
+		rpc_error_errno(err, rc, "closing '%s'", v->name);
+		return -1;
+	}
+	if (p->tp) {
+		rc = thin_vol_delete(p->tp, v->name);
+		if (rc) {
+			struct vol *nv;
+
+			rpc_error_errno(err, rc, "deleting '%s'", v->name);
+			if (!vol_attach(p, v->name, &nv))
+				vol_free(v);
+			return -1;
+		}
+	}
+	LOG_INFO(LS_THIN, "pool %s: %s deleted", p->name, v->name);
+	json_object_del(p->vmeta, v->name);
+	vol_free(v);
+	return 0;
+}
+
+static json_t *vol_delete(json_t *params, void *arg, struct rpc_err *err)
+{
+	const char *name;
+	bool recursive = false;
+	struct list_head *pos, *tmp;
+	char claims[256], prefix[THIN_NAME_MAX + 1];
+	struct pool *p;
+	struct vol *v;
+	json_t *done;
+	bool failed = true;
+	unsigned nsnaps = 0;
+	size_t plen;
+	int rc;
+
+	if (rpc_params_only(params, err, "name", "recursive", NULL) ||
+	    rpc_param_str(params, "name", RPC_REQUIRED, &name, err) ||
+	    rpc_param_bool(params, "recursive", RPC_OPTIONAL, &recursive, err))
+		return NULL;
+	v = vol_find(name, &p);
+	if (!v)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no volume or snapshot named '%.64s'", name);
+	if (vol_in_use(v, claims, sizeof(claims)))
+		return rpc_error(err, RPC_ERR_BUSY, "'%s' is in use by '%s': unexport it first",
+				 name, claims);
+	plen = (size_t)snprintf(prefix, sizeof(prefix), "%s@", name);
+	if (!strchr(name, '@')) {
+		list_for_each(pos, &p->vols) {
+			struct vol *s = list_entry(pos, struct vol, link);
+
+			if (strncmp(s->name, prefix, plen))
+				continue;
+			nsnaps++;
+			if (vol_in_use(s, claims, sizeof(claims)))
+				return rpc_error(err, RPC_ERR_BUSY, "snapshot '%s' is in use by '%s': "
+						 "unexport it first", s->name, claims);
+		}
+	}
+	if (nsnaps && !recursive)
+		return rpc_error(err, RPC_ERR_BUSY, "volume '%s' has %u snapshot%s: delete %s "
+				 "first, or delete recursively", name, nsnaps, nsnaps > 1 ? "s" : "",
+				 nsnaps > 1 ? "them" : "it");
+	done = json_array();
+	if (nsnaps) {
+		list_for_each_safe(pos, tmp, &p->vols) {
+			struct vol *s = list_entry(pos, struct vol, link);
+			char sname[THIN_NAME_MAX];
+
+			if (strncmp(s->name, prefix, plen))
+				continue;
+			snprintf(sname, sizeof(sname), "%s", s->name);
+			if (vol_remove(p, s, err))
+				goto save;
+			json_array_append_new(done, json_string(sname));
+		}
+	}
+	if (vol_remove(p, v, err))
+		goto save;
+	json_array_append_new(done, json_string(name));
+	failed = false;
+save:
+	rc = pools_save(NULL);	/* annotations only: the metadata is what counts */
+	if (rc)
+		LOG_ERR(LS_THIN, "saving %s: %s", state_path(), strerror(-rc));
+	if (failed) {
+		json_decref(done);
+		return NULL;
+	}
+	return json_pack("{s:o}", "deleted", done);
+}
+
+static json_t *vol_list(json_t *params, void *arg, struct rpc_err *err)
+{
+	const char *pname = NULL;
+	struct list_head *pos, *vpos;
+	json_t *a;
+
+	if (rpc_params_only(params, err, "pool", NULL) ||
+	    rpc_param_str(params, "pool", RPC_OPTIONAL, &pname, err))
+		return NULL;
+	if (pname && !pool_find(pname))
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", pname);
+	a = json_array();
+	list_for_each(pos, &pools) {
+		struct pool *p = list_entry(pos, struct pool, link);
+
+		if (pname && strcmp(pname, p->name))
+			continue;
+		list_for_each(vpos, &p->vols)
+			json_array_append_new(a, vol_info(p, list_entry(vpos, struct vol, link), false));
+	}
+	return a;
+}
+
+static json_t *vol_show(json_t *params, void *arg, struct rpc_err *err)
+{
+	const char *name;
+	struct pool *p;
+	struct vol *v;
+
+	if (rpc_params_only(params, err, "name", NULL) ||
+	    rpc_param_str(params, "name", RPC_REQUIRED, &name, err))
+		return NULL;
+	v = vol_find(name, &p);
+	if (!v)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no volume or snapshot named '%.64s'", name);
+	return vol_info(p, v, true);
+}
+
+static json_t *vol_resize(json_t *params, void *arg, struct rpc_err *err)
+{
+	const char *name;
+	uint64_t size;
+
+	if (rpc_params_only(params, err, "name", "size", NULL) ||
+	    rpc_param_str(params, "name", RPC_REQUIRED, &name, err) ||
+	    rpc_param_size(params, "size", RPC_REQUIRED, &size, err))
+		return NULL;
+	if (!vol_find(name, NULL))
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no volume named '%.64s'", name);
+	return rpc_error(err, RPC_ERR_NOT_SUPPORTED, "resizing a thin volume is not supported "
+			 "yet (the thin pool has no resize)");
+}
+
+/*
+ * Rollback VOL@SNAP: VOL becomes a writable copy of the snapshot again.
+ * The thin pool has no call for it, so: a trial clone of the snapshot
+ * (proves that the metadata has room and time for one), dropped; then
+ * VOL is deleted and the snapshot cloned as VOL. Its other snapshots,
+ * older or newer, stay as they are (snapshots are independent volumes).
+ */
+#define ROLLBACK_TMP	".rollback-tmp"
+
+static json_t *vol_rollback(json_t *params, void *arg, struct rpc_err *err)
+{
+	const char *name, *at;
+	char vname[THIN_NAME_MAX], claims[256];
+	struct pool *p, *vp;
+	struct vol *s, *v;
+	int rc;
+
+	if (rpc_params_only(params, err, "snapshot", NULL) ||
+	    rpc_param_str(params, "snapshot", RPC_REQUIRED, &name, err))
+		return NULL;
+	at = strchr(name, '@');
+	if (!at)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: roll back to a "
+				 "snapshot, VOL@SNAP, not '%.64s'", name);
+	s = vol_find(name, &p);
+	if (!s)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no snapshot named '%.64s'", name);
+	snprintf(vname, sizeof(vname), "%.*s", (int)(at - name), name);
+	v = vol_find(vname, &vp);
+	if (!v || vp != p)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "volume '%s' is gone: clone the snapshot "
+				 "instead", vname);
+	if (!p->tp)
+		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", p->name, p->error);
+	if (vol_in_use(v, claims, sizeof(claims)))
+		return rpc_error(err, RPC_ERR_BUSY, "volume '%s' is in use by '%s': unexport it "
+				 "first", vname, claims);
+	thin_vol_delete(p->tp, ROLLBACK_TMP);	/* a leftover of a crash, if any */
+	rc = thin_clone_create(p->tp, name, ROLLBACK_TMP);
+	if (rc)
+		return rpc_error_errno(err, rc, "rolling '%s' back to '%s'", vname, name);
+	rc = thin_vol_delete(p->tp, ROLLBACK_TMP);
+	if (rc)
+		return rpc_error_errno(err, rc, "rolling '%s' back to '%s'", vname, name);
+	rc = vol_detach(v);
+	if (rc)
+		return rpc_error_errno(err, rc, "closing '%s'", vname);
+	rc = thin_vol_delete(p->tp, vname);
+	if (rc) {
+		struct vol *nv;
+
+		rpc_error_errno(err, rc, "rolling '%s' back to '%s'", vname, name);
+		if (!vol_attach(p, vname, &nv))
+			vol_free(v);
+		return NULL;
+	}
+	vol_free(v);
+	rc = thin_clone_create(p->tp, name, vname);
+	if (!rc)
+		rc = vol_attach(p, vname, &v);
+	if (rc) {
+		/* after a trial clone worked: should not happen */
+		LOG_ERR(LS_THIN, "pool %s: rolling %s back to %s: %s: the volume is lost",
+			p->name, vname, name, strerror(-rc));
+		json_object_del(p->vmeta, vname);
+		pools_save(NULL);
+		return rpc_error_errno(err, rc, "rolling '%s' back to '%s' (the volume is lost)",
+				       vname, name);
+	}
+	LOG_INFO(LS_THIN, "pool %s: %s rolled back to %s", p->name, vname, name);
+	return vol_info(p, v, true);
+}
+
+/* ------------------------------------------------------------ life cycle */
+
+static void pools_shutdown(void *arg)
+{
+	struct list_head *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &pools) {
+		struct pool *p = list_entry(pos, struct pool, link);
+
+		list_del(&p->link);
+		pool_teardown(p);	/* on failure, logged and left */
+	}
+}
+
+void pool_rpc_init(void)
+{
+	rpc_register("pool.create", pool_create, NULL);
+	rpc_register("pool.list", pool_list, NULL);
+	rpc_register("pool.show", pool_show, NULL);
+	rpc_register("pool.destroy", pool_destroy, NULL);
+	rpc_register("pool.check", pool_check, NULL);
+	rpc_register("pool.replace", pool_replace, NULL);
+	rpc_register("vol.create", vol_create, NULL);
+	rpc_register("vol.list", vol_list, NULL);
+	rpc_register("vol.show", vol_show, NULL);
+	rpc_register("vol.delete", vol_delete, NULL);
+	rpc_register("vol.snapshot", vol_snapshot, NULL);
+	rpc_register("vol.clone", vol_clone, NULL);
+	rpc_register("vol.resize", vol_resize, NULL);
+	rpc_register("vol.rollback", vol_rollback, NULL);
+	/* Registered before any export's hook (they register when their first
+	 * export or listener appears), so it runs after they have drained. */
+	if (daemon_on_shutdown("pools", pools_shutdown, NULL))
+		LOG_ERR(LS_THIN, "cannot register the pools' shutdown hook");
+}
+
+/* Bring pool p (members known) back: assemble, open, attach volumes. */
+static int pool_bring_up(struct pool *p)
+{
+	struct blkdev *bds[RAID_MAX_MEMBERS];
+	struct raid_sb sb;
+	struct thin_pool_info ti;
+	char (*names)[THIN_NAME_MAX] = NULL;
+	unsigned nn = 0;
+	uint32_t n = 0;
+	int rc;
+
+	for (uint32_t i = 0; i < p->nmembers; i++) {
+		struct blkdev *bd = blkdev_find(p->members[i]);
+
+		p->slot[i] = -1;
+		if (!bd) {
+			LOG_ERR(LS_RAID, "pool %s: member disk %s is not available", p->name,
+				p->members[i]);
+			continue;
+		}
+		if (!raid_sb_read(bd, &sb)) {
+			p->slot[i] = (int)sb.index;
+			p->level = sb.geom.level;
+			p->strip = sb.geom.strip;
+		}
+		bds[n++] = bd;
+	}
+	if (!n) {
+		snprintf(p->error, sizeof(p->error), "none of its disks is available");
+		return -ENODEV;
+	}
+	rc = raid_assemble(bds, n, &p->raid);
+	if (rc) {
+		p->raid = NULL;
+		snprintf(p->error, sizeof(p->error), "assembling the raid set: %s (see the log)",
+			 strerror(-rc));
+		return rc;
+	}
+	rc = pool_open_thin(p);
+	if (rc) {
+		p->tp = NULL;
+		snprintf(p->error, sizeof(p->error), "opening the thin pool: %s", strerror(-rc));
+		goto close_raid;
+	}
+	if (!thin_pool_info(p->tp, &ti))
+		p->chunk = ti.chunk_size;
+	rc = thin_vol_list(p->tp, &names, &nn);
+	if (rc) {
+		snprintf(p->error, sizeof(p->error), "listing volumes: %s", strerror(-rc));
+		goto close_thin;
+	}
+	for (unsigned i = 0; i < nn; i++) {
+		struct vol *v;
+
+		if (!strcmp(names[i], ROLLBACK_TMP)) {
+			thin_vol_delete(p->tp, names[i]);
+			continue;
+		}
+		rc = vol_attach(p, names[i], &v);
+		if (!rc)
+			continue;
+		LOG_ERR(LS_THIN, "pool %s: volume %s: %s", p->name, names[i], strerror(-rc));
+		v = calloc(1, sizeof(*v));
+		if (!v)
+			continue;
+		snprintf(v->name, sizeof(v->name), "%s", names[i]);
+		snprintf(v->error, sizeof(v->error), "%s", strerror(-rc));
+		list_add_tail(&v->link, &p->vols);
+	}
+	free(names);
+	return 0;
+
+close_thin:
+	thin_pool_close(p->tp);
+	p->tp = NULL;
+close_raid:
+	blkdev_close(p->raid);
+	p->raid = NULL;
+	return rc;
+}
+
+void pool_restore(void)
+{
+	json_t *a = state_get(SECTION), *e, *m, *d;
+	size_t i, k;
+
+	if (!a)
+		return;
+	if (!json_is_array(a)) {
+		LOG_ERR(LS_THIN, "%s: \"%s\" is not an array: ignoring it", state_path(), SECTION);
+		json_decref(a);
+		return;
+	}
+	json_array_foreach(a, i, e) {
+		struct rpc_err err = { 0 };
+		const char *name;
+		uint64_t level = 0, strip = 0, chunk = 0;
+		json_t *vm = NULL;
+		struct pool *p;
+
+		if (rpc_param_name(e, "name", RPC_REQUIRED, &name, &err) ||
+		    rpc_param_u64(e, "level", RPC_OPTIONAL, &level, &err) ||
+		    rpc_param_u64(e, "strip", RPC_OPTIONAL, &strip, &err) ||
+		    rpc_param_u64(e, "chunk", RPC_OPTIONAL, &chunk, &err) ||
+		    rpc_param_array(e, "members", RPC_REQUIRED, &m, &err) ||
+		    rpc_param_object(e, "volumes", RPC_OPTIONAL, &vm, &err)) {
+			LOG_ERR(LS_THIN, "%s: pool %zu: %s: skipped", state_path(), i, err.message);
+			json_decref(err.data);
+			continue;
+		}
+		if (pool_find(name)) {
+			LOG_ERR(LS_THIN, "%s: pool %s appears twice: skipped", state_path(), name);
+			continue;
+		}
+		p = calloc(1, sizeof(*p));
+		if (!p)
+			break;
+		snprintf(p->name, sizeof(p->name), "%s", name);
+		p->level = (int)level;
+		p->strip = (uint32_t)strip;
+		p->chunk = (uint32_t)chunk;
+		list_init(&p->vols);
+		p->vmeta = vm ? json_incref(vm) : json_object();
+		json_array_foreach(m, k, d) {
+			if (p->nmembers == RAID_MAX_MEMBERS || !json_is_string(d))
+				break;
+			snprintf(p->members[p->nmembers], BLK_NAME_MAX, "%s", json_string_value(d));
+			p->slot[p->nmembers++] = -1;
+		}
+		list_add_tail(&p->link, &pools);
+		if (!p->chunk) {
+			snprintf(p->error, sizeof(p->error), "no chunk size in the state file");
+			LOG_ERR(LS_THIN, "pool %s: %s", p->name, p->error);
+			continue;
+		}
+		if (pool_bring_up(p))
+			LOG_ERR(LS_THIN, "pool %s: %s", p->name, p->error);
+		else
+			LOG_INFO(LS_THIN, "pool %s back: %s, %u volumes", p->name,
+				 level_name(p->level), pool_nvols(p));
+	}
+	json_decref(a);
+}
