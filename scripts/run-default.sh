@@ -2,10 +2,10 @@
 # The embedded default: sand on sparse files under ./var, served on
 # 127.0.0.1 until Ctrl-C. Run again, it reuses the same disks and data.
 #
-# Today: four 1 GiB sparse disks (disk0..disk3); disk0 exported over NBD as
-# "vol1" on 127.0.0.1:10809 and over iSCSI as LUN 0 of
-# iqn.2026-11.io.sand:vol1 on 127.0.0.1:3260. The RAID 5 pool over the four
-# disks and the thin volume vol1 in it replace disk0 here once pools land.
+# Four 1 GiB sparse disks (disk0..disk3), a RAID 5 pool "pool0" over them,
+# a 2 GiB thin volume "vol1" in it, exported over NBD as "vol1" on
+# 127.0.0.1:10809 and over iSCSI as LUN 0 of iqn.2026-11.io.sand:vol1 on
+# 127.0.0.1:3260.
 # SAND_VAR, SAND_NBD_ADDR and SAND_ISCSI_ADDR move it elsewhere (the tests do).
 set -euo pipefail
 BUILD=${1:-build}
@@ -43,20 +43,27 @@ for i in 0 1 2 3; do
 	esac
 done
 
-has_nbd=0
-if volctl nbd --help >/dev/null 2>&1; then
-	has_nbd=1
-	listeners=$(volctl --json nbd list 2>/dev/null || true)
-	case "$listeners" in
-	*"$NBD_ADDR"*) ;;
-	*) volctl nbd listen "$NBD_ADDR" >/dev/null ;;
-	esac
-	exports=$(volctl --json export list 2>/dev/null || true)
-	case "$exports" in
-	*'"vol1"'*) ;;
-	*) volctl export nbd disk0 --name vol1 >/dev/null ;;
-	esac
-fi
+pools=$(volctl --json pool list)
+case "$pools" in
+*'"pool0"'*) ;;
+*) volctl pool create pool0 --raid 5 disk0 disk1 disk2 disk3 >/dev/null ;;
+esac
+vols=$(volctl --json vol list)
+case "$vols" in
+*'"vol1"'*) ;;
+*) volctl vol create vol1 --pool pool0 --size 2G >/dev/null ;;
+esac
+
+listeners=$(volctl --json nbd list)
+case "$listeners" in
+*"$NBD_ADDR"*) ;;
+*) volctl nbd listen "$NBD_ADDR" >/dev/null ;;
+esac
+exports=$(volctl --json export list)
+case "$exports" in
+*'"vol1"'*) ;;
+*) volctl export nbd vol1 --name vol1 >/dev/null ;;
+esac
 
 iscsi=$(volctl --json iscsi list)
 case "$iscsi" in
@@ -68,8 +75,8 @@ case "$iscsi" in
 *) volctl iscsi target create "$IQN" >/dev/null ;;
 esac
 case "$iscsi" in
-*'"disk": "disk0"'*) ;;
-*) volctl export iscsi disk0 --target "$IQN" --lun 0 >/dev/null ;;
+*'"disk": "vol1"'*) ;;
+*) volctl export iscsi vol1 --target "$IQN" --lun 0 >/dev/null ;;
 esac
 
 echo
@@ -77,12 +84,14 @@ volctl status
 echo
 volctl disk list
 echo
+volctl pool list
+echo
+volctl vol list
+echo
 echo "control:  $BUILD/volctl --socket $SOCK status"
-if [ "$has_nbd" = 1 ]; then
-	echo "nbd:      nbdinfo nbd://$NBD_ADDR/vol1"
-	echo "          qemu-img info nbd://$NBD_ADDR/vol1"
-	echo "          qemu-io -f raw -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M' nbd://$NBD_ADDR/vol1"
-fi
+echo "nbd:      nbdinfo nbd://$NBD_ADDR/vol1"
+echo "          qemu-img info nbd://$NBD_ADDR/vol1"
+echo "          qemu-io -f raw -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M' nbd://$NBD_ADDR/vol1"
 echo "iscsi:    iscsi-inq iscsi://$ISCSI_ADDR/$IQN/0"
 echo "          qemu-img info iscsi://$ISCSI_ADDR/$IQN/0"
 echo "serving until Ctrl-C"
