@@ -525,27 +525,50 @@ static int simple_verb(struct ctx *c, int argc, char **argv, const char *method,
 
 /* ------------------------------------------------------------------- verbs */
 
-static int cmd_status(struct ctx *c, int argc, char **argv)
+/*
+ * A verb that takes no options or arguments: call METHOD with PARAMS (NULL
+ * for none; always consumed). Returns its result
+ * for the caller to render, or NULL with *rc set: 2 for a usage error, 1 when
+ * the call failed, 0 when --json already printed the result.
+ */
+static json_t *call_plain(struct ctx *c, int argc, char **argv, const char *method,
+			  json_t *params, int *rc)
 {
 	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	json_t *r;
+
+	opt_reset();
+	*rc = 2;
+	if (opt_parse(c, argc, argv, opts) != -1) {
+		json_decref(params);
+		return NULL;
+	}
+	if (optind < argc) {
+		json_decref(params);
+		*rc = usage_error(c, "unexpected argument '%s'", argv[optind]);
+		return NULL;
+	}
+	*rc = 1;
+	r = call(c, method, params);
+	if (r && c->json) {
+		print_json(r);
+		json_decref(r);
+		*rc = 0;
+		return NULL;
+	}
+	return r;
+}
+
+static int cmd_status(struct ctx *c, int argc, char **argv)
+{
 	json_t *r, *v;
 	char up[64];
 	size_t i;
-	int o;
+	int rc;
 
-	opt_reset();
-	while ((o = opt_parse(c, argc, argv, opts)) != -1)
-		return 2;
-	if (optind < argc)
-		return usage_error(c, "unexpected argument '%s'", argv[optind]);
-	r = call(c, "status", NULL);
+	r = call_plain(c, argc, argv, "status", NULL, &rc);
 	if (!r)
-		return 1;
-	if (c->json) {
-		print_json(r);
-		json_decref(r);
-		return 0;
-	}
+		return rc;
 	{
 		double s = (double)json_integer_value(json_object_get(r, "uptime_ms")) / 1000;
 		unsigned long t = (unsigned long)s;
@@ -581,24 +604,14 @@ static int cmd_status(struct ctx *c, int argc, char **argv)
 
 static int cmd_disk_list(struct ctx *c, int argc, char **argv)
 {
-	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
 	struct table t;
 	json_t *r, *d;
 	size_t i;
+	int rc;
 
-	opt_reset();
-	if (opt_parse(c, argc, argv, opts) != -1)
-		return 2;
-	if (optind < argc)
-		return usage_error(c, "unexpected argument '%s'", argv[optind]);
-	r = call(c, "disk.list", NULL);
+	r = call_plain(c, argc, argv, "disk.list", NULL, &rc);
 	if (!r)
-		return 1;
-	if (c->json) {
-		print_json(r);
-		json_decref(r);
-		return 0;
-	}
+		return rc;
 	table_init(&t, 9, "NAME", "BACKEND", "SIZE", "BLOCK", "RO", "DIRECT", "STATE",
 		   "CLAIMED-BY", "PATH");
 	json_array_foreach(r, i, d) {
@@ -935,23 +948,13 @@ static int cmd_unexport_iscsi(struct ctx *c, int argc, char **argv)
 
 static int cmd_iscsi_sessions(struct ctx *c, int argc, char **argv)
 {
-	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
 	json_t *r, *e, *cn;
 	size_t i, j;
+	int rc;
 
-	opt_reset();
-	if (opt_parse(c, argc, argv, opts) != -1)
-		return 2;
-	if (optind < argc)
-		return usage_error(c, "unexpected argument '%s'", argv[optind]);
-	r = call(c, "iscsi.sessions", json_object());
+	r = call_plain(c, argc, argv, "iscsi.sessions", json_object(), &rc);
 	if (!r)
-		return 1;
-	if (c->json) {
-		print_json(r);
-		json_decref(r);
-		return 0;
-	}
+		return rc;
 	json_array_foreach(r, i, e) {
 		json_t *p = json_object_get(e, "params");
 
@@ -983,23 +986,13 @@ static int cmd_iscsi_sessions(struct ctx *c, int argc, char **argv)
 
 static int cmd_iscsi_list(struct ctx *c, int argc, char **argv)
 {
-	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
 	json_t *r, *e, *l, *a;
 	size_t i, j;
+	int rc;
 
-	opt_reset();
-	if (opt_parse(c, argc, argv, opts) != -1)
-		return 2;
-	if (optind < argc)
-		return usage_error(c, "unexpected argument '%s'", argv[optind]);
-	r = call(c, "iscsi.list", json_object());
+	r = call_plain(c, argc, argv, "iscsi.list", json_object(), &rc);
 	if (!r)
-		return 1;
-	if (c->json) {
-		print_json(r);
-		json_decref(r);
-		return 0;
-	}
+		return rc;
 	json_array_foreach(json_object_get(r, "portals"), i, e)
 		printf("portal %s tpg %lld %s%s%s\n", jstr(e, "address"),
 		       (long long)json_integer_value(json_object_get(e, "tpg")), jstr(e, "state"),
@@ -1150,24 +1143,14 @@ static int cmd_pool_create(struct ctx *c, int argc, char **argv)
 
 static int cmd_pool_list(struct ctx *c, int argc, char **argv)
 {
-	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
 	struct table t;
 	json_t *r, *p;
 	size_t i;
+	int rc;
 
-	opt_reset();
-	if (opt_parse(c, argc, argv, opts) != -1)
-		return 2;
-	if (optind < argc)
-		return usage_error(c, "unexpected argument '%s'", argv[optind]);
-	r = call(c, "pool.list", NULL);
+	r = call_plain(c, argc, argv, "pool.list", NULL, &rc);
 	if (!r)
-		return 1;
-	if (c->json) {
-		print_json(r);
-		json_decref(r);
-		return 0;
-	}
+		return rc;
 	table_init(&t, 8, "NAME", "LEVEL", "DISKS", "CHUNK", "SIZE", "USED", "VOLUMES", "STATE");
 	json_array_foreach(r, i, p) {
 		char n[32], ch[32], sz[32], u[32], v[32], st[600];
@@ -1686,24 +1669,14 @@ static int cmd_export_nbd(struct ctx *c, int argc, char **argv)
 
 static int cmd_export_list(struct ctx *c, int argc, char **argv)
 {
-	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
 	struct table t;
 	json_t *r, *e;
 	size_t i;
+	int rc;
 
-	opt_reset();
-	if (opt_parse(c, argc, argv, opts) != -1)
-		return 2;
-	if (optind < argc)
-		return usage_error(c, "unexpected argument '%s'", argv[optind]);
-	r = call(c, "export.list", NULL);
+	r = call_plain(c, argc, argv, "export.list", NULL, &rc);
 	if (!r)
-		return 1;
-	if (c->json) {
-		print_json(r);
-		json_decref(r);
-		return 0;
-	}
+		return rc;
 	table_init(&t, 7, "PROTO", "NAME", "DEVICE", "SIZE", "RO", "CLIENTS", "STATE");
 	json_array_foreach(r, i, e) {
 		char sz[32], cl[32], st[600];
