@@ -31,7 +31,8 @@ check_grep "it prints how to connect over iSCSI" "iscsi-inq $ISCSI_URL" "$T_TMP/
 check "four sparse disks" test "$(volctl --json disk list | grep -c '"name": "disk[0-3]"')" -eq 4
 check "a RAID 5 pool over them" sh -c "\"$VOLCTL_BIN\" --socket \"$SAND_SOCK\" --json pool show pool0 | grep -q '\"level\": \"raid5\"'"
 check "a thin volume vol1 in it" sh -c "\"$VOLCTL_BIN\" --socket \"$SAND_SOCK\" --json vol show vol1 | grep -q '\"pool\": \"pool0\"'"
-check_fail "a pool member disk cannot be removed" volctl disk remove disk1
+check_rc "a pool member disk cannot be removed (the daemon refuses it)" 1 volctl disk remove disk1
+check_grep "... because the pool claims it" "in use by .pool0" "$T_TMP/check.out"
 check "iscsi-inq answers" timeout 20 iscsi-inq "$ISCSI_URL"
 check "qemu-io writes a pattern over iSCSI" timeout 30 qemu-io -f raw \
 	-c 'write -P 0x5a 1M 1M' "$ISCSI_URL"
