@@ -40,7 +40,8 @@
 #include "snapshot/pool.h"
 
 struct vol_bio {
-	int	status;
+	int		status;
+	struct map_slot	*slot;		/* fast path: the slot pinned */
 };
 
 /* ---- running on the owner thread ---- */
@@ -124,6 +125,66 @@ static int data_io(struct thin_pool *p, enum bio_op op, uint64_t off, void *buf,
 static uint64_t chunk_off(struct thin_pool *p, uint64_t pc)
 {
 	return p->data_off + pc * p->chunk;
+}
+
+/* ---- the fast path's mapping cache (see pool.h and doc/thin.md) ---- */
+
+/* Owner: remember vc -> pc for the fast path. A slot pinned by I/O to
+ * another chunk is left alone (it is being used). */
+static void map_note(struct thin_vol *tv, uint64_t vc, uint64_t pc, bool owned)
+{
+	struct map_slot *s;
+
+	if (!tv || !tv->map)
+		return;
+	pthread_mutex_lock(&tv->lock);
+	s = &tv->map[vc & tv->map_mask];
+	if (!s->inflight || (s->vc == vc && s->pc == pc)) {
+		s->vc = vc;
+		s->pc = pc;
+		s->owned = owned;
+		s->gen = tv->gen;
+	}
+	pthread_mutex_unlock(&tv->lock);
+}
+
+/* Owner, before vc's mapping changes: no new fast-path I/O will use the
+ * old mapping, and none is in flight with it when this returns. */
+static void map_forget(struct thin_vol *tv, uint64_t vc)
+{
+	struct map_slot *s;
+
+	if (!tv || !tv->map)
+		return;
+	pthread_mutex_lock(&tv->lock);
+	s = &tv->map[vc & tv->map_mask];
+	if (s->vc == vc) {
+		s->gen = tv->gen - 1;
+		tv->waiters++;
+		while (s->inflight)
+			pthread_cond_wait(&tv->drained, &tv->lock);
+		tv->waiters--;
+	}
+	pthread_mutex_unlock(&tv->lock);
+}
+
+/* Owner, before the volume's mappings change wholesale (a snapshot makes
+ * every chunk shared; a shrink unmaps a range): every slot invalid, no
+ * fast-path I/O in flight. */
+static void map_forget_all(struct thin_vol *tv)
+{
+	if (!tv || !tv->map)
+		return;
+	pthread_mutex_lock(&tv->lock);
+	if (++tv->gen == 0) {	/* wrapped: no slot may look valid */
+		memset(tv->map, 0, (tv->map_mask + 1) * sizeof(*tv->map));
+		tv->gen = 1;
+	}
+	tv->waiters++;
+	while (tv->inflight)
+		pthread_cond_wait(&tv->drained, &tv->lock);
+	tv->waiters--;
+	pthread_mutex_unlock(&tv->lock);
 }
 
 /* ---- value types ---- */
@@ -226,7 +287,7 @@ static int fail(struct thin_pool *p, int rc)
 	if (!p->failed) {
 		LOG_ERR(LS_THIN, "%s: metadata error (%d): pool fails all I/O until reopened",
 			p->dev->name, rc);
-		p->failed = rc;
+		__atomic_store_n(&p->failed, rc, __ATOMIC_RELEASE);
 	}
 	return rc;
 }
@@ -241,11 +302,12 @@ static int commit(struct thin_pool *p)
 		return -EIO;
 	if (!p->dirty) {
 		/* in-place writes only: they need the device's flush all the same */
-		if (!p->unflushed)
+		if (!__atomic_exchange_n(&p->unflushed, 0, __ATOMIC_ACQ_REL))
 			return 0;
+		p->st_commits++;
 		rc = data_io(p, BIO_FLUSH, 0, NULL, 0);
-		if (!rc)
-			p->unflushed = false;
+		if (rc)
+			__atomic_store_n(&p->unflushed, 1, __ATOMIC_RELEASE);
 		return rc;
 	}
 	list_for_each(pos, &p->vols) {
@@ -260,10 +322,13 @@ static int commit(struct thin_pool *p)
 		r->dirty = false;
 	}
 	user_pack(p);
+	/* tm_commit flushes the device: that covers every write ended so far */
+	__atomic_store_n(&p->unflushed, 0, __ATOMIC_RELEASE);
+	p->st_commits++;
 	rc = tm_commit(p->tm);
 	if (rc)
 		return fail(p, rc);
-	p->dirty = p->unflushed = false;
+	p->dirty = false;
 	low_space_check(p);	/* space freed by the transaction may rearm it */
 	return 0;
 }
@@ -336,9 +401,14 @@ static int write_seg(struct thin_pool *p, struct vol_rec *r, struct bio *bio,
 	mapped = !rc;
 	if (mapped && t >= r->snap_time) {	/* ours: in place */
 		fill(p, bio, skip, 0, n);
-		p->unflushed = true;
-		return data_io(p, BIO_WRITE, chunk_off(p, pc) + in, p->cbuf, n);
+		__atomic_store_n(&p->unflushed, 1, __ATOMIC_RELEASE);
+		rc = data_io(p, BIO_WRITE, chunk_off(p, pc) + in, p->cbuf, n);
+		if (!rc)
+			map_note(r->open, vc, pc, true);
+		return rc;
 	}
+	/* the mapping is going to change: the fast path lets go of it */
+	map_forget(r->open, vc);
 	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
 		return -ENOSPC;
 	rc = sm_alloc(tm_dsm(p->tm), &q);
@@ -381,6 +451,7 @@ static int write_seg(struct thin_pool *p, struct vol_rec *r, struct bio *bio,
 	if (rc)
 		return fail(p, rc);
 	r->dirty = p->dirty = true;
+	map_note(r->open, vc, q, true);
 	return 0;
 }
 
@@ -390,6 +461,7 @@ static int unmap_chunk(struct thin_pool *p, struct vol_rec *r, uint64_t vc)
 
 	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
 		return -ENOSPC;
+	map_forget(r->open, vc);
 	rc = btree_remove(&p->minfo, r->root, vc, &r->root);
 	if (rc == -ENODATA)
 		return 0;
@@ -410,6 +482,10 @@ static int do_bio(struct thin_pool *p, struct thin_vol *tv, struct bio *bio)
 		return -EIO;
 	if (bio->op == BIO_FLUSH)
 		return commit(p);
+	/* queued before a shrink, past the new end */
+	if (bio->offset + bio->len > r->size)
+		return -EINVAL;
+	p->st_owner_ios++;
 	while (done < bio->len && !rc) {
 		uint64_t off = bio->offset + done;
 		uint64_t vc = off / p->chunk;
@@ -426,6 +502,8 @@ static int do_bio(struct thin_pool *p, struct thin_vol *tv, struct bio *bio)
 				rc = data_io(p, BIO_READ, chunk_off(p, pc) + in, p->cbuf, n);
 				if (!rc)
 					buf_to_iov(bio->iov, bio->iovcnt, done, p->cbuf, n);
+				if (!rc)
+					map_note(tv, vc, pc, t >= r->snap_time);
 			} else {
 				rc = fail(p, rc);
 			}
@@ -453,9 +531,7 @@ static int do_bio(struct thin_pool *p, struct thin_vol *tv, struct bio *bio)
 		}
 		done += n;
 	}
-	if (!rc && (bio->flags & BIO_FUA))
-		rc = commit(p);
-	return rc;
+	return rc;	/* FUA: vol_bio_run queues the bio for a commit */
 }
 
 static void vol_bio_done(void *arg)
@@ -466,21 +542,151 @@ static void vol_bio_done(void *arg)
 	bio_complete(bio, vb->status);
 }
 
+static void vol_bio_end(struct bio *bio, int status)
+{
+	struct vol_bio *vb = bio_ctx(bio);
+
+	vb->status = status;
+	while (ev_send_msg(bio->ch->loop, vol_bio_done, bio))
+		;	/* -ENOMEM: nothing else to do but try again */
+}
+
+/*
+ * Batched commits. FLUSH bios, and FUA writes once written, wait on p->fq;
+ * one flush_run message on the owner takes every bio queued so far, commits
+ * once and ends them all. Bios that arrive during that commit wait for the
+ * next one. A commit covers every write that had ended when the bio was
+ * queued: owner writes were handled before it, and fast-path writes set
+ * p->unflushed before they end, so the commit flushes the device for them.
+ */
+static void flush_run(void *arg)
+{
+	struct thin_pool *p = arg;
+	struct list_head q;
+	int rc;
+
+	list_init(&q);
+	pthread_mutex_lock(&p->fq_lock);
+	while (!list_empty(&p->fq)) {
+		struct bio *bio = list_first_entry(&p->fq, struct bio, link);
+
+		list_del(&bio->link);
+		list_add_tail(&bio->link, &q);
+	}
+	p->fq_sched = false;
+	pthread_mutex_unlock(&p->fq_lock);
+	rc = p->failed ? -EIO : commit(p);
+	while (!list_empty(&q)) {
+		struct bio *bio = list_first_entry(&q, struct bio, link);
+
+		list_del(&bio->link);
+		p->st_flushes++;
+		vol_bio_end(bio, rc);
+	}
+}
+
+/* Any thread. */
+static int flush_queue(struct thin_pool *p, struct bio *bio)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&p->fq_lock);
+	if (!p->fq_sched) {
+		rc = ev_send_msg(p->loop, flush_run, p);
+		p->fq_sched = !rc;
+	}
+	if (!rc)
+		list_add_tail(&bio->link, &p->fq);
+	pthread_mutex_unlock(&p->fq_lock);
+	return rc;
+}
+
 static void vol_bio_run(void *arg)
 {
 	struct bio *bio = arg;
 	struct thin_vol *tv = container_of(bio->ch->bd, struct thin_vol, bd);
+	int rc = do_bio(tv->p, tv, bio);
+
+	if (!rc && (bio->flags & BIO_FUA)) {
+		while (flush_queue(tv->p, bio))
+			;	/* -ENOMEM: as above */
+		return;
+	}
+	vol_bio_end(bio, rc);
+}
+
+/* ---- the fast path (the submitting reactor) ---- */
+
+static void fast_end(struct bio *sub, int status)
+{
+	struct bio *bio = sub->end_arg;
+	struct thin_vol *tv = container_of(bio->ch->bd, struct thin_vol, bd);
 	struct vol_bio *vb = bio_ctx(bio);
 
-	vb->status = do_bio(tv->p, tv, bio);
-	while (ev_send_msg(bio->ch->loop, vol_bio_done, bio))
-		;	/* -ENOMEM: nothing else to do but try again */
+	if (bio->op == BIO_WRITE && !status)
+		__atomic_store_n(&tv->p->unflushed, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&tv->lock);
+	tv->inflight--;
+	if (!--vb->slot->inflight && tv->waiters)
+		pthread_cond_broadcast(&tv->drained);
+	pthread_mutex_unlock(&tv->lock);
+	bio_complete(bio, status);
+}
+
+/*
+ * A read of a chunk the cache knows, or a write to a chunk it knows to be
+ * the volume's alone, goes straight to the pool device through this loop's
+ * channel on it. 0: accepted; -EAGAIN: not here, give it to the owner.
+ */
+static int fast_submit(struct thin_vol *tv, struct blkchan *sub, struct bio *bio)
+{
+	struct thin_pool *p = tv->p;
+	struct vol_bio *vb = bio_ctx(bio);
+	uint64_t vc = bio->offset / p->chunk, pc = 0;
+	uint32_t in = (uint32_t)(bio->offset % p->chunk);
+	struct map_slot *s;
+	int rc;
+
+	if (__atomic_load_n(&p->failed, __ATOMIC_ACQUIRE))
+		return -EAGAIN;
+	pthread_mutex_lock(&tv->lock);
+	s = &tv->map[vc & tv->map_mask];
+	if (s->gen == tv->gen && s->vc == vc && (s->owned || bio->op == BIO_READ)) {
+		s->inflight++;
+		tv->inflight++;
+		pc = s->pc;
+	} else {
+		s = NULL;
+	}
+	pthread_mutex_unlock(&tv->lock);
+	if (!s)
+		return -EAGAIN;
+	vb->slot = s;
+	rc = blk_rw(sub, bio->op, 0, bio->iov, bio->iovcnt, chunk_off(p, pc) + in, bio->len,
+		    fast_end, bio);
+	if (rc) {
+		pthread_mutex_lock(&tv->lock);
+		tv->inflight--;
+		if (!--s->inflight && tv->waiters)
+			pthread_cond_broadcast(&tv->drained);
+		pthread_mutex_unlock(&tv->lock);
+		return -EAGAIN;
+	}
+	__atomic_fetch_add(&p->st_fast_ios, 1, __ATOMIC_RELAXED);
+	return 0;
 }
 
 static int vol_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 {
 	struct thin_vol *tv = container_of(bd, struct thin_vol, bd);
 
+	/* blk_submit split the bio at chunk boundaries (io_boundary) */
+	if (ch->priv && tv->map && !(bio->flags & BIO_FUA) &&
+	    (bio->op == BIO_READ || bio->op == BIO_WRITE) &&
+	    fast_submit(tv, ch->priv, bio) == 0)
+		return 0;
+	if (bio->op == BIO_FLUSH)
+		return flush_queue(tv->p, bio);
 	return ev_send_msg(tv->p->loop, vol_bio_run, bio);
 }
 
@@ -489,13 +695,23 @@ static bool vol_supports(struct blkdev *bd, enum bio_op op)
 	return op < BIO_OP_MAX;
 }
 
+/* A channel on the pool device for this loop, for the fast path. Without
+ * one (say an io_uring device and an epoll loop) everything goes to the
+ * owner. */
 static int vol_chan_create(struct blkdev *bd, struct blkchan *ch)
 {
+	struct thin_vol *tv = container_of(bd, struct thin_vol, bd);
+	struct blkchan *sub;
+
+	if (!blk_chan_open(tv->p->dev, ch->loop, &sub))
+		ch->priv = sub;
 	return 0;
 }
 
 static void vol_chan_destroy(struct blkdev *bd, struct blkchan *ch)
 {
+	if (ch->priv)
+		blk_chan_close(ch->priv, NULL, NULL);
 }
 
 static int vol_close_owner(struct thin_pool *p, void *arg)
@@ -512,6 +728,9 @@ static void vol_close(struct blkdev *bd)
 	struct thin_vol *tv = container_of(bd, struct thin_vol, bd);
 
 	pool_call(tv->p, vol_close_owner, tv);
+	pthread_cond_destroy(&tv->drained);
+	pthread_mutex_destroy(&tv->lock);
+	free(tv->map);
 	free(tv);
 }
 
@@ -606,6 +825,7 @@ static void pool_free(struct thin_pool *p)
 	if (p->loop)
 		ev_loop_free(p->loop);
 	free(p->cbuf);
+	pthread_mutex_destroy(&p->fq_lock);
 	free(p);
 }
 
@@ -620,6 +840,8 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 		return -ENOMEM;
 	p->dev = dev;
 	list_init(&p->vols);
+	list_init(&p->fq);
+	pthread_mutex_init(&p->fq_lock, NULL);
 	snprintf(p->claim, sizeof(p->claim), "thin:%p", (void *)p);
 	rc = blkdev_claim(dev, p->claim);
 	if (rc) {
@@ -627,6 +849,11 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 		goto free_pool;
 	}
 	p->commit_ms = o && o->commit_ms ? o->commit_ms : 1000;
+	p->map_slots = o && o->map_cache ? o->map_cache : 65536;
+	if (p->map_slots > 1u << 30)
+		p->map_slots = 1u << 30;
+	while (!IS_POW2(p->map_slots))
+		p->map_slots &= p->map_slots - 1;	/* round down */
 	if (o && o->low_space) {
 		p->low_water = o->low_water;
 		p->low_space = o->low_space;
@@ -731,6 +958,10 @@ static int info_owner(struct thin_pool *p, void *arg)
 	bm_get_stats(tm_bm(p->tm), &bs);
 	i->cache_used = bs.cached;
 	i->cache_peak = bs.max_cached;
+	i->commits = p->st_commits;
+	i->flushes = p->st_flushes;
+	i->owner_ios = p->st_owner_ios;
+	i->fast_ios = __atomic_load_n(&p->st_fast_ios, __ATOMIC_RELAXED);
 	i->virtual_bytes = 0;
 	list_for_each(pos, &p->vols)
 		i->virtual_bytes += list_entry(pos, struct vol_rec, link)->size;
@@ -748,6 +979,7 @@ struct vol_args {
 	const char	*name, *origin;
 	uint64_t	size;
 	bool		readonly;
+	bool		shrink;
 	struct thin_vol_info *info;
 	struct blkdev	**bd;
 };
@@ -830,6 +1062,9 @@ static int snap_owner(struct thin_pool *p, void *arg)
 		return -EOVERFLOW;
 	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
 		return -ENOSPC;
+	/* every chunk of o becomes shared: the fast path lets go of them, and
+	 * no fast write may still be landing in one the snapshot will keep */
+	map_forget_all(o->open);
 	rc = btree_share(&p->minfo, o->root);
 	if (rc)
 		return fail(p, rc);
@@ -891,6 +1126,117 @@ int thin_vol_delete(struct thin_pool *p, const char *name)
 	struct vol_args a = { .name = name };
 
 	return pool_call(p, delete_owner, &a);
+}
+
+struct key_batch {
+	uint64_t	keys[256];
+	unsigned	n;
+};
+
+static int collect_key(void *arg, uint64_t key, const void *value)
+{
+	struct key_batch *b = arg;
+
+	b->keys[b->n++] = key;
+	return b->n == ARRAY_SIZE(b->keys);
+}
+
+/* Unmap every chunk of r from first on. */
+static int unmap_from(struct thin_pool *p, struct vol_rec *r, uint64_t first)
+{
+	struct key_batch b;
+	unsigned i;
+	int rc;
+
+	do {
+		b.n = 0;
+		rc = btree_iterate(&p->minfo, r->root, first, UINT64_MAX, collect_key, &b);
+		if (rc < 0)
+			return fail(p, rc);
+		for (i = 0; i < b.n; i++) {
+			/* what the removals free is usable after a commit */
+			if (sm_nr_allocatable(tm_msm(p->tm)) < 2 * META_RESERVE &&
+			    (rc = commit(p)))
+				return rc;
+			rc = unmap_chunk(p, r, b.keys[i]);
+			if (rc)
+				return rc;
+		}
+	} while (b.n == ARRAY_SIZE(b.keys));
+	return 0;
+}
+
+static void set_size(struct vol_rec *r, uint64_t size)
+{
+	r->size = size;
+	if (r->open)	/* blk_submit reads it on the reactors */
+		__atomic_store_n(&r->open->bd.size, size, __ATOMIC_RELEASE);
+	r->dirty = true;
+}
+
+static int resize_owner(struct thin_pool *p, void *arg)
+{
+	struct vol_args *a = arg;
+	struct vol_rec *r = rec_find(p, a->name);
+	uint64_t old, pc;
+	uint32_t in, t;
+	int rc;
+
+	if (p->failed)
+		return -EIO;
+	if (!r)
+		return -ENOENT;
+	if (r->flags & VOL_RDONLY)
+		return -EROFS;
+	if (!a->size || a->size % p->dev->block_size || a->size / p->chunk >= 1ull << 48)
+		return -EINVAL;
+	if (a->size == r->size)
+		return 0;
+	if (a->size < r->size && !a->shrink)
+		return -EPERM;
+	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
+		return -ENOSPC;
+	old = r->size;
+	p->dirty = true;
+	if (a->size > old) {
+		/* nothing is mapped past the end (a shrink unmaps it) */
+		set_size(r, a->size);
+		return commit(p);
+	}
+	/* new I/O past the end is refused from here on; then no fast-path
+	 * I/O is left in flight, and the owner refuses what it has queued */
+	set_size(r, a->size);
+	map_forget_all(r->open);
+	in = (uint32_t)(a->size % p->chunk);
+	if (in) {	/* a later grow must read zeros there */
+		rc = map_lookup(p, r, a->size / p->chunk, &pc, &t);
+		if (!rc)
+			rc = write_seg(p, r, NULL, 0, a->size / p->chunk, in, p->chunk - in);
+		else if (rc == -ENODATA)
+			rc = 0;
+		else
+			rc = fail(p, rc);
+		if (rc) {
+			set_size(r, old);
+			return rc;
+		}
+	}
+	rc = unmap_from(p, r, DIV_ROUND_UP(a->size, p->chunk));
+	if (rc) {
+		/* a volume cut in part: still consistent, and the rest goes
+		 * with the next shrink */
+		LOG_ERR(LS_THIN, "%s: shrinking %s: %s", p->dev->name, r->name, strerror(-rc));
+		commit(p);
+		return rc;
+	}
+	return commit(p);
+}
+
+int thin_vol_resize(struct thin_pool *p, const char *name, uint64_t size, bool shrink)
+{
+	struct vol_args a = { .name = name, .size = size, .shrink = shrink };
+
+	return pool_call(p, resize_owner, &a);
 }
 
 static int count_fn(void *arg, uint64_t key, const void *value)
@@ -965,6 +1311,7 @@ static int open_owner(struct thin_pool *p, void *arg)
 	struct vol_args *a = arg;
 	struct vol_rec *r = rec_find(p, a->name);
 	struct thin_vol *tv;
+	uint64_t n;
 
 	if (!r)
 		return -ENOENT;
@@ -973,6 +1320,19 @@ static int open_owner(struct thin_pool *p, void *arg)
 	tv = calloc(1, sizeof(*tv));
 	if (!tv)
 		return -ENOMEM;
+	/* a slot per chunk for small volumes, map_slots at most */
+	n = p->map_slots;
+	while (n > 64 && n / 2 >= DIV_ROUND_UP(r->size, p->chunk))
+		n /= 2;
+	tv->map = calloc(n, sizeof(*tv->map));
+	if (!tv->map) {
+		free(tv);
+		return -ENOMEM;
+	}
+	tv->map_mask = n - 1;
+	tv->gen = 1;
+	pthread_mutex_init(&tv->lock, NULL);
+	pthread_cond_init(&tv->drained, NULL);
 	blkdev_init(&tv->bd, &thin_vol_ops, r->name);
 	tv->bd.size = r->size;
 	tv->bd.block_size = p->dev->block_size;
