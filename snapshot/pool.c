@@ -18,14 +18,17 @@
  * durable with the next commit, so after a crash the old mapping, and the
  * old chunk it points at, are still there.
  *
- * Threads. Everything here runs on the pool's owner thread, one bio at a
- * time, with synchronous metadata and data I/O through private loops: a
- * volume's submit sends the bio there as a message and the owner sends the
- * completion back to the channel's loop. Because the owner handles one bio
- * from start to end before the next, no two bios ever provision or copy the
- * same chunk at once; the fast path (lookups and I/O of owned chunks on the
- * submitting reactor, with cells holding later bios to a chunk being
- * provisioned) is the next step and needs the cells then.
+ * Threads. Control calls and every metadata change run on the pool's owner
+ * thread, with synchronous metadata and data I/O through private loops.
+ * The fast path (vol_submit on the submitting reactor) remaps reads of
+ * mapped chunks and writes to chunks the volume owns alone through a
+ * per-volume mapping cache and sends them to the pool device on that
+ * reactor's loop; the owner invalidates the cache and waits for the I/O in
+ * flight before it changes a mapping (map_forget, map_forget_all). The rest
+ * goes to the owner, which handles one bio at a time from start to end, so
+ * no two bios there ever provision or copy the same chunk at once. FLUSH
+ * and FUA share commits (flush_run). doc/thin.md, "Threads and I/O", says
+ * why this is safe.
  */
 #include <errno.h>
 #include <pthread.h>

@@ -5,9 +5,12 @@
  * design and the on-disk format.
  *
  * A pool has one owner thread; every control call below runs there (the
- * caller waits) and must not be called from a reactor thread. Volumes are
- * block devices (sand/blkdev.h): open channels on them from any loop; their
- * I/O is passed to the owner thread and ends on the channel's loop.
+ * caller waits) and must not be called from a reactor thread, nor from a
+ * thread with I/O in flight on a volume of the pool. Volumes are block
+ * devices (sand/blkdev.h): open channels on them from any loop; reads of
+ * mapped chunks and writes to chunks a volume owns alone go to the pool
+ * device from that loop, the rest through the owner thread; I/O ends on the
+ * channel's loop.
  *
  * Volume I/O: unmapped chunks read as zeros; a write to an unmapped or
  * shared chunk allocates a new one (a whole-chunk write just remaps, a
