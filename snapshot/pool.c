@@ -42,9 +42,35 @@
 #include "snapshot/meta/meta.h"
 #include "snapshot/pool.h"
 
+/* One data I/O of a provisioning on the owner (prov_*). */
+struct prov_io {
+	struct list_head	link;		/* on p->retry after backpressure */
+	struct bio		*bio;		/* the volume's bio it is for */
+	enum bio_op		op;
+	uint64_t		off, len;
+	const struct iovec	*iov;
+	int			iovcnt;
+};
+
 struct vol_bio {
 	int		status;
 	struct map_slot	*slot;		/* fast path: the slot pinned */
+
+	/* owner: a provisioning in flight (a write to a chunk the volume
+	 * does not own: a new chunk q, filled, then mapped). The bio holds
+	 * its chunk's cell (on tv->cells): later bios to the chunk wait on
+	 * waiters and start again once the mapping is in place. */
+	struct list_head cell;
+	struct list_head waiters;
+	uint64_t	vc, pc, q;
+	uint32_t	in, n;
+	bool		mapped;		/* pc: the old (shared) chunk */
+	bool		copying;	/* reading pc into buf, then write buf */
+	unsigned	pending;	/* data I/Os in flight, + 1 while issuing */
+	int		err;
+	uint8_t		*buf;		/* a whole chunk, for a copy or zero fill */
+	struct iovec	biov;		/* buf's */
+	struct prov_io	io[3];
 };
 
 /* ---- running on the owner thread ---- */
@@ -295,6 +321,27 @@ static int fail(struct thin_pool *p, int rc)
 	return rc;
 }
 
+/* Drop (take == false) or take back the references of the chunks that
+ * provisionings in flight have allocated. */
+static void prov_hold(struct thin_pool *p, bool take)
+{
+	struct list_head *pos, *c;
+
+	list_for_each(pos, &p->vols) {
+		struct vol_rec *r = list_entry(pos, struct vol_rec, link);
+
+		if (!r->open)
+			continue;
+		list_for_each(c, &r->open->cells) {
+			struct vol_bio *vb = list_entry(c, struct vol_bio, cell);
+			int rc = take ? sm_inc(tm_dsm(p->tm), vb->q) : sm_dec(tm_dsm(p->tm), vb->q);
+
+			if (rc)
+				fail(p, rc);
+		}
+	}
+}
+
 static int commit(struct thin_pool *p)
 {
 	struct list_head *pos;
@@ -328,7 +375,12 @@ static int commit(struct thin_pool *p)
 	/* tm_commit flushes the device: that covers every write ended so far */
 	__atomic_store_n(&p->unflushed, 0, __ATOMIC_RELEASE);
 	p->st_commits++;
+	/* chunks allocated by provisionings in flight are not mapped yet: the
+	 * commit records them free (a crash leaks nothing), and they are
+	 * taken again at once (nobody allocates in between) */
+	prov_hold(p, false);
 	rc = tm_commit(p->tm);
+	prov_hold(p, true);
 	if (rc)
 		return fail(p, rc);
 	p->dirty = false;
@@ -604,18 +656,311 @@ static int flush_queue(struct thin_pool *p, struct bio *bio)
 	return rc;
 }
 
-static void vol_bio_run(void *arg)
-{
-	struct bio *bio = arg;
-	struct thin_vol *tv = container_of(bio->ch->bd, struct thin_vol, bd);
-	int rc = do_bio(tv->p, tv, bio);
+/* ---- asynchronous provisioning on the owner ---- */
 
+static void owner_start(struct bio *bio);
+
+static void owner_end(struct bio *bio, int rc)
+{
 	if (!rc && (bio->flags & BIO_FUA)) {
-		while (flush_queue(tv->p, bio))
-			;	/* -ENOMEM: as above */
+		while (flush_queue(container_of(bio->ch->bd, struct thin_vol, bd)->p, bio))
+			;	/* -ENOMEM: as in vol_bio_end */
 		return;
 	}
 	vol_bio_end(bio, rc);
+}
+
+/* The provisioning is over: let go of the cell, end the bio, and start
+ * the bios that waited for the chunk, in order (the first takes the cell
+ * again if it needs one, the others queue behind it). */
+static void prov_finish(struct bio *bio, int rc)
+{
+	struct vol_bio *vb = bio_ctx(bio);
+	struct list_head w;
+
+	list_del(&vb->cell);
+	free(vb->buf);
+	vb->buf = NULL;
+	list_init(&w);
+	while (!list_empty(&vb->waiters)) {
+		struct bio *b = list_first_entry(&vb->waiters, struct bio, link);
+
+		list_del(&b->link);
+		list_add_tail(&b->link, &w);
+	}
+	owner_end(bio, rc);
+	while (!list_empty(&w)) {
+		struct bio *b = list_first_entry(&w, struct bio, link);
+
+		list_del(&b->link);
+		owner_start(b);
+	}
+}
+
+static void prov_io_go(struct thin_pool *p, struct prov_io *io);
+
+static void retry_tick(struct ev_timer *t)
+{
+	struct thin_pool *p = container_of(t, struct thin_pool, retry_timer);
+	struct list_head q;
+
+	list_init(&q);
+	while (!list_empty(&p->retry)) {
+		struct prov_io *io = list_first_entry(&p->retry, struct prov_io, link);
+
+		list_del(&io->link);
+		list_add_tail(&io->link, &q);
+	}
+	while (!list_empty(&q)) {
+		struct prov_io *io = list_first_entry(&q, struct prov_io, link);
+
+		list_del(&io->link);
+		prov_io_go(p, io);
+	}
+}
+
+static void prov_insert(struct thin_pool *p, struct bio *bio);
+static void prov_sub(struct thin_pool *p, struct bio *bio, enum bio_op op, uint64_t off,
+		     uint64_t len, const struct iovec *iov, int iovcnt);
+
+/* One I/O fewer in flight: go on to the next step when none is left. */
+static void prov_put(struct thin_pool *p, struct bio *bio)
+{
+	struct vol_bio *vb = bio_ctx(bio);
+
+	if (--vb->pending)
+		return;
+	if (vb->err) {
+		if (sm_dec(tm_dsm(p->tm), vb->q))
+			fail(p, -EUCLEAN);
+		prov_finish(bio, vb->err);
+		return;
+	}
+	if (vb->copying) {	/* the old chunk is in buf: merge, write it all */
+		vb->copying = false;
+		if (bio->op == BIO_WRITE)
+			iov_to_buf(bio->iov, bio->iovcnt, 0, vb->buf + vb->in, vb->n);
+		else
+			memset(vb->buf + vb->in, 0, vb->n);
+		vb->pending = 1;
+		vb->biov = (struct iovec){ .iov_base = vb->buf, .iov_len = p->chunk };
+		prov_sub(p, bio, BIO_WRITE, chunk_off(p, vb->q), p->chunk, &vb->biov, 1);
+		prov_put(p, bio);
+		return;
+	}
+	prov_insert(p, bio);
+}
+
+static void prov_io_end(struct bio *sub, int status)
+{
+	struct prov_io *io = sub->end_arg;
+	struct vol_bio *vb = bio_ctx(io->bio);
+	struct thin_pool *p = container_of(io->bio->ch->bd, struct thin_vol, bd)->p;
+
+	if (status && !vb->err)
+		vb->err = status;
+	if (!list_empty(&p->retry) && !ev_timer_armed(&p->retry_timer))
+		ev_timer_start(p->loop, &p->retry_timer, 0, retry_tick);
+	prov_put(p, io->bio);
+}
+
+static void prov_io_go(struct thin_pool *p, struct prov_io *io)
+{
+	int rc = blk_rw(p->och, io->op, 0, io->iov, io->iovcnt, io->off, io->len,
+			prov_io_end, io);
+
+	if (rc == -EAGAIN || rc == -ENOMEM) {	/* again when something ends */
+		list_add_tail(&io->link, &p->retry);
+		if (!ev_timer_armed(&p->retry_timer))
+			ev_timer_start(p->loop, &p->retry_timer, 1000000, retry_tick);
+		return;
+	}
+	if (rc) {
+		struct vol_bio *vb = bio_ctx(io->bio);
+
+		if (!vb->err)
+			vb->err = rc;
+		prov_put(p, io->bio);
+	}
+}
+
+static void prov_sub(struct thin_pool *p, struct bio *bio, enum bio_op op, uint64_t off,
+		     uint64_t len, const struct iovec *iov, int iovcnt)
+{
+	struct vol_bio *vb = bio_ctx(bio);
+	struct prov_io *io = &vb->io[vb->pending - 1];
+
+	*io = (struct prov_io){ .bio = bio, .op = op, .off = off, .len = len, .iov = iov,
+				.iovcnt = iovcnt };
+	vb->pending++;
+	prov_io_go(p, io);
+}
+
+/* The data is in the new chunk: map it. */
+static void prov_insert(struct thin_pool *p, struct bio *bio)
+{
+	struct thin_vol *tv = container_of(bio->ch->bd, struct thin_vol, bd);
+	struct vol_bio *vb = bio_ctx(bio);
+	struct vol_rec *r = tv->r;
+	uint8_t v[8];
+	int rc;
+
+	if (p->failed || vb->vc * p->chunk >= r->size) {	/* failed, or shrunk meanwhile */
+		if (sm_dec(tm_dsm(p->tm), vb->q))
+			fail(p, -EUCLEAN);
+		prov_finish(bio, p->failed ? -EIO : -EINVAL);
+		return;
+	}
+	put_le64(v, vb->q << 24 | (p->time & TIME_MASK));
+	rc = btree_insert(&p->minfo, r->root, vb->vc, v, &r->root);
+	if (rc) {
+		prov_finish(bio, fail(p, rc));
+		return;
+	}
+	r->dirty = p->dirty = true;
+	map_note(tv, vb->vc, vb->q, true);
+	prov_finish(bio, 0);
+}
+
+/*
+ * Start a provisioning: a new chunk q for bio's chunk, filled with what
+ * the bio writes (zeros for DISCARD / WRITE_ZEROES) and, around it, the old
+ * chunk's contents (a copy) or zeros; mapped when that is written. The
+ * data I/Os run in flight on the owner's channel while the owner goes on
+ * with other bios. 0: under way; else nothing was started.
+ */
+static int prov_start(struct thin_pool *p, struct thin_vol *tv, struct bio *bio,
+		      uint64_t vc, uint32_t in, uint32_t n, bool mapped, uint64_t pc)
+{
+	struct vol_bio *vb = bio_ctx(bio);
+	bool wr = bio->op == BIO_WRITE;
+	uint64_t q;
+	int rc;
+
+	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
+		return -ENOSPC;
+	/* the mapping is going to change: the fast path lets go of it */
+	map_forget(tv, vc);
+	rc = sm_alloc(tm_dsm(p->tm), &q);
+	if (rc == -ENOSPC)
+		LOG_RATELIMIT(LOG_WARN, LS_THIN, "%s: out of data space", p->dev->name);
+	if (rc)
+		return rc == -ENOSPC ? rc : fail(p, rc);
+	low_space_check(p);
+	vb->vc = vc;
+	vb->pc = pc;
+	vb->q = q;
+	vb->in = in;
+	vb->n = n;
+	vb->mapped = mapped;
+	vb->copying = false;
+	vb->err = 0;
+	vb->buf = NULL;
+	vb->pending = 1;	/* held while issuing */
+	list_init(&vb->waiters);
+	list_add_tail(&vb->cell, &tv->cells);
+	if (n < p->chunk && (mapped || !p->zeroes)) {
+		if (posix_memalign((void **)&vb->buf, 4096, p->chunk)) {
+			vb->err = -ENOMEM;
+		} else if (mapped) {	/* shared: copy it first */
+			vb->copying = true;
+			vb->biov = (struct iovec){ .iov_base = vb->buf, .iov_len = p->chunk };
+			prov_sub(p, bio, BIO_READ, chunk_off(p, pc), p->chunk, &vb->biov, 1);
+		} else {		/* new: zeros around the data */
+			memset(vb->buf, 0, p->chunk);
+			if (wr)
+				iov_to_buf(bio->iov, bio->iovcnt, 0, vb->buf + in, n);
+			vb->biov = (struct iovec){ .iov_base = vb->buf, .iov_len = p->chunk };
+			prov_sub(p, bio, BIO_WRITE, chunk_off(p, q), p->chunk, &vb->biov, 1);
+		}
+	} else {
+		/* the data, straight from the bio, and the device's
+		 * WRITE_ZEROES around it (or for it, when zeroing) */
+		if (in)
+			prov_sub(p, bio, BIO_WRITE_ZEROES, chunk_off(p, q), in, NULL, 0);
+		if (in + n < p->chunk)
+			prov_sub(p, bio, BIO_WRITE_ZEROES, chunk_off(p, q) + in + n,
+				 p->chunk - in - n, NULL, 0);
+		if (wr)
+			prov_sub(p, bio, BIO_WRITE, chunk_off(p, q) + in, n, bio->iov,
+				 bio->iovcnt);
+		else if (p->zeroes)
+			prov_sub(p, bio, BIO_WRITE_ZEROES, chunk_off(p, q) + in, n, NULL, 0);
+		else if (!posix_memalign((void **)&vb->buf, 4096, p->chunk)) {
+			memset(vb->buf, 0, p->chunk);
+			vb->biov = (struct iovec){ .iov_base = vb->buf, .iov_len = n };
+			prov_sub(p, bio, BIO_WRITE, chunk_off(p, q) + in, n, &vb->biov, 1);
+		} else {
+			vb->err = -ENOMEM;
+		}
+	}
+	__atomic_store_n(&p->unflushed, 1, __ATOMIC_RELEASE);
+	prov_put(p, bio);
+	return 0;
+}
+
+static struct vol_bio *cell_find(struct thin_vol *tv, uint64_t vc)
+{
+	struct list_head *pos;
+
+	list_for_each(pos, &tv->cells) {
+		struct vol_bio *vb = list_entry(pos, struct vol_bio, cell);
+
+		if (vb->vc == vc)
+			return vb;
+	}
+	return NULL;
+}
+
+/*
+ * A bio on the owner. Bios to a chunk being provisioned wait for it (the
+ * cell). A write (or a zeroing) that needs a new chunk starts a
+ * provisioning, in flight; the rest (reads, in-place writes, unmapping)
+ * is done here and now by do_bio, as before.
+ */
+static void owner_start(struct bio *bio)
+{
+	struct thin_vol *tv = container_of(bio->ch->bd, struct thin_vol, bd);
+	struct thin_pool *p = tv->p;
+	struct vol_rec *r = tv->r;
+	uint64_t vc = bio->offset / p->chunk, pc = 0;
+	uint32_t in = (uint32_t)(bio->offset % p->chunk), t;
+	struct vol_bio *h;
+	bool zeroing = bio->op == BIO_DISCARD || bio->op == BIO_WRITE_ZEROES;
+	int rc;
+
+	if (p->failed || bio->offset + bio->len > r->size || in + bio->len > p->chunk) {
+		owner_end(bio, do_bio(p, tv, bio));	/* the errors, or more than a chunk */
+		return;
+	}
+	h = cell_find(tv, vc);
+	if (h) {
+		list_add_tail(&bio->link, &h->waiters);
+		return;
+	}
+	if (bio->op == BIO_WRITE ||
+	    (zeroing && (bio->len < p->chunk || (bio->flags & BIO_NOUNMAP)))) {
+		rc = map_lookup(p, r, vc, &pc, &t);
+		if (rc && rc != -ENODATA) {
+			owner_end(bio, fail(p, rc));
+			return;
+		}
+		/* not owned, and something to write: a new chunk */
+		if (!(!rc && t >= r->snap_time) &&
+		    !(zeroing && rc == -ENODATA && !(bio->flags & BIO_NOUNMAP))) {
+			p->st_owner_ios++;
+			rc = prov_start(p, tv, bio, vc, in, (uint32_t)bio->len, !rc, pc);
+			if (rc)
+				owner_end(bio, rc);
+			return;
+		}
+	}
+	owner_end(bio, do_bio(p, tv, bio));
+}
+
+static void vol_bio_run(void *arg)
+{
+	owner_start(arg);
 }
 
 /* ---- the fast path (the submitting reactor) ---- */
@@ -809,8 +1154,14 @@ static void *owner_main(void *arg)
 	return NULL;
 }
 
-static int start_timer(struct thin_pool *p, void *arg)
+static int owner_init(struct thin_pool *p, void *arg)
 {
+	int rc = blk_chan_open(p->dev, p->loop, &p->och);
+
+	if (rc) {
+		p->och = NULL;
+		return rc;
+	}
 	ev_timer_start(p->loop, &p->commit_timer, p->commit_ms * 1000000ull, commit_tick);
 	return 0;
 }
@@ -823,6 +1174,8 @@ static void pool_free(struct thin_pool *p)
 		blkdev_release(p->dev, p->claim);
 	if (p->dch)
 		blk_chan_close(p->dch, NULL, NULL);
+	if (p->och)
+		blk_chan_close(p->och, NULL, NULL);
 	if (p->dloop)
 		ev_loop_free(p->dloop);
 	if (p->loop)
@@ -844,6 +1197,7 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 	p->dev = dev;
 	list_init(&p->vols);
 	list_init(&p->fq);
+	list_init(&p->retry);
 	pthread_mutex_init(&p->fq_lock, NULL);
 	snprintf(p->claim, sizeof(p->claim), "thin:%p", (void *)p);
 	rc = blkdev_claim(dev, p->claim);
@@ -896,13 +1250,18 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 	rc = blk_chan_open(dev, p->dloop, &p->dch);
 	if (rc)
 		goto free_pool;
-	rc = ev_loop_new(EV_EPOLL, 64, &p->loop);
+	rc = ev_loop_new(EV_AUTO, 256, &p->loop);
 	if (rc)
 		goto free_pool;
 	rc = -pthread_create(&p->thread, NULL, owner_main, p);
 	if (rc)
 		goto free_pool;
-	pool_call(p, start_timer, NULL);
+	rc = pool_call(p, owner_init, NULL);
+	if (rc) {
+		ev_stop(p->loop);
+		pthread_join(p->thread, NULL);
+		goto free_pool;
+	}
 	*out = p;
 	return 0;
 
@@ -919,6 +1278,7 @@ static int close_owner(struct thin_pool *p, void *arg)
 		return -EBUSY;
 	rc = commit(p);
 	ev_timer_stop(p->loop, &p->commit_timer);
+	ev_timer_stop(p->loop, &p->retry_timer);
 	ev_stop(p->loop);
 	return rc;
 }
@@ -1199,6 +1559,11 @@ static int resize_owner(struct thin_pool *p, void *arg)
 		return -EPERM;
 	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
 		return -ENOSPC;
+	/* the chunk to cut is being provisioned: its old contents would come
+	 * back over the zeros (rare: the caller may try again) */
+	if (a->size < r->size && a->size % p->chunk && r->open &&
+	    cell_find(r->open, a->size / p->chunk))
+		return -EBUSY;
 	old = r->size;
 	p->dirty = true;
 	if (a->size > old) {
@@ -1334,6 +1699,7 @@ static int open_owner(struct thin_pool *p, void *arg)
 	}
 	tv->map_mask = n - 1;
 	tv->gen = 1;
+	list_init(&tv->cells);
 	pthread_mutex_init(&tv->lock, NULL);
 	pthread_cond_init(&tv->drained, NULL);
 	blkdev_init(&tv->bd, &thin_vol_ops, r->name);

@@ -84,8 +84,11 @@ struct thin_pool {
 	void			(*low_space)(void *arg, uint64_t free_chunks);
 	void			*low_space_arg;
 
-	struct ev_loop		*dloop;		/* private, for data I/O */
+	struct ev_loop		*dloop;		/* private, for synchronous data I/O */
 	struct blkchan		*dch;
+	struct blkchan		*och;		/* on the owner's loop: provisioning I/O */
+	struct list_head	retry;		/* provisioning I/Os pushed back */
+	struct ev_timer		retry_timer;
 	uint8_t			*cbuf;		/* one chunk */
 };
 
@@ -117,6 +120,7 @@ struct thin_vol {
 	uint32_t		gen;
 	uint32_t		inflight;	/* fast-path bios, all slots */
 	unsigned		waiters;
+	struct list_head	cells;		/* owner: provisionings in flight (vol_bio) */
 };
 
 /* Run fn(p, arg) on the owner thread and wait for its result. */
