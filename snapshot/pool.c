@@ -25,10 +25,12 @@
  * per-volume mapping cache and sends them to the pool device on that
  * reactor's loop; the owner invalidates the cache and waits for the I/O in
  * flight before it changes a mapping (map_forget, map_forget_all). The rest
- * goes to the owner, which handles one bio at a time from start to end, so
- * no two bios there ever provision or copy the same chunk at once. FLUSH
- * and FUA share commits (flush_run). doc/thin.md, "Threads and I/O", says
- * why this is safe.
+ * goes to the owner. There a write that needs a new chunk is provisioned
+ * with its data I/O in flight (prov_*), many at once, each holding its
+ * chunk's cell so that later bios to the chunk wait for the mapping; reads,
+ * writes in place and unmapping are done at once (do_bio). FLUSH and FUA
+ * share commits (flush_run). doc/thin.md, "Threads and I/O", says why this
+ * is safe.
  */
 #include <errno.h>
 #include <pthread.h>
