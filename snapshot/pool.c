@@ -48,6 +48,8 @@
 struct prov_io {
 	struct list_head	link;		/* on p->retry after backpressure */
 	struct bio		*bio;		/* the volume's bio it is for */
+	struct thin_pool	*p;
+	int			status;
 	enum bio_op		op;
 	uint64_t		off, len;
 	const struct iovec	*iov;
@@ -701,26 +703,6 @@ static void prov_finish(struct bio *bio, int rc)
 
 static void prov_io_go(struct thin_pool *p, struct prov_io *io);
 
-static void retry_tick(struct ev_timer *t)
-{
-	struct thin_pool *p = container_of(t, struct thin_pool, retry_timer);
-	struct list_head q;
-
-	list_init(&q);
-	while (!list_empty(&p->retry)) {
-		struct prov_io *io = list_first_entry(&p->retry, struct prov_io, link);
-
-		list_del(&io->link);
-		list_add_tail(&io->link, &q);
-	}
-	while (!list_empty(&q)) {
-		struct prov_io *io = list_first_entry(&q, struct prov_io, link);
-
-		list_del(&io->link);
-		prov_io_go(p, io);
-	}
-}
-
 static void prov_insert(struct thin_pool *p, struct bio *bio);
 static void prov_sub(struct thin_pool *p, struct bio *bio, enum bio_op op, uint64_t off,
 		     uint64_t len, const struct iovec *iov, int iovcnt);
@@ -753,37 +735,87 @@ static void prov_put(struct thin_pool *p, struct bio *bio)
 	prov_insert(p, bio);
 }
 
-static void prov_io_end(struct bio *sub, int status)
+/*
+ * The provisionings' data I/O runs on a thread of its own (p->ioloop, the
+ * channel p->och), not on the owner's loop: the owner may block (waiting
+ * for fast-path I/O to drain), and the device may make a reactor's I/O
+ * wait for one of ours (a RAID stripe lock), which must then go on. The
+ * owner sends each I/O there (io_submit) and gets it back when it has
+ * ended (prov_io_done).
+ */
+static void prov_io_done(void *arg)
 {
-	struct prov_io *io = sub->end_arg;
+	struct prov_io *io = arg;
 	struct vol_bio *vb = bio_ctx(io->bio);
-	struct thin_pool *p = container_of(io->bio->ch->bd, struct thin_vol, bd)->p;
 
-	if (status && !vb->err)
-		vb->err = status;
-	if (!list_empty(&p->retry) && !ev_timer_armed(&p->retry_timer))
-		ev_timer_start(p->loop, &p->retry_timer, 0, retry_tick);
-	prov_put(p, io->bio);
+	if (io->status && !vb->err)
+		vb->err = io->status;
+	prov_put(io->p, io->bio);
 }
 
-static void prov_io_go(struct thin_pool *p, struct prov_io *io)
+static void io_back(struct prov_io *io, int status)
 {
-	int rc = blk_rw(p->och, io->op, 0, io->iov, io->iovcnt, io->off, io->len,
-			prov_io_end, io);
+	io->status = status;
+	while (ev_send_msg(io->p->loop, prov_io_done, io))
+		;	/* -ENOMEM: as in vol_bio_end */
+}
+
+static void io_submit(void *arg);
+
+/* io thread */
+static void retry_tick(struct ev_timer *t)
+{
+	struct thin_pool *p = container_of(t, struct thin_pool, retry_timer);
+	struct list_head q;
+
+	list_init(&q);
+	while (!list_empty(&p->retry)) {
+		struct prov_io *io = list_first_entry(&p->retry, struct prov_io, link);
+
+		list_del(&io->link);
+		list_add_tail(&io->link, &q);
+	}
+	while (!list_empty(&q)) {
+		struct prov_io *io = list_first_entry(&q, struct prov_io, link);
+
+		list_del(&io->link);
+		io_submit(io);
+	}
+}
+
+/* io thread */
+static void io_end(struct bio *sub, int status)
+{
+	struct prov_io *io = sub->end_arg;
+	struct thin_pool *p = io->p;
+
+	if (!list_empty(&p->retry) && !ev_timer_armed(&p->retry_timer))
+		ev_timer_start(p->ioloop, &p->retry_timer, 0, retry_tick);
+	io_back(io, status);
+}
+
+/* io thread */
+static void io_submit(void *arg)
+{
+	struct prov_io *io = arg;
+	struct thin_pool *p = io->p;
+	int rc = blk_rw(p->och, io->op, 0, io->iov, io->iovcnt, io->off, io->len, io_end, io);
 
 	if (rc == -EAGAIN || rc == -ENOMEM) {	/* again when something ends */
 		list_add_tail(&io->link, &p->retry);
 		if (!ev_timer_armed(&p->retry_timer))
-			ev_timer_start(p->loop, &p->retry_timer, 1000000, retry_tick);
-		return;
+			ev_timer_start(p->ioloop, &p->retry_timer, 1000000, retry_tick);
+	} else if (rc) {
+		io_back(io, rc);
 	}
-	if (rc) {
-		struct vol_bio *vb = bio_ctx(io->bio);
+}
 
-		if (!vb->err)
-			vb->err = rc;
-		prov_put(p, io->bio);
-	}
+/* owner */
+static void prov_io_go(struct thin_pool *p, struct prov_io *io)
+{
+	io->p = p;
+	while (ev_send_msg(p->ioloop, io_submit, io))
+		;	/* -ENOMEM: as in vol_bio_end */
 }
 
 static void prov_sub(struct thin_pool *p, struct bio *bio, enum bio_op op, uint64_t off,
@@ -1156,20 +1188,35 @@ static void *owner_main(void *arg)
 	return NULL;
 }
 
+static void *io_main(void *arg)
+{
+	struct thin_pool *p = arg;
+
+	ev_run(p->ioloop);
+	return NULL;
+}
+
+static void io_stop(void *arg)
+{
+	struct thin_pool *p = arg;
+
+	ev_timer_stop(p->ioloop, &p->retry_timer);
+	ev_stop(p->ioloop);
+}
+
 static int owner_init(struct thin_pool *p, void *arg)
 {
-	int rc = blk_chan_open(p->dev, p->loop, &p->och);
-
-	if (rc) {
-		p->och = NULL;
-		return rc;
-	}
 	ev_timer_start(p->loop, &p->commit_timer, p->commit_ms * 1000000ull, commit_tick);
 	return 0;
 }
 
 static void pool_free(struct thin_pool *p)
 {
+	if (p->io_running) {	/* nothing in flight any more */
+		while (ev_send_msg(p->ioloop, io_stop, p))
+			;
+		pthread_join(p->iothread, NULL);
+	}
 	free_recs(p);
 	tm_close(p->tm);
 	if (p->claim[0])
@@ -1178,6 +1225,8 @@ static void pool_free(struct thin_pool *p)
 		blk_chan_close(p->dch, NULL, NULL);
 	if (p->och)
 		blk_chan_close(p->och, NULL, NULL);
+	if (p->ioloop)
+		ev_loop_free(p->ioloop);
 	if (p->dloop)
 		ev_loop_free(p->dloop);
 	if (p->loop)
@@ -1252,18 +1301,25 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 	rc = blk_chan_open(dev, p->dloop, &p->dch);
 	if (rc)
 		goto free_pool;
-	rc = ev_loop_new(EV_AUTO, 256, &p->loop);
+	rc = ev_loop_new(EV_AUTO, 256, &p->ioloop);
+	if (rc)
+		goto free_pool;
+	rc = blk_chan_open(dev, p->ioloop, &p->och);
+	if (rc) {
+		p->och = NULL;
+		goto free_pool;
+	}
+	rc = -pthread_create(&p->iothread, NULL, io_main, p);
+	if (rc)
+		goto free_pool;
+	p->io_running = true;
+	rc = ev_loop_new(EV_EPOLL, 64, &p->loop);
 	if (rc)
 		goto free_pool;
 	rc = -pthread_create(&p->thread, NULL, owner_main, p);
 	if (rc)
 		goto free_pool;
-	rc = pool_call(p, owner_init, NULL);
-	if (rc) {
-		ev_stop(p->loop);
-		pthread_join(p->thread, NULL);
-		goto free_pool;
-	}
+	pool_call(p, owner_init, NULL);
 	*out = p;
 	return 0;
 
@@ -1280,7 +1336,6 @@ static int close_owner(struct thin_pool *p, void *arg)
 		return -EBUSY;
 	rc = commit(p);
 	ev_timer_stop(p->loop, &p->commit_timer);
-	ev_timer_stop(p->loop, &p->retry_timer);
 	ev_stop(p->loop);
 	return rc;
 }

@@ -86,8 +86,12 @@ struct thin_pool {
 
 	struct ev_loop		*dloop;		/* private, for synchronous data I/O */
 	struct blkchan		*dch;
-	struct blkchan		*och;		/* on the owner's loop: provisioning I/O */
-	struct list_head	retry;		/* provisioning I/Os pushed back */
+	/* the provisionings' data I/O, on a thread of its own (pool.c) */
+	pthread_t		iothread;
+	bool			io_running;
+	struct ev_loop		*ioloop;
+	struct blkchan		*och;
+	struct list_head	retry;		/* I/Os pushed back (io thread) */
 	struct ev_timer		retry_timer;
 	uint8_t			*cbuf;		/* one chunk */
 };
