@@ -38,6 +38,7 @@
 #include <string.h>
 #include <uuid/uuid.h>
 #include "raid/raid_int.h"
+#include "raid/raid_ppl.h"
 #include "sand/log.h"
 
 static const struct blkdev_ops raid_ops;
@@ -429,9 +430,10 @@ static void child_end(struct bio *b, int status)
 
 static void retry_fn(struct ev_timer *t);
 
-/* Send one member bio: from v (nv pieces), or from the parent's iovec. */
-static void member_bio_iov(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
-			   uint64_t len, const struct iovec *v, int nv)
+/* Send one member bio: from v (nv pieces), or from the parent's iovec.
+ * off is absolute on the member; flags < 0: the parent's FUA/NOUNMAP. */
+static void member_bio_iov(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t off,
+			   uint64_t len, const struct iovec *v, int nv, int64_t flags)
 {
 	struct blkchan *ch = member_chan(rio, m);
 	struct bio *b = ch ? bio_alloc(ch) : NULL;
@@ -445,8 +447,10 @@ static void member_bio_iov(struct raid_io *rio, uint32_t m, enum bio_op op, uint
 	b->op = op;
 	b->flags = op == BIO_WRITE || op == BIO_WRITE_ZEROES ?
 		   (rio->bio->flags & (BIO_FUA | BIO_NOUNMAP)) : 0;
+	if (flags >= 0)
+		b->flags = (uint32_t)flags;
 	if (op != BIO_FLUSH) {
-		b->offset = rio->r->data_offset + moff;
+		b->offset = off;
 		b->len = len;
 	}
 	if (v) {
@@ -482,7 +486,15 @@ void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
 {
 	struct iovec v = { buf, len };
 
-	member_bio_iov(rio, m, op, moff, len, buf ? &v : NULL, 1);
+	member_bio_iov(rio, m, op, rio->r->data_offset + moff, len, buf ? &v : NULL, 1, -1);
+}
+
+void member_bio_at(struct raid_io *rio, uint32_t m, enum bio_op op, uint32_t flags,
+		   uint64_t off, uint64_t len, void *buf)
+{
+	struct iovec v = { buf, len };
+
+	member_bio_iov(rio, m, op, off, len, &v, 1, flags);
 }
 
 void member_bio_slice(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
@@ -508,7 +520,7 @@ void member_bio_slice(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t 
 		left -= take;
 		skip = 0;
 	}
-	member_bio_iov(rio, m, op, moff, len, v, n);
+	member_bio_iov(rio, m, op, rio->r->data_offset + moff, len, v, n, -1);
 }
 
 static void retry_fn(struct ev_timer *t)
@@ -701,6 +713,7 @@ static void raid_chan_destroy(struct blkdev *bd, struct blkchan *ch)
 
 static void raid_free(struct raid *r)
 {
+	ppl_close(r);
 	for (uint32_t i = 0; i < r->g.nmembers; i++)
 		if (r->members[i])
 			blkdev_release(r->members[i], r->bd.name);
@@ -827,6 +840,11 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 	r->bd.size = raid_geom_size(&r->g);
 	r->lops->start(r);
 	r->buf_max = MAX((size_t)r->g.strip * (2 * (r->k + r->np) + 1), 2 * 64 * 1024);
+	rc = ppl_open(r);
+	if (rc) {
+		raid_free(r);
+		return rc;
+	}
 	rc = pthread_create(&r->worker, NULL, persist_worker, r);
 	if (rc) {
 		raid_free(r);
@@ -862,21 +880,29 @@ int raid_create(const char *name, enum raid_level level, struct blkdev **members
 		smallest = MIN(smallest, members[i]->size);
 		bs = MAX(bs, members[i]->block_size);
 	}
-	if (bs > 4096 || bs > sb.geom.strip || smallest <= RAID_DATA_OFFSET) {
+	sb.data_offset = RAID_DATA_OFFSET;
+	if ((level == RAID_LEVEL_5 || level == RAID_LEVEL_6) && !o->no_ppl) {
+		/* the log: from 64 KiB to the data (doc/raid.md) */
+		sb.ppl_offset = RAID_PPL_OFFSET;
+		sb.ppl_size = o->ppl_size ? (o->ppl_size + 4095) / 4096 * 4096 :
+			      ppl_default_size(sb.geom.strip);
+		sb.data_offset = MAX(sb.data_offset, (sb.ppl_offset + sb.ppl_size + 65535) /
+				     65536 * 65536);
+	}
+	if (bs > 4096 || bs > sb.geom.strip || smallest <= sb.data_offset) {
 		LOG_ERR(LS_RAID, "%s: members too small or blocks too large for a %u-byte strip",
 			name, sb.geom.strip);
 		return -EINVAL;
 	}
 	sb.geom.member_size = o->member_size ? o->member_size :
-		(smallest - RAID_DATA_OFFSET) / sb.geom.strip * sb.geom.strip;
+		(smallest - sb.data_offset) / sb.geom.strip * sb.geom.strip;
 	if (raid_geom_check(&sb.geom) || !sb.geom.member_size ||
-	    sb.geom.member_size > smallest - RAID_DATA_OFFSET) {
+	    sb.geom.member_size > smallest - sb.data_offset) {
 		LOG_ERR(LS_RAID, "%s: RAID %d over %u members with a %u-byte strip is not a valid set",
 			name, level, n, sb.geom.strip);
 		return -EINVAL;
 	}
 	sb.block_size = bs;
-	sb.data_offset = RAID_DATA_OFFSET;
 	sb.generation = 1;
 	uuid_generate(sb.pool_uuid);
 	snprintf(sb.name, sizeof(sb.name), "%s", name);
@@ -1002,13 +1028,25 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 	if (!rc && (best->flags & RAID_SB_DIRTY) && to_raid(*out)->lops->resync) {
 		struct raid *r = to_raid(*out);
 
-		if (nmiss) {
+		if (nmiss && r->ppl) {
+			LOG_WARN(LS_RAID, "%s: was not shut down cleanly and is degraded: "
+				 "replaying the partial parity log", r->bd.name);
+			rc = ppl_recover(best, slots);
+			if (rc >= 0)
+				rc = persist(r);	/* the new log epoch */
+			if (rc) {
+				blkdev_close(*out);
+				*out = NULL;
+			}
+		} else if (nmiss) {
 			LOG_WARN(LS_RAID, "%s: was not shut down cleanly and is degraded: "
 				 "stripes written at the crash may read back wrong", r->bd.name);
 		} else {
 			LOG_WARN(LS_RAID, "%s: was not shut down cleanly: resynchronizing",
 				 r->bd.name);
 			rc = walk_rows(r, RAID_BIO_RESYNC);
+			if (!rc && r->ppl)
+				rc = persist(r);	/* the new log epoch */
 			if (rc) {
 				LOG_ERR(LS_RAID, "%s: resync failed: %s", r->bd.name, strerror(-rc));
 				blkdev_close(*out);
