@@ -973,13 +973,22 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 			rc = -EINVAL;
 			goto free_sbs;
 		}
-		if (s->generation < best->generation) {
+		/* Older, yet active in the newest superblock: it only missed the
+		 * last update (a crash while the superblocks were being written,
+		 * e.g. the dirty flag), so its data is current. */
+		if (s->generation < best->generation &&
+		    best->members[idx].state != RAID_MEMBER_ACTIVE) {
 			LOG_WARN(LS_RAID, "%s: member %u (%s) is stale (generation %llu < %llu): not used",
 				 best->name, idx, members[i]->name,
 				 (unsigned long long)s->generation,
 				 (unsigned long long)best->generation);
 			continue;
 		}
+		if (s->generation < best->generation)
+			LOG_WARN(LS_RAID, "%s: member %u (%s) missed the last superblock update "
+				 "(generation %llu < %llu) but is active in it: used", best->name,
+				 idx, members[i]->name, (unsigned long long)s->generation,
+				 (unsigned long long)best->generation);
 		if (best->members[idx].state != RAID_MEMBER_ACTIVE) {
 			LOG_WARN(LS_RAID, "%s: member %u (%s) is marked failed: not used",
 				 best->name, idx, members[i]->name);
