@@ -38,6 +38,7 @@
 #include <string.h>
 #include <uuid/uuid.h>
 #include "raid/raid_int.h"
+#include "raid/raid_bitmap.h"
 #include "raid/raid_ppl.h"
 #include "sand/log.h"
 
@@ -345,6 +346,7 @@ void rio_finish(struct raid_io *rio, int status)
 {
 	struct raid *r = rio->r;
 
+	bitmap_write_end(rio);
 	rio_free_mem(rio);
 	stripe_unlock(rio);
 	rio->final = status;
@@ -610,7 +612,8 @@ static void dirty_resume(void *arg)
 {
 	struct raid_io *rio = arg;
 
-	rio->r->lops->submit_rw(rio);
+	if (!bitmap_write_start(rio))
+		rio->r->lops->submit_rw(rio);
 }
 
 static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
@@ -636,7 +639,7 @@ static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 		r->lops->scrub(rio);
 	else if (bio->op != BIO_READ && !__atomic_load_n(&r->dirty, __ATOMIC_ACQUIRE))
 		wait_dirty(rio);
-	else
+	else if (bio->op == BIO_READ || !bitmap_write_start(rio))
 		r->lops->submit_rw(rio);
 	rio->in_submit = false;
 	return 0;
@@ -713,6 +716,7 @@ static void raid_chan_destroy(struct blkdev *bd, struct blkchan *ch)
 
 static void raid_free(struct raid *r)
 {
+	bitmap_close(r);
 	ppl_close(r);
 	for (uint32_t i = 0; i < r->g.nmembers; i++)
 		if (r->members[i])
@@ -841,6 +845,8 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 	r->lops->start(r);
 	r->buf_max = MAX((size_t)r->g.strip * (2 * (r->k + r->np) + 1), 2 * 64 * 1024);
 	rc = ppl_open(r);
+	if (!rc)
+		rc = bitmap_open(r);
 	if (rc) {
 		raid_free(r);
 		return rc;
@@ -904,6 +910,26 @@ int raid_create(const char *name, enum raid_level level, struct blkdev **members
 	}
 	sb.block_size = bs;
 	sb.generation = 1;
+	if (raid_redundancy(&sb.geom) && !o->no_bitmap) {
+		sb.bitmap_offset = RAID_BITMAP_OFFSET;
+		sb.bitmap_size = RAID_PPL_OFFSET - RAID_BITMAP_OFFSET;
+		sb.bitmap_region = bitmap_region_size(o->bitmap_region, sb.geom.strip,
+						      sb.geom.member_size, sb.bitmap_size);
+		/* a clean bitmap on every member */
+		void *zero = aligned_alloc(4096, sb.bitmap_size);
+
+		rc = zero ? 0 : -ENOMEM;
+		if (zero)
+			memset(zero, 0, sb.bitmap_size);
+		for (uint32_t i = 0; i < n && !rc; i++)
+			rc = blk_sync_io(members[i], BIO_WRITE, 0, sb.bitmap_offset, zero,
+					 sb.bitmap_size);
+		free(zero);
+		if (rc) {
+			LOG_ERR(LS_RAID, "%s: cannot clear the bitmap: %s", name, strerror(-rc));
+			return rc;
+		}
+	}
 	uuid_generate(sb.pool_uuid);
 	snprintf(sb.name, sizeof(sb.name), "%s", name);
 	for (uint32_t i = 0; i < n; i++) {
@@ -1037,7 +1063,31 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 	if (!rc && (best->flags & RAID_SB_DIRTY) && to_raid(*out)->lops->resync) {
 		struct raid *r = to_raid(*out);
 
-		if (nmiss && r->ppl) {
+		if (r->bm) {
+			/* the log first (degraded 5/6), then the dirty regions */
+			if (nmiss && r->ppl) {
+				LOG_WARN(LS_RAID, "%s: was not shut down cleanly and is degraded: "
+					 "replaying the partial parity log", r->bd.name);
+				rc = ppl_recover(best, slots);
+			} else {
+				LOG_WARN(LS_RAID, "%s: was not shut down cleanly: resynchronizing "
+					 "the regions in the bitmap", r->bd.name);
+			}
+			if (rc >= 0)
+				rc = bitmap_load(r, slots);
+			if (!rc)
+				rc = walk_rows(r, RAID_BIO_RESYNC);
+			if (!rc)
+				rc = bitmap_reset(r);
+			if (!rc)
+				rc = persist(r);	/* the new log epoch */
+			if (rc) {
+				LOG_ERR(LS_RAID, "%s: recovery failed: %s", r->bd.name,
+					strerror(-rc));
+				blkdev_close(*out);
+				*out = NULL;
+			}
+		} else if (nmiss && r->ppl) {
 			LOG_WARN(LS_RAID, "%s: was not shut down cleanly and is degraded: "
 				 "replaying the partial parity log", r->bd.name);
 			rc = ppl_recover(best, slots);
@@ -1107,6 +1157,8 @@ static int walk_rows(struct raid *r, uint32_t flag)
 		struct iovec iov = { dummy, r->bd.block_size };
 		struct rebuild_wait w = { 0 };
 
+		if (flag == RAID_BIO_RESYNC && !bitmap_row_dirty(r, row))
+			continue;	/* clean in the write-intent bitmap */
 		rc = blk_rw(ch, BIO_READ, flag, &iov, 1, row * row_bytes,
 			    r->bd.block_size, rebuild_row_end, &w);
 		while (!rc && !w.done)

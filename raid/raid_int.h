@@ -68,6 +68,7 @@ struct raid_io {
 	uint8_t		*ppl_buf;
 	uint64_t	ppl_mark;	/* FLUSH: the log's write stamp when sent */
 	bool		ppl_retry;	/* the log was full even after a flush */
+	bool		bm_held;	/* counted in flight in its bitmap region */
 	/* RAID 5/6, set up by the module */
 	uint64_t	stripe;
 	uint32_t	cols[MAXCOLS];
@@ -131,6 +132,7 @@ struct raid {
 	bool		wstop;
 	pthread_t	worker;
 	struct raid_ppl	*ppl;		/* RAID 5/6 partial parity log, or NULL */
+	struct raid_bitmap *bm;		/* write-intent bitmap, or NULL */
 };
 
 static inline bool raid_alive(struct raid *r, uint32_t m)

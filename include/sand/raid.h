@@ -154,6 +154,12 @@ struct raid_opts {
 	 * stays open (for tests and experiments) */
 	uint64_t	ppl_size;
 	bool		no_ppl;
+	/* 1, 10, 5, 6: member data bytes per write-intent bitmap bit (0: 64
+	 * MiB; rounded up to a multiple of the strip, doubled until the
+	 * bitmap holds every region); no_bitmap: none, a full resync after a
+	 * crash */
+	uint64_t	bitmap_region;
+	bool		no_bitmap;
 };
 
 /*
@@ -197,6 +203,16 @@ int raid_replace(struct blkdev *bd, uint32_t slot, struct blkdev *newdev);
  * reactor thread; -EINVAL on RAID 0.
  */
 int raid_scrub(struct blkdev *bd, bool repair, uint64_t *mismatches);
+
+/*
+ * Write-intent bitmap: clear now the bits of regions with no write in
+ * flight and none since the previous sweep (the set's bitmap thread does it
+ * every 5 s), after flushing every member. *cleared: regions cleared.
+ * Synchronous; -EINVAL without a bitmap.
+ */
+int raid_bitmap_clear_idle(struct blkdev *bd, uint64_t *cleared);
+/* Regions whose bit is set (or being set), of how many. */
+int raid_bitmap_dirty_regions(struct blkdev *bd, uint64_t *dirty, uint64_t *total);
 
 bool blk_is_raid(const struct blkdev *bd);
 /* State of member slot i (enum raid_member_state), -EINVAL if not a set. */
