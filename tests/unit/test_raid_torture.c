@@ -164,7 +164,8 @@ static void assemble(struct tenv *e)
 static void env_init(struct tenv *e, enum raid_level l, uint32_t n, bool degraded,
 		     bool no_ppl, uint64_t seed)
 {
-	struct raid_opts o = { .strip = STRIP, .ppl_size = PPL_SIZE, .no_ppl = no_ppl };
+	struct raid_opts o = { .strip = STRIP, .ppl_size = PPL_SIZE, .no_ppl = no_ppl,
+			       .bitmap_region = 4 * STRIP };
 	char name[32];
 
 	memset(e, 0, sizeof(*e));
@@ -313,6 +314,9 @@ static void run_and_cut(struct tenv *e, unsigned nops, uint64_t cutseed)
 				started += e->s[i].busy;
 			}
 		ev_run_once(e->loop, 0);
+		/* now and then the bitmap clears what is idle */
+		if (e->level != RAID_LEVEL_0 && rnd(e) % 64 == 0)
+			ck_assert_int_eq(raid_bitmap_clear_idle(e->raid, NULL), 0);
 	}
 	for (uint64_t i = rnd(e) % 4; i > 0; i--)
 		ev_run_once(e->loop, 0);
@@ -403,6 +407,13 @@ static uint64_t torture(enum raid_level l, uint32_t n, bool degraded, bool no_pp
 	for (unsigned c = 0; c < cuts; c++) {
 		run_and_cut(&e, 8 + (unsigned)(rnd(&e) % 120), seed * 100003 + c);
 		assemble(&e);
+		if (!degraded) {
+			uint64_t bad_rows = 1;
+
+			/* parity and mirrors agree again (resync of the dirty regions) */
+			ck_assert_int_eq(raid_scrub(e.raid, false, &bad_rows), 0);
+			ck_assert_uint_eq(bad_rows, 0);
+		}
 		verify(&e);
 		for (uint32_t i = 0; i < e.n; i++)
 			if (i != e.miss) {
