@@ -580,7 +580,7 @@ int ppl_recover(const struct raid_sb *sb, struct blkdev **slots)
 			pos += PPL_HDR + ((uint64_t)e.len + PPL_HDR - 1) / PPL_HDR * PPL_HDR;
 		}
 	}
-	if (!rc)
+	if (!rc && nents)
 		qsort(ents, nents, sizeof(*ents), rec_cmp);
 	for (size_t i = 0; i < nents && !rc; i++) {
 		rc = replay(sb, slots, &ents[i], k, np);
