@@ -57,7 +57,7 @@ struct cands {
 
 struct tenv {
 	enum raid_level	level;
-	uint32_t	n, miss;	/* miss: the member left out (degraded), or n */
+	uint32_t	n, miss;	/* members left out (degraded), a mask */
 	bool		no_ppl;
 	struct blkdev	*mem[RAID_MAX_MEMBERS], *f[RAID_MAX_MEMBERS];
 	struct blkdev	*raid;
@@ -146,7 +146,7 @@ static void assemble(struct tenv *e)
 	uint32_t k = 0;
 
 	for (uint32_t i = 0; i < e->n; i++)
-		if (i != e->miss)
+		if (!(e->miss & (1u << i)))
 			m[k++] = e->f[i];
 	/* any order */
 	for (uint32_t i = k - 1; i > 0; i--) {
@@ -157,11 +157,11 @@ static void assemble(struct tenv *e)
 		m[j] = t;
 	}
 	ck_assert_int_eq(raid_assemble(m, k, &e->raid), 0);
-	ck_assert_int_eq(raid_degraded(e->raid), e->miss < e->n ? 1 : 0);
+	ck_assert_int_eq(raid_degraded(e->raid), __builtin_popcount(e->miss));
 	attach(e);
 }
 
-static void env_init(struct tenv *e, enum raid_level l, uint32_t n, bool degraded,
+static void env_init(struct tenv *e, enum raid_level l, uint32_t n, uint32_t degraded,
 		     bool no_ppl, uint64_t seed)
 {
 	struct raid_opts o = { .strip = STRIP, .ppl_size = PPL_SIZE, .no_ppl = no_ppl,
@@ -172,7 +172,7 @@ static void env_init(struct tenv *e, enum raid_level l, uint32_t n, bool degrade
 	e->level = l;
 	e->n = n;
 	e->no_ppl = no_ppl;
-	e->miss = n;
+	e->miss = 0;
 	e->rng = seed * 2654435761u + 7;
 	e->next_id = 1;
 	for (uint32_t i = 0; i < n; i++) {
@@ -185,8 +185,8 @@ static void env_init(struct tenv *e, enum raid_level l, uint32_t n, bool degrade
 	ck_assert_int_eq(raid_create("t0", l, e->f, n, &o, &e->raid), 0);
 	e->nb = e->raid->size / BS;
 	ck_assert_int_eq(blkdev_close(e->raid), 0);
-	if (degraded)
-		e->miss = (uint32_t)(seed % n);
+	for (uint32_t i = 0; i < degraded; i++)
+		e->miss |= 1u << (uint32_t)((seed + 2 * i) % n);
 	assemble(e);		/* degraded: the missing member is stale from now on */
 	e->dur = calloc(e->nb, sizeof(uint32_t));
 	e->done = calloc(e->nb, sizeof(uint32_t));
@@ -332,7 +332,7 @@ static void run_and_cut(struct tenv *e, unsigned nops, uint64_t cutseed)
 		struct fault_cut_policy pol = { .mode = FAULT_CUT_RANDOM,
 						.seed = cutseed * 131 + i };
 
-		if (i != e->miss)
+		if (!(e->miss & (1u << i)))
 			ck_assert_int_eq(fault_power_cut(e->f[i], &pol), 0);
 	}
 	/* everything in flight now ends (with -EIO) */
@@ -343,7 +343,7 @@ static void run_and_cut(struct tenv *e, unsigned nops, uint64_t cutseed)
 		ck_assert_int_eq(fault_set_latency(e->f[i], 0, FAULT_OPS_ALL), 0);
 	detach(e);
 	for (uint32_t i = 0; i < e->n; i++)
-		if (i != e->miss)
+		if (!(e->miss & (1u << i)))
 			ck_assert_int_eq(fault_power_restore(e->f[i]), 0);
 }
 
@@ -397,7 +397,7 @@ static unsigned cuts_per_config(void)
 }
 
 /* Returns the number of corrupt blocks found over all cuts. */
-static uint64_t torture(enum raid_level l, uint32_t n, bool degraded, bool no_ppl,
+static uint64_t torture(enum raid_level l, uint32_t n, uint32_t degraded, bool no_ppl,
 			unsigned cuts, uint64_t seed)
 {
 	struct tenv e;
@@ -416,7 +416,7 @@ static uint64_t torture(enum raid_level l, uint32_t n, bool degraded, bool no_pp
 		}
 		verify(&e);
 		for (uint32_t i = 0; i < e.n; i++)
-			if (i != e.miss) {
+			if (!(e.miss & (1u << i))) {
 				struct fault_stats st;
 
 				ck_assert_int_eq(fault_get_stats(e.f[i], &st), 0);
@@ -424,7 +424,8 @@ static uint64_t torture(enum raid_level l, uint32_t n, bool degraded, bool no_pp
 			}
 	}
 	fprintf(stderr, "RAID %d over %u%s%s: %u cuts, %llu blocks checked, %llu held "
-		"newer data, %llu corrupt\n", l, n, degraded ? " degraded" : "",
+		"newer data, %llu corrupt\n", l, n,
+		degraded > 1 ? " doubly degraded" : degraded ? " degraded" : "",
 		no_ppl ? " without the log" : "", cuts, (unsigned long long)e.checked,
 		(unsigned long long)e.new_blocks, (unsigned long long)e.bad);
 	ck_assert_uint_gt(e.new_blocks, 0);	/* unflushed writes did land */
@@ -436,12 +437,12 @@ static uint64_t torture(enum raid_level l, uint32_t n, bool degraded, bool no_pp
 static const struct {
 	enum raid_level	level;
 	uint32_t	n;
-	bool		degraded;
+	uint32_t	degraded;	/* members missing */
 } cfgs[] = {
-	{ RAID_LEVEL_1, 2, false }, { RAID_LEVEL_1, 3, true },
-	{ RAID_LEVEL_10, 4, false }, { RAID_LEVEL_10, 4, true },
-	{ RAID_LEVEL_5, 4, false }, { RAID_LEVEL_5, 4, true },
-	{ RAID_LEVEL_6, 5, false }, { RAID_LEVEL_6, 5, true },
+	{ RAID_LEVEL_1, 2, 0 }, { RAID_LEVEL_1, 3, 1 },
+	{ RAID_LEVEL_10, 4, 0 }, { RAID_LEVEL_10, 4, 1 },
+	{ RAID_LEVEL_5, 4, 0 }, { RAID_LEVEL_5, 4, 1 },
+	{ RAID_LEVEL_6, 5, 0 }, { RAID_LEVEL_6, 5, 1 }, { RAID_LEVEL_6, 5, 2 },
 };
 
 START_TEST(power_cuts)
@@ -455,7 +456,7 @@ END_TEST
  * that no write touched: the torture above would catch a broken log. */
 START_TEST(bites_without_ppl)
 {
-	ck_assert_uint_gt(torture(RAID_LEVEL_5, 4, true, true, MIN(cuts_per_config(), 50u), 77), 0);
+	ck_assert_uint_gt(torture(RAID_LEVEL_5, 4, 1, true, MIN(cuts_per_config(), 50u), 77), 0);
 }
 END_TEST
 
