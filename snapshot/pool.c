@@ -177,6 +177,7 @@ static void map_note(struct thin_vol *tv, uint64_t vc, uint64_t pc, bool owned)
 		s->pc = pc;
 		s->owned = owned;
 		s->gen = tv->gen;
+		s->wgen = tv->wgen;
 	}
 	pthread_mutex_unlock(&tv->lock);
 }
@@ -201,17 +202,19 @@ static void map_forget(struct thin_vol *tv, uint64_t vc)
 	pthread_mutex_unlock(&tv->lock);
 }
 
-/* Owner, before the volume's mappings change wholesale (a snapshot makes
- * every chunk shared; a shrink unmaps a range): every slot invalid, no
- * fast-path I/O in flight. */
-static void map_forget_all(struct thin_vol *tv)
+/* Owner, before the volume's mappings change wholesale (a shrink unmaps a
+ * range: every slot invalid) or its chunks all become shared (a snapshot:
+ * writes_only, no slot owned, reads keep them); then no fast-path I/O is
+ * in flight. */
+static void map_forget_all(struct thin_vol *tv, bool writes_only)
 {
 	if (!tv || !tv->map)
 		return;
 	pthread_mutex_lock(&tv->lock);
-	if (++tv->gen == 0) {	/* wrapped: no slot may look valid */
+	if (writes_only ? ++tv->wgen == 0 : ++tv->gen == 0) {
+		/* wrapped: no slot may look valid or owned */
 		memset(tv->map, 0, (tv->map_mask + 1) * sizeof(*tv->map));
-		tv->gen = 1;
+		tv->gen = tv->wgen = 1;
 	}
 	tv->waiters++;
 	while (tv->inflight)
@@ -1033,7 +1036,8 @@ static int fast_submit(struct thin_vol *tv, struct blkchan *sub, struct bio *bio
 		return -EAGAIN;
 	pthread_mutex_lock(&tv->lock);
 	s = &tv->map[vc & tv->map_mask];
-	if (s->gen == tv->gen && s->vc == vc && (s->owned || bio->op == BIO_READ)) {
+	if (s->gen == tv->gen && s->vc == vc &&
+	    (bio->op == BIO_READ || (s->owned && s->wgen == tv->wgen))) {
 		s->inflight++;
 		tv->inflight++;
 		pc = s->pc;
@@ -1484,7 +1488,7 @@ static int snap_owner(struct thin_pool *p, void *arg)
 		return -ENOSPC;
 	/* every chunk of o becomes shared: the fast path lets go of them, and
 	 * no fast write may still be landing in one the snapshot will keep */
-	map_forget_all(o->open);
+	map_forget_all(o->open, true);
 	rc = btree_share(&p->minfo, o->root);
 	if (rc)
 		return fail(p, rc);
@@ -1631,7 +1635,7 @@ static int resize_owner(struct thin_pool *p, void *arg)
 	/* new I/O past the end is refused from here on; then no fast-path
 	 * I/O is left in flight, and the owner refuses what it has queued */
 	set_size(r, a->size);
-	map_forget_all(r->open);
+	map_forget_all(r->open, false);
 	in = (uint32_t)(a->size % p->chunk);
 	if (in) {	/* a later grow must read zeros there */
 		rc = map_lookup(p, r, a->size / p->chunk, &pc, &t);
@@ -1755,7 +1759,7 @@ static int open_owner(struct thin_pool *p, void *arg)
 		return -ENOMEM;
 	}
 	tv->map_mask = n - 1;
-	tv->gen = 1;
+	tv->gen = tv->wgen = 1;
 	list_init(&tv->cells);
 	pthread_mutex_init(&tv->lock, NULL);
 	pthread_cond_init(&tv->drained, NULL);
