@@ -399,7 +399,11 @@ static void commit_tick(struct ev_timer *t)
 {
 	struct thin_pool *p = container_of(t, struct thin_pool, commit_timer);
 
-	commit(p);
+	/* metadata only: data written in place is made durable by FLUSH and
+	 * FUA, which flush the device; a periodic device flush would stall
+	 * the fast path's writes every commit_ms for nothing */
+	if (p->dirty)
+		commit(p);
 	ev_timer_start(p->loop, &p->commit_timer, p->commit_ms * 1000000ull, commit_tick);
 }
 
