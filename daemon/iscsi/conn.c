@@ -136,6 +136,7 @@ struct iscsi_conn {
 	unsigned	nexec;		/* tasks inside scsi_exec's I/O */
 	struct blkchan	*chans[ISCSI_MAX_LUNS];
 	unsigned	ua_seen[ISCSI_MAX_LUNS];	/* lu->reset_gen + 1 seen; 0: none */
+	char		iport[PR_IPORT_MAX];	/* initiator port name, for reservations */
 };
 
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -748,6 +749,12 @@ static void task_exec(struct iscsi_task *t)
 	cmd->buf = t->buf;
 	cmd->buf_len = t->edtl;
 	cmd->nexus = c->id;
+	if (!c->iport[0])
+		snprintf(c->iport, sizeof(c->iport), "%s,i,0x%02x%02x%02x%02x%02x%02x",
+			 c->p.initiator_name, c->isid[0], c->isid[1], c->isid[2], c->isid[3],
+			 c->isid[4], c->isid[5]);
+	cmd->iport = c->iport;
+	cmd->rtpi = c->tpg;
 	cmd->luns = tg->lunlist;
 	cmd->nluns = nluns;
 	cmd->done = task_scsi_done;
