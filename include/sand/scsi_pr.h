@@ -97,6 +97,10 @@ struct scsi_cmd;
 struct scsi_lu;
 
 void scsi_pr_init(struct scsi_pr *pr);
+/* Does identity r (a registration) stand for I_T nexus n? Same initiator
+ * port (or r names just the initiator) and same target port (or either
+ * holds for all target ports). */
+bool scsi_pr_nexus_match(const struct pr_nexus *r, const struct pr_nexus *n);
 
 /* The opcode table's handlers for 5Eh and 5Fh. */
 int scsi_pr_in(struct scsi_cmd *cmd);

@@ -76,7 +76,7 @@ static size_t name_len(const char *iport)
  * ISID: a TransportID of format 00) and the same target port (or r holds
  * for every target port).
  */
-static bool nexus_match(const struct pr_nexus *r, const struct pr_nexus *n)
+bool scsi_pr_nexus_match(const struct pr_nexus *r, const struct pr_nexus *n)
 {
 	size_t rl = strlen(r->iport);
 
@@ -91,7 +91,7 @@ static bool nexus_match(const struct pr_nexus *r, const struct pr_nexus *n)
 static int pr_find(struct scsi_pr *pr, const struct pr_nexus *n)
 {
 	for (unsigned i = 0; i < pr->nregs; i++)
-		if (nexus_match(&pr->regs[i].n, n))
+		if (scsi_pr_nexus_match(&pr->regs[i].n, n))
 			return (int)i;
 	return -1;
 }
@@ -207,7 +207,7 @@ bool scsi_pr_check(struct scsi_cmd *cmd)
 	pthread_mutex_lock(&pr->lock);
 	if (pr->nuas && op != 0x12 && op != 0xa0 && op != 0x03) {
 		for (unsigned i = 0; i < pr->nuas; i++) {
-			if (!nexus_match(&pr->uas[i].n, &n))
+			if (!scsi_pr_nexus_match(&pr->uas[i].n, &n))
 				continue;
 			scsi_sense(cmd, SK_UNIT_ATTENTION, pr->uas[i].asc);
 			memmove(&pr->uas[i], &pr->uas[i + 1],
@@ -641,7 +641,7 @@ static unsigned pr_preempt_regs(struct scsi_pr *pr, struct prout *o, bool everyo
 	for (unsigned i = 0; i < pr->nregs;) {
 		struct pr_reg *r = &pr->regs[i];
 
-		if (nexus_match(&r->n, &o->n) || (!everyone && r->key != o->sakey)) {
+		if (scsi_pr_nexus_match(&r->n, &o->n) || (!everyone && r->key != o->sakey)) {
 			i++;
 			continue;
 		}
@@ -694,7 +694,7 @@ static bool pro_move(struct scsi_pr *pr, struct scsi_cmd *cmd, struct prout *o, 
 		conflict(cmd);
 		return false;
 	}
-	if (!o->sakey || nexus_match(&o->dest, &o->n)) {
+	if (!o->sakey || scsi_pr_nexus_match(&o->dest, &o->n)) {
 		invalid_param(cmd);
 		return false;
 	}

@@ -5,8 +5,9 @@
  * "port N" on stdout for each portal once it listens, runs
  * until SIGTERM or SIGINT, then shuts down cleanly (so ASan sees leaks).
  *
- *   iscsi_testd [-a ADDR:PORT] [-r REACTORS] [-e] [-R] [-n MS] IQN SIZE[:BS] ...
- *   -e: epoll loops; -R: every LUN read-only; -n: NOP-In ping interval
+ *   iscsi_testd [-a ADDR:PORT] [-r REACTORS] [-e] [-R] [-n MS] [-P DIR] IQN SIZE[:BS] ...
+ *   -e: epoll loops; -R: every LUN read-only; -n: NOP-In ping interval;
+ *   -P: persistent reservations with APTPL kept in DIR/lunN.pr
  */
 #include <errno.h>
 #include <signal.h>
@@ -28,10 +29,11 @@ int main(int argc, char **argv)
 	struct blkdev *bds[16];
 	unsigned nbd = 0;
 	bool ro = false;
+	const char *prdir = NULL;
 	sigset_t set;
 	int opt, port, sig, rc = 1;
 
-	while ((opt = getopt(argc, argv, "a:r:eRd:n:")) != -1) {
+	while ((opt = getopt(argc, argv, "a:r:eRd:n:P:")) != -1) {
 		switch (opt) {
 		case 'a':
 			if (naddrs < ARRAY_SIZE(addrs))
@@ -42,6 +44,7 @@ int main(int argc, char **argv)
 		case 'R': ro = true; break;
 		case 'd': log_set_debug(optarg); break;
 		case 'n': iscsi_set_timeouts((unsigned)atoi(optarg), 3, 15000); break;
+		case 'P': prdir = optarg; break;
 		default:
 			fprintf(stderr, "usage: %s [-a ADDR:PORT] [-r N] [-e] [-R] [-d SUBSYS] [-n MS] "
 				"IQN SIZE[:BS]...\n", argv[0]);
@@ -62,7 +65,7 @@ int main(int argc, char **argv)
 		goto stop;
 	for (int i = optind + 1; i < argc && nbd < 16; i++) {
 		uint64_t size, bs = 512;
-		char name[32], *colon = strchr(argv[i], ':');
+		char name[32], prfile[512], *colon = strchr(argv[i], ':');
 
 		if (colon) {
 			*colon = '\0';
@@ -74,7 +77,8 @@ int main(int argc, char **argv)
 		snprintf(name, sizeof(name), "lun%u", nbd);
 		if (blk_mem_create(name, size, (uint32_t)bs, &bds[nbd]))
 			goto stop;
-		if (iscsi_lun_add(argv[optind], nbd, bds[nbd], ro)) {
+		snprintf(prfile, sizeof(prfile), "%s/lun%u.pr", prdir ? prdir : ".", nbd);
+		if (iscsi_lun_add_pr(argv[optind], nbd, bds[nbd], ro, prdir ? prfile : NULL)) {
 			nbd++;
 			goto stop;
 		}
