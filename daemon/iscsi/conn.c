@@ -64,6 +64,7 @@ struct iscsi_task {
 	bool		responded;	/* its response is queued */
 	bool		aborted;	/* by tmf: no response when it ends */
 	struct tmf_wait	*tmf;
+	struct scsi_pr_wait *pr_wait;	/* a PREEMPT AND ABORT waits for it */
 	uint8_t		*buf;
 	uint32_t	received;	/* data-out bytes so far (in order) */
 	uint32_t	unsol_end;	/* unsolicited data ends here */
@@ -182,6 +183,8 @@ static void put_window(struct iscsi_conn *c, struct tx_pdu *pdu)
 
 static void task_free(struct iscsi_task *t)
 {
+	if (t->pr_wait)
+		scsi_pr_wait_put(t->pr_wait);
 	list_del(&t->link);
 	free(t->buf);
 	free(t);
@@ -535,6 +538,7 @@ static const char *conn_iport(struct iscsi_conn *c)
 struct pr_abort {
 	uint64_t	id;
 	struct scsi_lu	*lu;
+	struct scsi_pr_wait *wait;
 };
 
 static void task_free(struct iscsi_task *t);
@@ -565,19 +569,27 @@ static void pr_abort_msg(void *arg)
 			if (id < 0 || id >= ISCSI_MAX_LUNS || !c->target->luns[id] ||
 			    &c->target->luns[id]->lu != m->lu || t->responded || t->aborted)
 				continue;
-			if (t->executing)
+			if (t->executing) {
+				/* the PREEMPT AND ABORT ends after its I/O */
 				t->aborted = true;
-			else
+				if (!t->pr_wait) {
+					t->pr_wait = m->wait;
+					scsi_pr_wait_get(m->wait);
+				}
+			} else {
 				task_free(t);
+			}
 		}
 		LOG_INFO(LS_ISCSI, "%s: tasks aborted by PREEMPT AND ABORT", c->peer);
 	}
+	scsi_pr_wait_put(m->wait);
 	free(m);
 }
 
 /* PREEMPT AND ABORT from any session (scsi_pr_abort_fn, PR lock held):
- * post the abort to every connection of the preempted I_T nexus. */
-void iscsi_pr_abort(struct scsi_lu *lu, const struct pr_nexus *n)
+ * post the abort to every connection of the preempted I_T nexus, each
+ * message holding a reference on w until it has run. */
+void iscsi_pr_abort(struct scsi_lu *lu, const struct pr_nexus *n, struct scsi_pr_wait *w)
 {
 	struct list_head *l;
 
@@ -600,8 +612,12 @@ void iscsi_pr_abort(struct scsi_lu *lu, const struct pr_nexus *n)
 			continue;
 		m->id = c->id;
 		m->lu = lu;
-		if (ev_send_msg(c->loop, pr_abort_msg, m))
+		m->wait = w;
+		scsi_pr_wait_get(w);
+		if (ev_send_msg(c->loop, pr_abort_msg, m)) {
+			scsi_pr_wait_put(w);
 			free(m);
+		}
 	}
 	pthread_mutex_unlock(&conns_lock);
 }

@@ -84,7 +84,7 @@ void iscsi_conn_start_msg(void *accepted);
 void iscsi_conn_kill_local(void);
 unsigned iscsi_conn_count(void);
 /* PREEMPT AND ABORT: abort the tasks of I_T nexus n on lu (scsi_pr_abort_fn) */
-void iscsi_pr_abort(struct scsi_lu *lu, const struct pr_nexus *n);
+void iscsi_pr_abort(struct scsi_lu *lu, const struct pr_nexus *n, struct scsi_pr_wait *w);
 /* target.c: the target and LUN exporting the block device named disk, and
  * a copy of its reservations. -ENOENT. */
 int iscsi_lun_pr_find(const char *disk, char *iqn, size_t iqn_len, unsigned *lun,

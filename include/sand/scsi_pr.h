@@ -129,9 +129,18 @@ int scsi_pr_set_file(struct scsi_lu *lu, const char *path);
 /*
  * PREEMPT AND ABORT: the transport's function that aborts the tasks of an
  * I_T nexus on a LU (set once, before any session). Called with the PR
- * lock held: it must only post work, not wait for it.
+ * lock held: it must only post work, not wait for it. The command
+ * completes only once the aborted tasks have ended (so no write of theirs
+ * lands after it): the transport takes a reference on w
+ * (scsi_pr_wait_get) for each piece of work it posts or task it leaves
+ * running, and drops it (scsi_pr_wait_put, from any thread) when that is
+ * over.
  */
-typedef void (*scsi_pr_abort_fn)(struct scsi_lu *lu, const struct pr_nexus *n);
+struct scsi_pr_wait;
+void scsi_pr_wait_get(struct scsi_pr_wait *w);
+void scsi_pr_wait_put(struct scsi_pr_wait *w);
+typedef void (*scsi_pr_abort_fn)(struct scsi_lu *lu, const struct pr_nexus *n,
+				 struct scsi_pr_wait *w);
 void scsi_pr_set_abort_hook(scsi_pr_abort_fn fn);
 
 /* A copy of the state, for listings (volctl iscsi reservations). */

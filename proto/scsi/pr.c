@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 #include "sand/log.h"
 #include "sand/scsi.h"
@@ -23,6 +24,42 @@
 #define PR_FILE_MAGIC	"sand-pr 1"
 
 static scsi_pr_abort_fn abort_hook;
+
+/* A PREEMPT AND ABORT waiting for the tasks it aborted: it completes on its
+ * own loop when the last reference goes. */
+struct scsi_pr_wait {
+	int		refs;		/* atomic */
+	struct scsi_cmd	*cmd;
+	struct ev_loop	*loop;
+};
+
+void scsi_pr_wait_get(struct scsi_pr_wait *w)
+{
+	__atomic_add_fetch(&w->refs, 1, __ATOMIC_ACQ_REL);
+}
+
+static void pr_wait_done(void *arg)
+{
+	struct scsi_pr_wait *w = arg;
+	struct scsi_cmd *cmd = w->cmd;
+
+	free(w);
+	cmd->done(cmd);
+}
+
+void scsi_pr_wait_put(struct scsi_pr_wait *w)
+{
+	if (__atomic_sub_fetch(&w->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	/* the last one: finish the command on its loop (never inline: this
+	 * may be another reactor, or the transport's own code) */
+	while (ev_send_msg(w->loop, pr_wait_done, w)) {
+		struct timespec ts = { 0, 1000 * 1000 };
+
+		LOG_RATELIMIT(LOG_WARN, LS_SCSI, "preempt and abort: cannot post its completion, again");
+		nanosleep(&ts, NULL);
+	}
+}
 
 void scsi_pr_set_abort_hook(scsi_pr_abort_fn fn)
 {
@@ -748,6 +785,7 @@ int scsi_pr_out(struct scsi_cmd *cmd)
 	const uint8_t *cdb = cmd->cdb;
 	uint32_t plen = get_be32(cdb + 5);
 	struct prout o = { 0 };
+	struct scsi_pr_wait *w = NULL;
 	bool changed = false, was_aptpl, spec_i_pt = false;
 	int idx;
 
@@ -855,13 +893,35 @@ int scsi_pr_out(struct scsi_cmd *cmd)
 			scsi_sense(cmd, SK_HARDWARE_ERROR, ASC_INTERNAL_TARGET_FAILURE);
 		}
 	}
-	for (unsigned i = 0; i < o.naborted && abort_hook; i++)
-		abort_hook(cmd->lu, &o.aborted[i]);
+	if (o.naborted && abort_hook && cmd->ch) {
+		/* the command ends after the aborted tasks (one reference ours) */
+		w = malloc(sizeof(*w));
+		if (w) {
+			w->refs = 1;
+			w->cmd = cmd;
+			w->loop = cmd->ch->loop;
+			for (unsigned i = 0; i < o.naborted; i++)
+				abort_hook(cmd->lu, &o.aborted[i], w);
+		} else {
+			LOG_RATELIMIT(LOG_ERROR, LS_SCSI, "preempt and abort: out of memory, "
+				      "the preempted tasks are not aborted");
+		}
+	}
 	pr_update_active(pr);
 out:
 	pthread_mutex_unlock(&pr->lock);
 	free(saved);
 	free(o.aborted);
+	if (w) {
+		/* our reference: the last one means nothing to wait for; else
+		 * the last put posts the completion to this loop, which cannot
+		 * run it before we return */
+		if (__atomic_sub_fetch(&w->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+			free(w);
+			return SCSI_DONE;
+		}
+		return SCSI_PENDING;
+	}
 	return SCSI_DONE;
 }
 

@@ -104,6 +104,7 @@ pr_bg "A (logged in meanwhile): REGISTRATIONS PREEMPTED once, then conflicts" \
 pr "B preempts A, exclusive access" "abort: GOOD; resv: GOOD resv ea 0xb; keys: GOOD keys 0xb" \
 	$URLB $HB abort 0xb 0xa ea , resv , keys
 pr_wait
+check_grep "the abort reached A's connection" "tasks aborted by PREEMPT AND ABORT" "$SAND_LOG"
 pr "B writes" "write: GOOD; read: GOOD read 0x22" $URLB $HB write 5 0x22 , read 5
 pr_bg "A registers again; after B's CLEAR: RESERVATIONS PREEMPTED" \
 	"register: GOOD; clear: CONFLICT; pause: GOOD; tur: SENSE 6/2a/03; write: GOOD" \

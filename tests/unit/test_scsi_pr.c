@@ -370,12 +370,18 @@ START_TEST(clear)
 END_TEST
 
 static struct pr_nexus aborted[8];
+static struct scsi_pr_wait *held[8];
 static unsigned naborted;
+static bool hold;	/* the hook leaves a task running on each nexus */
 
-static void on_abort(struct scsi_lu *l, const struct pr_nexus *n)
+static void on_abort(struct scsi_lu *l, const struct pr_nexus *n, struct scsi_pr_wait *w)
 {
 	ck_assert_ptr_eq(l, &lu);
 	ck_assert_uint_lt(naborted, 8);
+	if (hold) {
+		scsi_pr_wait_get(w);
+		held[naborted] = w;
+	}
 	aborted[naborted++] = *n;
 }
 
@@ -420,6 +426,48 @@ START_TEST(preempt)
 		ck_assert_uint_eq(naborted, 0);
 	}
 	scsi_pr_set_abort_hook(NULL);
+}
+END_TEST
+
+/* PREEMPT AND ABORT completes only after the tasks it aborted have ended */
+START_TEST(preempt_and_abort_waits)
+{
+	uint8_t c[10] = { 0x5f, PRO_PREEMPT_AND_ABORT, PR_TYPE_EA };
+
+	naborted = 0;
+	hold = true;
+	scsi_pr_set_abort_hook(on_abort);
+	ck_assert_int_eq(reg(A, 0xa), GOOD);
+	ck_assert_int_eq(reg(B, 0xb), GOOD);
+	ck_assert_int_eq(prout(A, PRO_RESERVE, PR_TYPE_WE, 0xa, 0, 0), GOOD);
+	put_be32(c + 5, 24);
+	memset(buf, 0, 24);
+	put_be64(buf, 0xb);
+	put_be64(buf + 8, 0xa);
+	memset(&cmd, 0, sizeof(cmd));
+	memcpy(cmd.cdb, c, sizeof(c));
+	cmd.lu = &lu;
+	cmd.ch = ch;
+	cmd.buf = buf;
+	cmd.buf_len = 24;
+	cmd.iport = nx[B].iport;
+	cmd.rtpi = nx[B].rtpi;
+	cmd.done = on_done;
+	done = false;
+	ck_assert_int_eq(scsi_exec(&cmd), SCSI_PENDING);
+	ck_assert_uint_eq(naborted, 1);
+	for (int i = 0; i < 5; i++)
+		ev_run_once(loop, 10);
+	ck_assert(!done);		/* A's task is still running */
+	scsi_pr_wait_put(held[0]);	/* now it ended */
+	for (int i = 0; i < 1000 && !done; i++)
+		ev_run_once(loop, 10);
+	ck_assert(done);
+	ck_assert_int_eq(cmd.status, GOOD);
+	hold = false;
+	scsi_pr_set_abort_hook(NULL);
+	ck_assert_int_eq(reservation(NULL), PR_TYPE_EA);
+	ck_assert_int_eq(wr(B), GOOD);
 }
 END_TEST
 
@@ -646,6 +694,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, release_by_others);
 	tcase_add_test(tc, clear);
 	tcase_add_loop_test(tc, preempt, 0, 2);
+	tcase_add_test(tc, preempt_and_abort_waits);
 	tcase_add_test(tc, preempt_all_registrants);
 	tcase_add_test(tc, register_and_move);
 	tcase_add_test(tc, full_status_and_caps);
