@@ -534,8 +534,8 @@ int scsi_pr_in(struct scsi_cmd *cmd)
 	case PRI_REPORT_CAPABILITIES:
 		memset(d, 0, 8);
 		put_be16(d, 8);
-		/* CRH, ATP_C, PTPL_C (with a state file); SIP_C 0: SPEC_I_PT refused */
-		d[2] = 0x10 | 0x04 | (pr->file[0] ? 0x01 : 0);
+		/* CRH, SIP_C, ATP_C, PTPL_C (with a state file) */
+		d[2] = 0x10 | 0x08 | 0x04 | (pr->file[0] ? 0x01 : 0);
 		/* TMV, ALLOW COMMANDS 001b (TEST UNIT READY allowed), PTPL_A */
 		d[3] = 0x80 | 0x10 | (pr->aptpl ? 0x01 : 0);
 		d[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02;	/* WR_EX_AR EX_AC_RO WR_EX_RO EX_AC WR_EX */
@@ -575,6 +575,8 @@ struct prout {
 	struct pr_nexus	dest;		/* REGISTER AND MOVE */
 	struct pr_nexus	*aborted;	/* PREEMPT AND ABORT: nexuses to abort */
 	unsigned	naborted;
+	struct pr_nexus	*spec;		/* REGISTER with SPEC_I_PT: ports named */
+	unsigned	nspec;
 };
 
 static void invalid_param(struct scsi_cmd *cmd)
@@ -597,9 +599,25 @@ static bool pro_register(struct scsi_pr *pr, struct scsi_cmd *cmd, struct prout 
 			conflict(cmd);
 			return false;
 		}
-		if (!o->sakey)
+		if (!o->sakey) {
+			if (o->spec)
+				invalid_param(cmd);
 			return false;
-		if (pr->nregs == PR_MAX_REGS) {
+		}
+		/* SPEC_I_PT: none of the ports named may be registered, or
+		 * named twice, or be ours; all or nothing */
+		for (unsigned i = 0; i < o->nspec; i++) {
+			bool bad = pr_find(pr, &o->spec[i]) >= 0 ||
+				   scsi_pr_nexus_match(&o->spec[i], &o->n);
+
+			for (unsigned j = 0; j < i && !bad; j++)
+				bad = scsi_pr_nexus_match(&o->spec[j], &o->spec[i]);
+			if (bad) {
+				invalid_param(cmd);
+				return false;
+			}
+		}
+		if (pr->nregs + 1 + o->nspec > PR_MAX_REGS) {
 			scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_INSUFFICIENT_REG_RESOURCES);
 			return false;
 		}
@@ -607,7 +625,16 @@ static bool pro_register(struct scsi_pr *pr, struct scsi_cmd *cmd, struct prout 
 		pr->regs[pr->nregs].n.all_tg_pt = o->all_tg_pt;
 		pr->regs[pr->nregs].key = o->sakey;
 		pr->nregs++;
+		for (unsigned i = 0; i < o->nspec; i++) {
+			pr->regs[pr->nregs].n = o->spec[i];
+			pr->regs[pr->nregs].key = o->sakey;
+			pr->nregs++;
+		}
 	} else {
+		if (o->spec) {
+			invalid_param(cmd);	/* SPEC_I_PT from a registered nexus */
+			return false;
+		}
 		if (o->sa == PRO_REGISTER && o->key != pr->regs[idx].key) {
 			conflict(cmd);
 			return false;
@@ -753,11 +780,29 @@ static bool pro_move(struct scsi_pr *pr, struct scsi_cmd *cmd, struct prout *o, 
 	return true;
 }
 
+/* One iSCSI TransportID (format 00: a name; 01: NAME,i,0xISID) of at most
+ * avail bytes into n->iport: its length, or 0 when it is not one. */
+static uint32_t parse_tid(const uint8_t *tid, uint32_t avail, struct pr_nexus *n)
+{
+	uint32_t nl;
+	const char *name = (const char *)tid + 4;
+
+	if (avail < 24)
+		return 0;
+	nl = get_be16(tid + 2);
+	if ((tid[0] & 0x0f) != 0x05 || (tid[0] >> 6) > 1 || nl < 20 || nl % 4 ||
+	    nl > avail - 4 || !memchr(name, 0, nl) || !name[0] || strlen(name) >= PR_IPORT_MAX ||
+	    ((tid[0] >> 6) == 1) == (name_len(name) == strlen(name)))
+		return 0;
+	snprintf(n->iport, sizeof(n->iport), "%s", name);
+	return 4 + nl;
+}
+
 /* Parameter list of REGISTER AND MOVE: the destination I_T nexus. */
 static int parse_move(struct scsi_cmd *cmd, struct prout *o, uint32_t plen)
 {
-	const uint8_t *p = cmd->buf, *tid = p + 24;
-	uint32_t tlen = get_be32(p + 20), nl;
+	const uint8_t *p = cmd->buf;
+	uint32_t tlen = get_be32(p + 20);
 
 	o->unreg = p[17] & 0x02;
 	o->aptpl = p[17] & 0x01;
@@ -766,15 +811,46 @@ static int parse_move(struct scsi_cmd *cmd, struct prout *o, uint32_t plen)
 		scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR);
 		return -1;
 	}
-	nl = get_be16(tid + 2);
-	if ((tid[0] & 0x0f) != 0x05 || (tid[0] >> 6) > 1 || nl > tlen - 4 ||
-	    !memchr(tid + 4, 0, nl) || !tid[4] || strlen((const char *)tid + 4) >= PR_IPORT_MAX ||
-	    ((tid[0] >> 6) == 1) == (name_len((const char *)tid + 4) ==
-				     strlen((const char *)tid + 4))) {
+	if (!parse_tid(p + 24, tlen, &o->dest)) {
 		invalid_param(cmd);
 		return -1;
 	}
-	snprintf(o->dest.iport, sizeof(o->dest.iport), "%s", (const char *)tid + 4);
+	return 0;
+}
+
+/* REGISTER with SPEC_I_PT: the other initiator ports to register too, on
+ * the same target port (or all of them, with ALL_TG_PT). */
+static int parse_spec(struct scsi_cmd *cmd, struct prout *o, uint32_t plen)
+{
+	const uint8_t *p = cmd->buf;
+	uint32_t tlen, off, n;
+
+	if (plen < 28 || (tlen = get_be32(p + 24)) > plen - 28) {
+		scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR);
+		return -1;
+	}
+	o->spec = calloc(PR_MAX_REGS, sizeof(*o->spec));
+	if (!o->spec) {
+		scsi_errno_sense(cmd, -ENOMEM);
+		return -1;
+	}
+	for (off = 0; off < tlen; off += n) {
+		struct pr_nexus *d;
+
+		if (o->nspec == PR_MAX_REGS) {
+			scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_INSUFFICIENT_REG_RESOURCES);
+			return -1;
+		}
+		d = &o->spec[o->nspec];
+		d->rtpi = o->n.rtpi;
+		d->all_tg_pt = o->all_tg_pt;
+		n = parse_tid(p + 28 + off, tlen - off, d);
+		if (!n) {
+			invalid_param(cmd);
+			return -1;
+		}
+		o->nspec++;
+	}
 	return 0;
 }
 
@@ -821,12 +897,16 @@ int scsi_pr_out(struct scsi_cmd *cmd)
 		spec_i_pt = cmd->buf[20] & 0x08;
 		o.all_tg_pt = cmd->buf[20] & 0x04;
 		o.aptpl = cmd->buf[20] & 0x01;
-		if (spec_i_pt && (o.sa == PRO_REGISTER || o.sa == PRO_REGISTER_AND_IGNORE)) {
-			/* SIP_C is 0: a registration names only its own I_T nexus */
+		if (spec_i_pt && o.sa == PRO_REGISTER_AND_IGNORE) {
 			invalid_param(cmd);
 			return SCSI_DONE;
 		}
-		if (plen != 24) {
+		if (spec_i_pt && o.sa == PRO_REGISTER) {
+			if (parse_spec(cmd, &o, plen)) {
+				free(o.spec);
+				return SCSI_DONE;
+			}
+		} else if (plen != 24) {
 			scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR);
 			return SCSI_DONE;
 		}
@@ -834,6 +914,7 @@ int scsi_pr_out(struct scsi_cmd *cmd)
 	if (o.aptpl && !pr->file[0] && (o.sa == PRO_REGISTER || o.sa == PRO_REGISTER_AND_IGNORE ||
 					o.sa == PRO_REGISTER_AND_MOVE)) {
 		invalid_param(cmd);	/* PTPL_C is 0 */
+		free(o.spec);
 		return SCSI_DONE;
 	}
 	if (o.sa == PRO_PREEMPT_AND_ABORT) {
@@ -912,6 +993,7 @@ out:
 	pthread_mutex_unlock(&pr->lock);
 	free(saved);
 	free(o.aborted);
+	free(o.spec);
 	if (w) {
 		/* our reference: the last one means nothing to wait for; else
 		 * the last put posts the completion to this loop, which cannot

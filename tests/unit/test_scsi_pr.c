@@ -223,7 +223,9 @@ START_TEST(bad_requests)
 	expect_sense(SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR);
 	prout_len(A, PRO_REGISTER, 0, 0, 1, 0, 28);
 	expect_sense(SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR);
-	prout(A, PRO_REGISTER, 0, 0, 1, 0x08);	/* SPEC_I_PT: not supported */
+	prout(A, PRO_REGISTER, 0, 0, 1, 0x08);	/* SPEC_I_PT without its list */
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR);
+	prout(A, PRO_REGISTER_AND_IGNORE, 0, 0, 1, 0x08);	/* not with this one */
 	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_PARAM);
 	prout(A, PRO_REGISTER, 0, 0, 1, 0x01);	/* APTPL without a state file */
 	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_PARAM);
@@ -531,6 +533,62 @@ START_TEST(register_and_move)
 }
 END_TEST
 
+/* REGISTER with SPEC_I_PT naming initiator ports: TransportIDs after the
+ * 24 bytes, with their length at 24 */
+static int register_spec(int who, uint64_t key, const char *const *names, unsigned n)
+{
+	uint8_t c[10] = { 0x5f, PRO_REGISTER };
+	uint32_t off = 28;
+
+	memset(buf, 0, 4096);
+	put_be64(buf + 8, key);
+	buf[20] = 0x08;
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t nl = ((uint32_t)strlen(names[i]) + 4) / 4 * 4;
+
+		nl = nl < 20 ? 20 : nl;
+		buf[off] = (strstr(names[i], ",i,0x") ? 0x40 : 0) | 0x05;
+		put_be16(buf + off + 2, (uint16_t)nl);
+		memcpy(buf + off + 4, names[i], strlen(names[i]));
+		off += 4 + nl;
+	}
+	put_be32(buf + 24, off - 28);
+	put_be32(c + 5, off);
+	return run(who, c, sizeof(c), off);
+}
+
+START_TEST(spec_i_pt)
+{
+	const char *both[] = { nx[B].iport, "iqn.2026-11.test:c" };	/* C: any ISID */
+	const char *twice[] = { nx[B].iport, nx[B].iport };
+	const char *self[] = { nx[A].iport };
+	const char *empty[] = { "" };
+
+	ck_assert_int_eq(register_spec(A, 0xa, twice, 2), SCSI_STATUS_CHECK_CONDITION);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_PARAM);
+	ck_assert_int_eq(register_spec(A, 0xa, self, 1), SCSI_STATUS_CHECK_CONDITION);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_PARAM);
+	ck_assert_uint_eq(nkeys(), 0);
+	ck_assert_int_eq(register_spec(A, 0xa, both, 2), GOOD);
+	ck_assert_uint_eq(nkeys(), 3);
+	/* B and C hold the key now: B reserves with it, C (any ISID) writes
+	 * under a registrants-only reservation */
+	ck_assert_int_eq(prout(B, PRO_RESERVE, PR_TYPE_WE_RO, 0xa, 0, 0), GOOD);
+	ck_assert_int_eq(wr(C), GOOD);
+	ck_assert_int_eq(wr(A2), CONFLICT);	/* another target port */
+	/* registered already: refused, all or nothing */
+	ck_assert_int_eq(register_spec(A, 0xa, both, 2), SCSI_STATUS_CHECK_CONDITION);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_PARAM);
+	ck_assert_uint_eq(nkeys(), 3);
+	/* a malformed TransportID (an empty name) */
+	ck_assert_int_eq(register_spec(O, 0xf, empty, 1), SCSI_STATUS_CHECK_CONDITION);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_PARAM);
+	/* through port 2 the same ports are other I_T nexuses */
+	ck_assert_int_eq(register_spec(A2, 0xa2, both, 2), GOOD);
+	ck_assert_uint_eq(nkeys(), 6);
+}
+END_TEST
+
 START_TEST(full_status_and_caps)
 {
 	ck_assert_int_eq(reg(A, 0xa), GOOD);
@@ -557,7 +615,7 @@ START_TEST(full_status_and_caps)
 	}
 	ck_assert_int_eq(prin(C, PRI_REPORT_CAPABILITIES), GOOD);
 	ck_assert_uint_eq(get_be16(buf), 8);
-	ck_assert_int_eq(buf[2], 0x14);		/* CRH, ATP_C; no SIP_C, no PTPL_C */
+	ck_assert_int_eq(buf[2], 0x1c);		/* CRH, SIP_C, ATP_C; no PTPL_C */
 	ck_assert_int_eq(buf[3] & 0x80, 0x80);	/* TMV */
 	ck_assert_int_eq(buf[4], 0xea);
 	ck_assert_int_eq(buf[5], 0x01);
@@ -697,6 +755,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, preempt_and_abort_waits);
 	tcase_add_test(tc, preempt_all_registrants);
 	tcase_add_test(tc, register_and_move);
+	tcase_add_test(tc, spec_i_pt);
 	tcase_add_test(tc, full_status_and_caps);
 	tcase_add_test(tc, all_target_ports);
 	tcase_add_test(tc, legacy_reserve);
