@@ -5,7 +5,8 @@
 # conflicts per reservation type, ALL_TG_PT, preemption with its unit
 # attention, CLEAR, `volctl iscsi reservations`; and APTPL: reservations
 # come back after a clean restart and after a kill -9 (and do not without
-# APTPL).
+# APTPL); PREEMPT AND ABORT against a write in flight (iscsi_testd with
+# slow writes) completes only after that write has ended.
 . "$(dirname "$0")/lib.sh"
 
 CLI=$BUILD/tests/iscsi_pr_client
@@ -155,4 +156,38 @@ sand_start --reactors 2 || { not_ok "sand starts once more"; t_done; }
 pr "nothing survived" "keys: GOOD keys; resv: GOOD resv none; write: GOOD" \
 	$URLA $HC keys , resv , write 9 0x77
 check "sand stops cleanly" sand_stop
+
+# PREEMPT AND ABORT with a write of A in flight (iscsi_testd -L: writes end
+# 4 s after they land): B's command completes only after A's write has
+# ended, and A gets no answer for it.
+IQN2=iqn.2026-11.org.sand:pr-abort
+t_bg "$T_TMP/testd.out" "$BUILD/iscsi_testd" -L 4000 -a 127.0.0.1:0 $IQN2 16M
+TESTD_PID=$T_BG_PID
+wait_for grep -q "^port" "$T_TMP/testd.out" || not_ok "iscsi_testd starts"
+tport=$(awk '/^port/ {print $2; exit}' "$T_TMP/testd.out")
+URLT=iscsi://127.0.0.1:$tport/$IQN2/0
+pr "testd: A reserves, B registers" "register: GOOD; reserve: GOOD" \
+	$URLT $HA register 0xa , reserve 0xa we
+pr "testd: B registers" "register: GOOD" $URLT $HB register 0xb
+t_bg "$T_TMP/a.out" timeout 9 "$CLI" $URLT $HA write 3 0x99
+A_PID=$T_BG_PID
+wait_for grep -q "write:" "$T_TMP/a.out"
+sleep 1		# the write has landed and waits for its end
+t0=$(date +%s%N)
+pr "B preempts and aborts A" "abort: GOOD" $URLT $HB abort 0xb 0xa we
+ms=$((($(date +%s%N) - t0) / 1000000))
+if [ $ms -ge 1000 ]; then
+	ok "... and that waited for A's write to end (${ms} ms)"
+else
+	not_ok "... and that waited for A's write to end (${ms} ms, the write ends after 4000)"
+fi
+wait "$A_PID"
+if grep -q "write: GOOD" "$T_TMP/a.out"; then
+	not_ok "A's aborted write got no answer"; diag "$(cat "$T_TMP/a.out")"
+else
+	ok "A's aborted write got no answer"
+fi
+pr "A is preempted" "write: CONFLICT" $URLT $HA write 3 0x98
+t_kill "$TESTD_PID"
+if [ "$T_KILL_RC" = 0 ]; then ok "iscsi_testd stops cleanly"; else not_ok "iscsi_testd stops cleanly ($T_KILL_RC)"; tail -5 "$T_TMP/testd.out"; fi
 t_done

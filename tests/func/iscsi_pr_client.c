@@ -136,6 +136,7 @@ int main(int argc, char **argv)
 		char **a = argv + i + 1;
 
 		printf("%s: ", op);
+		fflush(stdout);		/* a test may wait for it: the op is on its way */
 		if (!strcmp(op, "register") && n >= 1) {
 			t = prout(iscsi, lun, SCSI_PERSISTENT_RESERVE_REGISTER_AND_IGNORE_EXISTING_KEY,
 				  0, 0, num(a[0]), n > 1 ? a[1] : NULL);
