@@ -136,6 +136,7 @@ struct iscsi_conn {
 	unsigned	nexec;		/* tasks inside scsi_exec's I/O */
 	struct blkchan	*chans[ISCSI_MAX_LUNS];
 	unsigned	ua_seen[ISCSI_MAX_LUNS];	/* lu->reset_gen + 1 seen; 0: none */
+	unsigned	alua_seen[ISCSI_MAX_LUNS];	/* ALUA changes seen (sand/alua.h) */
 };
 
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -748,6 +749,8 @@ static void task_exec(struct iscsi_task *t)
 	cmd->buf = t->buf;
 	cmd->buf_len = t->edtl;
 	cmd->nexus = c->id;
+	cmd->tpg = c->tpg;
+	cmd->alua_seen = cmd->lu ? &c->alua_seen[id] : NULL;
 	cmd->luns = tg->lunlist;
 	cmd->nluns = nluns;
 	cmd->done = task_scsi_done;

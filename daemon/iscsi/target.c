@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <uuid/uuid.h>
 #include <gnutls/crypto.h>
+#include "sand/alua.h"
 #include "sand/log.h"
 #include "sand/reactor.h"
 #include "daemon/iscsi/iscsi_int.h"
@@ -518,6 +519,11 @@ int iscsi_portal_add_tpg(const char *addr, unsigned tpg)
 	pthread_mutex_unlock(&cfg_lock);
 	if (rc)
 		return rc;
+	/* the portal group is a SCSI target port group (active/optimized
+	 * until told otherwise; one that exists keeps its state) */
+	rc = scsi_alua_group_add((uint16_t)tpg, SCSI_ALUA_OPTIMIZED);
+	if (rc)
+		return rc;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
@@ -623,4 +629,5 @@ void iscsi_shutdown(void)
 	}
 	gnutls_memset(&discovery_cred, 0, sizeof(discovery_cred));
 	pthread_mutex_unlock(&cfg_lock);
+	scsi_alua_reset();
 }

@@ -98,6 +98,9 @@ struct scsi_cmd {
 	const uint64_t	*luns;		/* REPORT LUNS: the target's LUNs */
 	unsigned	nluns;
 	uint64_t	nexus;		/* the I_T nexus, non-zero and unique */
+	uint16_t	tpg;		/* target port group = relative target port
+					 * (sand/alua.h); 0: no ALUA */
+	unsigned	*alua_seen;	/* this I_T_L nexus's ALUA generation */
 	scsi_done_fn	done;
 
 	/* set by scsi_exec */
