@@ -37,6 +37,7 @@
 #include <unistd.h>
 #include <jansson.h>
 #include "sand/log.h"
+#include "sand/alua.h"
 #include "sand/reactor.h"
 #include "daemon/iscsi/iscsi_int.h"
 
@@ -102,6 +103,8 @@ struct iscsi_conn {
 	char		local_addr[80];	/* for SendTargets */
 	char		peer[80];
 	uint16_t	tpg;		/* of the portal it came through */
+	uint64_t	portal;		/* that portal's id */
+	bool		logout_asked;	/* Async Message sent: closed at the next tick */
 	struct iscsi_timeouts tmo;
 	struct ev_timer	timer;		/* login deadline, then NOP-In pings */
 	uint64_t	last_rx_ns;
@@ -449,6 +452,8 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 	if (!status && c->stage == ISCSI_STAGE_FFP) {
 		c->p = c->nego.p;
 		c->state = CONN_FFP;
+		for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++)	/* the I_T nexus exists now */
+			c->alua_seen[i] = scsi_alua_seen_now();
 		ev_timer_stop(c->loop, &c->timer);
 		if (c->tmo.nop_interval_ms)
 			ev_timer_start(c->loop, &c->timer,
@@ -1234,6 +1239,11 @@ static void conn_timer(struct ev_timer *t)
 
 	if (c->closing)
 		return;
+	if (c->logout_asked) {
+		LOG_INFO(LS_ISCSI, "%s: no logout after the portal was disabled, closing", c->peer);
+		conn_close(c);
+		return;
+	}
 	if (c->state == CONN_LOGIN) {
 		LOG_WARN(LS_ISCSI, "%s: login not finished within %u ms", c->peer,
 			 c->tmo.login_ms);
@@ -1331,6 +1341,7 @@ void iscsi_conn_start_msg(void *arg)
 	struct iscsi_accepted *a = arg;
 	int fd = a->fd, one = 1;
 	uint16_t tpg = a->tpg;
+	uint64_t portal = a->portal;
 	struct iscsi_target_limits lim;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -1340,6 +1351,7 @@ void iscsi_conn_start_msg(void *arg)
 	if (!c)
 		goto close_fd;
 	c->tpg = tpg;
+	c->portal = portal;
 	iscsi_target_limits_default(&lim);
 	c->rx_cap = ISCSI_MAX_AHS_LEN + 2 * ISCSI_DIGEST_LEN +
 		    iscsi_pad4(MAX(lim.max_recv_dsl, ISCSI_KV_MAX));
@@ -1360,6 +1372,18 @@ void iscsi_conn_start_msg(void *arg)
 		unsigned ut = c->tmo.nop_interval_ms * (c->tmo.nop_misses + 1);
 
 		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
+	}
+	{
+		/* keepalive too, for a peer that vanished while the pings are
+		 * off: probes after the same silence, as many as the pings */
+		int idle = (int)MAX(1u, (c->tmo.nop_interval_ms ? c->tmo.nop_interval_ms :
+					 5000) / 1000);
+		int cnt = (int)MAX(1u, c->tmo.nop_misses);
+
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &idle, sizeof(idle));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 	}
 	if (!getsockname(fd, (struct sockaddr *)&ss, &sl))
 		format_addr(&ss, c->local_addr, sizeof(c->local_addr));
@@ -1411,6 +1435,49 @@ void iscsi_conn_kill_target_local(struct iscsi_target *t)
 
 		if (c->loop == loop && c->target == t && !c->closing) {
 			LOG_INFO(LS_ISCSI, "%s: closing (target %s)", c->peer, t->iqn);
+			conn_close(c);
+		}
+	}
+	pthread_mutex_unlock(&conns_lock);
+}
+
+/* Async Message, AsyncEvent 1: the target asks for a logout within
+ * ISCSI_LOGOUT_WAIT_S seconds (RFC 7143 11.9.1). */
+static void request_logout(struct iscsi_conn *c)
+{
+	struct tx_pdu *pdu = pdu_new(ISCSI_OP_ASYNC_MSG, ISCSI_FLAG_FINAL);
+
+	if (!pdu) {
+		conn_close(c);
+		return;
+	}
+	bhs_put32(&pdu->bhs, BHS_ITT, ISCSI_RSVD_TAG);
+	bhs_put32(&pdu->bhs, BHS_STATSN, c->statsn++);
+	put_window(c, pdu);
+	pdu->bhs.b[36] = 1;				/* AsyncEvent: logout request */
+	put_be16(pdu->bhs.b + 42, ISCSI_LOGOUT_WAIT_S);	/* Parameter3 */
+	c->logout_asked = true;
+	ev_timer_stop(c->loop, &c->timer);
+	ev_timer_start(c->loop, &c->timer, (ISCSI_LOGOUT_WAIT_S + 1) * 1000000000ull,
+		       conn_timer);
+	tx_queue(c, pdu);
+}
+
+void iscsi_conn_logout_portal_local(uint64_t portal)
+{
+	struct ev_loop *loop = ev_current();
+	struct list_head *l;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *c = list_entry(l, struct iscsi_conn, link);
+
+		if (c->loop != loop || c->portal != portal || c->closing || c->logout_asked)
+			continue;
+		if (c->state == CONN_FFP && c->p.session_type == ISCSI_SESSION_NORMAL) {
+			LOG_INFO(LS_ISCSI, "%s: portal disabled, asking for a logout", c->peer);
+			request_logout(c);
+		} else {
 			conn_close(c);
 		}
 	}

@@ -25,6 +25,7 @@ static struct list_head targets = LIST_HEAD_INIT(targets);
 static struct list_head portals = LIST_HEAD_INIT(portals);
 static struct iscsi_chap_cred discovery_cred;	/* cfg lock */
 static uint16_t tsih_next;
+static uint64_t portal_ids;		/* cfg lock */
 
 struct iscsi_timeouts iscsi_tmo = { .nop_interval_ms = 5000, .nop_misses = 3,
 				    .login_ms = 15000 };
@@ -423,6 +424,7 @@ static void portal_accept(struct ev_io *io, uint32_t revents)
 		}
 		a->fd = fd;
 		a->tpg = p->tpg;
+		a->portal = p->id;
 		if (reactor_send(reactor_next(), iscsi_conn_start_msg, a)) {
 			close(fd);
 			free(a);
@@ -548,6 +550,7 @@ int iscsi_portal_add_tpg(const char *addr, unsigned tpg)
 	if (rc)
 		goto close_fd;
 	pthread_mutex_lock(&cfg_lock);
+	p->id = ++portal_ids;
 	list_add_tail(&p->link, &portals);
 	pthread_mutex_unlock(&cfg_lock);
 	LOG_INFO(LS_ISCSI, "portal %s (tpg %u) listening on port %d", addr, tpg, p->port);
@@ -576,6 +579,33 @@ int iscsi_portal_remove(const char *addr)
 	LOG_INFO(LS_ISCSI, "portal %s removed", addr);
 	free(p);
 	return 0;
+}
+
+static int logout_portal(unsigned i, void *arg)
+{
+	iscsi_conn_logout_portal_local((uint64_t)(uintptr_t)arg);
+	return 0;
+}
+
+int iscsi_portal_disable(const char *addr)
+{
+	struct iscsi_portal *p;
+	int tpg;
+
+	pthread_mutex_lock(&cfg_lock);
+	p = portal_find_locked(addr);
+	if (p)
+		list_del(&p->link);
+	pthread_mutex_unlock(&cfg_lock);
+	if (!p)
+		return -ENOENT;
+	reactor_call(p->reactor, portal_stop, p);
+	close(p->fd);
+	reactor_call_all(logout_portal, (void *)(uintptr_t)p->id);
+	LOG_INFO(LS_ISCSI, "portal %s disabled: its sessions are asked to log out", addr);
+	tpg = p->tpg;
+	free(p);
+	return tpg;
 }
 
 static int kill_conns(unsigned i, void *arg)

@@ -55,6 +55,9 @@ int scsi_alua_group_remove(uint16_t id);
 int scsi_alua_group_set(uint16_t id, enum scsi_alua_state s);
 /* A group's state, or -ENOENT. */
 int scsi_alua_group_get(uint16_t id);
+/* What a new I_T nexus starts from in its alua_seen (so that a change
+ * after its login, before its first command, is reported to it). */
+unsigned scsi_alua_seen_now(void);
 /* Forget every group (tests, shutdown). */
 void scsi_alua_reset(void);
 

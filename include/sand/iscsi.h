@@ -354,6 +354,10 @@ int iscsi_portal_add(const char *addr);
 int iscsi_portal_add_tpg(const char *addr, unsigned tpg);
 /* Stop listening (connections made through it stay). -ENOENT. */
 int iscsi_portal_remove(const char *addr);
+/* Stop listening and ask the sessions made through the portal to log out
+ * (closed if they do not within 2 s). Returns the portal's group or
+ * -ENOENT. */
+int iscsi_portal_disable(const char *addr);
 int iscsi_target_add(const char *iqn);
 /* Forget a target: -ENOENT, or -EBUSY while it has LUNs or sessions. */
 int iscsi_target_remove(const char *iqn);

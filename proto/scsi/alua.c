@@ -122,6 +122,11 @@ int scsi_alua_group_get(uint16_t id)
 	return v ? v - 1 : -ENOENT;
 }
 
+unsigned scsi_alua_seen_now(void)
+{
+	return __atomic_load_n(&alua_gen, __ATOMIC_ACQUIRE) + 1;
+}
+
 void scsi_alua_reset(void)
 {
 	pthread_mutex_lock(&alua_lock);
