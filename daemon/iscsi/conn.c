@@ -104,6 +104,13 @@ struct iscsi_conn {
 	char		peer[80];
 	uint16_t	tpg;		/* of the portal it came through */
 	uint64_t	portal;		/* that portal's id */
+	/* session reinstatement: the new login's last answer waits until the
+	 * old session's connections (and their tasks) are gone */
+	unsigned	reinst_wait;	/* old connections still to end */
+	uint64_t	heir;		/* (old connection) the login waiting for it */
+	struct iscsi_bhs held_h;
+	uint8_t		held_flags;
+	struct iscsi_kvbuf *held_kv;
 	bool		logout_asked;	/* Async Message sent: closed at the next tick */
 	struct iscsi_timeouts tmo;
 	struct ev_timer	timer;		/* login deadline, then NOP-In pings */
@@ -155,7 +162,9 @@ unsigned iscsi_conn_count(void)
 static void conn_close(struct iscsi_conn *c);
 static void tx_flush(struct iscsi_conn *c);
 static void conn_timer(struct ev_timer *t);
-static void reinstate(struct iscsi_conn *c);
+static unsigned reinstate(struct iscsi_conn *c);
+static void login_finish(struct iscsi_conn *c, const struct iscsi_bhs *h, int status,
+			 uint8_t rflags, struct iscsi_kvbuf *kv);
 
 static uint32_t max_cmdsn(struct iscsi_conn *c) { return c->exp_cmdsn + ISCSI_CMD_WINDOW - 1; }
 
@@ -386,7 +395,8 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 	struct iscsi_kvbuf *kv = calloc(1, sizeof(*kv));
 	uint8_t rflags = 0;
 
-	if (!kv) {
+	if (!kv || c->reinst_wait) {	/* nothing is to come before our answer */
+		free(kv);
 		conn_close(c);
 		return;
 	}
@@ -435,8 +445,14 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 		c->stage = transit ? nsg : csg;
 		if (!status && to_ffp) {
 			c->tsih = iscsi_new_tsih();
-			if (c->target)
-				reinstate(c);
+			if (c->target && (c->reinst_wait = reinstate(c))) {
+				/* answered when the old session's tasks have ended
+				 * (or the login deadline closes us first) */
+				c->held_h = *h;
+				c->held_flags = rflags;
+				c->held_kv = kv;
+				return;
+			}
 		}
 	}
 	if (status == ISCSI_LOGIN_AUTH_FAILED || status == ISCSI_LOGIN_AUTHZ_FAILED)
@@ -446,6 +462,12 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 			 c->nego.p.session_type == ISCSI_SESSION_DISCOVERY ? "in" : "to",
 			 c->nego.p.session_type == ISCSI_SESSION_DISCOVERY ? "discovery" :
 			 c->nego.p.target_name);
+	login_finish(c, h, status, rflags, kv);
+}
+
+static void login_finish(struct iscsi_conn *c, const struct iscsi_bhs *h, int status,
+			 uint8_t rflags, struct iscsi_kvbuf *kv)
+{
 	login_respond(c, h, status, rflags, kv);
 	if (status || c->stage == ISCSI_STAGE_FFP)
 		iscsi_nego_wipe(&c->nego);
@@ -495,23 +517,57 @@ static void reinstate_msg(void *arg)
 	pthread_mutex_unlock(&conns_lock);
 }
 
+/* A message to the reactor of a login waiting for an old session: one of
+ * its connections has ended (with all its tasks). */
+static void reinstated_msg(void *arg)
+{
+	uint64_t id = (uint64_t)(uintptr_t)arg;
+	struct iscsi_conn *c = NULL;
+	struct list_head *l;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *x = list_entry(l, struct iscsi_conn, link);
+
+		if (x->id == id && x->loop == ev_current()) {
+			c = x;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&conns_lock);
+	/* only this reactor frees c: it stays while we use it */
+	if (!c || c->closing || !c->reinst_wait || --c->reinst_wait)
+		return;
+	LOG_INFO(LS_ISCSI, "%s: the old session has ended, login answered", c->peer);
+	login_finish(c, &c->held_h, 0, c->held_flags, c->held_kv);
+	c->held_kv = NULL;
+}
+
 /*
  * Session reinstatement (RFC 7143 6.3.5): a new normal session with the
  * InitiatorName and ISID of an existing one replaces it. The old
- * connection is closed on its own reactor; its tasks doing I/O finish
- * there, but no new PDU of the old session is taken.
+ * connections are closed on their own reactors (one already closing, e.g.
+ * by the pings, is waited for too); nothing new of theirs is taken, their
+ * tasks doing I/O finish, and only then is the new login answered, so that
+ * nothing of the old session reaches the disk after the new one has begun.
+ * Returns the number of old connections to wait for.
  */
-static void reinstate(struct iscsi_conn *c)
+static unsigned reinstate(struct iscsi_conn *c)
 {
 	struct list_head *l;
+	unsigned n = 0;
 
 	pthread_mutex_lock(&conns_lock);
 	list_for_each(l, &conns) {
 		struct iscsi_conn *o = list_entry(l, struct iscsi_conn, link);
 
-		if (o == c || o->closing || o->state != CONN_FFP || o->target != c->target ||
+		if (o == c || o->state != CONN_FFP || o->target != c->target ||
 		    memcmp(o->isid, c->isid, sizeof(c->isid)) ||
 		    strcasecmp(o->p.initiator_name, c->nego.p.initiator_name))
+			continue;
+		o->heir = c->id;	/* read when o is freed, under conns_lock */
+		n++;
+		if (o->closing)
 			continue;
 		if (o->loop == c->loop) {
 			LOG_INFO(LS_ISCSI, "%s: session reinstated by a new login, closing",
@@ -522,6 +578,7 @@ static void reinstate(struct iscsi_conn *c)
 		}
 	}
 	pthread_mutex_unlock(&conns_lock);
+	return n;
 }
 
 /* ------------------------------------------------------------ sequence */
@@ -1285,7 +1342,20 @@ static void conn_free_deferred(struct ev_task *et)
 	}
 	pthread_mutex_lock(&conns_lock);
 	list_del(&c->link);
+	if (c->heir) {		/* a login waits for this session to end */
+		struct list_head *l;
+
+		list_for_each(l, &conns) {
+			struct iscsi_conn *h = list_entry(l, struct iscsi_conn, link);
+
+			if (h->id == c->heir) {
+				ev_send_msg(h->loop, reinstated_msg, (void *)(uintptr_t)h->id);
+				break;
+			}
+		}
+	}
 	pthread_mutex_unlock(&conns_lock);
+	free(c->held_kv);
 	iscsi_nego_wipe(&c->nego);
 	free(c->rx_buf);
 	free(c);
