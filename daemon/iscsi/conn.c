@@ -106,6 +106,9 @@ struct iscsi_conn {
 	uint64_t	portal;		/* that portal's id */
 	/* session reinstatement: the new login's last answer waits until the
 	 * old session's connections (and their tasks) are gone */
+	/* CmdSNs of commands aborted (ABORT TASK) before they arrived */
+	uint32_t	abort_sn[4];
+	unsigned	nabort_sn;
 	unsigned	reinst_wait;	/* old connections still to end */
 	uint64_t	heir;		/* (old connection) the login waiting for it */
 	struct iscsi_bhs held_h;
@@ -835,6 +838,15 @@ static void handle_scsi_cmd(struct iscsi_conn *c, const uint8_t *data, uint32_t 
 	}
 	if (!cmdsn_accept(c, h))
 		return;
+	for (unsigned i = 0; !bhs_immediate(h) && i < MIN(c->nabort_sn, ARRAY_SIZE(c->abort_sn));
+	     i++) {
+		if (c->abort_sn[i] == bhs_get32(h, BHS_CMDSN)) {
+			LOG_INFO(LS_ISCSI, "%s: cmdsn %u was aborted before it came: dropped",
+				 c->peer, c->abort_sn[i]);
+			c->abort_sn[i] = c->exp_cmdsn - 0x80000000u;	/* used up */
+			return;
+		}
+	}
 	if (bhs_ahs_len(h) || ((f & ISCSI_FLAG_READ) && (f & ISCSI_FLAG_WRITE))) {
 		/* extended CDBs, bidirectional commands */
 		send_reject(c, h, ISCSI_REJECT_CMD_NOT_SUPPORTED);
@@ -1068,6 +1080,15 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 	if (func == 1) {
 		struct iscsi_task *t = task_find(c, rtt);
 
+		uint32_t ref = bhs_get32(h, 32), sn = bhs_get32(h, BHS_CMDSN);
+
+		if (!t && (int32_t)(ref - c->exp_cmdsn) >= 0 && (int32_t)(ref - sn) < 0) {
+			/* not received yet (RFC 7143 11.5.1): it is considered
+			 * received, and will not run when it comes */
+			c->abort_sn[c->nabort_sn++ % ARRAY_SIZE(c->abort_sn)] = ref;
+			tmf_respond(c, bhs_itt(h), 0);
+			return;
+		}
 		if (!t || t->responded || t->aborted) {
 			tmf_respond(c, bhs_itt(h), 1);	/* task does not exist (any more) */
 			return;

@@ -732,6 +732,51 @@ START_TEST(reinstatement_waits_for_old_tasks)
 }
 END_TEST
 
+/* ABORT TASK for a command that has not arrived yet: function complete,
+ * and the command does not touch the disk when it comes. */
+START_TEST(abort_before_arrival)
+{
+	static struct cli a;
+	static uint8_t buf[4 * BS], rbuf[4 * BS], zero[4 * BS];
+	struct iscsi_bhs h;
+
+	cli_connect(&a);
+	login(&a, "");
+	memset(buf, 0, sizeof(buf));
+	write10(&a, 100, 4, buf, sizeof(buf), false);
+	expect_status(&a, 0);
+	iscsi_bhs_init(&h, ISCSI_OP_TASK_MGMT_REQ, ISCSI_FLAG_FINAL | 1);
+	h.b[0] |= ISCSI_BHS_IMMEDIATE;
+	bhs_put32(&h, BHS_ITT, 0x7000);
+	bhs_put32(&h, BHS_TTT, a.itt + 1);		/* referenced task tag */
+	bhs_put32(&h, BHS_CMDSN, a.cmdsn + 1);
+	bhs_put32(&h, 32, a.cmdsn);			/* RefCmdSN: the next command */
+	send_pdu(&a, &h, NULL, 0);
+	do
+		ck_assert_int_eq(recv_pdu(&a), 0);
+	while (bhs_opcode(&a.h) == ISCSI_OP_NOP_IN);
+	ck_assert_int_eq(bhs_opcode(&a.h), ISCSI_OP_TASK_MGMT_RSP);
+	ck_assert_int_eq(a.h.b[2], 0);			/* function complete */
+	/* the command arrives late: dropped, no response */
+	fill(buf, sizeof(buf), 3);
+	write10(&a, 100, 4, buf, sizeof(buf), false);
+	nop_ping(&a);		/* the next answer is the ping's, not the write's */
+	ck_assert_uint_eq(read10(&a, 100, 4, rbuf), sizeof(rbuf));
+	ck_assert_mem_eq(rbuf, zero, sizeof(zero));
+	/* a task that is not in the window: does not exist */
+	bhs_put32(&h, BHS_ITT, 0x7001);
+	bhs_put32(&h, BHS_TTT, 0x12345);
+	bhs_put32(&h, BHS_CMDSN, a.cmdsn);
+	bhs_put32(&h, 32, a.cmdsn - 3);
+	send_pdu(&a, &h, NULL, 0);
+	do
+		ck_assert_int_eq(recv_pdu(&a), 0);
+	while (bhs_opcode(&a.h) == ISCSI_OP_NOP_IN);
+	ck_assert_int_eq(a.h.b[2], 1);
+	close(a.fd);
+}
+END_TEST
+
 static void lun_reset(struct cli *c)
 {
 	struct iscsi_bhs h;
@@ -946,6 +991,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, liveness);
 	tcase_add_test(tc, reinstatement);
 	tcase_add_test(tc, reinstatement_waits_for_old_tasks);
+	tcase_add_test(tc, abort_before_arrival);
 	tcase_add_test(tc, unit_attention_after_reset);
 	tcase_add_test(tc, chap_and_acl);
 	suite_add_tcase(s, tc);
