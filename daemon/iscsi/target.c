@@ -27,7 +27,9 @@ static struct iscsi_chap_cred discovery_cred;	/* cfg lock */
 static uint16_t tsih_next;
 static uint64_t portal_ids;		/* cfg lock */
 
-struct iscsi_timeouts iscsi_tmo = { .nop_interval_ms = 5000, .nop_misses = 3,
+/* a dead connection is closed within 3 s x (3 + 1) = 12 s: well before a
+ * host gives up on a path (doc/iscsi.md, "Dead paths") */
+struct iscsi_timeouts iscsi_tmo = { .nop_interval_ms = 3000, .nop_misses = 3,
 				    .login_ms = 15000 };
 
 void iscsi_set_timeouts(unsigned nop_interval_ms, unsigned nop_misses, unsigned login_ms)

@@ -388,9 +388,11 @@ void iscsi_shutdown(void);
  * Liveness, for new connections: a login must end within login_ms; in full
  * feature phase a connection that has been silent for nop_interval_ms gets
  * a NOP-In ping, and after nop_misses pings without a word back it is
- * closed (so a dead path cannot deliver stale writes later). TCP's user
- * timeout is set to match. nop_interval_ms 0: no pings. Defaults: 5000 ms,
- * 3 misses, login 15000 ms.
+ * closed (so a dead path cannot deliver stale writes later): within
+ * nop_interval_ms x (nop_misses + 1) of its last word. TCP's user timeout
+ * is set to match, and TCP keepalive probes after the same silence.
+ * nop_interval_ms 0: no pings. Defaults: 3000 ms, 3 misses (12 s), login
+ * 15000 ms.
  */
 void iscsi_set_timeouts(unsigned nop_interval_ms, unsigned nop_misses, unsigned login_ms);
 

@@ -1852,7 +1852,7 @@ static const struct verb verbs[] = {
 	  "show or set how fast a dead path is noticed",
 	  "A connection silent for MS gets a NOP-In ping; after N pings without an\n"
 	  "answer it is closed, and TCP gives up after MS x (N + 1) (TCP_USER_TIMEOUT).\n"
-	  "Defaults: 5000 ms, 3 pings (a dead path is dropped within 20 s), login\n"
+	  "Defaults: 3000 ms, 3 pings (a dead path is dropped within 12 s), login\n"
 	  "15000 ms. For new connections; remembered across restarts. Hosts must wait\n"
 	  "longer than that before retrying I/O on another path (doc/iscsi.md).\n" },
 	{ "iscsi", "target", cmd_iscsi_target, "create IQN | delete IQN [--force]",
