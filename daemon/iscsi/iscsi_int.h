@@ -100,6 +100,8 @@ void iscsi_paths_restore(void);		/* before the portals come up */
  * the next free id. 0 or -ENOENT, -EINVAL, -ENOSPC. */
 int iscsi_paths_group(const char *name, bool create, unsigned *id);
 bool iscsi_paths_disabled(const char *addr);
+/* A portal removed: it is no longer disabled either. */
+void iscsi_paths_forget_portal(const char *addr);
 /* The live sessions, one JSON object each (initiator, target, portal,
  * connections, negotiated parameters); gathered on every reactor. */
 struct json_t;

@@ -766,6 +766,7 @@ static json_t *portal_remove(json_t *params, void *arg, struct rpc_err *err)
 	if (rc)
 		return rpc_error_errno(err, rc, "saving the state");
 	iscsi_portal_remove(addr);	/* -ENOENT when it failed at start */
+	iscsi_paths_forget_portal(addr);
 	snprintf(key, sizeof(key), "portal %s", addr);
 	json_object_del(errors, key);
 	return json_pack("{s:s}", "address", addr);

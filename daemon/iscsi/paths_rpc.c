@@ -148,6 +148,22 @@ bool iscsi_paths_disabled(const char *addr)
 	return found;
 }
 
+void iscsi_paths_forget_portal(const char *addr)
+{
+	json_t *s = sect(), *e, *d = json_object_get(s, "disabled");
+	size_t i;
+
+	json_array_foreach(d, i, e) {
+		if (!strcmp(json_string_value(e), addr)) {
+			json_array_remove(d, i);
+			if (state_set(SECTION, s))
+				LOG_WARN(LS_ISCSI, "portal %s: cannot save the state", addr);
+			break;
+		}
+	}
+	json_decref(s);
+}
+
 static void apply_timeouts(json_t *t)
 {
 	json_int_t iv = json_integer_value(json_object_get(t, "nop_interval_ms"));

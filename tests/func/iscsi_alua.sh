@@ -125,6 +125,12 @@ check "portal enable B" volctl iscsi portal enable $P3
 check_rc "enable twice is refused" 1 volctl iscsi portal enable $P3
 mp tur "$U3" >"$T_TMP/tur" 2>&1
 check_grep "B answers again" "^read good" "$T_TMP/tur"
-check "a named group's portal can be removed" volctl iscsi portal remove $P3
+check "disable B again" volctl iscsi portal disable $P3
+check "a disabled portal can be removed" volctl iscsi portal remove $P3
+check "and added again, enabled" volctl iscsi portal add B $P3
+mp tur "$U3" >"$T_TMP/tur" 2>&1
+check_grep "B answers after remove and add" "^read good" "$T_TMP/tur"
+volctl iscsi tpg list >"$T_TMP/tpg" 2>&1
+check_grep "B keeps its tag" "^group B tpg 3 " "$T_TMP/tpg"
 check "sand stops again" sand_stop
 t_done

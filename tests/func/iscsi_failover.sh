@@ -68,7 +68,7 @@ RESTORE="$T -F INPUT && $T -F OUTPUT"
 timeout 400 ip netns exec "$NS_I" "$MPATH" failover -t 6 -H 10 \
 	"iscsi://$A/$IQN/0" "iscsi://$B/$IQN/0" \
 	"packets-dropped:$DROP:$RESTORE" "responses-dropped:$RESP:$RESTORE" \
-	"connection-reset:$RESET:$RESTORE" >"$T_TMP/fo" 2>"$T_TMP/fo.err"
+	"connection-reset+stpg:$RESET:$RESTORE" >"$T_TMP/fo" 2>"$T_TMP/fo.err"
 rc=$?
 # the client's own checks, as ours
 while IFS= read -r line; do
@@ -80,11 +80,27 @@ while IFS= read -r line; do
 done <"$T_TMP/fo"
 check "the failover client exits 0 (status $rc)" test "$rc" -eq 0
 [ "$rc" -eq 0 ] || sed 's/^/#   /' "$T_TMP/fo.err" | tail -n 20
-for m in packets-dropped responses-dropped connection-reset; do
-	check_grep "$m: timings measured" "^# timing $m stall_ms [0-9]+" "$T_TMP/fo"
+for m in packets-dropped responses-dropped connection-reset+stpg; do
+	check_grep "$m: timings measured" "^# timing ${m/+/\\+} stall_ms [0-9]+" "$T_TMP/fo"
 done
 n=$(grep -c "no answer to 2 pings, closing" "$SAND_LOG")
 check "the target closed the dead connections itself after 2 unanswered pings ($n times)" \
 	test "$n" -ge 2
+
+# The control: with the target's pings off, the same cut lets the stale
+# write through when the path comes back (the hazard the pings prevent;
+# A stays active, as with dm-multipath's default alua handling).
+check "timeouts: no pings" volctl iscsi timeouts --nop-interval 0
+timeout 200 ip netns exec "$NS_I" "$MPATH" failover -G -t 6 -H 10 \
+	"iscsi://$A/$IQN/0" "iscsi://$B/$IQN/0" "no-pings:$DROP:$RESTORE" \
+	>"$T_TMP/ctl" 2>"$T_TMP/ctl.err"
+while IFS= read -r line; do
+	case $line in
+	"ok - "*"(control"*) ok "${line#ok - }" ;;
+	"not ok - "*"(control"*) not_ok "${line#not ok - }" ;;
+	"# timing"*) echo "$line" ;;
+	esac
+done <"$T_TMP/ctl"
+check_grep "the control ran" "control, the target's pings off" "$T_TMP/ctl"
 check "sand stops" sand_stop
 t_done

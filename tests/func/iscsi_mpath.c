@@ -385,8 +385,8 @@ static void free_ios(struct io *ios, unsigned n)
 /* Read [lba, lba + n) through p and compare with exp[]; counts blocks that
  * are lost (older than expected), resurrected (an older generation after a
  * newer one was acknowledged) or foreign. */
-static int verify(struct path *p, uint64_t lba, uint32_t n, const uint32_t *exp,
-		  const char *what)
+static int verify_ex(struct path *p, uint64_t lba, uint32_t n, const uint32_t *exp,
+		     const char *what, bool quiet, unsigned *older_out)
 {
 	struct io *ios;
 	unsigned nio, bad, wrong = 0, older = 0;
@@ -410,10 +410,19 @@ static int verify(struct path *p, uint64_t lba, uint32_t n, const uint32_t *exp,
 				older += g >= 0 && g < (long)exp[b - lba];
 			}
 		}
-	OK(!wrong, "%s: %u blocks through %s hold their newest data (%u wrong, %u older)",
-	   what, n, p->url, wrong, older);
+	if (!quiet)
+		OK(!wrong, "%s: %u blocks through %s hold their newest data (%u wrong, %u older)",
+		   what, n, p->url, wrong, older);
+	if (older_out)
+		*older_out = older;
 	free_ios(ios, nio);
 	return wrong ? -1 : 0;
+}
+
+static int verify(struct path *p, uint64_t lba, uint32_t n, const uint32_t *exp,
+		  const char *what)
+{
+	return verify_ex(p, lba, n, exp, what, false, NULL);
 }
 
 /* What became of the data a given-up socket still held: refused (reset),
@@ -441,6 +450,7 @@ static const char *stale_fate(int fd, uint64_t ms)
 static int failover(int argc, char **argv)
 {
 	uint64_t fo_ms = 6000, hold_ms = 9000;
+	bool expect_ghost = false;
 	struct path a = { .isid_q = 1 }, b = { .isid_q = 2 };
 	static int st_a[65536], st_b[65536];
 	uint32_t *exp = calloc(REGION, sizeof(uint32_t));
@@ -451,8 +461,10 @@ static int failover(int argc, char **argv)
 	char d[64];
 	int o;
 
-	while ((o = getopt(argc, argv, "t:H:")) != -1) {
-		if (o == 't')
+	while ((o = getopt(argc, argv, "t:H:G")) != -1) {
+		if (o == 'G')
+			expect_ghost = true;
+		else if (o == 't')
 			fo_ms = strtoull(optarg, NULL, 10) * 1000;
 		else if (o == 'H')
 			hold_ms = strtoull(optarg, NULL, 10) * 1000;
@@ -533,6 +545,7 @@ static int failover(int argc, char **argv)
 		int states[2], old_fd;
 		uint32_t g_old = ++gen, g_new = ++gen;
 		const char *fate;
+		bool explicit_alua;
 
 		if (!cut || !(restore = strchr(cut + 1, ':'))) {
 			fprintf(stderr, "bad mode %s\n", argv[m]);
@@ -540,6 +553,10 @@ static int failover(int argc, char **argv)
 		}
 		*cut++ = '\0';
 		*restore++ = '\0';
+		/* "+stpg": explicit ALUA, B made active/optimized and A standby at
+		 * the failover; otherwise B is used as it is (non-optimized), as
+		 * dm-multipath's alua handler does, and A stays active */
+		explicit_alua = strstr(mode, "+stpg") != NULL;
 		printf("# %s: cutting path A\n", mode);
 		fflush(stdout);
 		t_cut = now_ms();
@@ -553,16 +570,21 @@ static int failover(int argc, char **argv)
 		   t_fo - t_cut < fo_ms ? "failed" : "hung");
 		a.dead = true;		/* given up: not read any more, as a hung path */
 		old_fd = iscsi_get_fd(a.ctx);
-		/* explicit ALUA: B takes over */
 		tur_settle(&b, d, sizeof(d));
-		ids[0] = tpg_b;
-		states[0] = 0;
-		ids[1] = tpg_a;
-		states[1] = 2;
-		OK(!stpg(&b, ids, states, 2), "%s: set target port groups through B: B "
-		   "active/optimized, A standby", mode);
-		OK(!rtpg(&b, st_b, false) && st_b[tpg_b] == 0 && st_b[tpg_a] == 2,
-		   "%s: report target port groups through B shows it", mode);
+		if (explicit_alua) {	/* B takes over */
+			ids[0] = tpg_b;
+			states[0] = 0;
+			ids[1] = tpg_a;
+			states[1] = 2;
+			OK(!stpg(&b, ids, states, 2), "%s: set target port groups through B: B "
+			   "active/optimized, A standby", mode);
+			OK(!rtpg(&b, st_b, false) && st_b[tpg_b] == 0 && st_b[tpg_a] == 2,
+			   "%s: report target port groups through B shows it", mode);
+		} else {
+			OK(!rtpg(&b, st_b, false) && st_b[tpg_a] == 0 && st_b[tpg_b] == 1,
+			   "%s: report target port groups through B: A still active/optimized, "
+			   "B used as it is (non-optimized)", mode);
+		}
 		/* retry what A did not answer, then newer data over the same blocks */
 		for (unsigned i = 0; i < nio; i++) {
 			struct io *r;
@@ -602,6 +624,19 @@ static int failover(int argc, char **argv)
 		pump(1000, NULL, NULL);		/* time to execute a stale command */
 		iscsi_destroy_context(a.ctx);
 		a.ctx = NULL;
+		if (expect_ghost) {
+			unsigned older = 0;
+
+			verify_ex(&b, 0, REGION, exp, mode, true, &older);
+			OK(older > 0, "%s (control, the target's pings off): the stale write came "
+			   "back over newer data in %u of %u blocks: the hazard the pings prevent",
+			   mode, older, REGION);
+			printf("# timing %s stall_ms %" PRIu64 " back_ms %" PRIu64 " stale %s after %"
+			       PRIu64 " ms\n", mode, t_first_b ? t_first_b - t_cut : 0, t_back - t_cut,
+			       fate, t_stale - t_back);
+			free(mode);
+			goto out;
+		}
 		/* A comes back: a new login (same ISID), standby until told */
 		a.ctx = NULL;
 		for (int i = 0; i < 100 && !a.ctx; i++) {
@@ -616,21 +651,25 @@ static int failover(int argc, char **argv)
 			return 1;
 		a.dead = false;
 		tur_settle(&a, d, sizeof(d));
-		OK(!strcmp(d, "sense 2/040b"), "%s: I/O through A: NOT READY, target port in "
-		   "standby state (%s)", mode, d);
+		if (explicit_alua)
+			OK(!strcmp(d, "sense 2/040b"), "%s: I/O through A: NOT READY, target port "
+			   "in standby state (%s)", mode, d);
+		else
+			OK(!strcmp(d, "good"), "%s: I/O through A works again (%s)", mode, d);
 		verify(&b, 0, REGION, exp, mode);
 		verify(&b, WITNESS, WITNESS, wexp, "witness blocks");
-		/* fail back: A active/optimized again, B non-optimized */
-		ids[0] = tpg_a;
-		states[0] = 0;
-		ids[1] = tpg_b;
-		states[1] = 1;
-		OK(!stpg(&a, ids, states, 2), "%s: fail back with set target port groups "
-		   "through A", mode);
-		tur_settle(&a, d, sizeof(d));
-		tur_settle(&b, d, sizeof(d));
+		if (explicit_alua) {	/* fail back: A optimized again, B non-optimized */
+			ids[0] = tpg_a;
+			states[0] = 0;
+			ids[1] = tpg_b;
+			states[1] = 1;
+			OK(!stpg(&a, ids, states, 2), "%s: fail back with set target port groups "
+			   "through A", mode);
+			tur_settle(&a, d, sizeof(d));
+			tur_settle(&b, d, sizeof(d));
+		}
 		OK(!rtpg(&a, st_a, false) && st_a[tpg_a] == 0 && st_a[tpg_b] == 1,
-		   "%s: report target port groups through A: A active/optimized again", mode);
+		   "%s: report target port groups through A: A active/optimized", mode);
 		verify(&a, 0, REGION, exp, mode);
 		printf("# timing %s stall_ms %" PRIu64 " failover_ms %" PRIu64 " back_ms %" PRIu64
 		       " relogin_ms %" PRIu64 " stale %s after %" PRIu64 " ms\n", mode,
@@ -640,9 +679,12 @@ static int failover(int argc, char **argv)
 		free(mode);
 	}
 	verify(&a, WITNESS, WITNESS, wexp, "witness blocks at the end");
-	iscsi_logout_sync(a.ctx);
+out:
+	if (a.ctx) {
+		iscsi_logout_sync(a.ctx);
+		iscsi_destroy_context(a.ctx);
+	}
 	iscsi_logout_sync(b.ctx);
-	iscsi_destroy_context(a.ctx);
 	iscsi_destroy_context(b.ctx);
 	free(exp);
 	free(wexp);
