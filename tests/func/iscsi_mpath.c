@@ -546,6 +546,8 @@ static int failover(int argc, char **argv)
 		uint32_t g_old = ++gen, g_new = ++gen;
 		const char *fate;
 		bool explicit_alua;
+		struct io *a_ios;
+		unsigned a_nio;
 
 		if (!cut || !(restore = strchr(cut + 1, ':'))) {
 			fprintf(stderr, "bad mode %s\n", argv[m]);
@@ -598,7 +600,9 @@ static int failover(int argc, char **argv)
 				t_first_b = r[0].t_done;
 			free_ios(r, rn);
 		}
-		free_ios(ios, nio);
+		/* A's commands stay with its context until it is destroyed */
+		a_ios = ios;
+		a_nio = nio;
 		OK(!run_batch(&b, 0, REGION, true, g_new, 20000, &ios, &nio),
 		   "%s: newer data written through B", mode);
 		if (!t_first_b)
@@ -622,8 +626,9 @@ static int failover(int argc, char **argv)
 		printf("# %s: stale data on the old connection: %s after %" PRIu64 " ms\n", mode,
 		       fate, t_stale - t_back);
 		pump(1000, NULL, NULL);		/* time to execute a stale command */
-		iscsi_destroy_context(a.ctx);
+		iscsi_destroy_context(a.ctx);	/* its commands' callbacks run here */
 		a.ctx = NULL;
+		free_ios(a_ios, a_nio);
 		if (expect_ghost) {
 			unsigned older = 0;
 
