@@ -551,7 +551,10 @@ int iscsi_portal_add_tpg(const char *addr, unsigned tpg)
 		goto free_portal;
 	}
 	setsockopt(p->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(p->fd, (struct sockaddr *)&ss, len) || listen(p->fd, 128)) {
+	rc = bind_listener(p->fd, (struct sockaddr *)&ss, len);
+	if (rc)
+		goto close_fd;
+	if (listen(p->fd, 128)) {
 		rc = -errno;
 		goto close_fd;
 	}
