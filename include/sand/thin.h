@@ -85,8 +85,28 @@ struct thin_check_report {
 	uint64_t	node_refs;	/* pointers to nodes followed */
 	uint64_t	mappings;	/* leaf entries of distinct mapping leaves */
 	uint64_t	errors;
+	/* thin_pool_check_ex's details */
+	unsigned	bad_trees;	/* trees that could not be walked to the end */
+	uint64_t	leaked_blocks;	/* metadata blocks counted but unreferenced */
+	uint64_t	leaked_chunks;	/* data chunks counted but unreferenced */
+	uint64_t	fixed;		/* repair: counts (and in-use records) rewritten */
+	uint64_t	errors_left;	/* repair: problems the second pass still found */
 };
 int thin_pool_check(struct thin_pool *p, struct thin_check_report *rep);
+
+/* The same, reporting each problem (and fix) as a line of text through
+ * report() (called on the owner thread; it must not call into the pool).
+ * With repair, and only when every tree could be walked: every space-map
+ * count is set to the references found (leaked blocks and chunks return
+ * to the pool), committed, and checked again; 0 if the pool is clean
+ * afterwards. A damaged tree is reported and nothing is changed. */
+struct thin_check_opts {
+	bool		repair;
+	void		(*report)(void *arg, const char *line);
+	void		*arg;
+};
+int thin_pool_check_ex(struct thin_pool *p, const struct thin_check_opts *o,
+		       struct thin_check_report *rep);
 
 /* Volumes, by name. -EEXIST, -ENOENT, -EINVAL (bad name or size), -ENOSPC
  * (metadata full). size is in bytes, a multiple of the device block size. */
