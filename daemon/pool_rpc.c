@@ -813,30 +813,47 @@ static json_t *pool_replace(json_t *params, void *arg, struct rpc_err *err)
 			 "new", new);
 }
 
-/* Recount every reference in the pool's metadata (thin_pool_check). */
+/* Recount every reference in the pool's metadata (thin_pool_check_ex),
+ * and with repair rewrite the space maps from the trees. */
+static void check_line(void *arg, const char *line)
+{
+	json_array_append_new(arg, json_string(line));
+}
+
 static json_t *pool_check(json_t *params, void *arg, struct rpc_err *err)
 {
 	struct thin_check_report rep = { 0 };
+	struct thin_check_opts o = { .report = check_line };
 	const char *name;
 	struct pool *p;
+	json_t *lines;
 	int rc;
 
-	if (rpc_params_only(params, err, "name", NULL) ||
-	    rpc_param_str(params, "name", RPC_REQUIRED, &name, err))
+	if (rpc_params_only(params, err, "name", "repair", NULL) ||
+	    rpc_param_str(params, "name", RPC_REQUIRED, &name, err) ||
+	    rpc_param_bool(params, "repair", RPC_OPTIONAL, &o.repair, err))
 		return NULL;
 	p = pool_find(name);
 	if (!p)
 		return rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", name);
 	if (!p->tp)
 		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", name, p->error);
-	rc = thin_pool_check(p->tp, &rep);
-	if (rc && rc != -EUCLEAN)
+	lines = json_array();
+	o.arg = lines;
+	rc = thin_pool_check_ex(p->tp, &o, &rep);
+	if (rc && rc != -EUCLEAN) {
+		json_decref(lines);
 		return rpc_error_errno(err, rc, "checking pool '%s'", name);
-	LOG_INFO(LS_THIN, "pool %s checked: %s, %llu errors", name, rc ? "damaged" : "clean",
-		 (unsigned long long)rep.errors);
-	return json_pack("{s:s,s:b,s:i,s:I,s:I,s:I}", "name", name, "clean", !rc,
-			 "volumes", rep.volumes, "node_refs", (json_int_t)rep.node_refs,
-			 "mappings", (json_int_t)rep.mappings, "errors", (json_int_t)rep.errors);
+	}
+	LOG_INFO(LS_THIN, "pool %s checked%s: %s, %llu errors, %llu counts repaired", name,
+		 o.repair ? " and repaired" : "", rc ? "damaged" : "clean",
+		 (unsigned long long)rep.errors, (unsigned long long)rep.fixed);
+	return json_pack("{s:s,s:b,s:i,s:I,s:I,s:I,s:i,s:I,s:I,s:I,s:o}", "name", name,
+			 "clean", !rc, "volumes", rep.volumes, "node_refs", (json_int_t)rep.node_refs,
+			 "mappings", (json_int_t)rep.mappings, "errors", (json_int_t)rep.errors,
+			 "bad_trees", rep.bad_trees, "leaked_blocks", (json_int_t)rep.leaked_blocks,
+			 "leaked_chunks", (json_int_t)rep.leaked_chunks,
+			 "repaired", (json_int_t)rep.fixed, "problems", lines);
 }
 
 /* ------------------------------------------------------------ volumes */

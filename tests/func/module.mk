@@ -8,3 +8,10 @@ EXTRA_TEST_BINS += $(BUILD)/tests/nbd-test-server
 $(BUILD)/tests/nbd-test-server: $(BUILD)/obj/tests/func/nbd_server_main.o $(BUILD)/libsand.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# thin-corrupt damages a stopped pool's metadata for thin_check.sh.
+EXTRA_TEST_BINS += $(BUILD)/tests/thin-corrupt
+
+$(BUILD)/tests/thin-corrupt: $(BUILD)/obj/tests/func/thin_corrupt.o $(BUILD)/libsand.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)

@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <jansson.h>
 #include "sand/common.h"
+#include "tools/volctl/offline.h"
 
 #define DEFAULT_SOCKET	"/var/lib/sand/sand.sock"
 #define RESP_MAX	(64u << 20)
@@ -1244,32 +1245,62 @@ static int cmd_pool_destroy(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
-static int cmd_pool_check(struct ctx *c, int argc, char **argv)
+/* check POOL [--repair] (online, through the daemon), or check --offline
+ * DEV... [--repair] (the daemon stopped; tools/volctl/check.c). */
+static int cmd_check(struct ctx *c, int argc, char **argv)
 {
-	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
-	json_t *r;
-	int rc;
+	static const struct option opts[] = {
+		{ "repair", no_argument, NULL, 'r' },
+		{ "offline", no_argument, NULL, 'o' },
+		{ NULL, 0, NULL, 0 }
+	};
+	bool repair = false, offline = false;
+	size_t i;
+	json_t *r, *l;
+	int o, rc;
 
 	opt_reset();
-	if (opt_parse(c, argc, argv, opts) != -1)
-		return 2;
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		if (o == 'r')
+			repair = true;
+		else if (o == 'o')
+			offline = true;
+		else
+			return 2;
+	}
+	if (offline) {
+		if (optind >= argc)
+			return usage_error(c, "missing DEV (the pool's disks, or its one device)");
+		return volctl_check_offline(argv + optind, argc - optind, repair, c->json);
+	}
 	if (optind >= argc)
 		return usage_error(c, "missing POOL");
 	if (optind + 1 < argc)
 		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
-	r = call(c, "pool.check", json_pack("{s:s}", "name", argv[optind]));
+	r = call(c, "pool.check", json_pack("{s:s,s:b}", "name", argv[optind], "repair", repair));
 	if (!r)
 		return 1;
 	rc = json_is_true(json_object_get(r, "clean")) ? 0 : 1;
-	if (c->json)
+	if (c->json) {
 		print_json(r);
+		json_decref(r);
+		return rc;
+	}
+	printf("pool %s:\n", argv[optind]);
+	json_array_foreach(json_object_get(r, "problems"), i, l)
+		printf("  %s\n", json_string_value(l));
+	if (json_integer_value(json_object_get(r, "repaired")) && !rc)
+		printf("repaired: %lld counts rewritten; clean now (%lld volumes, %lld mappings)\n",
+		       (long long)json_integer_value(json_object_get(r, "repaired")),
+		       (long long)json_integer_value(json_object_get(r, "volumes")),
+		       (long long)json_integer_value(json_object_get(r, "mappings")));
 	else
-		printf("pool %s: %s: %lld volumes, %lld mappings, %lld errors%s\n", argv[optind],
-		       rc ? "DAMAGED" : "clean",
+		printf("%s: %lld volumes, %lld mappings, %lld problems%s\n", rc ? "DAMAGED" : "clean",
 		       (long long)json_integer_value(json_object_get(r, "volumes")),
 		       (long long)json_integer_value(json_object_get(r, "mappings")),
 		       (long long)json_integer_value(json_object_get(r, "errors")),
-		       rc ? " (see the daemon's log)" : "");
+		       rc && !repair && !json_integer_value(json_object_get(r, "bad_trees")) ?
+		       " (--repair can fix them)" : "");
 	json_decref(r);
 	return rc;
 }
@@ -1774,10 +1805,8 @@ static const struct verb verbs[] = {
 	  "Closes the pool, releases its disks and wipes their RAID superblocks.\n"
 	  "Refused while the pool has volumes, unless --force (which destroys them\n"
 	  "too); always refused while one of them is exported.\n" },
-	{ "pool", "check", cmd_pool_check, "POOL", "check a pool's metadata",
-	  "Walks every tree of the pool's metadata and recounts every reference to\n"
-	  "each metadata block and data chunk against the space maps, while the pool\n"
-	  "serves I/O. Exit status 1 when they disagree (the differences are logged).\n" },
+	{ "pool", "check", cmd_check, "POOL [--repair]", "check a pool's metadata (as 'check')",
+	  "The same as 'volctl check POOL'.\n" },
 	{ "pool", "replace", cmd_pool_replace, "POOL OLD NEW", "replace a failed or missing disk",
 	  "Puts disk NEW in the slot of member OLD, which must be failed or missing,\n"
 	  "and rebuilds it in the background while the pool serves I/O; the pool is\n"
@@ -1805,6 +1834,21 @@ static const struct verb verbs[] = {
 	{ "clone", NULL, cmd_clone, "VOL@SNAP NEWVOL", "make a writable volume from a snapshot",
 	  "Creates NEWVOL, a writable volume sharing VOL@SNAP's data (copy on write).\n"
 	  "A writable volume can be cloned too.\n" },
+	{ "check", NULL, cmd_check, "POOL [--repair] | --offline DEV... [--repair]",
+	  "check (and repair) a pool's metadata",
+	  "Walks every tree of the pool's metadata (the volume table and each volume's\n"
+	  "mappings) and recounts every reference to each metadata block and data\n"
+	  "chunk against the space maps; reports each damaged tree (by volume) and\n"
+	  "each count that is wrong (too high: leaked space; too low: space that could\n"
+	  "be handed out twice). Read-only. POOL: online, through the daemon, while\n"
+	  "the pool serves I/O. --offline DEV...: the daemon stopped; opens the\n"
+	  "pool's disks itself (all the members of its RAID set, in any order, are\n"
+	  "assembled from their superblocks; or one bare pool device), read-only\n"
+	  "unless --repair, and refuses a device that another process (sand) has open.\n"
+	  "--repair: when every tree could be read, rewrites the space maps from the\n"
+	  "trees (leaked blocks and chunks return to the pool, low counts are raised),\n"
+	  "commits, checks again and says what it did; a damaged tree is reported and\n"
+	  "nothing is changed. Exit status 0 clean (or repaired), 1 damaged.\n" },
 	{ "rollback", NULL, cmd_rollback, "VOL@SNAP", "roll a volume back to a snapshot",
 	  "VOL becomes what VOL@SNAP holds: what was written since is lost. Its\n"
 	  "snapshots, older and newer, stay. Refused while VOL is exported.\n" },
