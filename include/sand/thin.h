@@ -76,6 +76,9 @@ struct thin_pool_info {
 	unsigned	cache_used, cache_peak;	/* metadata blocks cached, now and at most */
 };
 int thin_pool_info(struct thin_pool *p, struct thin_pool_info *info);
+/* Change the low-space mark (thin_open_opts.low_water) of an open pool; if
+ * the free chunks are below the new mark, low_space() runs now. */
+int thin_pool_set_low_water(struct thin_pool *p, uint64_t chunks);
 
 /* Walk every tree and recount every reference to each metadata block and
  * data chunk; compare with the space maps. 0 if all agree, -EUCLEAN if not

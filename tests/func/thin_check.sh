@@ -46,10 +46,10 @@ check "export nbd v@s as snap" volctl export nbd v@s --name snap
 check "the data reads back" data_intact
 
 check "check p: clean" volctl check p
-check_grep "... says so" "^clean: 2 volumes, [0-9]+ mappings, 0 problems$" "$T_TMP/check.out"
+check_grep "... says so" "^pool p: clean: 2 volumes, [0-9]+ mappings, 0 problems$" "$T_TMP/check.out"
 check "pool check p (the old form) too" volctl pool check p
 check "check p --repair on a clean pool: nothing to do" volctl check p --repair
-check_grep "... says so" "^clean: " "$T_TMP/check.out"
+check_grep "... says so" "^pool p: clean: " "$T_TMP/check.out"
 check "check --json" volctl --json check p
 check_grep "... clean, no problems" '"problems": \[\]' "$T_TMP/check.out"
 check_rc "check of an unknown pool" 1 volctl check nope
@@ -106,7 +106,7 @@ ok "sand starts on damaged counts"
 check_rc "check p: damaged" 1 volctl check p
 check_grep "... named" "data chunk [0-9]+: count 1, 0 references found \(leaked" "$T_TMP/check.out"
 check "check p --repair" volctl check p --repair
-check_grep "... says what it did" "^repaired: 3 counts rewritten; clean now" "$T_TMP/check.out"
+check_grep "... says what it did" "^pool p: repaired: 3 counts rewritten; clean now" "$T_TMP/check.out"
 check "check p: clean" volctl check p
 check "the data is intact" data_intact
 check "write more after the repair" qio "$URL/v" -c 'write -P 0x33 4M 4M' -c flush

@@ -35,8 +35,15 @@ total() { volctl --json pool show p | sed -n 's/^ *"data_total": \([0-9]*\),*$/\
 sand_start --reactors 2 || { not_ok "sand starts"; t_done; }
 ok "sand starts"
 check "disk add d" volctl disk add d "$T_TMP/d.img" --size 16M
-check "pool create p --raid 0 d" volctl pool create p --raid 0 d
+check_rc "pool create --low-space 100: refused" 2 volctl pool create p --raid 0 --low-space 100 d
+check "pool create p --raid 0 --low-space 20% d" volctl pool create p --raid 0 --low-space 20% d
 check "vol create v 64M (overcommitted)" volctl vol create v --pool p --size 64M
+volctl pool show p >"$T_TMP/show" 2>&1
+check_grep "pool show: data" "^data +0B used of 14M$" "$T_TMP/show"
+check_grep "pool show: metadata" "^metadata +[0-9.]+K used of 1M$" "$T_TMP/show"
+check_grep "pool show: provisioned" "^provisioned +64M$" "$T_TMP/show"
+check_grep "pool show: overcommit" "^overcommit +4.[0-9]+$" "$T_TMP/show"
+check_grep "pool show: low space, 20%" "^low space +below 3M free \(20%\)$" "$T_TMP/show"
 check "nbd listen" volctl nbd listen 127.0.0.1:$port
 check "export nbd v" volctl export nbd v
 check "write 4M" qio "$URL/v" -c 'write -P 0x41 0 4M' -c flush
@@ -59,7 +66,14 @@ if [ $full = 1 ]; then ok "writes fill the pool, then fail with ENOSPC (at ${off
 check "pool show: data used is data total" test "$(used)" = "$(total)"
 check_grep "the low-space warning was logged" "pool p is low on space" "$SAND_LOG"
 check "pool show says LOW NOW" volctl pool show p
-check_grep "... low space" "^low space +below .* free \(LOW NOW\)$" "$T_TMP/check.out"
+check_grep "... low space" "^low space +below 3M free \(20%\) \(LOW NOW\)$" "$T_TMP/check.out"
+
+check "pool set p --low-space 0: off" volctl pool set p --low-space 0
+check_grep "... not low now" "^pool p: low space below 0B free \(0%\)$" "$T_TMP/check.out"
+check "pool set p --low-space 5" volctl pool set p --low-space 5
+check_grep "... low now" "^pool p: low space below .* free \(5%\): LOW NOW$" "$T_TMP/check.out"
+check_rc "pool set without a setting" 2 volctl pool set p
+check_rc "pool set of an unknown pool" 1 volctl pool set nope --low-space 5
 
 # full: only what needs a new chunk fails
 check "a write to a chunk shared with the snapshot: ENOSPC" enospc "$URL/v" -c 'write -P 0x44 3M 4k'
@@ -79,5 +93,11 @@ check "pool show: 2M free" test $(($(total) - $(used))) -eq $((2 << 20))
 check "writes resume" qio "$URL/v" -c "write -P 0x46 ${off}M 1M" -c flush
 check "... read back" qio "$URL/v" -r -c "read -P 0x46 ${off}M 1M" -c 'read -P 0x45 1M 64k'
 check "check p: clean" volctl check p
+check "sand stops" sand_stop
+sand_start --reactors 2 || { not_ok "sand starts again"; t_done; }
+ok "sand starts again"
+check "the low-space setting is remembered" volctl pool show p
+check_grep "... 5%" "^low space +below .* free \(5%\)" "$T_TMP/check.out"
+check "the data is back" qio "$URL/v" -r -c "read -P 0x46 ${off}M 1M" -c 'read -P 0x45 1M 64k'
 check "sand stops" sand_stop
 t_done

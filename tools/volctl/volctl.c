@@ -1078,16 +1078,75 @@ static int cmd_export_iscsi(struct ctx *c, int argc, char **argv)
 /* ------------------------------------------------------ pools and volumes */
 
 /* pool create POOL --raid LEVEL [--strip SIZE] [--chunk SIZE] DISK... */
+/* --low-space PCT: 0..99, an optional '%'; -1 (after usage_error) if not. */
+static long parse_pct(struct ctx *c, const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*end == '%')
+		end++;
+	if (errno || end == s || *end || v < 0 || v > 99) {
+		usage_error(c, "--low-space takes a percentage of the data space, 0 (off) to 99, "
+			    "not '%s'", s);
+		return -1;
+	}
+	return v;
+}
+
+/* pool set POOL --low-space PCT */
+static int cmd_pool_set(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "low-space", required_argument, NULL, 'l' },
+		{ NULL, 0, NULL, 0 }
+	};
+	char a[32];
+	long low = -1;
+	json_t *r;
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		if (o != 'l')
+			return 2;
+		low = parse_pct(c, optarg);
+		if (low < 0)
+			return 2;
+	}
+	if (optind >= argc)
+		return usage_error(c, "missing POOL");
+	if (optind + 1 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+	if (low < 0)
+		return usage_error(c, "nothing to set: --low-space PCT");
+	r = call(c, "pool.set", json_pack("{s:s,s:i}", "name", argv[optind], "low_space", (int)low));
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("pool %s: low space below %s free (%ld%%)%s\n", argv[optind],
+		       jsize(r, "low_space_threshold", a, sizeof(a)), low,
+		       json_is_true(json_object_get(r, "low_space")) ? ": LOW NOW" : "");
+	json_decref(r);
+	return 0;
+}
+
 static int cmd_pool_create(struct ctx *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "raid", required_argument, NULL, 'r' },
 		{ "strip", required_argument, NULL, 's' },
 		{ "chunk", required_argument, NULL, 'c' },
+		{ "low-space", required_argument, NULL, 'l' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *name, *level = NULL;
 	uint64_t strip = 0, chunk = 0;
+	long low = -1;
 	char sz[32], used[32];
 	json_t *params, *members, *r;
 	int o;
@@ -1102,6 +1161,11 @@ static int cmd_pool_create(struct ctx *c, int argc, char **argv)
 			break;
 		case 'c':
 			if (parse_size_arg(c, "--chunk", optarg, &chunk))
+				return 2;
+			break;
+		case 'l':
+			low = parse_pct(c, optarg);
+			if (low < 0)
 				return 2;
 			break;
 		default: return 2;
@@ -1125,6 +1189,8 @@ static int cmd_pool_create(struct ctx *c, int argc, char **argv)
 		json_object_set_new(params, "strip", json_integer((json_int_t)strip));
 	if (chunk)
 		json_object_set_new(params, "chunk", json_integer((json_int_t)chunk));
+	if (low >= 0)
+		json_object_set_new(params, "low_space", json_integer(low));
 	r = call(c, "pool.create", params);
 	if (!r)
 		return 1;
@@ -1204,8 +1270,14 @@ static int cmd_pool_show(struct ctx *c, int argc, char **argv)
 	printf("provisioned   %s\n", jsize(r, "provisioned", a, sizeof(a)));
 	if (json_is_number(json_object_get(r, "overcommit")))
 		printf("overcommit    %.2f\n", json_number_value(json_object_get(r, "overcommit")));
-	printf("low space     below %s free%s\n", jsize(r, "low_space_threshold", a, sizeof(a)),
-	       json_is_true(json_object_get(r, "low_space")) ? " (LOW NOW)" : "");
+	if (json_is_integer(json_object_get(r, "low_space_pct")))
+		printf("low space     below %s free (%lld%%)%s\n",
+		       jsize(r, "low_space_threshold", a, sizeof(a)),
+		       (long long)json_integer_value(json_object_get(r, "low_space_pct")),
+		       json_is_true(json_object_get(r, "low_space")) ? " (LOW NOW)" : "");
+	else
+		printf("low space     below %s free%s\n", jsize(r, "low_space_threshold", a, sizeof(a)),
+		       json_is_true(json_object_get(r, "low_space")) ? " (LOW NOW)" : "");
 	printf("volumes       %s\n", jint(r, "volumes", a, sizeof(a)));
 	json_array_foreach(json_object_get(r, "members"), i, m)
 		printf("member        %s slot %s %s\n", jstr(m, "disk"), jint(m, "slot", a, sizeof(a)),
@@ -1286,16 +1358,17 @@ static int cmd_check(struct ctx *c, int argc, char **argv)
 		json_decref(r);
 		return rc;
 	}
-	printf("pool %s:\n", argv[optind]);
 	json_array_foreach(json_object_get(r, "problems"), i, l)
 		printf("  %s\n", json_string_value(l));
 	if (json_integer_value(json_object_get(r, "repaired")) && !rc)
-		printf("repaired: %lld counts rewritten; clean now (%lld volumes, %lld mappings)\n",
+		printf("pool %s: repaired: %lld counts rewritten; clean now (%lld volumes, %lld "
+		       "mappings)\n", argv[optind],
 		       (long long)json_integer_value(json_object_get(r, "repaired")),
 		       (long long)json_integer_value(json_object_get(r, "volumes")),
 		       (long long)json_integer_value(json_object_get(r, "mappings")));
 	else
-		printf("%s: %lld volumes, %lld mappings, %lld problems%s\n", rc ? "DAMAGED" : "clean",
+		printf("pool %s: %s: %lld volumes, %lld mappings, %lld problems%s\n", argv[optind],
+		       rc ? "DAMAGED" : "clean",
 		       (long long)json_integer_value(json_object_get(r, "volumes")),
 		       (long long)json_integer_value(json_object_get(r, "mappings")),
 		       (long long)json_integer_value(json_object_get(r, "errors")),
@@ -1786,20 +1859,26 @@ static const struct verb verbs[] = {
 	  "remembers it across restarts. The disk is claimed (it cannot be removed)\n"
 	  "and exported once; every portal shows the same LU.\n" },
 	{ "pool", "create", cmd_pool_create,
-	  "POOL --raid 0|1|10|5|6 [--strip SIZE] [--chunk SIZE] DISK...",
+	  "POOL --raid 0|1|10|5|6 [--strip SIZE] [--chunk SIZE] [--low-space PCT] DISK...",
 	  "create a pool: a RAID set over disks, a thin pool on it",
 	  "Makes a RAID set of the given level over the DISKs (from 'volctl disk add';\n"
 	  "they are claimed by the pool and cannot be removed) and formats a thin pool\n"
 	  "on it. --raid 0 with one disk is a plain one-disk pool. --strip: bytes per\n"
 	  "disk per stripe (default 64K). --chunk: the thin allocation unit, a power\n"
 	  "of two from 64K to 1M; by default the full stripe when it is a power of two\n"
-	  "in that range, else 64K (the daemon says which). Remembered across restarts.\n" },
+	  "in that range, else 64K (the daemon says which). --low-space: warn (in the\n"
+	  "log, and 'LOW NOW' in pool show) when free data space falls below PCT\n"
+	  "percent (default 10, 0: never). Remembered across restarts.\n" },
+	{ "pool", "set", cmd_pool_set, "POOL --low-space PCT", "change a pool's settings",
+	  "--low-space PCT: the low-space mark, in percent of the data space (0: off);\n"
+	  "applied at once (a pool already below it warns now) and remembered.\n" },
 	{ "pool", "list", cmd_pool_list, "", "list the pools",
 	  "Lists every pool: level, disks, chunk, data size and use, volumes, state\n"
 	  "(online, degraded, or failed with the reason when it did not come back).\n" },
 	{ "pool", "show", cmd_pool_show, "POOL", "show a pool's figures and disks",
 	  "Shows level, strip, chunk, data and metadata used/total, provisioned\n"
-	  "(the volumes' total size), overcommit ratio, the low-space threshold and\n"
+	  "(the volumes' total size), overcommit ratio (provisioned / data total),\n"
+	  "the low-space threshold (and its percentage; see 'pool set') and\n"
 	  "each member disk with its slot and state.\n" },
 	{ "pool", "destroy", cmd_pool_destroy, "POOL [--force]", "destroy a pool",
 	  "Closes the pool, releases its disks and wipes their RAID superblocks.\n"
