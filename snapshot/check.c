@@ -24,7 +24,11 @@
  * leaked blocks and chunks returned, the in-use records recomputed) and
  * committed, then the pool is checked again. A damaged tree is not
  * repaired: its references are unknown, so no count is changed (lowering
- * one could hand a chunk it still maps to another volume).
+ * one could hand a chunk it still maps to another volume). Unless asked to
+ * drop the damaged volumes (drop_damaged): they leave the volume table, the
+ * trees left are whole, and the counts are rebuilt from them; what only the
+ * dropped volumes referenced returns to the pool. Not an open volume, and
+ * not when the volume table itself is damaged.
  *
  * It checks the pool's current state (what the next commit would write);
  * call it after a commit to check what is on disk. Memory: 4 bytes per
@@ -50,6 +54,7 @@ struct check {
 	uint64_t		vchunks;	/* the volume being walked */
 	uint64_t		last_node;	/* the node the walk went into last */
 	unsigned		lines;
+	bool			vtable_bad;
 	char			why[160];	/* what stopped the current walk */
 };
 
@@ -104,7 +109,7 @@ static int map_value(void *arg, uint64_t key, const void *value)
 	return -EUCLEAN;
 }
 
-/* Walk one tree; a damaged one is reported and counted. */
+/* Walk one tree; a damaged one is reported and counted (1). */
 static int walk_tree(struct check *c, struct btree_info *info, uint64_t root,
 		     const struct btree_walker *w, const char *tree)
 {
@@ -123,7 +128,7 @@ static int walk_tree(struct check *c, struct btree_info *info, uint64_t root,
 	c->rep->bad_trees++;
 	c->rep->errors++;
 	say(c, "%s is damaged: %s", tree, c->why);
-	return 0;
+	return 1;
 }
 
 /* Compare (and with fix, set) one space map's counts with the recount. */
@@ -148,6 +153,8 @@ static int compare(struct check *c, struct sm *sm, const uint32_t *want, uint64_
 			if (rc)
 				return rc;
 			c->rep->fixed++;
+			if (leaked && !want[e])
+				(*leaked)++;
 			continue;
 		}
 		c->rep->errors++;
@@ -178,15 +185,90 @@ static int compare(struct check *c, struct sm *sm, const uint32_t *want, uint64_
 	return 0;
 }
 
+/* Walk every tree into fresh counts; damaged volumes get their flag set. */
+static int walk_all(struct check *c, bool *damaged)
+{
+	struct thin_pool *p = c->p;
+	struct btree_walker w = { .node = node_ref, .value = map_value, .arg = c };
+	struct btree_walker vw = { .node = node_ref, .arg = c };
+	char tree[THIN_NAME_MAX + 64];
+	struct list_head *pos;
+	unsigned i = 0;
+	int rc;
+
+	memset(c->meta, 0, c->nmeta * sizeof(*c->meta));
+	memset(c->data, 0, c->ndata * sizeof(*c->data));
+	c->vtable_bad = false;
+	rc = walk_tree(c, &p->vinfo, p->vroot, &vw, "the volume table");
+	if (rc > 0)
+		c->vtable_bad = true;
+	list_for_each(pos, &p->vols) {
+		struct vol_rec *r = list_entry(pos, struct vol_rec, link);
+
+		if (rc < 0)
+			break;
+		c->vchunks = DIV_ROUND_UP(r->size, p->chunk);
+		snprintf(tree, sizeof(tree), "volume '%s' (id %llu): its mapping tree", r->name,
+			 (unsigned long long)r->id);
+		rc = walk_tree(c, &p->minfo, r->root, &w, tree);
+		damaged[i++] = rc > 0;
+		c->rep->volumes++;
+	}
+	return rc < 0 ? rc : 0;
+}
+
+/* Take the damaged volumes out of the volume table (their data is lost, and
+ * so are their references, which the next recount no longer counts). 1:
+ * refused, nothing changed (said why). */
+static int drop_damaged(struct check *c, const bool *damaged)
+{
+	struct thin_pool *p = c->p;
+	struct list_head *pos, *tmp;
+	unsigned i = 0;
+	int rc;
+
+	if (c->vtable_bad) {
+		say(c, "not repaired: the volume table is damaged; no volume can be dropped");
+		return 1;
+	}
+	list_for_each_safe(pos, tmp, &p->vols) {
+		struct vol_rec *r = list_entry(pos, struct vol_rec, link);
+
+		if (!damaged[i++])
+			continue;
+		if (r->open) {
+			say(c, "not repaired: volume '%s' is open; close (unexport) it, or check "
+			    "offline", r->name);
+			return 1;
+		}
+	}
+	i = 0;
+	list_for_each_safe(pos, tmp, &p->vols) {
+		struct vol_rec *r = list_entry(pos, struct vol_rec, link);
+
+		if (!damaged[i++])
+			continue;
+		rc = btree_remove(&p->vinfo, p->vroot, r->id, &p->vroot);
+		if (rc && rc != -ENODATA) {
+			say(c, "dropping volume '%s' failed: %s", r->name, strerror(-rc));
+			return rc;
+		}
+		say(c, "dropped volume '%s' (id %llu): its mapping tree was damaged; its data is "
+		    "lost", r->name, (unsigned long long)r->id);
+		c->rep->dropped++;
+		list_del(&r->link);
+		free(r);
+		p->nvols--;
+		p->dirty = true;
+	}
+	return 0;
+}
+
 static int check_owner(struct thin_pool *p, void *arg)
 {
 	struct check *c = arg;
-	struct btree_walker w = { .node = node_ref, .value = map_value, .arg = c };
-	struct btree_walker vw = { .node = node_ref, .arg = c };
-	struct list_head *pos;
 	struct sm_root mroot;
-	char tree[THIN_NAME_MAX + 64];
-	bool fix = c->o && c->o->repair;
+	bool fix = c->o && c->o->repair, *damaged;
 	int rc;
 
 	c->p = p;
@@ -196,21 +278,11 @@ static int check_owner(struct thin_pool *p, void *arg)
 	c->alloc_begin = mroot.alloc_begin;
 	c->meta = calloc(c->nmeta, sizeof(*c->meta));
 	c->data = calloc(c->ndata, sizeof(*c->data));
+	damaged = calloc(p->nvols + 1, sizeof(*damaged));
 	rc = -ENOMEM;
-	if (!c->meta || !c->data)
+	if (!c->meta || !c->data || !damaged)
 		goto free_counts;
-	rc = walk_tree(c, &p->vinfo, p->vroot, &vw, "the volume table");
-	list_for_each(pos, &p->vols) {
-		struct vol_rec *r = list_entry(pos, struct vol_rec, link);
-
-		if (rc)
-			break;
-		c->vchunks = DIV_ROUND_UP(r->size, p->chunk);
-		snprintf(tree, sizeof(tree), "volume '%s' (id %llu): its mapping tree", r->name,
-			 (unsigned long long)r->id);
-		rc = walk_tree(c, &p->minfo, r->root, &w, tree);
-		c->rep->volumes++;
-	}
+	rc = walk_all(c, damaged);
 	if (!rc)
 		rc = compare(c, tm_msm(p->tm), c->meta, c->nmeta, "metadata block", false,
 			     &c->rep->leaked_blocks);
@@ -219,16 +291,37 @@ static int check_owner(struct thin_pool *p, void *arg)
 			     &c->rep->leaked_chunks);
 	if (rc || !fix || !c->rep->errors)
 		goto free_counts;
-	if (c->rep->bad_trees) {
+	if (c->rep->bad_trees && !c->o->drop_damaged) {
 		say(c, "not repaired: %u damaged tree(s), whose references are unknown; no count "
 		    "was changed", c->rep->bad_trees);
 		goto free_counts;
 	}
+	if (c->rep->bad_trees) {
+		struct thin_check_report first = *c->rep;
+
+		rc = drop_damaged(c, damaged);
+		if (rc) {
+			rc = rc > 0 ? 0 : rc;
+			goto free_counts;
+		}
+		/* recount what is left: every tree is whole now */
+		c->rep->volumes = 0;
+		c->rep->node_refs = c->rep->mappings = 0;
+		rc = walk_all(c, damaged);
+		if (!rc && c->rep->bad_trees != first.bad_trees) {
+			say(c, "repair failed: a tree is damaged after the drop");
+			rc = -EUCLEAN;
+		}
+		if (rc)
+			goto free_counts;
+		c->rep->leaked_blocks = c->rep->leaked_chunks = 0;
+	}
+	/* (the leaks were counted by the first pass, unless a drop reset them) */
 	rc = compare(c, tm_msm(p->tm), c->meta, c->nmeta, "metadata block", true,
-		     &c->rep->leaked_blocks);
+		     c->rep->dropped ? &c->rep->leaked_blocks : NULL);
 	if (!rc)
 		rc = compare(c, tm_dsm(p->tm), c->data, c->ndata, "data chunk", true,
-			     &c->rep->leaked_chunks);
+			     c->rep->dropped ? &c->rep->leaked_chunks : NULL);
 	if (rc) {
 		say(c, "repair failed: %s", strerror(-rc));
 		goto free_counts;
@@ -238,6 +331,7 @@ static int check_owner(struct thin_pool *p, void *arg)
 	    "%llu leaked data chunks returned", (unsigned long long)c->rep->fixed,
 	    (unsigned long long)c->rep->leaked_blocks, (unsigned long long)c->rep->leaked_chunks);
 free_counts:
+	free(damaged);
 	free(c->meta);
 	free(c->data);
 	return rc;
@@ -257,7 +351,7 @@ int thin_pool_check_ex(struct thin_pool *p, const struct thin_check_opts *o,
 		return rc;
 	if (!rep->errors)
 		return 0;
-	if (!rep->fixed)
+	if (!rep->fixed && !rep->dropped)
 		return -EUCLEAN;
 	rc = thin_pool_commit(p);
 	if (rc) {

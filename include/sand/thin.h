@@ -94,6 +94,7 @@ struct thin_check_report {
 	uint64_t	leaked_chunks;	/* data chunks counted but unreferenced */
 	uint64_t	fixed;		/* repair: counts (and in-use records) rewritten */
 	uint64_t	errors_left;	/* repair: problems the second pass still found */
+	unsigned	dropped;	/* repair: damaged volumes dropped */
 };
 int thin_pool_check(struct thin_pool *p, struct thin_check_report *rep);
 
@@ -102,9 +103,13 @@ int thin_pool_check(struct thin_pool *p, struct thin_check_report *rep);
  * With repair, and only when every tree could be walked: every space-map
  * count is set to the references found (leaked blocks and chunks return
  * to the pool), committed, and checked again; 0 if the pool is clean
- * afterwards. A damaged tree is reported and nothing is changed. */
+ * afterwards. A damaged tree is reported and nothing is changed, unless
+ * drop_damaged: then each volume whose tree is damaged (and not open) is
+ * deleted from the volume table, its data lost, and the counts are rebuilt
+ * from the trees left. */
 struct thin_check_opts {
 	bool		repair;
+	bool		drop_damaged;	/* with repair */
 	void		(*report)(void *arg, const char *line);
 	void		*arg;
 };

@@ -4,8 +4,9 @@
 # without --repair, on metadata damaged on purpose (tests/func/thin_corrupt.c):
 # wrong counts are found, named, and repaired (offline and online), the data
 # read back intact with qemu-io over NBD; a damaged mapping tree is named
-# and not repaired; a read-only check changes no byte; the offline check
-# refuses devices the daemon has open.
+# and not repaired, unless dropped (--drop-damaged, offline); a read-only check
+# changes no byte; the offline check refuses devices the daemon has open;
+# after a SIGKILL the RAID set needs a resync, which only --repair writes.
 . "$(dirname "$0")/lib.sh"
 
 for tool in qemu-io; do
@@ -116,6 +117,27 @@ check "vol show v@s" volctl --json vol show v@s
 sid=$(sed -n 's/^ *"id": \([0-9]*\),*$/\1/p' "$T_TMP/check.out")
 check "sand stops" sand_stop
 
+# ---- a daemon killed while writing: the RAID set needs a resync ----
+sand_start --reactors 2 || { not_ok "sand starts"; t_done; }
+t_bg "$T_TMP/writer.log" timeout 60 qemu-io -f raw "$URL/v" -c 'write -P 0x35 16M 8M'
+writer=$T_BG_PID
+sleep 0.5
+{ kill -KILL "$SAND_PID"; wait "$SAND_PID"; } 2>/dev/null	# (no "Killed" line)
+SAND_PID=
+wait "$writer" 2>/dev/null
+ok "sand killed (SIGKILL) while qemu-io writes"
+check_rc "check --offline after the kill: refused read-only" 1 offline "$A" "$B"
+check_grep "... the set needs a resync" "needs a resync, a write: run with --repair" \
+	"$T_TMP/check.out"
+check "check --offline --repair: resynchronizes the set, then checks" offline --repair "$A" "$B"
+check_grep "... clean" "^clean: 2 volumes" "$T_TMP/check.out"
+check "check --offline: clean, read-only again" offline "$A" "$B"
+sand_start --reactors 2 || { not_ok "sand starts after the kill"; t_done; }
+ok "sand starts after the kill"
+check "the flushed data is intact" data_intact
+check "... and what was written after the repair" qio "$URL/v" -r -c 'read -P 0x33 4M 4M'
+check "sand stops" sand_stop
+
 # ---- a damaged tree: named, not repaired ----
 check "damage the snapshot's mapping tree (id $sid)" "$CORRUPT" tree "$sid" "$A" "$B"
 check_rc "check --offline: damaged" 1 offline "$A" "$B"
@@ -132,5 +154,26 @@ check "v is intact" qio "$URL/v" -r -c 'read -P 0x31 0 1M' -c 'read -P 0x32 1M 1
 check_rc "check p: damaged, online too" 1 volctl check p
 check_grep "... names the volume" "volume 'v@s' \(id $sid\): its mapping tree is damaged" \
 	"$T_TMP/check.out"
+check_rc "--drop-damaged needs --offline" 2 volctl check p --repair --drop-damaged
+check "sand stops" sand_stop
+
+# ---- ... unless the damaged volume is dropped (offline) ----
+check_rc "--drop-damaged needs --repair" 2 offline --drop-damaged "$A" "$B"
+check "check --offline --repair --drop-damaged" offline --repair --drop-damaged "$A" "$B"
+check_grep "... says what it dropped" "dropped volume 'v@s' \(id $sid\): its mapping tree was damaged; its data is lost" \
+	"$T_TMP/check.out"
+check_grep "... clean now" "^repaired: [0-9]+ counts rewritten, 1 damaged volume\(s\) dropped; clean now \(1 volumes" \
+	"$T_TMP/check.out"
+check "check --offline: clean" offline "$A" "$B"
+sand_start --reactors 2 || { not_ok "sand starts without the dropped snapshot"; t_done; }
+ok "sand starts without the dropped snapshot"
+check "v is intact" qio "$URL/v" -r -c 'read -P 0x31 0 1M' -c 'read -P 0x32 1M 1M' \
+	-c 'read -P 0x33 4M 4M'
+check "vol list" volctl vol list
+check_fail "... v@s is gone" grep -q "^v@s " "$T_TMP/check.out"
+check "check p: clean" volctl check p
+check "a new snapshot" volctl snapshot v s2
+check "write after it" qio "$URL/v" -c 'write -P 0x36 0 1M' -c flush
+check "check p: clean" volctl check p
 check "sand stops" sand_stop
 t_done

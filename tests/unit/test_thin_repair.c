@@ -5,7 +5,8 @@
  * device): counts too high, leaked, too low; a wrong in-use record; a
  * damaged mapping tree. Each is found and named; repair fixes the counts,
  * the volumes keep their contents, and new allocations do not take chunks
- * still in use; a damaged tree is reported and nothing is changed.
+ * still in use; a damaged tree is reported and nothing is changed, unless
+ * its volume is dropped (drop_damaged), which the rest survives.
  */
 #include <check.h>
 #include <stdio.h>
@@ -311,6 +312,8 @@ START_TEST(t_damaged_tree)
 	static uint8_t blk[4096];
 	uint64_t free0, broot, gen;
 	struct thin_pool_info pi;
+	struct thin_vol_info vi;
+	struct blkdev *bd;
 
 	setup(&mem, &free0);
 	meta_open(mem, &m);
@@ -335,6 +338,40 @@ START_TEST(t_damaged_tree)
 	T_EQ(pi.free_chunks, free0);
 	verify(p, &va);
 	verify(p, &vs);
+	/* deleting it fails (its tree cannot be walked) and fails the pool */
+	T_EQ(thin_vol_delete(p, "b"), -EUCLEAN);
+	T_EQ(thin_pool_close(p), -EIO);
+	T_EQ(thin_pool_open(mem, &oo, &p), 0);
+	/* dropping damaged volumes: not while open */
+	o.drop_damaged = true;
+	T_EQ(thin_vol_open(p, "b", &bd), 0);
+	l.n = 0;
+	T_EQ(thin_pool_check_ex(p, &o, &rep), -EUCLEAN);
+	T_EQ(rep.dropped, 0);
+	T_TRUE(said(&l, "not repaired: volume 'b' is open"));
+	T_EQ(tio_close(bd), 0);
+	T_EQ(thin_pool_info(p, &pi), 0);
+	T_EQ(pi.generation, gen);
+	/* then b goes, its chunk and nodes come back, the rest is intact */
+	l.n = 0;
+	T_EQ(thin_pool_check_ex(p, &o, &rep), 0);
+	T_EQ(rep.dropped, 1);
+	T_EQ(rep.errors_left, 0);
+	T_TRUE(said(&l, "dropped volume 'b' (id 2): its mapping tree was damaged; its data is lost"));
+	T_TRUE(said(&l, "repaired: "));
+	T_EQ(thin_vol_info(p, "b", &vi), -ENOENT);
+	T_EQ(thin_pool_info(p, &pi), 0);
+	T_EQ(pi.volumes, 2);
+	T_EQ(pi.free_chunks, free0 + 1);
+	verify(p, &va);
+	verify(p, &vs);
+	T_EQ(thin_pool_check(p, &rep), 0);
+	T_EQ(thin_pool_close(p), 0);
+	T_EQ(thin_pool_open(mem, &oo, &p), 0);
+	T_EQ(thin_pool_check(p, &rep), 0);
+	T_EQ(rep.volumes, 2);
+	verify(p, &va);
+	T_EQ(thin_vol_create(p, "b", VOLSZ), 0);
 	T_EQ(thin_pool_close(p), 0);
 	T_EQ(blkdev_close(mem), 0);
 	tio_done();

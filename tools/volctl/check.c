@@ -86,13 +86,14 @@ static void line_out(void *arg, const char *line)
 		printf("  %s\n", line);
 }
 
-int volctl_check_offline(char **paths, int n, bool repair, bool json)
+int volctl_check_offline(char **paths, int n, bool repair, bool drop, bool json)
 {
 	struct blkdev **m = calloc((size_t)n, sizeof(*m)), *raid = NULL, *dev;
 	int *excl = calloc((size_t)n, sizeof(*excl));
 	struct blk_file_opts fo = { .readonly = !repair };
 	struct thin_check_report rep = { 0 };
-	struct thin_check_opts co = { .repair = repair, .report = line_out };
+	struct thin_check_opts co = { .repair = repair, .drop_damaged = drop,
+				      .report = line_out };
 	struct thin_pool *p = NULL;
 	struct raid_sb sb;
 	int i, nsb = 0, rc, ret = 1;
@@ -181,22 +182,29 @@ int volctl_check_offline(char **paths, int n, bool repair, bool json)
 	}
 	ret = rc ? 1 : 0;
 	if (json) {
-		json_t *o = json_pack("{s:s,s:b,s:b,s:i,s:I,s:I,s:I,s:i,s:I,s:I,s:I,s:O}",
+		json_t *o = json_pack("{s:s,s:b,s:b,s:i,s:I,s:I,s:I,s:i,s:I,s:I,s:I,s:i,s:O}",
 				      "device", dev->name, "raid", raid != NULL, "clean", !rc,
 				      "volumes", rep.volumes, "node_refs", (json_int_t)rep.node_refs,
 				      "mappings", (json_int_t)rep.mappings,
 				      "errors", (json_int_t)rep.errors, "bad_trees", rep.bad_trees,
 				      "leaked_blocks", (json_int_t)rep.leaked_blocks,
 				      "leaked_chunks", (json_int_t)rep.leaked_chunks,
-				      "repaired", (json_int_t)rep.fixed, "problems", lines);
+				      "repaired", (json_int_t)rep.fixed, "dropped", rep.dropped,
+				      "problems", lines);
 		char *s = json_dumps(o, JSON_INDENT(2));
 
 		printf("%s\n", s ? s : "{}");
 		free(s);
 		json_decref(o);
-	} else if (rep.fixed && !rc) {
-		printf("repaired: %llu counts rewritten; clean now (%u volumes, %llu mappings)\n",
-		       (unsigned long long)rep.fixed, rep.volumes, (unsigned long long)rep.mappings);
+	} else if ((rep.fixed || rep.dropped) && !rc) {
+		if (rep.dropped)
+			printf("repaired: %llu counts rewritten, %u damaged volume(s) dropped; clean "
+			       "now (%u volumes, %llu mappings)\n", (unsigned long long)rep.fixed,
+			       rep.dropped, rep.volumes, (unsigned long long)rep.mappings);
+		else
+			printf("repaired: %llu counts rewritten; clean now (%u volumes, %llu "
+			       "mappings)\n", (unsigned long long)rep.fixed, rep.volumes,
+			       (unsigned long long)rep.mappings);
 	} else {
 		printf("%s: %u volumes, %llu mappings, %llu problems%s\n", rc ? "DAMAGED" : "clean",
 		       rep.volumes, (unsigned long long)rep.mappings, (unsigned long long)rep.errors,

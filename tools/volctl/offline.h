@@ -5,7 +5,7 @@
 
 #include <stdbool.h>
 
-/* volctl check --offline DEV... [--repair]: the exit status. */
-int volctl_check_offline(char **paths, int n, bool repair, bool json);
+/* volctl check --offline DEV... [--repair [--drop-damaged]]: the exit status. */
+int volctl_check_offline(char **paths, int n, bool repair, bool drop, bool json);
 
 #endif

@@ -1324,9 +1324,10 @@ static int cmd_check(struct ctx *c, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "repair", no_argument, NULL, 'r' },
 		{ "offline", no_argument, NULL, 'o' },
+		{ "drop-damaged", no_argument, NULL, 'd' },
 		{ NULL, 0, NULL, 0 }
 	};
-	bool repair = false, offline = false;
+	bool repair = false, offline = false, drop = false;
 	size_t i;
 	json_t *r, *l;
 	int o, rc;
@@ -1337,13 +1338,18 @@ static int cmd_check(struct ctx *c, int argc, char **argv)
 			repair = true;
 		else if (o == 'o')
 			offline = true;
+		else if (o == 'd')
+			drop = true;
 		else
 			return 2;
 	}
+	if (drop && (!offline || !repair))
+		return usage_error(c, "--drop-damaged goes with --offline --repair (the daemon "
+				   "keeps every volume open)");
 	if (offline) {
 		if (optind >= argc)
 			return usage_error(c, "missing DEV (the pool's disks, or its one device)");
-		return volctl_check_offline(argv + optind, argc - optind, repair, c->json);
+		return volctl_check_offline(argv + optind, argc - optind, repair, drop, c->json);
 	}
 	if (optind >= argc)
 		return usage_error(c, "missing POOL");
@@ -1913,7 +1919,8 @@ static const struct verb verbs[] = {
 	{ "clone", NULL, cmd_clone, "VOL@SNAP NEWVOL", "make a writable volume from a snapshot",
 	  "Creates NEWVOL, a writable volume sharing VOL@SNAP's data (copy on write).\n"
 	  "A writable volume can be cloned too.\n" },
-	{ "check", NULL, cmd_check, "POOL [--repair] | --offline DEV... [--repair]",
+	{ "check", NULL, cmd_check,
+	  "POOL [--repair] | --offline DEV... [--repair [--drop-damaged]]",
 	  "check (and repair) a pool's metadata",
 	  "Walks every tree of the pool's metadata (the volume table and each volume's\n"
 	  "mappings) and recounts every reference to each metadata block and data\n"
@@ -1927,7 +1934,10 @@ static const struct verb verbs[] = {
 	  "--repair: when every tree could be read, rewrites the space maps from the\n"
 	  "trees (leaked blocks and chunks return to the pool, low counts are raised),\n"
 	  "commits, checks again and says what it did; a damaged tree is reported and\n"
-	  "nothing is changed. Exit status 0 clean (or repaired), 1 damaged.\n" },
+	  "nothing is changed. --drop-damaged (offline, with --repair): delete each\n"
+	  "volume whose tree is damaged (its data is lost; it cannot be deleted the\n"
+	  "usual way, which walks the tree), then rebuild the counts from the trees\n"
+	  "left. Exit status 0 clean (or repaired), 1 damaged.\n" },
 	{ "rollback", NULL, cmd_rollback, "VOL@SNAP", "roll a volume back to a snapshot",
 	  "VOL becomes what VOL@SNAP holds: what was written since is lost. Its\n"
 	  "snapshots, older and newer, stay. Refused while VOL is exported.\n" },
