@@ -206,7 +206,7 @@ int volctl_check_offline(char **paths, int n, bool repair, bool drop, bool json)
 			       "mappings)\n", (unsigned long long)rep.fixed, rep.volumes,
 			       (unsigned long long)rep.mappings);
 	} else {
-		printf("%s: %u volumes, %llu mappings, %llu problems%s\n", rc ? "DAMAGED" : "clean",
+		printf("%s: %u volumes, %llu mappings, %llu errors%s\n", rc ? "DAMAGED" : "clean",
 		       rep.volumes, (unsigned long long)rep.mappings, (unsigned long long)rep.errors,
 		       rc && !repair && !rep.bad_trees ? " (--repair can fix them)" : "");
 	}

@@ -1373,7 +1373,7 @@ static int cmd_check(struct ctx *c, int argc, char **argv)
 		       (long long)json_integer_value(json_object_get(r, "volumes")),
 		       (long long)json_integer_value(json_object_get(r, "mappings")));
 	else
-		printf("pool %s: %s: %lld volumes, %lld mappings, %lld problems%s\n", argv[optind],
+		printf("pool %s: %s: %lld volumes, %lld mappings, %lld errors%s\n", argv[optind],
 		       rc ? "DAMAGED" : "clean",
 		       (long long)json_integer_value(json_object_get(r, "volumes")),
 		       (long long)json_integer_value(json_object_get(r, "mappings")),
