@@ -11,6 +11,7 @@
 #include <check.h>
 #include <stdio.h>
 #include <string.h>
+#include "sand/fault.h"
 #include "sand/thin.h"
 #include "snapshot/pool.h"
 #include "test_thin_io.h"
@@ -261,6 +262,78 @@ START_TEST(t_counts)
 END_TEST
 
 /* A space map's in-use record that disagrees with its counts. */
+/* A power cut at every point of a repair's commit: after the reopen, the
+ * pool has either the old counts (the same errors) or the repaired ones
+ * (clean), never something else; a second repair then ends clean. */
+START_TEST(t_repair_cut)
+{
+	struct blkdev *mem, *fd;
+	struct meta m;
+	struct thin_pool *p;
+	struct thin_check_report rep;
+	struct thin_check_opts o = { .repair = true };
+	struct sm_root r;
+	static uint8_t image[8u << 20];
+	uint64_t free0, leak = UINT64_MAX, landed = 0, lost = 0;
+	int rc;
+
+	setup(&mem, &free0);
+	meta_open(mem, &m);
+	for (uint64_t e = 0; e < sm_nentries(tm_dsm(m.tm)) && leak == UINT64_MAX; e++)
+		if (!count(tm_dsm(m.tm), e))
+			leak = e;
+	T_EQ(sm_set_count(tm_dsm(m.tm), leak, 1), 0);
+	T_EQ(sm_set_count(tm_dsm(m.tm), phys(&m, 1, 4), 5), 0);
+	sm_get_root(tm_msm(m.tm), &r);
+	sm_set_nr_allocated(tm_msm(m.tm), r.nr_allocated + 2);
+	meta_close(&m, true);
+	T_EQ(blk_sync_io(mem, BIO_READ, 0, 0, image, sizeof(image)), 0);
+	T_EQ(blk_fault_create("repaircut", mem, &fd), 0);
+	/* the repair's commit is a few writes and two flushes: cut after 0 to 7
+	 * of them, five times each, torn differently */
+	for (uint64_t i = 0; i < 40; i++) {
+		struct fault_cut_policy pol = { .mode = FAULT_CUT_RANDOM, .seed = i };
+		uint64_t n = i % 8;
+
+		T_EQ(blk_sync_io(mem, BIO_WRITE, 0, 0, image, sizeof(image)), 0);
+		T_EQ(fault_record(fd, true), 0);
+		T_EQ(thin_pool_open(fd, &oo, &p), 0);
+		T_EQ(fault_fail_after(fd, n, FAULT_OPS_WRITE | FAULT_OP(BIO_FLUSH), -EIO), 0);
+		rc = thin_pool_check_ex(p, &o, &rep);
+		T_TRUE(rc == 0 || rc == -EIO);
+		T_EQ(rep.errors, 3);
+		T_EQ(fault_power_cut(fd, &pol), 0);
+		rc = thin_pool_close(p);
+		T_TRUE(rc == 0 || rc == -EIO);
+		T_EQ(fault_clear(fd), 0);
+		T_EQ(fault_power_restore(fd), 0);
+		T_EQ(fault_record(fd, false), 0);
+		T_EQ(thin_pool_open(fd, &oo, &p), 0);
+		o.repair = false;
+		rc = thin_pool_check_ex(p, &o, &rep);
+		o.repair = true;
+		if (rc == 0) {
+			landed++;
+		} else {
+			T_EQ(rc, -EUCLEAN);
+			T_EQ(rep.errors, 3);	/* exactly the old problems */
+			lost++;
+			T_EQ(thin_pool_check_ex(p, &o, &rep), 0);
+		}
+		verify(p, &va);
+		verify(p, &vs);
+		verify(p, &vb);
+		T_EQ(thin_pool_close(p), 0);
+	}
+	printf("thin repair cut: 40 cuts, the repair landed in %llu, not in %llu\n",
+	       (unsigned long long)landed, (unsigned long long)lost);
+	T_TRUE(landed > 0 && lost > 0);
+	T_EQ(blkdev_close(fd), 0);
+	T_EQ(blkdev_close(mem), 0);
+	tio_done();
+}
+END_TEST
+
 START_TEST(t_in_use_record)
 {
 	struct blkdev *mem;
@@ -387,6 +460,7 @@ static Suite *repair_suite(void)
 	tcase_add_test(tc, t_counts);
 	tcase_add_test(tc, t_in_use_record);
 	tcase_add_test(tc, t_damaged_tree);
+	tcase_add_test(tc, t_repair_cut);
 	suite_add_tcase(s, tc);
 	return s;
 }
