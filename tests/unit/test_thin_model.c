@@ -2,7 +2,8 @@
 /*
  * Snapshot semantics against a model: random sequences of write, snapshot,
  * clone, rollback, delete (snapshots and volumes, recursive deletes in any
- * order), discard, write-zeroes, flush and reopen over several volumes of
+ * order), discard, write-zeroes, resize (grow, forced shrink), flush and
+ * reopen over several volumes of
  * one pool on a memory device. After every step and every reopen, the pool's
  * volume list equals the model's, every volume reads back exactly its model
  * bytes, and thin_pool_check is clean.
@@ -22,11 +23,13 @@
 #include "test_thin_io.h"
 
 #define CHUNK		(64u * 1024)
-#define VOLSZ		(512u * 1024)	/* 8 chunks */
+#define VOLSZ		(512u * 1024)	/* 8 chunks: the size at creation */
+#define VMAX		(1024u * 1024)	/* the largest a resize makes it */
 #define SLOTS		10
 
 struct mvol {
 	bool		live, ro;
+	uint64_t	size;
 	char		name[THIN_NAME_MAX];
 	struct blkdev	*bd;
 	uint8_t		*m;
@@ -82,15 +85,16 @@ static int pick(uint64_t r, int want)
 	return n ? cand[r % (uint64_t)n] : -1;
 }
 
-static void add(struct thin_pool *p, int s, const char *name, bool ro, const uint8_t *from)
+static void add(struct thin_pool *p, int s, const char *name, bool ro, const struct mvol *from)
 {
 	mv[s].live = true;
 	mv[s].ro = ro;
+	mv[s].size = from ? from->size : VOLSZ;
 	snprintf(mv[s].name, sizeof(mv[s].name), "%s", name);
-	mv[s].m = calloc(1, VOLSZ);
+	mv[s].m = calloc(1, VMAX);	/* zeros past the size, always */
 	T_TRUE(mv[s].m);
 	if (from)
-		memcpy(mv[s].m, from, VOLSZ);
+		memcpy(mv[s].m, from->m, VMAX);
 	M_EQ(thin_vol_open(p, name, &mv[s].bd), 0);
 }
 
@@ -102,23 +106,23 @@ static void drop(struct thin_pool *p, int s)
 	memset(&mv[s], 0, sizeof(mv[s]));
 }
 
-/* A random range: sector aligned, sometimes whole chunks. */
-static void range(uint64_t *seed, uint64_t *off, uint64_t *len)
+/* A random range inside size: sector aligned, sometimes whole chunks. */
+static void range(uint64_t *seed, uint64_t size, uint64_t *off, uint64_t *len)
 {
 	uint64_t r = rnd(seed);
 
-	if (r % 3 == 0) {
-		*len = CHUNK * (1 + (r >> 8) % 3);
-		*off = CHUNK * ((r >> 16) % (VOLSZ / CHUNK - *len / CHUNK + 1));
+	if (r % 3 == 0 && size >= CHUNK) {
+		*len = CHUNK * (1 + (r >> 8) % MIN(3, size / CHUNK));
+		*off = CHUNK * ((r >> 16) % (size / CHUNK - *len / CHUNK + 1));
 	} else {
-		*len = 512 * (1 + (r >> 8) % (2 * CHUNK / 512));
-		*off = 512 * ((r >> 32) % ((VOLSZ - *len) / 512 + 1));
+		*len = 512 * (1 + (r >> 8) % MIN(2 * CHUNK / 512, size / 512));
+		*off = 512 * ((r >> 32) % ((size - *len) / 512 + 1));
 	}
 }
 
 static void verify(struct thin_pool *p)
 {
-	static uint8_t buf[VOLSZ];
+	static uint8_t buf[VMAX];
 	char (*names)[THIN_NAME_MAX];
 	struct thin_check_report rep;
 	struct thin_vol_info vi;
@@ -136,9 +140,10 @@ static void verify(struct thin_pool *p)
 		live++;
 		M_EQ(thin_vol_info(p, mv[i].name, &vi), 0);
 		M_EQ(vi.readonly, mv[i].ro);
-		M_EQ(vi.size, VOLSZ);
-		M_EQ(tio(mv[i].bd, BIO_READ, 0, 0, buf, VOLSZ), 0);
-		for (uint64_t off = 0; off < VOLSZ; off += 512)
+		M_EQ(vi.size, mv[i].size);
+		M_EQ(mv[i].bd->size, mv[i].size);
+		M_EQ(tio(mv[i].bd, BIO_READ, 0, 0, buf, mv[i].size), 0);
+		for (uint64_t off = 0; off < mv[i].size; off += 512)
 			if (memcmp(buf + off, mv[i].m + off, 512))
 				ck_abort_msg("%s: %s differs from the model at byte %llu", ctx,
 					     mv[i].name, (unsigned long long)off);
@@ -164,7 +169,7 @@ static void reopen(struct thin_pool **p, struct blkdev *dev)
 
 struct counts {
 	unsigned	writes, snaps, clones, rollbacks, deletes, recursive, discards, zeroes,
-			flushes, reopens, creates, rofs;
+			flushes, reopens, creates, rofs, resizes;
 };
 
 static void step(struct thin_pool **pp, struct blkdev *dev, uint64_t *seed, unsigned *nid,
@@ -183,7 +188,7 @@ static void step(struct thin_pool **pp, struct blkdev *dev, uint64_t *seed, unsi
 		s = pick(r >> 8, 1);
 		if (s < 0)
 			goto create;
-		range(seed, &off, &len);
+		range(seed, mv[s].size, &off, &len);
 		note(" write %s", mv[s].name);
 		for (uint64_t j = 0; j < len; j += 8)
 			put_le64(buf + j, r ^ (off + j) << 1);
@@ -205,7 +210,7 @@ static void step(struct thin_pool **pp, struct blkdev *dev, uint64_t *seed, unsi
 		snprintf(name, sizeof(name), "%s@s%u", mv[s].name, (*nid)++);
 		note(" snapshot %s", name);
 		M_EQ(thin_snap_create(p, mv[s].name, name), 0);
-		add(p, d, name, true, mv[s].m);
+		add(p, d, name, true, &mv[s]);
 		k->snaps++;
 	} else if (op < 56) {			/* clone a volume or a snapshot */
 		s = pick(r >> 8, 0);
@@ -215,7 +220,7 @@ static void step(struct thin_pool **pp, struct blkdev *dev, uint64_t *seed, unsi
 		snprintf(name, sizeof(name), "c%u", (*nid)++);
 		note(" clone %s %s", mv[s].name, name);
 		M_EQ(thin_clone_create(p, mv[s].name, name), 0);
-		add(p, d, name, false, mv[s].m);
+		add(p, d, name, false, &mv[s]);
 		k->clones++;
 	} else if (op < 62) {			/* rollback VOL@SNAP */
 		const char *at;
@@ -233,7 +238,8 @@ static void step(struct thin_pool **pp, struct blkdev *dev, uint64_t *seed, unsi
 		M_EQ(thin_vol_delete(p, name), 0);
 		M_EQ(thin_clone_create(p, mv[s].name, name), 0);
 		M_EQ(thin_vol_open(p, name, &mv[d].bd), 0);
-		memcpy(mv[d].m, mv[s].m, VOLSZ);
+		memcpy(mv[d].m, mv[s].m, VMAX);
+		mv[d].size = mv[s].size;
 		k->rollbacks++;
 	} else if (op < 70) {			/* delete; a volume with snapshots: recursive */
 		int set[SLOTS], n = 0;
@@ -266,7 +272,7 @@ static void step(struct thin_pool **pp, struct blkdev *dev, uint64_t *seed, unsi
 		s = pick(r >> 8, 1);
 		if (s < 0)
 			return;
-		range(seed, &off, &len);
+		range(seed, mv[s].size, &off, &len);
 		note(" %s %s", wz ? "zeroes" : "discard", mv[s].name);
 		M_EQ(tio(mv[s].bd, wz ? BIO_WRITE_ZEROES : BIO_DISCARD, fl, off, NULL, len), 0);
 		memset(mv[s].m + off, 0, len);
@@ -274,6 +280,30 @@ static void step(struct thin_pool **pp, struct blkdev *dev, uint64_t *seed, unsi
 			k->zeroes++;
 		else
 			k->discards++;
+	} else if (op < 89) {			/* resize: grow, or shrink (forced) */
+		uint64_t size = 512 * (1 + (r >> 8) % (VMAX / 512));
+
+		s = pick(r >> 40, (r >> 50) % 4 ? 1 : 2);
+		if (s < 0)
+			return;
+		if (mv[s].ro) {			/* a snapshot keeps its size */
+			M_EQ(thin_vol_resize(p, mv[s].name, size, true), -EROFS);
+			k->rofs++;
+			return;
+		}
+		if ((r >> 60) % 2)
+			size = size / CHUNK * CHUNK + CHUNK;	/* whole chunks, sometimes */
+		size = MIN(size, VMAX);
+		note(" resize %s %llu -> %llu", mv[s].name, (unsigned long long)mv[s].size,
+		     (unsigned long long)size);
+		if (size < mv[s].size)
+			M_EQ(thin_vol_resize(p, mv[s].name, size, false), -EPERM);
+		M_EQ(thin_vol_resize(p, mv[s].name, size, true), 0);
+		/* past the end is gone: a later grow reads zeros there */
+		if (size < mv[s].size)
+			memset(mv[s].m + size, 0, mv[s].size - size);
+		mv[s].size = size;
+		k->resizes++;
 	} else if (op < 92) {			/* flush */
 		s = pick(r >> 8, 0);
 		M_EQ(tio(mv[s].bd, BIO_FLUSH, 0, 0, NULL, 0), 0);
@@ -333,10 +363,10 @@ static void run_seed(uint64_t seed0, unsigned steps)
 	tio_done();
 	printf("thin model: seed %llu, %u steps: %u writes, %u snapshots, %u clones, "
 	       "%u rollbacks, %u deletes (%u recursive), %u discards, %u write-zeroes, "
-	       "%u flushes, %u reopens, %u creates, %u read-only refusals\n",
+	       "%u resizes, %u flushes, %u reopens, %u creates, %u read-only refusals\n",
 	       (unsigned long long)seed0, steps, k.writes, k.snaps, k.clones, k.rollbacks,
-	       k.deletes, k.recursive, k.discards, k.zeroes, k.flushes, k.reopens, k.creates,
-	       k.rofs);
+	       k.deletes, k.recursive, k.discards, k.zeroes, k.resizes, k.flushes, k.reopens,
+	       k.creates, k.rofs);
 	/* the sequence did what it claims to test */
 	if (steps >= 200) {
 		ck_assert_uint_gt(k.snaps, 0);
@@ -346,6 +376,7 @@ static void run_seed(uint64_t seed0, unsigned steps)
 		ck_assert_uint_gt(k.reopens, 0);
 		ck_assert_uint_gt(k.zeroes, 0);
 		ck_assert_uint_gt(k.discards, 0);
+		ck_assert_uint_gt(k.resizes, 0);
 	}
 }
 
