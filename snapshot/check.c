@@ -30,6 +30,10 @@
  * dropped volumes referenced returns to the pool. Not an open volume, and
  * not when the volume table itself is damaged.
  *
+ * Provisionings in flight (chunks allocated that no tree maps yet) are
+ * taken out of the counts for the walk and the repair (pool_prov_hold), so
+ * an online check sees no leak there and a repair never frees them.
+ *
  * It checks the pool's current state (what the next commit would write);
  * call it after a commit to check what is on disk. Memory: 4 bytes per
  * metadata block and per data chunk, for the duration of the check.
@@ -337,6 +341,18 @@ free_counts:
 	return rc;
 }
 
+/* Provisionings in flight hold chunks no tree refers to yet: the walk
+ * sees the space maps without them (pool_prov_hold). */
+static int check_held(struct thin_pool *p, void *arg)
+{
+	int rc;
+
+	pool_prov_hold(p, false);
+	rc = check_owner(p, arg);
+	pool_prov_hold(p, true);
+	return rc;
+}
+
 int thin_pool_check_ex(struct thin_pool *p, const struct thin_check_opts *o,
 		       struct thin_check_report *rep)
 {
@@ -346,7 +362,7 @@ int thin_pool_check_ex(struct thin_pool *p, const struct thin_check_opts *o,
 	int rc;
 
 	memset(rep, 0, sizeof(*rep));
-	rc = pool_call(p, check_owner, &c);
+	rc = pool_call(p, check_held, &c);
 	if (rc)
 		return rc;
 	if (!rep->errors)
@@ -361,7 +377,7 @@ int thin_pool_check_ex(struct thin_pool *p, const struct thin_check_opts *o,
 	/* the proof: a second pass finds nothing */
 	c = (struct check){ .p = p, .o = &quiet, .rep = &again };
 	memset(&again, 0, sizeof(again));
-	rc = pool_call(p, check_owner, &c);
+	rc = pool_call(p, check_held, &c);
 	if (rc)
 		return rc;
 	rep->errors_left = again.errors;

@@ -15,3 +15,10 @@ EXTRA_TEST_BINS += $(BUILD)/tests/thin-corrupt
 $(BUILD)/tests/thin-corrupt: $(BUILD)/obj/tests/func/thin_corrupt.o $(BUILD)/libsand.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# iscsi_pr_client: persistent reservations through libiscsi (iscsi_pr.sh)
+EXTRA_TEST_BINS += $(BUILD)/tests/iscsi_pr_client
+
+$(BUILD)/tests/iscsi_pr_client: $(BUILD)/obj/tests/func/iscsi_pr_client.o $(BUILD)/libsand.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
