@@ -63,6 +63,7 @@ struct pool {
 	struct blkdev	*raid;		/* NULL: failed */
 	struct thin_pool *tp;
 	uint64_t	low_water;	/* chunks */
+	uint32_t	low_pct;	/* low_water as a percentage of the data area */
 	struct list_head vols;
 	char		error[RPC_MSG_MAX];
 	struct replace_job *job;	/* a rebuild running, or ended and not reaped */
@@ -199,9 +200,9 @@ static json_t *pool_config(const struct pool *p)
 
 	for (uint32_t i = 0; i < p->nmembers; i++)
 		json_array_append_new(m, json_string(p->members[i]));
-	return json_pack("{s:s,s:i,s:I,s:I,s:o,s:O}", "name", p->name, "level", p->level,
+	return json_pack("{s:s,s:i,s:I,s:I,s:i,s:o,s:O}", "name", p->name, "level", p->level,
 			 "strip", (json_int_t)p->strip, "chunk", (json_int_t)p->chunk,
-			 "members", m, "volumes", p->vmeta);
+			 "low_space", (int)p->low_pct, "members", m, "volumes", p->vmeta);
 }
 
 /* Save the list, leaving out `skip`. */
@@ -370,7 +371,7 @@ static int pool_open_thin(struct pool *p)
 		.low_space_arg = p,
 	};
 
-	p->low_water = p->raid->size / p->chunk * LOW_SPACE_PCT / 100;
+	p->low_water = p->raid->size / p->chunk * p->low_pct / 100;
 	o.low_water = p->low_water;
 	return thin_pool_open(p->raid, &o, &p->tp);
 }
@@ -427,6 +428,7 @@ static json_t *pool_info(struct pool *p, bool detail)
 			json_object_set_new(o, "low_space_threshold", json_integer((json_int_t)
 					    (p->low_water * ti.chunk_size)));
 			json_object_set_new(o, "low_space", json_boolean(ti.free_chunks < p->low_water));
+			json_object_set_new(o, "low_space_pct", json_integer(p->low_pct));
 		}
 	} else if (p->tp) {
 		json_object_set_new(o, "error", json_string(strerror(-rc)));
@@ -464,7 +466,7 @@ static int min_members(int level)
 static json_t *pool_create(json_t *params, void *arg, struct rpc_err *err)
 {
 	const char *name = NULL;
-	uint64_t level = 0, strip = STRIP_DEFAULT, chunk = 0, full;
+	uint64_t level = 0, strip = STRIP_DEFAULT, chunk = 0, full, low_pct = LOW_SPACE_PCT;
 	json_t *members = NULL, *v, *res;
 	struct blkdev *bds[RAID_MAX_MEMBERS];
 	struct raid_opts ro = { 0 };
@@ -476,7 +478,9 @@ static json_t *pool_create(json_t *params, void *arg, struct rpc_err *err)
 	size_t i;
 	int rc;
 
-	if (rpc_params_only(params, err, "name", "level", "strip", "chunk", "members", NULL) ||
+	if (rpc_params_only(params, err, "name", "level", "strip", "chunk", "members", "low_space",
+			    NULL) ||
+	    rpc_param_u64(params, "low_space", RPC_OPTIONAL, &low_pct, err) ||
 	    rpc_param_name(params, "name", RPC_REQUIRED, &name, err) ||
 	    rpc_param_u64(params, "level", RPC_REQUIRED, &level, err) ||
 	    rpc_param_size(params, "strip", RPC_OPTIONAL, &strip, err) ||
@@ -486,6 +490,10 @@ static json_t *pool_create(json_t *params, void *arg, struct rpc_err *err)
 	if (strchr(name, '@') || strlen(name) >= 32)
 		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: a pool name has no '@' "
 				 "and at most 31 characters: '%s'", name);
+	if (low_pct > 99)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'low_space' is a "
+				 "percentage of the data space, 0 (off) to 99, not %llu",
+				 (unsigned long long)low_pct);
 	if (level != 0 && level != 1 && level != 10 && level != 5 && level != 6)
 		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'level' must be 0, 1, "
 				 "10, 5 or 6, not %llu", (unsigned long long)level);
@@ -574,6 +582,7 @@ static json_t *pool_create(json_t *params, void *arg, struct rpc_err *err)
 	p->level = (int)level;
 	p->strip = (uint32_t)strip;
 	p->chunk = (uint32_t)chunk;
+	p->low_pct = (uint32_t)low_pct;
 	p->nmembers = n;
 	for (i = 0; i < n; i++) {
 		snprintf(p->members[i], sizeof(p->members[i]), "%s", bds[i]->name);
@@ -813,30 +822,89 @@ static json_t *pool_replace(json_t *params, void *arg, struct rpc_err *err)
 			 "new", new);
 }
 
-/* Recount every reference in the pool's metadata (thin_pool_check). */
+/* Recount every reference in the pool's metadata (thin_pool_check_ex),
+ * and with repair rewrite the space maps from the trees. */
+static void check_line(void *arg, const char *line)
+{
+	json_array_append_new(arg, json_string(line));
+}
+
 static json_t *pool_check(json_t *params, void *arg, struct rpc_err *err)
 {
 	struct thin_check_report rep = { 0 };
+	struct thin_check_opts o = { .report = check_line };
 	const char *name;
 	struct pool *p;
+	json_t *lines;
 	int rc;
 
-	if (rpc_params_only(params, err, "name", NULL) ||
-	    rpc_param_str(params, "name", RPC_REQUIRED, &name, err))
+	if (rpc_params_only(params, err, "name", "repair", NULL) ||
+	    rpc_param_str(params, "name", RPC_REQUIRED, &name, err) ||
+	    rpc_param_bool(params, "repair", RPC_OPTIONAL, &o.repair, err))
 		return NULL;
 	p = pool_find(name);
 	if (!p)
 		return rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", name);
 	if (!p->tp)
 		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", name, p->error);
-	rc = thin_pool_check(p->tp, &rep);
-	if (rc && rc != -EUCLEAN)
+	lines = json_array();
+	o.arg = lines;
+	rc = thin_pool_check_ex(p->tp, &o, &rep);
+	if (rc && rc != -EUCLEAN) {
+		json_decref(lines);
 		return rpc_error_errno(err, rc, "checking pool '%s'", name);
-	LOG_INFO(LS_THIN, "pool %s checked: %s, %llu errors", name, rc ? "damaged" : "clean",
-		 (unsigned long long)rep.errors);
-	return json_pack("{s:s,s:b,s:i,s:I,s:I,s:I}", "name", name, "clean", !rc,
-			 "volumes", rep.volumes, "node_refs", (json_int_t)rep.node_refs,
-			 "mappings", (json_int_t)rep.mappings, "errors", (json_int_t)rep.errors);
+	}
+	LOG_INFO(LS_THIN, "pool %s checked%s: %s, %llu errors, %llu counts repaired", name,
+		 o.repair ? " and repaired" : "", rc ? "damaged" : "clean",
+		 (unsigned long long)rep.errors, (unsigned long long)rep.fixed);
+	return json_pack("{s:s,s:b,s:i,s:I,s:I,s:I,s:i,s:I,s:I,s:I,s:o}", "name", name,
+			 "clean", !rc, "volumes", rep.volumes, "node_refs", (json_int_t)rep.node_refs,
+			 "mappings", (json_int_t)rep.mappings, "errors", (json_int_t)rep.errors,
+			 "bad_trees", rep.bad_trees, "leaked_blocks", (json_int_t)rep.leaked_blocks,
+			 "leaked_chunks", (json_int_t)rep.leaked_chunks,
+			 "repaired", (json_int_t)rep.fixed, "problems", lines);
+}
+
+/* pool.set: settings that can change while the pool runs (low_space:
+ * the low-space mark, in percent of the data space; 0 turns it off). */
+static json_t *pool_set(json_t *params, void *arg, struct rpc_err *err)
+{
+	const char *name;
+	uint64_t pct = UINT64_MAX;
+	uint32_t old;
+	struct pool *p;
+	int rc;
+
+	if (rpc_params_only(params, err, "name", "low_space", NULL) ||
+	    rpc_param_str(params, "name", RPC_REQUIRED, &name, err) ||
+	    rpc_param_u64(params, "low_space", RPC_OPTIONAL, &pct, err))
+		return NULL;
+	p = pool_find(name);
+	if (!p)
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", name);
+	if (pct == UINT64_MAX)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: nothing to set "
+				 "(low_space)");
+	if (pct > 99)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'low_space' is a "
+				 "percentage of the data space, 0 (off) to 99, not %llu",
+				 (unsigned long long)pct);
+	if (!p->tp)
+		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", name, p->error);
+	old = p->low_pct;
+	p->low_pct = (uint32_t)pct;
+	rc = pools_save(NULL);
+	if (rc) {
+		p->low_pct = old;
+		return save_error(err, rc);
+	}
+	p->low_water = p->raid->size / p->chunk * p->low_pct / 100;
+	rc = thin_pool_set_low_water(p->tp, p->low_water);
+	if (rc)
+		return rpc_error_errno(err, rc, "setting pool '%s'", name);
+	LOG_INFO(LS_THIN, "pool %s: low-space mark %u%% (%llu chunks)", name, p->low_pct,
+		 (unsigned long long)p->low_water);
+	return pool_info(p, true);
 }
 
 /* ------------------------------------------------------------ volumes */
@@ -1322,6 +1390,7 @@ void pool_rpc_init(void)
 	rpc_register("pool.show", pool_show, NULL);
 	rpc_register("pool.destroy", pool_destroy, NULL);
 	rpc_register("pool.check", pool_check, NULL);
+	rpc_register("pool.set", pool_set, NULL);
 	rpc_register("pool.replace", pool_replace, NULL);
 	rpc_register("vol.create", vol_create, NULL);
 	rpc_register("vol.list", vol_list, NULL);
@@ -1433,7 +1502,7 @@ void pool_restore(void)
 	json_array_foreach(a, i, e) {
 		struct rpc_err err = { 0 };
 		const char *name;
-		uint64_t level = 0, strip = 0, chunk = 0;
+		uint64_t level = 0, strip = 0, chunk = 0, low_pct = LOW_SPACE_PCT;
 		json_t *vm = NULL;
 		struct pool *p;
 
@@ -1441,6 +1510,7 @@ void pool_restore(void)
 		    rpc_param_u64(e, "level", RPC_OPTIONAL, &level, &err) ||
 		    rpc_param_u64(e, "strip", RPC_OPTIONAL, &strip, &err) ||
 		    rpc_param_u64(e, "chunk", RPC_OPTIONAL, &chunk, &err) ||
+		    rpc_param_u64(e, "low_space", RPC_OPTIONAL, &low_pct, &err) ||
 		    rpc_param_array(e, "members", RPC_REQUIRED, &m, &err) ||
 		    rpc_param_object(e, "volumes", RPC_OPTIONAL, &vm, &err)) {
 			LOG_ERR(LS_THIN, "%s: pool %zu: %s: skipped", state_path(), i, err.message);
@@ -1458,6 +1528,7 @@ void pool_restore(void)
 		p->level = (int)level;
 		p->strip = (uint32_t)strip;
 		p->chunk = (uint32_t)chunk;
+		p->low_pct = (uint32_t)MIN(low_pct, 99);
 		list_init(&p->vols);
 		p->vmeta = vm ? json_incref(vm) : json_object();
 		json_array_foreach(m, k, d) {

@@ -87,6 +87,9 @@ struct thin_pool_info {
 	uint64_t	fast_ios;	/* data bios remapped on the submitting loop */
 };
 int thin_pool_info(struct thin_pool *p, struct thin_pool_info *info);
+/* Change the low-space mark (thin_open_opts.low_water) of an open pool; if
+ * the free chunks are below the new mark, low_space() runs now. */
+int thin_pool_set_low_water(struct thin_pool *p, uint64_t chunks);
 
 /* Walk every tree and recount every reference to each metadata block and
  * data chunk; compare with the space maps. 0 if all agree, -EUCLEAN if not
@@ -96,8 +99,33 @@ struct thin_check_report {
 	uint64_t	node_refs;	/* pointers to nodes followed */
 	uint64_t	mappings;	/* leaf entries of distinct mapping leaves */
 	uint64_t	errors;
+	/* thin_pool_check_ex's details */
+	unsigned	bad_trees;	/* trees that could not be walked to the end */
+	uint64_t	leaked_blocks;	/* metadata blocks counted but unreferenced */
+	uint64_t	leaked_chunks;	/* data chunks counted but unreferenced */
+	uint64_t	fixed;		/* repair: counts (and in-use records) rewritten */
+	uint64_t	errors_left;	/* repair: problems the second pass still found */
+	unsigned	dropped;	/* repair: damaged volumes dropped */
 };
 int thin_pool_check(struct thin_pool *p, struct thin_check_report *rep);
+
+/* The same, reporting each problem (and fix) as a line of text through
+ * report() (called on the owner thread; it must not call into the pool).
+ * With repair, and only when every tree could be walked: every space-map
+ * count is set to the references found (leaked blocks and chunks return
+ * to the pool), committed, and checked again; 0 if the pool is clean
+ * afterwards. A damaged tree is reported and nothing is changed, unless
+ * drop_damaged: then each volume whose tree is damaged (and not open) is
+ * deleted from the volume table, its data lost, and the counts are rebuilt
+ * from the trees left. */
+struct thin_check_opts {
+	bool		repair;
+	bool		drop_damaged;	/* with repair */
+	void		(*report)(void *arg, const char *line);
+	void		*arg;
+};
+int thin_pool_check_ex(struct thin_pool *p, const struct thin_check_opts *o,
+		       struct thin_check_report *rep);
 
 /* Volumes, by name. -EEXIST, -ENOENT, -EINVAL (bad name or size), -ENOSPC
  * (metadata full). size is in bytes, a multiple of the device block size. */

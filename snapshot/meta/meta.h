@@ -125,6 +125,11 @@ int sm_get_count(struct sm *sm, uint64_t e, uint32_t *count);
 int sm_inc(struct sm *sm, uint64_t e);
 /* -EINVAL on a count already 0. */
 int sm_dec(struct sm *sm, uint64_t e);
+/* For repairs (check.c) and tests that corrupt on purpose: set a count
+ * outright, and the number of entries with a count > 0 that the root
+ * records. */
+int sm_set_count(struct sm *sm, uint64_t e, uint32_t count);
+void sm_set_nr_allocated(struct sm *sm, uint64_t n);
 /* Count 0 now and in the last committed state; -ENOSPC if none. */
 int sm_alloc(struct sm *sm, uint64_t *e);
 /* Entries with count 0 (some of them freed in this transaction). */

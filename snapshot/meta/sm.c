@@ -229,6 +229,32 @@ int sm_get_count(struct sm *sm, uint64_t e, uint32_t *count)
 	return 0;
 }
 
+/* Bookkeeping after entry e's count went from c to n. */
+static int changed(struct sm *sm, uint64_t e, uint32_t c, uint32_t n)
+{
+	struct bm_block *b;
+	int rc;
+
+	if (c == 0 && n != 0) {
+		sm->r.nr_allocated++;
+	} else if (c != 0 && n == 0) {
+		sm->r.nr_allocated--;
+		/* not allocatable before the commit if the committed state uses it */
+		rc = bm_read(sm->bm, slot(sm, e / SM_PER_BLOCK, bit(sm->sel_com, e / SM_PER_BLOCK)),
+			     &sm_validator, &b);
+		if (rc)
+			return rc;
+		if (get_le32(counts(b) + 4 * (e % SM_PER_BLOCK))) {
+			sm->freed++;
+			sm->freed_in[e / SM_PER_BLOCK / 8] |= (uint8_t)(1u << (e / SM_PER_BLOCK % 8));
+		} else {
+			sm->full[e / SM_PER_BLOCK / 8] &= (uint8_t)~(1u << (e / SM_PER_BLOCK % 8));
+		}
+		bm_unpin(sm->bm, b);
+	}
+	return 0;
+}
+
 static int sm_add(struct sm *sm, uint64_t e, int delta)
 {
 	struct bm_block *b;
@@ -249,24 +275,31 @@ static int sm_add(struct sm *sm, uint64_t e, int delta)
 	}
 	put_le32(p, c + (uint32_t)delta);
 	bm_unpin(sm->bm, b);
-	if (c == 0) {
-		sm->r.nr_allocated++;
-	} else if (c + (uint32_t)delta == 0) {
-		sm->r.nr_allocated--;
-		/* not allocatable before the commit if the committed state uses it */
-		rc = bm_read(sm->bm, slot(sm, e / SM_PER_BLOCK, bit(sm->sel_com, e / SM_PER_BLOCK)),
-			     &sm_validator, &b);
-		if (rc)
-			return rc;
-		if (get_le32(counts(b) + 4 * (e % SM_PER_BLOCK))) {
-			sm->freed++;
-			sm->freed_in[e / SM_PER_BLOCK / 8] |= (uint8_t)(1u << (e / SM_PER_BLOCK % 8));
-		} else {
-			sm->full[e / SM_PER_BLOCK / 8] &= (uint8_t)~(1u << (e / SM_PER_BLOCK % 8));
-		}
-		bm_unpin(sm->bm, b);
-	}
-	return 0;
+	return changed(sm, e, c, c + (uint32_t)delta);
+}
+
+int sm_set_count(struct sm *sm, uint64_t e, uint32_t count)
+{
+	struct bm_block *b;
+	uint8_t *p;
+	uint32_t c;
+	int rc;
+
+	if (e >= sm->r.nentries)
+		return -ERANGE;
+	rc = write_cur(sm, e / SM_PER_BLOCK, &b);
+	if (rc)
+		return rc;
+	p = counts(b) + 4 * (e % SM_PER_BLOCK);
+	c = get_le32(p);
+	put_le32(p, count);
+	bm_unpin(sm->bm, b);
+	return changed(sm, e, c, count);
+}
+
+void sm_set_nr_allocated(struct sm *sm, uint64_t n)
+{
+	sm->r.nr_allocated = n;
 }
 
 int sm_inc(struct sm *sm, uint64_t e)

@@ -9,6 +9,13 @@ $(BUILD)/tests/nbd-test-server: $(BUILD)/obj/tests/func/nbd_server_main.o $(BUIL
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
+# thin-corrupt damages a stopped pool's metadata for thin_check.sh.
+EXTRA_TEST_BINS += $(BUILD)/tests/thin-corrupt
+
+$(BUILD)/tests/thin-corrupt: $(BUILD)/obj/tests/func/thin_corrupt.o $(BUILD)/libsand.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
 # iscsi_pr_client: persistent reservations through libiscsi (iscsi_pr.sh)
 EXTRA_TEST_BINS += $(BUILD)/tests/iscsi_pr_client
 

@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <jansson.h>
 #include "sand/common.h"
+#include "tools/volctl/offline.h"
 
 #define DEFAULT_SOCKET	"/var/lib/sand/sand.sock"
 #define RESP_MAX	(64u << 20)
@@ -1251,16 +1252,75 @@ static int cmd_export_iscsi(struct ctx *c, int argc, char **argv)
 /* ------------------------------------------------------ pools and volumes */
 
 /* pool create POOL --raid LEVEL [--strip SIZE] [--chunk SIZE] DISK... */
+/* --low-space PCT: 0..99, an optional '%'; -1 (after usage_error) if not. */
+static long parse_pct(struct ctx *c, const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*end == '%')
+		end++;
+	if (errno || end == s || *end || v < 0 || v > 99) {
+		usage_error(c, "--low-space takes a percentage of the data space, 0 (off) to 99, "
+			    "not '%s'", s);
+		return -1;
+	}
+	return v;
+}
+
+/* pool set POOL --low-space PCT */
+static int cmd_pool_set(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "low-space", required_argument, NULL, 'l' },
+		{ NULL, 0, NULL, 0 }
+	};
+	char a[32];
+	long low = -1;
+	json_t *r;
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		if (o != 'l')
+			return 2;
+		low = parse_pct(c, optarg);
+		if (low < 0)
+			return 2;
+	}
+	if (optind >= argc)
+		return usage_error(c, "missing POOL");
+	if (optind + 1 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+	if (low < 0)
+		return usage_error(c, "nothing to set: --low-space PCT");
+	r = call(c, "pool.set", json_pack("{s:s,s:i}", "name", argv[optind], "low_space", (int)low));
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("pool %s: low space below %s free (%ld%%)%s\n", argv[optind],
+		       jsize(r, "low_space_threshold", a, sizeof(a)), low,
+		       json_is_true(json_object_get(r, "low_space")) ? ": LOW NOW" : "");
+	json_decref(r);
+	return 0;
+}
+
 static int cmd_pool_create(struct ctx *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "raid", required_argument, NULL, 'r' },
 		{ "strip", required_argument, NULL, 's' },
 		{ "chunk", required_argument, NULL, 'c' },
+		{ "low-space", required_argument, NULL, 'l' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *name, *level = NULL;
 	uint64_t strip = 0, chunk = 0;
+	long low = -1;
 	char sz[32], used[32];
 	json_t *params, *members, *r;
 	int o;
@@ -1275,6 +1335,11 @@ static int cmd_pool_create(struct ctx *c, int argc, char **argv)
 			break;
 		case 'c':
 			if (parse_size_arg(c, "--chunk", optarg, &chunk))
+				return 2;
+			break;
+		case 'l':
+			low = parse_pct(c, optarg);
+			if (low < 0)
 				return 2;
 			break;
 		default: return 2;
@@ -1298,6 +1363,8 @@ static int cmd_pool_create(struct ctx *c, int argc, char **argv)
 		json_object_set_new(params, "strip", json_integer((json_int_t)strip));
 	if (chunk)
 		json_object_set_new(params, "chunk", json_integer((json_int_t)chunk));
+	if (low >= 0)
+		json_object_set_new(params, "low_space", json_integer(low));
 	r = call(c, "pool.create", params);
 	if (!r)
 		return 1;
@@ -1377,8 +1444,14 @@ static int cmd_pool_show(struct ctx *c, int argc, char **argv)
 	printf("provisioned   %s\n", jsize(r, "provisioned", a, sizeof(a)));
 	if (json_is_number(json_object_get(r, "overcommit")))
 		printf("overcommit    %.2f\n", json_number_value(json_object_get(r, "overcommit")));
-	printf("low space     below %s free%s\n", jsize(r, "low_space_threshold", a, sizeof(a)),
-	       json_is_true(json_object_get(r, "low_space")) ? " (LOW NOW)" : "");
+	if (json_is_integer(json_object_get(r, "low_space_pct")))
+		printf("low space     below %s free (%lld%%)%s\n",
+		       jsize(r, "low_space_threshold", a, sizeof(a)),
+		       (long long)json_integer_value(json_object_get(r, "low_space_pct")),
+		       json_is_true(json_object_get(r, "low_space")) ? " (LOW NOW)" : "");
+	else
+		printf("low space     below %s free%s\n", jsize(r, "low_space_threshold", a, sizeof(a)),
+		       json_is_true(json_object_get(r, "low_space")) ? " (LOW NOW)" : "");
 	printf("volumes       %s\n", jint(r, "volumes", a, sizeof(a)));
 	json_array_foreach(json_object_get(r, "members"), i, m)
 		printf("member        %s slot %s %s\n", jstr(m, "disk"), jint(m, "slot", a, sizeof(a)),
@@ -1418,32 +1491,69 @@ static int cmd_pool_destroy(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
-static int cmd_pool_check(struct ctx *c, int argc, char **argv)
+/* check POOL [--repair] (online, through the daemon), or check --offline
+ * DEV... [--repair] (the daemon stopped; tools/volctl/check.c). */
+static int cmd_check(struct ctx *c, int argc, char **argv)
 {
-	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
-	json_t *r;
-	int rc;
+	static const struct option opts[] = {
+		{ "repair", no_argument, NULL, 'r' },
+		{ "offline", no_argument, NULL, 'o' },
+		{ "drop-damaged", no_argument, NULL, 'd' },
+		{ NULL, 0, NULL, 0 }
+	};
+	bool repair = false, offline = false, drop = false;
+	size_t i;
+	json_t *r, *l;
+	int o, rc;
 
 	opt_reset();
-	if (opt_parse(c, argc, argv, opts) != -1)
-		return 2;
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		if (o == 'r')
+			repair = true;
+		else if (o == 'o')
+			offline = true;
+		else if (o == 'd')
+			drop = true;
+		else
+			return 2;
+	}
+	if (drop && (!offline || !repair))
+		return usage_error(c, "--drop-damaged goes with --offline --repair (the daemon "
+				   "keeps every volume open)");
+	if (offline) {
+		if (optind >= argc)
+			return usage_error(c, "missing DEV (the pool's disks, or its one device)");
+		return volctl_check_offline(argv + optind, argc - optind, repair, drop, c->json);
+	}
 	if (optind >= argc)
 		return usage_error(c, "missing POOL");
 	if (optind + 1 < argc)
 		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
-	r = call(c, "pool.check", json_pack("{s:s}", "name", argv[optind]));
+	r = call(c, "pool.check", json_pack("{s:s,s:b}", "name", argv[optind], "repair", repair));
 	if (!r)
 		return 1;
 	rc = json_is_true(json_object_get(r, "clean")) ? 0 : 1;
-	if (c->json)
+	if (c->json) {
 		print_json(r);
+		json_decref(r);
+		return rc;
+	}
+	json_array_foreach(json_object_get(r, "problems"), i, l)
+		printf("  %s\n", json_string_value(l));
+	if (json_integer_value(json_object_get(r, "repaired")) && !rc)
+		printf("pool %s: repaired: %lld counts rewritten; clean now (%lld volumes, %lld "
+		       "mappings)\n", argv[optind],
+		       (long long)json_integer_value(json_object_get(r, "repaired")),
+		       (long long)json_integer_value(json_object_get(r, "volumes")),
+		       (long long)json_integer_value(json_object_get(r, "mappings")));
 	else
 		printf("pool %s: %s: %lld volumes, %lld mappings, %lld errors%s\n", argv[optind],
 		       rc ? "DAMAGED" : "clean",
 		       (long long)json_integer_value(json_object_get(r, "volumes")),
 		       (long long)json_integer_value(json_object_get(r, "mappings")),
 		       (long long)json_integer_value(json_object_get(r, "errors")),
-		       rc ? " (see the daemon's log)" : "");
+		       rc && !repair && !json_integer_value(json_object_get(r, "bad_trees")) ?
+		       " (--repair can fix them)" : "");
 	json_decref(r);
 	return rc;
 }
@@ -1965,29 +2075,33 @@ static const struct verb verbs[] = {
 	  "remembers it across restarts. The disk is claimed (it cannot be removed)\n"
 	  "and exported once; every portal shows the same LU.\n" },
 	{ "pool", "create", cmd_pool_create,
-	  "POOL --raid 0|1|10|5|6 [--strip SIZE] [--chunk SIZE] DISK...",
+	  "POOL --raid 0|1|10|5|6 [--strip SIZE] [--chunk SIZE] [--low-space PCT] DISK...",
 	  "create a pool: a RAID set over disks, a thin pool on it",
 	  "Makes a RAID set of the given level over the DISKs (from 'volctl disk add';\n"
 	  "they are claimed by the pool and cannot be removed) and formats a thin pool\n"
 	  "on it. --raid 0 with one disk is a plain one-disk pool. --strip: bytes per\n"
 	  "disk per stripe (default 64K). --chunk: the thin allocation unit, a power\n"
 	  "of two from 64K to 1M; by default the full stripe when it is a power of two\n"
-	  "in that range, else 64K (the daemon says which). Remembered across restarts.\n" },
+	  "in that range, else 64K (the daemon says which). --low-space: warn (in the\n"
+	  "log, and 'LOW NOW' in pool show) when free data space falls below PCT\n"
+	  "percent (default 10, 0: never). Remembered across restarts.\n" },
+	{ "pool", "set", cmd_pool_set, "POOL --low-space PCT", "change a pool's settings",
+	  "--low-space PCT: the low-space mark, in percent of the data space (0: off);\n"
+	  "applied at once (a pool already below it warns now) and remembered.\n" },
 	{ "pool", "list", cmd_pool_list, "", "list the pools",
 	  "Lists every pool: level, disks, chunk, data size and use, volumes, state\n"
 	  "(online, degraded, or failed with the reason when it did not come back).\n" },
 	{ "pool", "show", cmd_pool_show, "POOL", "show a pool's figures and disks",
 	  "Shows level, strip, chunk, data and metadata used/total, provisioned\n"
-	  "(the volumes' total size), overcommit ratio, the low-space threshold and\n"
+	  "(the volumes' total size), overcommit ratio (provisioned / data total),\n"
+	  "the low-space threshold (and its percentage; see 'pool set') and\n"
 	  "each member disk with its slot and state.\n" },
 	{ "pool", "destroy", cmd_pool_destroy, "POOL [--force]", "destroy a pool",
 	  "Closes the pool, releases its disks and wipes their RAID superblocks.\n"
 	  "Refused while the pool has volumes, unless --force (which destroys them\n"
 	  "too); always refused while one of them is exported.\n" },
-	{ "pool", "check", cmd_pool_check, "POOL", "check a pool's metadata",
-	  "Walks every tree of the pool's metadata and recounts every reference to\n"
-	  "each metadata block and data chunk against the space maps, while the pool\n"
-	  "serves I/O. Exit status 1 when they disagree (the differences are logged).\n" },
+	{ "pool", "check", cmd_check, "POOL [--repair]", "check a pool's metadata (as 'check')",
+	  "The same as 'volctl check POOL'.\n" },
 	{ "pool", "replace", cmd_pool_replace, "POOL OLD NEW", "replace a failed or missing disk",
 	  "Puts disk NEW in the slot of member OLD, which must be failed or missing,\n"
 	  "and rebuilds it in the background while the pool serves I/O; the pool is\n"
@@ -2018,6 +2132,25 @@ static const struct verb verbs[] = {
 	{ "clone", NULL, cmd_clone, "VOL@SNAP NEWVOL", "make a writable volume from a snapshot",
 	  "Creates NEWVOL, a writable volume sharing VOL@SNAP's data (copy on write).\n"
 	  "A writable volume can be cloned too.\n" },
+	{ "check", NULL, cmd_check,
+	  "POOL [--repair] | --offline DEV... [--repair [--drop-damaged]]",
+	  "check (and repair) a pool's metadata",
+	  "Walks every tree of the pool's metadata (the volume table and each volume's\n"
+	  "mappings) and recounts every reference to each metadata block and data\n"
+	  "chunk against the space maps; reports each damaged tree (by volume) and\n"
+	  "each count that is wrong (too high: leaked space; too low: space that could\n"
+	  "be handed out twice). Read-only. POOL: online, through the daemon, while\n"
+	  "the pool serves I/O. --offline DEV...: the daemon stopped; opens the\n"
+	  "pool's disks itself (all the members of its RAID set, in any order, are\n"
+	  "assembled from their superblocks; or one bare pool device), read-only\n"
+	  "unless --repair, and refuses a device that another process (sand) has open.\n"
+	  "--repair: when every tree could be read, rewrites the space maps from the\n"
+	  "trees (leaked blocks and chunks return to the pool, low counts are raised),\n"
+	  "commits, checks again and says what it did; a damaged tree is reported and\n"
+	  "nothing is changed. --drop-damaged (offline, with --repair): delete each\n"
+	  "volume whose tree is damaged (its data is lost; it cannot be deleted the\n"
+	  "usual way, which walks the tree), then rebuild the counts from the trees\n"
+	  "left. Exit status 0 clean (or repaired), 1 damaged.\n" },
 	{ "rollback", NULL, cmd_rollback, "VOL@SNAP", "roll a volume back to a snapshot",
 	  "VOL becomes what VOL@SNAP holds: what was written since is lost. Its\n"
 	  "snapshots, older and newer, stay. Refused while VOL is exported.\n" },
