@@ -524,6 +524,25 @@ static void *control_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Whether whoever accepted on fd is a live daemon: it answers a status
+ * call within 2 s. A daemon killed a moment ago may still have its socket
+ * listening (io_uring lets go of a dead process's files asynchronously):
+ * the connection is accepted by the kernel, and nobody answers.
+ */
+static bool answers(int fd)
+{
+	static const char req[] = "{\"jsonrpc\":\"2.0\",\"method\":\"status\",\"id\":1}\n";
+	struct timeval tv = { .tv_sec = 2 };
+	char c;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1)
+		return false;
+	return recv(fd, &c, 1, 0) == 1;
+}
+
 /* -1 when nothing is there, 0 stale socket removed, -errno to refuse */
 static int check_stale(const char *path)
 {
@@ -542,11 +561,15 @@ static int check_stale(const char *path)
 	if (fd < 0)
 		return -errno;
 	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-	close(fd);
-	if (rc == 0) {
+	if (rc == 0 && answers(fd)) {
+		close(fd);
 		LOG_ERR(LS_CORE, "another sand is running on %s: not starting", path);
 		return -EADDRINUSE;
 	}
+	close(fd);
+	if (rc == 0)
+		LOG_WARN(LS_CORE, "%s accepts but does not answer: the socket of a daemon that died",
+			 path);
 	LOG_INFO(LS_CORE, "removing stale socket %s", path);
 	if (unlink(path) < 0 && errno != ENOENT)
 		return -errno;

@@ -4,7 +4,8 @@
 # once: its iSCSI portal and NBD listener come back on the same ports (the
 # dead process's io_uring may hold the old listening sockets for a moment;
 # the restore retries the bind), and the data written before the kill and
-# flushed is there.
+# flushed is there. And a control socket left accepting by a dead daemon
+# does not keep the next one from starting.
 . "$(dirname "$0")/lib.sh"
 
 IQN=iqn.2026-11.io.sand:kill9
@@ -49,4 +50,22 @@ for r in $(seq "$rounds"); do
 	fi
 done
 check "sand stops cleanly" sand_stop
+
+# The control socket of a daemon that died may still accept for a moment,
+# with nobody behind it: a listener that never answers stands for it.
+t_bg "$T_TMP/ghost.out" timeout 60 python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8)
+print("listening", flush=True); time.sleep(50)' "$SAND_SOCK"
+ghost=$T_BG_PID
+wait_for test -S "$SAND_SOCK"
+if sand_start --reactors 1; then
+	ok "sand starts over a control socket that accepts but never answers"
+	check_grep "... and says what it found" "accepts but does not answer" "$SAND_LOG"
+	check "... and serves volctl on its own socket" volctl status
+	check "sand stops cleanly" sand_stop
+else
+	not_ok "sand starts over a control socket that accepts but never answers"
+fi
+t_kill "$ghost" >/dev/null 2>&1
 t_done
