@@ -26,9 +26,13 @@
  * superblocks; closing the set clears it. A set assembled dirty is
  * resynchronized (RAID_BIO_RESYNC rows) before raid_assemble returns.
  *
- * Not done yet (doc/raid.md): closing the write hole for a crash that also
- * loses a member (a partial parity log), a write-intent bitmap, resuming a
- * rebuild after a restart, rate limits, hot spares, DISCARD on RAID 5/6.
+ * RAID 5/6 writes log their partial parity first (raid_ppl.c), replayed
+ * when a dirty set assembles degraded; writes of redundant sets set their
+ * region's bit in the write-intent bitmap first (raid_bitmap.c), and a
+ * dirty set resyncs only those regions.
+ *
+ * Not done yet (doc/raid.md): resuming a rebuild after a restart, rate
+ * limits, hot spares, DISCARD on RAID 5/6.
  */
 #include <assert.h>
 #include <errno.h>
