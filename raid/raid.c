@@ -397,6 +397,11 @@ static void member_failed(struct raid_io *rio, uint32_t m, int status)
 	}
 }
 
+void raid_member_io_error(struct raid_io *rio, uint32_t m, int status)
+{
+	member_failed(rio, m, status);
+}
+
 /* The channel of member m for this loop: opened on first use after a
  * member was replaced, the old one closed (it ends its own I/O first). */
 static struct blkchan *member_chan(struct raid_io *rio, uint32_t m)
@@ -705,6 +710,7 @@ static void raid_chan_destroy(struct blkdev *bd, struct blkchan *ch)
 	struct raid_chan *rc = ch->priv;
 
 	/* every raid bio has ended, so every member bio has */
+	ppl_chan_free(rc);
 	for (uint32_t i = 0; i < r->g.nmembers; i++)
 		if (rc->mch[i])
 			blk_chan_close(rc->mch[i], NULL, NULL);
