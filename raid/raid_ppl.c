@@ -28,9 +28,21 @@
  * the set's log epoch, raised at every assembly (after recovery), so
  * entries of earlier runs are never replayed.
  *
+ * Recovery replays, per member, only the entries written after the oldest
+ * one the ring overwrote (each lap of the ring is laid out from 0 without
+ * holes; entries carry their lap), so a stripe's newest entry is never
+ * missing while an older one is replayed; and only writes whose every entry
+ * on a member present now is there (a RAID 6 write waits for both entries,
+ * so one without the other never wrote anything, and replaying half of it
+ * would set P to the new data and leave Q at the old).
+ *
  * Ring space: an entry can be overwritten once the write it logged ended
  * and a later flush of the set completed; when the ring is full the write
  * flushes the members itself and tries again.
+ *
+ * Group commit: per channel and member one log write is in flight; entries
+ * arriving meanwhile wait and then go out together, as one FUA write when
+ * they follow each other in the ring.
  */
 #include <errno.h>
 #include <stdlib.h>
