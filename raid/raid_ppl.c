@@ -463,6 +463,12 @@ static void group_end(struct bio *b, int status)
 	struct raid *r = g->r;
 	struct raid_chan *rc = g->rc;
 
+	/* The next group goes first: a write's completion may run I/O to the
+	 * set to its end inside it (a nested loop), and that I/O's entries
+	 * must not wait for this function to return. */
+	pc->mq[g->member].busy = false;
+	if (!list_empty(&pc->mq[g->member].queue))
+		mq_kick(r, pc, rc, g->member);
 	for (unsigned i = 0; i < g->n; i++) {
 		struct raid_io *rio = g->ents[i]->rio;
 
@@ -474,9 +480,6 @@ static void group_end(struct bio *b, int status)
 		if (--rio->pending == 0)
 			rio->next(rio);
 	}
-	pc->mq[g->member].busy = false;
-	if (!list_empty(&pc->mq[g->member].queue))
-		mq_kick(r, pc, rc, g->member);
 	free(g->buf);
 	free(g->ents);
 	free(g);
