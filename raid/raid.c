@@ -925,16 +925,7 @@ int raid_create(const char *name, enum raid_level level, struct blkdev **members
 		sb.bitmap_size = RAID_PPL_OFFSET - RAID_BITMAP_OFFSET;
 		sb.bitmap_region = bitmap_region_size(o->bitmap_region, sb.geom.strip,
 						      sb.geom.member_size, sb.bitmap_size);
-		/* a clean bitmap on every member */
-		void *zero = aligned_alloc(4096, sb.bitmap_size);
-
-		rc = zero ? 0 : -ENOMEM;
-		if (zero)
-			memset(zero, 0, sb.bitmap_size);
-		for (uint32_t i = 0; i < n && !rc; i++)
-			rc = blk_sync_io(members[i], BIO_WRITE, 0, sb.bitmap_offset, zero,
-					 sb.bitmap_size);
-		free(zero);
+		rc = bitmap_format(members, n, sb.bitmap_offset, sb.bitmap_size);
 		if (rc) {
 			LOG_ERR(LS_RAID, "%s: cannot clear the bitmap: %s", name, strerror(-rc));
 			return rc;
