@@ -26,9 +26,13 @@
  * superblocks; closing the set clears it. A set assembled dirty is
  * resynchronized (RAID_BIO_RESYNC rows) before raid_assemble returns.
  *
- * Not done yet (doc/raid.md): closing the write hole for a crash that also
- * loses a member (a partial parity log), a write-intent bitmap, resuming a
- * rebuild after a restart, rate limits, hot spares, DISCARD on RAID 5/6.
+ * RAID 5/6 writes log their partial parity first (raid_ppl.c), replayed
+ * when a dirty set assembles degraded; writes of redundant sets set their
+ * region's bit in the write-intent bitmap first (raid_bitmap.c), and a
+ * dirty set resyncs only those regions.
+ *
+ * Not done yet (doc/raid.md): resuming a rebuild after a restart, rate
+ * limits, hot spares, DISCARD on RAID 5/6.
  */
 #include <assert.h>
 #include <errno.h>
@@ -393,6 +397,11 @@ static void member_failed(struct raid_io *rio, uint32_t m, int status)
 	}
 }
 
+void raid_member_io_error(struct raid_io *rio, uint32_t m, int status)
+{
+	member_failed(rio, m, status);
+}
+
 /* The channel of member m for this loop: opened on first use after a
  * member was replaced, the old one closed (it ends its own I/O first). */
 static struct blkchan *member_chan(struct raid_io *rio, uint32_t m)
@@ -701,6 +710,7 @@ static void raid_chan_destroy(struct blkdev *bd, struct blkchan *ch)
 	struct raid_chan *rc = ch->priv;
 
 	/* every raid bio has ended, so every member bio has */
+	ppl_chan_free(rc);
 	for (uint32_t i = 0; i < r->g.nmembers; i++)
 		if (rc->mch[i])
 			blk_chan_close(rc->mch[i], NULL, NULL);
@@ -915,16 +925,7 @@ int raid_create(const char *name, enum raid_level level, struct blkdev **members
 		sb.bitmap_size = RAID_PPL_OFFSET - RAID_BITMAP_OFFSET;
 		sb.bitmap_region = bitmap_region_size(o->bitmap_region, sb.geom.strip,
 						      sb.geom.member_size, sb.bitmap_size);
-		/* a clean bitmap on every member */
-		void *zero = aligned_alloc(4096, sb.bitmap_size);
-
-		rc = zero ? 0 : -ENOMEM;
-		if (zero)
-			memset(zero, 0, sb.bitmap_size);
-		for (uint32_t i = 0; i < n && !rc; i++)
-			rc = blk_sync_io(members[i], BIO_WRITE, 0, sb.bitmap_offset, zero,
-					 sb.bitmap_size);
-		free(zero);
+		rc = bitmap_format(members, n, sb.bitmap_offset, sb.bitmap_size);
 		if (rc) {
 			LOG_ERR(LS_RAID, "%s: cannot clear the bitmap: %s", name, strerror(-rc));
 			return rc;

@@ -79,6 +79,20 @@ uint64_t bitmap_region_size(uint64_t want, uint32_t strip, uint64_t member_size,
 	return reg;
 }
 
+int bitmap_format(struct blkdev **members, uint32_t n, uint64_t off, uint64_t size)
+{
+	void *zero = aligned_alloc(4096, size);
+	int rc = 0;
+
+	if (!zero)
+		return -ENOMEM;
+	memset(zero, 0, size);
+	for (uint32_t i = 0; i < n && !rc; i++)
+		rc = blk_sync_io(members[i], BIO_WRITE, 0, off, zero, size);
+	free(zero);
+	return rc;
+}
+
 static uint64_t region_of(struct raid *r, uint64_t off)
 {
 	uint64_t row = off / ((uint64_t)r->g.strip * r->k);

@@ -16,6 +16,9 @@
 uint64_t bitmap_region_size(uint64_t want, uint32_t strip, uint64_t member_size,
 			    uint64_t bitmap_bytes);
 
+/* raid_create: a clean bitmap on every member. Synchronous. */
+int bitmap_format(struct blkdev **members, uint32_t n, uint64_t off, uint64_t size);
+
 /* Set up r->bm (nothing when the superblock has no bitmap) and its thread. */
 int bitmap_open(struct raid *r);
 void bitmap_close(struct raid *r);

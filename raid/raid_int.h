@@ -25,6 +25,7 @@ struct raid_io;
  * buffers kept for reuse (freshly mapped memory costs a page fault per 4 KiB). */
 struct raid_chan {
 	struct blkchan	*mch[RAID_MAX_MEMBERS];
+	struct ppl_chan	*ppl;		/* log writes being grouped (raid_ppl.c) */
 	struct list_head free_bufs[2];	/* small (BUF_SMALL), large (buf_max) */
 	unsigned	nfree[2];
 };
@@ -174,6 +175,10 @@ void member_bio_at(struct raid_io *rio, uint32_t m, enum bio_op op, uint32_t fla
 
 void member_bio_slice(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
 		      uint64_t len, size_t skip);
+
+/* A member bio of rio's sent by other means (raid_ppl.c groups several
+ * writes' log entries in one bio) failed: as member_bio's would. */
+void raid_member_io_error(struct raid_io *rio, uint32_t m, int status);
 
 /* Take the lock of rio->stripe, then run fn (now, or when handed over). */
 void stripe_lock(struct raid_io *rio, raid_io_fn fn);

@@ -26,6 +26,10 @@
  * then stores the whole of R on it, keeping it current. A rebuild request
  * rebuilds a whole row under the same lock.
  *
+ * Between computing parity and writing, the write logs its partial parity
+ * on the stripe's parity members (raid_ppl.c: no write hole), unless it is
+ * a full-stripe write of a whole set with nothing of its stripe in the log.
+ *
  * A member that fails during the read phase makes the write start again in
  * degraded mode, still holding the lock. A member that fails during the
  * write phase is only marked failed: the stripe stays consistent because

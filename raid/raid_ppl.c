@@ -28,9 +28,21 @@
  * the set's log epoch, raised at every assembly (after recovery), so
  * entries of earlier runs are never replayed.
  *
+ * Recovery replays, per member, only the entries written after the oldest
+ * one the ring overwrote (each lap of the ring is laid out from 0 without
+ * holes; entries carry their lap), so a stripe's newest entry is never
+ * missing while an older one is replayed; and only writes whose every entry
+ * on a member present now is there (a RAID 6 write waits for both entries,
+ * so one without the other never wrote anything, and replaying half of it
+ * would set P to the new data and leave Q at the old).
+ *
  * Ring space: an entry can be overwritten once the write it logged ended
  * and a later flush of the set completed; when the ring is full the write
  * flushes the members itself and tries again.
+ *
+ * Group commit: per channel and member one log write is in flight; entries
+ * arriving meanwhile wait and then go out together, as one FUA write when
+ * they follow each other in the ring.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -52,16 +64,21 @@ struct ppl_stripe {
 
 struct ppl_ent {
 	struct list_head link;		/* ring->ents, by position */
+	struct list_head qlink;		/* ppl_mq.queue: waiting to be sent */
+	struct raid_io	*rio;		/* while queued or being written */
+	uint8_t		*buf;
 	struct list_head victims;	/* entries it overwrites, released once written */
 	struct ppl_stripe *st;
 	uint64_t	pos, len;
 	uint64_t	end;		/* 0: its write runs; else its end stamp */
 	uint32_t	member;
+	uint32_t	lap;		/* of its ring */
 };
 
 struct ppl_ring {
 	struct list_head ents;
 	uint64_t	head;
+	uint32_t	lap;		/* times it wrapped, this epoch */
 };
 
 struct raid_ppl {
@@ -78,7 +95,7 @@ struct raid_ppl {
 enum {
 	H_MAGIC = 0, H_POOL = 8, H_MEMBER = 24, H_EPOCH = 40, H_SEQ = 48, H_STRIPE = 56,
 	H_RS = 64, H_RE = 68, H_MODSET = 72, H_WHICH = 80, H_LEN = 84, H_DCRC = 88,
-	H_CRC = PPL_HDR - 4,
+	H_LAP = 92, H_PMASK = 96, H_CRC = PPL_HDR - 4,
 };
 
 uint64_t ppl_default_size(uint32_t strip)
@@ -220,6 +237,9 @@ static struct ppl_ent *ring_take(struct raid_ppl *p, struct ppl_ring *rg, uint64
 		}
 	}
 	list_add_tail(&n->link, before);
+	if (at < rg->head)
+		rg->lap++;	/* wrapped */
+	n->lap = rg->lap;
 	rg->head = at + len;
 	st->refs++;
 	return n;
@@ -237,7 +257,8 @@ static void release_victims(struct ppl_ent *e)
 	}
 }
 
-static void hdr_encode(uint8_t *h, const struct raid *r, uint32_t m, uint64_t seq,
+static void hdr_encode(uint8_t *h, const struct raid *r, uint32_t m, uint32_t lap,
+		       uint32_t pmask, uint64_t seq,
 		       uint64_t stripe, uint32_t rs, uint32_t re, uint64_t modset,
 		       uint32_t which, uint32_t len, const uint8_t *data)
 {
@@ -254,6 +275,8 @@ static void hdr_encode(uint8_t *h, const struct raid *r, uint32_t m, uint64_t se
 	put_le32(h + H_WHICH, which);
 	put_le32(h + H_LEN, len);
 	put_le32(h + H_DCRC, len ? raid_crc32c(data, len) : 0);
+	put_le32(h + H_LAP, lap);
+	put_le32(h + H_PMASK, pmask);
 	put_le32(h + H_CRC, raid_crc32c(h, H_CRC));
 }
 
@@ -289,7 +312,7 @@ int ppl_prepare(struct raid_io *rio, bool full)
 	struct raid *r = rio->r;
 	struct raid_ppl *p = r->ppl;
 	struct ppl_stripe *st, **slot;
-	uint32_t len = rio->re - rio->rs, plog[2], nlog = 0;
+	uint32_t len = rio->re - rio->rs, plog[2], nlog = 0, pmask = 0;
 	uint64_t alive = 0, written = 0, modset, seq;
 	uint64_t entlen, datalen;
 	int64_t at[2];
@@ -376,6 +399,8 @@ int ppl_prepare(struct raid_io *rio, bool full)
 			return -EIO;
 		}
 	}
+	for (uint32_t i = 0; i < nlog; i++)
+		pmask |= 1u << plog[i];
 	for (uint32_t i = 0; i < nlog; i++) {
 		uint8_t *h = rio->ppl_buf + i * entlen, *data = h + PPL_HDR;
 		uint32_t q = plog[i];
@@ -388,22 +413,203 @@ int ppl_prepare(struct raid_io *rio, bool full)
 			for (uint32_t w = 0; w < len / 8; w++)
 				o[w] = a[w] ^ b[w];
 		}
-		hdr_encode(h, r, rio->ppl_ent[i]->member, seq, rio->stripe, rio->rs, rio->re,
+		hdr_encode(h, r, rio->ppl_ent[i]->member, rio->ppl_ent[i]->lap, pmask, seq,
+			   rio->stripe,
+			   rio->rs, rio->re,
 			   modset, q, (uint32_t)datalen, data);
 	}
 	return 1;
 }
 
+/* ---- group commit: per channel and member, one log write at a time */
+
+#define PPL_GROUP_MAX	(1024u * 1024)	/* bytes in one grouped write */
+#define PPL_GROUP_RETRY	(50 * 1000)	/* ns, after -EAGAIN */
+
+struct ppl_group {
+	struct ppl_chan	*pc;
+	struct raid_chan *rc;
+	uint32_t	member;
+	struct raid	*r;
+	struct blkchan	*ch;
+	struct bio	*bio;		/* waiting for a retry */
+	struct ev_timer	timer;
+	struct ppl_ent	**ents;
+	unsigned	n;
+	uint8_t		*buf;		/* NULL: the one entry's own buffer */
+};
+
+struct ppl_mq {
+	bool		busy;		/* a group is being written */
+	struct list_head queue;
+};
+
+struct ppl_chan {
+	struct ppl_mq	mq[RAID_MAX_MEMBERS];
+};
+
+void ppl_chan_free(struct raid_chan *rc)
+{
+	free(rc->ppl);
+	rc->ppl = NULL;
+}
+
+static void mq_kick(struct raid *r, struct ppl_chan *pc, struct raid_chan *rc, uint32_t m);
+
+static void group_end(struct bio *b, int status)
+{
+	struct ppl_group *g = b->end_arg;
+	struct ppl_chan *pc = g->pc;
+	struct raid *r = g->r;
+	struct raid_chan *rc = g->rc;
+
+	/* The next group goes first: a write's completion may run I/O to the
+	 * set to its end inside it (a nested loop), and that I/O's entries
+	 * must not wait for this function to return. */
+	pc->mq[g->member].busy = false;
+	if (!list_empty(&pc->mq[g->member].queue))
+		mq_kick(r, pc, rc, g->member);
+	for (unsigned i = 0; i < g->n; i++) {
+		struct raid_io *rio = g->ents[i]->rio;
+
+		g->ents[i]->rio = NULL;
+		if (status)
+			raid_member_io_error(rio, g->member, status);
+		else
+			rio->nok++;
+		if (--rio->pending == 0)
+			rio->next(rio);
+	}
+	free(g->buf);
+	free(g->ents);
+	free(g);
+}
+
+static void group_retry(struct ev_timer *t);
+
+static void group_submit(struct ppl_group *g)
+{
+	int rc = blk_submit(g->ch, g->bio);
+
+	if (rc == -EAGAIN || rc == -ENOMEM) {
+		ev_timer_start(g->ch->loop, &g->timer, PPL_GROUP_RETRY, group_retry);
+		return;
+	}
+	if (rc) {
+		struct bio *b = g->bio;
+
+		b->autofree = false;
+		group_end(b, rc);
+		bio_free(b);
+	}
+}
+
+static void group_retry(struct ev_timer *t)
+{
+	group_submit(container_of(t, struct ppl_group, timer));
+}
+
+/* Send what waits for member m as one write: the queue's head, and the
+ * entries after it that follow it in the ring. */
+static void mq_kick(struct raid *r, struct ppl_chan *pc, struct raid_chan *rc, uint32_t m)
+{
+	struct ppl_mq *mq = &pc->mq[m];
+	struct ppl_group *g = calloc(1, sizeof(*g));
+	struct list_head *pos;
+	struct ppl_ent *first = list_entry(mq->queue.next, struct ppl_ent, qlink);
+	uint64_t len = 0, next = first->pos;
+	unsigned n = 0;
+
+	list_for_each(pos, &mq->queue) {
+		struct ppl_ent *e = list_entry(pos, struct ppl_ent, qlink);
+
+		if (n && (e->pos != next || len + e->len > PPL_GROUP_MAX))
+			break;
+		len += e->len;
+		next += e->len;
+		n++;
+	}
+	if (g)
+		g->ents = calloc(n, sizeof(*g->ents));
+	if (g && g->ents && n > 1)
+		g->buf = aligned_alloc(4096, len);
+	if (!g || !g->ents || (n > 1 && !g->buf) || !rc->mch[m] ||
+	    rc->mch[m]->bd != __atomic_load_n(&r->members[m], __ATOMIC_ACQUIRE) ||
+	    !(g->bio = bio_alloc(rc->mch[m]))) {
+		/* no grouping: each entry as a member bio of its own write */
+		if (g) {
+			free(g->buf);
+			free(g->ents);
+			free(g);
+		}
+		while (!list_empty(&mq->queue)) {
+			struct ppl_ent *e = list_entry(mq->queue.next, struct ppl_ent, qlink);
+			struct raid_io *rio = e->rio;
+
+			list_del(&e->qlink);
+			e->rio = NULL;
+			member_bio_at(rio, m, BIO_WRITE, BIO_FUA, r->ppl->off + e->pos, e->len,
+				      e->buf);
+			if (--rio->pending == 0)	/* the placeholder */
+				rio->next(rio);
+		}
+		return;
+	}
+	g->pc = pc;
+	g->rc = rc;
+	g->member = m;
+	g->r = r;
+	g->ch = rc->mch[m];
+	for (unsigned i = 0; i < n; i++) {
+		struct ppl_ent *e = list_entry(mq->queue.next, struct ppl_ent, qlink);
+
+		list_del(&e->qlink);
+		g->ents[g->n++] = e;
+		if (g->buf)
+			memcpy(g->buf + (e->pos - first->pos), e->buf, e->len);
+	}
+	mq->busy = true;
+	g->bio->op = BIO_WRITE;
+	g->bio->flags = BIO_FUA;
+	g->bio->offset = r->ppl->off + first->pos;
+	g->bio->len = len;
+	g->bio->iov_inline[0].iov_base = g->buf ? g->buf : first->buf;
+	g->bio->iov_inline[0].iov_len = len;
+	g->bio->iov = g->bio->iov_inline;
+	g->bio->iovcnt = 1;
+	g->bio->end = group_end;
+	g->bio->end_arg = g;
+	g->bio->autofree = true;
+	group_submit(g);
+}
+
 void ppl_submit(struct raid_io *rio)
 {
-	struct raid_ppl *p = rio->r->ppl;
+	struct raid *r = rio->r;
+	struct raid_chan *rc = rio->rc;
 
+	if (!rc->ppl)
+		rc->ppl = calloc(1, sizeof(*rc->ppl));
 	for (int i = 0; i < 2; i++) {
 		struct ppl_ent *e = rio->ppl_ent[i];
+		struct ppl_mq *mq;
 
-		if (e)
-			member_bio_at(rio, e->member, BIO_WRITE, BIO_FUA, p->off + e->pos, e->len,
-				      rio->ppl_buf + (size_t)i * e->len);
+		if (!e)
+			continue;
+		if (!rc->ppl) {
+			member_bio_at(rio, e->member, BIO_WRITE, BIO_FUA, r->ppl->off + e->pos,
+				      e->len, rio->ppl_buf + (size_t)i * e->len);
+			continue;
+		}
+		mq = &rc->ppl->mq[e->member];
+		if (!mq->queue.next)
+			list_init(&mq->queue);
+		e->rio = rio;
+		e->buf = rio->ppl_buf + (size_t)i * e->len;
+		rio->pending++;		/* until its group's write ends */
+		list_add_tail(&e->qlink, &mq->queue);
+		if (!mq->busy)
+			mq_kick(r, rc->ppl, rc, e->member);
 	}
 }
 
@@ -461,8 +667,8 @@ void ppl_durable(struct raid *r, uint64_t mark)
 /* ------------------------------------------------------------ recovery */
 
 struct rec_ent {
-	uint64_t	seq, stripe, modset;
-	uint32_t	member, rs, re, which, len;
+	uint64_t	seq, stripe, modset, pos, end;
+	uint32_t	member, rs, re, which, len, lap, pmask;
 	const uint8_t	*data;
 };
 
@@ -471,6 +677,31 @@ static int rec_cmp(const void *a, const void *b)
 	const struct rec_ent *x = a, *y = b;
 
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/*
+ * Of one member's entries ents[first..n): keep those written after the
+ * oldest one overwritten, so that a stripe's newest entry is never missing
+ * while an older one is replayed. Each lap of the ring is laid out from 0
+ * without holes, so with L the last lap: every entry of lap L, and those of
+ * lap L - 1 past the end of lap L (older laps are gone, or left in the
+ * hole at the end of a lap). Returns the new count.
+ */
+static size_t ring_suffix(struct rec_ent *ents, size_t first, size_t n)
+{
+	uint32_t last = 0;
+	uint64_t end = 0;
+	size_t k = first;
+
+	for (size_t i = first; i < n; i++)
+		last = MAX(last, ents[i].lap);
+	for (size_t i = first; i < n; i++)
+		if (ents[i].lap == last)
+			end = MAX(end, ents[i].end);
+	for (size_t i = first; i < n; i++)
+		if (ents[i].lap == last || (last && ents[i].lap == last - 1 && ents[i].pos >= end))
+			ents[k++] = ents[i];
+	return k;
 }
 
 static bool hdr_valid(const uint8_t *h, const struct raid_sb *sb, uint32_t m, uint64_t room,
@@ -488,12 +719,43 @@ static bool hdr_valid(const uint8_t *h, const struct raid_sb *sb, uint32_t m, ui
 	e->which = get_le32(h + H_WHICH);
 	e->len = get_le32(h + H_LEN);
 	e->member = m;
+	e->lap = get_le32(h + H_LAP);
+	e->pmask = get_le32(h + H_PMASK);
 	e->data = h + PPL_HDR;
 	if (e->rs >= e->re || e->re > sb->geom.strip || e->which > 1 ||
+	    !(e->pmask & (1u << e->which)) || e->pmask > 3 ||
 	    e->stripe >= sb->geom.member_size / sb->geom.strip ||
 	    (e->len && e->len != e->re - e->rs) || PPL_HDR + (uint64_t)e->len > room)
 		return false;
 	return !e->len || get_le32(h + H_DCRC) == raid_crc32c(e->data, e->len);
+}
+
+/*
+ * A write logged on both parity members (RAID 6) whose entry on a member
+ * present now is missing never wrote anything (it waited for both): replaying
+ * the other entry alone would set one parity to the new data and leave the
+ * other at the old. ents is sorted by sequence: a write's entries are
+ * neighbours.
+ */
+static bool complete(const struct raid_sb *sb, struct blkdev **slots,
+		     const struct rec_ent *ents, size_t n, size_t i, uint32_t k)
+{
+	uint32_t cols[MAXCOLS];
+
+	raid_stripe_cols(&sb->geom, ents[i].stripe, cols);
+	for (uint32_t q = 0; q < 2; q++) {
+		bool found = false;
+
+		if (!(ents[i].pmask & (1u << q)) || !slots[cols[k + q]])
+			continue;
+		for (size_t j = i; j > 0 && ents[j - 1].seq == ents[i].seq && !found; j--)
+			found = ents[j - 1].which == q && ents[j - 1].stripe == ents[i].stripe;
+		for (size_t j = i; j < n && ents[j].seq == ents[i].seq && !found; j++)
+			found = ents[j].which == q && ents[j].stripe == ents[i].stripe;
+		if (!found)
+			return false;
+	}
+	return true;
 }
 
 /* Replay one entry: parity `which` over [rs, re) := pp ^ parity(M on disk). */
@@ -543,7 +805,7 @@ int ppl_recover(const struct raid_sb *sb, struct blkdev **slots)
 	uint32_t n = sb->geom.nmembers, k, np;
 	struct rec_ent *ents = NULL;
 	uint8_t *rings[RAID_MAX_MEMBERS] = { NULL };
-	size_t nents = 0, cap = 0, done = 0;
+	size_t nents = 0, cap = 0, done = 0, first = 0, skipped = 0;
 	int rc = 0;
 
 	if (!sb->ppl_size || (sb->geom.level != RAID_LEVEL_5 && sb->geom.level != RAID_LEVEL_6))
@@ -576,13 +838,28 @@ int ppl_recover(const struct raid_sb *sb, struct blkdev **slots)
 				ents = ne;
 				cap = cap ? cap * 2 : 64;
 			}
-			ents[nents++] = e;
+			e.pos = pos;
 			pos += PPL_HDR + ((uint64_t)e.len + PPL_HDR - 1) / PPL_HDR * PPL_HDR;
+			e.end = pos;
+			ents[nents++] = e;
 		}
+		if (!rc)
+			nents = ring_suffix(ents, first, nents);
+		first = nents;
 	}
 	if (!rc && nents)
 		qsort(ents, nents, sizeof(*ents), rec_cmp);
 	for (size_t i = 0; i < nents && !rc; i++) {
+		if (!complete(sb, slots, ents, nents, i, k)) {
+			skipped++;
+			continue;
+		}
+		LOG_DBG(LS_RAID, "%s: replay seq %llu member %u lap %u pos %llu stripe %llu "
+			"rows %u-%u parity %u M %llx len %u", sb->name,
+			(unsigned long long)ents[i].seq, ents[i].member, ents[i].lap,
+			(unsigned long long)ents[i].pos, (unsigned long long)ents[i].stripe,
+			ents[i].rs, ents[i].re, ents[i].which,
+			(unsigned long long)ents[i].modset, ents[i].len);
 		rc = replay(sb, slots, &ents[i], k, np);
 		if (rc == -EINVAL)
 			rc = 0;		/* not this member's parity: stale */
@@ -600,6 +877,7 @@ int ppl_recover(const struct raid_sb *sb, struct blkdev **slots)
 			strerror(-rc));
 		return rc;
 	}
-	LOG_INFO(LS_RAID, "%s: partial parity log: %zu entries replayed", sb->name, done);
+	LOG_INFO(LS_RAID, "%s: partial parity log: %zu entries replayed, %zu of writes that "
+		 "never started", sb->name, done, skipped);
 	return (int)done;
 }

@@ -42,8 +42,13 @@ uint64_t ppl_modset(struct raid *r, uint64_t stripe);
  * follow.
  */
 int ppl_prepare(struct raid_io *rio, bool full);
-/* Member bios (FUA) of the entries, in the caller's batch. */
+/* Send the entries (FUA), counted in the caller's batch. Entries of
+ * several writes of one channel to one member go out as one write (group
+ * commit): one is sent at once, those arriving meanwhile wait for it to end
+ * and then go together. */
 void ppl_submit(struct raid_io *rio);
+/* The channel's grouping state, at channel destruction. */
+void ppl_chan_free(struct raid_chan *rc);
 /* The write did not happen (its entries may be on disk): forget it. */
 void ppl_cancel(struct raid_io *rio);
 /* The write's member bios have ended. */

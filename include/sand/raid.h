@@ -175,8 +175,10 @@ int raid_create(const char *name, enum raid_level level, struct blkdev **members
  * more members than its redundancy allows, naming what is missing in the
  * log. A member whose generation is older than the newest is stale and not
  * used. A redundant set with members missing or failed starts degraded. A
- * set that was not closed cleanly (RAID_SB_DIRTY) is resynchronized before
- * this returns (a full pass over every row, unless degraded).
+ * set that was not closed cleanly (RAID_SB_DIRTY) is recovered before this
+ * returns: the partial parity log replayed (RAID 5/6, degraded), then the
+ * regions marked in the write-intent bitmap resynchronized (every row for
+ * a 1.1 set, which is not resynchronized when degraded).
  */
 int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out);
 

@@ -19,7 +19,9 @@
  * Every block written carries (write id, block number) and a pattern, so
  * a read tells which write it came from. SAND_TORTURE_CUTS sets the cuts per
  * configuration (default 200). The same degraded RAID 5 torture without the
- * log must find corrupt blocks: the test bites.
+ * log must find corrupt blocks: the test bites. TORTURE_DEBUG=1 prints the
+ * corrupt blocks and aborts at the first bad cut (with --debug raid style
+ * logs, LOG_DBG shows the log entries replayed).
  */
 #include <check.h>
 #include <errno.h>
@@ -377,6 +379,11 @@ static void verify(struct tenv *e)
 		}
 		e->checked++;
 		if (!ok) {
+			if (getenv("TORTURE_DEBUG"))
+				fprintf(stderr, "bad block %llu (stripe %llu col %llu): holds id %u, durable %u, %u later\n",
+					(unsigned long long)b, (unsigned long long)(b * BS / (STRIP * (e->n - 2))),
+					(unsigned long long)(b * BS % (STRIP * (e->n - 2)) / STRIP),
+					(uint32_t)((const uint64_t *)(const void *)got)[0], e->dur[b], e->c[b].n);
 			e->bad++;
 			continue;
 		}
@@ -415,6 +422,10 @@ static uint64_t torture(enum raid_level l, uint32_t n, uint32_t degraded, bool n
 			ck_assert_uint_eq(bad_rows, 0);
 		}
 		verify(&e);
+		if (getenv("TORTURE_DEBUG") && e.bad) {
+			fprintf(stderr, "first bad at cut %u\n", c);
+			abort();
+		}
 		for (uint32_t i = 0; i < e.n; i++)
 			if (!(e.miss & (1u << i))) {
 				struct fault_stats st;
@@ -465,7 +476,7 @@ static Suite *suite(void)
 	Suite *s = suite_create("raid_torture");
 	TCase *tc = tcase_create("cuts");
 
-	tcase_set_timeout(tc, 120);
+	tcase_set_timeout(tc, 120 * MAX(cuts_per_config(), 200u) / 200);
 	tcase_add_loop_test(tc, power_cuts, 0, (int)ARRAY_SIZE(cfgs));
 	tcase_add_test(tc, bites_without_ppl);
 	suite_add_tcase(s, tc);
