@@ -22,7 +22,7 @@ DIR=$(realpath "$DIR")
 # the writer: rebuilt when its source changes
 if [ ! -x "$DIR/mwriter" ] || [ "$SRC/mwriter.c" -nt "$DIR/mwriter" ]; then
 	echo "build-guest: mwriter"
-	gcc -static -O2 -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+	gcc -static -pthread -O2 -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 		-o "$DIR/mwriter.tmp" "$SRC/mwriter.c"
 	mv "$DIR/mwriter.tmp" "$DIR/mwriter"
 	rm -f "$DIR/initrd.gz"
@@ -107,7 +107,7 @@ i=0
 while [ ! -b /dev/vda ] && [ \$i -lt 100 ]; do sleep 0.1; i=\$((i + 1)); done
 if [ -b /dev/vda ]; then
 	echo "MW guest up: \$(cat /proc/cmdline)"
-	mwriter write /dev/vda \${mw_batch:-16}
+	mwriter write /dev/vda \${mw_batch:-16} \${mw_writers:-4}
 	echo "MW writer exited with \$?"
 else
 	echo "MW error no /dev/vda"
