@@ -11,5 +11,8 @@ MIGRATION_TESTS := $(wildcard tests/func/migrate_*.sh)
 guest:
 	@tests/migration/build-guest.sh build/guest
 
+# the figures (migration time, downtime, guest write stall) follow the summary
 check-migration: all guest
-	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run-tests.sh $(MIGRATION_TESTS)
+	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run-tests.sh $(MIGRATION_TESTS); rc=$$?; \
+	grep -h '^# migration ' $(patsubst tests/func/%,$(BUILD)/test-logs/%.log,$(MIGRATION_TESTS)) \
+		2>/dev/null | sed 's/^# //'; exit $$rc
