@@ -20,13 +20,19 @@ mig_export() {
 	check "portal 127.0.0.3:$port in group 2 (host b's path)" \
 		volctl iscsi portal add 2 127.0.0.3:$port
 	check "export vm as lun 0" volctl export iscsi vm --target $MIG_IQN --lun 0
+	if [ -n "${MIG_SABOTAGE:-}" ]; then
+		check "sabotage: another volume, vmb, as lun 1 for host b" bash -c \
+			"'$VOLCTL_BIN' --socket '$SAND_SOCK' vol create vmb --pool tank --size 32M &&
+			'$VOLCTL_BIN' --socket '$SAND_SOCK' export iscsi vmb --target $MIG_IQN --lun 1"
+	fi
 }
 
 # host a logs in through 127.0.0.2 as host-a, host b through 127.0.0.3 as host-b
 mig_drive() {
-	local addr=127.0.0.2 init=$MIG_INIT_A
+	local addr=127.0.0.2 init=$MIG_INIT_A lun=0
 	[ "$1" = b ] && { addr=127.0.0.3; init=$MIG_INIT_B; }
-	echo "driver=iscsi,node-name=disk0,transport=tcp,portal=$addr:$port,target=$MIG_IQN,lun=0,initiator-name=$init"
+	[ "$1" = b ] && [ -n "${MIG_SABOTAGE:-}" ] && lun=1
+	echo "driver=iscsi,node-name=disk0,transport=tcp,portal=$addr:$port,target=$MIG_IQN,lun=$lun,initiator-name=$init"
 }
 
 # before the migration both hosts have the LUN open, each on its own path
@@ -41,6 +47,16 @@ mig_both_open() {
 
 mig_read() {
 	timeout 120 qemu-img convert -f raw -O raw "iscsi://127.0.0.2:$port/$MIG_IQN/0" "$1"
+}
+
+# the snapshots as LUNs 2, 3 ... (no session is left by then)
+snap_lun=2
+mig_read_snap() {
+	volctl export iscsi "vm@$1" --target $MIG_IQN --lun $snap_lun --readonly &&
+		timeout 120 qemu-img convert -f raw -O raw "iscsi://127.0.0.3:$port/$MIG_IQN/$snap_lun" "$2"
+	local rc=$?
+	snap_lun=$((snap_lun + 1))
+	return $rc
 }
 
 mig_run

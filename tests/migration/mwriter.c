@@ -14,13 +14,14 @@
  *	console), one write(2) a line. Runs until the machine stops (or COUNT
  *	batches each; DEV may be a regular file, for the host-side self-test).
  *
- *   mwriter verify IMAGE BATCH THREADS < CONSOLE
+ *   mwriter verify IMAGE BATCH THREADS [SLACK] < CONSOLE
  *	On the host, on a copy of the disk, with the guest's console output
  *	(every host's, in order) on stdin: each writer's reports must be
  *	batches 0, 1 ... N with none missing or repeated (a last line without
  *	its newline is ignored: the machine stopped while printing it); then
  *	for every block, the newest write among the reported batches (or a
- *	newer one, written but not yet reported) must be there, whole.
+ *	newer one, written but not yet reported, at most SLACK batches past
+ *	the last report, default 64) must be there, whole.
  *	Prints a summary line; exits 1 on any torn, foreign, stale or lost
  *	block or a broken report sequence.
  *
@@ -268,7 +269,7 @@ static uint64_t read_reports(unsigned threads, int64_t *last)
 	return lines;
 }
 
-static int do_verify(const char *img, unsigned batch, unsigned threads)
+static int do_verify(const char *img, unsigned batch, unsigned threads, uint64_t slack)
 {
 	uint64_t nblocks, len, i, ok = 0, newer = 0, zero = 0, writes = 0, reports;
 	int64_t last[MAX_THREADS];
@@ -322,7 +323,7 @@ static int do_verify(const char *img, unsigned batch, unsigned threads)
 		if (have && h.seq < want)
 			complain("block %" PRIu64 ": stale seq %" PRIu64 ", wanted %" PRIu64
 				 " (writer %" PRIu64 ")\n", i, h.seq, want, t);
-		else if (h.seq >= end + 64 * batch)
+		else if (h.seq >= end + slack * batch)
 			complain("block %" PRIu64 ": seq %" PRIu64 " of writer %" PRIu64
 				 " is far past its reports\n", i, h.seq, t);
 		else if (h.seq >= end)
@@ -353,10 +354,11 @@ int main(int argc, char **argv)
 	if ((argc == 5 || argc == 6) && !strcmp(argv[1], "write"))
 		return do_write(argv[2], batch, threads,
 				argc == 6 ? strtoull(argv[5], NULL, 10) : 0);
-	if (argc == 5 && !strcmp(argv[1], "verify"))
-		return do_verify(argv[2], batch, threads);
+	if ((argc == 5 || argc == 6) && !strcmp(argv[1], "verify"))
+		return do_verify(argv[2], batch, threads,
+				 argc == 6 ? strtoull(argv[5], NULL, 10) : 64);
 usage:
 	fprintf(stderr, "usage: mwriter write DEV BATCH THREADS [COUNT]\n"
-		"       mwriter verify IMAGE BATCH THREADS < CONSOLE\n");
+		"       mwriter verify IMAGE BATCH THREADS [SLACK] < CONSOLE\n");
 	return 2;
 }
