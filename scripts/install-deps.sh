@@ -6,7 +6,10 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev \
  liburing-dev libaio-dev libisal-dev libiscsi-dev libiscsi-bin check \
  libjansson-dev libgnutls28-dev gnutls-bin uuid-dev \
  qemu-utils qemu-block-extra libnbd-bin fio tgt nbdkit \
- iproute2 iptables e2fsprogs fuse3 python3"
+ iproute2 iptables e2fsprogs fuse3 python3 \
+ qemu-system-x86 busybox-static"
+# (the live-migration tests also fetch the Debian kernel package with
+# `apt-get download` into build/guest: tests/migration/build-guest.sh)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 missing=""
