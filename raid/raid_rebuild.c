@@ -698,6 +698,16 @@ int raid_spare_add(struct blkdev *bd, struct blkdev *sp)
 	rc = check_newdev(r, sp, "a spare");
 	if (rc)
 		return rc;
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		if (__atomic_load_n(&r->members[i], __ATOMIC_ACQUIRE) == sp)
+			return -EBUSY;
+	pthread_mutex_lock(&r->jlock);
+	for (uint32_t i = 0; i < r->nspares; i++)
+		if (r->spares[i] == sp) {
+			pthread_mutex_unlock(&r->jlock);
+			return -EBUSY;
+		}
+	pthread_mutex_unlock(&r->jlock);
 	rc = blkdev_claim(sp, bd->name);
 	if (rc)
 		return rc;
