@@ -774,3 +774,34 @@ struct blkdev *raid_member_dev(struct blkdev *bd, uint32_t i)
 		return NULL;
 	return __atomic_load_n(&r->members[i], __ATOMIC_ACQUIRE);
 }
+
+int raid_fail(struct blkdev *bd, uint32_t slot)
+{
+	struct raid *r;
+	int st, rc;
+
+	if (!blk_is_raid(bd))
+		return -EINVAL;
+	r = to_raid(bd);
+	if (slot >= r->g.nmembers || r->g.level == RAID_LEVEL_0)
+		return -EINVAL;
+	pthread_mutex_lock(&r->sb_lock);
+	st = __atomic_load_n(&r->state[slot], __ATOMIC_ACQUIRE);
+	if (st != RAID_MEMBER_ACTIVE && st != RAID_MEMBER_REBUILDING) {
+		pthread_mutex_unlock(&r->sb_lock);
+		return -EALREADY;
+	}
+	__atomic_store_n(&r->state[slot], RAID_MEMBER_FAILED, __ATOMIC_RELEASE);
+	if (st == RAID_MEMBER_ACTIVE && !raid_set_alive(r)) {
+		__atomic_store_n(&r->state[slot], st, __ATOMIC_RELEASE);
+		pthread_mutex_unlock(&r->sb_lock);
+		return -EBUSY;
+	}
+	rc = raid_persist_locked(r);
+	pthread_mutex_unlock(&r->sb_lock);
+	LOG_WARN(LS_RAID, "%s: member %u (%s) taken out, set %s", bd->name, slot,
+		 r->members[slot] ? r->members[slot]->name : "?",
+		 raid_degraded(bd) ? "degraded" : "whole");
+	raid_jobs_kick(r);
+	return rc;
+}

@@ -247,6 +247,11 @@ int raid_spare_add(struct blkdev *bd, struct blkdev *spare);
 int raid_spare_remove(struct blkdev *bd, struct blkdev *spare);
 /* The spares, up to max; returns how many there are. */
 uint32_t raid_spares(struct blkdev *bd, struct blkdev **out, uint32_t max);
+/* Take member `slot` out (maintenance, tests): it is failed and its state
+ * written, as if it had failed. -EBUSY: the set could not serve every block
+ * without it; -EALREADY: not active; -EINVAL: RAID 0. A spare, if any, takes
+ * its place. */
+int raid_fail(struct blkdev *bd, uint32_t slot);
 /* The device in slot i (NULL: missing). */
 struct blkdev *raid_member_dev(struct blkdev *bd, uint32_t i);
 
