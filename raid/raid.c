@@ -424,12 +424,29 @@ static void child_end(struct bio *b, int status)
 	struct raid_io *rio = b->end_arg;
 
 	if (status) {
-		int m = member_of(rio->r, b->ch->bd);
+		struct raid *r = rio->r;
+		int m = member_of(r, b->ch->bd);
 
-		if (rio->r->g.level == RAID_LEVEL_0 && !rio->status)
+		if (r->g.level == RAID_LEVEL_0 && !rio->status)
 			rio->status = status;
-		if (m >= 0)
+		if (m >= 0 && b->op == BIO_READ && r->g.level != RAID_LEVEL_0 &&
+		    raid_alive(r, (uint32_t)m) &&
+		    __atomic_add_fetch(&r->read_errs[m], 1, __ATOMIC_RELAXED) <= RAID_READ_ERROR_MAX) {
+			/* served from redundancy and written back by the level */
+			LOG_RATELIMIT(LOG_WARN, LS_RAID, "%s: read error on member %u (%s) at %llu+%llu "
+				      "(%s, %u so far): reconstructing and rewriting", r->bd.name,
+				      m, b->ch->bd->name, (unsigned long long)b->offset,
+				      (unsigned long long)b->len, strerror(-status),
+				      __atomic_load_n(&r->read_errs[m], __ATOMIC_RELAXED));
+			rio->child_err = true;
+			rio->bad |= 1u << m;
+		} else if (m >= 0) {
 			member_failed(rio, (uint32_t)m, status);
+		} else {
+			/* a member replaced meanwhile (a spare took its slot): the
+			 * level tries again without it */
+			rio->child_err = true;
+		}
 	} else {
 		rio->nok++;
 	}

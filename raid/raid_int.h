@@ -56,6 +56,7 @@ struct raid_io {
 	int8_t		mem_class;	/* mem's cache class, -1: malloc'ed */
 	enum wr_mode	mode;
 	uint32_t	tried;		/* mirror reads: members tried */
+	uint32_t	bad;		/* members whose read failed in this I/O (not failed) */
 	uint8_t		*mem;
 	struct list_head retry;		/* member bios refused with -EAGAIN/-ENOMEM */
 	struct ev_timer	retry_timer;
@@ -173,6 +174,13 @@ static inline bool raid_writable(struct raid *r, uint32_t m)
 static inline bool raid_rebuilding(struct raid *r, uint32_t m)
 {
 	return __atomic_load_n(&r->state[m], __ATOMIC_ACQUIRE) == RAID_MEMBER_REBUILDING;
+}
+
+/* Readable for this I/O: live, and no read error in it (rio->bad): the
+ * I/O reconstructs those blocks instead and writes them back. */
+static inline bool rio_readable(struct raid_io *rio, uint32_t m)
+{
+	return raid_alive(rio->r, m) && !(rio->bad & (1u << m));
 }
 
 /* Can the set still serve every block? */

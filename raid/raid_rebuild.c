@@ -282,6 +282,7 @@ static int replace_begin(struct raid *r, uint32_t slot, struct blkdev *nd, bool 
 	r->rebuild_slot = (int)slot;
 	uuid_generate(r->sb.members[slot].uuid);
 	r->sb.members[slot].rebuilt = 0;
+	__atomic_store_n(&r->read_errs[slot], 0, __ATOMIC_RELAXED);
 	old = r->members[slot];
 	__atomic_store_n(&r->members[slot], nd, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->state[slot], RAID_MEMBER_REBUILDING, __ATOMIC_RELEASE);

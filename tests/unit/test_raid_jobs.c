@@ -493,6 +493,69 @@ START_TEST(stale_rebuilt)
 }
 END_TEST
 
+/* ---- read errors: repaired from redundancy and written back; too many
+ * fail the member ---- */
+
+static void read_errors(enum raid_level l, uint32_t n, uint64_t seed)
+{
+	struct raid_geom g = { .level = l, .nmembers = n, .strip = STRIP,
+			       .member_size = 256 * 1024 };
+	struct fault_rule rule = { .len = 4096, .op_mask = FAULT_OP(BIO_READ), .one_shot = true };
+	struct fault_stats st;
+	struct raid_loc loc;
+	uint8_t junk[4096];
+	uint32_t m;
+	struct env e;
+
+	env_create(&e, l, n, n, 256 * 1024, seed);
+	fill(&e);
+	/* a bad block under pool offset 100K on the member read first */
+	raid_map(&g, 100 * 1024, &loc);
+	m = loc.member;
+	if (l == RAID_LEVEL_1)
+		m = (uint32_t)(loc.stripe % n);
+	else if (l == RAID_LEVEL_10)
+		m = 2 * loc.col + (uint32_t)(loc.stripe % 2);
+	memset(junk, 0xee, sizeof(junk));
+	ck_assert_int_eq(blk_sync_io(e.mem[m], BIO_WRITE, 0, RAID_DATA_OFFSET + loc.moff, junk,
+				     sizeof(junk)), 0);
+	rule.offset = RAID_DATA_OFFSET + loc.moff;
+	ck_assert_int_ge(fault_add_rule(e.f[m], &rule), 0);
+	ck_assert_int_eq(fault_reset_stats(e.f[m]), 0);
+	verify_all(&e);		/* the read fails once: served from the others */
+	ck_assert_int_eq(fault_get_stats(e.f[m], &st), 0);
+	ck_assert_uint_eq(st.injected, 1);
+	ck_assert_uint_ge(st.ios[BIO_WRITE], 1);	/* rewritten */
+	ck_assert_uint_ge(job(&e).read_errors_fixed, 1);
+	ck_assert_int_eq(raid_degraded(e.raid), 0);
+	verify_all(&e);		/* read from m again: the junk is gone */
+	ck_assert_int_eq(raid_degraded(e.raid), 0);
+	run_ops(&e, 300);
+	ck_assert_uint_eq(e.errors + e.mismatches, 0);
+
+	/* a member whose reads keep failing is failed: degraded, not down */
+	rule.offset = RAID_DATA_OFFSET;
+	rule.len = 0;
+	rule.one_shot = false;
+	ck_assert_int_ge(fault_add_rule(e.f[m], &rule), 0);
+	verify_all(&e);
+	run_ops(&e, 300);
+	ck_assert_uint_eq(e.errors + e.mismatches, 0);
+	ck_assert_int_eq(raid_member_state(e.raid, m), RAID_MEMBER_FAILED);
+	ck_assert_int_eq(raid_degraded(e.raid), 1);
+	verify_all(&e);
+	env_free(&e);
+}
+
+START_TEST(read_errors_all_levels)
+{
+	read_errors(RAID_LEVEL_1, 2, 60);
+	read_errors(RAID_LEVEL_10, 4, 61);
+	read_errors(RAID_LEVEL_5, 4, 62);
+	read_errors(RAID_LEVEL_6, 5, 63);
+}
+END_TEST
+
 START_TEST(refusals)
 {
 	struct env e;
@@ -529,6 +592,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, rate_limit);
 	tcase_add_test(tc, scrub_background);
 	tcase_add_test(tc, stale_rebuilt);
+	tcase_add_test(tc, read_errors_all_levels);
 	tcase_add_test(tc, refusals);
 	suite_add_tcase(s, tc);
 	return s;
