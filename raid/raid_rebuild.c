@@ -109,8 +109,12 @@ static void pace(struct raid *r, uint64_t row_ns, uint64_t *fg_seen)
 
 /* ------------------------------------------------------------ the row walker */
 
+/* Rows in flight at once when the set has no foreground I/O (one while it
+ * has): each holds its own stripe lock, so they never overlap. */
+#define WALK_DEPTH	8
+
 struct row_wait {
-	bool	done;
+	bool	busy, done;
 	int	status;
 };
 
@@ -150,17 +154,21 @@ static bool spare_waiting(struct raid *r)
 }
 
 /*
- * Walk rows [from, rows) through a private loop and channel on the set, one
- * row at a time: each row is a RAID_BIO_REBUILD (RESYNC, SCRUB) bio. With
- * job: progress in r->ji, pacing, the rebuild cursor saved, and a stop
- * (raid_jobs_stop, close, a scrub cancelled) ends it with -ECANCELED.
+ * Walk rows [from, rows) through a private loop and channel on the set: each
+ * row is a RAID_BIO_REBUILD (RESYNC, SCRUB) bio, up to WALK_DEPTH of them in
+ * flight. With job: progress in r->ji (rows done: every row below it is
+ * done), pacing, the rebuild cursor saved, and a stop (raid_jobs_stop,
+ * close, a scrub cancelled) ends it with -ECANCELED.
  */
 int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 {
 	uint64_t rows = rows_of(r);
 	uint64_t row_bytes = (uint64_t)r->g.strip * r->k;
 	uint64_t last_save = now_ns(), fg = __atomic_load_n(&r->fg_ios, __ATOMIC_RELAXED);
+	uint64_t next = from, contig = from, t_row = now_ns();
+	struct row_wait w[WALK_DEPTH] = { { 0 } };
 	int slot = r->rebuild_slot;
+	unsigned inflight = 0, depth = WALK_DEPTH;
 	struct ev_loop *loop;
 	struct blkchan *ch;
 	void *dummy;
@@ -174,50 +182,80 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 	rc = dummy ? blk_chan_open(&r->bd, loop, &ch) : -ENOMEM;
 	if (rc)
 		goto free_loop;
-	for (uint64_t row = from; row < rows && !rc; row++) {
-		struct iovec iov = { dummy, r->bd.block_size };
-		struct row_wait w = { 0 };
-		uint64_t t0 = now_ns();
+	while (contig < rows) {
+		/* start rows while the window allows */
+		while (!rc && next < rows && next < contig + depth) {
+			struct iovec iov = { dummy, r->bd.block_size };
+			struct row_wait *x = &w[next % WALK_DEPTH];
 
-		if (job && job_stopping(r)) {
-			rc = -ECANCELED;
-			break;
+			if (job && job_stopping(r)) {
+				rc = -ECANCELED;
+				break;
+			}
+			if (job && flag == RAID_BIO_SCRUB && spare_waiting(r)) {
+				LOG_WARN(LS_RAID, "%s: scrub stopped: a spare takes a failed member's "
+					 "place", r->bd.name);
+				rc = -ECANCELED;
+				break;
+			}
+			if (flag == RAID_BIO_REBUILD && !raid_rebuilding(r, (uint32_t)slot)) {
+				rc = -EIO;	/* the new member failed */
+				break;
+			}
+			x->busy = true;
+			x->done = false;
+			rc = blk_rw(ch, BIO_READ, flag, &iov, 1, next * row_bytes,
+				    r->bd.block_size, row_end, x);
+			if (rc) {
+				x->busy = false;
+				break;
+			}
+			inflight++;
+			next++;
 		}
-		if (job && flag == RAID_BIO_SCRUB && spare_waiting(r)) {
-			LOG_WARN(LS_RAID, "%s: scrub stopped: a spare takes a failed member's place",
-				 r->bd.name);
-			rc = -ECANCELED;
+		if (!inflight)
 			break;
-		}
-		if (flag == RAID_BIO_REBUILD && !raid_rebuilding(r, (uint32_t)slot)) {
-			rc = -EIO;	/* the new member failed */
-			break;
-		}
-		rc = blk_rw(ch, BIO_READ, flag, &iov, 1, row * row_bytes,
-			    r->bd.block_size, row_end, &w);
-		while (!rc && !w.done)
-			ev_run_once(loop, 100);
-		if (!rc)
-			rc = w.status;
+		ev_run_once(loop, 100);
+		/* rows that ended; the cursor moves over the contiguous ones */
+		for (unsigned i = 0; i < WALK_DEPTH; i++)
+			if (w[i].busy && w[i].done) {
+				w[i].busy = false;
+				inflight--;
+				if (w[i].status && !rc)
+					rc = w[i].status;
+			}
 		if (rc)
-			break;
+			continue;	/* wait for the others, start nothing new */
+		while (contig < next && !w[contig % WALK_DEPTH].busy) {
+			contig++;
+			if (contig % 1024 == 0 || contig == rows)
+				LOG_DBG(LS_RAID, "%s: %s %llu of %llu rows", r->bd.name,
+					flag == RAID_BIO_REBUILD ? "rebuilt" :
+					flag == RAID_BIO_RESYNC ? "resynced" : "scrubbed",
+					(unsigned long long)contig, (unsigned long long)rows);
+		}
 		if (job) {
-			uint64_t now = now_ns();
+			uint64_t now = now_ns(), f = __atomic_load_n(&r->fg_ios, __ATOMIC_RELAXED);
 
 			pthread_mutex_lock(&r->jlock);
-			r->ji.rows_done = row + 1;
+			r->ji.rows_done = contig;
 			pthread_mutex_unlock(&r->jlock);
 			if (flag == RAID_BIO_REBUILD && now - last_save >= PERSIST_NS) {
-				save_cursor(r, slot, row + 1);
+				save_cursor(r, slot, contig);
 				last_save = now;
 			}
-			pace(r, now - t0, &fg);
+			/* foreground I/O: one row at a time, paced; else the window */
+			depth = f != fg ? 1 : WALK_DEPTH;
+			if (inflight < depth) {
+				pace(r, now - t_row, &fg);
+				t_row = now_ns();
+			}
 		}
-		if ((row + 1) % 1024 == 0 || row + 1 == rows)
-			LOG_DBG(LS_RAID, "%s: %s %llu of %llu rows", r->bd.name,
-				flag == RAID_BIO_REBUILD ? "rebuilt" :
-				flag == RAID_BIO_RESYNC ? "resynced" : "scrubbed",
-				(unsigned long long)(row + 1), (unsigned long long)rows);
+	}
+	if (job && !rc) {
+		pthread_mutex_lock(&r->jlock);
+		r->ji.rows_done = contig;
+		pthread_mutex_unlock(&r->jlock);
 	}
 	blk_chan_close(ch, closed_flag, &closed);
 	while (!closed)
