@@ -110,8 +110,10 @@ static void pace(struct raid *r, uint64_t row_ns, uint64_t *fg_seen)
 /* ------------------------------------------------------------ the row walker */
 
 /* Rows in flight at once when the set has no foreground I/O (one while it
- * has): each holds its own stripe lock, so they never overlap. */
-#define WALK_DEPTH	8
+ * has): each holds its own stripe lock, so they never overlap. At most 16,
+ * and about 32 MiB of row buffers. */
+#define WALK_DEPTH	16
+#define WALK_MEM	(32u << 20)
 
 struct row_wait {
 	bool	busy, done;
@@ -168,13 +170,15 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 	uint64_t next = from, contig = from, t_row = now_ns();
 	struct row_wait w[WALK_DEPTH] = { { 0 } };
 	int slot = r->rebuild_slot;
-	unsigned inflight = 0, depth = WALK_DEPTH;
+	unsigned inflight = 0, depth, max_depth;
 	struct ev_loop *loop;
 	struct blkchan *ch;
 	void *dummy;
 	bool closed = false;
 	int rc;
 
+	max_depth = (unsigned)MIN((size_t)WALK_DEPTH, WALK_MEM / r->buf_max);
+	depth = max_depth = MAX(max_depth, 1u);
 	rc = ev_loop_new(EV_AUTO, 64, &loop);
 	if (rc)
 		return rc;
@@ -245,7 +249,7 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 				last_save = now;
 			}
 			/* foreground I/O: one row at a time, paced; else the window */
-			depth = f != fg ? 1 : WALK_DEPTH;
+			depth = f != fg ? 1 : max_depth;
 			if (inflight < depth) {
 				pace(r, now - t_row, &fg);
 				t_row = now_ns();
