@@ -1636,6 +1636,60 @@ void pool_rpc_init(void)
  * spare, so the set rebuilds it (when a slot is failed). Disks without a
  * superblock listed as spares are spares.
  */
+/* --scan: a moved member is a file with this pool's superblock (its name
+ * and, when another member told it, its UUID) and a member UUID no other
+ * disk has. */
+struct scan_ctx {
+	const char	*name;
+	bool		have_uuid;
+	uint8_t		pool_uuid[16];
+	uint8_t		seen[2 * RAID_MAX_MEMBERS][16];
+	uint32_t	nseen;
+};
+
+static bool scan_match(struct blkdev *bd, void *arg)
+{
+	struct scan_ctx *c = arg;
+	struct raid_sb sb;
+
+	if (raid_sb_read(bd, &sb) || strcmp(sb.name, c->name) ||
+	    (c->have_uuid && memcmp(sb.pool_uuid, c->pool_uuid, 16)))
+		return false;
+	for (uint32_t i = 0; i < c->nseen; i++)
+		if (!memcmp(c->seen[i], sb.member_uuid, 16))
+			return false;
+	if (c->nseen < 2 * RAID_MAX_MEMBERS)
+		memcpy(c->seen[c->nseen++], sb.member_uuid, 16);
+	return true;
+}
+
+/* Look for the pool's disks that did not open in the --scan directories. */
+static void pool_find_moved(struct pool *p)
+{
+	struct scan_ctx c = { .name = p->name };
+	uint64_t gen = 0;
+	struct raid_sb sb;
+
+	for (uint32_t i = 0; i < p->nmembers + p->nspares; i++) {
+		const char *d = i < p->nmembers ? p->members[i] : p->spares[i - p->nmembers];
+		struct blkdev *bd = blkdev_find(d);
+
+		if (!bd || raid_sb_read(bd, &sb) || strcmp(sb.name, p->name))
+			continue;
+		if (!c.have_uuid || sb.generation > gen) {
+			memcpy(c.pool_uuid, sb.pool_uuid, 16);
+			gen = sb.generation;
+			c.have_uuid = true;
+		}
+		if (c.nseen < 2 * RAID_MAX_MEMBERS)
+			memcpy(c.seen[c.nseen++], sb.member_uuid, 16);
+	}
+	for (uint32_t i = 0; i < p->nmembers; i++)
+		if (!blkdev_find(p->members[i]) && !disk_relocate(p->members[i], scan_match, &c))
+			LOG_WARN(LS_RAID, "pool %s: member disk %s found by --scan", p->name,
+				 p->members[i]);
+}
+
 static int pool_bring_up(struct pool *p)
 {
 	struct blkdev *bds[RAID_MAX_MEMBERS], *cand[2 * RAID_MAX_MEMBERS];
@@ -1654,6 +1708,7 @@ static int pool_bring_up(struct pool *p)
 	sbs = calloc(2 * RAID_MAX_MEMBERS, sizeof(*sbs));
 	if (!sbs)
 		return -ENOMEM;
+	pool_find_moved(p);
 	for (uint32_t i = 0; i < p->nmembers + p->nspares; i++) {
 		const char *d = i < p->nmembers ? p->members[i] : p->spares[i - p->nmembers];
 		struct blkdev *bd = blkdev_find(d);

@@ -4,7 +4,8 @@
 # scrub --repair, scrub cancel; a rate-limited rebuild with progress in
 # pool show, stopped by a restart and resumed past 0; restart with the
 # members listed in another order; a member file removed: degraded, data
-# intact; a stale member copy put back: not trusted, rebuilt; a RAID 0 with
+# intact; a member file moved, found by --scan; a stale member copy put
+# back: not trusted, rebuilt; a RAID 0 with
 # a missing member refuses to start and names it.
 . "$(dirname "$0")/lib.sh"
 
@@ -145,6 +146,19 @@ sand_start --reactors 2 || { not_ok "sand starts, members reversed"; t_done; }
 ok "sand starts, members reversed"
 check "the pool is online" state_is online
 check "the data reads back" verify_all
+
+# ---- a member file moved: found with --scan, the pool whole
+check "sand stops to move e" sand_stop
+mkdir -p "$T_TMP/moved" "$T_TMP/other"
+mv "$T_TMP/e.img" "$T_TMP/moved/e-renamed.img"
+cp "$T_TMP/c.img" "$T_TMP/other/c-copy.img"	# a member of the pool, already present
+sand_start --reactors 2 --scan "$T_TMP/other" --scan "$T_TMP/moved" || { not_ok "sand starts with --scan"; t_done; }
+ok "sand starts with --scan"
+check_grep "the log says e moved" "disk e moved: found at .*/moved/e-renamed.img" "$SAND_LOG"
+check "the pool is online, not degraded" state_is online
+check "disk e has its new path" bash -c "'$VOLCTL_BIN' --socket '$SAND_SOCK' disk list | grep -E '^e .*/moved/e-renamed.img'"
+check "the data reads back" verify_all
+rm -f "$T_TMP/other/c-copy.img"
 
 # ---- a stale copy of a member comes back: rebuilt, never trusted
 check "sand stops for a copy" sand_stop
