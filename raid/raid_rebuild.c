@@ -83,37 +83,43 @@ static void job_sleep(struct raid *r, uint64_t ns)
 	pthread_mutex_unlock(&r->jlock);
 }
 
-/* After a row that took row_ns: the rate limit, then foreground I/O. */
-static void pace(struct raid *r, uint64_t row_ns, uint64_t *fg_seen)
+/* The rate limit, before starting row `row`: sleep until the bytes of the
+ * rows started since the rate was set are due. */
+static void throttle(struct raid *r, uint64_t row)
+{
+	uint64_t rate = __atomic_load_n(&r->rate, __ATOMIC_RELAXED), now, bytes, due;
+
+	if (!rate)
+		return;
+	now = now_ns();
+	pthread_mutex_lock(&r->jlock);
+	bytes = row > r->jrate_base_row ? (row - r->jrate_base_row) * r->g.strip : 0;
+	due = r->jrate_base_ns + (uint64_t)((double)bytes * 1e9 / (double)rate);
+	pthread_mutex_unlock(&r->jlock);
+	if (due > now)
+		job_sleep(r, due - now);
+}
+
+/* After rows ended: when the set served foreground bios since the last
+ * look, sleep as long as the last row took (bounded). */
+static void yield_fg(struct raid *r, uint64_t row_ns, uint64_t *fg_seen)
 {
 	uint64_t fg = __atomic_load_n(&r->fg_ios, __ATOMIC_RELAXED);
-	uint64_t rate = __atomic_load_n(&r->rate, __ATOMIC_RELAXED), wait = 0;
 
-	if (fg != *fg_seen) {
-		*fg_seen = fg;
-		wait = MIN(MAX(row_ns, YIELD_MIN_NS), YIELD_MAX_NS);
-	}
-	if (rate) {
-		uint64_t now = now_ns(), bytes, due;
-
-		pthread_mutex_lock(&r->jlock);
-		bytes = (r->ji.rows_done - r->jrate_base_row) * r->g.strip;
-		due = r->jrate_base_ns + (uint64_t)((double)bytes * 1e9 / (double)rate);
-		pthread_mutex_unlock(&r->jlock);
-		if (due > now)
-			wait = MAX(wait, due - now);
-	}
-	if (wait)
-		job_sleep(r, wait);
+	if (fg == *fg_seen)
+		return;
+	*fg_seen = fg;
+	job_sleep(r, MIN(MAX(row_ns, YIELD_MIN_NS), YIELD_MAX_NS));
 }
 
 /* ------------------------------------------------------------ the row walker */
 
 /* Rows in flight at once when the set has no foreground I/O (one while it
- * has): each holds its own stripe lock, so they never overlap. At most 16,
- * and about 32 MiB of row buffers. */
-#define WALK_DEPTH	16
-#define WALK_MEM	(32u << 20)
+ * has): each holds its own stripe lock, so they never overlap. At most 32,
+ * and about 64 MiB of row buffers (a rebuild is latency-bound: each row
+ * reads, then writes, one strip per member). */
+#define WALK_DEPTH	32
+#define WALK_MEM	(64u << 20)
 
 struct row_wait {
 	bool	busy, done;
@@ -206,6 +212,11 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 				rc = -EIO;	/* the new member failed */
 				break;
 			}
+			if (job) {
+				throttle(r, next);
+				if (job_stopping(r))
+					continue;	/* seen at the top */
+			}
 			x->busy = true;
 			x->done = false;
 			rc = blk_rw(ch, BIO_READ, flag, &iov, 1, next * row_bytes,
@@ -251,7 +262,7 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 			/* foreground I/O: one row at a time, paced; else the window */
 			depth = f != fg ? 1 : max_depth;
 			if (inflight < depth) {
-				pace(r, now - t_row, &fg);
+				yield_fg(r, now - t_row, &fg);
 				t_row = now_ns();
 			}
 		}
