@@ -34,6 +34,7 @@
 #include <string.h>
 #include <time.h>
 #include <uuid/uuid.h>
+#include "raid/raid_bitmap.h"
 #include "raid/raid_int.h"
 #include "sand/log.h"
 
@@ -212,6 +213,10 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 				rc = -EIO;	/* the new member failed */
 				break;
 			}
+			if (flag == RAID_BIO_RESYNC && !bitmap_row_dirty(r, next)) {
+				next++;		/* clean in the write-intent bitmap */
+				continue;
+			}
 			if (job) {
 				throttle(r, next);
 				if (job_stopping(r))
@@ -228,10 +233,11 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 			inflight++;
 			next++;
 		}
-		if (!inflight)
+		if (!inflight && (rc || next >= rows))
 			break;
-		ev_run_once(loop, 100);
-		/* rows that ended; the cursor moves over the contiguous ones */
+		if (inflight)
+			ev_run_once(loop, 100);
+		/* rows that ended (or skipped); the cursor moves over the contiguous ones */
 		for (unsigned i = 0; i < WALK_DEPTH; i++)
 			if (w[i].busy && w[i].done) {
 				w[i].busy = false;

@@ -556,6 +556,43 @@ START_TEST(read_errors_all_levels)
 }
 END_TEST
 
+/* ---- an old copy of a member (a whole session behind), though active in
+ * the newest superblock, is stale: not used, rebuilt ---- */
+
+START_TEST(old_copy_stale)
+{
+	uint64_t msz = RAID_DATA_OFFSET + 256 * 1024;
+	uint8_t *copy = malloc(msz);
+	struct blkdev *m[NDEV];
+	struct env e;
+
+	env_create(&e, RAID_LEVEL_5, 4, 4, 256 * 1024, 70);
+	fill(&e);
+	env_detach(&e);
+	ck_assert_int_eq(blk_sync_io(e.mem[2], BIO_READ, 0, 0, copy, msz), 0);
+	ck_assert_int_eq(raid_assemble(e.f, 4, &e.raid), 0);
+	env_attach(&e);
+	run_ops(&e, 300);	/* a session: dirty, then clean at close */
+	env_detach(&e);
+	ck_assert_int_eq(blk_sync_io(e.mem[2], BIO_WRITE, 0, 0, copy, msz), 0);
+	for (uint32_t i = 0; i < 4; i++)
+		m[i] = e.f[(i + 1) % 4];
+	ck_assert_int_eq(raid_assemble(m, 4, &e.raid), 0);
+	env_attach(&e);
+	ck_assert_int_eq(raid_degraded(e.raid), 1);
+	ck_assert(raid_member_dev(e.raid, 2) == NULL);
+	verify_all(&e);
+	ck_assert_int_eq(raid_spare_add(e.raid, e.f[2]), 0);
+	io_until_idle(&e);
+	ck_assert_int_eq(raid_member_state(e.raid, 2), RAID_MEMBER_ACTIVE);
+	ck_assert_int_eq(fault_fail_after(e.f[0], 0, FAULT_OPS_ALL, -EIO), 0);
+	verify_all(&e);
+	ck_assert_uint_eq(e.errors + e.mismatches, 0);
+	free(copy);
+	env_free(&e);
+}
+END_TEST
+
 START_TEST(refusals)
 {
 	struct env e;
@@ -592,6 +629,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, rate_limit);
 	tcase_add_test(tc, scrub_background);
 	tcase_add_test(tc, stale_rebuilt);
+	tcase_add_test(tc, old_copy_stale);
 	tcase_add_test(tc, read_errors_all_levels);
 	tcase_add_test(tc, refusals);
 	suite_add_tcase(s, tc);
