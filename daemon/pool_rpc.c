@@ -153,7 +153,9 @@ static void pool_sync(struct pool *p)
 
 	if (!p->raid)
 		return;
-	nslots = p->nmembers;
+	nslots = 0;
+	while (nslots < RAID_MAX_MEMBERS && raid_member_state(p->raid, nslots) >= 0)
+		nslots++;
 	for (uint32_t s = 0; s < nslots; s++) {
 		struct blkdev *bd = raid_member_dev(p->raid, s);
 		int i, gone = -1;
@@ -175,10 +177,14 @@ static void pool_sync(struct pool *p)
 		for (uint32_t k = 0; k < p->nmembers && gone < 0; k++)
 			if (p->slot[k] < 0)
 				gone = (int)k;
-		if (gone < 0)
-			continue;
+		if (gone < 0) {		/* its disk left the pool already */
+			if (p->nmembers == RAID_MAX_MEMBERS)
+				continue;
+			gone = (int)p->nmembers++;
+			snprintf(p->members[gone], sizeof(p->members[gone]), "%s", "");
+		}
 		LOG_INFO(LS_RAID, "pool %s: slot %u: disk %s replaces %s", p->name, s, bd->name,
-			 p->members[gone]);
+			 p->members[gone][0] ? p->members[gone] : "a disk gone");
 		snprintf(p->members[gone], sizeof(p->members[gone]), "%s", bd->name);
 		p->slot[gone] = (int)s;
 		changed = true;
@@ -234,11 +240,20 @@ static json_t *pool_config(const struct pool *p)
 }
 
 /* Save the list, leaving out `skip`. */
+/* pool_restore runs: the list is not whole yet, save at its end */
+static bool restoring, save_pending;
+
 static int pools_save(const struct pool *skip)
 {
-	json_t *a = json_array();
+	json_t *a;
 	struct list_head *pos;
 	int rc;
+
+	if (restoring) {
+		save_pending = true;
+		return 0;
+	}
+	a = json_array();
 
 	if (!a)
 		return -ENOMEM;
@@ -1740,6 +1755,7 @@ static int pool_bring_up(struct pool *p)
 	unsigned nn = 0;
 	uint32_t n = 0, nc = 0, nspare = 0;
 	char missing[RPC_MSG_MAX / 2] = "";
+	bool dropped = false;
 	size_t ml = 0;
 	int rc;
 
@@ -1787,12 +1803,27 @@ static int pool_bring_up(struct pool *p)
 			bds[n++] = cand[c];
 			continue;
 		}
+		if (ok[c] && best >= 0 && !memcmp(sb->pool_uuid, sbs[best].pool_uuid, 16) &&
+		    (sb->index >= sbs[best].geom.nmembers ||
+		     memcmp(sb->member_uuid, sbs[best].members[sb->index].uuid, 16))) {
+			/* replaced (a spare took its slot before the daemon saved
+			 * it): it leaves the pool, it is not reused on its own */
+			LOG_WARN(LS_RAID, "pool %s: disk %s was replaced in the set: it leaves "
+				 "the pool", p->name, cand[c]->name);
+			if (idx >= 0) {
+				memmove(&p->members[idx], &p->members[idx + 1],
+					(p->nmembers - (uint32_t)idx - 1) * sizeof(p->members[0]));
+				memmove(&p->slot[idx], &p->slot[idx + 1],
+					(p->nmembers - (uint32_t)idx - 1) * sizeof(p->slot[0]));
+				p->nmembers--;
+				dropped = true;
+			}
+			continue;
+		}
 		if (ok[c] && best >= 0 && !memcmp(sb->pool_uuid, sbs[best].pool_uuid, 16))
-			LOG_WARN(LS_RAID, "pool %s: disk %s is %s (generation %llu, the set is at "
-				 "%llu): not trusted, it will be rebuilt", p->name, cand[c]->name,
-				 sb->index < sbs[best].geom.nmembers &&
-				 !memcmp(sb->member_uuid, sbs[best].members[sb->index].uuid, 16) ?
-				 "stale" : "no longer a member", (unsigned long long)sb->generation,
+			LOG_WARN(LS_RAID, "pool %s: disk %s is stale (generation %llu, the set is "
+				 "at %llu): not trusted, it will be rebuilt", p->name, cand[c]->name,
+				 (unsigned long long)sb->generation,
 				 (unsigned long long)sbs[best].generation);
 		else if (idx >= 0)
 			LOG_ERR(LS_RAID, "pool %s: member disk %s has no superblock of this pool: "
@@ -1804,6 +1835,11 @@ static int pool_bring_up(struct pool *p)
 		spare[nspare++] = cand[c];
 	}
 	free(sbs);
+	if (dropped) {
+		rc = pools_save(NULL);
+		if (rc)
+			LOG_ERR(LS_THIN, "saving %s: %s", state_path(), strerror(-rc));
+	}
 	if (!n) {
 		snprintf(p->error, sizeof(p->error), "assembling the raid set: none of its disks is a "
 			 "current member: %s",
@@ -1881,7 +1917,9 @@ void pool_restore(void)
 
 	if (!a)
 		return;
+	restoring = true;
 	if (!json_is_array(a)) {
+		restoring = false;
 		LOG_ERR(LS_THIN, "%s: \"%s\" is not an array: ignoring it", state_path(), SECTION);
 		json_decref(a);
 		return;
@@ -1943,4 +1981,12 @@ void pool_restore(void)
 				 level_name(p->level), pool_nvols(p));
 	}
 	json_decref(a);
+	restoring = false;
+	if (save_pending) {	/* members found moved, replaced, or taken by spares */
+		int rc = pools_save(NULL);
+
+		save_pending = false;
+		if (rc)
+			LOG_ERR(LS_THIN, "saving %s: %s", state_path(), strerror(-rc));
+	}
 }

@@ -201,5 +201,36 @@ volctl pool list >"$T_TMP/pools" 2>&1
 check_grep "z is failed and names r2" "^z +raid0 .*failed: raid 0 cannot start: too many members missing: r2 \(not available\)" "$T_TMP/pools"
 check_grep "p is online" "^p +raid5 .* online$" "$T_TMP/pools"
 check "pool check p" volctl pool check p
+
+# ---- a spare took a slot, the daemon stopped before saving it (state file
+# edited back): at start the replaced disk leaves the pool, the spare stays
+for d in s1 s2 s3; do
+	check "disk add $d" volctl disk add $d "$T_TMP/$d.img" --size 24M
+done
+check "pool create q --raid 1 --spare s3 s1 s2" volctl pool create q --raid 1 --spare s3 s1 s2
+check "pool fail q s1" volctl pool fail q s1
+check "the spare is rebuilt" wait_for bash -c "'$VOLCTL_BIN' --socket '$SAND_SOCK' pool show q | grep -q '^member *s3 slot 0 active'"
+check "sand stops" sand_stop
+python3 - "$SAND_DIR/sand.json" <<'EOF2'
+import json, sys
+p = sys.argv[1]
+s = json.load(open(p))
+q = [x for x in s["pools"] if x["name"] == "q"][0]
+q["members"] = ["s1", "s2"]
+q["spares"] = ["s3"]
+json.dump(s, open(p, "w"), indent=1)
+EOF2
+sand_start --reactors 2 || { not_ok "sand starts with the old member list"; t_done; }
+ok "sand starts with the old member list"
+volctl pool show q >"$T_TMP/show" 2>&1
+check_grep "q: s3 is the member in slot 0" "^member +s3 slot 0 active" "$T_TMP/show"
+check_fail "q: s1 is no member" grep -q "s1" "$T_TMP/show"
+check_grep "the log says s1 left" "disk s1 was replaced in the set: it leaves the pool" "$SAND_LOG"
+check "the state file is fixed" python3 -c 'import json, sys
+q = [p for p in json.load(open(sys.argv[1]))["pools"] if p["name"] == "q"][0]
+sys.exit(sorted(q["members"]) != ["s2", "s3"] or q["spares"] != [])' "$SAND_DIR/sand.json"
+check "the state file still has pool p" python3 -c 'import json, sys
+sys.exit("p" not in [p["name"] for p in json.load(open(sys.argv[1]))["pools"]])' "$SAND_DIR/sand.json"
+check "s1 can be removed" volctl disk remove s1
 check "sand stops cleanly at the end" sand_stop
 t_done
