@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <uuid/uuid.h>
 #include <gnutls/crypto.h>
+#include "sand/alua.h"
 #include "sand/log.h"
 #include "sand/reactor.h"
 #include "daemon/iscsi/iscsi_int.h"
@@ -24,8 +25,11 @@ static struct list_head targets = LIST_HEAD_INIT(targets);
 static struct list_head portals = LIST_HEAD_INIT(portals);
 static struct iscsi_chap_cred discovery_cred;	/* cfg lock */
 static uint16_t tsih_next;
+static uint64_t portal_ids;		/* cfg lock */
 
-struct iscsi_timeouts iscsi_tmo = { .nop_interval_ms = 5000, .nop_misses = 3,
+/* a dead connection is closed within 3 s x (3 + 1) = 12 s: well before a
+ * host gives up on a path (doc/iscsi.md, "Dead paths") */
+struct iscsi_timeouts iscsi_tmo = { .nop_interval_ms = 3000, .nop_misses = 3,
 				    .login_ms = 15000 };
 
 void iscsi_set_timeouts(unsigned nop_interval_ms, unsigned nop_misses, unsigned login_ms)
@@ -194,6 +198,12 @@ int iscsi_target_remove(const char *iqn)
 
 int iscsi_lun_add(const char *iqn, unsigned lun, struct blkdev *bd, bool readonly)
 {
+	return iscsi_lun_add_pr(iqn, lun, bd, readonly, NULL);
+}
+
+int iscsi_lun_add_pr(const char *iqn, unsigned lun, struct blkdev *bd, bool readonly,
+		     const char *pr_file)
+{
 	struct iscsi_target *t;
 	struct iscsi_lun *l;
 	uuid_t uuid;
@@ -211,6 +221,12 @@ int iscsi_lun_add(const char *iqn, unsigned lun, struct blkdev *bd, bool readonl
 			   "\x80\xb4\x00\xc0\x4f\xd4\x30\xc8", bd->name, strlen(bd->name));
 	l->id = lun;
 	scsi_lu_init(&l->lu, bd, uuid, readonly);
+	scsi_pr_set_abort_hook(iscsi_pr_abort);
+	/* reservations kept with APTPL come back before anyone sees the LU */
+	if (pr_file && (rc = scsi_pr_set_file(&l->lu, pr_file))) {
+		free(l);
+		return rc;
+	}
 	pthread_mutex_lock(&cfg_lock);
 	t = find_locked(iqn);
 	if (!t)
@@ -422,6 +438,7 @@ static void portal_accept(struct ev_io *io, uint32_t revents)
 		}
 		a->fd = fd;
 		a->tpg = p->tpg;
+		a->portal = p->id;
 		if (reactor_send(reactor_next(), iscsi_conn_start_msg, a)) {
 			close(fd);
 			free(a);
@@ -518,6 +535,11 @@ int iscsi_portal_add_tpg(const char *addr, unsigned tpg)
 	pthread_mutex_unlock(&cfg_lock);
 	if (rc)
 		return rc;
+	/* the portal group is a SCSI target port group (active/optimized
+	 * until told otherwise; one that exists keeps its state) */
+	rc = scsi_alua_group_add((uint16_t)tpg, SCSI_ALUA_OPTIMIZED);
+	if (rc)
+		return rc;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
@@ -529,7 +551,10 @@ int iscsi_portal_add_tpg(const char *addr, unsigned tpg)
 		goto free_portal;
 	}
 	setsockopt(p->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(p->fd, (struct sockaddr *)&ss, len) || listen(p->fd, 128)) {
+	rc = bind_listener(p->fd, (struct sockaddr *)&ss, len);
+	if (rc)
+		goto close_fd;
+	if (listen(p->fd, 128)) {
 		rc = -errno;
 		goto close_fd;
 	}
@@ -542,6 +567,7 @@ int iscsi_portal_add_tpg(const char *addr, unsigned tpg)
 	if (rc)
 		goto close_fd;
 	pthread_mutex_lock(&cfg_lock);
+	p->id = ++portal_ids;
 	list_add_tail(&p->link, &portals);
 	pthread_mutex_unlock(&cfg_lock);
 	LOG_INFO(LS_ISCSI, "portal %s (tpg %u) listening on port %d", addr, tpg, p->port);
@@ -570,6 +596,33 @@ int iscsi_portal_remove(const char *addr)
 	LOG_INFO(LS_ISCSI, "portal %s removed", addr);
 	free(p);
 	return 0;
+}
+
+static int logout_portal(unsigned i, void *arg)
+{
+	iscsi_conn_logout_portal_local((uint64_t)(uintptr_t)arg);
+	return 0;
+}
+
+int iscsi_portal_disable(const char *addr)
+{
+	struct iscsi_portal *p;
+	int tpg;
+
+	pthread_mutex_lock(&cfg_lock);
+	p = portal_find_locked(addr);
+	if (p)
+		list_del(&p->link);
+	pthread_mutex_unlock(&cfg_lock);
+	if (!p)
+		return -ENOENT;
+	reactor_call(p->reactor, portal_stop, p);
+	close(p->fd);
+	reactor_call_all(logout_portal, (void *)(uintptr_t)p->id);
+	LOG_INFO(LS_ISCSI, "portal %s disabled: its sessions are asked to log out", addr);
+	tpg = p->tpg;
+	free(p);
+	return tpg;
 }
 
 static int kill_conns(unsigned i, void *arg)
@@ -623,4 +676,30 @@ void iscsi_shutdown(void)
 	}
 	gnutls_memset(&discovery_cred, 0, sizeof(discovery_cred));
 	pthread_mutex_unlock(&cfg_lock);
+	scsi_alua_reset();
+}
+
+int iscsi_lun_pr_find(const char *disk, char *iqn, size_t iqn_len, unsigned *lun,
+		      struct pr_snapshot *s)
+{
+	struct list_head *l;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&cfg_lock);
+	list_for_each(l, &targets) {
+		struct iscsi_target *t = list_entry(l, struct iscsi_target, link);
+
+		for (unsigned i = 0; i < ISCSI_MAX_LUNS && rc; i++) {
+			if (!t->luns[i] || strcmp(t->luns[i]->lu.bd->name, disk))
+				continue;
+			snprintf(iqn, iqn_len, "%s", t->iqn);
+			*lun = i;
+			scsi_pr_snapshot(&t->luns[i]->lu, s);
+			rc = 0;
+		}
+		if (!rc)
+			break;
+	}
+	pthread_mutex_unlock(&cfg_lock);
+	return rc;
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "sand/alua.h"
 #include "sand/log.h"
 #include "sand/scsi.h"
 
@@ -171,6 +172,7 @@ static uint32_t inquiry_std(struct scsi_cmd *cmd, uint8_t *d)
 	d[2] = 0x06;			/* SPC-4 */
 	d[3] = 0x12;			/* HiSup, response data format 2 */
 	d[4] = 66 - 5;
+	d[5] = scsi_alua_tpgs(cmd);	/* TPGS */
 	d[7] = 0x02;			/* CmdQue */
 	pad_ascii(d + 8, lu ? lu->vendor : "SAND", 8);
 	pad_ascii(d + 16, lu ? lu->product : "", 16);
@@ -239,6 +241,7 @@ static int op_inquiry(struct scsi_cmd *cmd)
 		pad_ascii(p + 4, lu->vendor, 8);
 		memcpy(p + 12, lu->serial, strlen(lu->serial));
 		p += 4 + p[3];
+		p += scsi_alua_vpd83(cmd, p);	/* relative port, port group */
 		len = (uint32_t)(p - d);
 		break;
 	}
@@ -908,6 +911,8 @@ static int op_reserve(struct scsi_cmd *cmd)
 		scsi_invalid_field(cmd, 1, -1);
 		return SCSI_DONE;
 	}
+	if (scsi_pr_legacy(cmd))	/* persistent reservations exist */
+		return SCSI_DONE;
 	if (!__atomic_compare_exchange_n(&cmd->lu->reserved_by, &none, cmd->nexus, false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) &&
 	    none != cmd->nexus)
@@ -921,6 +926,8 @@ static int op_release(struct scsi_cmd *cmd)
 		scsi_invalid_field(cmd, 1, -1);
 		return SCSI_DONE;
 	}
+	if (scsi_pr_legacy(cmd))
+		return SCSI_DONE;
 	scsi_lu_release_nexus(cmd->lu, cmd->nexus);	/* by another nexus: no effect */
 	return SCSI_DONE;
 }
@@ -979,6 +986,8 @@ static const struct scsi_op ops[256] = {
 	[0x56] = { op_reserve, 10, false },
 	[0x57] = { op_release, 10, false },
 	[0x5a] = { op_mode_sense10, 10, false },
+	[0x5e] = { scsi_pr_in, 10, false },
+	[0x5f] = { scsi_pr_out, 10, false },
 	[0x88] = { op_rw, 16, false },
 	[0x89] = { op_compare_and_write, 16, false },
 	[0x8a] = { op_rw, 16, false },
@@ -991,6 +1000,7 @@ static const struct scsi_op ops[256] = {
 	[0x9e] = { op_service_action_in16, 16, false },
 	[0xa0] = { op_report_luns, 12, true },
 	[0xa3] = { op_maintenance_in, 12, true },
+	[0xa4] = { scsi_alua_maintenance_out, 12, false },
 	[0xa8] = { op_rw, 12, false },
 	[0xaa] = { op_rw, 12, false },
 	[0xae] = { op_write_verify, 12, false },
@@ -1000,7 +1010,10 @@ static const struct scsi_op ops[256] = {
 
 /* Commands with service actions, for REPORT SUPPORTED OPERATION CODES. */
 static const struct { uint8_t op; uint16_t sa; } sa_ops[] = {
-	{ 0x9e, 0x10 }, { 0xa3, 0x0c },
+	{ 0x9e, 0x10 }, { 0xa3, 0x0a }, { 0xa3, 0x0c }, { 0xa4, 0x0a },
+	{ 0x5e, 0x00 }, { 0x5e, 0x01 }, { 0x5e, 0x02 }, { 0x5e, 0x03 },
+	{ 0x5f, 0x00 }, { 0x5f, 0x01 }, { 0x5f, 0x02 }, { 0x5f, 0x03 },
+	{ 0x5f, 0x04 }, { 0x5f, 0x05 }, { 0x5f, 0x06 }, { 0x5f, 0x07 },
 };
 
 static bool has_sa(uint8_t op)
@@ -1098,6 +1111,12 @@ static int op_report_opcodes(struct scsi_cmd *cmd)
 static int op_maintenance_in(struct scsi_cmd *cmd)
 {
 	switch (cmd->cdb[1] & 0x1f) {
+	case 0x0a:
+		if (!cmd->lu) {
+			scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_LUN_NOT_SUPPORTED);
+			return SCSI_DONE;
+		}
+		return scsi_alua_rtpg(cmd);
 	case 0x0c:
 		if (!cmd->lu) {
 			scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_LUN_NOT_SUPPORTED);
@@ -1133,6 +1152,8 @@ int scsi_exec(struct scsi_cmd *cmd)
 	}
 	if (naca_check(cmd, op->cdb_len))
 		return SCSI_DONE;
+	if (scsi_alua_check(cmd))	/* state change unit attention, standby ... */
+		return SCSI_DONE;
 	if (cmd->lu) {
 		uint64_t holder = __atomic_load_n(&cmd->lu->reserved_by, __ATOMIC_ACQUIRE);
 
@@ -1140,6 +1161,8 @@ int scsi_exec(struct scsi_cmd *cmd)
 			cmd->status = SCSI_STATUS_RESERVATION_CONFLICT;
 			return SCSI_DONE;
 		}
+		if (scsi_pr_check(cmd))		/* unit attention, PR conflict */
+			return SCSI_DONE;
 	}
 	return op->fn(cmd);
 }
@@ -1149,6 +1172,7 @@ void scsi_lu_init(struct scsi_lu *lu, struct blkdev *bd, const uint8_t uuid[16],
 	uint64_t v = 0;
 
 	memset(lu, 0, sizeof(*lu));
+	scsi_pr_init(&lu->pr);
 	lu->bd = bd;
 	lu->readonly = readonly || bd->readonly;
 	lu->wce = true;
