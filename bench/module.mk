@@ -7,7 +7,7 @@
 bench_saved_goal := $(.DEFAULT_GOAL)
 
 BLKBENCH := $(BUILD)/blkbench
-RAID_BENCH := $(BUILD)/bench/raid-parity $(BUILD)/bench/raid-io $(BUILD)/bench/raid-ppl
+RAID_BENCH := $(BUILD)/bench/raid-parity $(BUILD)/bench/raid-io $(BUILD)/bench/raid-ppl $(BUILD)/bench/raid-bench
 
 $(BLKBENCH): $(BUILD)/obj/bench/blkbench.o $(BUILD)/libsand.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)

@@ -14,10 +14,13 @@
  * state "failed" with the reason, so that it can be seen and removed; its
  * entry in the state file is kept.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "sand/blkdev.h"
 #include "sand/common.h"
 #include "sand/daemon.h"
@@ -409,6 +412,100 @@ void disk_restore(void)
 	json_decref(a);
 }
 
+/* ------------------------------------------------------------ moved disks */
+
+#define SCAN_DIRS	8
+#define SCAN_FILES	4096	/* looked at per directory, at most */
+
+static char *scan_dirs[SCAN_DIRS];
+static unsigned nscan;
+
+int disk_scan_dir_add(const char *dir)
+{
+	if (nscan == SCAN_DIRS)
+		return -ENOSPC;
+	scan_dirs[nscan] = strdup(dir);
+	if (!scan_dirs[nscan])
+		return -ENOMEM;
+	nscan++;
+	return 0;
+}
+
+/* Does the file at path hold what match() wants? */
+static bool scan_try(struct disk *d, const char *path,
+		     bool (*match)(struct blkdev *bd, void *arg), void *arg)
+{
+	struct blk_file_opts o = { .backend = BLK_FILE_PSYNC, .readonly = true };
+	struct blkdev *bd;
+	struct stat st;
+	bool ok;
+
+	if (stat(path, &st) || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) ||
+	    disk_find_path(path))
+		return false;
+	if (blk_file_open(d->name, path, &o, &bd))
+		return false;
+	ok = match(bd, arg);
+	blkdev_close(bd);
+	return ok;
+}
+
+int disk_relocate(const char *name, bool (*match)(struct blkdev *bd, void *arg), void *arg)
+{
+	struct disk *d = disk_find(name);
+	const char *base;
+	char path[PATH_MAX], *old;
+	int rc;
+
+	if (!d || d->bd || !d->path || !nscan)
+		return -ENOENT;
+	base = strrchr(d->path, '/') ? strrchr(d->path, '/') + 1 : d->path;
+	path[0] = '\0';
+	/* the same file name in a scanned directory first, then any file */
+	for (unsigned i = 0; i < nscan && !path[0]; i++) {
+		snprintf(path, sizeof(path), "%s/%s", scan_dirs[i], base);
+		if (!scan_try(d, path, match, arg))
+			path[0] = '\0';
+	}
+	for (unsigned i = 0; i < nscan && !path[0]; i++) {
+		DIR *dir = opendir(scan_dirs[i]);
+		struct dirent *de;
+		unsigned n = 0;
+
+		if (!dir)
+			continue;
+		while (!path[0] && n++ < SCAN_FILES && (de = readdir(dir))) {
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", scan_dirs[i], de->d_name);
+			if (!scan_try(d, path, match, arg))
+				path[0] = '\0';
+		}
+		closedir(dir);
+	}
+	if (!path[0])
+		return -ENOENT;
+	old = d->path;
+	d->path = strdup(path);
+	if (!d->path) {
+		d->path = old;
+		return -ENOMEM;
+	}
+	rc = disk_open(d, false);
+	if (rc) {
+		free(d->path);
+		d->path = old;
+		return rc;
+	}
+	LOG_WARN(LS_BLK, "disk %s moved: found at %s (was %s)", d->name, d->path, old);
+	free(old);
+	d->error[0] = '\0';
+	rc = disks_save(NULL, NULL);
+	if (rc)
+		LOG_ERR(LS_BLK, "saving %s: %s", state_path(), strerror(-rc));
+	return 0;
+}
+
 void disk_close_all(void)
 {
 	struct list_head *pos, *tmp;
@@ -422,4 +519,6 @@ void disk_close_all(void)
 		list_del(&d->link);
 		disk_free(d);
 	}
+	while (nscan)
+		free(scan_dirs[--nscan]);
 }

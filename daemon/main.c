@@ -61,6 +61,7 @@ static void usage(FILE *f)
 		"  --debug LIST         debug messages for subsystems, e.g. nbd,raid or all\n"
 		"  --log-file PATH      log here instead of stderr (reopened on SIGHUP)\n"
 		"  --idle-timeout SECS  drop control clients idle that long (default 60)\n"
+		"  --scan DIR           look for pool member disks that moved in DIR (repeatable)\n"
 		"  --help               this text\n"
 		"  --version            print the version\n");
 }
@@ -120,6 +121,7 @@ int main(int argc, char **argv)
 		{ "debug", required_argument, NULL, 'd' },
 		{ "log-file", required_argument, NULL, 'L' },
 		{ "idle-timeout", required_argument, NULL, 'i' },
+		{ "scan", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -144,6 +146,10 @@ int main(int argc, char **argv)
 		case 'c': control = optarg; break;
 		case 'L': log_file = optarg; break;
 		case 'd': debug = optarg; break;
+		case 'S':
+			if (disk_scan_dir_add(optarg))
+				return die_usage("--scan: at most 8 directories: '%s'", optarg);
+			break;
 		case 'r': {
 			unsigned long v;
 

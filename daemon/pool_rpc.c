@@ -66,63 +66,14 @@ struct pool {
 	uint32_t	low_pct;	/* low_water as a percentage of the data area */
 	struct list_head vols;
 	char		error[RPC_MSG_MAX];
-	struct replace_job *job;	/* a rebuild running, or ended and not reaped */
-};
-
-/* pool.replace: raid_replace is synchronous (a whole rebuild), so it runs
- * on a thread of its own; the control thread reaps it when it next looks
- * at the pool (show, list, replace, destroy, shutdown). */
-struct replace_job {
-	pthread_t	thread;
-	struct blkdev	*raid, *nd;
-	uint32_t	slot;
-	int		idx;		/* in the pool's members[] */
-	char		disk[BLK_NAME_MAX], old[BLK_NAME_MAX];
-	int		rc;
-	bool		done;		/* atomic */
+	char		spares[RAID_MAX_MEMBERS][BLK_NAME_MAX];	/* hot spare disks */
+	uint32_t	nspares;
+	uint64_t	rate;		/* rebuild/scrub rate limit, bytes/s per disk, 0: none */
 };
 
 static struct list_head pools = LIST_HEAD_INIT(pools);
 
 static int pools_save(const struct pool *skip);
-
-/* Join the pool's rebuild thread if it has ended (or, wait: always). */
-static void job_reap(struct pool *p, bool wait)
-{
-	struct replace_job *j = p->job;
-
-	if (!j || (!wait && !__atomic_load_n(&j->done, __ATOMIC_ACQUIRE)))
-		return;
-	pthread_join(j->thread, NULL);
-	if (j->rc) {
-		char claims[256];
-		int rc;
-
-		/* refused before the set took the new disk: the old one is the
-		 * member again; else the new one stays, failed (replace it) */
-		blkdev_claims(j->nd, claims, sizeof(claims));
-		LOG_ERR(LS_RAID, "pool %s: rebuilding slot %u on disk %s: %s", p->name, j->slot,
-			j->disk, strerror(-j->rc));
-		if (strcmp(claims, p->name)) {
-			snprintf(p->members[j->idx], sizeof(p->members[j->idx]), "%s", j->old);
-			rc = pools_save(NULL);
-			if (rc)
-				LOG_ERR(LS_THIN, "saving %s: %s", state_path(), strerror(-rc));
-		}
-	} else
-		LOG_INFO(LS_RAID, "pool %s: slot %u rebuilt on disk %s", p->name, j->slot, j->disk);
-	free(j);
-	p->job = NULL;
-}
-
-static void *replace_main(void *arg)
-{
-	struct replace_job *j = arg;
-
-	j->rc = raid_replace(j->raid, j->slot, j->nd);
-	__atomic_store_n(&j->done, true, __ATOMIC_RELEASE);
-	return NULL;
-}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -171,8 +122,89 @@ static bool is_member(const char *disk, struct pool **owner)
 				*owner = p;
 				return true;
 			}
+		for (uint32_t i = 0; i < p->nspares; i++)
+			if (!strcmp(p->spares[i], disk)) {
+				*owner = p;
+				return true;
+			}
 	}
 	return false;
+}
+
+static int member_index(const struct pool *p, const char *disk)
+{
+	for (uint32_t i = 0; i < p->nmembers; i++)
+		if (!strcmp(p->members[i], disk))
+			return (int)i;
+	return -1;
+}
+
+/*
+ * The set changes its members on its own: a hot spare takes the slot of a
+ * member that failed. Bring members[], slot[] and spares[] in line with it
+ * (the disk replaced leaves the pool: the set has released it) and save.
+ */
+static void pool_sync(struct pool *p)
+{
+	struct blkdev *sp[RAID_MAX_MEMBERS];
+	char names[RAID_MAX_MEMBERS][BLK_NAME_MAX];
+	uint32_t nsp, n = 0, nslots;
+	bool changed = false;
+	int rc;
+
+	if (!p->raid)
+		return;
+	nslots = 0;
+	while (nslots < RAID_MAX_MEMBERS && raid_member_state(p->raid, nslots) >= 0)
+		nslots++;
+	for (uint32_t s = 0; s < nslots; s++) {
+		struct blkdev *bd = raid_member_dev(p->raid, s);
+		int i, gone = -1;
+
+		if (!bd)
+			continue;
+		i = member_index(p, bd->name);
+		if (i >= 0) {
+			if (p->slot[i] != (int)s) {
+				p->slot[i] = (int)s;
+				changed = true;
+			}
+			continue;
+		}
+		/* a spare took slot s: it replaces the disk that had the slot */
+		for (uint32_t k = 0; k < p->nmembers && gone < 0; k++)
+			if (p->slot[k] == (int)s)
+				gone = (int)k;
+		for (uint32_t k = 0; k < p->nmembers && gone < 0; k++)
+			if (p->slot[k] < 0)
+				gone = (int)k;
+		if (gone < 0) {		/* its disk left the pool already */
+			if (p->nmembers == RAID_MAX_MEMBERS)
+				continue;
+			gone = (int)p->nmembers++;
+			snprintf(p->members[gone], sizeof(p->members[gone]), "%s", "");
+		}
+		LOG_INFO(LS_RAID, "pool %s: slot %u: disk %s replaces %s", p->name, s, bd->name,
+			 p->members[gone][0] ? p->members[gone] : "a disk gone");
+		snprintf(p->members[gone], sizeof(p->members[gone]), "%s", bd->name);
+		p->slot[gone] = (int)s;
+		changed = true;
+	}
+	nsp = raid_spares(p->raid, sp, RAID_MAX_MEMBERS);
+	for (uint32_t i = 0; i < nsp && i < RAID_MAX_MEMBERS; i++)
+		if (member_index(p, sp[i]->name) < 0)	/* a stale member is not a spare */
+			snprintf(names[n++], BLK_NAME_MAX, "%s", sp[i]->name);
+	if (n != p->nspares)
+		changed = true;
+	for (uint32_t i = 0; i < n && !changed; i++)
+		changed = strcmp(names[i], p->spares[i]) != 0;
+	memcpy(p->spares, names, sizeof(names[0]) * n);
+	p->nspares = n;
+	if (!changed)
+		return;
+	rc = pools_save(NULL);
+	if (rc)
+		LOG_ERR(LS_THIN, "saving %s: %s", state_path(), strerror(-rc));
 }
 
 static unsigned pool_nvols(struct pool *p)
@@ -196,21 +228,34 @@ static void utc_stamp(char *buf, size_t len)
 
 static json_t *pool_config(const struct pool *p)
 {
-	json_t *m = json_array();
+	json_t *m = json_array(), *sp = json_array();
 
 	for (uint32_t i = 0; i < p->nmembers; i++)
 		json_array_append_new(m, json_string(p->members[i]));
-	return json_pack("{s:s,s:i,s:I,s:I,s:i,s:o,s:O}", "name", p->name, "level", p->level,
-			 "strip", (json_int_t)p->strip, "chunk", (json_int_t)p->chunk,
-			 "low_space", (int)p->low_pct, "members", m, "volumes", p->vmeta);
+	for (uint32_t i = 0; i < p->nspares; i++)
+		json_array_append_new(sp, json_string(p->spares[i]));
+	return json_pack("{s:s,s:i,s:I,s:I,s:i,s:o,s:o,s:I,s:O}", "name", p->name,
+			 "level", p->level, "strip", (json_int_t)p->strip,
+			 "chunk", (json_int_t)p->chunk, "low_space", (int)p->low_pct,
+			 "members", m, "spares", sp, "rebuild_rate", (json_int_t)p->rate,
+			 "volumes", p->vmeta);
 }
 
 /* Save the list, leaving out `skip`. */
+/* pool_restore runs: the list is not whole yet, save at its end */
+static bool restoring, save_pending;
+
 static int pools_save(const struct pool *skip)
 {
-	json_t *a = json_array();
+	json_t *a;
 	struct list_head *pos;
 	int rc;
+
+	if (restoring) {
+		save_pending = true;
+		return 0;
+	}
+	a = json_array();
 
 	if (!a)
 		return -ENOMEM;
@@ -304,7 +349,8 @@ static int pool_teardown(struct pool *p)
 	struct list_head *pos, *tmp;
 	int rc;
 
-	job_reap(p, true);
+	if (p->raid)
+		raid_jobs_stop(p->raid);	/* a rebuild keeps its cursor */
 	list_for_each_safe(pos, tmp, &p->vols) {
 		struct vol *v = list_entry(pos, struct vol, link);
 
@@ -396,15 +442,76 @@ static json_t *annotation(struct pool *p, const char *vol, const char *key)
 /* ------------------------------------------------------------ pools */
 
 
+static bool is_raid_spare(struct pool *p, struct blkdev *bd)
+{
+	struct blkdev *sp[RAID_MAX_MEMBERS];
+	uint32_t n = raid_spares(p->raid, sp, RAID_MAX_MEMBERS);
+
+	for (uint32_t i = 0; i < n && i < RAID_MAX_MEMBERS; i++)
+		if (sp[i] == bd)
+			return true;
+	return false;
+}
+
+static const char *job_kind(enum raid_job_kind k)
+{
+	return k == RAID_JOB_REBUILD ? "rebuild" : k == RAID_JOB_SCRUB ? "scrub" : "none";
+}
+
+/* The running job (rebuild, scrub) with progress, rate and ETA; the last one. */
+static json_t *job_json(struct pool *p, const struct raid_job_info *ji)
+{
+	json_t *o = json_pack("{s:s}", "kind", job_kind(ji->kind));
+
+	if (ji->kind != RAID_JOB_NONE) {
+		struct blkdev *bd = ji->slot >= 0 ? raid_member_dev(p->raid, (uint32_t)ji->slot) : NULL;
+
+		if (ji->kind == RAID_JOB_REBUILD) {
+			json_object_set_new(o, "slot", json_integer(ji->slot));
+			json_object_set_new(o, "disk", bd ? json_string(bd->name) : json_null());
+			json_object_set_new(o, "resumed_at", json_integer((json_int_t)
+					    (ji->started_row * p->strip)));
+		} else {
+			json_object_set_new(o, "repair", json_boolean(ji->repair));
+			json_object_set_new(o, "mismatches", json_integer((json_int_t)ji->mismatches));
+		}
+		json_object_set_new(o, "done", json_integer((json_int_t)ji->bytes_done));
+		json_object_set_new(o, "total", json_integer((json_int_t)ji->bytes));
+		json_object_set_new(o, "percent", json_real(ji->bytes ? (double)(uint64_t)
+				    ((double)ji->bytes_done * 1000 / (double)ji->bytes) / 10 : 0));
+		json_object_set_new(o, "rate", json_integer((json_int_t)ji->rate));
+		json_object_set_new(o, "eta", json_integer((json_int_t)ji->eta));
+	}
+	if (ji->last_kind != RAID_JOB_NONE) {
+		json_t *l = json_pack("{s:s,s:s}", "kind", job_kind(ji->last_kind), "result",
+				      ji->last_rc == -ECANCELED ? "cancelled" :
+				      ji->last_rc ? strerror(-ji->last_rc) : "done");
+
+		if (ji->last_kind == RAID_JOB_SCRUB) {
+			json_object_set_new(l, "repair", json_boolean(ji->last_repair));
+			json_object_set_new(l, "mismatches", json_integer((json_int_t)
+					    ji->last_mismatches));
+		} else {
+			json_object_set_new(l, "slot", json_integer(ji->last_slot));
+		}
+		json_object_set_new(o, "last", l);
+	}
+	return o;
+}
+
 static json_t *pool_info(struct pool *p, bool detail)
 {
 	struct thin_pool_info ti = { 0 };
 	json_t *o, *m;
 	int rc = -ENODEV;
 
-	job_reap(p, false);
+	struct raid_job_info ji = { 0 };
+
+	pool_sync(p);
+	if (p->raid)
+		raid_job_get(p->raid, &ji);
 	o = json_pack("{s:s,s:s,s:s,s:I,s:I}", "name", p->name,
-		      "state", !p->tp ? "failed" : p->job ? "rebuilding" :
+		      "state", !p->tp ? "failed" : ji.kind == RAID_JOB_REBUILD ? "rebuilding" :
 			       raid_degraded(p->raid) > 0 ? "degraded" : "online",
 		      "level", level_name(p->level), "strip", (json_int_t)p->strip,
 		      "chunk", (json_int_t)p->chunk);
@@ -436,13 +543,23 @@ static json_t *pool_info(struct pool *p, bool detail)
 	if (!p->tp)
 		json_object_set_new(o, "error", json_string(p->error));
 	if (detail) {
+		json_object_set_new(o, "rebuild_rate", json_integer((json_int_t)p->rate));
+		if (p->raid) {
+			json_object_set_new(o, "job", job_json(p, &ji));
+			json_object_set_new(o, "read_errors_fixed",
+					    json_integer((json_int_t)ji.read_errors_fixed));
+		}
 		m = json_array();
 		for (uint32_t i = 0; i < p->nmembers; i++) {
 			const char *st = "missing";
-			int s = p->raid && p->slot[i] >= 0 ? raid_member_state(p->raid, (uint32_t)p->slot[i])
-							   : -1;
+			struct blkdev *bd = blkdev_find(p->members[i]);
+			int s = p->raid && p->slot[i] >= 0 && bd &&
+				raid_member_dev(p->raid, (uint32_t)p->slot[i]) == bd ?
+				raid_member_state(p->raid, (uint32_t)p->slot[i]) : -1;
 
-			if (s == RAID_MEMBER_ACTIVE)
+			if (s < 0 && p->raid && bd && is_raid_spare(p, bd))
+				st = "stale";	/* to be rebuilt */
+			else if (s == RAID_MEMBER_ACTIVE)
 				st = "active";
 			else if (s == RAID_MEMBER_FAILED)
 				st = "failed";
@@ -451,11 +568,46 @@ static json_t *pool_info(struct pool *p, bool detail)
 			json_array_append_new(m, json_pack("{s:s,s:i,s:s}", "disk", p->members[i],
 							   "slot", p->slot[i], "state", st));
 		}
+		for (uint32_t i = 0; i < p->nspares; i++)
+			json_array_append_new(m, json_pack("{s:s,s:i,s:s}", "disk", p->spares[i],
+							   "slot", -1, "state", "spare"));
 		json_object_set_new(o, "members", m);
 	} else {
 		json_object_set_new(o, "members", json_integer(p->nmembers));
 	}
 	return o;
+}
+
+/* Disk `d`, free to join a pool (as a member or a spare), or NULL with err set. */
+static struct blkdev *free_disk(const char *d, struct rpc_err *err)
+{
+	struct pool *other;
+	struct blkdev *bd;
+	char claims[256];
+
+	if (vol_find(d, NULL)) {
+		rpc_error(err, RPC_INVALID_PARAMS, "invalid params: '%.64s' is a volume, not a disk", d);
+		return NULL;
+	}
+	if (is_member(d, &other)) {
+		rpc_error(err, RPC_ERR_BUSY, "disk '%.64s' is in use by pool '%s'", d, other->name);
+		return NULL;
+	}
+	bd = blkdev_find(d);
+	if (!bd) {
+		rpc_error(err, RPC_ERR_NOT_FOUND, "no disk named '%.64s'", d);
+		return NULL;
+	}
+	blkdev_claims(bd, claims, sizeof(claims));
+	if (claims[0]) {
+		rpc_error(err, RPC_ERR_BUSY, "disk '%.64s' is in use by '%s'", d, claims);
+		return NULL;
+	}
+	if (bd->readonly) {
+		rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk '%.64s' is read-only", d);
+		return NULL;
+	}
+	return bd;
 }
 
 static int min_members(int level)
@@ -467,7 +619,10 @@ static json_t *pool_create(json_t *params, void *arg, struct rpc_err *err)
 {
 	const char *name = NULL;
 	uint64_t level = 0, strip = STRIP_DEFAULT, chunk = 0, full, low_pct = LOW_SPACE_PCT;
-	json_t *members = NULL, *v, *res;
+	json_t *members = NULL, *spares = NULL, *v, *res;
+	struct blkdev *sbds[RAID_MAX_MEMBERS];
+	uint64_t rate = 0;
+	uint32_t nsp = 0;
 	struct blkdev *bds[RAID_MAX_MEMBERS];
 	struct raid_opts ro = { 0 };
 	struct thin_format_opts fo = { 0 };
@@ -479,13 +634,15 @@ static json_t *pool_create(json_t *params, void *arg, struct rpc_err *err)
 	int rc;
 
 	if (rpc_params_only(params, err, "name", "level", "strip", "chunk", "members", "low_space",
-			    NULL) ||
+			    "spares", "rebuild_rate", NULL) ||
 	    rpc_param_u64(params, "low_space", RPC_OPTIONAL, &low_pct, err) ||
 	    rpc_param_name(params, "name", RPC_REQUIRED, &name, err) ||
 	    rpc_param_u64(params, "level", RPC_REQUIRED, &level, err) ||
 	    rpc_param_size(params, "strip", RPC_OPTIONAL, &strip, err) ||
 	    rpc_param_size(params, "chunk", RPC_OPTIONAL, &chunk, err) ||
-	    rpc_param_array(params, "members", RPC_REQUIRED, &members, err))
+	    rpc_param_array(params, "members", RPC_REQUIRED, &members, err) ||
+	    rpc_param_array(params, "spares", RPC_OPTIONAL, &spares, err) ||
+	    rpc_param_size(params, "rebuild_rate", RPC_OPTIONAL, &rate, err))
 		return NULL;
 	if (strchr(name, '@') || strlen(name) >= 32)
 		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: a pool name has no '@' "
@@ -543,6 +700,31 @@ static json_t *pool_create(json_t *params, void *arg, struct rpc_err *err)
 					 "smaller than the block size of disk '%.64s'",
 					 (unsigned long long)strip, d);
 	}
+	if (spares && json_array_size(spares) > RAID_MAX_MEMBERS)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: at most %d spares",
+				 RAID_MAX_MEMBERS);
+	if (spares && json_array_size(spares) && level == 0)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: raid 0 has no "
+				 "redundancy to rebuild a spare from");
+	json_array_foreach(spares, i, v) {
+		const char *d = json_string_value(v);
+
+		if (!d)
+			return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'spares' must "
+					 "be disk names");
+		for (size_t k = 0; k < n; k++)
+			if (!strcmp(json_string_value(json_array_get(members, k)), d))
+				return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk "
+						 "'%.64s' is a member and a spare", d);
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(json_string_value(json_array_get(spares, k)), d))
+				return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk "
+						 "'%.64s' is given twice", d);
+		sbds[nsp] = free_disk(d, err);
+		if (!sbds[nsp])
+			return NULL;
+		nsp++;
+	}
 	g.level = (enum raid_level)level;
 	g.nmembers = n;
 	g.strip = (uint32_t)strip;
@@ -590,6 +772,7 @@ static json_t *pool_create(json_t *params, void *arg, struct rpc_err *err)
 	}
 	list_init(&p->vols);
 	p->vmeta = json_object();
+	p->rate = rate;
 	ro.strip = (uint32_t)strip;
 	rc = raid_create(name, (enum raid_level)level, bds, n, &ro, &p->raid);
 	if (rc) {
@@ -602,6 +785,15 @@ static json_t *pool_create(json_t *params, void *arg, struct rpc_err *err)
 		rpc_error(err, RPC_INVALID_PARAMS, "invalid params: the disks are too small for "
 			  "a pool (%llu bytes of data)", (unsigned long long)p->raid->size);
 		goto close_raid;
+	}
+	raid_set_rate(p->raid, rate);
+	for (i = 0; i < nsp; i++) {
+		rc = raid_spare_add(p->raid, sbds[i]);
+		if (rc) {
+			rpc_error_errno(err, rc, "adding spare '%s'", sbds[i]->name);
+			goto close_raid;
+		}
+		snprintf(p->spares[p->nspares++], BLK_NAME_MAX, "%s", sbds[i]->name);
 	}
 	fo.chunk_size = (uint32_t)chunk;
 	rc = thin_pool_format(p->raid, &fo);
@@ -630,6 +822,7 @@ static json_t *pool_create(json_t *params, void *arg, struct rpc_err *err)
 close_thin:
 	thin_pool_close(p->tp);
 close_raid:
+	raid_jobs_stop(p->raid);
 	blkdev_close(p->raid);
 	wipe_members(bds, n);
 free_pool:
@@ -683,10 +876,6 @@ static json_t *pool_destroy(json_t *params, void *arg, struct rpc_err *err)
 	p = pool_find(name);
 	if (!p)
 		return rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", name);
-	job_reap(p, false);
-	if (p->job)
-		return rpc_error(err, RPC_ERR_BUSY, "pool '%s' is rebuilding slot %u on disk '%s'",
-				 name, p->job->slot, p->job->disk);
 	nv = pool_nvols(p);
 	if (nv && !force)
 		return rpc_error(err, RPC_ERR_BUSY, "pool '%s' has %u volume%s: delete %s first, "
@@ -720,7 +909,6 @@ static json_t *pool_destroy(json_t *params, void *arg, struct rpc_err *err)
 static json_t *pool_replace(json_t *params, void *arg, struct rpc_err *err)
 {
 	const char *name, *old, *new;
-	struct replace_job *j;
 	struct pool *p, *other;
 	struct blkdev *nd;
 	char claims[256];
@@ -737,10 +925,7 @@ static json_t *pool_replace(json_t *params, void *arg, struct rpc_err *err)
 		return rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", name);
 	if (!p->tp)
 		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", name, p->error);
-	job_reap(p, false);
-	if (p->job)
-		return rpc_error(err, RPC_ERR_BUSY, "pool '%s' is rebuilding slot %u on disk '%s' "
-				 "already", name, p->job->slot, p->job->disk);
+	pool_sync(p);
 	n = p->nmembers;
 	for (uint32_t i = 0; i < n; i++)
 		if (!strcmp(p->members[i], old))
@@ -789,37 +974,160 @@ static json_t *pool_replace(json_t *params, void *arg, struct rpc_err *err)
 		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk '%.64s' is "
 				 "read-only", new);
 
-	j = calloc(1, sizeof(*j));
-	if (!j)
-		return rpc_error(err, RPC_INTERNAL_ERROR, "out of memory");
-	j->raid = p->raid;
-	j->nd = nd;
-	j->slot = (uint32_t)slot;
-	j->idx = idx;
-	snprintf(j->disk, sizeof(j->disk), "%s", new);
-	snprintf(j->old, sizeof(j->old), "%s", old);
-	/* the new member list first: a restart during the rebuild assembles
-	 * the new disk's slot as failed, and replace is run again */
+	/* the new member list first: a restart during the rebuild finds the
+	 * new disk, and the rebuild resumes */
 	snprintf(p->members[idx], sizeof(p->members[idx]), "%s", new);
 	p->slot[idx] = slot;
 	rc = pools_save(NULL);
 	if (rc) {
 		snprintf(p->members[idx], sizeof(p->members[idx]), "%s", old);
-		free(j);
 		return save_error(err, rc);
 	}
-	rc = -pthread_create(&j->thread, NULL, replace_main, j);
+	rc = raid_replace_start(p->raid, (uint32_t)slot, nd);
 	if (rc) {
 		snprintf(p->members[idx], sizeof(p->members[idx]), "%s", old);
 		pools_save(NULL);
-		free(j);
-		return rpc_error_errno(err, rc, "starting the rebuild");
+		if (rc == -EBUSY)
+			return rpc_error(err, RPC_ERR_BUSY, "pool '%s' is rebuilding or scrubbing: "
+					 "try again when it is done", name);
+		return rpc_error_errno(err, rc, "replacing disk '%s' with '%s'", old, new);
 	}
-	p->job = j;
 	LOG_INFO(LS_RAID, "pool %s: slot %d: disk %s replaces %s, rebuilding", name, slot, new,
 		 old);
 	return json_pack("{s:s,s:i,s:s,s:s}", "name", name, "slot", slot, "old", old,
 			 "new", new);
+}
+
+/* An online pool by name, or NULL with err set. */
+static struct pool *online_pool(json_t *params, struct rpc_err *err)
+{
+	const char *name;
+	struct pool *p;
+
+	if (rpc_param_str(params, "name", RPC_REQUIRED, &name, err))
+		return NULL;
+	p = pool_find(name);
+	if (!p) {
+		rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", name);
+		return NULL;
+	}
+	if (!p->raid) {
+		rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", name, p->error);
+		return NULL;
+	}
+	pool_sync(p);
+	return p;
+}
+
+/* A hot spare: taken at once when a member fails. */
+static json_t *pool_add_spare(json_t *params, void *arg, struct rpc_err *err)
+{
+	const char *disk;
+	struct blkdev *bd;
+	struct pool *p;
+	int rc;
+
+	if (rpc_params_only(params, err, "name", "disk", NULL) ||
+	    rpc_param_str(params, "disk", RPC_REQUIRED, &disk, err))
+		return NULL;
+	p = online_pool(params, err);
+	if (!p)
+		return NULL;
+	if (p->level == 0)
+		return rpc_error(err, RPC_ERR_FAILED, "raid 0 has no redundancy to rebuild a "
+				 "spare from");
+	if (p->nspares == RAID_MAX_MEMBERS)
+		return rpc_error(err, RPC_ERR_FAILED, "pool '%s' has %d spares already", p->name,
+				 RAID_MAX_MEMBERS);
+	bd = free_disk(disk, err);
+	if (!bd)
+		return NULL;
+	snprintf(p->spares[p->nspares++], BLK_NAME_MAX, "%s", disk);
+	rc = pools_save(NULL);
+	if (rc) {
+		p->nspares--;
+		return save_error(err, rc);
+	}
+	rc = raid_spare_add(p->raid, bd);
+	if (rc) {
+		p->nspares--;
+		pools_save(NULL);
+		if (rc == -EINVAL)
+			return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk '%s' is too "
+					 "small for pool '%s', or lacks what its disks support",
+					 disk, p->name);
+		return rpc_error_errno(err, rc, "adding spare '%s'", disk);
+	}
+	LOG_INFO(LS_RAID, "pool %s: disk %s is a hot spare", p->name, disk);
+	pool_sync(p);		/* a failed member may have taken it already */
+	return pool_info(p, true);
+}
+
+/* Take a member out (maintenance, tests). */
+static json_t *pool_fail(json_t *params, void *arg, struct rpc_err *err)
+{
+	const char *disk;
+	struct pool *p;
+	int idx, rc;
+
+	if (rpc_params_only(params, err, "name", "disk", NULL) ||
+	    rpc_param_str(params, "disk", RPC_REQUIRED, &disk, err))
+		return NULL;
+	p = online_pool(params, err);
+	if (!p)
+		return NULL;
+	idx = member_index(p, disk);
+	if (idx < 0 || p->slot[idx] < 0 ||
+	    raid_member_dev(p->raid, (uint32_t)p->slot[idx]) != blkdev_find(disk))
+		return rpc_error(err, RPC_ERR_NOT_FOUND, "disk '%.64s' is not an active member "
+				 "of pool '%s'", disk, p->name);
+	if (p->level == 0)
+		return rpc_error(err, RPC_ERR_FAILED, "raid 0 has no redundancy: a member cannot "
+				 "be taken out");
+	rc = raid_fail(p->raid, (uint32_t)p->slot[idx]);
+	if (rc == -EALREADY)
+		return rpc_error(err, RPC_ERR_FAILED, "disk '%s' is failed already", disk);
+	if (rc == -EBUSY)
+		return rpc_error(err, RPC_ERR_BUSY, "pool '%s' cannot lose disk '%s': it would "
+				 "lose data (no redundancy left)", p->name, disk);
+	if (rc)
+		return rpc_error_errno(err, rc, "failing disk '%s'", disk);
+	LOG_WARN(LS_RAID, "pool %s: disk %s taken out (slot %d)", p->name, disk, p->slot[idx]);
+	return pool_info(p, true);
+}
+
+/* Scrub in the background, or cancel one. */
+static json_t *pool_scrub(json_t *params, void *arg, struct rpc_err *err)
+{
+	bool repair = false, cancel = false;
+	struct pool *p;
+	int rc;
+
+	if (rpc_params_only(params, err, "name", "repair", "cancel", NULL) ||
+	    rpc_param_bool(params, "repair", RPC_OPTIONAL, &repair, err) ||
+	    rpc_param_bool(params, "cancel", RPC_OPTIONAL, &cancel, err))
+		return NULL;
+	p = online_pool(params, err);
+	if (!p)
+		return NULL;
+	if (p->level == 0)
+		return rpc_error(err, RPC_ERR_FAILED, "raid 0 has no redundancy to check");
+	if (cancel) {
+		rc = raid_scrub_cancel(p->raid);
+		if (rc == -ENOENT)
+			return rpc_error(err, RPC_ERR_NOT_FOUND, "pool '%s' is not scrubbing",
+					 p->name);
+		if (rc)
+			return rpc_error_errno(err, rc, "cancelling the scrub");
+		return json_pack("{s:s,s:b}", "name", p->name, "cancelled", true);
+	}
+	rc = raid_scrub_start(p->raid, repair);
+	if (rc == -EBUSY)
+		return rpc_error(err, RPC_ERR_BUSY, "pool '%s' is rebuilding or scrubbing already",
+				 p->name);
+	if (rc)
+		return rpc_error_errno(err, rc, "starting a scrub");
+	return json_pack("{s:s,s:b,s:b}", "name", p->name, "started", true, "repair", repair);
 }
 
 /* Recount every reference in the pool's metadata (thin_pool_check_ex),
@@ -865,45 +1173,64 @@ static json_t *pool_check(json_t *params, void *arg, struct rpc_err *err)
 			 "repaired", (json_int_t)rep.fixed, "problems", lines);
 }
 
-/* pool.set: settings that can change while the pool runs (low_space:
- * the low-space mark, in percent of the data space; 0 turns it off). */
+/*
+ * pool.set: settings that can change while the pool runs, either or both:
+ * low_space, the low-space mark in percent of the data space (0: off), and
+ * rebuild_rate, the most a rebuild or scrub reads per second per disk
+ * (0: no limit). Applied at once and remembered.
+ */
 static json_t *pool_set(json_t *params, void *arg, struct rpc_err *err)
 {
-	const char *name;
-	uint64_t pct = UINT64_MAX;
-	uint32_t old;
+	uint64_t pct = UINT64_MAX, rate = UINT64_MAX, old_rate;
+	uint32_t old_pct;
 	struct pool *p;
 	int rc;
 
-	if (rpc_params_only(params, err, "name", "low_space", NULL) ||
-	    rpc_param_str(params, "name", RPC_REQUIRED, &name, err) ||
-	    rpc_param_u64(params, "low_space", RPC_OPTIONAL, &pct, err))
+	if (rpc_params_only(params, err, "name", "low_space", "rebuild_rate", NULL) ||
+	    rpc_param_u64(params, "low_space", RPC_OPTIONAL, &pct, err) ||
+	    rpc_param_size(params, "rebuild_rate", RPC_OPTIONAL, &rate, err))
 		return NULL;
-	p = pool_find(name);
+	p = online_pool(params, err);
 	if (!p)
-		return rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", name);
-	if (pct == UINT64_MAX)
+		return NULL;
+	if (pct == UINT64_MAX && rate == UINT64_MAX)
 		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: nothing to set "
-				 "(low_space)");
-	if (pct > 99)
+				 "(low_space, rebuild_rate)");
+	if (pct != UINT64_MAX && pct > 99)
 		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'low_space' is a "
 				 "percentage of the data space, 0 (off) to 99, not %llu",
 				 (unsigned long long)pct);
-	if (!p->tp)
-		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", name, p->error);
-	old = p->low_pct;
-	p->low_pct = (uint32_t)pct;
+	if (rate != UINT64_MAX && rate && rate < 64 * 1024)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'rebuild_rate' is at "
+				 "least 64K per second (0: no limit), not %llu",
+				 (unsigned long long)rate);
+	if (pct != UINT64_MAX && !p->tp)
+		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", p->name, p->error);
+	old_pct = p->low_pct;
+	old_rate = p->rate;
+	if (pct != UINT64_MAX)
+		p->low_pct = (uint32_t)pct;
+	if (rate != UINT64_MAX)
+		p->rate = rate;
 	rc = pools_save(NULL);
 	if (rc) {
-		p->low_pct = old;
+		p->low_pct = old_pct;
+		p->rate = old_rate;
 		return save_error(err, rc);
 	}
-	p->low_water = p->raid->size / p->chunk * p->low_pct / 100;
-	rc = thin_pool_set_low_water(p->tp, p->low_water);
-	if (rc)
-		return rpc_error_errno(err, rc, "setting pool '%s'", name);
-	LOG_INFO(LS_THIN, "pool %s: low-space mark %u%% (%llu chunks)", name, p->low_pct,
-		 (unsigned long long)p->low_water);
+	if (rate != UINT64_MAX) {
+		raid_set_rate(p->raid, rate);
+		LOG_INFO(LS_RAID, "pool %s: rebuild rate %llu bytes/s per disk%s", p->name,
+			 (unsigned long long)rate, rate ? "" : " (no limit)");
+	}
+	if (pct != UINT64_MAX) {
+		p->low_water = p->raid->size / p->chunk * p->low_pct / 100;
+		rc = thin_pool_set_low_water(p->tp, p->low_water);
+		if (rc)
+			return rpc_error_errno(err, rc, "setting pool '%s'", p->name);
+		LOG_INFO(LS_THIN, "pool %s: low-space mark %u%% (%llu chunks)", p->name,
+			 p->low_pct, (unsigned long long)p->low_water);
+	}
 	return pool_info(p, true);
 }
 
@@ -1392,6 +1719,9 @@ void pool_rpc_init(void)
 	rpc_register("pool.check", pool_check, NULL);
 	rpc_register("pool.set", pool_set, NULL);
 	rpc_register("pool.replace", pool_replace, NULL);
+	rpc_register("pool.add_spare", pool_add_spare, NULL);
+	rpc_register("pool.fail", pool_fail, NULL);
+	rpc_register("pool.scrub", pool_scrub, NULL);
 	rpc_register("vol.create", vol_create, NULL);
 	rpc_register("vol.list", vol_list, NULL);
 	rpc_register("vol.show", vol_show, NULL);
@@ -1406,44 +1736,193 @@ void pool_rpc_init(void)
 		LOG_ERR(LS_THIN, "cannot register the pools' shutdown hook");
 }
 
-/* Bring pool p (members known) back: assemble, open, attach volumes. */
+/*
+ * Bring pool p (members known) back: assemble, open, attach volumes.
+ *
+ * The disks of the pool (members and spares) are sorted by their RAID
+ * superblocks: the newest generation of this pool's set says who is a
+ * member now. A member with an older generation (stale: it missed writes)
+ * or no longer in the set (replaced) is never trusted: it becomes a hot
+ * spare, so the set rebuilds it (when a slot is failed). Disks without a
+ * superblock listed as spares are spares.
+ */
+/* --scan: a moved member is a file with this pool's superblock (its name
+ * and, when another member told it, its UUID) and a member UUID no other
+ * disk has. */
+struct scan_ctx {
+	const char	*name;
+	bool		have_uuid;
+	uint8_t		pool_uuid[16];
+	uint8_t		seen[2 * RAID_MAX_MEMBERS][16];
+	uint32_t	nseen;
+};
+
+static bool scan_match(struct blkdev *bd, void *arg)
+{
+	struct scan_ctx *c = arg;
+	struct raid_sb sb;
+
+	if (raid_sb_read(bd, &sb) || strcmp(sb.name, c->name) ||
+	    (c->have_uuid && memcmp(sb.pool_uuid, c->pool_uuid, 16)))
+		return false;
+	for (uint32_t i = 0; i < c->nseen; i++)
+		if (!memcmp(c->seen[i], sb.member_uuid, 16))
+			return false;
+	if (c->nseen < 2 * RAID_MAX_MEMBERS)
+		memcpy(c->seen[c->nseen++], sb.member_uuid, 16);
+	return true;
+}
+
+/* Look for the pool's disks that did not open in the --scan directories. */
+static void pool_find_moved(struct pool *p)
+{
+	struct scan_ctx c = { .name = p->name };
+	uint64_t gen = 0;
+	struct raid_sb sb;
+
+	for (uint32_t i = 0; i < p->nmembers + p->nspares; i++) {
+		const char *d = i < p->nmembers ? p->members[i] : p->spares[i - p->nmembers];
+		struct blkdev *bd = blkdev_find(d);
+
+		if (!bd || raid_sb_read(bd, &sb) || strcmp(sb.name, p->name))
+			continue;
+		if (!c.have_uuid || sb.generation > gen) {
+			memcpy(c.pool_uuid, sb.pool_uuid, 16);
+			gen = sb.generation;
+			c.have_uuid = true;
+		}
+		if (c.nseen < 2 * RAID_MAX_MEMBERS)
+			memcpy(c.seen[c.nseen++], sb.member_uuid, 16);
+	}
+	for (uint32_t i = 0; i < p->nmembers; i++)
+		if (!blkdev_find(p->members[i]) && !disk_relocate(p->members[i], scan_match, &c))
+			LOG_WARN(LS_RAID, "pool %s: member disk %s found by --scan", p->name,
+				 p->members[i]);
+}
+
 static int pool_bring_up(struct pool *p)
 {
-	struct blkdev *bds[RAID_MAX_MEMBERS];
-	struct raid_sb sb;
+	struct blkdev *bds[RAID_MAX_MEMBERS], *cand[2 * RAID_MAX_MEMBERS];
+	struct blkdev *spare[2 * RAID_MAX_MEMBERS];
+	struct raid_sb *sbs;
+	bool ok[2 * RAID_MAX_MEMBERS] = { false };
+	int best = -1;
 	struct thin_pool_info ti;
 	char (*names)[THIN_NAME_MAX] = NULL;
 	unsigned nn = 0;
-	uint32_t n = 0;
+	uint32_t n = 0, nc = 0, nspare = 0;
+	char missing[RPC_MSG_MAX / 2] = "";
+	bool dropped = false;
+	size_t ml = 0;
 	int rc;
 
-	for (uint32_t i = 0; i < p->nmembers; i++) {
-		struct blkdev *bd = blkdev_find(p->members[i]);
+	sbs = calloc(2 * RAID_MAX_MEMBERS, sizeof(*sbs));
+	if (!sbs)
+		return -ENOMEM;
+	pool_find_moved(p);
+	for (uint32_t i = 0; i < p->nmembers + p->nspares; i++) {
+		const char *d = i < p->nmembers ? p->members[i] : p->spares[i - p->nmembers];
+		struct blkdev *bd = blkdev_find(d);
 
-		p->slot[i] = -1;
+		if (i < p->nmembers)
+			p->slot[i] = -1;
 		if (!bd) {
-			LOG_ERR(LS_RAID, "pool %s: member disk %s is not available", p->name,
-				p->members[i]);
+			LOG_ERR(LS_RAID, "pool %s: %s disk %s is not available", p->name,
+				i < p->nmembers ? "member" : "spare", d);
+			if (i < p->nmembers && ml < sizeof(missing))
+				ml += (size_t)snprintf(missing + ml, sizeof(missing) - ml, "%s%s (not "
+						       "available)", ml ? ", " : "", d);
 			continue;
 		}
-		if (!raid_sb_read(bd, &sb)) {
-			p->slot[i] = (int)sb.index;
-			p->level = sb.geom.level;
-			p->strip = sb.geom.strip;
+		cand[nc] = bd;
+		ok[nc] = !raid_sb_read(bd, &sbs[nc]) && !strcmp(sbs[nc].name, p->name);
+		if (ok[nc] && (best < 0 || sbs[nc].generation > sbs[best].generation))
+			best = (int)nc;
+		nc++;
+	}
+	for (uint32_t c = 0; c < nc; c++) {
+		struct raid_sb *sb = &sbs[c];
+		int idx = member_index(p, cand[c]->name);
+
+		/* current: the newest generation, or one older but active in the
+		 * newest superblock (it missed the last update only: raid_assemble
+		 * uses it) */
+		if (best >= 0 && ok[c] && !memcmp(sb->pool_uuid, sbs[best].pool_uuid, 16) &&
+		    sb->index < sbs[best].geom.nmembers &&
+		    !memcmp(sb->member_uuid, sbs[best].members[sb->index].uuid, 16) &&
+		    (sb->generation == sbs[best].generation ||
+		     (sb->generation + 1 == sbs[best].generation &&
+		      sbs[best].members[sb->index].state == RAID_MEMBER_ACTIVE))) {
+			if (idx >= 0)
+				p->slot[idx] = (int)sb->index;
+			p->level = sb->geom.level;
+			p->strip = sb->geom.strip;
+			bds[n++] = cand[c];
+			continue;
 		}
-		bds[n++] = bd;
+		if (ok[c] && best >= 0 && !memcmp(sb->pool_uuid, sbs[best].pool_uuid, 16) &&
+		    (sb->index >= sbs[best].geom.nmembers ||
+		     memcmp(sb->member_uuid, sbs[best].members[sb->index].uuid, 16))) {
+			/* replaced (a spare took its slot before the daemon saved
+			 * it): it leaves the pool, it is not reused on its own */
+			LOG_WARN(LS_RAID, "pool %s: disk %s was replaced in the set: it leaves "
+				 "the pool", p->name, cand[c]->name);
+			if (idx >= 0) {
+				memmove(&p->members[idx], &p->members[idx + 1],
+					(p->nmembers - (uint32_t)idx - 1) * sizeof(p->members[0]));
+				memmove(&p->slot[idx], &p->slot[idx + 1],
+					(p->nmembers - (uint32_t)idx - 1) * sizeof(p->slot[0]));
+				p->nmembers--;
+				dropped = true;
+			}
+			continue;
+		}
+		if (ok[c] && best >= 0 && !memcmp(sb->pool_uuid, sbs[best].pool_uuid, 16))
+			LOG_WARN(LS_RAID, "pool %s: disk %s is stale (generation %llu, the set is "
+				 "at %llu): not trusted, it will be rebuilt", p->name, cand[c]->name,
+				 (unsigned long long)sb->generation,
+				 (unsigned long long)sbs[best].generation);
+		else if (idx >= 0)
+			LOG_ERR(LS_RAID, "pool %s: member disk %s has no superblock of this pool: "
+				"taken as a spare", p->name, cand[c]->name);
+		if (idx >= 0 && ml < sizeof(missing))
+			ml += (size_t)snprintf(missing + ml, sizeof(missing) - ml, "%s%s (%s)",
+					       ml ? ", " : "", cand[c]->name,
+					       ok[c] ? "stale" : "no superblock");
+		spare[nspare++] = cand[c];
+	}
+	free(sbs);
+	if (dropped) {
+		rc = pools_save(NULL);
+		if (rc)
+			LOG_ERR(LS_THIN, "saving %s: %s", state_path(), strerror(-rc));
 	}
 	if (!n) {
-		snprintf(p->error, sizeof(p->error), "none of its disks is available");
+		snprintf(p->error, sizeof(p->error), "assembling the raid set: none of its disks is a "
+			 "current member: %s",
+			 missing);
 		return -ENODEV;
 	}
 	rc = raid_assemble(bds, n, &p->raid);
 	if (rc) {
 		p->raid = NULL;
-		snprintf(p->error, sizeof(p->error), "assembling the raid set: %s (see the log)",
-			 strerror(-rc));
+		if (rc == -ENODEV)
+			snprintf(p->error, sizeof(p->error), "raid %d cannot start: too many members "
+				 "missing: %s", p->level, ml ? missing : "(see the log)");
+		else
+			snprintf(p->error, sizeof(p->error), "assembling the raid set: %s (see the "
+				 "log)", strerror(-rc));
 		return rc;
 	}
+	raid_set_rate(p->raid, p->rate);
+	for (uint32_t i = 0; i < nspare && p->level != 0; i++) {
+		int e = raid_spare_add(p->raid, spare[i]);
+
+		if (e)
+			LOG_ERR(LS_RAID, "pool %s: spare %s: %s", p->name, spare[i]->name,
+				strerror(-e));
+	}
+	pool_sync(p);
 	rc = pool_open_thin(p);
 	if (rc) {
 		p->tp = NULL;
@@ -1482,6 +1961,7 @@ close_thin:
 	thin_pool_close(p->tp);
 	p->tp = NULL;
 close_raid:
+	raid_jobs_stop(p->raid);
 	blkdev_close(p->raid);
 	p->raid = NULL;
 	return rc;
@@ -1494,7 +1974,9 @@ void pool_restore(void)
 
 	if (!a)
 		return;
+	restoring = true;
 	if (!json_is_array(a)) {
+		restoring = false;
 		LOG_ERR(LS_THIN, "%s: \"%s\" is not an array: ignoring it", state_path(), SECTION);
 		json_decref(a);
 		return;
@@ -1502,8 +1984,8 @@ void pool_restore(void)
 	json_array_foreach(a, i, e) {
 		struct rpc_err err = { 0 };
 		const char *name;
-		uint64_t level = 0, strip = 0, chunk = 0, low_pct = LOW_SPACE_PCT;
-		json_t *vm = NULL;
+		uint64_t level = 0, strip = 0, chunk = 0, low_pct = LOW_SPACE_PCT, rate = 0;
+		json_t *vm = NULL, *sp = NULL;
 		struct pool *p;
 
 		if (rpc_param_name(e, "name", RPC_REQUIRED, &name, &err) ||
@@ -1512,7 +1994,9 @@ void pool_restore(void)
 		    rpc_param_u64(e, "chunk", RPC_OPTIONAL, &chunk, &err) ||
 		    rpc_param_u64(e, "low_space", RPC_OPTIONAL, &low_pct, &err) ||
 		    rpc_param_array(e, "members", RPC_REQUIRED, &m, &err) ||
-		    rpc_param_object(e, "volumes", RPC_OPTIONAL, &vm, &err)) {
+		    rpc_param_object(e, "volumes", RPC_OPTIONAL, &vm, &err) ||
+		    rpc_param_array(e, "spares", RPC_OPTIONAL, &sp, &err) ||
+		    rpc_param_u64(e, "rebuild_rate", RPC_OPTIONAL, &rate, &err)) {
 			LOG_ERR(LS_THIN, "%s: pool %zu: %s: skipped", state_path(), i, err.message);
 			json_decref(err.data);
 			continue;
@@ -1537,6 +2021,12 @@ void pool_restore(void)
 			snprintf(p->members[p->nmembers], BLK_NAME_MAX, "%s", json_string_value(d));
 			p->slot[p->nmembers++] = -1;
 		}
+		p->rate = rate;
+		json_array_foreach(sp, k, d) {
+			if (p->nspares == RAID_MAX_MEMBERS || !json_is_string(d))
+				break;
+			snprintf(p->spares[p->nspares++], BLK_NAME_MAX, "%s", json_string_value(d));
+		}
 		list_add_tail(&p->link, &pools);
 		if (!p->chunk) {
 			snprintf(p->error, sizeof(p->error), "no chunk size in the state file");
@@ -1550,4 +2040,12 @@ void pool_restore(void)
 				 level_name(p->level), pool_nvols(p));
 	}
 	json_decref(a);
+	restoring = false;
+	if (save_pending) {	/* members found moved, replaced, or taken by spares */
+		int rc = pools_save(NULL);
+
+		save_pending = false;
+		if (rc)
+			LOG_ERR(LS_THIN, "saving %s: %s", state_path(), strerror(-rc));
+	}
 }

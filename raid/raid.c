@@ -47,7 +47,6 @@
 #include "sand/log.h"
 
 static const struct blkdev_ops raid_ops;
-static int walk_rows(struct raid *r, uint32_t flag);
 
 static const struct raid_level_ops *const levels[] = {
 	&raid0_level, &raid1_level, &raid10_level, &raid5_level, &raid6_level,
@@ -87,7 +86,19 @@ bool raid_set_alive(struct raid *r)
 
 /* ------------------------------------------------------------ persisting state */
 
-static int persist_locked(struct raid *r)
+static int persist_sb(struct raid *r, bool quiet);
+
+int raid_persist_locked(struct raid *r)
+{
+	return persist_sb(r, false);
+}
+
+int raid_persist_quiet_locked(struct raid *r)
+{
+	return persist_sb(r, true);
+}
+
+static int persist_sb(struct raid *r, bool quiet)
 {
 	struct raid_sb sb;
 	int rc = 0;
@@ -112,29 +123,33 @@ static int persist_locked(struct raid *r)
 				rc = err;
 		}
 	}
-	LOG_INFO(LS_RAID, "%s: member states written, generation %llu", r->bd.name,
-		 (unsigned long long)r->sb.generation);
+	if (quiet)
+		LOG_DBG(LS_RAID, "%s: superblocks written, generation %llu", r->bd.name,
+			(unsigned long long)r->sb.generation);
+	else
+		LOG_INFO(LS_RAID, "%s: member states written, generation %llu", r->bd.name,
+			 (unsigned long long)r->sb.generation);
 	return rc;
 }
 
-static int persist(struct raid *r)
+int raid_persist(struct raid *r)
 {
 	int rc;
 
 	pthread_mutex_lock(&r->sb_lock);
-	rc = persist_locked(r);
+	rc = raid_persist_locked(r);
 	pthread_mutex_unlock(&r->sb_lock);
 	return rc;
 }
 
 static void dirty_resume(void *arg);
 
-static void mark_dirty(struct raid *r)
+void raid_mark_dirty(struct raid *r)
 {
 	pthread_mutex_lock(&r->sb_lock);
 	if (!__atomic_load_n(&r->dirty, __ATOMIC_ACQUIRE)) {
 		r->sb.flags |= RAID_SB_DIRTY;
-		persist_locked(r);
+		raid_persist_locked(r);
 		__atomic_store_n(&r->dirty, true, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&r->sb_lock);
@@ -152,7 +167,7 @@ static void mark_clean(struct raid *r)
 				rc = blk_sync_io(r->members[i], BIO_FLUSH, 0, 0, NULL, 0);
 		if (!rc) {
 			r->sb.flags &= ~RAID_SB_DIRTY;
-			if (!persist_locked(r))
+			if (!raid_persist_locked(r))
 				r->dirty = false;
 		}
 	}
@@ -178,7 +193,7 @@ static void *persist_worker(void *arg)
 			pthread_cond_wait(&r->wcond, &r->wlock);
 		if (!list_empty(&r->dirty_wait)) {
 			pthread_mutex_unlock(&r->wlock);
-			mark_dirty(r);
+			raid_mark_dirty(r);
 			pthread_mutex_lock(&r->wlock);
 			while (!list_empty(&r->dirty_wait)) {
 				struct raid_io *w = list_entry(r->dirty_wait.next, struct raid_io,
@@ -195,7 +210,8 @@ static void *persist_worker(void *arg)
 		rio = list_entry(r->wqueue.next, struct raid_io, persist_link);
 		list_del(&rio->persist_link);
 		pthread_mutex_unlock(&r->wlock);
-		persist(r);
+		raid_persist(r);
+		raid_jobs_kick(r);	/* a spare may take the failed slot */
 		if (ev_send_msg(rio->bio->ch->loop, rio_complete_msg, rio))
 			LOG_ERR(LS_RAID, "%s: cannot end an I/O after a member failed", r->bd.name);
 		pthread_mutex_lock(&r->wlock);
@@ -281,10 +297,6 @@ static void stripe_unlock(struct raid_io *rio)
 
 
 
-static void closed_cb_flag(void *arg)
-{
-	*(bool *)arg = true;
-}
 
 /* ------------------------------------------------------------ ending */
 
@@ -424,12 +436,29 @@ static void child_end(struct bio *b, int status)
 	struct raid_io *rio = b->end_arg;
 
 	if (status) {
-		int m = member_of(rio->r, b->ch->bd);
+		struct raid *r = rio->r;
+		int m = member_of(r, b->ch->bd);
 
-		if (rio->r->g.level == RAID_LEVEL_0 && !rio->status)
+		if (r->g.level == RAID_LEVEL_0 && !rio->status)
 			rio->status = status;
-		if (m >= 0)
+		if (m >= 0 && b->op == BIO_READ && r->g.level != RAID_LEVEL_0 &&
+		    raid_alive(r, (uint32_t)m) &&
+		    __atomic_add_fetch(&r->read_errs[m], 1, __ATOMIC_RELAXED) <= RAID_READ_ERROR_MAX) {
+			/* served from redundancy and written back by the level */
+			LOG_RATELIMIT(LOG_WARN, LS_RAID, "%s: read error on member %u (%s) at %llu+%llu "
+				      "(%s, %u so far): reconstructing and rewriting", r->bd.name,
+				      m, b->ch->bd->name, (unsigned long long)b->offset,
+				      (unsigned long long)b->len, strerror(-status),
+				      __atomic_load_n(&r->read_errs[m], __ATOMIC_RELAXED));
+			rio->child_err = true;
+			rio->bad |= 1u << m;
+		} else if (m >= 0) {
 			member_failed(rio, (uint32_t)m, status);
+		} else {
+			/* a member replaced meanwhile (a spare took its slot): the
+			 * level tries again without it */
+			rio->child_err = true;
+		}
 	} else {
 		rio->nok++;
 	}
@@ -638,6 +667,8 @@ static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 	rio->in_submit = true;
 	list_init(&rio->wait_link);
 	list_init(&rio->retry);
+	if (!(bio->flags & (RAID_BIO_REBUILD | RAID_BIO_RESYNC | RAID_BIO_SCRUB)))
+		__atomic_fetch_add(&r->fg_ios, 1, __ATOMIC_RELAXED);
 	if (bio->op == BIO_FLUSH)
 		r->lops->submit_null(rio);
 	else if (bio->flags & RAID_BIO_REBUILD)
@@ -731,6 +762,10 @@ static void raid_free(struct raid *r)
 	for (uint32_t i = 0; i < r->g.nmembers; i++)
 		if (r->members[i])
 			blkdev_release(r->members[i], r->bd.name);
+	for (uint32_t i = 0; i < r->nspares; i++)
+		blkdev_release(r->spares[i], r->bd.name);
+	pthread_cond_destroy(&r->jcond);
+	pthread_mutex_destroy(&r->jlock);
 	pthread_cond_destroy(&r->wcond);
 	pthread_mutex_destroy(&r->wlock);
 	pthread_mutex_destroy(&r->sb_lock);
@@ -742,6 +777,7 @@ static void raid_close(struct blkdev *bd)
 {
 	struct raid *r = to_raid(bd);
 
+	raid_jobs_fini(r);		/* a rebuild keeps its cursor */
 	pthread_mutex_lock(&r->wlock);
 	r->wstop = true;
 	pthread_cond_signal(&r->wcond);
@@ -804,7 +840,7 @@ uint64_t raid_generation(struct blkdev *bd)
  * slots (NULL: missing or not trusted). Claims the members present.
  */
 static int raid_open(const char *name, const struct raid_sb *sb,
-		     struct blkdev **slots, struct blkdev **out)
+		     struct blkdev **slots, const int *states, struct blkdev **out)
 {
 	struct raid *r = calloc(1, sizeof(*r));
 	uint32_t bs = sb->block_size;
@@ -824,13 +860,20 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 	pthread_mutex_init(&r->sb_lock, NULL);
 	pthread_mutex_init(&r->wlock, NULL);
 	pthread_cond_init(&r->wcond, NULL);
+	pthread_mutex_init(&r->jlock, NULL);
+	pthread_cond_init(&r->jcond, NULL);
+	r->ji.last_slot = -1;
+	r->cursor_ok = !(sb->flags & RAID_SB_DIRTY);
 	list_init(&r->locked);
 	list_init(&r->wqueue);
 	list_init(&r->dirty_wait);
 	r->dirty = sb->flags & RAID_SB_DIRTY;
 	for (uint32_t i = 0; i < r->g.nmembers; i++) {
 		r->members[i] = slots[i];
-		r->state[i] = slots[i] ? RAID_MEMBER_ACTIVE : RAID_MEMBER_FAILED;
+		r->state[i] = !slots[i] ? RAID_MEMBER_FAILED :
+			      states ? states[i] : RAID_MEMBER_ACTIVE;
+		if (r->state[i] == RAID_MEMBER_REBUILDING)
+			r->rebuild_slot = (int)i;
 		if (!slots[i])
 			continue;
 		rc = blkdev_claim(slots[i], name);
@@ -866,6 +909,7 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 		raid_free(r);
 		return -rc;
 	}
+
 	*out = &r->bd;
 	return 0;
 }
@@ -949,16 +993,25 @@ int raid_create(const char *name, enum raid_level level, struct blkdev **members
 			return rc;
 		}
 	}
-	return raid_open(name, &sb, members, out);
+	rc = raid_open(name, &sb, members, NULL, out);
+	if (rc)
+		return rc;
+	rc = raid_jobs_init(to_raid(*out));
+	if (rc) {
+		blkdev_close(*out);
+		*out = NULL;
+	}
+	return rc;
 }
 
 int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 {
 	struct raid_sb *sbs, *best = NULL;
 	struct blkdev *slots[RAID_MAX_MEMBERS] = { NULL };
+	int states[RAID_MAX_MEMBERS];
 	char uuid[37], missing[RAID_MAX_MEMBERS * 48];
 	size_t mlen = 0;
-	uint32_t nmiss = 0;
+	uint32_t nmiss = 0, nrebuild = 0;
 	bool changed = false;
 	int rc = 0;
 
@@ -967,6 +1020,8 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 	sbs = calloc(n, sizeof(*sbs));
 	if (!sbs)
 		return -ENOMEM;
+	for (uint32_t i = 0; i < RAID_MAX_MEMBERS; i++)
+		states[i] = RAID_MEMBER_ACTIVE;
 	for (uint32_t i = 0; i < n; i++) {
 		rc = raid_sb_read(members[i], &sbs[i]);
 		if (rc) {
@@ -1000,15 +1055,28 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 			rc = -EINVAL;
 			goto free_sbs;
 		}
-		/* Older, yet active in the newest superblock: it only missed the
-		 * last update (a crash while the superblocks were being written,
-		 * e.g. the dirty flag), so its data is current. */
+		/* One generation older, yet active in the newest superblock: it
+		 * only missed the last update (a crash while the superblocks were
+		 * being written, e.g. the dirty flag), so its data is current. Two
+		 * or more behind, it missed a whole session (a set that ran
+		 * without it, or an old copy of the disk): stale. */
 		if (s->generation < best->generation &&
-		    best->members[idx].state != RAID_MEMBER_ACTIVE) {
+		    (best->members[idx].state != RAID_MEMBER_ACTIVE ||
+		     s->generation + 1 < best->generation)) {
 			LOG_WARN(LS_RAID, "%s: member %u (%s) is stale (generation %llu < %llu): not used",
 				 best->name, idx, members[i]->name,
 				 (unsigned long long)s->generation,
 				 (unsigned long long)best->generation);
+			continue;
+		}
+		if (best->members[idx].state == RAID_MEMBER_REBUILDING && !nrebuild) {
+			/* the rebuild resumes from its cursor */
+			LOG_INFO(LS_RAID, "%s: member %u (%s) was being rebuilt: %llu rows done",
+				 best->name, idx, members[i]->name,
+				 (unsigned long long)best->members[idx].rebuilt);
+			slots[idx] = members[i];
+			states[idx] = RAID_MEMBER_REBUILDING;
+			nrebuild++;
 			continue;
 		}
 		if (s->generation < best->generation)
@@ -1024,6 +1092,10 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 		slots[idx] = members[i];
 	}
 	for (uint32_t i = 0; i < best->geom.nmembers; i++) {
+		if (slots[i] && states[i] == RAID_MEMBER_REBUILDING) {
+			nmiss++;	/* not readable yet: no redundancy from it */
+			continue;
+		}
 		if (slots[i])
 			continue;
 		nmiss++;
@@ -1041,7 +1113,8 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 
 		if (best->geom.level == RAID_LEVEL_10)
 			for (uint32_t i = 0; i < best->geom.nmembers; i += 2)
-				if (!slots[i] && !slots[i + 1])
+				if ((!slots[i] || states[i] != RAID_MEMBER_ACTIVE) &&
+				    (!slots[i + 1] || states[i + 1] != RAID_MEMBER_ACTIVE))
 					ok = false;
 		if (!ok) {
 			LOG_ERR(LS_RAID, "%s: RAID %d cannot start: %u of %u members missing: %s",
@@ -1049,13 +1122,15 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 			rc = -ENODEV;
 			goto free_sbs;
 		}
-		LOG_WARN(LS_RAID, "%s: starting degraded, missing: %s", best->name, missing);
+		if (mlen)
+			LOG_WARN(LS_RAID, "%s: starting degraded, missing: %s", best->name,
+				 missing);
 	}
-	rc = raid_open(best->name, best, slots, out);
+	rc = raid_open(best->name, best, slots, states, out);
 	if (!rc && changed) {
 		struct raid *r = to_raid(*out);
 
-		rc = persist(r);
+		rc = raid_persist(r);
 		if (rc) {
 			blkdev_close(*out);
 			*out = NULL;
@@ -1077,11 +1152,11 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 			if (rc >= 0)
 				rc = bitmap_load(r, slots);
 			if (!rc)
-				rc = walk_rows(r, RAID_BIO_RESYNC);
+				rc = raid_walk_rows(r, RAID_BIO_RESYNC, 0, false);
 			if (!rc)
 				rc = bitmap_reset(r);
 			if (!rc)
-				rc = persist(r);	/* the new log epoch */
+				rc = raid_persist(r);	/* the new log epoch */
 			if (rc) {
 				LOG_ERR(LS_RAID, "%s: recovery failed: %s", r->bd.name,
 					strerror(-rc));
@@ -1093,7 +1168,7 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 				 "replaying the partial parity log", r->bd.name);
 			rc = ppl_recover(best, slots);
 			if (rc >= 0)
-				rc = persist(r);	/* the new log epoch */
+				rc = raid_persist(r);	/* the new log epoch */
 			if (rc) {
 				blkdev_close(*out);
 				*out = NULL;
@@ -1104,9 +1179,9 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 		} else {
 			LOG_WARN(LS_RAID, "%s: was not shut down cleanly: resynchronizing",
 				 r->bd.name);
-			rc = walk_rows(r, RAID_BIO_RESYNC);
+			rc = raid_walk_rows(r, RAID_BIO_RESYNC, 0, false);
 			if (!rc && r->ppl)
-				rc = persist(r);	/* the new log epoch */
+				rc = raid_persist(r);	/* the new log epoch */
 			if (rc) {
 				LOG_ERR(LS_RAID, "%s: resync failed: %s", r->bd.name, strerror(-rc));
 				blkdev_close(*out);
@@ -1114,167 +1189,14 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 			}
 		}
 	}
+	if (!rc) {
+		rc = raid_jobs_init(to_raid(*out));	/* resumes a rebuild */
+		if (rc) {
+			blkdev_close(*out);
+			*out = NULL;
+		}
+	}
 free_sbs:
 	free(sbs);
-	return rc;
-}
-
-/* ------------------------------------------------------------ replace, rebuild */
-
-struct rebuild_wait {
-	bool	done;
-	int	status;
-};
-
-static void rebuild_row_end(struct bio *bio, int status)
-{
-	struct rebuild_wait *w = bio->end_arg;
-
-	w->status = status;
-	w->done = true;
-}
-
-/* Rebuild or resync every row through a private loop and channel on the
- * set, one row at a time: each row is a RAID_BIO_REBUILD (RESYNC) bio, which
- * holds the row's stripe lock while it reads and writes the members. */
-static int walk_rows(struct raid *r, uint32_t flag)
-{
-	uint64_t rows = r->g.member_size / r->g.strip;
-	uint64_t row_bytes = (uint64_t)r->g.strip * r->k;
-	struct ev_loop *loop;
-	struct blkchan *ch;
-	void *dummy;
-	bool closed = false;
-	int rc;
-
-	rc = ev_loop_new(EV_AUTO, 64, &loop);
-	if (rc)
-		return rc;
-	dummy = aligned_alloc(r->bd.block_size, r->bd.block_size);
-	rc = dummy ? blk_chan_open(&r->bd, loop, &ch) : -ENOMEM;
-	if (rc)
-		goto free_loop;
-	for (uint64_t row = 0; row < rows && !rc; row++) {
-		struct iovec iov = { dummy, r->bd.block_size };
-		struct rebuild_wait w = { 0 };
-
-		if (flag == RAID_BIO_RESYNC && !bitmap_row_dirty(r, row))
-			continue;	/* clean in the write-intent bitmap */
-		rc = blk_rw(ch, BIO_READ, flag, &iov, 1, row * row_bytes,
-			    r->bd.block_size, rebuild_row_end, &w);
-		while (!rc && !w.done)
-			ev_run_once(loop, 100);
-		if (!rc)
-			rc = w.status;
-		if ((row + 1) % 1024 == 0 || row + 1 == rows)
-			LOG_DBG(LS_RAID, "%s: %s %llu of %llu rows", r->bd.name,
-				flag == RAID_BIO_REBUILD ? "rebuilt" :
-				flag == RAID_BIO_RESYNC ? "resynced" : "scrubbed",
-				(unsigned long long)(row + 1), (unsigned long long)rows);
-	}
-	blk_chan_close(ch, closed_cb_flag, &closed);
-	while (!closed)
-		ev_run_once(loop, 100);
-free_loop:
-	free(dummy);
-	ev_loop_free(loop);
-	return rc;
-}
-
-int raid_replace(struct blkdev *bd, uint32_t slot, struct blkdev *nd)
-{
-	struct raid *r;
-	struct blkdev *old;
-	int expect = RAID_MEMBER_REBUILDING, rc;
-
-	if (!blk_is_raid(bd) || !nd)
-		return -EINVAL;
-	r = to_raid(bd);
-	if (slot >= r->g.nmembers || !r->lops->rebuild)
-		return -EINVAL;
-	for (int op = BIO_DISCARD; op <= BIO_WRITE_ZEROES; op++)
-		if ((r->caps & (1u << op)) && !blkdev_supports(nd, (enum bio_op)op)) {
-			LOG_ERR(LS_RAID, "%s: %s does not support %s like the other members",
-				bd->name, nd->name, op == BIO_DISCARD ? "discard" : "write-zeroes");
-			return -EINVAL;
-		}
-	if (nd->size < r->data_offset + r->g.member_size || nd->block_size > r->bd.block_size) {
-		LOG_ERR(LS_RAID, "%s: %s is too small or its blocks too large to replace member %u",
-			bd->name, nd->name, slot);
-		return -EINVAL;
-	}
-	pthread_mutex_lock(&r->sb_lock);
-	if (raid_writable(r, slot) || r->rebuild_slot != -1) {
-		pthread_mutex_unlock(&r->sb_lock);
-		return -EBUSY;
-	}
-	rc = blkdev_claim(nd, bd->name);
-	if (rc) {
-		pthread_mutex_unlock(&r->sb_lock);
-		return rc;
-	}
-	r->rebuild_slot = (int)slot;
-	uuid_generate(r->sb.members[slot].uuid);
-	old = r->members[slot];
-	__atomic_store_n(&r->members[slot], nd, __ATOMIC_RELEASE);
-	__atomic_store_n(&r->state[slot], RAID_MEMBER_REBUILDING, __ATOMIC_RELEASE);
-	rc = persist_locked(r);
-	pthread_mutex_unlock(&r->sb_lock);
-	if (old)
-		blkdev_release(old, bd->name);
-	LOG_INFO(LS_RAID, "%s: rebuilding member %u on %s", bd->name, slot, nd->name);
-
-	if (!rc)
-		rc = walk_rows(r, RAID_BIO_REBUILD);
-	if (!rc && !__atomic_compare_exchange_n(&r->state[slot], &expect, RAID_MEMBER_ACTIVE,
-						false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-		rc = -EIO;	/* it failed while being rebuilt */
-	if (rc) {
-		__atomic_store_n(&r->state[slot], RAID_MEMBER_FAILED, __ATOMIC_RELEASE);
-		LOG_ERR(LS_RAID, "%s: rebuild of member %u on %s failed: %s", bd->name, slot,
-			nd->name, strerror(-rc));
-	} else {
-		LOG_INFO(LS_RAID, "%s: member %u rebuilt on %s", bd->name, slot, nd->name);
-	}
-	pthread_mutex_lock(&r->sb_lock);
-	r->rebuild_slot = -1;
-	persist_locked(r);
-	pthread_mutex_unlock(&r->sb_lock);
-	return rc;
-}
-
-int raid_scrub(struct blkdev *bd, bool repair, uint64_t *mismatches)
-{
-	struct raid *r;
-	int rc;
-
-	if (!blk_is_raid(bd))
-		return -EINVAL;
-	r = to_raid(bd);
-	if (!r->lops->scrub)
-		return -EINVAL;
-	pthread_mutex_lock(&r->sb_lock);
-	if (r->rebuild_slot != -1) {
-		pthread_mutex_unlock(&r->sb_lock);
-		return -EBUSY;
-	}
-	r->rebuild_slot = -2;		/* keeps rebuilds and other scrubs out */
-	r->scrub_repair = repair;
-	__atomic_store_n(&r->scrub_bad, 0, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&r->sb_lock);
-	if (repair)
-		mark_dirty(r);		/* repairs are writes: a crash must be seen */
-
-	rc = walk_rows(r, RAID_BIO_SCRUB);
-	if (mismatches)
-		*mismatches = __atomic_load_n(&r->scrub_bad, __ATOMIC_RELAXED);
-	LOG_INFO(LS_RAID, "%s: scrub %s: %llu rows inconsistent%s", bd->name,
-		 rc ? "failed" : "done",
-		 (unsigned long long)__atomic_load_n(&r->scrub_bad, __ATOMIC_RELAXED),
-		 repair ? ", repaired" : "");
-
-	pthread_mutex_lock(&r->sb_lock);
-	r->rebuild_slot = -1;
-	pthread_mutex_unlock(&r->sb_lock);
 	return rc;
 }

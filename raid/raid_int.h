@@ -57,6 +57,7 @@ struct raid_io {
 	int8_t		mem_class;	/* mem's cache class, -1: malloc'ed */
 	enum wr_mode	mode;
 	uint32_t	tried;		/* mirror reads: members tried */
+	uint32_t	bad;		/* members whose read failed in this I/O (not failed) */
 	uint8_t		*mem;
 	struct list_head retry;		/* member bios refused with -EAGAIN/-ENOMEM */
 	struct ev_timer	retry_timer;
@@ -134,7 +135,38 @@ struct raid {
 	pthread_t	worker;
 	struct raid_ppl	*ppl;		/* RAID 5/6 partial parity log, or NULL */
 	struct raid_bitmap *bm;		/* write-intent bitmap, or NULL */
+
+	/* background jobs: rebuild, scrub, spares (raid_rebuild.c) */
+	pthread_mutex_t	jlock;		/* everything below but the atomics */
+	pthread_cond_t	jcond;		/* work for the job thread; a job ended */
+	pthread_t	jthread;
+	bool		jstarted;
+	bool		jstop;		/* the set closes */
+	bool		jhold;		/* raid_jobs_stop: start nothing new */
+	bool		jcancel;	/* stop the running job (atomic) */
+	bool		jbusy;		/* a job runs */
+	bool		scrub_req, scrub_req_repair;
+	struct raid_job_info ji;	/* progress, last job */
+	uint64_t	jstart_ns, jrate_base_ns, jrate_base_row;
+	uint64_t	rate;		/* bytes per second per member, 0: none (atomic) */
+	uint64_t	fg_ios;		/* foreground bios submitted (atomic) */
+	bool		cursor_ok;	/* the rebuild cursor can be trusted (clean start) */
+	struct blkdev	*spares[RAID_MAX_MEMBERS];
+	uint32_t	nspares;
+	uint32_t	read_errs[RAID_MAX_MEMBERS];	/* atomic */
+	uint64_t	read_fixed;	/* atomic */
 };
+
+/* raid.c, for raid_rebuild.c */
+int raid_persist(struct raid *r);
+int raid_persist_locked(struct raid *r);	/* under sb_lock */
+int raid_persist_quiet_locked(struct raid *r);	/* the same, logged at debug level */
+void raid_mark_dirty(struct raid *r);
+/* raid_rebuild.c, for raid.c */
+int raid_jobs_init(struct raid *r);		/* starts the job thread */
+void raid_jobs_fini(struct raid *r);		/* joins it */
+void raid_jobs_kick(struct raid *r);		/* a member failed: look for work */
+int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job);
 
 static inline bool raid_alive(struct raid *r, uint32_t m)
 {
@@ -152,6 +184,13 @@ static inline bool raid_writable(struct raid *r, uint32_t m)
 static inline bool raid_rebuilding(struct raid *r, uint32_t m)
 {
 	return __atomic_load_n(&r->state[m], __ATOMIC_ACQUIRE) == RAID_MEMBER_REBUILDING;
+}
+
+/* Readable for this I/O: live, and no read error in it (rio->bad): the
+ * I/O reconstructs those blocks instead and writes them back. */
+static inline bool rio_readable(struct raid_io *rio, uint32_t m)
+{
+	return raid_alive(rio->r, m) && !(rio->bad & (1u << m));
 }
 
 /* Can the set still serve every block? */

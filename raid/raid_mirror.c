@@ -34,12 +34,63 @@ static uint32_t mirrors(struct raid *r, uint32_t col, uint32_t *out)
 
 static void mirror_read(struct raid_io *rio);
 
+static void mirror_fix(struct raid_io *rio);
+
 static void mirror_read_done(struct raid_io *rio)
 {
 	if (rio->child_err && !rio->status)
 		mirror_read(rio);
+	else if (!rio->status && rio->bad)
+		mirror_fix(rio);
 	else
 		rio_finish(rio, rio->status);
+}
+
+/* ---- read errors: under the row lock, read the good mirror again (a write
+ * may have landed since) and write it over the mirrors that failed the read */
+
+static void mirror_fix_done(struct raid_io *rio)
+{
+	if (rio->nok)
+		__atomic_add_fetch(&rio->r->read_fixed, (uint64_t)rio->nok, __ATOMIC_RELAXED);
+	rio_finish(rio, 0);	/* a failed rewrite failed its member */
+}
+
+static void mirror_fix_write(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	struct raid_loc loc;
+
+	if (rio->status || rio->child_err) {
+		rio_finish(rio, rio->status ? rio->status : -EIO);
+		return;
+	}
+	raid_map(&r->g, rio->bio->offset, &loc);
+	batch_begin(rio, mirror_fix_done);
+	for (uint32_t m = 0; m < r->g.nmembers; m++)
+		if ((rio->bad & (1u << m)) && raid_alive(r, m))
+			member_bio(rio, m, BIO_WRITE, loc.moff, rio->bio->len, NULL);
+	batch_end(rio);
+}
+
+static void mirror_fix_read(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	struct raid_loc loc;
+
+	raid_map(&r->g, rio->bio->offset, &loc);
+	batch_begin(rio, mirror_fix_write);
+	member_bio(rio, rio->cols[0], BIO_READ, loc.moff, rio->bio->len, NULL);
+	batch_end(rio);
+}
+
+static void mirror_fix(struct raid_io *rio)
+{
+	struct raid_loc loc;
+
+	raid_map(&rio->r->g, rio->bio->offset, &loc);
+	rio->stripe = loc.stripe;
+	stripe_lock(rio, mirror_fix_read);
 }
 
 static void mirror_read(struct raid_io *rio)
@@ -56,6 +107,7 @@ static void mirror_read(struct raid_io *rio)
 		if (!raid_alive(r, c) || (rio->tried & (1u << c)))
 			continue;
 		rio->tried |= 1u << c;
+		rio->cols[0] = c;	/* the one read last: good, if it works */
 		batch_begin(rio, mirror_read_done);
 		member_bio(rio, c, BIO_READ, loc.moff, rio->bio->len, NULL);
 		batch_end(rio);
@@ -159,7 +211,7 @@ static void mirror_rebuild_read(struct raid_io *rio)
 		col /= 2;
 	nm = mirrors(r, col, m);
 	for (uint32_t i = 0; i < nm; i++) {
-		if (!raid_alive(r, m[i]))
+		if (!rio_readable(rio, m[i]))
 			continue;
 		batch_begin(rio, mirror_rebuild_write);
 		member_bio(rio, m[i], BIO_READ, rio->stripe * r->g.strip, r->g.strip, rio->mem);
@@ -233,7 +285,7 @@ static void mirror_resync_read(struct raid_io *rio)
 
 		rio->cols[g] = UINT32_MAX;
 		for (uint32_t i = 0; i < nm; i++)
-			if (raid_alive(r, m[i])) {
+			if (rio_readable(rio, m[i])) {
 				rio->cols[g] = m[i];
 				member_bio(rio, m[i], BIO_READ, rio->stripe * r->g.strip,
 					   r->g.strip, rio->mem + (size_t)g * r->g.strip);
@@ -296,7 +348,7 @@ static void mirror_scrub_read(struct raid_io *rio)
 	struct raid *r = rio->r;
 
 	for (uint32_t i = 0; i < r->g.nmembers; i++)
-		if (!raid_alive(r, i)) {
+		if (!rio_readable(rio, i)) {
 			rio_finish(rio, 0);	/* a mirror is down: skip the row */
 			return;
 		}

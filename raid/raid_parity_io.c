@@ -59,7 +59,7 @@ static int lost_cols(struct raid_io *rio, int *lost)
 	int n = 0;
 
 	for (uint32_t c = 0; c < r->k + r->np; c++)
-		if (!raid_alive(r, rio->cols[c])) {
+		if (!rio_readable(rio, rio->cols[c])) {
 			if (n < 2)
 				lost[n] = (int)c;
 			n++;
@@ -79,7 +79,7 @@ static int snapshot_live(struct raid_io *rio)
 
 	rio->readmask = 0;
 	for (uint32_t c = 0; c < r->k + r->np; c++) {
-		if (raid_alive(r, rio->cols[c]))
+		if (rio_readable(rio, rio->cols[c]))
 			rio->readmask |= 1ull << c;
 		else
 			n++;
@@ -206,6 +206,27 @@ static int alloc_bufs(struct raid_io *rio)
 	return 0;
 }
 
+static void rewrite_done(struct raid_io *rio)
+{
+	if (rio->nok)
+		__atomic_add_fetch(&rio->r->read_fixed, (uint64_t)rio->nok, __ATOMIC_RELAXED);
+	rio_finish(rio, 0);	/* the data was read; a failed rewrite failed the member */
+}
+
+/* Read errors: write the rebuilt columns back (still under the lock). */
+static void rewrite_bad(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	batch_begin(rio, rewrite_done);
+	for (uint32_t c = 0; c < r->k + r->np; c++)
+		if (!(rio->readmask & (1ull << c)) && (rio->bad & (1u << rio->cols[c])) &&
+		    raid_alive(r, rio->cols[c]))
+			member_bio(rio, rio->cols[c], BIO_WRITE, row_off(rio, rio->rs),
+				   rio->re - rio->rs, rio->d[c]);
+	batch_end(rio);
+}
+
 static void read_degraded(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
@@ -234,6 +255,10 @@ static void read_degraded_done(struct raid_io *rio)
 		return;
 	}
 	copy_out(rio);
+	if (rio->bad) {
+		rewrite_bad(rio);
+		return;
+	}
 	rio_finish(rio, 0);
 }
 

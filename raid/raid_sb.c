@@ -23,7 +23,8 @@
 struct raid_sb_disk_member {
 	uint8_t		uuid[16];
 	uint32_t	state;
-	uint8_t		reserved[12];
+	uint8_t		rebuilt[8];	/* since 1.2 (zero before): the rebuild cursor */
+	uint8_t		reserved[4];
 };
 
 struct raid_sb_disk {
@@ -98,6 +99,7 @@ void raid_sb_encode(const struct raid_sb *sb, void *buf)
 	for (uint32_t i = 0; i < RAID_MAX_MEMBERS; i++) {
 		memcpy(d->members[i].uuid, sb->members[i].uuid, 16);
 		put_le32(&d->members[i].state, sb->members[i].state);
+		put_le64(d->members[i].rebuilt, sb->members[i].rebuilt);
 	}
 	put_le32(&d->crc, raid_crc32c(d, offsetof(struct raid_sb_disk, crc)));
 }
@@ -148,6 +150,7 @@ int raid_sb_decode(const void *buf, struct raid_sb *sb)
 	for (uint32_t i = 0; i < RAID_MAX_MEMBERS; i++) {
 		memcpy(sb->members[i].uuid, d->members[i].uuid, 16);
 		sb->members[i].state = get_le32(&d->members[i].state);
+		sb->members[i].rebuilt = get_le64(d->members[i].rebuilt);
 	}
 	if (raid_geom_check(&sb->geom) || sb->index >= sb->geom.nmembers ||
 	    !IS_POW2(sb->block_size) || sb->block_size < 512 ||

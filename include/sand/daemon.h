@@ -16,7 +16,9 @@
 #ifndef SAND_DAEMON_H
 #define SAND_DAEMON_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include "sand/blkdev.h"
 #include "sand/ev.h"
 
 /* Register a hook for shutdown; hooks run last-registered first. name is
@@ -62,6 +64,16 @@ void disk_rpc_init(void);
 void disk_restore(void);
 /* Flush and close every disk (at shutdown). */
 void disk_close_all(void);
+/* --scan DIR: directories where disk_relocate looks for moved disk files.
+ * -ENOSPC beyond 8. */
+int disk_scan_dir_add(const char *dir);
+/*
+ * Disk `name` (a file disk that did not open at start) moved: look in the
+ * --scan directories (a file with the same name first, then every regular
+ * file) for one that match(bd) accepts (bd is opened read-only, briefly),
+ * and reopen the disk there, saving the new path. 0, or -ENOENT.
+ */
+int disk_relocate(const char *name, bool (*match)(struct blkdev *bd, void *arg), void *arg);
 /* daemon/nbd/nbd_rpc.c: nbd.*, export.nbd, export.list, unexport.nbd and the
  * shutdown hook; nbd_restore brings back the listeners and exports of the
  * state file (after the disks, and later the volumes, are back). */

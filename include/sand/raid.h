@@ -126,6 +126,7 @@ struct raid_sb {
 	struct {
 		uint8_t	uuid[16];
 		uint32_t state;		/* enum raid_member_state */
+		uint64_t rebuilt;	/* REBUILDING: rows rebuilt so far (the cursor) */
 	} members[RAID_MAX_MEMBERS];
 };
 
@@ -189,8 +190,8 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out);
  * failed again). Not from a reactor thread. newdev is claimed; the old
  * member is released (channels still open on it close when the set's
  * channels do). The new member is written by every write from the start,
- * and read only once rebuilt. A rebuild interrupted by a restart is not
- * resumed: the slot assembles as failed, and raid_replace starts again.
+ * and read only once rebuilt. raid_replace_start + raid_job_wait: a
+ * rebuild interrupted by closing the set resumes when it is assembled.
  * -EBUSY: the slot is not failed, or another rebuild is running.
  */
 int raid_replace(struct blkdev *bd, uint32_t slot, struct blkdev *newdev);
@@ -205,6 +206,80 @@ int raid_replace(struct blkdev *bd, uint32_t slot, struct blkdev *newdev);
  * reactor thread; -EINVAL on RAID 0.
  */
 int raid_scrub(struct blkdev *bd, bool repair, uint64_t *mismatches);
+
+/* ------------------------------------------------------------ background jobs
+ * (raid_rebuild.c) Every set has one job thread: it rebuilds a slot being
+ * rebuilt (raid_replace_start, a hot spare taken when a member fails, or a
+ * rebuild resumed at assembly from the cursor in the superblocks), or runs a
+ * scrub, one at a time, row by row under the stripe locks while the set
+ * serves I/O. Rate-limited (raid_set_rate), and slowed down while the set
+ * has foreground I/O. Rebuild progress is written to the superblocks about
+ * once a second, so a set closed mid-rebuild resumes where it stopped.
+ * Nothing here may be called from a reactor thread. */
+
+enum raid_job_kind {
+	RAID_JOB_NONE = 0,
+	RAID_JOB_REBUILD,
+	RAID_JOB_SCRUB,
+};
+
+struct raid_job_info {
+	enum raid_job_kind kind;	/* running now, NONE: idle */
+	int		slot;		/* REBUILD: the slot */
+	bool		repair;		/* SCRUB: --repair */
+	uint64_t	rows, rows_done;	/* a row: one strip on every member */
+	uint64_t	bytes, bytes_done;	/* per member: rows * strip */
+	uint64_t	started_row;	/* where this run started (a resumed rebuild: > 0) */
+	uint64_t	rate;		/* bytes per second per member, this run so far */
+	uint64_t	eta;		/* seconds left, 0: unknown */
+	uint64_t	mismatches;	/* SCRUB: rows found inconsistent so far */
+	uint64_t	rate_limit;	/* bytes per second per member, 0: none */
+	/* the last job that ended */
+	enum raid_job_kind last_kind;
+	int		last_slot;
+	int		last_rc;	/* 0, -ECANCELED, -errno */
+	uint64_t	last_mismatches;
+	bool		last_repair;
+	/* read errors repaired from redundancy, since the set opened */
+	uint64_t	read_errors_fixed;
+};
+
+int raid_job_get(struct blkdev *bd, struct raid_job_info *ji);
+/* Rebuild and scrub rate limit, bytes per second per member (0: none). */
+int raid_set_rate(struct blkdev *bd, uint64_t bytes_per_sec);
+/* Put newdev in failed (or missing) slot `slot` and start rebuilding it in
+ * the background; returns once the new member states are on disk. -EBUSY:
+ * the slot is not failed, or a rebuild or scrub runs. */
+int raid_replace_start(struct blkdev *bd, uint32_t slot, struct blkdev *newdev);
+/* Start a scrub in the background; -EBUSY if a job runs, -EINVAL on RAID 0. */
+int raid_scrub_start(struct blkdev *bd, bool repair);
+/* Stop a running scrub (-ENOENT: none runs). Rebuilds are not cancelled. */
+int raid_scrub_cancel(struct blkdev *bd);
+/* Wait until no job runs and none is due; the last job's status. */
+int raid_job_wait(struct blkdev *bd);
+/* Stop the job thread's current job (a rebuild keeps its cursor) and keep
+ * it idle: call before blkdev_close when a job may run. */
+void raid_jobs_stop(struct blkdev *bd);
+
+/* Hot spares: claimed by the set; when a member fails (and the set can
+ * still serve every block), the first spare takes its slot at once and is
+ * rebuilt. -EINVAL: too small, or lacks what the set advertises. */
+int raid_spare_add(struct blkdev *bd, struct blkdev *spare);
+int raid_spare_remove(struct blkdev *bd, struct blkdev *spare);
+/* The spares, up to max; returns how many there are. */
+uint32_t raid_spares(struct blkdev *bd, struct blkdev **out, uint32_t max);
+/* Take member `slot` out (maintenance, tests): it is failed and its state
+ * written, as if it had failed. -EBUSY: the set could not serve every block
+ * without it; -EALREADY: not active; -EINVAL: RAID 0. A spare, if any, takes
+ * its place. */
+int raid_fail(struct blkdev *bd, uint32_t slot);
+/* The device in slot i (NULL: missing). */
+struct blkdev *raid_member_dev(struct blkdev *bd, uint32_t i);
+
+/* Read errors: a member read that fails with an error is served from
+ * redundancy and the block written again; after this many read errors on
+ * one member (or any failed rewrite) the member is failed. */
+#define RAID_READ_ERROR_MAX	8
 
 /*
  * Write-intent bitmap: clear now the bits of regions with no write in

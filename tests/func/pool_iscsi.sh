@@ -113,8 +113,8 @@ check "disk add d5" volctl disk add d5 "$T_TMP/d5.img" --size 48M
 check_rc "an active member is not replaced" 1 volctl pool replace p5 d2 d5
 check_rc "a disk that is not a member is not replaced" 1 volctl pool replace p5 x d5
 check "disk add small (mem, 4M)" volctl disk add small --backend mem --size 4M
-check "pool replace p5 d3 small (starts)" volctl pool replace p5 d3 small
-check "... and fails: the pool is degraded again" wait_for bash -c \
+check_rc "pool replace p5 d3 small is refused (too small)" 1 volctl pool replace p5 d3 small
+check "... the pool is still degraded" wait_for bash -c \
 	"'$VOLCTL_BIN' --socket '$SAND_SOCK' pool list | grep -qE '^p5 .* degraded$'"
 volctl pool show p5 >"$T_TMP/show" 2>&1
 check_grep "... d3 is the member again" "^member +d3 slot 2 " "$T_TMP/show"

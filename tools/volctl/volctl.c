@@ -1275,36 +1275,60 @@ static int cmd_pool_set(struct ctx *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "low-space", required_argument, NULL, 'l' },
+		{ "rebuild-rate", required_argument, NULL, 'r' },
 		{ NULL, 0, NULL, 0 }
 	};
 	char a[32];
 	long low = -1;
-	json_t *r;
+	uint64_t rate = 0;
+	bool have_rate = false;
+	json_t *params, *r;
 	int o;
 
 	opt_reset();
 	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
-		if (o != 'l')
+		switch (o) {
+		case 'l':
+			low = parse_pct(c, optarg);
+			if (low < 0)
+				return 2;
+			break;
+		case 'r':
+			if (parse_size_arg(c, "--rebuild-rate", optarg, &rate))
+				return 2;
+			have_rate = true;
+			break;
+		default:
 			return 2;
-		low = parse_pct(c, optarg);
-		if (low < 0)
-			return 2;
+		}
 	}
 	if (optind >= argc)
 		return usage_error(c, "missing POOL");
 	if (optind + 1 < argc)
 		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
-	if (low < 0)
-		return usage_error(c, "nothing to set: --low-space PCT");
-	r = call(c, "pool.set", json_pack("{s:s,s:i}", "name", argv[optind], "low_space", (int)low));
+	if (low < 0 && !have_rate)
+		return usage_error(c, "nothing to set: --low-space PCT, --rebuild-rate RATE");
+	params = json_pack("{s:s}", "name", argv[optind]);
+	if (low >= 0)
+		json_object_set_new(params, "low_space", json_integer(low));
+	if (have_rate)
+		json_object_set_new(params, "rebuild_rate", json_integer((json_int_t)rate));
+	r = call(c, "pool.set", params);
 	if (!r)
 		return 1;
-	if (c->json)
+	if (c->json) {
 		print_json(r);
-	else
-		printf("pool %s: low space below %s free (%ld%%)%s\n", argv[optind],
-		       jsize(r, "low_space_threshold", a, sizeof(a)), low,
-		       json_is_true(json_object_get(r, "low_space")) ? ": LOW NOW" : "");
+	} else {
+		if (low >= 0)
+			printf("pool %s: low space below %s free (%ld%%)%s\n", argv[optind],
+			       jsize(r, "low_space_threshold", a, sizeof(a)), low,
+			       json_is_true(json_object_get(r, "low_space")) ? ": LOW NOW" : "");
+		if (have_rate && rate)
+			printf("pool %s: rebuild rate %s/s per disk\n", argv[optind],
+			       jsize(r, "rebuild_rate", a, sizeof(a)));
+		else if (have_rate)
+			printf("pool %s: rebuild rate not limited\n", argv[optind]);
+	}
 	json_decref(r);
 	return 0;
 }
@@ -1316,13 +1340,14 @@ static int cmd_pool_create(struct ctx *c, int argc, char **argv)
 		{ "strip", required_argument, NULL, 's' },
 		{ "chunk", required_argument, NULL, 'c' },
 		{ "low-space", required_argument, NULL, 'l' },
+		{ "spare", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *name, *level = NULL;
 	uint64_t strip = 0, chunk = 0;
 	long low = -1;
 	char sz[32], used[32];
-	json_t *params, *members, *r;
+	json_t *params, *members, *r, *spares = json_array();
 	int o;
 
 	opt_reset();
@@ -1331,34 +1356,43 @@ static int cmd_pool_create(struct ctx *c, int argc, char **argv)
 		case 'r': level = optarg; break;
 		case 's':
 			if (parse_size_arg(c, "--strip", optarg, &strip))
-				return 2;
+				goto bad;
 			break;
 		case 'c':
 			if (parse_size_arg(c, "--chunk", optarg, &chunk))
-				return 2;
+				goto bad;
 			break;
 		case 'l':
 			low = parse_pct(c, optarg);
 			if (low < 0)
-				return 2;
+				goto bad;
 			break;
-		default: return 2;
+		case 'S':
+			json_array_append_new(spares, json_string(optarg));
+			break;
+		default: goto bad;
 		}
 	}
-	if (!level)
+	if (!level) {
+		json_decref(spares);
 		return usage_error(c, "--raid LEVEL is required (0, 1, 10, 5 or 6)");
+	}
 	if (strcmp(level, "0") && strcmp(level, "1") && strcmp(level, "10") &&
-	    strcmp(level, "5") && strcmp(level, "6"))
+	    strcmp(level, "5") && strcmp(level, "6")) {
+		json_decref(spares);
 		return usage_error(c, "--raid must be 0, 1, 10, 5 or 6, not '%s'", level);
-	if (optind >= argc)
-		return usage_error(c, "missing POOL");
+	}
+	if (optind + 1 >= argc) {
+		json_decref(spares);
+		return usage_error(c, optind >= argc ? "missing POOL" : "missing DISK (at least one)");
+	}
 	name = argv[optind++];
-	if (optind >= argc)
-		return usage_error(c, "missing DISK (at least one)");
 	members = json_array();
 	while (optind < argc)
 		json_array_append_new(members, json_string(argv[optind++]));
 	params = json_pack("{s:s,s:i,s:o}", "name", name, "level", atoi(level), "members", members);
+	if (json_array_size(spares))
+		json_object_set(params, "spares", spares);
 	if (strip)
 		json_object_set_new(params, "strip", json_integer((json_int_t)strip));
 	if (chunk)
@@ -1366,20 +1400,26 @@ static int cmd_pool_create(struct ctx *c, int argc, char **argv)
 	if (low >= 0)
 		json_object_set_new(params, "low_space", json_integer(low));
 	r = call(c, "pool.create", params);
-	if (!r)
+	if (!r) {
+		json_decref(spares);
 		return 1;
+	}
 	if (c->json) {
 		print_json(r);
 	} else {
 		printf("pool %s created: %s over %zu disks, %s of data, %s used\n", name,
 		       jstr(r, "level") ? jstr(r, "level") : "?",
-		       json_array_size(json_object_get(r, "members")),
+		       json_array_size(json_object_get(r, "members")) - json_array_size(spares),
 		       jsize(r, "data_total", sz, sizeof(sz)), jsize(r, "data_used", used, sizeof(used)));
 		if (jstr(r, "note"))
 			printf("%s\n", jstr(r, "note"));
 	}
 	json_decref(r);
+	json_decref(spares);
 	return 0;
+bad:
+	json_decref(spares);
+	return 2;
 }
 
 static int cmd_pool_list(struct ctx *c, int argc, char **argv)
@@ -1407,6 +1447,40 @@ static int cmd_pool_list(struct ctx *c, int argc, char **argv)
 	table_print(&t);
 	json_decref(r);
 	return 0;
+}
+
+/* "rebuild  slot 1 on d5: 42.0% (420M of 1G), 180M/s, ETA 0:03" and the last job. */
+static void print_job(json_t *j)
+{
+	const char *kind = jstr(j, "kind");
+	json_t *l = json_object_get(j, "last");
+	char a[32], b[32], rate[32];
+
+	if (kind && strcmp(kind, "none")) {
+		long long eta = (long long)json_integer_value(json_object_get(j, "eta"));
+		char what[96];
+
+		if (!strcmp(kind, "rebuild"))
+			snprintf(what, sizeof(what), "slot %s on %s", jint(j, "slot", a, sizeof(a)),
+				 jstr(j, "disk") ? jstr(j, "disk") : "?");
+		else
+			snprintf(what, sizeof(what), "%s, %s mismatches so far",
+				 json_is_true(json_object_get(j, "repair")) ? "repairing" : "checking",
+				 jint(j, "mismatches", a, sizeof(a)));
+		printf("%-13s %s: %.1f%% (%s of %s), %s/s, ETA %lld:%02lld\n", kind, what,
+		       json_number_value(json_object_get(j, "percent")),
+		       jsize(j, "done", a, sizeof(a)), jsize(j, "total", b, sizeof(b)),
+		       jsize(j, "rate", rate, sizeof(rate)), eta / 60, eta % 60);
+	}
+	if (l) {
+		if (!strcmp(jstr(l, "kind") ? jstr(l, "kind") : "", "scrub"))
+			printf("last job      scrub%s: %s, %s mismatches\n",
+			       json_is_true(json_object_get(l, "repair")) ? " --repair" : "",
+			       jstr(l, "result"), jint(l, "mismatches", a, sizeof(a)));
+		else
+			printf("last job      rebuild of slot %s: %s\n", jint(l, "slot", a, sizeof(a)),
+			       jstr(l, "result"));
+	}
 }
 
 static int cmd_pool_show(struct ctx *c, int argc, char **argv)
@@ -1453,9 +1527,18 @@ static int cmd_pool_show(struct ctx *c, int argc, char **argv)
 		printf("low space     below %s free%s\n", jsize(r, "low_space_threshold", a, sizeof(a)),
 		       json_is_true(json_object_get(r, "low_space")) ? " (LOW NOW)" : "");
 	printf("volumes       %s\n", jint(r, "volumes", a, sizeof(a)));
-	json_array_foreach(json_object_get(r, "members"), i, m)
-		printf("member        %s slot %s %s\n", jstr(m, "disk"), jint(m, "slot", a, sizeof(a)),
-		       jstr(m, "state"));
+	json_array_foreach(json_object_get(r, "members"), i, m) {
+		if (!strcmp(jstr(m, "state") ? jstr(m, "state") : "", "spare"))
+			printf("spare         %s\n", jstr(m, "disk"));
+		else
+			printf("member        %s slot %s %s\n", jstr(m, "disk"),
+			       jint(m, "slot", a, sizeof(a)), jstr(m, "state"));
+	}
+	if (json_integer_value(json_object_get(r, "rebuild_rate")))
+		printf("rebuild rate  %s/s per disk\n", jsize(r, "rebuild_rate", a, sizeof(a)));
+	else
+		printf("rebuild rate  no limit\n");
+	print_job(json_object_get(r, "job"));
 	json_decref(r);
 	return 0;
 }
@@ -1564,6 +1647,61 @@ static int cmd_pool_replace(struct ctx *c, int argc, char **argv)
 			   "('volctl pool show' says when it is done)", "name", "old", "new", NULL);
 }
 
+static int cmd_pool_add_spare(struct ctx *c, int argc, char **argv)
+{
+	return simple_verb(c, argc, argv, "pool.add_spare", "pool %s: hot spare added",
+			   "name", "disk", NULL);
+}
+
+static int cmd_pool_fail(struct ctx *c, int argc, char **argv)
+{
+	return simple_verb(c, argc, argv, "pool.fail", "pool %s: disk taken out",
+			   "name", "disk", NULL);
+}
+
+/* pool scrub POOL [--repair] [--cancel] */
+static int cmd_pool_scrub(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "repair", no_argument, NULL, 'r' },
+		{ "cancel", no_argument, NULL, 'c' },
+		{ NULL, 0, NULL, 0 }
+	};
+	bool repair = false, cancel = false;
+	json_t *r;
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		if (o == 'r')
+			repair = true;
+		else if (o == 'c')
+			cancel = true;
+		else
+			return 2;
+	}
+	if (optind >= argc)
+		return usage_error(c, "missing POOL");
+	if (optind + 1 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+	if (repair && cancel)
+		return usage_error(c, "--repair and --cancel do not go together");
+	r = call(c, "pool.scrub", cancel ? json_pack("{s:s,s:b}", "name", argv[optind], "cancel", 1) :
+		 json_pack("{s:s,s:b}", "name", argv[optind], "repair", repair));
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else if (cancel)
+		printf("pool %s: scrub cancelled\n", argv[optind]);
+	else
+		printf("pool %s: scrub%s started ('volctl pool show' shows its progress)\n",
+		       argv[optind], repair ? " with repair" : "");
+	json_decref(r);
+	return 0;
+}
+
+/* pool set POOL --rebuild-rate RATE */
 /* vol create VOL --pool POOL --size SIZE */
 static int cmd_vol_create(struct ctx *c, int argc, char **argv)
 {
@@ -2075,7 +2213,8 @@ static const struct verb verbs[] = {
 	  "remembers it across restarts. The disk is claimed (it cannot be removed)\n"
 	  "and exported once; every portal shows the same LU.\n" },
 	{ "pool", "create", cmd_pool_create,
-	  "POOL --raid 0|1|10|5|6 [--strip SIZE] [--chunk SIZE] [--low-space PCT] DISK...",
+	  "POOL --raid 0|1|10|5|6 [--strip SIZE] [--chunk SIZE] [--low-space PCT] "
+	  "[--spare DISK]... DISK...",
 	  "create a pool: a RAID set over disks, a thin pool on it",
 	  "Makes a RAID set of the given level over the DISKs (from 'volctl disk add';\n"
 	  "they are claimed by the pool and cannot be removed) and formats a thin pool\n"
@@ -2084,10 +2223,8 @@ static const struct verb verbs[] = {
 	  "of two from 64K to 1M; by default the full stripe when it is a power of two\n"
 	  "in that range, else 64K (the daemon says which). --low-space: warn (in the\n"
 	  "log, and 'LOW NOW' in pool show) when free data space falls below PCT\n"
-	  "percent (default 10, 0: never). Remembered across restarts.\n" },
-	{ "pool", "set", cmd_pool_set, "POOL --low-space PCT", "change a pool's settings",
-	  "--low-space PCT: the low-space mark, in percent of the data space (0: off);\n"
-	  "applied at once (a pool already below it warns now) and remembered.\n" },
+	  "percent (default 10, 0: never). --spare: a hot spare (see 'pool\n"
+	  "add-spare'). Remembered across restarts.\n" },
 	{ "pool", "list", cmd_pool_list, "", "list the pools",
 	  "Lists every pool: level, disks, chunk, data size and use, volumes, state\n"
 	  "(online, degraded, or failed with the reason when it did not come back).\n" },
@@ -2105,8 +2242,28 @@ static const struct verb verbs[] = {
 	{ "pool", "replace", cmd_pool_replace, "POOL OLD NEW", "replace a failed or missing disk",
 	  "Puts disk NEW in the slot of member OLD, which must be failed or missing,\n"
 	  "and rebuilds it in the background while the pool serves I/O; the pool is\n"
-	  "'rebuilding' until it is done. A restart during the rebuild leaves the slot\n"
-	  "failed: run it again. Not on RAID 0.\n" },
+	  "'rebuilding' until it is done ('pool show' gives progress, rate and ETA).\n"
+	  "A restart during the rebuild resumes it where it stopped. Not on RAID 0.\n" },
+	{ "pool", "add-spare", cmd_pool_add_spare, "POOL DISK", "add a hot spare to a pool",
+	  "DISK (claimed by the pool) takes the place of the first member that fails,\n"
+	  "at once, and is rebuilt. Remembered across restarts. Not on RAID 0.\n" },
+	{ "pool", "fail", cmd_pool_fail, "POOL DISK", "take a member disk out",
+	  "Marks member DISK failed, as if it had failed (maintenance, tests): the\n"
+	  "pool goes on degraded, and a hot spare, if any, takes its place. Refused\n"
+	  "when the pool would lose data.\n" },
+	{ "pool", "scrub", cmd_pool_scrub, "POOL [--repair] [--cancel]",
+	  "check parity and mirrors in the background",
+	  "Reads every stripe and checks that parity (RAID 5/6) matches the data and\n"
+	  "mirrors (1/10) match; 'pool show' gives progress and the mismatches found.\n"
+	  "--repair writes parity again from the data and copies mirrors from the\n"
+	  "first one. --cancel stops a running scrub. Not on RAID 0.\n" },
+	{ "pool", "set", cmd_pool_set, "POOL [--low-space PCT] [--rebuild-rate RATE]",
+	  "change a pool's settings",
+	  "--low-space PCT: the low-space mark, in percent of the data space (0: off);\n"
+	  "a pool already below it warns now. --rebuild-rate: the most a rebuild or\n"
+	  "scrub reads per second per disk (e.g. 200M; 0: no limit); rebuilds also\n"
+	  "slow down while the pool serves I/O. Applied at once and remembered across\n"
+	  "restarts.\n" },
 	{ "vol", "create", cmd_vol_create, "VOL --pool POOL --size SIZE", "create a thin volume",
 	  "Creates thin volume VOL of SIZE bytes (a multiple of the block size) in\n"
 	  "POOL. Space is taken as it is written. VOL can then be exported by name.\n" },
