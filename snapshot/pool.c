@@ -523,6 +523,8 @@ static const struct blkdev_ops thin_vol_ops = {
 	.chan_create	= vol_chan_create,
 	.chan_destroy	= vol_chan_destroy,
 	.submit		= vol_submit,
+	.block_status	= thin_vol_block_status,
+	.status_base	= thin_vol_status_base,
 };
 
 /* ---- format, open, close ---- */
@@ -606,6 +608,7 @@ static void pool_free(struct thin_pool *p)
 	if (p->loop)
 		ev_loop_free(p->loop);
 	free(p->cbuf);
+	pthread_mutex_destroy(&p->names_lock);
 	free(p);
 }
 
@@ -620,6 +623,7 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 		return -ENOMEM;
 	p->dev = dev;
 	list_init(&p->vols);
+	pthread_mutex_init(&p->names_lock, NULL);
 	snprintf(p->claim, sizeof(p->claim), "thin:%p", (void *)p);
 	rc = blkdev_claim(dev, p->claim);
 	if (rc) {
@@ -770,7 +774,9 @@ static struct vol_rec *rec_new(struct thin_pool *p, const char *name)
 	r->id = p->next_id++;
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	r->dirty = true;
+	pthread_mutex_lock(&p->names_lock);
 	list_add_tail(&r->link, &p->vols);
+	pthread_mutex_unlock(&p->names_lock);
 	p->nvols++;
 	p->dirty = true;
 	return r;
@@ -879,7 +885,9 @@ static int delete_owner(struct thin_pool *p, void *arg)
 	}
 	if (rc)
 		return fail(p, rc);
+	pthread_mutex_lock(&p->names_lock);
 	list_del(&r->link);
+	pthread_mutex_unlock(&p->names_lock);
 	free(r);
 	p->nvols--;
 	p->dirty = true;

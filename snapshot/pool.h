@@ -58,6 +58,7 @@ struct thin_pool {
 	uint64_t		vroot, next_id, data_off, nr_chunks;
 	uint32_t		chunk, time;
 	struct list_head	vols;
+	pthread_mutex_t		names_lock;	/* vols' membership, for other threads */
 	unsigned		nvols, nopen;
 	bool			dirty;		/* metadata changed since the commit */
 	bool			unflushed;	/* data written since the last flush */
@@ -86,5 +87,9 @@ struct thin_vol {
 
 /* Run fn(p, arg) on the owner thread and wait for its result. */
 int pool_call(struct thin_pool *p, int (*fn)(struct thin_pool *, void *), void *arg);
+
+/* snapshot/map.c: the volumes' blkdev block_status and status_base */
+int thin_vol_block_status(struct blkdev *bd, struct blkchan *ch, struct blk_status *st);
+int thin_vol_status_base(struct blkdev *bd, const char *base);
 
 #endif
