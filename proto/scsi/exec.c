@@ -18,6 +18,7 @@
 #include <string.h>
 #include "sand/log.h"
 #include "sand/scsi.h"
+#include "proto/scsi/lba_status.h"
 
 #define RETRY_NS		(50 * 1000)
 #define MAX_XFER_BYTES		(16u << 20)	/* reported in the block limits page */
@@ -438,6 +439,8 @@ static int op_service_action_in16(struct scsi_cmd *cmd)
 	switch (cmd->cdb[1] & 0x1f) {
 	case 0x10:
 		return op_read_capacity16(cmd);
+	case 0x12:
+		return scsi_get_lba_status(cmd);
 	default:
 		scsi_invalid_field(cmd, 1, 4);
 		return SCSI_DONE;
@@ -1000,7 +1003,7 @@ static const struct scsi_op ops[256] = {
 
 /* Commands with service actions, for REPORT SUPPORTED OPERATION CODES. */
 static const struct { uint8_t op; uint16_t sa; } sa_ops[] = {
-	{ 0x9e, 0x10 }, { 0xa3, 0x0c },
+	{ 0x9e, 0x10 }, { 0x9e, 0x12 }, { 0xa3, 0x0c },
 };
 
 static bool has_sa(uint8_t op)
