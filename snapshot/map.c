@@ -7,10 +7,11 @@
  * zeros). One btree_iterate() over the chunks of the range: holes cost
  * nothing but the gaps between keys.
  *
- * Changed since a snapshot: volume V differs from its snapshot V@S in the
- * chunks where one maps and the other does not, or both map different
- * physical chunks (a write after the snapshot always goes to a new chunk,
- * so the same physical chunk means the same data). No data is compared:
+ * Changed since a snapshot: volume V (or another snapshot of it, V@T)
+ * differs from its snapshot V@S in the chunks where one maps and the other
+ * does not, or both map different physical chunks (a write after a
+ * snapshot always goes to a new chunk, so the same physical chunk means the
+ * same data). No data is compared:
  * the two trees are. Subtrees the two share (the same node block) hold the
  * same mappings and are never entered. First every node of S's tree goes
  * into a set; walking V's tree, a node in that set is a shared subtree, so
@@ -220,16 +221,22 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The base of a changed-since query: snapshot VOL@base, for volume VOL or
+ * for another of VOL's snapshots (VOL@x: then VOL@base is its sibling). */
 static struct vol_rec *base_find(struct thin_pool *p, struct vol_rec *r, const char *base)
 {
 	char name[THIN_NAME_MAX * 2 + 2];
+	const char *at = strchr(r->name, '@');
+	int vlen = at ? (int)(at - r->name) : (int)strlen(r->name);
 	struct list_head *pos;
 
-	snprintf(name, sizeof(name), "%s@%s", r->name, base);
+	if (strchr(base, '@'))
+		return NULL;
+	snprintf(name, sizeof(name), "%.*s@%s", vlen, r->name, base);
 	list_for_each(pos, &p->vols) {
 		struct vol_rec *s = list_entry(pos, struct vol_rec, link);
 
-		if (!strcmp(s->name, name))
+		if (s != r && !strcmp(s->name, name))
 			return s;
 	}
 	return NULL;
@@ -261,7 +268,8 @@ static int status_changed(struct thin_pool *p, struct vol_rec *r, struct blk_sta
 	rc = btree_walk(&p->minfo, s->root, &w);
 	if (rc)
 		goto free_diff;
-	qsort(d.keys, d.nkeys, sizeof(*d.keys), cmp_u64);
+	if (d.nkeys)
+		qsort(d.keys, d.nkeys, sizeof(*d.keys), cmp_u64);
 	for (size_t i = 0; i < d.nkeys; i++)
 		if ((!i || d.keys[i] != d.keys[i - 1]) && emit_chunk(&e, d.keys[i]) == STOP)
 			goto free_diff;

@@ -222,8 +222,8 @@ int blk_rw(struct blkchan *ch, enum bio_op op, uint32_t flags,
  *    for ranges known to read as zeros. A device without ops->block_status
  *    reports the whole range as allocated data (flags 0).
  *  - BLK_STATUS_CHANGED: BLK_EXT_CHANGED where the device may differ from
- *    st->base (for a thin volume VOL: its snapshot VOL@base), 0 where it is
- *    the same. -EOPNOTSUPP for devices that cannot tell, -ENOENT for an
+ *    st->base (for a thin volume VOL, or a snapshot VOL@x of it: the
+ *    snapshot VOL@base), 0 where it is the same. -EOPNOTSUPP for devices that cannot tell, -ENOENT for an
  *    unknown base.
  * On success st->next >= 1 extents, adjacent ones with different flags,
  * together covering at most len bytes (a device may stop early, e.g. at

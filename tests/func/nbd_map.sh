@@ -5,10 +5,11 @@
 # since another; an unknown snapshot refused; qemu-img map over nbd://;
 # READ replies with hole chunks (data checked against a reference image
 # made by the same writes on a local file, through nbdcopy and a raw
-# client); a snapshot export is read-only in `export list` and to clients.
+# client); a snapshot export is read-only in `export list` and to clients;
+# an incremental backup from the changed map equals the volume.
 . "$(dirname "$0")/lib.sh"
 
-for tool in qemu-io qemu-img nbdinfo nbdcopy python3; do
+for tool in qemu-io qemu-img nbdinfo nbdcopy python3 jq; do
 	if ! command -v $tool >/dev/null; then
 		skip "nbd maps" "$tool not installed"
 		t_done
@@ -210,5 +211,30 @@ check "nbdinfo of the snapshot export" timeout 30 nbdinfo "$URL/snap"
 check_grep "... says read-only" "is_read_only: true" "$T_TMP/check.out"
 map_is "the snapshot's map is the volume's when it was taken" "$URL/snap" base:allocation \
 	"$SNAP_S_MAP"
+
+# An incremental backup as doc/nbd.md shows it: the image of s, plus the
+# ranges sand:changed:s names, copied from a later snapshot, is that snapshot.
+check "snapshot v now" volctl snapshot v now
+check "export nbd v@now as now" volctl export nbd v@now --name now
+check "full backup of s" timeout 60 nbdcopy "$URL/snap" "$T_TMP/backup.raw"
+map_is "a snapshot's changes since its sibling" "$URL/now" sand:changed:s "0 65536 1
+65536 983040 0
+1048576 65536 1
+1114112 3080192 0
+4194304 65536 1
+4259840 5177344 0
+9437184 65536 1
+9502720 7274496 0"
+timeout 30 nbdinfo --map=sand:changed:s --json "$URL/now" |
+	jq -r '.[] | select(.type == 1) | "\(.offset) \(.length)"' >"$T_TMP/ranges"
+bad=0
+while read -r off len; do
+	timeout 60 qemu-img convert -n \
+		--image-opts "driver=raw,offset=$off,size=$len,file.driver=nbd,file.server.type=inet,file.server.host=127.0.0.1,file.server.port=$port,file.export=now" \
+		--target-image-opts "driver=raw,offset=$off,size=$len,file.driver=file,file.filename=$T_TMP/backup.raw" \
+		>>"$T_TMP/convert.log" 2>&1 || bad=$((bad + 1))
+done <"$T_TMP/ranges"
+check "the 4 changed ranges are copied" test "$(wc -l <"$T_TMP/ranges")" -eq 4 -a $bad -eq 0
+check "the backup equals the volume now" cmp "$T_TMP/backup.raw" "$REF"
 check "sand stops cleanly" sand_stop
 t_done

@@ -252,7 +252,12 @@ START_TEST(t_thin_model)
 		ck_assert_int_eq(map_of(sv, BLK_STATUS_ALLOC, NULL, 0, VOLSZ, 16, f), 0);
 		for (uint64_t b = 0; b < NBLK; b++)
 			T_EQ(f[b], s1.id[b * BS / CHUNK] ? 0 : BLK_EXT_HOLE | BLK_EXT_ZERO);
-		ck_assert_int_eq(blkdev_status_base(sv, "s1"), -ENOENT);
+		ck_assert_int_eq(blkdev_status_base(sv, "s1"), -ENOENT);	/* itself */
+		ck_assert_int_eq(blkdev_close(sv), 0);
+		/* a snapshot against its sibling: what changed between them */
+		ck_assert_int_eq(thin_vol_open(p, "v@s2", &sv), 0);
+		ck_assert_int_eq(blkdev_status_base(sv, "s1"), 0);
+		check_changed(sv, "s1", &s2, &s1, &seed);
 		ck_assert_int_eq(blkdev_close(sv), 0);
 	}
 	ck_assert_int_eq(blkdev_close(v), 0);
