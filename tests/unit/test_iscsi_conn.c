@@ -873,6 +873,119 @@ START_TEST(chap_and_acl)
 }
 END_TEST
 
+/*
+ * Write with whatever the login allowed: immediate data up to FirstBurstLength,
+ * unsolicited Data-Out to FirstBurstLength when InitialR2T=No, then R2Ts
+ * for the rest; every PDU we send within the target's MaxRecvDataSegmentLength.
+ */
+static void write_negotiated(struct cli *c, uint32_t lba, const uint8_t *buf, uint32_t len,
+			     bool immediate, bool initial_r2t, uint32_t first_burst, uint32_t seg)
+{
+	uint8_t cdb[10] = { 0x2a };
+	uint32_t imm = immediate ? MIN(MIN(len, first_burst), seg) : 0;
+	uint32_t off = imm, unsol_end = initial_r2t ? imm : MIN(len, first_burst);
+	uint32_t datasn = 0, r2tsn = 0;
+
+	put_be32(cdb + 2, lba);
+	put_be16(cdb + 7, (uint16_t)(len / BS));
+	scsi_cmd(c, cdb, 10, false, true, len, buf, imm, unsol_end == imm);
+	while (off < unsol_end) {
+		uint32_t n = MIN(seg, unsol_end - off);
+
+		data_out(c, ISCSI_RSVD_TAG, datasn++, off, buf + off, n, off + n == unsol_end);
+		off += n;
+	}
+	while (off < len) {
+		uint32_t ttt, at, want;
+
+		ck_assert_int_eq(recv_pdu(c), 0);
+		ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_R2T);
+		ck_assert_uint_eq(bhs_get32(&c->h, BHS_DATASN), r2tsn++);
+		ttt = bhs_get32(&c->h, BHS_TTT);
+		at = bhs_get32(&c->h, BHS_BUFOFF);
+		want = bhs_get32(&c->h, BHS_DESIRED_LEN);
+		ck_assert_uint_eq(at, off);
+		ck_assert_uint_le(at + want, len);
+		for (uint32_t done = 0, sn = 0; done < want; sn++) {
+			uint32_t n = MIN(seg, want - done);
+
+			data_out(c, ttt, sn, at + done, buf + at + done, n, done + n == want);
+			done += n;
+		}
+		off += want;
+	}
+	expect_status(c, 0);
+}
+
+/* Read back, checking every Data-In against our MaxRecvDataSegmentLength. */
+static void read_checked(struct cli *c, uint32_t lba, uint8_t *buf, uint32_t len, uint32_t mrdsl)
+{
+	uint8_t cdb[10] = { 0x28 };
+	uint32_t got = 0, datasn = 0;
+
+	put_be32(cdb + 2, lba);
+	put_be16(cdb + 7, (uint16_t)(len / BS));
+	scsi_cmd(c, cdb, 10, true, false, len, NULL, 0, true);
+	for (;;) {
+		ck_assert_int_eq(recv_pdu(c), 0);
+		if (bhs_opcode(&c->h) == ISCSI_OP_SCSI_RSP) {
+			ck_assert_int_eq(c->h.b[3], 0);
+			break;
+		}
+		ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_DATA_IN);
+		ck_assert_uint_eq(bhs_get32(&c->h, BHS_DATASN), datasn++);
+		ck_assert_uint_eq(bhs_get32(&c->h, BHS_BUFOFF), got);
+		ck_assert_uint_le(c->dlen, mrdsl);
+		memcpy(buf + got, c->data, c->dlen);
+		got += c->dlen;
+		if (c->h.b[1] & ISCSI_FLAG_STATUS) {
+			ck_assert_int_eq(c->h.b[3], 0);
+			break;
+		}
+	}
+	ck_assert_uint_eq(got, len);
+}
+
+/* MaxRecvDataSegmentLength 512 and 16 MiB - 1, each with the four
+ * ImmediateData / InitialR2T combinations, and odd bursts: 256 KiB written
+ * and read back each time. */
+START_TEST(negotiation_matrix)
+{
+	static const uint32_t mrdsls[] = { 512, 16777215 };
+	static struct cli c;
+	static uint8_t buf[256 * 1024], back[256 * 1024];
+	int round = 0;
+
+	for (unsigned m = 0; m < ARRAY_SIZE(mrdsls); m++) {
+		for (int combo = 0; combo < 4; combo++, round++) {
+			bool immediate = combo & 1, initial_r2t = combo & 2;
+			uint32_t first_burst = m ? 65536 : 8192 + 512, max_burst = m ? 262144 : 24576;
+			uint32_t lba = (uint32_t)round * (sizeof(buf) / BS);
+			char keys[512];
+
+			cli_connect(&c);
+			snprintf(keys, sizeof(keys), "InitiatorName=iqn.2026-11.org.sand:matrix;"
+				 "TargetName=%s;SessionType=Normal;MaxRecvDataSegmentLength=%u;"
+				 "ImmediateData=%s;InitialR2T=%s;FirstBurstLength=%u;MaxBurstLength=%u",
+				 IQN, mrdsls[m], immediate ? "Yes" : "No", initial_r2t ? "Yes" : "No",
+				 first_burst, max_burst);
+			ck_assert_int_eq(login_keys(&c, keys), 0);
+			ck_assert(has_kv(&c, immediate ? "ImmediateData=Yes" : "ImmediateData=No"));
+			ck_assert(has_kv(&c, initial_r2t ? "InitialR2T=Yes" : "InitialR2T=No"));
+			ck_assert(has_kv(&c, "MaxRecvDataSegmentLength=262144"));
+			fill(buf, sizeof(buf), (uint8_t)(round * 31 + 1));
+			write_negotiated(&c, lba, buf, sizeof(buf), immediate, initial_r2t,
+					 first_burst, 262144);
+			memset(back, 0, sizeof(back));
+			read_checked(&c, lba, back, sizeof(back), mrdsls[m]);
+			ck_assert_mem_eq(back, buf, sizeof(buf));
+			nop_ping(&c);
+			close(c.fd);
+		}
+	}
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("iscsi_conn");
@@ -892,6 +1005,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, reinstatement);
 	tcase_add_test(tc, unit_attention_after_reset);
 	tcase_add_test(tc, chap_and_acl);
+	tcase_add_test(tc, negotiation_matrix);
 	suite_add_tcase(s, tc);
 	return s;
 }
