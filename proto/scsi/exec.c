@@ -184,6 +184,18 @@ static uint32_t inquiry_std(struct scsi_cmd *cmd, uint8_t *d)
 	return 66;
 }
 
+/* Optimal unmap granularity, in blocks: a device that deallocates in units
+ * (a thin volume: its chunk, which is its io_boundary) frees nothing for
+ * less, as GET LBA STATUS then shows. */
+static uint32_t unmap_granularity(struct scsi_cmd *cmd)
+{
+	struct blkdev *bd = cmd->lu->bd;
+
+	if (bd->ops->block_status && bd->io_boundary > bd->block_size)
+		return bd->io_boundary / bd->block_size;
+	return 1;
+}
+
 static int op_inquiry(struct scsi_cmd *cmd)
 {
 	struct scsi_lu *lu = cmd->lu;
@@ -255,7 +267,7 @@ static int op_inquiry(struct scsi_cmd *cmd)
 		if (lu->lbpme) {
 			put_be32(d + 20, MAX_UNMAP_BLOCKS);
 			put_be32(d + 24, MAX_UNMAP_DESC);
-			put_be32(d + 28, 1);		/* optimal unmap granularity */
+			put_be32(d + 28, unmap_granularity(cmd));
 		}
 		put_be64(d + 36, MAX_WS_BLOCKS);	/* maximum write same length */
 		break;

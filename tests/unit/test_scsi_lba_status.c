@@ -3,8 +3,8 @@
  * GET LBA STATUS (proto/scsi/lba_status.c) on a thin volume: deallocated
  * where nothing is mapped, mapped where a write went, deallocated again
  * after UNMAP of whole chunks; descriptors from the starting LBA, cut at
- * the allocation length; LBA OUT OF RANGE past the end; LBPME, LBPRZ and
- * the provisioning VPD page say the same; REPORT SUPPORTED OPERATION
+ * the allocation length; LBA OUT OF RANGE past the end; LBPME, LBPRZ, the
+ * provisioning VPD page and the unmap granularity (a chunk) say the same; REPORT SUPPORTED OPERATION
  * CODES lists it. A device with no map reports everything mapped.
  */
 #include <check.h>
@@ -227,6 +227,8 @@ START_TEST(thin_vpd_consistent)
 	ck_assert_int_eq(run((const uint8_t[]){ 0x12, 1, 0xb2, 0, 64, 0 }, 6, 64), 0);
 	ck_assert_uint_eq(buf[5] & 0x84, 0x84);	/* LBPU, LBPRZ */
 	ck_assert_uint_eq(buf[6] & 0x07, 2);		/* thin provisioned */
+	ck_assert_int_eq(run((const uint8_t[]){ 0x12, 1, 0xb0, 0, 64, 0 }, 6, 64), 0);
+	ck_assert_uint_eq(get_be32(buf + 28), CB);	/* optimal unmap granularity: a chunk */
 	put_be32(rsoc + 6, 64);
 	ck_assert_int_eq(run(rsoc, 12, 64), 0);
 	ck_assert_uint_eq(buf[1] & 0x07, 3);		/* supported */
