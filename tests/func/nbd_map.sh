@@ -5,7 +5,7 @@
 # since another; an unknown snapshot refused; qemu-img map over nbd://;
 # READ replies with hole chunks (data checked against a reference image
 # made by the same writes on a local file, through nbdcopy and a raw
-# client); a snapshot export is read-only in `export list` and to clients;
+# client), also over TLS; a snapshot export is read-only in `export list` and to clients;
 # an incremental backup from the changed map equals the volume.
 . "$(dirname "$0")/lib.sh"
 
@@ -211,6 +211,23 @@ check "nbdinfo of the snapshot export" timeout 30 nbdinfo "$URL/snap"
 check_grep "... says read-only" "is_read_only: true" "$T_TMP/check.out"
 map_is "the snapshot's map is the volume's when it was taken" "$URL/snap" base:allocation \
 	"$SNAP_S_MAP"
+
+# The same over TLS (PSK): hole chunks and block status go through the
+# record path too.
+if command -v psktool >/dev/null && psktool -u alice -p "$T_TMP/keys.psk" >/dev/null 2>&1; then
+	tport=$(free_port)
+	TURL="nbds://alice@127.0.0.1:$tport/v?tls-psk-file=$T_TMP/keys.psk"
+	check "nbd listen --tls require --tls-psk" \
+		volctl nbd listen "127.0.0.1:$tport" --tls require --tls-psk "$T_TMP/keys.psk"
+	check "nbdinfo --map over TLS" timeout 30 nbdinfo --map "$TURL"
+	awk '{ print $1, $2, $3 }' "$T_TMP/check.out" >"$T_TMP/tmap.got"
+	timeout 30 nbdinfo --map "$URL/v" | awk '{ print $1, $2, $3 }' >"$T_TMP/map.got"
+	check "... the same map as in clear" cmp "$T_TMP/tmap.got" "$T_TMP/map.got"
+	check "nbdcopy over TLS" timeout 60 nbdcopy "$TURL" "$T_TMP/tcopy.raw"
+	check "... equals the reference" cmp "$T_TMP/tcopy.raw" "$REF"
+else
+	skip "nbd maps over TLS" "psktool not installed"
+fi
 
 # An incremental backup as doc/nbd.md shows it: the image of s, plus the
 # ranges sand:changed:s names, copied from a later snapshot, is that snapshot.
