@@ -18,7 +18,9 @@
  * it is skipped (and remembered), and each leaf entry V has of its own is
  * looked up in S. Then S's tree is walked again, skipping the shared
  * subtrees, for the entries V lost. That is O(S's tree) for the set plus
- * O(changed) lookups.
+ * O(changed) lookups, done window by window over the range (only the nodes
+ * that may hold keys of the window are visited), so a query stops early
+ * once its extents are full.
  *
  * Both run on the pool's owner thread like any bio; the query goes there as
  * a message and its end comes back to the channel's loop, so reactors
@@ -35,7 +37,9 @@
 #include "snapshot/meta/meta.h"
 #include "snapshot/pool.h"
 
-#define STOP	1	/* an iterator callback's "enough" (not an error) */
+#define STOP		1	/* an iterator callback's "enough" (not an error) */
+#define DIFF_WINDOW_MIN	1024	/* chunks compared at a time: first window, */
+#define DIFF_WINDOW_MAX	(1u << 20)	/* ... doubling up to this */
 
 /* ---- a set of u64 (block numbers), open addressing ---- */
 
@@ -242,37 +246,71 @@ static struct vol_rec *base_find(struct thin_pool *p, struct vol_rec *r, const c
 	return NULL;
 }
 
+static void set_clear(struct u64set *s)
+{
+	if (s->v)
+		memset(s->v, 0, s->cap * sizeof(*s->v));
+	s->n = 0;
+}
+
+/* The changed chunks of [d->lo, d->hi] into d->keys, sorted, maybe twice. */
+static int diff_window(struct thin_pool *p, struct vol_rec *r, struct vol_rec *s,
+		       struct diff *d)
+{
+	struct btree_walker w = { .node = snap_node_fn, .arg = d };
+	int rc;
+
+	d->nkeys = 0;
+	set_clear(&d->snap_nodes);
+	set_clear(&d->shared);
+	rc = btree_walk_range(&p->minfo, s->root, d->lo, d->hi, &w);
+	if (rc)
+		return rc;
+	w.node = diff_node_fn;
+	w.value = diff_value_fn;
+	d->vol_side = true;
+	d->other = s->root;
+	rc = btree_walk_range(&p->minfo, r->root, d->lo, d->hi, &w);
+	if (rc)
+		return rc;
+	d->vol_side = false;
+	d->other = r->root;
+	rc = btree_walk_range(&p->minfo, s->root, d->lo, d->hi, &w);
+	if (rc)
+		return rc;
+	if (d->nkeys)
+		qsort(d->keys, d->nkeys, sizeof(*d->keys), cmp_u64);
+	return 0;
+}
+
+/*
+ * Window by window (1024 chunks, then twice as many each time), so that a
+ * query that fills its extents early, as NBD's do, walks little more than
+ * the part of the trees it reports on, and a client that goes through a
+ * large volume request by request walks the trees about once in all.
+ */
 static int status_changed(struct thin_pool *p, struct vol_rec *r, struct blk_status *st)
 {
 	struct vol_rec *s = base_find(p, r, st->base);
 	struct emit e = { .p = p, .st = st, .pos = st->offset, .end = st->offset + st->len,
 			  .gap_flags = 0, .hit_flags = BLK_EXT_CHANGED };
-	struct diff d = { .p = p, .lo = st->offset / p->chunk, .hi = (e.end - 1) / p->chunk };
-	struct btree_walker w = { .node = snap_node_fn, .arg = &d };
-	int rc;
+	uint64_t first = st->offset / p->chunk, last = (e.end - 1) / p->chunk;
+	struct diff d = { .p = p };
+	int rc = 0;
 
 	if (!s)
 		return -ENOENT;
-	rc = btree_walk(&p->minfo, s->root, &w);
-	if (rc)
-		goto free_diff;
-	w.node = diff_node_fn;
-	w.value = diff_value_fn;
-	d.vol_side = true;
-	d.other = s->root;
-	rc = btree_walk(&p->minfo, r->root, &w);
-	if (rc)
-		goto free_diff;
-	d.vol_side = false;
-	d.other = r->root;
-	rc = btree_walk(&p->minfo, s->root, &w);
-	if (rc)
-		goto free_diff;
-	if (d.nkeys)
-		qsort(d.keys, d.nkeys, sizeof(*d.keys), cmp_u64);
-	for (size_t i = 0; i < d.nkeys; i++)
-		if ((!i || d.keys[i] != d.keys[i - 1]) && emit_chunk(&e, d.keys[i]) == STOP)
+	for (uint64_t lo = first, win = DIFF_WINDOW_MIN; lo <= last;
+	     lo = d.hi + 1, win = MIN(win * 2, DIFF_WINDOW_MAX)) {
+		d.lo = lo;
+		d.hi = MIN(last, lo + win - 1);
+		rc = diff_window(p, r, s, &d);
+		if (rc)
 			goto free_diff;
+		for (size_t i = 0; i < d.nkeys; i++)
+			if ((!i || d.keys[i] != d.keys[i - 1]) && emit_chunk(&e, d.keys[i]) == STOP)
+				goto free_diff;
+	}
 	emit_rest(&e);
 free_diff:
 	free(d.keys);

@@ -4,7 +4,8 @@
  * unwritten pages as holes; devices without the op report everything
  * allocated; thin volumes report unmapped chunks as holes after writes,
  * discards and snapshots, and the chunks changed since each of their
- * snapshots, with short extent arrays and unaligned ranges.
+ * snapshots, with short extent arrays and unaligned ranges, in trees of
+ * several levels and across the changed query's windows.
  */
 #include <check.h>
 #include <errno.h>
@@ -314,6 +315,63 @@ START_TEST(t_thin_big_tree)
 }
 END_TEST
 
+/* A volume of 40000 chunks, mapped sparsely across the changed query's
+ * windows (1024 chunks, doubling): changes on both sides of window edges
+ * (of a query from 0: 1023/1024, 3071/3072, 7167/7168, 15359/15360,
+ * 31743/31744), found whether the extents run out early (and the query is
+ * asked again from there) or not. */
+START_TEST(t_thin_windows)
+{
+	struct tenv e;
+	struct thin_pool *p;
+	struct blkdev *v;
+	const uint64_t nch = 40000, volsz = nch * CHUNK;
+	const uint64_t changed[] = { 0, 1023, 1024, 3071, 3072, 7167, 7168, 15359, 15360,
+				     16384, 20000, 31743, 31744, 39999 };
+	uint8_t buf[512] = { 7 };
+	struct blk_extent ext[4];
+	uint64_t pos, got[32];
+	unsigned k;
+
+	pool_up(&e, 96ull << 20, &p);
+	ck_assert_int_eq(thin_vol_create(p, "v", volsz), 0);
+	ck_assert_int_eq(thin_vol_open(p, "v", &v), 0);
+	for (uint64_t c = 0; c < nch; c += 61)	/* 656 mappings */
+		ck_assert_int_eq(blk_sync_io(v, BIO_WRITE, 0, c * CHUNK, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(thin_snap_create(p, "v", "v@s"), 0);
+	for (unsigned i = 0; i < ARRAY_SIZE(changed); i++)
+		ck_assert_int_eq(blk_sync_io(v, BIO_WRITE, 0, changed[i] * CHUNK + 512, buf,
+					     sizeof(buf)), 0);
+	for (unsigned max = 1; max <= ARRAY_SIZE(ext); max += 3) {
+		pos = 0;
+		k = 0;
+		while (pos < volsz) {
+			struct blk_status st = { .mode = BLK_STATUS_CHANGED, .base = "s",
+						 .offset = pos, .len = volsz - pos, .ext = ext,
+						 .max_ext = max };
+
+			ck_assert_int_eq(blk_sync_block_status(v, &st), 0);
+			for (unsigned i = 0; i < st.next; i++) {
+				for (uint64_t c = pos / CHUNK;
+				     (ext[i].flags & BLK_EXT_CHANGED) && c < (pos + ext[i].len) / CHUNK;
+				     c++) {
+					ck_assert_uint_lt(k, ARRAY_SIZE(got));
+					got[k++] = c;
+				}
+				pos += ext[i].len;
+			}
+		}
+		ck_assert_uint_eq(pos, volsz);
+		ck_assert_uint_eq(k, ARRAY_SIZE(changed));
+		for (unsigned i = 0; i < k; i++)
+			ck_assert_uint_eq(got[i], changed[i]);
+	}
+	ck_assert_int_eq(blkdev_close(v), 0);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	tenv_close(&e);
+}
+END_TEST
+
 /* A query in flight when the channel is closed still ends, then the
  * channel goes. */
 static void async_end(struct blk_status *st, int status)
@@ -371,6 +429,7 @@ static Suite *map_suite(void)
 	tcase_add_test(tc, t_mem);
 	tcase_add_loop_test(tc, t_thin_model, 0, 4);
 	tcase_add_test(tc, t_thin_big_tree);
+	tcase_add_test(tc, t_thin_windows);
 	tcase_add_test(tc, t_async_close);
 	suite_add_tcase(s, tc);
 	return s;
