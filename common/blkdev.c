@@ -742,6 +742,14 @@ int blkdev_status_base(struct blkdev *bd, const char *base)
 	return bd->ops->status_base(bd, base);
 }
 
+int blkdev_status_bases(struct blkdev *bd, void (*fn)(void *arg, const char *base), void *arg)
+{
+	if (!bd->ops->status_bases || !bd->ops->block_status)
+		return -EOPNOTSUPP;
+	bd->ops->status_bases(bd, fn, arg);
+	return 0;
+}
+
 /* ------------------------------------------------------------- sync I/O */
 
 struct sync_ctx {

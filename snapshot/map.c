@@ -365,3 +365,22 @@ int thin_vol_status_base(struct blkdev *bd, const char *base)
 	pthread_mutex_unlock(&p->names_lock);
 	return s ? 0 : -ENOENT;
 }
+
+void thin_vol_status_bases(struct blkdev *bd, void (*fn)(void *arg, const char *base), void *arg)
+{
+	struct thin_vol *tv = container_of(bd, struct thin_vol, bd);
+	struct thin_pool *p = tv->p;
+	const char *at = strchr(tv->r->name, '@');
+	size_t vlen = at ? (size_t)(at - tv->r->name) : strlen(tv->r->name);
+	struct list_head *pos;
+
+	pthread_mutex_lock(&p->names_lock);
+	list_for_each(pos, &p->vols) {
+		struct vol_rec *s = list_entry(pos, struct vol_rec, link);
+
+		if (s != tv->r && !strncmp(s->name, tv->r->name, vlen) && s->name[vlen] == '@' &&
+		    s->name[vlen + 1] && !strchr(s->name + vlen + 1, '@'))
+			fn(arg, s->name + vlen + 1);
+	}
+	pthread_mutex_unlock(&p->names_lock);
+}

@@ -525,6 +525,7 @@ static const struct blkdev_ops thin_vol_ops = {
 	.submit		= vol_submit,
 	.block_status	= thin_vol_block_status,
 	.status_base	= thin_vol_status_base,
+	.status_bases	= thin_vol_status_bases,
 };
 
 /* ---- format, open, close ---- */

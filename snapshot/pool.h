@@ -88,8 +88,10 @@ struct thin_vol {
 /* Run fn(p, arg) on the owner thread and wait for its result. */
 int pool_call(struct thin_pool *p, int (*fn)(struct thin_pool *, void *), void *arg);
 
-/* snapshot/map.c: the volumes' blkdev block_status and status_base */
+/* snapshot/map.c: the volumes' blkdev block_status, status_base(s) */
 int thin_vol_block_status(struct blkdev *bd, struct blkchan *ch, struct blk_status *st);
 int thin_vol_status_base(struct blkdev *bd, const char *base);
+void thin_vol_status_bases(struct blkdev *bd, void (*fn)(void *arg, const char *base),
+			   void *arg);
 
 #endif

@@ -1215,19 +1215,44 @@ static char *meta_changed_query(struct nbd_export *exp, const char *q, uint32_t 
 	return snap;
 }
 
+/* LIST: every sand:changed:SNAP the export can answer, into c->out. */
+struct meta_list {
+	struct nbd_buf	*out;
+	uint32_t	opt;
+};
+
+static void meta_list_base(void *arg, const char *base)
+{
+	struct meta_list *ml = arg;
+	char name[NBD_MAX_STRING + 1];
+
+	if (snprintf(name, sizeof(name), "%s%s", NBD_META_SAND_CHANGED, base) < (int)sizeof(name))
+		nbd_rep_meta_context(ml->out, ml->opt, 0, name);
+}
+
+/* A LIST query for the whole sand namespace, or all of sand:changed: */
+static bool meta_query_all_changed(const char *q, uint32_t ql)
+{
+	return (ql == 5 && !memcmp(q, "sand:", 5)) ||
+	       (ql == sizeof(NBD_META_SAND_CHANGED) - 1 &&
+		!memcmp(q, NBD_META_SAND_CHANGED, ql));
+}
+
 /*
  * LIST and SET_META_CONTEXT. Two contexts: base:allocation, and
  * sand:changed:SNAP when SNAP is a snapshot of the export's volume (one
  * SNAP per session: the first that names one). A query for anything else,
  * an unknown snapshot included, selects nothing: the reply simply does not
- * name it, as the protocol says.
+ * name it, as the protocol says. LIST with no query, or with "sand:" or
+ * "sand:changed:", names every snapshot the export can be compared with.
  */
 static void opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 {
 	bool list = opt == NBD_OPT_LIST_META_CONTEXT;
 	struct nbd_meta_req mr;
 	struct nbd_export *exp;
-	bool found, allowed, match = false;
+	bool found, allowed, match = false, all_changed = false;
+	struct meta_list ml = { .out = &c->out, .opt = opt };
 	char *changed = NULL, *cname = NULL;
 	uint32_t pos = 0, ql;
 	const char *q;
@@ -1246,11 +1271,17 @@ static void opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *data, uint
 	allowed = exp && export_allows(exp, &c->peer_sa);
 	if (found && allowed) {
 		if (list && mr.nqueries == 0)
-			match = true;		/* list everything we can name */
+			match = all_changed = true;	/* list everything we can name */
 		while (nbd_meta_next(&mr, &pos, &q, &ql)) {
 			match |= nbd_meta_query_matches(q, ql, list);
+			all_changed |= list && meta_query_all_changed(q, ql);
 			if (!changed)
 				changed = meta_changed_query(exp, q, ql);
+		}
+		if (all_changed) {
+			free(changed);		/* listed with the rest */
+			changed = NULL;
+			blkdev_status_bases(exp->bd, meta_list_base, &ml);
 		}
 	}
 	pthread_mutex_unlock(&srv.lock);

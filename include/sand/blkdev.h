@@ -105,6 +105,10 @@ struct blkdev_ops {
 	/* Optional: 0 if base names something BLK_STATUS_CHANGED can compare
 	 * with, else -ENOENT (-EOPNOTSUPP when NULL). Any thread; no I/O. */
 	int	(*status_base)(struct blkdev *bd, const char *base);
+	/* Optional: fn(arg, base) for each base status_base accepts now, in
+	 * no particular order. Any thread; no I/O; fn must not call back. */
+	void	(*status_bases)(struct blkdev *bd, void (*fn)(void *arg, const char *base),
+				void *arg);
 };
 
 #define BLK_NAME_MAX	64
@@ -269,8 +273,9 @@ void blk_status_complete(struct blk_status *st, int status);
 /* Append an extent to st (merging with the last one if the flags match);
  * false once st->ext is full. For drivers. */
 bool blk_status_add(struct blk_status *st, uint64_t len, uint32_t flags);
-/* See ops->status_base. */
+/* See ops->status_base and ops->status_bases (-EOPNOTSUPP without them). */
 int blkdev_status_base(struct blkdev *bd, const char *base);
+int blkdev_status_bases(struct blkdev *bd, void (*fn)(void *arg, const char *base), void *arg);
 /* Synchronous blk_block_status, for the control plane and tests (not from a
  * reactor thread). */
 int blk_sync_block_status(struct blkdev *bd, struct blk_status *st);

@@ -106,6 +106,10 @@ check "snapshot w@x of another volume" volctl snapshot w x
 check_fail "sand:changed:nope is refused" timeout 30 nbdinfo --map=sand:changed:nope "$URL/v"
 check_grep "... as a context the server does not support" "does not support" "$T_TMP/check.out"
 check_fail "another volume's snapshot is refused" timeout 30 nbdinfo --map=sand:changed:x "$URL/v"
+check "nbdinfo lists the contexts" timeout 30 nbdinfo "$URL/v"
+check_grep "... base:allocation" "^[[:space:]]+base:allocation$" "$T_TMP/check.out"
+check_grep "... sand:changed:s" "^[[:space:]]+sand:changed:s$" "$T_TMP/check.out"
+check_grep "... sand:changed:s2" "^[[:space:]]+sand:changed:s2$" "$T_TMP/check.out"
 
 # qemu-img map over nbd://: data where the map says data
 if timeout 30 qemu-img map --output=json -f raw "$URL/v" >"$T_TMP/qmap.json" 2>&1; then
@@ -155,6 +159,13 @@ c.client_flags()
 assert c.opt(OPT_STRUCTURED_REPLY)[-1][0] == REP_ACK
 got = meta(c, OPT_LIST_META, [b"sand:changed:s", b"sand:changed:nope", b"base:allocation"])
 assert got == [(0, b"base:allocation"), (0, b"sand:changed:s")], got
+got = meta(c, OPT_LIST_META, [])          # everything: the snapshots of v, not of w
+assert got == [(0, b"base:allocation"), (0, b"sand:changed:s"), (0, b"sand:changed:s2")], got
+for ns in [b"sand:", b"sand:changed:"]:
+    got = meta(c, OPT_LIST_META, [ns])
+    assert got == [(0, b"sand:changed:s"), (0, b"sand:changed:s2")], (ns, got)
+got = meta(c, OPT_SET_META, [b"sand:"])   # SET wants whole names
+assert got == [], got
 got = meta(c, OPT_SET_META, [b"sand:changed:nope", b"base:allocation", b"sand:changed:s2"])
 assert got == [(1, b"base:allocation"), (2, b"sand:changed:s2")], got
 c.go(b"v", structured=False)

@@ -78,6 +78,7 @@ START_TEST(t_mem)
 	/* no changed-since query on a memory device */
 	ck_assert_int_eq(map_of(m, BLK_STATUS_CHANGED, "s", 0, BS, 4, f), -EOPNOTSUPP);
 	ck_assert_int_eq(blkdev_status_base(m, "s"), -EOPNOTSUPP);
+	ck_assert_int_eq(blkdev_status_bases(m, NULL, NULL), -EOPNOTSUPP);
 	/* bad ranges */
 	ck_assert_int_eq(map_of(m, BLK_STATUS_ALLOC, NULL, 100, BS, 4, f), -EINVAL);
 	ck_assert_int_eq(map_of(m, BLK_STATUS_ALLOC, NULL, 255 * BS, 2 * BS, 4, f), -ERANGE);
@@ -167,6 +168,14 @@ static void check_changed(struct blkdev *v, const char *base, const struct tmode
 	}
 }
 
+static void collect_base(void *arg, const char *base)
+{
+	char *s = arg;
+
+	strcat(s, " ");
+	strcat(s, base);
+}
+
 static void pool_up(struct tenv *e, uint64_t size, struct thin_pool **p)
 {
 	struct thin_format_opts fo = { .chunk_size = CHUNK };
@@ -243,6 +252,25 @@ START_TEST(t_thin_model)
 	check_alloc(v, &m, &seed);
 	check_changed(v, "s1", &m, &s1, &seed);
 	check_changed(v, "s2", &m, &s2, &seed);
+
+	/* the bases each device can be compared with */
+	{
+		char got[64] = "";
+		struct blkdev *w;
+
+		ck_assert_int_eq(blkdev_status_bases(v, collect_base, got), 0);
+		ck_assert_str_eq(got, " s1 s2");
+		ck_assert_int_eq(thin_vol_open(p, "w", &w), 0);
+		got[0] = '\0';
+		ck_assert_int_eq(blkdev_status_bases(w, collect_base, got), 0);
+		ck_assert_str_eq(got, " x");
+		ck_assert_int_eq(blkdev_close(w), 0);
+		ck_assert_int_eq(thin_vol_open(p, "v@s1", &w), 0);
+		got[0] = '\0';
+		ck_assert_int_eq(blkdev_status_bases(w, collect_base, got), 0);
+		ck_assert_str_eq(got, " s2");	/* its sibling, not itself */
+		ck_assert_int_eq(blkdev_close(w), 0);
+	}
 
 	/* the snapshot's own map; it has no snapshots of its own */
 	{
