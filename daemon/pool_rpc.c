@@ -1175,19 +1175,57 @@ static json_t *vol_show(json_t *params, void *arg, struct rpc_err *err)
 	return vol_info(p, v, true);
 }
 
+/*
+ * vol.resize: grow online (an open device takes the new size at once: NBD
+ * clients see it when they reconnect, iSCSI initiators through READ
+ * CAPACITY after a CAPACITY DATA HAS CHANGED unit attention); shrink only
+ * with force, which unmaps every chunk past the new end.
+ */
 static json_t *vol_resize(json_t *params, void *arg, struct rpc_err *err)
 {
 	const char *name;
 	uint64_t size;
+	bool force = false;
+	struct thin_vol_info vi;
+	struct pool *p;
+	struct vol *v;
+	int rc;
 
-	if (rpc_params_only(params, err, "name", "size", NULL) ||
+	if (rpc_params_only(params, err, "name", "size", "force", NULL) ||
 	    rpc_param_str(params, "name", RPC_REQUIRED, &name, err) ||
-	    rpc_param_size(params, "size", RPC_REQUIRED, &size, err))
+	    rpc_param_size(params, "size", RPC_REQUIRED, &size, err) ||
+	    rpc_param_bool(params, "force", RPC_OPTIONAL, &force, err))
 		return NULL;
-	if (!vol_find(name, NULL))
+	v = vol_find(name, &p);
+	if (!v)
 		return rpc_error(err, RPC_ERR_NOT_FOUND, "no volume named '%.64s'", name);
-	return rpc_error(err, RPC_ERR_NOT_SUPPORTED, "resizing a thin volume is not supported "
-			 "yet (the thin pool has no resize)");
+	if (strchr(name, '@'))
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: '%s' is a snapshot; "
+				 "snapshots keep their size (clone it to get a volume)", name);
+	if (!p->tp)
+		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", p->name, p->error);
+	if (!size || size % p->raid->block_size)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'size' %llu is not a "
+				 "positive multiple of the block size %u", (unsigned long long)size,
+				 p->raid->block_size);
+	rc = thin_vol_info(p->tp, name, &vi);
+	if (rc)
+		return rpc_error_errno(err, rc, "resizing volume '%s'", name);
+	if (size < vi.size && !force)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: shrinking '%s' from "
+				 "%llu to %llu bytes discards the data past the new end: pass "
+				 "force (volctl: --force)", name, (unsigned long long)vi.size,
+				 (unsigned long long)size);
+	rc = thin_vol_resize(p->tp, name, size, force);
+	if (rc == -EROFS)
+		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: '%s' is read-only", name);
+	if (rc)
+		return rpc_error_errno(err, rc, "resizing volume '%s' to %llu bytes", name,
+				       (unsigned long long)size);
+	if (size != vi.size)
+		LOG_INFO(LS_THIN, "pool %s: volume %s resized from %llu to %llu bytes", p->name,
+			 name, (unsigned long long)vi.size, (unsigned long long)size);
+	return vol_info(p, v, true);
 }
 
 /*

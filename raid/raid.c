@@ -38,6 +38,8 @@
 #include <string.h>
 #include <uuid/uuid.h>
 #include "raid/raid_int.h"
+#include "raid/raid_bitmap.h"
+#include "raid/raid_ppl.h"
 #include "sand/log.h"
 
 static const struct blkdev_ops raid_ops;
@@ -344,6 +346,7 @@ void rio_finish(struct raid_io *rio, int status)
 {
 	struct raid *r = rio->r;
 
+	bitmap_write_end(rio);
 	rio_free_mem(rio);
 	stripe_unlock(rio);
 	rio->final = status;
@@ -429,9 +432,10 @@ static void child_end(struct bio *b, int status)
 
 static void retry_fn(struct ev_timer *t);
 
-/* Send one member bio: from v (nv pieces), or from the parent's iovec. */
-static void member_bio_iov(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
-			   uint64_t len, const struct iovec *v, int nv)
+/* Send one member bio: from v (nv pieces), or from the parent's iovec.
+ * off is absolute on the member; flags < 0: the parent's FUA/NOUNMAP. */
+static void member_bio_iov(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t off,
+			   uint64_t len, const struct iovec *v, int nv, int64_t flags)
 {
 	struct blkchan *ch = member_chan(rio, m);
 	struct bio *b = ch ? bio_alloc(ch) : NULL;
@@ -445,8 +449,10 @@ static void member_bio_iov(struct raid_io *rio, uint32_t m, enum bio_op op, uint
 	b->op = op;
 	b->flags = op == BIO_WRITE || op == BIO_WRITE_ZEROES ?
 		   (rio->bio->flags & (BIO_FUA | BIO_NOUNMAP)) : 0;
+	if (flags >= 0)
+		b->flags = (uint32_t)flags;
 	if (op != BIO_FLUSH) {
-		b->offset = rio->r->data_offset + moff;
+		b->offset = off;
 		b->len = len;
 	}
 	if (v) {
@@ -482,7 +488,15 @@ void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
 {
 	struct iovec v = { buf, len };
 
-	member_bio_iov(rio, m, op, moff, len, buf ? &v : NULL, 1);
+	member_bio_iov(rio, m, op, rio->r->data_offset + moff, len, buf ? &v : NULL, 1, -1);
+}
+
+void member_bio_at(struct raid_io *rio, uint32_t m, enum bio_op op, uint32_t flags,
+		   uint64_t off, uint64_t len, void *buf)
+{
+	struct iovec v = { buf, len };
+
+	member_bio_iov(rio, m, op, off, len, &v, 1, flags);
 }
 
 void member_bio_slice(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
@@ -508,7 +522,7 @@ void member_bio_slice(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t 
 		left -= take;
 		skip = 0;
 	}
-	member_bio_iov(rio, m, op, moff, len, v, n);
+	member_bio_iov(rio, m, op, rio->r->data_offset + moff, len, v, n, -1);
 }
 
 static void retry_fn(struct ev_timer *t)
@@ -598,7 +612,8 @@ static void dirty_resume(void *arg)
 {
 	struct raid_io *rio = arg;
 
-	rio->r->lops->submit_rw(rio);
+	if (!bitmap_write_start(rio))
+		rio->r->lops->submit_rw(rio);
 }
 
 static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
@@ -624,7 +639,7 @@ static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 		r->lops->scrub(rio);
 	else if (bio->op != BIO_READ && !__atomic_load_n(&r->dirty, __ATOMIC_ACQUIRE))
 		wait_dirty(rio);
-	else
+	else if (bio->op == BIO_READ || !bitmap_write_start(rio))
 		r->lops->submit_rw(rio);
 	rio->in_submit = false;
 	return 0;
@@ -701,6 +716,8 @@ static void raid_chan_destroy(struct blkdev *bd, struct blkchan *ch)
 
 static void raid_free(struct raid *r)
 {
+	bitmap_close(r);
+	ppl_close(r);
 	for (uint32_t i = 0; i < r->g.nmembers; i++)
 		if (r->members[i])
 			blkdev_release(r->members[i], r->bd.name);
@@ -827,6 +844,13 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 	r->bd.size = raid_geom_size(&r->g);
 	r->lops->start(r);
 	r->buf_max = MAX((size_t)r->g.strip * (2 * (r->k + r->np) + 1), 2 * 64 * 1024);
+	rc = ppl_open(r);
+	if (!rc)
+		rc = bitmap_open(r);
+	if (rc) {
+		raid_free(r);
+		return rc;
+	}
 	rc = pthread_create(&r->worker, NULL, persist_worker, r);
 	if (rc) {
 		raid_free(r);
@@ -862,22 +886,50 @@ int raid_create(const char *name, enum raid_level level, struct blkdev **members
 		smallest = MIN(smallest, members[i]->size);
 		bs = MAX(bs, members[i]->block_size);
 	}
-	if (bs > 4096 || bs > sb.geom.strip || smallest <= RAID_DATA_OFFSET) {
+	sb.data_offset = RAID_DATA_OFFSET;
+	if ((level == RAID_LEVEL_5 || level == RAID_LEVEL_6) && !o->no_ppl) {
+		/* the log: from 64 KiB to the data (doc/raid.md) */
+		sb.ppl_offset = RAID_PPL_OFFSET;
+		sb.ppl_size = o->ppl_size ? (o->ppl_size + 4095) / 4096 * 4096 :
+			      ppl_default_size(sb.geom.strip);
+		sb.data_offset = MAX(sb.data_offset, (sb.ppl_offset + sb.ppl_size + 65535) /
+				     65536 * 65536);
+	}
+	if (bs > 4096 || bs > sb.geom.strip || smallest <= sb.data_offset) {
 		LOG_ERR(LS_RAID, "%s: members too small or blocks too large for a %u-byte strip",
 			name, sb.geom.strip);
 		return -EINVAL;
 	}
 	sb.geom.member_size = o->member_size ? o->member_size :
-		(smallest - RAID_DATA_OFFSET) / sb.geom.strip * sb.geom.strip;
+		(smallest - sb.data_offset) / sb.geom.strip * sb.geom.strip;
 	if (raid_geom_check(&sb.geom) || !sb.geom.member_size ||
-	    sb.geom.member_size > smallest - RAID_DATA_OFFSET) {
+	    sb.geom.member_size > smallest - sb.data_offset) {
 		LOG_ERR(LS_RAID, "%s: RAID %d over %u members with a %u-byte strip is not a valid set",
 			name, level, n, sb.geom.strip);
 		return -EINVAL;
 	}
 	sb.block_size = bs;
-	sb.data_offset = RAID_DATA_OFFSET;
 	sb.generation = 1;
+	if (raid_redundancy(&sb.geom) && !o->no_bitmap) {
+		sb.bitmap_offset = RAID_BITMAP_OFFSET;
+		sb.bitmap_size = RAID_PPL_OFFSET - RAID_BITMAP_OFFSET;
+		sb.bitmap_region = bitmap_region_size(o->bitmap_region, sb.geom.strip,
+						      sb.geom.member_size, sb.bitmap_size);
+		/* a clean bitmap on every member */
+		void *zero = aligned_alloc(4096, sb.bitmap_size);
+
+		rc = zero ? 0 : -ENOMEM;
+		if (zero)
+			memset(zero, 0, sb.bitmap_size);
+		for (uint32_t i = 0; i < n && !rc; i++)
+			rc = blk_sync_io(members[i], BIO_WRITE, 0, sb.bitmap_offset, zero,
+					 sb.bitmap_size);
+		free(zero);
+		if (rc) {
+			LOG_ERR(LS_RAID, "%s: cannot clear the bitmap: %s", name, strerror(-rc));
+			return rc;
+		}
+	}
 	uuid_generate(sb.pool_uuid);
 	snprintf(sb.name, sizeof(sb.name), "%s", name);
 	for (uint32_t i = 0; i < n; i++) {
@@ -947,13 +999,22 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 			rc = -EINVAL;
 			goto free_sbs;
 		}
-		if (s->generation < best->generation) {
+		/* Older, yet active in the newest superblock: it only missed the
+		 * last update (a crash while the superblocks were being written,
+		 * e.g. the dirty flag), so its data is current. */
+		if (s->generation < best->generation &&
+		    best->members[idx].state != RAID_MEMBER_ACTIVE) {
 			LOG_WARN(LS_RAID, "%s: member %u (%s) is stale (generation %llu < %llu): not used",
 				 best->name, idx, members[i]->name,
 				 (unsigned long long)s->generation,
 				 (unsigned long long)best->generation);
 			continue;
 		}
+		if (s->generation < best->generation)
+			LOG_WARN(LS_RAID, "%s: member %u (%s) missed the last superblock update "
+				 "(generation %llu < %llu) but is active in it: used", best->name,
+				 idx, members[i]->name, (unsigned long long)s->generation,
+				 (unsigned long long)best->generation);
 		if (best->members[idx].state != RAID_MEMBER_ACTIVE) {
 			LOG_WARN(LS_RAID, "%s: member %u (%s) is marked failed: not used",
 				 best->name, idx, members[i]->name);
@@ -1002,13 +1063,49 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 	if (!rc && (best->flags & RAID_SB_DIRTY) && to_raid(*out)->lops->resync) {
 		struct raid *r = to_raid(*out);
 
-		if (nmiss) {
+		if (r->bm) {
+			/* the log first (degraded 5/6), then the dirty regions */
+			if (nmiss && r->ppl) {
+				LOG_WARN(LS_RAID, "%s: was not shut down cleanly and is degraded: "
+					 "replaying the partial parity log", r->bd.name);
+				rc = ppl_recover(best, slots);
+			} else {
+				LOG_WARN(LS_RAID, "%s: was not shut down cleanly: resynchronizing "
+					 "the regions in the bitmap", r->bd.name);
+			}
+			if (rc >= 0)
+				rc = bitmap_load(r, slots);
+			if (!rc)
+				rc = walk_rows(r, RAID_BIO_RESYNC);
+			if (!rc)
+				rc = bitmap_reset(r);
+			if (!rc)
+				rc = persist(r);	/* the new log epoch */
+			if (rc) {
+				LOG_ERR(LS_RAID, "%s: recovery failed: %s", r->bd.name,
+					strerror(-rc));
+				blkdev_close(*out);
+				*out = NULL;
+			}
+		} else if (nmiss && r->ppl) {
+			LOG_WARN(LS_RAID, "%s: was not shut down cleanly and is degraded: "
+				 "replaying the partial parity log", r->bd.name);
+			rc = ppl_recover(best, slots);
+			if (rc >= 0)
+				rc = persist(r);	/* the new log epoch */
+			if (rc) {
+				blkdev_close(*out);
+				*out = NULL;
+			}
+		} else if (nmiss) {
 			LOG_WARN(LS_RAID, "%s: was not shut down cleanly and is degraded: "
 				 "stripes written at the crash may read back wrong", r->bd.name);
 		} else {
 			LOG_WARN(LS_RAID, "%s: was not shut down cleanly: resynchronizing",
 				 r->bd.name);
 			rc = walk_rows(r, RAID_BIO_RESYNC);
+			if (!rc && r->ppl)
+				rc = persist(r);	/* the new log epoch */
 			if (rc) {
 				LOG_ERR(LS_RAID, "%s: resync failed: %s", r->bd.name, strerror(-rc));
 				blkdev_close(*out);
@@ -1060,6 +1157,8 @@ static int walk_rows(struct raid *r, uint32_t flag)
 		struct iovec iov = { dummy, r->bd.block_size };
 		struct rebuild_wait w = { 0 };
 
+		if (flag == RAID_BIO_RESYNC && !bitmap_row_dirty(r, row))
+			continue;	/* clean in the write-intent bitmap */
 		rc = blk_rw(ch, BIO_READ, flag, &iov, 1, row * row_bytes,
 			    r->bd.block_size, rebuild_row_end, &w);
 		while (!rc && !w.done)

@@ -62,6 +62,13 @@ struct raid_io {
 	struct list_head wait_link;
 	struct list_head persist_link;
 	struct stripe_lock lock;
+	/* the partial parity log (raid_ppl.c): this write's entries */
+	struct ppl_ent	*ppl_ent[2];
+	struct ppl_stripe *ppl_st;	/* tracked: counted in flight on its stripe */
+	uint8_t		*ppl_buf;
+	uint64_t	ppl_mark;	/* FLUSH: the log's write stamp when sent */
+	bool		ppl_retry;	/* the log was full even after a flush */
+	bool		bm_held;	/* counted in flight in its bitmap region */
 	/* RAID 5/6, set up by the module */
 	uint64_t	stripe;
 	uint32_t	cols[MAXCOLS];
@@ -124,6 +131,8 @@ struct raid {
 	bool		dirty;		/* RAID_SB_DIRTY is on disk (atomic) */
 	bool		wstop;
 	pthread_t	worker;
+	struct raid_ppl	*ppl;		/* RAID 5/6 partial parity log, or NULL */
+	struct raid_bitmap *bm;		/* write-intent bitmap, or NULL */
 };
 
 static inline bool raid_alive(struct raid *r, uint32_t m)
@@ -158,6 +167,11 @@ void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
 
 /* The same into bytes [skip, skip + len) of the parent's iovec: at most
  * BIO_INLINE_IOVS pieces. */
+/* The same at an absolute member offset (outside the data area), with
+ * these bio flags (not the parent's). */
+void member_bio_at(struct raid_io *rio, uint32_t m, enum bio_op op, uint32_t flags,
+		   uint64_t off, uint64_t len, void *buf);
+
 void member_bio_slice(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
 		      uint64_t len, size_t skip);
 

@@ -39,11 +39,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include "raid/raid_int.h"
+#include "raid/raid_ppl.h"
 
 static void read_degraded_done(struct raid_io *rio);
 static void read_direct_done(struct raid_io *rio);
 static void write_read_done(struct raid_io *rio);
 static void write_write_done(struct raid_io *rio);
+static void write_log(struct raid_io *rio);
 
 static uint64_t row_off(struct raid_io *rio, uint32_t in_strip);
 
@@ -316,6 +318,7 @@ static void write_start(struct raid_io *rio)
 	struct raid *r = rio->r;
 	uint32_t rcw = 0, rmw = r->np, len = rio->re - rio->rs;
 	int lost[2], nlost = lost_cols(rio, lost);
+	uint64_t logged = ppl_modset(r, rio->stripe);
 
 	if (nlost > (int)r->np) {
 		rio_finish(rio, -EIO);
@@ -337,6 +340,8 @@ static void write_start(struct raid_io *rio)
 			rcw++;
 		if (touched(rio, j))
 			rmw++;
+		else if (logged & (1ull << j))
+			rmw = UINT32_MAX / 2;	/* the log needs that column: read it */
 	}
 	if (rcw <= rmw) {
 		rio->mode = WR_RCW;
@@ -396,7 +401,6 @@ static int compute_parity(struct raid_io *rio)
 
 static void write_read_done(struct raid_io *rio)
 {
-	struct raid *r = rio->r;
 	int rc;
 
 	if (rio->status) {
@@ -412,6 +416,94 @@ static void write_read_done(struct raid_io *rio)
 		rio_finish(rio, rc);
 		return;
 	}
+	write_log(rio);
+}
+
+static bool full_stripe(struct raid_io *rio)
+{
+	for (uint32_t j = 0; j < rio->r->k; j++)
+		if (rio->lo[j] || rio->hi[j] != rio->r->g.strip)
+			return false;
+	return true;
+}
+
+static void write_data(struct raid_io *rio);
+static void write_log_flushed(struct raid_io *rio);
+
+static void write_log_retry(struct ev_timer *t)
+{
+	write_log(container_of(t, struct raid_io, retry_timer));
+}
+
+static void write_logged(struct raid_io *rio)
+{
+	if (rio->status) {
+		ppl_cancel(rio);
+		rio_finish(rio, rio->status);
+	} else if (rio->child_err) {
+		ppl_cancel(rio);
+		write_start(rio);	/* a parity member failed: again, degraded */
+	} else {
+		write_data(rio);
+	}
+}
+
+/*
+ * The partial parity log entries (raid_ppl.c) go to the parity members,
+ * durable, before any data or parity is written. A full log waits for a
+ * flush of the members, which this write sends itself.
+ */
+static void write_log(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	int rc = ppl_prepare(rio, full_stripe(rio));
+
+	if (rc == -EAGAIN && rio->ppl_retry) {
+		rio->ppl_retry = false;		/* every entry is in flight: wait */
+		ev_timer_start(rio->bio->ch->loop, &rio->retry_timer, 200 * 1000, write_log_retry);
+		return;
+	}
+	if (rc == -EAGAIN) {
+		rio->ppl_mark = ppl_flush_mark(r);
+		batch_begin(rio, write_log_flushed);
+		for (uint32_t i = 0; i < r->g.nmembers; i++)
+			if (raid_alive(r, i))
+				member_bio(rio, i, BIO_FLUSH, 0, 0, NULL);
+		batch_end(rio);
+		return;
+	}
+	if (rc < 0) {
+		rio_finish(rio, rc);
+		return;
+	}
+	if (rc == 0) {
+		write_data(rio);
+		return;
+	}
+	batch_begin(rio, write_logged);
+	ppl_submit(rio);
+	batch_end(rio);
+}
+
+static void write_log_flushed(struct raid_io *rio)
+{
+	if (rio->status) {
+		rio_finish(rio, rio->status);
+		return;
+	}
+	if (rio->child_err) {
+		write_start(rio);	/* a member failed: again, degraded */
+		return;
+	}
+	ppl_durable(rio->r, rio->ppl_mark);
+	rio->ppl_retry = true;
+	write_log(rio);
+}
+
+static void write_data(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
 	batch_begin(rio, write_write_done);
 	for (uint32_t j = 0; j < r->k; j++) {
 		uint32_t m = rio->cols[j];
@@ -437,6 +529,7 @@ static void write_write_done(struct raid_io *rio)
 {
 	int lost[2];
 
+	ppl_done(rio);
 	if (rio->status)
 		rio_finish(rio, rio->status);
 	else
@@ -644,6 +737,32 @@ static void parity_scrub(struct raid_io *rio)
 	parity_row(rio, scrub_read);
 }
 
+/* ---- FLUSH: to every live member; what it made durable frees log space */
+
+static void flush_done(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	if (!rio->status && !rio->child_err && raid_set_alive(r))
+		ppl_durable(r, rio->ppl_mark);
+	if (rio->status)
+		rio_finish(rio, rio->status);
+	else
+		rio_finish(rio, raid_set_alive(r) ? 0 : -EIO);
+}
+
+static void parity_flush(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	rio->ppl_mark = ppl_flush_mark(r);
+	batch_begin(rio, flush_done);
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		if (raid_alive(r, i))
+			member_bio(rio, i, BIO_FLUSH, 0, 0, NULL);
+	batch_end(rio);
+}
+
 static void stripe_start(struct raid *r)
 {
 	r->bd.io_boundary = r->g.strip * r->k;
@@ -654,7 +773,7 @@ const struct raid_level_ops raid5_level = {
 	.min_members = 3,
 	.start = stripe_start,
 	.submit_rw = parity_submit_rw,
-	.submit_null = raid_submit_flush,
+	.submit_null = parity_flush,
 	.rebuild = parity_rebuild,
 	.resync = parity_resync,
 	.scrub = parity_scrub,
@@ -665,7 +784,7 @@ const struct raid_level_ops raid6_level = {
 	.min_members = 4,
 	.start = stripe_start,
 	.submit_rw = parity_submit_rw,
-	.submit_null = raid_submit_flush,
+	.submit_null = parity_flush,
 	.rebuild = parity_rebuild,
 	.resync = parity_resync,
 	.scrub = parity_scrub,

@@ -42,7 +42,13 @@ struct raid_sb_disk {
 	uint32_t	block_size;
 	uint32_t	flags;		/* since 1.1 */
 	char		name[32];
-	uint8_t		reserved1[128];
+	uint64_t	ppl_offset;	/* since 1.2: the partial parity log */
+	uint64_t	ppl_size;
+	uint64_t	ppl_epoch;
+	uint64_t	bitmap_offset;	/* since 1.2: the write-intent bitmap */
+	uint64_t	bitmap_size;
+	uint64_t	bitmap_region;
+	uint8_t		reserved1[80];
 	struct raid_sb_disk_member members[RAID_MAX_MEMBERS];
 	uint8_t		reserved2[RAID_SB_SIZE - 256 - 32 * RAID_MAX_MEMBERS - 4];
 	uint32_t	crc;		/* CRC32C of every byte before it */
@@ -52,6 +58,8 @@ static_assert(sizeof(struct raid_sb_disk_member) == 32, "sb member entry");
 static_assert(sizeof(struct raid_sb_disk) == RAID_SB_SIZE, "sb size");
 static_assert(offsetof(struct raid_sb_disk, data_offset) == 64, "sb layout");
 static_assert(offsetof(struct raid_sb_disk, name) == 96, "sb layout");
+static_assert(offsetof(struct raid_sb_disk, ppl_offset) == 128, "sb layout");
+static_assert(offsetof(struct raid_sb_disk, bitmap_region) == 168, "sb layout");
 static_assert(offsetof(struct raid_sb_disk, members) == 256, "sb layout");
 static_assert(offsetof(struct raid_sb_disk, crc) == RAID_SB_SIZE - 4, "sb layout");
 
@@ -81,6 +89,12 @@ void raid_sb_encode(const struct raid_sb *sb, void *buf)
 	put_le32(&d->block_size, sb->block_size);
 	memcpy(d->name, sb->name, sizeof(d->name));
 	d->name[sizeof(d->name) - 1] = '\0';
+	put_le64(&d->ppl_offset, sb->ppl_offset);
+	put_le64(&d->ppl_size, sb->ppl_size);
+	put_le64(&d->ppl_epoch, sb->ppl_epoch);
+	put_le64(&d->bitmap_offset, sb->bitmap_offset);
+	put_le64(&d->bitmap_size, sb->bitmap_size);
+	put_le64(&d->bitmap_region, sb->bitmap_region);
 	for (uint32_t i = 0; i < RAID_MAX_MEMBERS; i++) {
 		memcpy(d->members[i].uuid, sb->members[i].uuid, 16);
 		put_le32(&d->members[i].state, sb->members[i].state);
@@ -123,6 +137,14 @@ int raid_sb_decode(const void *buf, struct raid_sb *sb)
 	sb->block_size = get_le32(&d->block_size);
 	memcpy(sb->name, d->name, sizeof(sb->name));
 	sb->name[sizeof(sb->name) - 1] = '\0';
+	if (sb->major == 1 && sb->minor >= 2) {
+		sb->ppl_offset = get_le64(&d->ppl_offset);
+		sb->ppl_size = get_le64(&d->ppl_size);
+		sb->ppl_epoch = get_le64(&d->ppl_epoch);
+		sb->bitmap_offset = get_le64(&d->bitmap_offset);
+		sb->bitmap_size = get_le64(&d->bitmap_size);
+		sb->bitmap_region = get_le64(&d->bitmap_region);
+	}
 	for (uint32_t i = 0; i < RAID_MAX_MEMBERS; i++) {
 		memcpy(sb->members[i].uuid, d->members[i].uuid, 16);
 		sb->members[i].state = get_le32(&d->members[i].state);
@@ -131,6 +153,17 @@ int raid_sb_decode(const void *buf, struct raid_sb *sb)
 	    !IS_POW2(sb->block_size) || sb->block_size < 512 ||
 	    sb->geom.strip < sb->block_size ||
 	    sb->data_offset < 2 * RAID_SB_SIZE || sb->data_offset % sb->block_size)
+		return -EBADMSG;
+	/* the log and the bitmap lie between the superblocks and the data */
+	if (sb->ppl_size && (sb->ppl_offset < 2 * RAID_SB_SIZE || sb->ppl_offset % 4096 ||
+			     sb->ppl_size % 4096 || sb->ppl_size > sb->data_offset ||
+			     sb->ppl_offset > sb->data_offset - sb->ppl_size))
+		return -EBADMSG;
+	if (sb->bitmap_size && (sb->bitmap_offset < 2 * RAID_SB_SIZE || sb->bitmap_offset % 4096 ||
+				sb->bitmap_size % 4096 || sb->bitmap_size > sb->data_offset ||
+				sb->bitmap_offset > sb->data_offset - sb->bitmap_size ||
+				!sb->bitmap_region || sb->bitmap_region % sb->geom.strip ||
+				sb->geom.member_size / sb->bitmap_region >= sb->bitmap_size * 8))
 		return -EBADMSG;
 	return 0;
 }

@@ -18,14 +18,17 @@
  * durable with the next commit, so after a crash the old mapping, and the
  * old chunk it points at, are still there.
  *
- * Threads. Everything here runs on the pool's owner thread, one bio at a
- * time, with synchronous metadata and data I/O through private loops: a
- * volume's submit sends the bio there as a message and the owner sends the
- * completion back to the channel's loop. Because the owner handles one bio
- * from start to end before the next, no two bios ever provision or copy the
- * same chunk at once; the fast path (lookups and I/O of owned chunks on the
- * submitting reactor, with cells holding later bios to a chunk being
- * provisioned) is the next step and needs the cells then.
+ * Threads. Control calls and every metadata change run on the pool's owner
+ * thread, with synchronous metadata and data I/O through private loops.
+ * The fast path (vol_submit on the submitting reactor) remaps reads of
+ * mapped chunks and writes to chunks the volume owns alone through a
+ * per-volume mapping cache and sends them to the pool device on that
+ * reactor's loop; the owner invalidates the cache and waits for the I/O in
+ * flight before it changes a mapping (map_forget, map_forget_all). The rest
+ * goes to the owner, which handles one bio at a time from start to end, so
+ * no two bios there ever provision or copy the same chunk at once. FLUSH
+ * and FUA share commits (flush_run). doc/thin.md, "Threads and I/O", says
+ * why this is safe.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -39,8 +42,35 @@
 #include "snapshot/meta/meta.h"
 #include "snapshot/pool.h"
 
+/* One data I/O of a provisioning on the owner (prov_*). */
+struct prov_io {
+	struct list_head	link;		/* on p->retry after backpressure */
+	struct bio		*bio;		/* the volume's bio it is for */
+	enum bio_op		op;
+	uint64_t		off, len;
+	const struct iovec	*iov;
+	int			iovcnt;
+};
+
 struct vol_bio {
-	int	status;
+	int		status;
+	struct map_slot	*slot;		/* fast path: the slot pinned */
+
+	/* owner: a provisioning in flight (a write to a chunk the volume
+	 * does not own: a new chunk q, filled, then mapped). The bio holds
+	 * its chunk's cell (on tv->cells): later bios to the chunk wait on
+	 * waiters and start again once the mapping is in place. */
+	struct list_head cell;
+	struct list_head waiters;
+	uint64_t	vc, pc, q;
+	uint32_t	in, n;
+	bool		mapped;		/* pc: the old (shared) chunk */
+	bool		copying;	/* reading pc into buf, then write buf */
+	unsigned	pending;	/* data I/Os in flight, + 1 while issuing */
+	int		err;
+	uint8_t		*buf;		/* a whole chunk, for a copy or zero fill */
+	struct iovec	biov;		/* buf's */
+	struct prov_io	io[3];
 };
 
 /* ---- running on the owner thread ---- */
@@ -124,6 +154,66 @@ static int data_io(struct thin_pool *p, enum bio_op op, uint64_t off, void *buf,
 static uint64_t chunk_off(struct thin_pool *p, uint64_t pc)
 {
 	return p->data_off + pc * p->chunk;
+}
+
+/* ---- the fast path's mapping cache (see pool.h and doc/thin.md) ---- */
+
+/* Owner: remember vc -> pc for the fast path. A slot pinned by I/O to
+ * another chunk is left alone (it is being used). */
+static void map_note(struct thin_vol *tv, uint64_t vc, uint64_t pc, bool owned)
+{
+	struct map_slot *s;
+
+	if (!tv || !tv->map)
+		return;
+	pthread_mutex_lock(&tv->lock);
+	s = &tv->map[vc & tv->map_mask];
+	if (!s->inflight || (s->vc == vc && s->pc == pc)) {
+		s->vc = vc;
+		s->pc = pc;
+		s->owned = owned;
+		s->gen = tv->gen;
+	}
+	pthread_mutex_unlock(&tv->lock);
+}
+
+/* Owner, before vc's mapping changes: no new fast-path I/O will use the
+ * old mapping, and none is in flight with it when this returns. */
+static void map_forget(struct thin_vol *tv, uint64_t vc)
+{
+	struct map_slot *s;
+
+	if (!tv || !tv->map)
+		return;
+	pthread_mutex_lock(&tv->lock);
+	s = &tv->map[vc & tv->map_mask];
+	if (s->vc == vc) {
+		s->gen = tv->gen - 1;
+		tv->waiters++;
+		while (s->inflight)
+			pthread_cond_wait(&tv->drained, &tv->lock);
+		tv->waiters--;
+	}
+	pthread_mutex_unlock(&tv->lock);
+}
+
+/* Owner, before the volume's mappings change wholesale (a snapshot makes
+ * every chunk shared; a shrink unmaps a range): every slot invalid, no
+ * fast-path I/O in flight. */
+static void map_forget_all(struct thin_vol *tv)
+{
+	if (!tv || !tv->map)
+		return;
+	pthread_mutex_lock(&tv->lock);
+	if (++tv->gen == 0) {	/* wrapped: no slot may look valid */
+		memset(tv->map, 0, (tv->map_mask + 1) * sizeof(*tv->map));
+		tv->gen = 1;
+	}
+	tv->waiters++;
+	while (tv->inflight)
+		pthread_cond_wait(&tv->drained, &tv->lock);
+	tv->waiters--;
+	pthread_mutex_unlock(&tv->lock);
 }
 
 /* ---- value types ---- */
@@ -226,9 +316,30 @@ static int fail(struct thin_pool *p, int rc)
 	if (!p->failed) {
 		LOG_ERR(LS_THIN, "%s: metadata error (%d): pool fails all I/O until reopened",
 			p->dev->name, rc);
-		p->failed = rc;
+		__atomic_store_n(&p->failed, rc, __ATOMIC_RELEASE);
 	}
 	return rc;
+}
+
+/* Drop (take == false) or take back the references of the chunks that
+ * provisionings in flight have allocated. */
+static void prov_hold(struct thin_pool *p, bool take)
+{
+	struct list_head *pos, *c;
+
+	list_for_each(pos, &p->vols) {
+		struct vol_rec *r = list_entry(pos, struct vol_rec, link);
+
+		if (!r->open)
+			continue;
+		list_for_each(c, &r->open->cells) {
+			struct vol_bio *vb = list_entry(c, struct vol_bio, cell);
+			int rc = take ? sm_inc(tm_dsm(p->tm), vb->q) : sm_dec(tm_dsm(p->tm), vb->q);
+
+			if (rc)
+				fail(p, rc);
+		}
+	}
 }
 
 static int commit(struct thin_pool *p)
@@ -241,11 +352,12 @@ static int commit(struct thin_pool *p)
 		return -EIO;
 	if (!p->dirty) {
 		/* in-place writes only: they need the device's flush all the same */
-		if (!p->unflushed)
+		if (!__atomic_exchange_n(&p->unflushed, 0, __ATOMIC_ACQ_REL))
 			return 0;
+		p->st_commits++;
 		rc = data_io(p, BIO_FLUSH, 0, NULL, 0);
-		if (!rc)
-			p->unflushed = false;
+		if (rc)
+			__atomic_store_n(&p->unflushed, 1, __ATOMIC_RELEASE);
 		return rc;
 	}
 	list_for_each(pos, &p->vols) {
@@ -260,10 +372,18 @@ static int commit(struct thin_pool *p)
 		r->dirty = false;
 	}
 	user_pack(p);
+	/* tm_commit flushes the device: that covers every write ended so far */
+	__atomic_store_n(&p->unflushed, 0, __ATOMIC_RELEASE);
+	p->st_commits++;
+	/* chunks allocated by provisionings in flight are not mapped yet: the
+	 * commit records them free (a crash leaks nothing), and they are
+	 * taken again at once (nobody allocates in between) */
+	prov_hold(p, false);
 	rc = tm_commit(p->tm);
+	prov_hold(p, true);
 	if (rc)
 		return fail(p, rc);
-	p->dirty = p->unflushed = false;
+	p->dirty = false;
 	low_space_check(p);	/* space freed by the transaction may rearm it */
 	return 0;
 }
@@ -336,9 +456,14 @@ static int write_seg(struct thin_pool *p, struct vol_rec *r, struct bio *bio,
 	mapped = !rc;
 	if (mapped && t >= r->snap_time) {	/* ours: in place */
 		fill(p, bio, skip, 0, n);
-		p->unflushed = true;
-		return data_io(p, BIO_WRITE, chunk_off(p, pc) + in, p->cbuf, n);
+		__atomic_store_n(&p->unflushed, 1, __ATOMIC_RELEASE);
+		rc = data_io(p, BIO_WRITE, chunk_off(p, pc) + in, p->cbuf, n);
+		if (!rc)
+			map_note(r->open, vc, pc, true);
+		return rc;
 	}
+	/* the mapping is going to change: the fast path lets go of it */
+	map_forget(r->open, vc);
 	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
 		return -ENOSPC;
 	rc = sm_alloc(tm_dsm(p->tm), &q);
@@ -381,6 +506,7 @@ static int write_seg(struct thin_pool *p, struct vol_rec *r, struct bio *bio,
 	if (rc)
 		return fail(p, rc);
 	r->dirty = p->dirty = true;
+	map_note(r->open, vc, q, true);
 	return 0;
 }
 
@@ -390,6 +516,7 @@ static int unmap_chunk(struct thin_pool *p, struct vol_rec *r, uint64_t vc)
 
 	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
 		return -ENOSPC;
+	map_forget(r->open, vc);
 	rc = btree_remove(&p->minfo, r->root, vc, &r->root);
 	if (rc == -ENODATA)
 		return 0;
@@ -410,6 +537,10 @@ static int do_bio(struct thin_pool *p, struct thin_vol *tv, struct bio *bio)
 		return -EIO;
 	if (bio->op == BIO_FLUSH)
 		return commit(p);
+	/* queued before a shrink, past the new end */
+	if (bio->offset + bio->len > r->size)
+		return -EINVAL;
+	p->st_owner_ios++;
 	while (done < bio->len && !rc) {
 		uint64_t off = bio->offset + done;
 		uint64_t vc = off / p->chunk;
@@ -426,6 +557,8 @@ static int do_bio(struct thin_pool *p, struct thin_vol *tv, struct bio *bio)
 				rc = data_io(p, BIO_READ, chunk_off(p, pc) + in, p->cbuf, n);
 				if (!rc)
 					buf_to_iov(bio->iov, bio->iovcnt, done, p->cbuf, n);
+				if (!rc)
+					map_note(tv, vc, pc, t >= r->snap_time);
 			} else {
 				rc = fail(p, rc);
 			}
@@ -453,9 +586,7 @@ static int do_bio(struct thin_pool *p, struct thin_vol *tv, struct bio *bio)
 		}
 		done += n;
 	}
-	if (!rc && (bio->flags & BIO_FUA))
-		rc = commit(p);
-	return rc;
+	return rc;	/* FUA: vol_bio_run queues the bio for a commit */
 }
 
 static void vol_bio_done(void *arg)
@@ -466,21 +597,444 @@ static void vol_bio_done(void *arg)
 	bio_complete(bio, vb->status);
 }
 
+static void vol_bio_end(struct bio *bio, int status)
+{
+	struct vol_bio *vb = bio_ctx(bio);
+
+	vb->status = status;
+	while (ev_send_msg(bio->ch->loop, vol_bio_done, bio))
+		;	/* -ENOMEM: nothing else to do but try again */
+}
+
+/*
+ * Batched commits. FLUSH bios, and FUA writes once written, wait on p->fq;
+ * one flush_run message on the owner takes every bio queued so far, commits
+ * once and ends them all. Bios that arrive during that commit wait for the
+ * next one. A commit covers every write that had ended when the bio was
+ * queued: owner writes were handled before it, and fast-path writes set
+ * p->unflushed before they end, so the commit flushes the device for them.
+ */
+static void flush_run(void *arg)
+{
+	struct thin_pool *p = arg;
+	struct list_head q;
+	int rc;
+
+	list_init(&q);
+	pthread_mutex_lock(&p->fq_lock);
+	while (!list_empty(&p->fq)) {
+		struct bio *bio = list_first_entry(&p->fq, struct bio, link);
+
+		list_del(&bio->link);
+		list_add_tail(&bio->link, &q);
+	}
+	p->fq_sched = false;
+	pthread_mutex_unlock(&p->fq_lock);
+	rc = p->failed ? -EIO : commit(p);
+	while (!list_empty(&q)) {
+		struct bio *bio = list_first_entry(&q, struct bio, link);
+
+		list_del(&bio->link);
+		p->st_flushes++;
+		vol_bio_end(bio, rc);
+	}
+}
+
+/* Any thread. */
+static int flush_queue(struct thin_pool *p, struct bio *bio)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&p->fq_lock);
+	if (!p->fq_sched) {
+		rc = ev_send_msg(p->loop, flush_run, p);
+		p->fq_sched = !rc;
+	}
+	if (!rc)
+		list_add_tail(&bio->link, &p->fq);
+	pthread_mutex_unlock(&p->fq_lock);
+	return rc;
+}
+
+/* ---- asynchronous provisioning on the owner ---- */
+
+static void owner_start(struct bio *bio);
+
+static void owner_end(struct bio *bio, int rc)
+{
+	if (!rc && (bio->flags & BIO_FUA)) {
+		while (flush_queue(container_of(bio->ch->bd, struct thin_vol, bd)->p, bio))
+			;	/* -ENOMEM: as in vol_bio_end */
+		return;
+	}
+	vol_bio_end(bio, rc);
+}
+
+/* The provisioning is over: let go of the cell, end the bio, and start
+ * the bios that waited for the chunk, in order (the first takes the cell
+ * again if it needs one, the others queue behind it). */
+static void prov_finish(struct bio *bio, int rc)
+{
+	struct vol_bio *vb = bio_ctx(bio);
+	struct list_head w;
+
+	list_del(&vb->cell);
+	free(vb->buf);
+	vb->buf = NULL;
+	list_init(&w);
+	while (!list_empty(&vb->waiters)) {
+		struct bio *b = list_first_entry(&vb->waiters, struct bio, link);
+
+		list_del(&b->link);
+		list_add_tail(&b->link, &w);
+	}
+	owner_end(bio, rc);
+	while (!list_empty(&w)) {
+		struct bio *b = list_first_entry(&w, struct bio, link);
+
+		list_del(&b->link);
+		owner_start(b);
+	}
+}
+
+static void prov_io_go(struct thin_pool *p, struct prov_io *io);
+
+static void retry_tick(struct ev_timer *t)
+{
+	struct thin_pool *p = container_of(t, struct thin_pool, retry_timer);
+	struct list_head q;
+
+	list_init(&q);
+	while (!list_empty(&p->retry)) {
+		struct prov_io *io = list_first_entry(&p->retry, struct prov_io, link);
+
+		list_del(&io->link);
+		list_add_tail(&io->link, &q);
+	}
+	while (!list_empty(&q)) {
+		struct prov_io *io = list_first_entry(&q, struct prov_io, link);
+
+		list_del(&io->link);
+		prov_io_go(p, io);
+	}
+}
+
+static void prov_insert(struct thin_pool *p, struct bio *bio);
+static void prov_sub(struct thin_pool *p, struct bio *bio, enum bio_op op, uint64_t off,
+		     uint64_t len, const struct iovec *iov, int iovcnt);
+
+/* One I/O fewer in flight: go on to the next step when none is left. */
+static void prov_put(struct thin_pool *p, struct bio *bio)
+{
+	struct vol_bio *vb = bio_ctx(bio);
+
+	if (--vb->pending)
+		return;
+	if (vb->err) {
+		if (sm_dec(tm_dsm(p->tm), vb->q))
+			fail(p, -EUCLEAN);
+		prov_finish(bio, vb->err);
+		return;
+	}
+	if (vb->copying) {	/* the old chunk is in buf: merge, write it all */
+		vb->copying = false;
+		if (bio->op == BIO_WRITE)
+			iov_to_buf(bio->iov, bio->iovcnt, 0, vb->buf + vb->in, vb->n);
+		else
+			memset(vb->buf + vb->in, 0, vb->n);
+		vb->pending = 1;
+		vb->biov = (struct iovec){ .iov_base = vb->buf, .iov_len = p->chunk };
+		prov_sub(p, bio, BIO_WRITE, chunk_off(p, vb->q), p->chunk, &vb->biov, 1);
+		prov_put(p, bio);
+		return;
+	}
+	prov_insert(p, bio);
+}
+
+static void prov_io_end(struct bio *sub, int status)
+{
+	struct prov_io *io = sub->end_arg;
+	struct vol_bio *vb = bio_ctx(io->bio);
+	struct thin_pool *p = container_of(io->bio->ch->bd, struct thin_vol, bd)->p;
+
+	if (status && !vb->err)
+		vb->err = status;
+	if (!list_empty(&p->retry) && !ev_timer_armed(&p->retry_timer))
+		ev_timer_start(p->loop, &p->retry_timer, 0, retry_tick);
+	prov_put(p, io->bio);
+}
+
+static void prov_io_go(struct thin_pool *p, struct prov_io *io)
+{
+	int rc = blk_rw(p->och, io->op, 0, io->iov, io->iovcnt, io->off, io->len,
+			prov_io_end, io);
+
+	if (rc == -EAGAIN || rc == -ENOMEM) {	/* again when something ends */
+		list_add_tail(&io->link, &p->retry);
+		if (!ev_timer_armed(&p->retry_timer))
+			ev_timer_start(p->loop, &p->retry_timer, 1000000, retry_tick);
+		return;
+	}
+	if (rc) {
+		struct vol_bio *vb = bio_ctx(io->bio);
+
+		if (!vb->err)
+			vb->err = rc;
+		prov_put(p, io->bio);
+	}
+}
+
+static void prov_sub(struct thin_pool *p, struct bio *bio, enum bio_op op, uint64_t off,
+		     uint64_t len, const struct iovec *iov, int iovcnt)
+{
+	struct vol_bio *vb = bio_ctx(bio);
+	struct prov_io *io = &vb->io[vb->pending - 1];
+
+	*io = (struct prov_io){ .bio = bio, .op = op, .off = off, .len = len, .iov = iov,
+				.iovcnt = iovcnt };
+	vb->pending++;
+	prov_io_go(p, io);
+}
+
+/* The data is in the new chunk: map it. */
+static void prov_insert(struct thin_pool *p, struct bio *bio)
+{
+	struct thin_vol *tv = container_of(bio->ch->bd, struct thin_vol, bd);
+	struct vol_bio *vb = bio_ctx(bio);
+	struct vol_rec *r = tv->r;
+	uint8_t v[8];
+	int rc;
+
+	if (p->failed || vb->vc * p->chunk >= r->size) {	/* failed, or shrunk meanwhile */
+		if (sm_dec(tm_dsm(p->tm), vb->q))
+			fail(p, -EUCLEAN);
+		prov_finish(bio, p->failed ? -EIO : -EINVAL);
+		return;
+	}
+	put_le64(v, vb->q << 24 | (p->time & TIME_MASK));
+	rc = btree_insert(&p->minfo, r->root, vb->vc, v, &r->root);
+	if (rc) {
+		prov_finish(bio, fail(p, rc));
+		return;
+	}
+	r->dirty = p->dirty = true;
+	map_note(tv, vb->vc, vb->q, true);
+	prov_finish(bio, 0);
+}
+
+/*
+ * Start a provisioning: a new chunk q for bio's chunk, filled with what
+ * the bio writes (zeros for DISCARD / WRITE_ZEROES) and, around it, the old
+ * chunk's contents (a copy) or zeros; mapped when that is written. The
+ * data I/Os run in flight on the owner's channel while the owner goes on
+ * with other bios. 0: under way; else nothing was started.
+ */
+static int prov_start(struct thin_pool *p, struct thin_vol *tv, struct bio *bio,
+		      uint64_t vc, uint32_t in, uint32_t n, bool mapped, uint64_t pc)
+{
+	struct vol_bio *vb = bio_ctx(bio);
+	bool wr = bio->op == BIO_WRITE;
+	uint64_t q;
+	int rc;
+
+	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
+		return -ENOSPC;
+	/* the mapping is going to change: the fast path lets go of it */
+	map_forget(tv, vc);
+	rc = sm_alloc(tm_dsm(p->tm), &q);
+	if (rc == -ENOSPC)
+		LOG_RATELIMIT(LOG_WARN, LS_THIN, "%s: out of data space", p->dev->name);
+	if (rc)
+		return rc == -ENOSPC ? rc : fail(p, rc);
+	low_space_check(p);
+	vb->vc = vc;
+	vb->pc = pc;
+	vb->q = q;
+	vb->in = in;
+	vb->n = n;
+	vb->mapped = mapped;
+	vb->copying = false;
+	vb->err = 0;
+	vb->buf = NULL;
+	vb->pending = 1;	/* held while issuing */
+	list_init(&vb->waiters);
+	list_add_tail(&vb->cell, &tv->cells);
+	if (n < p->chunk && (mapped || !p->zeroes)) {
+		if (posix_memalign((void **)&vb->buf, 4096, p->chunk)) {
+			vb->err = -ENOMEM;
+		} else if (mapped) {	/* shared: copy it first */
+			vb->copying = true;
+			vb->biov = (struct iovec){ .iov_base = vb->buf, .iov_len = p->chunk };
+			prov_sub(p, bio, BIO_READ, chunk_off(p, pc), p->chunk, &vb->biov, 1);
+		} else {		/* new: zeros around the data */
+			memset(vb->buf, 0, p->chunk);
+			if (wr)
+				iov_to_buf(bio->iov, bio->iovcnt, 0, vb->buf + in, n);
+			vb->biov = (struct iovec){ .iov_base = vb->buf, .iov_len = p->chunk };
+			prov_sub(p, bio, BIO_WRITE, chunk_off(p, q), p->chunk, &vb->biov, 1);
+		}
+	} else {
+		/* the data, straight from the bio, and the device's
+		 * WRITE_ZEROES around it (or for it, when zeroing) */
+		if (in)
+			prov_sub(p, bio, BIO_WRITE_ZEROES, chunk_off(p, q), in, NULL, 0);
+		if (in + n < p->chunk)
+			prov_sub(p, bio, BIO_WRITE_ZEROES, chunk_off(p, q) + in + n,
+				 p->chunk - in - n, NULL, 0);
+		if (wr)
+			prov_sub(p, bio, BIO_WRITE, chunk_off(p, q) + in, n, bio->iov,
+				 bio->iovcnt);
+		else if (p->zeroes)
+			prov_sub(p, bio, BIO_WRITE_ZEROES, chunk_off(p, q) + in, n, NULL, 0);
+		else if (!posix_memalign((void **)&vb->buf, 4096, p->chunk)) {
+			memset(vb->buf, 0, p->chunk);
+			vb->biov = (struct iovec){ .iov_base = vb->buf, .iov_len = n };
+			prov_sub(p, bio, BIO_WRITE, chunk_off(p, q) + in, n, &vb->biov, 1);
+		} else {
+			vb->err = -ENOMEM;
+		}
+	}
+	__atomic_store_n(&p->unflushed, 1, __ATOMIC_RELEASE);
+	prov_put(p, bio);
+	return 0;
+}
+
+static struct vol_bio *cell_find(struct thin_vol *tv, uint64_t vc)
+{
+	struct list_head *pos;
+
+	list_for_each(pos, &tv->cells) {
+		struct vol_bio *vb = list_entry(pos, struct vol_bio, cell);
+
+		if (vb->vc == vc)
+			return vb;
+	}
+	return NULL;
+}
+
+/*
+ * A bio on the owner. Bios to a chunk being provisioned wait for it (the
+ * cell). A write (or a zeroing) that needs a new chunk starts a
+ * provisioning, in flight; the rest (reads, in-place writes, unmapping)
+ * is done here and now by do_bio, as before.
+ */
+static void owner_start(struct bio *bio)
+{
+	struct thin_vol *tv = container_of(bio->ch->bd, struct thin_vol, bd);
+	struct thin_pool *p = tv->p;
+	struct vol_rec *r = tv->r;
+	uint64_t vc = bio->offset / p->chunk, pc = 0;
+	uint32_t in = (uint32_t)(bio->offset % p->chunk), t;
+	struct vol_bio *h;
+	bool zeroing = bio->op == BIO_DISCARD || bio->op == BIO_WRITE_ZEROES;
+	int rc;
+
+	if (p->failed || bio->offset + bio->len > r->size || in + bio->len > p->chunk) {
+		owner_end(bio, do_bio(p, tv, bio));	/* the errors, or more than a chunk */
+		return;
+	}
+	h = cell_find(tv, vc);
+	if (h) {
+		list_add_tail(&bio->link, &h->waiters);
+		return;
+	}
+	if (bio->op == BIO_WRITE ||
+	    (zeroing && (bio->len < p->chunk || (bio->flags & BIO_NOUNMAP)))) {
+		rc = map_lookup(p, r, vc, &pc, &t);
+		if (rc && rc != -ENODATA) {
+			owner_end(bio, fail(p, rc));
+			return;
+		}
+		/* not owned, and something to write: a new chunk */
+		if (!(!rc && t >= r->snap_time) &&
+		    !(zeroing && rc == -ENODATA && !(bio->flags & BIO_NOUNMAP))) {
+			p->st_owner_ios++;
+			rc = prov_start(p, tv, bio, vc, in, (uint32_t)bio->len, !rc, pc);
+			if (rc)
+				owner_end(bio, rc);
+			return;
+		}
+	}
+	owner_end(bio, do_bio(p, tv, bio));
+}
+
 static void vol_bio_run(void *arg)
 {
-	struct bio *bio = arg;
+	owner_start(arg);
+}
+
+/* ---- the fast path (the submitting reactor) ---- */
+
+static void fast_end(struct bio *sub, int status)
+{
+	struct bio *bio = sub->end_arg;
 	struct thin_vol *tv = container_of(bio->ch->bd, struct thin_vol, bd);
 	struct vol_bio *vb = bio_ctx(bio);
 
-	vb->status = do_bio(tv->p, tv, bio);
-	while (ev_send_msg(bio->ch->loop, vol_bio_done, bio))
-		;	/* -ENOMEM: nothing else to do but try again */
+	if (bio->op == BIO_WRITE && !status)
+		__atomic_store_n(&tv->p->unflushed, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&tv->lock);
+	tv->inflight--;
+	if (!--vb->slot->inflight && tv->waiters)
+		pthread_cond_broadcast(&tv->drained);
+	pthread_mutex_unlock(&tv->lock);
+	bio_complete(bio, status);
+}
+
+/*
+ * A read of a chunk the cache knows, or a write to a chunk it knows to be
+ * the volume's alone, goes straight to the pool device through this loop's
+ * channel on it. 0: accepted; -EAGAIN: not here, give it to the owner.
+ */
+static int fast_submit(struct thin_vol *tv, struct blkchan *sub, struct bio *bio)
+{
+	struct thin_pool *p = tv->p;
+	struct vol_bio *vb = bio_ctx(bio);
+	uint64_t vc = bio->offset / p->chunk, pc = 0;
+	uint32_t in = (uint32_t)(bio->offset % p->chunk);
+	struct map_slot *s;
+	int rc;
+
+	if (__atomic_load_n(&p->failed, __ATOMIC_ACQUIRE))
+		return -EAGAIN;
+	pthread_mutex_lock(&tv->lock);
+	s = &tv->map[vc & tv->map_mask];
+	if (s->gen == tv->gen && s->vc == vc && (s->owned || bio->op == BIO_READ)) {
+		s->inflight++;
+		tv->inflight++;
+		pc = s->pc;
+	} else {
+		s = NULL;
+	}
+	pthread_mutex_unlock(&tv->lock);
+	if (!s)
+		return -EAGAIN;
+	vb->slot = s;
+	rc = blk_rw(sub, bio->op, 0, bio->iov, bio->iovcnt, chunk_off(p, pc) + in, bio->len,
+		    fast_end, bio);
+	if (rc) {
+		pthread_mutex_lock(&tv->lock);
+		tv->inflight--;
+		if (!--s->inflight && tv->waiters)
+			pthread_cond_broadcast(&tv->drained);
+		pthread_mutex_unlock(&tv->lock);
+		return -EAGAIN;
+	}
+	__atomic_fetch_add(&p->st_fast_ios, 1, __ATOMIC_RELAXED);
+	return 0;
 }
 
 static int vol_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 {
 	struct thin_vol *tv = container_of(bd, struct thin_vol, bd);
 
+	/* blk_submit split the bio at chunk boundaries (io_boundary) */
+	if (ch->priv && tv->map && !(bio->flags & BIO_FUA) &&
+	    (bio->op == BIO_READ || bio->op == BIO_WRITE) &&
+	    fast_submit(tv, ch->priv, bio) == 0)
+		return 0;
+	if (bio->op == BIO_FLUSH)
+		return flush_queue(tv->p, bio);
 	return ev_send_msg(tv->p->loop, vol_bio_run, bio);
 }
 
@@ -489,13 +1043,23 @@ static bool vol_supports(struct blkdev *bd, enum bio_op op)
 	return op < BIO_OP_MAX;
 }
 
+/* A channel on the pool device for this loop, for the fast path. Without
+ * one (say an io_uring device and an epoll loop) everything goes to the
+ * owner. */
 static int vol_chan_create(struct blkdev *bd, struct blkchan *ch)
 {
+	struct thin_vol *tv = container_of(bd, struct thin_vol, bd);
+	struct blkchan *sub;
+
+	if (!blk_chan_open(tv->p->dev, ch->loop, &sub))
+		ch->priv = sub;
 	return 0;
 }
 
 static void vol_chan_destroy(struct blkdev *bd, struct blkchan *ch)
 {
+	if (ch->priv)
+		blk_chan_close(ch->priv, NULL, NULL);
 }
 
 static int vol_close_owner(struct thin_pool *p, void *arg)
@@ -512,6 +1076,9 @@ static void vol_close(struct blkdev *bd)
 	struct thin_vol *tv = container_of(bd, struct thin_vol, bd);
 
 	pool_call(tv->p, vol_close_owner, tv);
+	pthread_cond_destroy(&tv->drained);
+	pthread_mutex_destroy(&tv->lock);
+	free(tv->map);
 	free(tv);
 }
 
@@ -590,8 +1157,14 @@ static void *owner_main(void *arg)
 	return NULL;
 }
 
-static int start_timer(struct thin_pool *p, void *arg)
+static int owner_init(struct thin_pool *p, void *arg)
 {
+	int rc = blk_chan_open(p->dev, p->loop, &p->och);
+
+	if (rc) {
+		p->och = NULL;
+		return rc;
+	}
 	ev_timer_start(p->loop, &p->commit_timer, p->commit_ms * 1000000ull, commit_tick);
 	return 0;
 }
@@ -604,12 +1177,15 @@ static void pool_free(struct thin_pool *p)
 		blkdev_release(p->dev, p->claim);
 	if (p->dch)
 		blk_chan_close(p->dch, NULL, NULL);
+	if (p->och)
+		blk_chan_close(p->och, NULL, NULL);
 	if (p->dloop)
 		ev_loop_free(p->dloop);
 	if (p->loop)
 		ev_loop_free(p->loop);
 	free(p->cbuf);
 	pthread_mutex_destroy(&p->names_lock);
+	pthread_mutex_destroy(&p->fq_lock);
 	free(p);
 }
 
@@ -625,6 +1201,9 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 	p->dev = dev;
 	list_init(&p->vols);
 	pthread_mutex_init(&p->names_lock, NULL);
+	list_init(&p->fq);
+	list_init(&p->retry);
+	pthread_mutex_init(&p->fq_lock, NULL);
 	snprintf(p->claim, sizeof(p->claim), "thin:%p", (void *)p);
 	rc = blkdev_claim(dev, p->claim);
 	if (rc) {
@@ -632,6 +1211,11 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 		goto free_pool;
 	}
 	p->commit_ms = o && o->commit_ms ? o->commit_ms : 1000;
+	p->map_slots = o && o->map_cache ? o->map_cache : 65536;
+	if (p->map_slots > 1u << 30)
+		p->map_slots = 1u << 30;
+	while (!IS_POW2(p->map_slots))
+		p->map_slots &= p->map_slots - 1;	/* round down */
 	if (o && o->low_space) {
 		p->low_water = o->low_water;
 		p->low_space = o->low_space;
@@ -671,13 +1255,18 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 	rc = blk_chan_open(dev, p->dloop, &p->dch);
 	if (rc)
 		goto free_pool;
-	rc = ev_loop_new(EV_EPOLL, 64, &p->loop);
+	rc = ev_loop_new(EV_AUTO, 256, &p->loop);
 	if (rc)
 		goto free_pool;
 	rc = -pthread_create(&p->thread, NULL, owner_main, p);
 	if (rc)
 		goto free_pool;
-	pool_call(p, start_timer, NULL);
+	rc = pool_call(p, owner_init, NULL);
+	if (rc) {
+		ev_stop(p->loop);
+		pthread_join(p->thread, NULL);
+		goto free_pool;
+	}
 	*out = p;
 	return 0;
 
@@ -694,6 +1283,7 @@ static int close_owner(struct thin_pool *p, void *arg)
 		return -EBUSY;
 	rc = commit(p);
 	ev_timer_stop(p->loop, &p->commit_timer);
+	ev_timer_stop(p->loop, &p->retry_timer);
 	ev_stop(p->loop);
 	return rc;
 }
@@ -736,6 +1326,10 @@ static int info_owner(struct thin_pool *p, void *arg)
 	bm_get_stats(tm_bm(p->tm), &bs);
 	i->cache_used = bs.cached;
 	i->cache_peak = bs.max_cached;
+	i->commits = p->st_commits;
+	i->flushes = p->st_flushes;
+	i->owner_ios = p->st_owner_ios;
+	i->fast_ios = __atomic_load_n(&p->st_fast_ios, __ATOMIC_RELAXED);
 	i->virtual_bytes = 0;
 	list_for_each(pos, &p->vols)
 		i->virtual_bytes += list_entry(pos, struct vol_rec, link)->size;
@@ -753,6 +1347,7 @@ struct vol_args {
 	const char	*name, *origin;
 	uint64_t	size;
 	bool		readonly;
+	bool		shrink;
 	struct thin_vol_info *info;
 	struct blkdev	**bd;
 };
@@ -837,6 +1432,9 @@ static int snap_owner(struct thin_pool *p, void *arg)
 		return -EOVERFLOW;
 	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
 		return -ENOSPC;
+	/* every chunk of o becomes shared: the fast path lets go of them, and
+	 * no fast write may still be landing in one the snapshot will keep */
+	map_forget_all(o->open);
 	rc = btree_share(&p->minfo, o->root);
 	if (rc)
 		return fail(p, rc);
@@ -900,6 +1498,122 @@ int thin_vol_delete(struct thin_pool *p, const char *name)
 	struct vol_args a = { .name = name };
 
 	return pool_call(p, delete_owner, &a);
+}
+
+struct key_batch {
+	uint64_t	keys[256];
+	unsigned	n;
+};
+
+static int collect_key(void *arg, uint64_t key, const void *value)
+{
+	struct key_batch *b = arg;
+
+	b->keys[b->n++] = key;
+	return b->n == ARRAY_SIZE(b->keys);
+}
+
+/* Unmap every chunk of r from first on. */
+static int unmap_from(struct thin_pool *p, struct vol_rec *r, uint64_t first)
+{
+	struct key_batch b;
+	unsigned i;
+	int rc;
+
+	do {
+		b.n = 0;
+		rc = btree_iterate(&p->minfo, r->root, first, UINT64_MAX, collect_key, &b);
+		if (rc < 0)
+			return fail(p, rc);
+		for (i = 0; i < b.n; i++) {
+			/* what the removals free is usable after a commit */
+			if (sm_nr_allocatable(tm_msm(p->tm)) < 2 * META_RESERVE &&
+			    (rc = commit(p)))
+				return rc;
+			rc = unmap_chunk(p, r, b.keys[i]);
+			if (rc)
+				return rc;
+		}
+	} while (b.n == ARRAY_SIZE(b.keys));
+	return 0;
+}
+
+static void set_size(struct vol_rec *r, uint64_t size)
+{
+	r->size = size;
+	if (r->open)	/* blk_submit reads it on the reactors */
+		__atomic_store_n(&r->open->bd.size, size, __ATOMIC_RELEASE);
+	r->dirty = true;
+}
+
+static int resize_owner(struct thin_pool *p, void *arg)
+{
+	struct vol_args *a = arg;
+	struct vol_rec *r = rec_find(p, a->name);
+	uint64_t old, pc;
+	uint32_t in, t;
+	int rc;
+
+	if (p->failed)
+		return -EIO;
+	if (!r)
+		return -ENOENT;
+	if (r->flags & VOL_RDONLY)
+		return -EROFS;
+	if (!a->size || a->size % p->dev->block_size || a->size / p->chunk >= 1ull << 48)
+		return -EINVAL;
+	if (a->size == r->size)
+		return 0;
+	if (a->size < r->size && !a->shrink)
+		return -EPERM;
+	if (sm_nr_allocatable(tm_msm(p->tm)) < META_RESERVE)
+		return -ENOSPC;
+	/* the chunk to cut is being provisioned: its old contents would come
+	 * back over the zeros (rare: the caller may try again) */
+	if (a->size < r->size && a->size % p->chunk && r->open &&
+	    cell_find(r->open, a->size / p->chunk))
+		return -EBUSY;
+	old = r->size;
+	p->dirty = true;
+	if (a->size > old) {
+		/* nothing is mapped past the end (a shrink unmaps it) */
+		set_size(r, a->size);
+		return commit(p);
+	}
+	/* new I/O past the end is refused from here on; then no fast-path
+	 * I/O is left in flight, and the owner refuses what it has queued */
+	set_size(r, a->size);
+	map_forget_all(r->open);
+	in = (uint32_t)(a->size % p->chunk);
+	if (in) {	/* a later grow must read zeros there */
+		rc = map_lookup(p, r, a->size / p->chunk, &pc, &t);
+		if (!rc)
+			rc = write_seg(p, r, NULL, 0, a->size / p->chunk, in, p->chunk - in);
+		else if (rc == -ENODATA)
+			rc = 0;
+		else
+			rc = fail(p, rc);
+		if (rc) {
+			set_size(r, old);
+			return rc;
+		}
+	}
+	rc = unmap_from(p, r, DIV_ROUND_UP(a->size, p->chunk));
+	if (rc) {
+		/* a volume cut in part: still consistent, and the rest goes
+		 * with the next shrink */
+		LOG_ERR(LS_THIN, "%s: shrinking %s: %s", p->dev->name, r->name, strerror(-rc));
+		commit(p);
+		return rc;
+	}
+	return commit(p);
+}
+
+int thin_vol_resize(struct thin_pool *p, const char *name, uint64_t size, bool shrink)
+{
+	struct vol_args a = { .name = name, .size = size, .shrink = shrink };
+
+	return pool_call(p, resize_owner, &a);
 }
 
 static int count_fn(void *arg, uint64_t key, const void *value)
@@ -974,6 +1688,7 @@ static int open_owner(struct thin_pool *p, void *arg)
 	struct vol_args *a = arg;
 	struct vol_rec *r = rec_find(p, a->name);
 	struct thin_vol *tv;
+	uint64_t n;
 
 	if (!r)
 		return -ENOENT;
@@ -982,6 +1697,20 @@ static int open_owner(struct thin_pool *p, void *arg)
 	tv = calloc(1, sizeof(*tv));
 	if (!tv)
 		return -ENOMEM;
+	/* a slot per chunk for small volumes, map_slots at most */
+	n = p->map_slots;
+	while (n > 64 && n / 2 >= DIV_ROUND_UP(r->size, p->chunk))
+		n /= 2;
+	tv->map = calloc(n, sizeof(*tv->map));
+	if (!tv->map) {
+		free(tv);
+		return -ENOMEM;
+	}
+	tv->map_mask = n - 1;
+	tv->gen = 1;
+	list_init(&tv->cells);
+	pthread_mutex_init(&tv->lock, NULL);
+	pthread_cond_init(&tv->drained, NULL);
 	blkdev_init(&tv->bd, &thin_vol_ops, r->name);
 	tv->bd.size = r->size;
 	tv->bd.block_size = p->dev->block_size;

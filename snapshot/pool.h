@@ -61,9 +61,20 @@ struct thin_pool {
 	pthread_mutex_t		names_lock;	/* vols' membership, for other threads */
 	unsigned		nvols, nopen;
 	bool			dirty;		/* metadata changed since the commit */
-	bool			unflushed;	/* data written since the last flush */
+	int			unflushed;	/* data written since the last flush (atomic:
+						 * fast-path writes set it on reactors) */
 	bool			zeroes;		/* dev has WRITE_ZEROES: use it for new chunks */
-	int			failed;		/* a metadata error: every I/O fails */
+	int			failed;		/* a metadata error: every I/O fails (atomic
+						 * reads on reactors) */
+	unsigned		map_slots;	/* per open volume (a power of two) */
+
+	/* FLUSH and FUA bios waiting for the next commit (any thread adds) */
+	pthread_mutex_t		fq_lock;
+	struct list_head	fq;
+	bool			fq_sched;	/* a flush_run message is on its way */
+
+	/* counters for thin_pool_info (fast_ios: atomic; the rest: owner) */
+	uint64_t		st_commits, st_flushes, st_owner_ios, st_fast_ios;
 
 	pthread_t		thread;
 	struct ev_loop		*loop;		/* the owner's */
@@ -74,15 +85,43 @@ struct thin_pool {
 	void			(*low_space)(void *arg, uint64_t free_chunks);
 	void			*low_space_arg;
 
-	struct ev_loop		*dloop;		/* private, for data I/O */
+	struct ev_loop		*dloop;		/* private, for synchronous data I/O */
 	struct blkchan		*dch;
+	struct blkchan		*och;		/* on the owner's loop: provisioning I/O */
+	struct list_head	retry;		/* provisioning I/Os pushed back */
+	struct ev_timer		retry_timer;
 	uint8_t			*cbuf;		/* one chunk */
+};
+
+/*
+ * The fast path's mapping cache (one per open volume, direct-mapped by
+ * virtual chunk). Only the owner fills or invalidates a slot; reactors look
+ * up and pin slots under the volume's lock. A slot is valid when its gen is
+ * the volume's; owned: the chunk is this volume's alone (written since its
+ * snap_time), so writes may go in place; else only reads may use it.
+ * inflight counts fast-path bios using the slot's chunk: the owner waits
+ * for it to drop to 0 after invalidating, before it changes the mapping.
+ */
+struct map_slot {
+	uint64_t		vc, pc;
+	uint32_t		gen;
+	uint32_t		inflight;
+	bool			owned;
 };
 
 struct thin_vol {
 	struct blkdev		bd;
 	struct thin_pool	*p;
 	struct vol_rec		*r;
+
+	pthread_mutex_t		lock;		/* the map below */
+	pthread_cond_t		drained;	/* a slot's or the volume's inflight hit 0 */
+	struct map_slot		*map;
+	uint64_t		map_mask;
+	uint32_t		gen;
+	uint32_t		inflight;	/* fast-path bios, all slots */
+	unsigned		waiters;
+	struct list_head	cells;		/* owner: provisionings in flight (vol_bio) */
 };
 
 /* Run fn(p, arg) on the owner thread and wait for its result. */

@@ -136,6 +136,7 @@ struct iscsi_conn {
 	unsigned	nexec;		/* tasks inside scsi_exec's I/O */
 	struct blkchan	*chans[ISCSI_MAX_LUNS];
 	unsigned	ua_seen[ISCSI_MAX_LUNS];	/* lu->reset_gen + 1 seen; 0: none */
+	uint64_t	size_seen[ISCSI_MAX_LUNS];	/* lu->bd->size last seen; 0: none */
 };
 
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -735,12 +736,22 @@ static void task_exec(struct iscsi_task *t)
 	if (cmd->lu) {
 		unsigned gen = __atomic_load_n(&cmd->lu->reset_gen, __ATOMIC_ACQUIRE) + 1;
 		uint8_t op = cmd->cdb[0];
+		uint64_t size = __atomic_load_n(&cmd->lu->bd->size, __ATOMIC_ACQUIRE);
 
 		if (!c->ua_seen[id]) {
 			c->ua_seen[id] = gen;
 		} else if (c->ua_seen[id] != gen && op != 0x12 && op != 0xa0 && op != 0x03) {
 			c->ua_seen[id] = gen;
 			scsi_sense(cmd, SK_UNIT_ATTENTION, ASC_BUS_DEVICE_RESET);
+			task_respond(t);
+			return;
+		}
+		/* the volume was resized: CAPACITY DATA HAS CHANGED, once */
+		if (!c->size_seen[id]) {
+			c->size_seen[id] = size;
+		} else if (c->size_seen[id] != size && op != 0x12 && op != 0xa0 && op != 0x03) {
+			c->size_seen[id] = size;
+			scsi_sense(cmd, SK_UNIT_ATTENTION, ASC_CAPACITY_CHANGED);
 			task_respond(t);
 			return;
 		}

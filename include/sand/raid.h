@@ -86,10 +86,12 @@ int raid_recover(int nparity, int k, size_t len, uint8_t **bufs,
 
 #define RAID_SB_MAGIC		"SANDRAID"
 #define RAID_SB_MAJOR		1
-#define RAID_SB_MINOR		1	/* 1.1: flags */
+#define RAID_SB_MINOR		2	/* 1.1: flags; 1.2: PPL, bitmap */
 #define RAID_SB_SIZE		4096u	/* one copy */
 #define RAID_SB_COPY_OFF(i)	((uint64_t)(i) * RAID_SB_SIZE)	/* copies at 0 and 4 KiB */
-#define RAID_DATA_OFFSET	(1024u * 1024)	/* data starts 1 MiB into a member */
+#define RAID_DATA_OFFSET	(1024u * 1024)	/* data starts 1 MiB into a member (or later) */
+#define RAID_BITMAP_OFFSET	(8u * 1024)	/* 1.2: write-intent bitmap, to 64 KiB */
+#define RAID_PPL_OFFSET		(64u * 1024)	/* 1.2: partial parity log, to the data */
 
 enum raid_member_state {
 	RAID_MEMBER_NONE = 0,
@@ -115,6 +117,12 @@ struct raid_sb {
 	uint64_t	generation;
 	uint32_t	flags;		/* RAID_SB_DIRTY */
 	char		name[32];	/* the set's name, NUL-terminated */
+	/* 1.2: the partial parity log (RAID 5/6) and the write-intent bitmap,
+	 * bytes from the start of each member; size 0: none (older sets) */
+	uint64_t	ppl_offset, ppl_size;
+	uint64_t	ppl_epoch;	/* log entries of another epoch are stale */
+	uint64_t	bitmap_offset, bitmap_size;
+	uint64_t	bitmap_region;	/* member data bytes per bit */
 	struct {
 		uint8_t	uuid[16];
 		uint32_t state;		/* enum raid_member_state */
@@ -141,6 +149,17 @@ uint32_t raid_crc32c(const void *buf, size_t len);
 struct raid_opts {
 	uint32_t	strip;		/* 0: 64 KiB */
 	uint64_t	member_size;	/* 0: the largest the smallest member allows */
+	/* RAID 5/6: bytes of partial parity log per member (0: the larger of
+	 * 960 KiB and 8 entries of a full strip); no_ppl: none, the write hole
+	 * stays open (for tests and experiments) */
+	uint64_t	ppl_size;
+	bool		no_ppl;
+	/* 1, 10, 5, 6: member data bytes per write-intent bitmap bit (0: 64
+	 * MiB; rounded up to a multiple of the strip, doubled until the
+	 * bitmap holds every region); no_bitmap: none, a full resync after a
+	 * crash */
+	uint64_t	bitmap_region;
+	bool		no_bitmap;
 };
 
 /*
@@ -184,6 +203,16 @@ int raid_replace(struct blkdev *bd, uint32_t slot, struct blkdev *newdev);
  * reactor thread; -EINVAL on RAID 0.
  */
 int raid_scrub(struct blkdev *bd, bool repair, uint64_t *mismatches);
+
+/*
+ * Write-intent bitmap: clear now the bits of regions with no write in
+ * flight and none since the previous sweep (the set's bitmap thread does it
+ * every 5 s), after flushing every member. *cleared: regions cleared.
+ * Synchronous; -EINVAL without a bitmap.
+ */
+int raid_bitmap_clear_idle(struct blkdev *bd, uint64_t *cleared);
+/* Regions whose bit is set (or being set), of how many. */
+int raid_bitmap_dirty_regions(struct blkdev *bd, uint64_t *dirty, uint64_t *total);
 
 bool blk_is_raid(const struct blkdev *bd);
 /* State of member slot i (enum raid_member_state), -EINVAL if not a set. */

@@ -47,6 +47,7 @@
 #define ASC_INVALID_FIELD_IN_CDB	0x2400
 #define ASC_LUN_NOT_SUPPORTED		0x2500
 #define ASC_BUS_DEVICE_RESET		0x2903	/* unit attention after a LU reset */
+#define ASC_CAPACITY_CHANGED		0x2a09	/* unit attention after a resize */
 #define ASC_INVALID_FIELD_IN_PARAM	0x2600
 #define ASC_WRITE_PROTECTED		0x2700
 #define ASC_SPACE_ALLOC_FAILED_WP	0x2707

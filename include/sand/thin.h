@@ -5,9 +5,12 @@
  * design and the on-disk format.
  *
  * A pool has one owner thread; every control call below runs there (the
- * caller waits) and must not be called from a reactor thread. Volumes are
- * block devices (sand/blkdev.h): open channels on them from any loop; their
- * I/O is passed to the owner thread and ends on the channel's loop.
+ * caller waits) and must not be called from a reactor thread, nor from a
+ * thread with I/O in flight on a volume of the pool. Volumes are block
+ * devices (sand/blkdev.h): open channels on them from any loop; reads of
+ * mapped chunks and writes to chunks a volume owns alone go to the pool
+ * device from that loop, the rest through the owner thread; I/O ends on the
+ * channel's loop.
  *
  * Volume I/O: unmapped chunks read as zeros; a write to an unmapped or
  * shared chunk allocates a new one (a whole-chunk write just remaps, a
@@ -53,6 +56,10 @@ struct thin_open_opts {
 	uint64_t	low_water;
 	void		(*low_space)(void *arg, uint64_t free_chunks);
 	void		*low_space_arg;
+	/* The fast path's mapping cache, entries per open volume (24 bytes
+	 * each; rounded down to a power of two, and to the volume's chunks);
+	 * 0: 65536. I/O to chunks it does not hold goes to the owner thread. */
+	unsigned	map_cache;
 };
 
 /* Open a formatted pool: -EUCLEAN when its metadata is not valid, -EBUSY
@@ -74,6 +81,10 @@ struct thin_pool_info {
 	uint64_t	virtual_bytes;	/* sum of the volumes' sizes: overcommit if
 					 * more than data_chunks * chunk_size */
 	unsigned	cache_used, cache_peak;	/* metadata blocks cached, now and at most */
+	uint64_t	commits;	/* metadata commits and device flushes done */
+	uint64_t	flushes;	/* FLUSH and FUA bios they acknowledged */
+	uint64_t	owner_ios;	/* data bios handled on the owner thread */
+	uint64_t	fast_ios;	/* data bios remapped on the submitting loop */
 };
 int thin_pool_info(struct thin_pool *p, struct thin_pool_info *info);
 
@@ -107,6 +118,13 @@ struct thin_vol_info {
 	bool		readonly;
 };
 int thin_vol_info(struct thin_pool *p, const char *name, struct thin_vol_info *info);
+
+/* Resize a volume (bytes, a multiple of the block size). Growing works
+ * online: an open volume's device takes the new size at once. Shrinking
+ * needs shrink = true (else -EPERM) and unmaps every chunk past the new end
+ * (and zeroes the rest of the last one). -EROFS for a read-only snapshot,
+ * -EINVAL for a bad size, -ENOSPC when the metadata is full. */
+int thin_vol_resize(struct thin_pool *p, const char *name, uint64_t size, bool shrink);
 
 /* The names of every volume, snapshot and clone, in the pool's order: a
  * malloc'd array of *n names (free() it). */

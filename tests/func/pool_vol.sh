@@ -70,8 +70,8 @@ check_rc "a snapshot of an unknown volume" 1 volctl snapshot nope
 check_rc "a duplicate snapshot" 1 volctl snapshot v1 s1
 check "clone v1@s1 c1" volctl clone v1@s1 c1
 check_rc "a clone named like a snapshot" 1 volctl clone v1@s1 c@2
-check_rc "resize is not supported yet" 1 volctl vol resize v1 200M
-check_grep "... and says so" "not supported yet" "$T_TMP/check.out"
+check_rc "a snapshot cannot be resized" 1 volctl vol resize v1@s1 200M
+check_grep "... and says so" "'v1@s1' is a snapshot" "$T_TMP/check.out"
 check_rc "rollback to a volume, not a snapshot" 1 volctl rollback v1
 check_rc "rollback to an unknown snapshot" 1 volctl rollback v1@nope
 check "rollback v1@s1" volctl rollback v1@s1

@@ -727,6 +727,37 @@ START_TEST(unit_attention_after_reset)
 }
 END_TEST
 
+/* A LU whose device changed size (a thin volume resized): CAPACITY DATA
+ * HAS CHANGED once per nexus; READ CAPACITY then gives the new size. */
+START_TEST(unit_attention_after_resize)
+{
+	static struct cli a;
+	static const uint8_t tur[6] = { 0 }, rc10[10] = { 0x25 };
+
+	cli_connect(&a);
+	login(&a, "");
+	scsi_cmd(&a, tur, 6, false, false, 0, NULL, 0, true);
+	expect_status(&a, 0);
+	__atomic_store_n(&mem->size, 8u << 20, __ATOMIC_RELEASE);
+	scsi_cmd(&a, tur, 6, false, false, 0, NULL, 0, true);
+	expect_status(&a, 2);
+	ck_assert_int_eq(a.data[2 + 2], SK_UNIT_ATTENTION);
+	ck_assert_int_eq(a.data[2 + 12], 0x2a);
+	ck_assert_int_eq(a.data[2 + 13], 0x09);
+	scsi_cmd(&a, tur, 6, false, false, 0, NULL, 0, true);
+	expect_status(&a, 0);
+	scsi_cmd(&a, rc10, 10, true, false, 8, NULL, 0, true);
+	ck_assert_int_eq(recv_pdu(&a), 0);
+	ck_assert_int_eq(bhs_opcode(&a.h), ISCSI_OP_DATA_IN);
+	ck_assert_uint_eq(a.dlen, 8);
+	ck_assert_uint_eq(get_be32(a.data), (8u << 20) / BS - 1);
+	if (!(a.h.b[1] & ISCSI_FLAG_STATUS))
+		expect_status(&a, 0);
+	__atomic_store_n(&mem->size, 16u << 20, __ATOMIC_RELEASE);
+	close(a.fd);
+}
+END_TEST
+
 
 /* One login PDU with stage flags f (CSG << 2 | NSG, ISCSI_LOGIN_TRANSIT);
  * returns the status. */
@@ -1004,6 +1035,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, liveness);
 	tcase_add_test(tc, reinstatement);
 	tcase_add_test(tc, unit_attention_after_reset);
+	tcase_add_test(tc, unit_attention_after_resize);
 	tcase_add_test(tc, chap_and_acl);
 	tcase_add_test(tc, negotiation_matrix);
 	suite_add_tcase(s, tc);

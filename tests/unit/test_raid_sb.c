@@ -133,6 +133,48 @@ static void corrupt(struct blkdev *bd, uint64_t off)
 	ck_assert_int_eq(blk_sync_io(bd, BIO_WRITE, 0, off, blk, 512), 0);
 }
 
+/* 1.2: the log and bitmap fields round trip; a 1.1 superblock reads with
+ * neither (whatever its reserved bytes hold); bad placements are refused. */
+START_TEST(ppl_bitmap_fields)
+{
+	struct raid_sb a, b;
+	uint8_t buf[RAID_SB_SIZE];
+
+	sample(&a);
+	a.ppl_offset = RAID_PPL_OFFSET;
+	a.ppl_size = RAID_DATA_OFFSET - RAID_PPL_OFFSET;
+	a.ppl_epoch = 0x0102030405ull;
+	a.bitmap_offset = RAID_BITMAP_OFFSET;
+	a.bitmap_size = RAID_PPL_OFFSET - RAID_BITMAP_OFFSET;
+	a.bitmap_region = 1 << 20;
+	raid_sb_encode(&a, buf);
+	ck_assert_uint_eq(buf[12], 2);			/* minor 2 */
+	ck_assert_uint_eq(buf[128 + 2], RAID_PPL_OFFSET >> 16);	/* LE */
+	ck_assert_uint_eq(buf[144], 0x05);		/* epoch, LE */
+	ck_assert_int_eq(raid_sb_decode(buf, &b), 0);
+	ck_assert_int_eq(memcmp(&a, &b, sizeof(a)), 0);
+
+	buf[12] = 1;					/* as a 1.1 writer left it */
+	reseal(buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), 0);
+	ck_assert_uint_eq(b.minor, 1);
+	ck_assert_uint_eq(b.ppl_size, 0);
+	ck_assert_uint_eq(b.bitmap_size, 0);
+
+	a.ppl_size = RAID_DATA_OFFSET;			/* runs into the data */
+	raid_sb_encode(&a, buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+	a.ppl_size = RAID_DATA_OFFSET - RAID_PPL_OFFSET;
+	a.bitmap_offset = 4096;				/* over the second copy */
+	raid_sb_encode(&a, buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+	a.bitmap_offset = RAID_BITMAP_OFFSET;
+	a.bitmap_region = 1000;				/* not a multiple of the strip */
+	raid_sb_encode(&a, buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+}
+END_TEST
+
 START_TEST(one_copy_corrupt)
 {
 	struct blkdev *bd;
@@ -193,6 +235,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, bad_checksum);
 	tcase_add_test(tc, bad_fields);
 	tcase_add_test(tc, versions);
+	tcase_add_test(tc, ppl_bitmap_fields);
 	tcase_add_test(tc, one_copy_corrupt);
 	tcase_add_test(tc, newer_generation_wins);
 	suite_add_tcase(s, tc);

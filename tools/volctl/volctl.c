@@ -1407,23 +1407,32 @@ static int cmd_vol_delete(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* vol resize VOL SIZE [--force] */
 static int cmd_vol_resize(struct ctx *c, int argc, char **argv)
 {
-	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	static const struct option opts[] = {
+		{ "force", no_argument, NULL, 'f' },
+		{ NULL, 0, NULL, 0 }
+	};
+	bool force = false;
 	uint64_t size;
 	json_t *r;
+	int o;
 
 	opt_reset();
-	if (opt_parse(c, argc, argv, opts) != -1)
-		return 2;
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		if (o != 'f')
+			return 2;
+		force = true;
+	}
 	if (optind + 2 > argc)
 		return usage_error(c, "missing %s", optind >= argc ? "VOL" : "SIZE");
 	if (optind + 2 < argc)
 		return usage_error(c, "unexpected argument '%s'", argv[optind + 2]);
 	if (parse_size_arg(c, "SIZE", argv[optind + 1], &size))
 		return 2;
-	r = call(c, "vol.resize", json_pack("{s:s,s:I}", "name", argv[optind],
-					    "size", (json_int_t)size));
+	r = call(c, "vol.resize", json_pack("{s:s,s:I,s:b}", "name", argv[optind],
+					    "size", (json_int_t)size, "force", force));
 	if (!r)
 		return 1;
 	print_human(r);
@@ -1797,8 +1806,11 @@ static const struct verb verbs[] = {
 	  "Deletes VOL or snapshot VOL@SNAP; its space goes back to the pool once\n"
 	  "nothing shares it. A volume with snapshots needs --recursive (which deletes\n"
 	  "them too). Refused while it (or one of its snapshots) is exported.\n" },
-	{ "vol", "resize", cmd_vol_resize, "VOL SIZE", "resize a volume (not supported yet)",
-	  "Not supported yet: the thin pool cannot change a volume's size.\n" },
+	{ "vol", "resize", cmd_vol_resize, "VOL SIZE [--force]", "grow a volume online (shrink: --force)",
+	  "Grow VOL to SIZE (512M, 10G, 1T), online: exports see the new size (NBD\n"
+	  "clients when they reconnect, iSCSI initiators after a unit attention).\n"
+	  "A smaller SIZE needs --force: the data past it is discarded and its\n"
+	  "chunks go back to the pool. Snapshots cannot be resized.\n" },
 	{ "snapshot", NULL, cmd_snapshot, "VOL [SNAP]", "take a read-only snapshot VOL@SNAP",
 	  "Takes a snapshot of VOL in O(1): VOL@SNAP, read-only, exportable by that\n"
 	  "name. SNAP defaults to the UTC time, e.g. 20261126T183000Z.\n" },

@@ -1,0 +1,430 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The write-intent bitmap (doc/raid.md "Write-intent bitmap").
+ *
+ * Every member of a redundant set carries the same bitmap, between its
+ * superblocks and its log: bit i (byte i / 8, bit i % 8) set means region i
+ * (member data bytes [i * region, (i + 1) * region), i.e. whole rows) may
+ * have been written since it was last known consistent. States of a region
+ * in memory:
+ *  - CLEAN: its bit is 0 on disk (or about to be, see the sweep);
+ *  - SETTING: a write wants it, the bitmap thread is writing the bit;
+ *  - DIRTY: the bit is on every live member, writes go straight on.
+ * A write to a CLEAN region waits (queued on the set) until the thread has
+ * written the bitmap with FUA to every writable member; then it goes on.
+ * Writes in flight are counted per region.
+ *
+ * Clearing is lazy: every 5 s (or raid_bitmap_clear_idle()), the thread
+ * takes the DIRTY regions with no write in flight and none since the last
+ * sweep, marks them CLEAN in memory, flushes every member (so what was
+ * written there is durable), then writes the bitmap. A write arriving in
+ * between finds its region CLEAN and queues a set, which the single thread
+ * writes after the clear: the bit on disk is never 0 under a write.
+ *
+ * A torn bitmap write leaves each 512-byte sector old or new; both hold
+ * every bit that was already set, so no copy or checksum is needed.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "raid/raid_bitmap.h"
+#include "sand/log.h"
+
+#define BM_DEFAULT_REGION	(64ull << 20)
+#define BM_SWEEP_S		5
+
+enum { BM_CLEAN = 0, BM_SETTING, BM_DIRTY };
+
+struct raid_bitmap {
+	pthread_mutex_t	lock;
+	pthread_cond_t	cond;		/* work for the thread */
+	pthread_cond_t	swept;		/* a requested sweep is done */
+	pthread_t	thread;
+	bool		stop, set_wanted;
+	uint64_t	sweep_req, sweep_done;
+	uint64_t	off, used;	/* on each member: where, bytes written */
+	uint64_t	region_rows, nregions;
+	uint8_t		*img;		/* the bitmap as the members hold it */
+	uint8_t		*wbuf;		/* what the thread writes */
+	uint8_t		*state;		/* per region */
+	uint8_t		*touched;	/* written since the last sweep */
+	uint32_t	*inflight;
+	uint8_t		*resync;	/* at assembly: the OR of the members' bitmaps */
+	struct list_head waiting;	/* writes waiting for their bit */
+	uint64_t	cleared;	/* regions cleared by the last sweep */
+};
+
+static void bit_set(uint8_t *b, uint64_t i, bool v)
+{
+	if (v)
+		b[i / 8] |= (uint8_t)(1u << (i % 8));
+	else
+		b[i / 8] &= (uint8_t)~(1u << (i % 8));
+}
+
+static bool bit_get(const uint8_t *b, uint64_t i)
+{
+	return b[i / 8] & (1u << (i % 8));
+}
+
+uint64_t bitmap_region_size(uint64_t want, uint32_t strip, uint64_t member_size,
+			    uint64_t bitmap_bytes)
+{
+	uint64_t reg = want ? want : BM_DEFAULT_REGION;
+
+	reg = (reg + strip - 1) / strip * strip;
+	while (member_size / reg >= bitmap_bytes * 8)
+		reg *= 2;
+	return reg;
+}
+
+static uint64_t region_of(struct raid *r, uint64_t off)
+{
+	uint64_t row = off / ((uint64_t)r->g.strip * r->k);
+
+	return row / r->bm->region_rows;
+}
+
+/* Write the bitmap (bm->wbuf) to every writable member, durable. */
+static int write_all(struct raid *r, bool flush_first)
+{
+	struct raid_bitmap *bm = r->bm;
+	int ok = 0, tried = 0;
+
+	for (uint32_t i = 0; i < r->g.nmembers; i++) {
+		struct blkdev *m = __atomic_load_n(&r->members[i], __ATOMIC_ACQUIRE);
+		int rc = 0;
+
+		if (!m || !raid_writable(r, i))
+			continue;
+		tried++;
+		if (flush_first)
+			rc = blk_sync_io(m, BIO_FLUSH, 0, 0, NULL, 0);
+		if (!rc)
+			rc = blk_sync_io(m, BIO_WRITE, BIO_FUA, bm->off, bm->wbuf, bm->used);
+		if (rc)
+			LOG_RATELIMIT(LOG_WARN, LS_RAID, "%s: bitmap write to member %u failed: %s",
+				      r->bd.name, i, strerror(-rc));
+		else
+			ok++;
+	}
+	return ok || !tried ? 0 : -EIO;
+}
+
+static void resume_msg(void *arg)
+{
+	struct raid_io *rio = arg;
+
+	rio->r->lops->submit_rw(rio);
+}
+
+/* Under bm->lock: the regions SETTING are written; wake their writes. */
+static void do_set(struct raid *r)
+{
+	struct raid_bitmap *bm = r->bm;
+	struct list_head *pos, *tmp;
+
+	bm->set_wanted = false;
+	memcpy(bm->wbuf, bm->img, bm->used);
+	pthread_mutex_unlock(&bm->lock);
+	write_all(r, false);
+	pthread_mutex_lock(&bm->lock);
+	/* only what the copy held: a region set since waits for the next turn */
+	for (uint64_t i = 0; i < bm->nregions; i++)
+		if (bm->state[i] == BM_SETTING && bit_get(bm->wbuf, i))
+			bm->state[i] = BM_DIRTY;
+	list_for_each_safe(pos, tmp, &bm->waiting) {
+		struct raid_io *rio = list_entry(pos, struct raid_io, wait_link);
+		uint64_t reg = region_of(r, rio->bio->offset);
+
+		if (bm->state[reg] != BM_DIRTY)
+			continue;
+		list_del(&rio->wait_link);
+		list_init(&rio->wait_link);
+		bm->inflight[reg]++;
+		bm->touched[reg] = 1;
+		rio->bm_held = true;
+		if (ev_send_msg(rio->bio->ch->loop, resume_msg, rio))
+			LOG_ERR(LS_RAID, "%s: cannot resume a write", r->bd.name);
+	}
+}
+
+/* Under bm->lock: clear idle regions. */
+static void do_sweep(struct raid *r)
+{
+	struct raid_bitmap *bm = r->bm;
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < bm->nregions; i++) {
+		if (bm->state[i] != BM_DIRTY)
+			continue;
+		if (!bm->inflight[i] && !bm->touched[i]) {
+			bm->state[i] = BM_CLEAN;
+			bit_set(bm->img, i, false);
+			n++;
+		}
+		bm->touched[i] = 0;
+	}
+	bm->cleared = n;
+	if (!n)
+		return;
+	memcpy(bm->wbuf, bm->img, bm->used);
+	pthread_mutex_unlock(&bm->lock);
+	write_all(r, true);	/* the flush first: what they hold is durable */
+	pthread_mutex_lock(&bm->lock);
+	LOG_DBG(LS_RAID, "%s: bitmap: %llu regions clean again", r->bd.name,
+		(unsigned long long)n);
+}
+
+static void *bm_thread(void *arg)
+{
+	struct raid *r = arg;
+	struct raid_bitmap *bm = r->bm;
+
+	pthread_mutex_lock(&bm->lock);
+	while (!bm->stop) {
+		struct timespec ts;
+		bool timed_out = false;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += BM_SWEEP_S;
+		while (!bm->stop && !bm->set_wanted && bm->sweep_req == bm->sweep_done &&
+		       !timed_out)
+			timed_out = pthread_cond_timedwait(&bm->cond, &bm->lock, &ts) != 0;
+		if (bm->stop)
+			break;
+		if (bm->set_wanted) {
+			do_set(r);
+			continue;
+		}
+		if (bm->sweep_req != bm->sweep_done || timed_out) {
+			uint64_t req = bm->sweep_req;
+
+			do_sweep(r);
+			bm->sweep_done = req;
+			pthread_cond_broadcast(&bm->swept);
+		}
+	}
+	pthread_mutex_unlock(&bm->lock);
+	return NULL;
+}
+
+int bitmap_open(struct raid *r)
+{
+	struct raid_bitmap *bm;
+	uint64_t rows = r->g.member_size / r->g.strip;
+	int rc;
+
+	if (!r->sb.bitmap_size || !raid_redundancy(&r->g))
+		return 0;
+	bm = calloc(1, sizeof(*bm));
+	if (!bm)
+		return -ENOMEM;
+	bm->off = r->sb.bitmap_offset;
+	bm->region_rows = r->sb.bitmap_region / r->g.strip;
+	bm->nregions = (rows + bm->region_rows - 1) / bm->region_rows;
+	bm->used = (bm->nregions + 7) / 8;
+	bm->used = (bm->used + 4095) / 4096 * 4096;
+	bm->img = aligned_alloc(4096, bm->used);
+	bm->wbuf = aligned_alloc(4096, bm->used);
+	bm->state = calloc(bm->nregions, 1);
+	bm->touched = calloc(bm->nregions, 1);
+	bm->inflight = calloc(bm->nregions, sizeof(uint32_t));
+	if (!bm->img || !bm->wbuf || !bm->state || !bm->touched || !bm->inflight)
+		goto free_bm;
+	memset(bm->img, 0, bm->used);
+	pthread_mutex_init(&bm->lock, NULL);
+	pthread_cond_init(&bm->cond, NULL);
+	pthread_cond_init(&bm->swept, NULL);
+	list_init(&bm->waiting);
+	r->bm = bm;
+	rc = pthread_create(&bm->thread, NULL, bm_thread, r);
+	if (!rc)
+		return 0;
+	r->bm = NULL;
+	pthread_cond_destroy(&bm->swept);
+	pthread_cond_destroy(&bm->cond);
+	pthread_mutex_destroy(&bm->lock);
+	rc = -rc;
+	goto free_arrays;
+free_bm:
+	rc = -ENOMEM;
+free_arrays:
+	free(bm->img);
+	free(bm->wbuf);
+	free(bm->state);
+	free(bm->touched);
+	free(bm->inflight);
+	free(bm);
+	return rc;
+}
+
+void bitmap_close(struct raid *r)
+{
+	struct raid_bitmap *bm = r->bm;
+
+	if (!bm)
+		return;
+	pthread_mutex_lock(&bm->lock);
+	bm->stop = true;
+	pthread_cond_signal(&bm->cond);
+	pthread_mutex_unlock(&bm->lock);
+	pthread_join(bm->thread, NULL);
+	pthread_cond_destroy(&bm->swept);
+	pthread_cond_destroy(&bm->cond);
+	pthread_mutex_destroy(&bm->lock);
+	free(bm->img);
+	free(bm->wbuf);
+	free(bm->state);
+	free(bm->touched);
+	free(bm->inflight);
+	free(bm->resync);
+	free(bm);
+	r->bm = NULL;
+}
+
+int bitmap_write_start(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	struct raid_bitmap *bm = r->bm;
+	uint64_t reg;
+
+	if (!bm || rio->bm_held)
+		return 0;
+	reg = region_of(r, rio->bio->offset);
+	pthread_mutex_lock(&bm->lock);
+	if (bm->state[reg] == BM_DIRTY) {
+		bm->inflight[reg]++;
+		bm->touched[reg] = 1;
+		rio->bm_held = true;
+		pthread_mutex_unlock(&bm->lock);
+		return 0;
+	}
+	if (bm->state[reg] == BM_CLEAN) {
+		bm->state[reg] = BM_SETTING;
+		bit_set(bm->img, reg, true);
+		bm->set_wanted = true;
+		pthread_cond_signal(&bm->cond);
+	}
+	list_add_tail(&rio->wait_link, &bm->waiting);
+	pthread_mutex_unlock(&bm->lock);
+	return 1;
+}
+
+void bitmap_write_end(struct raid_io *rio)
+{
+	struct raid_bitmap *bm = rio->r->bm;
+	uint64_t reg;
+
+	if (!bm || !rio->bm_held)
+		return;
+	reg = region_of(rio->r, rio->bio->offset);
+	pthread_mutex_lock(&bm->lock);
+	bm->inflight[reg]--;
+	bm->touched[reg] = 1;
+	pthread_mutex_unlock(&bm->lock);
+	rio->bm_held = false;
+}
+
+int bitmap_load(struct raid *r, struct blkdev **slots)
+{
+	struct raid_bitmap *bm = r->bm;
+	uint8_t *buf;
+	uint64_t n = 0;
+	int rc = 0;
+
+	if (!bm)
+		return 0;
+	bm->resync = calloc(1, bm->used);
+	buf = aligned_alloc(4096, bm->used);
+	if (!bm->resync || !buf) {
+		free(buf);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < r->g.nmembers && !rc; i++) {
+		if (!slots[i])
+			continue;
+		rc = blk_sync_io(slots[i], BIO_READ, 0, bm->off, buf, bm->used);
+		for (uint64_t b = 0; !rc && b < bm->used; b++)
+			bm->resync[b] |= buf[b];
+	}
+	free(buf);
+	for (uint64_t i = 0; i < bm->nregions; i++)
+		n += bit_get(bm->resync, i);
+	if (!rc)
+		LOG_INFO(LS_RAID, "%s: bitmap: %llu of %llu regions to resynchronize", r->bd.name,
+			 (unsigned long long)n, (unsigned long long)bm->nregions);
+	return rc;
+}
+
+bool bitmap_row_dirty(struct raid *r, uint64_t row)
+{
+	struct raid_bitmap *bm = r->bm;
+
+	if (!bm || !bm->resync)
+		return true;
+	return bit_get(bm->resync, row / bm->region_rows);
+}
+
+int bitmap_reset(struct raid *r)
+{
+	struct raid_bitmap *bm = r->bm;
+	int rc;
+
+	if (!bm)
+		return 0;
+	pthread_mutex_lock(&bm->lock);
+	memcpy(bm->wbuf, bm->img, bm->used);	/* nothing written yet: zeros */
+	rc = write_all(r, true);
+	free(bm->resync);
+	bm->resync = NULL;
+	pthread_mutex_unlock(&bm->lock);
+	return rc;
+}
+
+int raid_bitmap_clear_idle(struct blkdev *bd, uint64_t *cleared)
+{
+	struct raid *r;
+	struct raid_bitmap *bm;
+	uint64_t want;
+
+	if (!blk_is_raid(bd))
+		return -EINVAL;
+	r = container_of(bd, struct raid, bd);
+	bm = r->bm;
+	if (!bm)
+		return -EINVAL;
+	pthread_mutex_lock(&bm->lock);
+	want = ++bm->sweep_req;
+	pthread_cond_signal(&bm->cond);
+	while (bm->sweep_done < want)
+		pthread_cond_wait(&bm->swept, &bm->lock);
+	if (cleared)
+		*cleared = bm->cleared;
+	pthread_mutex_unlock(&bm->lock);
+	return 0;
+}
+
+int raid_bitmap_dirty_regions(struct blkdev *bd, uint64_t *dirty, uint64_t *total)
+{
+	struct raid *r;
+	struct raid_bitmap *bm;
+	uint64_t n = 0;
+
+	if (!blk_is_raid(bd))
+		return -EINVAL;
+	r = container_of(bd, struct raid, bd);
+	bm = r->bm;
+	if (!bm)
+		return -EINVAL;
+	pthread_mutex_lock(&bm->lock);
+	for (uint64_t i = 0; i < bm->nregions; i++)
+		n += bm->state[i] != BM_CLEAN;
+	if (total)
+		*total = bm->nregions;
+	pthread_mutex_unlock(&bm->lock);
+	if (dirty)
+		*dirty = n;
+	return 0;
+}

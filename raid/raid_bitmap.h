@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The write-intent bitmap of redundant sets (raid_bitmap.c): one bit per
+ * region of `bitmap_region` member bytes, set on every member (FUA) before
+ * the first write to a clean region, cleared lazily once the region has
+ * been idle and flushed. After an unclean shutdown only the rows of dirty
+ * regions are resynchronized.
+ */
+#ifndef SAND_RAID_BITMAP_H
+#define SAND_RAID_BITMAP_H
+
+#include "raid/raid_int.h"
+
+/* The region size for a set: the wanted size (0: 64 MiB) rounded up to a
+ * multiple of the strip, doubled until the bitmap area holds every bit. */
+uint64_t bitmap_region_size(uint64_t want, uint32_t strip, uint64_t member_size,
+			    uint64_t bitmap_bytes);
+
+/* Set up r->bm (nothing when the superblock has no bitmap) and its thread. */
+int bitmap_open(struct raid *r);
+void bitmap_close(struct raid *r);
+
+/* A write is about to start: 0, go on (the region's bit is on disk);
+ * 1, queued: the level's submit_rw runs once the bit is on disk. */
+int bitmap_write_start(struct raid_io *rio);
+/* From rio_finish: a write counted by bitmap_write_start ended. */
+void bitmap_write_end(struct raid_io *rio);
+
+/* At assembly of a set not shut down cleanly: read the bitmaps of the
+ * members present (slots, NULL when missing), OR them: the rows to
+ * resynchronize. Synchronous. */
+int bitmap_load(struct raid *r, struct blkdev **slots);
+/* Is row `row` to be resynchronized? (true when there is no bitmap) */
+bool bitmap_row_dirty(struct raid *r, uint64_t row);
+/* After the resync: flush the members, then write a clean bitmap. */
+int bitmap_reset(struct raid *r);
+
+#endif
