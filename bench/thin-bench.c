@@ -49,7 +49,7 @@ static struct {
 	bool		no_big, no_small;
 } o = {
 	.dir = "/var/tmp", .runs = 5, .qd = 32, .runtime = 3,
-	.small_size = 2ull << 30, .vol_size = 1ull << 30, .big_size = 1ull << 40,
+	.small_size = 3ull << 30, .vol_size = 1ull << 30, .big_size = 1ull << 40,
 	.snaps = 1000,
 };
 
@@ -112,7 +112,7 @@ struct job {
 	struct ev_loop	*loop;
 	enum bio_op	op;
 	enum offs	offs;
-	uint64_t	bs, region, chunk;
+	uint64_t	bs, base, region, chunk;	/* I/O in [base, base + region) */
 	uint64_t	count;		/* 0: until runtime */
 	double		runtime;
 	uint64_t	seed, next, issued, done;
@@ -153,7 +153,7 @@ static void job_submit(struct job *j, unsigned slot)
 {
 	int rc;
 
-	rc = blk_rw(j->ch, j->op, 0, &j->iov[slot], 1, job_offset(j), j->bs, job_end, j);
+	rc = blk_rw(j->ch, j->op, 0, &j->iov[slot], 1, j->base + job_offset(j), j->bs, job_end, j);
 	if (rc) {
 		j->error = rc;
 		return;
@@ -224,21 +224,16 @@ static void job_free(struct job *j)
 	free(j);
 }
 
-static double measure(struct job *j, enum bio_op op, enum offs offs, uint64_t bs,
-		      uint64_t region, unsigned qd)
+/* One timed run of 4 KiB random I/O over the region. */
+static double run_random(struct job *j, enum bio_op op, uint64_t region, unsigned qd)
 {
-	double v[64];
-	unsigned r;
-
 	j->op = op;
-	j->offs = offs;
-	j->bs = bs;
+	j->offs = RANDOM;
+	j->bs = BS;
 	j->region = region;
 	j->count = 0;
 	j->runtime = o.runtime;
-	for (r = 0; r < o.runs && r < ARRAY_SIZE(v); r++)
-		v[r] = job_run(j, qd);
-	return median(v, r);
+	return job_run(j, qd);
 }
 
 /* Write the whole region once, in chunk-sized I/Os, QD 32: every chunk of
@@ -255,19 +250,25 @@ static double fill(struct job *j, uint64_t region, uint64_t chunk)
 
 /* ---- snapshots ---- */
 
-static double snap_time_ms(struct thin_pool *p, const char *vol)
+/* Snapshot creation (a commit each: two device flushes), SNAP_SAMPLES
+ * times: the median, and the slowest in *max. */
+#define SNAP_SAMPLES	21
+
+static double snap_time_ms(struct thin_pool *p, const char *vol, double *max)
 {
-	double v[64], t;
+	double v[SNAP_SAMPLES], t;
 	unsigned r;
 	char name[THIN_NAME_MAX];
 
-	for (r = 0; r < o.runs && r < ARRAY_SIZE(v); r++) {
+	*max = 0;
+	for (r = 0; r < SNAP_SAMPLES; r++) {
 		snprintf(name, sizeof(name), "%s@timed%u", vol, r);
 		t = secs();
 		TRY("snapshot", thin_snap_create(p, vol, name));
 		v[r] = (secs() - t) * 1e3;
+		*max = MAX(*max, v[r]);
 	}
-	for (r = 0; r < o.runs && r < ARRAY_SIZE(v); r++) {
+	for (r = 0; r < SNAP_SAMPLES; r++) {
 		snprintf(name, sizeof(name), "%s@timed%u", vol, r);
 		TRY("delete snapshot", thin_vol_delete(p, name));
 	}
@@ -279,8 +280,12 @@ static void make_snaps(struct thin_pool *p, const char *vol, unsigned from, unsi
 	char name[THIN_NAME_MAX];
 
 	for (unsigned i = from; i < to; i++) {
+		double t = secs();
+
 		snprintf(name, sizeof(name), "%s@%u", vol, i);
 		TRY("snapshot", thin_snap_create(p, vol, name));
+		if (getenv("THIN_BENCH_TRACE") && i % 100 == 0)
+			fprintf(stderr, "snapshot %u: %.2f ms\n", i, (secs() - t) * 1e3);
 	}
 }
 
@@ -299,12 +304,14 @@ static void small(struct ev_loop *loop)
 {
 	struct blk_file_opts fo = { .backend = BLK_FILE_URING, .create_size = o.small_size };
 	struct thin_open_opts oo = { 0 };
-	struct blkdev *dev, *vol;
+	struct blkdev *dev, *vol, *bare;
 	struct thin_pool *p;
 	struct thin_pool_info pi;
-	struct job *j;
+	struct job *j, *jb;
 	char path[512];
-	double bare_w, bare_r, vol_w, vol_r, vol_r100, copy_w, fill_rate, s0, s1000;
+	double bw[64], vw[64], br[64], vr[64];
+	double bare_w, bare_r, bare_r100, vol_w, vol_r, vol_r100, copy_w, fill_rate, s0, s1000;
+	double s0max, s1000max;
 	double meta0, meta1000;
 	uint64_t chunks, chunk;
 	unsigned r;
@@ -314,15 +321,6 @@ static void small(struct ev_loop *loop)
 	TRY("open the file", blk_file_open("bench", path, &fo, &dev));
 	if (!dev->direct)
 		fprintf(stderr, "thin-bench: warning: %s without O_DIRECT\n", path);
-	/* bare: the device the pool will live on; written once fully first,
-	 * so that reads and writes hit allocated blocks */
-	j = job_new(dev, loop);
-	fill(j, o.small_size, 1 << 20);
-	bare_w = measure(j, BIO_WRITE, RANDOM, BS, o.vol_size, o.qd);
-	bare_r = measure(j, BIO_READ, RANDOM, BS, o.vol_size, o.qd);
-	job_free(j);
-	ev_run_once(loop, 0);
-
 	TRY("format", thin_pool_format(dev, NULL));
 	TRY("open the pool", thin_pool_open(dev, &oo, &p));
 	TRY("pool info", thin_pool_info(p, &pi));
@@ -334,9 +332,30 @@ static void small(struct ev_loop *loop)
 	j->chunk = chunk;
 	fill_rate = fill(j, o.vol_size, chunk);
 	meta0 = meta_per_chunk(p, chunks);
-	vol_w = measure(j, BIO_WRITE, RANDOM, BS, o.vol_size, o.qd);
-	vol_r = measure(j, BIO_READ, RANDOM, BS, o.vol_size, o.qd);
-	s0 = snap_time_ms(p, "v");
+	/* bare: the same file opened a second time, I/O to the very blocks
+	 * that hold the volume's chunks (the first chunks of the data area),
+	 * in runs alternating with the volume's (the machine's noise hits
+	 * both alike) */
+	fo.create_size = 0;
+	TRY("open the file again", blk_file_open("bench-bare", path, &fo, &bare));
+	jb = job_new(bare, loop);
+	jb->base = o.small_size - pi.data_chunks * chunk;	/* data_off */
+	for (r = 0; r < o.runs && r < ARRAY_SIZE(bw); r++) {
+		bw[r] = run_random(jb, BIO_WRITE, o.vol_size, o.qd);
+		vw[r] = run_random(j, BIO_WRITE, o.vol_size, o.qd);
+		br[r] = run_random(jb, BIO_READ, o.vol_size, o.qd);
+		vr[r] = run_random(j, BIO_READ, o.vol_size, o.qd);
+	}
+	if (getenv("THIN_BENCH_TRACE")) {
+		TRY("pool info", thin_pool_info(p, &pi));
+		fprintf(stderr, "fast path %llu I/Os, owner %llu\n",
+			(unsigned long long)pi.fast_ios, (unsigned long long)pi.owner_ios);
+	}
+	bare_w = median(bw, r);
+	vol_w = median(vw, r);
+	bare_r = median(br, r);
+	vol_r = median(vr, r);
+	s0 = snap_time_ms(p, "v", &s0max);
 
 	/* first write to each chunk after a snapshot: one write per chunk, in
 	 * a random order; a new snapshot for every run */
@@ -367,13 +386,22 @@ static void small(struct ev_loop *loop)
 		copy_w = median(v, r);
 	}
 	make_snaps(p, "v", 0, 100);
-	vol_r100 = measure(j, BIO_READ, RANDOM, BS, o.vol_size, o.qd);
+	/* with 100 snapshots: again alternating with the bare file; the
+	 * figure against no snapshot is the ratio of the two ratios to bare */
+	for (r = 0; r < o.runs && r < ARRAY_SIZE(bw); r++) {
+		br[r] = run_random(jb, BIO_READ, o.vol_size, o.qd);
+		vr[r] = run_random(j, BIO_READ, o.vol_size, o.qd);
+	}
+	bare_r100 = median(br, r);
+	vol_r100 = median(vr, r);
 	make_snaps(p, "v", 100, o.snaps);
-	s1000 = snap_time_ms(p, "v");
+	s1000 = snap_time_ms(p, "v", &s1000max);
 	meta1000 = meta_per_chunk(p, chunks);
 	job_free(j);
+	job_free(jb);
 	ev_run_once(loop, 0);
 	TRY("close the volume", blkdev_close(vol));
+	TRY("close the second file", blkdev_close(bare));
 
 	printf("small pool: %s, %llu MiB file (io_uring, O_DIRECT), %llu KiB chunks, "
 	       "volume %llu MiB (%llu chunks), QD %u, median of %u runs of %.0f s\n",
@@ -389,10 +417,13 @@ static void small(struct ev_loop *loop)
 	printf("  4K randread bare file                     %9.0f IOPS\n", bare_r);
 	printf("  4K randread thin, no snapshot             %9.0f IOPS  %.2fx bare\n", vol_r,
 	       vol_r / bare_r);
-	printf("  4K randread thin, 100 snapshots           %9.0f IOPS  %.2fx no snapshot\n",
-	       vol_r100, vol_r100 / vol_r);
-	printf("  snapshot create, 1 GiB volume, 0 snaps    %9.2f ms\n", s0);
-	printf("  snapshot create, 1 GiB volume, %u snaps %9.2f ms\n", o.snaps, s1000);
+	printf("  4K randread thin, 100 snapshots           %9.0f IOPS  %.2fx bare (%.0f), "
+	       "%.2fx no snapshot\n", vol_r100, vol_r100 / bare_r100, bare_r100,
+	       (vol_r100 / bare_r100) / (vol_r / bare_r));
+	printf("  snapshot create, %llu MiB volume, 0 snaps    %6.2f ms (max %.2f of %u)\n",
+	       (unsigned long long)(o.vol_size >> 20), s0, s0max, SNAP_SAMPLES);
+	printf("  snapshot create, %llu MiB volume, %u snaps %6.2f ms (max %.2f of %u)\n",
+	       (unsigned long long)(o.vol_size >> 20), o.snaps, s1000, s1000max, SNAP_SAMPLES);
 	printf("  metadata per allocated chunk              %9.1f bytes (%.1f with %u snapshots)\n",
 	       meta0, meta1000, o.snaps);
 	fflush(stdout);
@@ -493,7 +524,7 @@ static void big(struct ev_loop *loop)
 	char path[512];
 	uint64_t chunks = o.big_size / THIN_CHUNK_DEFAULT, est = chunks + chunks / 64;
 	uint64_t meta, rss0, rss1, hwm;
-	double t, rate, s0, s1000, mpc;
+	double t, rate, s0, s1000, mpc, s0max, s1000max;
 
 	/* what thin_pool_format would choose by default, rounded up to a
 	 * chunk, so that the data area starts exactly there */
@@ -528,9 +559,9 @@ static void big(struct ev_loop *loop)
 	job_free(j);
 	ev_run_once(loop, 0);
 	TRY("close the volume", blkdev_close(vol));
-	s0 = snap_time_ms(p, "big");
+	s0 = snap_time_ms(p, "big", &s0max);
 	make_snaps(p, "big", 0, o.snaps);
-	s1000 = snap_time_ms(p, "big");
+	s1000 = snap_time_ms(p, "big", &s1000max);
 	TRY("pool info", thin_pool_info(p, &pi));
 	printf("big pool: %llu GiB volume fully mapped (%llu chunks of 64 KiB): metadata on %s "
 	       "(%llu MiB, libaio, O_DIRECT), data on a null device\n",
@@ -542,10 +573,10 @@ static void big(struct ev_loop *loop)
 	       "cache peak %u blocks)\n", (unsigned long long)rss1, (unsigned long long)hwm,
 	       pi.cache_peak);
 	printf("  metadata per allocated chunk              %9.1f bytes\n", mpc);
-	printf("  snapshot create, %llu GiB volume, 0 snaps %7.2f ms\n",
-	       (unsigned long long)(o.big_size >> 30), s0);
-	printf("  snapshot create, %llu GiB volume, %u snaps %5.2f ms\n",
-	       (unsigned long long)(o.big_size >> 30), o.snaps, s1000);
+	printf("  snapshot create, %llu GiB volume, 0 snaps    %6.2f ms (max %.2f of %u)\n",
+	       (unsigned long long)(o.big_size >> 30), s0, s0max, SNAP_SAMPLES);
+	printf("  snapshot create, %llu GiB volume, %u snaps %6.2f ms (max %.2f of %u)\n",
+	       (unsigned long long)(o.big_size >> 30), o.snaps, s1000, s1000max, SNAP_SAMPLES);
 	fflush(stdout);
 	TRY("close the pool", thin_pool_close(p));
 	TRY("close", blkdev_close(&sd->bd));
@@ -605,7 +636,9 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!o.runs || !o.qd || o.qd > MAXQD || o.snaps < 100 || o.vol_size > o.small_size / 2) {
+	/* the volume, then a copy of each of its chunks after a snapshot */
+	if (!o.runs || !o.qd || o.qd > MAXQD || o.snaps < 100 ||
+	    o.vol_size / 2 * 5 > o.small_size) {
 		fprintf(stderr, "thin-bench: bad arguments\n");
 		return 2;
 	}

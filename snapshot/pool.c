@@ -25,10 +25,12 @@
  * per-volume mapping cache and sends them to the pool device on that
  * reactor's loop; the owner invalidates the cache and waits for the I/O in
  * flight before it changes a mapping (map_forget, map_forget_all). The rest
- * goes to the owner, which handles one bio at a time from start to end, so
- * no two bios there ever provision or copy the same chunk at once. FLUSH
- * and FUA share commits (flush_run). doc/thin.md, "Threads and I/O", says
- * why this is safe.
+ * goes to the owner. There a write that needs a new chunk is provisioned
+ * with its data I/O in flight (prov_*), many at once, each holding its
+ * chunk's cell so that later bios to the chunk wait for the mapping; reads,
+ * writes in place and unmapping are done at once (do_bio). FLUSH and FUA
+ * share commits (flush_run). doc/thin.md, "Threads and I/O", says why this
+ * is safe.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -46,6 +48,8 @@
 struct prov_io {
 	struct list_head	link;		/* on p->retry after backpressure */
 	struct bio		*bio;		/* the volume's bio it is for */
+	struct thin_pool	*p;
+	int			status;
 	enum bio_op		op;
 	uint64_t		off, len;
 	const struct iovec	*iov;
@@ -173,6 +177,7 @@ static void map_note(struct thin_vol *tv, uint64_t vc, uint64_t pc, bool owned)
 		s->pc = pc;
 		s->owned = owned;
 		s->gen = tv->gen;
+		s->wgen = tv->wgen;
 	}
 	pthread_mutex_unlock(&tv->lock);
 }
@@ -197,17 +202,19 @@ static void map_forget(struct thin_vol *tv, uint64_t vc)
 	pthread_mutex_unlock(&tv->lock);
 }
 
-/* Owner, before the volume's mappings change wholesale (a snapshot makes
- * every chunk shared; a shrink unmaps a range): every slot invalid, no
- * fast-path I/O in flight. */
-static void map_forget_all(struct thin_vol *tv)
+/* Owner, before the volume's mappings change wholesale (a shrink unmaps a
+ * range: every slot invalid) or its chunks all become shared (a snapshot:
+ * writes_only, no slot owned, reads keep them); then no fast-path I/O is
+ * in flight. */
+static void map_forget_all(struct thin_vol *tv, bool writes_only)
 {
 	if (!tv || !tv->map)
 		return;
 	pthread_mutex_lock(&tv->lock);
-	if (++tv->gen == 0) {	/* wrapped: no slot may look valid */
+	if (writes_only ? ++tv->wgen == 0 : ++tv->gen == 0) {
+		/* wrapped: no slot may look valid or owned */
 		memset(tv->map, 0, (tv->map_mask + 1) * sizeof(*tv->map));
-		tv->gen = 1;
+		tv->gen = tv->wgen = 1;
 	}
 	tv->waiters++;
 	while (tv->inflight)
@@ -392,7 +399,11 @@ static void commit_tick(struct ev_timer *t)
 {
 	struct thin_pool *p = container_of(t, struct thin_pool, commit_timer);
 
-	commit(p);
+	/* metadata only: data written in place is made durable by FLUSH and
+	 * FUA, which flush the device; a periodic device flush would stall
+	 * the fast path's writes every commit_ms for nothing */
+	if (p->dirty)
+		commit(p);
 	ev_timer_start(p->loop, &p->commit_timer, p->commit_ms * 1000000ull, commit_tick);
 }
 
@@ -699,26 +710,6 @@ static void prov_finish(struct bio *bio, int rc)
 
 static void prov_io_go(struct thin_pool *p, struct prov_io *io);
 
-static void retry_tick(struct ev_timer *t)
-{
-	struct thin_pool *p = container_of(t, struct thin_pool, retry_timer);
-	struct list_head q;
-
-	list_init(&q);
-	while (!list_empty(&p->retry)) {
-		struct prov_io *io = list_first_entry(&p->retry, struct prov_io, link);
-
-		list_del(&io->link);
-		list_add_tail(&io->link, &q);
-	}
-	while (!list_empty(&q)) {
-		struct prov_io *io = list_first_entry(&q, struct prov_io, link);
-
-		list_del(&io->link);
-		prov_io_go(p, io);
-	}
-}
-
 static void prov_insert(struct thin_pool *p, struct bio *bio);
 static void prov_sub(struct thin_pool *p, struct bio *bio, enum bio_op op, uint64_t off,
 		     uint64_t len, const struct iovec *iov, int iovcnt);
@@ -751,37 +742,87 @@ static void prov_put(struct thin_pool *p, struct bio *bio)
 	prov_insert(p, bio);
 }
 
-static void prov_io_end(struct bio *sub, int status)
+/*
+ * The provisionings' data I/O runs on a thread of its own (p->ioloop, the
+ * channel p->och), not on the owner's loop: the owner may block (waiting
+ * for fast-path I/O to drain), and the device may make a reactor's I/O
+ * wait for one of ours (a RAID stripe lock), which must then go on. The
+ * owner sends each I/O there (io_submit) and gets it back when it has
+ * ended (prov_io_done).
+ */
+static void prov_io_done(void *arg)
 {
-	struct prov_io *io = sub->end_arg;
+	struct prov_io *io = arg;
 	struct vol_bio *vb = bio_ctx(io->bio);
-	struct thin_pool *p = container_of(io->bio->ch->bd, struct thin_vol, bd)->p;
 
-	if (status && !vb->err)
-		vb->err = status;
-	if (!list_empty(&p->retry) && !ev_timer_armed(&p->retry_timer))
-		ev_timer_start(p->loop, &p->retry_timer, 0, retry_tick);
-	prov_put(p, io->bio);
+	if (io->status && !vb->err)
+		vb->err = io->status;
+	prov_put(io->p, io->bio);
 }
 
-static void prov_io_go(struct thin_pool *p, struct prov_io *io)
+static void io_back(struct prov_io *io, int status)
 {
-	int rc = blk_rw(p->och, io->op, 0, io->iov, io->iovcnt, io->off, io->len,
-			prov_io_end, io);
+	io->status = status;
+	while (ev_send_msg(io->p->loop, prov_io_done, io))
+		;	/* -ENOMEM: as in vol_bio_end */
+}
+
+static void io_submit(void *arg);
+
+/* io thread */
+static void retry_tick(struct ev_timer *t)
+{
+	struct thin_pool *p = container_of(t, struct thin_pool, retry_timer);
+	struct list_head q;
+
+	list_init(&q);
+	while (!list_empty(&p->retry)) {
+		struct prov_io *io = list_first_entry(&p->retry, struct prov_io, link);
+
+		list_del(&io->link);
+		list_add_tail(&io->link, &q);
+	}
+	while (!list_empty(&q)) {
+		struct prov_io *io = list_first_entry(&q, struct prov_io, link);
+
+		list_del(&io->link);
+		io_submit(io);
+	}
+}
+
+/* io thread */
+static void io_end(struct bio *sub, int status)
+{
+	struct prov_io *io = sub->end_arg;
+	struct thin_pool *p = io->p;
+
+	if (!list_empty(&p->retry) && !ev_timer_armed(&p->retry_timer))
+		ev_timer_start(p->ioloop, &p->retry_timer, 0, retry_tick);
+	io_back(io, status);
+}
+
+/* io thread */
+static void io_submit(void *arg)
+{
+	struct prov_io *io = arg;
+	struct thin_pool *p = io->p;
+	int rc = blk_rw(p->och, io->op, 0, io->iov, io->iovcnt, io->off, io->len, io_end, io);
 
 	if (rc == -EAGAIN || rc == -ENOMEM) {	/* again when something ends */
 		list_add_tail(&io->link, &p->retry);
 		if (!ev_timer_armed(&p->retry_timer))
-			ev_timer_start(p->loop, &p->retry_timer, 1000000, retry_tick);
-		return;
+			ev_timer_start(p->ioloop, &p->retry_timer, 1000000, retry_tick);
+	} else if (rc) {
+		io_back(io, rc);
 	}
-	if (rc) {
-		struct vol_bio *vb = bio_ctx(io->bio);
+}
 
-		if (!vb->err)
-			vb->err = rc;
-		prov_put(p, io->bio);
-	}
+/* owner */
+static void prov_io_go(struct thin_pool *p, struct prov_io *io)
+{
+	io->p = p;
+	while (ev_send_msg(p->ioloop, io_submit, io))
+		;	/* -ENOMEM: as in vol_bio_end */
 }
 
 static void prov_sub(struct thin_pool *p, struct bio *bio, enum bio_op op, uint64_t off,
@@ -999,7 +1040,8 @@ static int fast_submit(struct thin_vol *tv, struct blkchan *sub, struct bio *bio
 		return -EAGAIN;
 	pthread_mutex_lock(&tv->lock);
 	s = &tv->map[vc & tv->map_mask];
-	if (s->gen == tv->gen && s->vc == vc && (s->owned || bio->op == BIO_READ)) {
+	if (s->gen == tv->gen && s->vc == vc &&
+	    (bio->op == BIO_READ || (s->owned && s->wgen == tv->wgen))) {
 		s->inflight++;
 		tv->inflight++;
 		pc = s->pc;
@@ -1157,20 +1199,35 @@ static void *owner_main(void *arg)
 	return NULL;
 }
 
+static void *io_main(void *arg)
+{
+	struct thin_pool *p = arg;
+
+	ev_run(p->ioloop);
+	return NULL;
+}
+
+static void io_stop(void *arg)
+{
+	struct thin_pool *p = arg;
+
+	ev_timer_stop(p->ioloop, &p->retry_timer);
+	ev_stop(p->ioloop);
+}
+
 static int owner_init(struct thin_pool *p, void *arg)
 {
-	int rc = blk_chan_open(p->dev, p->loop, &p->och);
-
-	if (rc) {
-		p->och = NULL;
-		return rc;
-	}
 	ev_timer_start(p->loop, &p->commit_timer, p->commit_ms * 1000000ull, commit_tick);
 	return 0;
 }
 
 static void pool_free(struct thin_pool *p)
 {
+	if (p->io_running) {	/* nothing in flight any more */
+		while (ev_send_msg(p->ioloop, io_stop, p))
+			;
+		pthread_join(p->iothread, NULL);
+	}
 	free_recs(p);
 	tm_close(p->tm);
 	if (p->claim[0])
@@ -1179,6 +1236,8 @@ static void pool_free(struct thin_pool *p)
 		blk_chan_close(p->dch, NULL, NULL);
 	if (p->och)
 		blk_chan_close(p->och, NULL, NULL);
+	if (p->ioloop)
+		ev_loop_free(p->ioloop);
 	if (p->dloop)
 		ev_loop_free(p->dloop);
 	if (p->loop)
@@ -1255,18 +1314,25 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 	rc = blk_chan_open(dev, p->dloop, &p->dch);
 	if (rc)
 		goto free_pool;
-	rc = ev_loop_new(EV_AUTO, 256, &p->loop);
+	rc = ev_loop_new(EV_AUTO, 256, &p->ioloop);
+	if (rc)
+		goto free_pool;
+	rc = blk_chan_open(dev, p->ioloop, &p->och);
+	if (rc) {
+		p->och = NULL;
+		goto free_pool;
+	}
+	rc = -pthread_create(&p->iothread, NULL, io_main, p);
+	if (rc)
+		goto free_pool;
+	p->io_running = true;
+	rc = ev_loop_new(EV_EPOLL, 64, &p->loop);
 	if (rc)
 		goto free_pool;
 	rc = -pthread_create(&p->thread, NULL, owner_main, p);
 	if (rc)
 		goto free_pool;
-	rc = pool_call(p, owner_init, NULL);
-	if (rc) {
-		ev_stop(p->loop);
-		pthread_join(p->thread, NULL);
-		goto free_pool;
-	}
+	pool_call(p, owner_init, NULL);
 	*out = p;
 	return 0;
 
@@ -1283,7 +1349,6 @@ static int close_owner(struct thin_pool *p, void *arg)
 		return -EBUSY;
 	rc = commit(p);
 	ev_timer_stop(p->loop, &p->commit_timer);
-	ev_timer_stop(p->loop, &p->retry_timer);
 	ev_stop(p->loop);
 	return rc;
 }
@@ -1434,7 +1499,7 @@ static int snap_owner(struct thin_pool *p, void *arg)
 		return -ENOSPC;
 	/* every chunk of o becomes shared: the fast path lets go of them, and
 	 * no fast write may still be landing in one the snapshot will keep */
-	map_forget_all(o->open);
+	map_forget_all(o->open, true);
 	rc = btree_share(&p->minfo, o->root);
 	if (rc)
 		return fail(p, rc);
@@ -1583,7 +1648,7 @@ static int resize_owner(struct thin_pool *p, void *arg)
 	/* new I/O past the end is refused from here on; then no fast-path
 	 * I/O is left in flight, and the owner refuses what it has queued */
 	set_size(r, a->size);
-	map_forget_all(r->open);
+	map_forget_all(r->open, false);
 	in = (uint32_t)(a->size % p->chunk);
 	if (in) {	/* a later grow must read zeros there */
 		rc = map_lookup(p, r, a->size / p->chunk, &pc, &t);
@@ -1707,7 +1772,7 @@ static int open_owner(struct thin_pool *p, void *arg)
 		return -ENOMEM;
 	}
 	tv->map_mask = n - 1;
-	tv->gen = 1;
+	tv->gen = tv->wgen = 1;
 	list_init(&tv->cells);
 	pthread_mutex_init(&tv->lock, NULL);
 	pthread_cond_init(&tv->drained, NULL);

@@ -87,8 +87,12 @@ struct thin_pool {
 
 	struct ev_loop		*dloop;		/* private, for synchronous data I/O */
 	struct blkchan		*dch;
-	struct blkchan		*och;		/* on the owner's loop: provisioning I/O */
-	struct list_head	retry;		/* provisioning I/Os pushed back */
+	/* the provisionings' data I/O, on a thread of its own (pool.c) */
+	pthread_t		iothread;
+	bool			io_running;
+	struct ev_loop		*ioloop;
+	struct blkchan		*och;
+	struct list_head	retry;		/* I/Os pushed back (io thread) */
 	struct ev_timer		retry_timer;
 	uint8_t			*cbuf;		/* one chunk */
 };
@@ -97,14 +101,16 @@ struct thin_pool {
  * The fast path's mapping cache (one per open volume, direct-mapped by
  * virtual chunk). Only the owner fills or invalidates a slot; reactors look
  * up and pin slots under the volume's lock. A slot is valid when its gen is
- * the volume's; owned: the chunk is this volume's alone (written since its
- * snap_time), so writes may go in place; else only reads may use it.
+ * the volume's; owned (and its wgen the volume's): the chunk is this
+ * volume's alone (written since its snap_time), so writes may go in place;
+ * else only reads may use it. A snapshot bumps wgen (nothing is owned any
+ * more, the mappings stay); a shrink bumps gen (nothing is valid).
  * inflight counts fast-path bios using the slot's chunk: the owner waits
  * for it to drop to 0 after invalidating, before it changes the mapping.
  */
 struct map_slot {
 	uint64_t		vc, pc;
-	uint32_t		gen;
+	uint32_t		gen, wgen;
 	uint32_t		inflight;
 	bool			owned;
 };
@@ -118,7 +124,7 @@ struct thin_vol {
 	pthread_cond_t		drained;	/* a slot's or the volume's inflight hit 0 */
 	struct map_slot		*map;
 	uint64_t		map_mask;
-	uint32_t		gen;
+	uint32_t		gen, wgen;
 	uint32_t		inflight;	/* fast-path bios, all slots */
 	unsigned		waiters;
 	struct list_head	cells;		/* owner: provisionings in flight (vol_bio) */

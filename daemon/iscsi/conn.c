@@ -64,6 +64,7 @@ struct iscsi_task {
 	bool		responded;	/* its response is queued */
 	bool		aborted;	/* by tmf: no response when it ends */
 	struct tmf_wait	*tmf;
+	struct scsi_pr_wait *pr_wait;	/* a PREEMPT AND ABORT waits for it */
 	uint8_t		*buf;
 	uint32_t	received;	/* data-out bytes so far (in order) */
 	uint32_t	unsol_end;	/* unsolicited data ends here */
@@ -137,6 +138,7 @@ struct iscsi_conn {
 	struct blkchan	*chans[ISCSI_MAX_LUNS];
 	unsigned	ua_seen[ISCSI_MAX_LUNS];	/* lu->reset_gen + 1 seen; 0: none */
 	uint64_t	size_seen[ISCSI_MAX_LUNS];	/* lu->bd->size last seen; 0: none */
+	char		iport[PR_IPORT_MAX];	/* initiator port name, for reservations */
 };
 
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -182,6 +184,8 @@ static void put_window(struct iscsi_conn *c, struct tx_pdu *pdu)
 
 static void task_free(struct iscsi_task *t)
 {
+	if (t->pr_wait)
+		scsi_pr_wait_put(t->pr_wait);
 	list_del(&t->link);
 	free(t->buf);
 	free(t);
@@ -519,6 +523,106 @@ static void reinstate(struct iscsi_conn *c)
 	pthread_mutex_unlock(&conns_lock);
 }
 
+/* ------------------------------------------------------ reservations */
+
+/* The initiator port name of the session (SPC-4 7.6.4.6), which names the
+ * I_T nexus in persistent reservations, with the TPG tag. */
+static const char *conn_iport(struct iscsi_conn *c)
+{
+	if (!c->iport[0])
+		snprintf(c->iport, sizeof(c->iport), "%s,i,0x%02x%02x%02x%02x%02x%02x",
+			 c->p.initiator_name, c->isid[0], c->isid[1], c->isid[2], c->isid[3],
+			 c->isid[4], c->isid[5]);
+	return c->iport;
+}
+
+struct pr_abort {
+	uint64_t	id;
+	struct scsi_lu	*lu;
+	struct scsi_pr_wait *wait;
+};
+
+static void task_free(struct iscsi_task *t);
+
+/* On the connection's reactor: its tasks for lu end without a response
+ * (those doing I/O when it finishes), as after ABORT TASK SET. */
+static void pr_abort_msg(void *arg)
+{
+	struct pr_abort *m = arg;
+	struct list_head *l, *tmp;
+	struct iscsi_conn *c = NULL;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *o = list_entry(l, struct iscsi_conn, link);
+
+		if (o->id == m->id && o->loop == ev_current()) {
+			c = o;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&conns_lock);
+	if (c && !c->closing && c->target) {
+		list_for_each_safe(l, tmp, &c->tasks) {
+			struct iscsi_task *t = list_entry(l, struct iscsi_task, link);
+			int id = scsi_lun_decode(t->lun);
+
+			if (id < 0 || id >= ISCSI_MAX_LUNS || !c->target->luns[id] ||
+			    &c->target->luns[id]->lu != m->lu || t->responded || t->aborted)
+				continue;
+			if (t->executing) {
+				/* the PREEMPT AND ABORT ends after its I/O */
+				t->aborted = true;
+				if (!t->pr_wait) {
+					t->pr_wait = m->wait;
+					scsi_pr_wait_get(m->wait);
+				}
+			} else {
+				task_free(t);
+			}
+		}
+		LOG_INFO(LS_ISCSI, "%s: tasks aborted by PREEMPT AND ABORT", c->peer);
+	}
+	scsi_pr_wait_put(m->wait);
+	free(m);
+}
+
+/* PREEMPT AND ABORT from any session (scsi_pr_abort_fn, PR lock held):
+ * post the abort to every connection of the preempted I_T nexus, each
+ * message holding a reference on w until it has run. */
+void iscsi_pr_abort(struct scsi_lu *lu, const struct pr_nexus *n, struct scsi_pr_wait *w)
+{
+	struct list_head *l;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *c = list_entry(l, struct iscsi_conn, link);
+		struct pr_nexus cn = { .rtpi = c->tpg };
+		struct pr_abort *m;
+
+		if (c->closing || c->state != CONN_FFP || c->p.session_type != ISCSI_SESSION_NORMAL)
+			continue;
+		/* c->iport belongs to c's reactor: built again here */
+		snprintf(cn.iport, sizeof(cn.iport), "%s,i,0x%02x%02x%02x%02x%02x%02x",
+			 c->p.initiator_name, c->isid[0], c->isid[1], c->isid[2], c->isid[3],
+			 c->isid[4], c->isid[5]);
+		if (!scsi_pr_nexus_match(n, &cn))
+			continue;
+		m = malloc(sizeof(*m));
+		if (!m)
+			continue;
+		m->id = c->id;
+		m->lu = lu;
+		m->wait = w;
+		scsi_pr_wait_get(w);
+		if (ev_send_msg(c->loop, pr_abort_msg, m)) {
+			scsi_pr_wait_put(w);
+			free(m);
+		}
+	}
+	pthread_mutex_unlock(&conns_lock);
+}
+
 /* ------------------------------------------------------------ sequence */
 
 /* CmdSN of a non-immediate request: in order advances the window; old
@@ -759,6 +863,8 @@ static void task_exec(struct iscsi_task *t)
 	cmd->buf = t->buf;
 	cmd->buf_len = t->edtl;
 	cmd->nexus = c->id;
+	cmd->iport = conn_iport(c);
+	cmd->rtpi = c->tpg;
 	cmd->luns = tg->lunlist;
 	cmd->nluns = nluns;
 	cmd->done = task_scsi_done;

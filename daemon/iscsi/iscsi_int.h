@@ -83,6 +83,16 @@ void iscsi_conn_start_msg(void *accepted);
 /* Close every connection on the calling reactor's loop. */
 void iscsi_conn_kill_local(void);
 unsigned iscsi_conn_count(void);
+/* PREEMPT AND ABORT: abort the tasks of I_T nexus n on lu (scsi_pr_abort_fn) */
+void iscsi_pr_abort(struct scsi_lu *lu, const struct pr_nexus *n, struct scsi_pr_wait *w);
+/* target.c: the target and LUN exporting the block device named disk, and
+ * a copy of its reservations. -ENOENT. */
+int iscsi_lun_pr_find(const char *disk, char *iqn, size_t iqn_len, unsigned *lun,
+		      struct pr_snapshot *s);
+/* pr_rpc.c: iscsi.reservations; the APTPL file of a disk's LU (NULL: no
+ * state directory) */
+void iscsi_pr_rpc_init(void);
+const char *iscsi_pr_file(const char *disk, char *buf, size_t len);
 /* Close the connections of target t on the calling reactor. */
 void iscsi_conn_kill_target_local(struct iscsi_target *t);
 /* The live sessions, one JSON object each (initiator, target, portal,

@@ -139,6 +139,7 @@ static int apply_portal(const char *addr, unsigned tpg)
 static int apply_lun(const char *iqn, unsigned lun, const char *disk, bool ro)
 {
 	struct blkdev *bd = blkdev_find(disk);
+	char prf[512];
 	int rc;
 
 	if (!bd)
@@ -146,7 +147,7 @@ static int apply_lun(const char *iqn, unsigned lun, const char *disk, bool ro)
 	rc = blkdev_claim_shared(bd, CLAIM);
 	if (rc)
 		return rc;
-	rc = iscsi_lun_add(iqn, lun, bd, ro);
+	rc = iscsi_lun_add_pr(iqn, lun, bd, ro, iscsi_pr_file(disk, prf, sizeof(prf)));
 	if (rc)
 		blkdev_release(bd, CLAIM);
 	return rc;
@@ -858,6 +859,7 @@ void iscsi_rpc_init(void)
 	rpc_register("iscsi.target_delete", target_delete, NULL);
 	rpc_register("iscsi.portal_remove", portal_remove, NULL);
 	rpc_register("iscsi.sessions", sessions, NULL);
+	iscsi_pr_rpc_init();
 }
 
 void iscsi_restore(void)

@@ -194,6 +194,12 @@ int iscsi_target_remove(const char *iqn)
 
 int iscsi_lun_add(const char *iqn, unsigned lun, struct blkdev *bd, bool readonly)
 {
+	return iscsi_lun_add_pr(iqn, lun, bd, readonly, NULL);
+}
+
+int iscsi_lun_add_pr(const char *iqn, unsigned lun, struct blkdev *bd, bool readonly,
+		     const char *pr_file)
+{
 	struct iscsi_target *t;
 	struct iscsi_lun *l;
 	uuid_t uuid;
@@ -211,6 +217,12 @@ int iscsi_lun_add(const char *iqn, unsigned lun, struct blkdev *bd, bool readonl
 			   "\x80\xb4\x00\xc0\x4f\xd4\x30\xc8", bd->name, strlen(bd->name));
 	l->id = lun;
 	scsi_lu_init(&l->lu, bd, uuid, readonly);
+	scsi_pr_set_abort_hook(iscsi_pr_abort);
+	/* reservations kept with APTPL come back before anyone sees the LU */
+	if (pr_file && (rc = scsi_pr_set_file(&l->lu, pr_file))) {
+		free(l);
+		return rc;
+	}
 	pthread_mutex_lock(&cfg_lock);
 	t = find_locked(iqn);
 	if (!t)
@@ -623,4 +635,29 @@ void iscsi_shutdown(void)
 	}
 	gnutls_memset(&discovery_cred, 0, sizeof(discovery_cred));
 	pthread_mutex_unlock(&cfg_lock);
+}
+
+int iscsi_lun_pr_find(const char *disk, char *iqn, size_t iqn_len, unsigned *lun,
+		      struct pr_snapshot *s)
+{
+	struct list_head *l;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&cfg_lock);
+	list_for_each(l, &targets) {
+		struct iscsi_target *t = list_entry(l, struct iscsi_target, link);
+
+		for (unsigned i = 0; i < ISCSI_MAX_LUNS && rc; i++) {
+			if (!t->luns[i] || strcmp(t->luns[i]->lu.bd->name, disk))
+				continue;
+			snprintf(iqn, iqn_len, "%s", t->iqn);
+			*lun = i;
+			scsi_pr_snapshot(&t->luns[i]->lu, s);
+			rc = 0;
+		}
+		if (!rc)
+			break;
+	}
+	pthread_mutex_unlock(&cfg_lock);
+	return rc;
 }

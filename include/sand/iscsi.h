@@ -377,6 +377,10 @@ int iscsi_auth_set(const char *iqn, const struct iscsi_chap_cred *cred);
 /* Export bd as LUN lun of target iqn (the caller keeps ownership of bd and
  * must not close it before iscsi_shutdown). */
 int iscsi_lun_add(const char *iqn, unsigned lun, struct blkdev *bd, bool readonly);
+/* The same, keeping the LU's persistent reservations (APTPL) in pr_file
+ * and restoring them from it first (-EINVAL: it does not parse). */
+int iscsi_lun_add_pr(const char *iqn, unsigned lun, struct blkdev *bd, bool readonly,
+		     const char *pr_file);
 /* Close every portal and connection, wait for I/O in flight, forget every
  * target. */
 void iscsi_shutdown(void);

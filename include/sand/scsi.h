@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include "sand/blkdev.h"
 #include "sand/ev.h"
+#include "sand/scsi_pr.h"
 
 /* Status */
 #define SCSI_STATUS_GOOD		0x00
@@ -77,6 +78,8 @@ struct scsi_lu {
 	unsigned	reset_gen;
 	/* SPC-2 RESERVE/RELEASE: the I_T nexus holding the LU (0: none) */
 	uint64_t	reserved_by;
+	/* SPC-4 persistent reservations (proto/scsi/pr.c, sand/scsi_pr.h) */
+	struct scsi_pr	pr;
 };
 
 /* The transport lost an I_T nexus (or reset the LU): drop its reservation. */
@@ -99,6 +102,8 @@ struct scsi_cmd {
 	const uint64_t	*luns;		/* REPORT LUNS: the target's LUNs */
 	unsigned	nluns;
 	uint64_t	nexus;		/* the I_T nexus, non-zero and unique */
+	const char	*iport;		/* its initiator port name (iSCSI: "IQN,i,0xISID") */
+	uint16_t	rtpi;		/* and relative target port (iSCSI: the TPG tag) */
 	scsi_done_fn	done;
 
 	/* set by scsi_exec */

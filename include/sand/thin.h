@@ -56,7 +56,7 @@ struct thin_open_opts {
 	uint64_t	low_water;
 	void		(*low_space)(void *arg, uint64_t free_chunks);
 	void		*low_space_arg;
-	/* The fast path's mapping cache, entries per open volume (24 bytes
+	/* The fast path's mapping cache, entries per open volume (32 bytes
 	 * each; rounded down to a power of two, and to the volume's chunks);
 	 * 0: 65536. I/O to chunks it does not hold goes to the owner thread. */
 	unsigned	map_cache;

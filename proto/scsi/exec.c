@@ -923,6 +923,8 @@ static int op_reserve(struct scsi_cmd *cmd)
 		scsi_invalid_field(cmd, 1, -1);
 		return SCSI_DONE;
 	}
+	if (scsi_pr_legacy(cmd))	/* persistent reservations exist */
+		return SCSI_DONE;
 	if (!__atomic_compare_exchange_n(&cmd->lu->reserved_by, &none, cmd->nexus, false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) &&
 	    none != cmd->nexus)
@@ -936,6 +938,8 @@ static int op_release(struct scsi_cmd *cmd)
 		scsi_invalid_field(cmd, 1, -1);
 		return SCSI_DONE;
 	}
+	if (scsi_pr_legacy(cmd))
+		return SCSI_DONE;
 	scsi_lu_release_nexus(cmd->lu, cmd->nexus);	/* by another nexus: no effect */
 	return SCSI_DONE;
 }
@@ -994,6 +998,8 @@ static const struct scsi_op ops[256] = {
 	[0x56] = { op_reserve, 10, false },
 	[0x57] = { op_release, 10, false },
 	[0x5a] = { op_mode_sense10, 10, false },
+	[0x5e] = { scsi_pr_in, 10, false },
+	[0x5f] = { scsi_pr_out, 10, false },
 	[0x88] = { op_rw, 16, false },
 	[0x89] = { op_compare_and_write, 16, false },
 	[0x8a] = { op_rw, 16, false },
@@ -1016,6 +1022,9 @@ static const struct scsi_op ops[256] = {
 /* Commands with service actions, for REPORT SUPPORTED OPERATION CODES. */
 static const struct { uint8_t op; uint16_t sa; } sa_ops[] = {
 	{ 0x9e, 0x10 }, { 0x9e, 0x12 }, { 0xa3, 0x0c },
+	{ 0x5e, 0x00 }, { 0x5e, 0x01 }, { 0x5e, 0x02 }, { 0x5e, 0x03 },
+	{ 0x5f, 0x00 }, { 0x5f, 0x01 }, { 0x5f, 0x02 }, { 0x5f, 0x03 },
+	{ 0x5f, 0x04 }, { 0x5f, 0x05 }, { 0x5f, 0x06 }, { 0x5f, 0x07 },
 };
 
 static bool has_sa(uint8_t op)
@@ -1155,6 +1164,8 @@ int scsi_exec(struct scsi_cmd *cmd)
 			cmd->status = SCSI_STATUS_RESERVATION_CONFLICT;
 			return SCSI_DONE;
 		}
+		if (scsi_pr_check(cmd))		/* unit attention, PR conflict */
+			return SCSI_DONE;
 	}
 	return op->fn(cmd);
 }
@@ -1164,6 +1175,7 @@ void scsi_lu_init(struct scsi_lu *lu, struct blkdev *bd, const uint8_t uuid[16],
 	uint64_t v = 0;
 
 	memset(lu, 0, sizeof(*lu));
+	scsi_pr_init(&lu->pr);
 	lu->bd = bd;
 	lu->readonly = readonly || bd->readonly;
 	lu->wce = true;

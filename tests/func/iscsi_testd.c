@@ -5,8 +5,10 @@
  * "port N" on stdout for each portal once it listens, runs
  * until SIGTERM or SIGINT, then shuts down cleanly (so ASan sees leaks).
  *
- *   iscsi_testd [-a ADDR:PORT] [-r REACTORS] [-e] [-R] [-n MS] IQN SIZE[:BS] ...
- *   -e: epoll loops; -R: every LUN read-only; -n: NOP-In ping interval
+ *   iscsi_testd [-a ADDR:PORT] [-r REACTORS] [-e] [-R] [-n MS] [-P DIR] [-L MS] IQN SIZE[:BS] ...
+ *   -e: epoll loops; -R: every LUN read-only; -n: NOP-In ping interval;
+ *   -P: persistent reservations with APTPL kept in DIR/lunN.pr;
+ *   -L: writes end MS milliseconds after they land (a fault device)
  */
 #include <errno.h>
 #include <signal.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "sand/blkdev.h"
+#include "sand/fault.h"
 #include "sand/iscsi.h"
 #include "sand/log.h"
 #include "sand/reactor.h"
@@ -25,13 +28,15 @@ int main(int argc, char **argv)
 	unsigned naddrs = 0;
 	unsigned nreactors = 2;
 	enum ev_backend backend = EV_AUTO;
-	struct blkdev *bds[16];
+	struct blkdev *bds[16], *fbds[16] = { NULL };
+	unsigned wlat_ms = 0;
 	unsigned nbd = 0;
 	bool ro = false;
+	const char *prdir = NULL;
 	sigset_t set;
 	int opt, port, sig, rc = 1;
 
-	while ((opt = getopt(argc, argv, "a:r:eRd:n:")) != -1) {
+	while ((opt = getopt(argc, argv, "a:r:eRd:n:P:L:")) != -1) {
 		switch (opt) {
 		case 'a':
 			if (naddrs < ARRAY_SIZE(addrs))
@@ -42,9 +47,11 @@ int main(int argc, char **argv)
 		case 'R': ro = true; break;
 		case 'd': log_set_debug(optarg); break;
 		case 'n': iscsi_set_timeouts((unsigned)atoi(optarg), 3, 15000); break;
+		case 'P': prdir = optarg; break;
+		case 'L': wlat_ms = (unsigned)atoi(optarg); break;
 		default:
 			fprintf(stderr, "usage: %s [-a ADDR:PORT] [-r N] [-e] [-R] [-d SUBSYS] [-n MS] "
-				"IQN SIZE[:BS]...\n", argv[0]);
+				"[-P DIR] [-L MS] IQN SIZE[:BS]...\n", argv[0]);
 			return 2;
 		}
 	}
@@ -62,7 +69,7 @@ int main(int argc, char **argv)
 		goto stop;
 	for (int i = optind + 1; i < argc && nbd < 16; i++) {
 		uint64_t size, bs = 512;
-		char name[32], *colon = strchr(argv[i], ':');
+		char name[32], prfile[512], *colon = strchr(argv[i], ':');
 
 		if (colon) {
 			*colon = '\0';
@@ -74,7 +81,17 @@ int main(int argc, char **argv)
 		snprintf(name, sizeof(name), "lun%u", nbd);
 		if (blk_mem_create(name, size, (uint32_t)bs, &bds[nbd]))
 			goto stop;
-		if (iscsi_lun_add(argv[optind], nbd, bds[nbd], ro)) {
+		if (wlat_ms) {
+			snprintf(name, sizeof(name), "lun%uf", nbd);
+			if (blk_fault_create(name, bds[nbd], &fbds[nbd]) ||
+			    fault_set_latency(fbds[nbd], wlat_ms * 1000000ull, FAULT_OPS_WRITE)) {
+				nbd++;
+				goto stop;
+			}
+		}
+		snprintf(prfile, sizeof(prfile), "%s/lun%u.pr", prdir ? prdir : ".", nbd);
+		if (iscsi_lun_add_pr(argv[optind], nbd, fbds[nbd] ? fbds[nbd] : bds[nbd], ro,
+				     prdir ? prfile : NULL)) {
 			nbd++;
 			goto stop;
 		}
@@ -95,7 +112,10 @@ int main(int argc, char **argv)
 stop:
 	iscsi_shutdown();
 	reactors_stop();
-	for (unsigned i = 0; i < nbd; i++)
+	for (unsigned i = 0; i < nbd; i++) {
+		if (fbds[i])
+			blkdev_close(fbds[i]);
 		blkdev_close(bds[i]);
+	}
 	return rc;
 }

@@ -8,3 +8,10 @@ EXTRA_TEST_BINS += $(BUILD)/tests/nbd-test-server
 $(BUILD)/tests/nbd-test-server: $(BUILD)/obj/tests/func/nbd_server_main.o $(BUILD)/libsand.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# iscsi_pr_client: persistent reservations through libiscsi (iscsi_pr.sh)
+EXTRA_TEST_BINS += $(BUILD)/tests/iscsi_pr_client
+
+$(BUILD)/tests/iscsi_pr_client: $(BUILD)/obj/tests/func/iscsi_pr_client.o $(BUILD)/libsand.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)

@@ -174,9 +174,15 @@ START_TEST(t_fast_used)
 		ck_assert_uint_eq(blk_tag(buf + i * BLK), TAG(i, i % 3 ? 1 : 2));
 	b = pinfo(p);
 	ck_assert_uint_eq(b.fast_ios - a.fast_ios, VOLSZ / CHUNK);
-	/* a snapshot makes them shared again: writes to the owner (a copy),
-	 * then owned and fast once more */
+	/* a snapshot makes them shared again: reads stay fast, writes go to
+	 * the owner (a copy), then are owned and fast once more */
 	ck_assert_int_eq(thin_snap_create(p, "v", "v@s"), 0);
+	ck_assert_int_eq(sio(&s, BIO_READ, 0, 5 * CHUNK, buf, BLK), 0);	/* still mapped */
+	ck_assert_uint_eq(blk_tag(buf), TAG(5 * BPC, 1));
+	a = pinfo(p);
+	ck_assert_uint_eq(a.fast_ios, b.fast_ios + 1);
+	ck_assert_uint_eq(a.owner_ios, b.owner_ios);
+	b = a;
 	blk_fill(buf, TAG(0, 3));
 	ck_assert_int_eq(sio(&s, BIO_WRITE, 0, 0, buf, BLK), 0);
 	a = pinfo(p);

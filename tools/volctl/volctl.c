@@ -984,6 +984,67 @@ static int cmd_iscsi_sessions(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* "IQN isid ISID tpg N" (or "all ports") of a registration */
+static void print_nexus(json_t *g)
+{
+	json_t *tpg = json_object_get(g, "tpg");
+
+	printf("%s", jstr(g, "initiator"));
+	if (jstr(g, "isid") && *jstr(g, "isid"))
+		printf(" isid %s", jstr(g, "isid"));
+	if (json_is_integer(tpg))
+		printf(" tpg %lld", (long long)json_integer_value(tpg));
+	else
+		printf(" (all target ports)");
+}
+
+static int cmd_iscsi_reservations(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
+	json_t *r, *res, *g;
+	size_t i;
+
+	opt_reset();
+	if (opt_parse(c, argc, argv, opts) != -1)
+		return 2;
+	if (optind >= argc)
+		return usage_error(c, "missing VOL");
+	if (optind + 1 < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+	r = call(c, "iscsi.reservations", json_pack("{s:s}", "volume", argv[optind]));
+	if (!r)
+		return 1;
+	if (c->json) {
+		print_json(r);
+		json_decref(r);
+		return 0;
+	}
+	printf("volume %s: target %s lun %lld, generation %lld%s\n", jstr(r, "volume"),
+	       jstr(r, "target"), (long long)json_integer_value(json_object_get(r, "lun")),
+	       (long long)json_integer_value(json_object_get(r, "generation")),
+	       json_is_true(json_object_get(r, "aptpl")) ? ", persists (APTPL)" : "");
+	res = json_object_get(r, "reservation");
+	if (json_is_object(res)) {
+		printf("reservation %s held by ", jstr(res, "type"));
+		if (json_is_object(json_object_get(res, "holder")))
+			print_nexus(json_object_get(res, "holder"));
+		else
+			printf("every registrant");
+		printf("\n");
+	} else {
+		printf("no reservation\n");
+	}
+	json_array_foreach(json_object_get(r, "registrations"), i, g) {
+		printf("  key %s ", jstr(g, "key"));
+		print_nexus(g);
+		printf("%s\n", json_is_true(json_object_get(g, "holder")) ? " (holder)" : "");
+	}
+	if (!json_array_size(json_object_get(r, "registrations")))
+		printf("no registrations\n");
+	json_decref(r);
+	return 0;
+}
+
 static int cmd_iscsi_list(struct ctx *c, int argc, char **argv)
 {
 	json_t *r, *e, *l, *a;
@@ -1754,6 +1815,12 @@ static const struct verb verbs[] = {
 	  "Lists every session in full feature phase: initiator, ISID, TSIH, type,\n"
 	  "target, its connections (initiator address, portal) and the negotiated\n"
 	  "parameters.\n" },
+	{ "iscsi", "reservations", cmd_iscsi_reservations, "VOL",
+	  "show the SCSI persistent reservations of an exported volume",
+	  "Shows the registrations (initiator, ISID, target portal group, key) and\n"
+	  "the reservation (type: WE, EA, WE-RO, EA-RO, WE-AR, EA-AR; and its holder)\n"
+	  "of the LUN that exports VOL over iSCSI, with the PR generation and whether\n"
+	  "they persist through a restart (APTPL).\n" },
 	{ "iscsi", "list", cmd_iscsi_list, "", "list iSCSI portals, targets and LUNs",
 	  "Lists the portals (address, portal group, state) and the targets with\n"
 	  "their LUNs (number, disk, read-only, state; failed with the reason when it\n"
