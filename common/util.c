@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <ctype.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
 #include "sand/common.h"
 
 int parse_size(const char *s, uint64_t *out)
@@ -65,4 +67,24 @@ uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static unsigned bind_wait_ms;
+
+void bind_retry_window(unsigned ms)
+{
+	__atomic_store_n(&bind_wait_ms, ms, __ATOMIC_RELAXED);
+}
+
+int bind_listener(int fd, const struct sockaddr *sa, unsigned len)
+{
+	uint64_t deadline = now_ns() +
+		(uint64_t)__atomic_load_n(&bind_wait_ms, __ATOMIC_RELAXED) * 1000000ull;
+
+	while (bind(fd, sa, len)) {
+		if (errno != EADDRINUSE || now_ns() >= deadline)
+			return -errno;
+		usleep(50 * 1000);
+	}
+	return 0;
 }

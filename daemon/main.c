@@ -232,8 +232,11 @@ int main(int argc, char **argv)
 		goto close_state;
 	for (size_t i = 0; i < ARRAY_SIZE(rpc_modules); i++)
 		rpc_modules[i]();
+	/* after a crash the dead daemon's listeners may linger a moment */
+	bind_retry_window(5000);
 	for (size_t i = 0; i < ARRAY_SIZE(restore_steps); i++)
 		restore_steps[i]();
+	bind_retry_window(0);
 
 	copts.path = sock;
 	copts.backend = backend;

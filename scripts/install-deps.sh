@@ -6,7 +6,7 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev \
  liburing-dev libaio-dev libisal-dev libiscsi-dev libiscsi-bin check \
  libjansson-dev libgnutls28-dev gnutls-bin uuid-dev \
  qemu-utils qemu-block-extra libnbd-bin fio tgt nbdkit \
- iproute2 e2fsprogs fuse3 python3"
+ iproute2 iptables e2fsprogs fuse3 python3"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 missing=""

@@ -117,7 +117,19 @@ free_counts:
 	return rc;
 }
 
+/* Provisionings in flight hold chunks no tree refers to yet: the walk
+ * sees the space maps without them (pool_prov_hold). */
+static int check_held(struct thin_pool *p, void *arg)
+{
+	int rc;
+
+	pool_prov_hold(p, false);
+	rc = check_owner(p, arg);
+	pool_prov_hold(p, true);
+	return rc;
+}
+
 int thin_pool_check(struct thin_pool *p, struct thin_check_report *rep)
 {
-	return pool_call(p, check_owner, rep);
+	return pool_call(p, check_held, rep);
 }

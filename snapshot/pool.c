@@ -329,10 +329,13 @@ static int fail(struct thin_pool *p, int rc)
 }
 
 /* Drop (take == false) or take back the references of the chunks that
- * provisionings in flight have allocated. */
-static void prov_hold(struct thin_pool *p, bool take)
+ * provisionings in flight have allocated (pool.h). */
+void pool_prov_hold(struct thin_pool *p, bool take)
 {
 	struct list_head *pos, *c;
+
+	if (take ? --p->prov_released : p->prov_released++)
+		return;	/* nested */
 
 	list_for_each(pos, &p->vols) {
 		struct vol_rec *r = list_entry(pos, struct vol_rec, link);
@@ -385,9 +388,9 @@ static int commit(struct thin_pool *p)
 	/* chunks allocated by provisionings in flight are not mapped yet: the
 	 * commit records them free (a crash leaks nothing), and they are
 	 * taken again at once (nobody allocates in between) */
-	prov_hold(p, false);
+	pool_prov_hold(p, false);
 	rc = tm_commit(p->tm);
-	prov_hold(p, true);
+	pool_prov_hold(p, true);
 	if (rc)
 		return fail(p, rc);
 	p->dirty = false;

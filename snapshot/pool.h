@@ -72,6 +72,7 @@ struct thin_pool {
 	pthread_mutex_t		fq_lock;
 	struct list_head	fq;
 	bool			fq_sched;	/* a flush_run message is on its way */
+	unsigned		prov_released;	/* pool_prov_hold nesting */
 
 	/* counters for thin_pool_info (fast_ios: atomic; the rest: owner) */
 	uint64_t		st_commits, st_flushes, st_owner_ios, st_fast_ios;
@@ -132,6 +133,15 @@ struct thin_vol {
 
 /* Run fn(p, arg) on the owner thread and wait for its result. */
 int pool_call(struct thin_pool *p, int (*fn)(struct thin_pool *, void *), void *arg);
+/*
+ * Owner thread. A provisioning in flight has allocated its new chunk
+ * (count 1) before any tree refers to it. Anything that compares the space
+ * maps with the trees (a commit, the checker, a repair) brackets itself
+ * with pool_prov_hold(p, false) ... pool_prov_hold(p, true): the counts of
+ * those chunks are dropped, then taken back. Nests; nothing may allocate a
+ * data chunk in between.
+ */
+void pool_prov_hold(struct thin_pool *p, bool take);
 
 /* snapshot/map.c: the volumes' blkdev block_status, status_base(s) */
 int thin_vol_block_status(struct blkdev *bd, struct blkchan *ch, struct blk_status *st);

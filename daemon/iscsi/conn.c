@@ -37,6 +37,7 @@
 #include <unistd.h>
 #include <jansson.h>
 #include "sand/log.h"
+#include "sand/alua.h"
 #include "sand/reactor.h"
 #include "daemon/iscsi/iscsi_int.h"
 
@@ -103,6 +104,18 @@ struct iscsi_conn {
 	char		local_addr[80];	/* for SendTargets */
 	char		peer[80];
 	uint16_t	tpg;		/* of the portal it came through */
+	uint64_t	portal;		/* that portal's id */
+	/* session reinstatement: the new login's last answer waits until the
+	 * old session's connections (and their tasks) are gone */
+	/* CmdSNs of commands aborted (ABORT TASK) before they arrived */
+	uint32_t	abort_sn[4];
+	unsigned	nabort_sn;
+	unsigned	reinst_wait;	/* old connections still to end */
+	uint64_t	heir;		/* (old connection) the login waiting for it */
+	struct iscsi_bhs held_h;
+	uint8_t		held_flags;
+	struct iscsi_kvbuf *held_kv;
+	bool		logout_asked;	/* Async Message sent: closed at the next tick */
 	struct iscsi_timeouts tmo;
 	struct ev_timer	timer;		/* login deadline, then NOP-In pings */
 	uint64_t	last_rx_ns;
@@ -137,6 +150,7 @@ struct iscsi_conn {
 	unsigned	nexec;		/* tasks inside scsi_exec's I/O */
 	struct blkchan	*chans[ISCSI_MAX_LUNS];
 	unsigned	ua_seen[ISCSI_MAX_LUNS];	/* lu->reset_gen + 1 seen; 0: none */
+	unsigned	alua_seen[ISCSI_MAX_LUNS];	/* ALUA changes seen (sand/alua.h) */
 	uint64_t	size_seen[ISCSI_MAX_LUNS];	/* lu->bd->size last seen; 0: none */
 	char		iport[PR_IPORT_MAX];	/* initiator port name, for reservations */
 };
@@ -154,7 +168,9 @@ unsigned iscsi_conn_count(void)
 static void conn_close(struct iscsi_conn *c);
 static void tx_flush(struct iscsi_conn *c);
 static void conn_timer(struct ev_timer *t);
-static void reinstate(struct iscsi_conn *c);
+static unsigned reinstate(struct iscsi_conn *c);
+static void login_finish(struct iscsi_conn *c, const struct iscsi_bhs *h, int status,
+			 uint8_t rflags, struct iscsi_kvbuf *kv);
 
 static uint32_t max_cmdsn(struct iscsi_conn *c) { return c->exp_cmdsn + ISCSI_CMD_WINDOW - 1; }
 
@@ -387,7 +403,8 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 	struct iscsi_kvbuf *kv = calloc(1, sizeof(*kv));
 	uint8_t rflags = 0;
 
-	if (!kv) {
+	if (!kv || c->reinst_wait) {	/* nothing is to come before our answer */
+		free(kv);
 		conn_close(c);
 		return;
 	}
@@ -436,8 +453,14 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 		c->stage = transit ? nsg : csg;
 		if (!status && to_ffp) {
 			c->tsih = iscsi_new_tsih();
-			if (c->target)
-				reinstate(c);
+			if (c->target && (c->reinst_wait = reinstate(c))) {
+				/* answered when the old session's tasks have ended
+				 * (or the login deadline closes us first) */
+				c->held_h = *h;
+				c->held_flags = rflags;
+				c->held_kv = kv;
+				return;
+			}
 		}
 	}
 	if (status == ISCSI_LOGIN_AUTH_FAILED || status == ISCSI_LOGIN_AUTHZ_FAILED)
@@ -447,12 +470,20 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 			 c->nego.p.session_type == ISCSI_SESSION_DISCOVERY ? "in" : "to",
 			 c->nego.p.session_type == ISCSI_SESSION_DISCOVERY ? "discovery" :
 			 c->nego.p.target_name);
+	login_finish(c, h, status, rflags, kv);
+}
+
+static void login_finish(struct iscsi_conn *c, const struct iscsi_bhs *h, int status,
+			 uint8_t rflags, struct iscsi_kvbuf *kv)
+{
 	login_respond(c, h, status, rflags, kv);
 	if (status || c->stage == ISCSI_STAGE_FFP)
 		iscsi_nego_wipe(&c->nego);
 	if (!status && c->stage == ISCSI_STAGE_FFP) {
 		c->p = c->nego.p;
 		c->state = CONN_FFP;
+		for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++)	/* the I_T nexus exists now */
+			c->alua_seen[i] = scsi_alua_seen_now();
 		ev_timer_stop(c->loop, &c->timer);
 		if (c->tmo.nop_interval_ms)
 			ev_timer_start(c->loop, &c->timer,
@@ -494,23 +525,57 @@ static void reinstate_msg(void *arg)
 	pthread_mutex_unlock(&conns_lock);
 }
 
+/* A message to the reactor of a login waiting for an old session: one of
+ * its connections has ended (with all its tasks). */
+static void reinstated_msg(void *arg)
+{
+	uint64_t id = (uint64_t)(uintptr_t)arg;
+	struct iscsi_conn *c = NULL;
+	struct list_head *l;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *x = list_entry(l, struct iscsi_conn, link);
+
+		if (x->id == id && x->loop == ev_current()) {
+			c = x;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&conns_lock);
+	/* only this reactor frees c: it stays while we use it */
+	if (!c || c->closing || !c->reinst_wait || --c->reinst_wait)
+		return;
+	LOG_INFO(LS_ISCSI, "%s: the old session has ended, login answered", c->peer);
+	login_finish(c, &c->held_h, 0, c->held_flags, c->held_kv);
+	c->held_kv = NULL;
+}
+
 /*
  * Session reinstatement (RFC 7143 6.3.5): a new normal session with the
  * InitiatorName and ISID of an existing one replaces it. The old
- * connection is closed on its own reactor; its tasks doing I/O finish
- * there, but no new PDU of the old session is taken.
+ * connections are closed on their own reactors (one already closing, e.g.
+ * by the pings, is waited for too); nothing new of theirs is taken, their
+ * tasks doing I/O finish, and only then is the new login answered, so that
+ * nothing of the old session reaches the disk after the new one has begun.
+ * Returns the number of old connections to wait for.
  */
-static void reinstate(struct iscsi_conn *c)
+static unsigned reinstate(struct iscsi_conn *c)
 {
 	struct list_head *l;
+	unsigned n = 0;
 
 	pthread_mutex_lock(&conns_lock);
 	list_for_each(l, &conns) {
 		struct iscsi_conn *o = list_entry(l, struct iscsi_conn, link);
 
-		if (o == c || o->closing || o->state != CONN_FFP || o->target != c->target ||
+		if (o == c || o->state != CONN_FFP || o->target != c->target ||
 		    memcmp(o->isid, c->isid, sizeof(c->isid)) ||
 		    strcasecmp(o->p.initiator_name, c->nego.p.initiator_name))
+			continue;
+		o->heir = c->id;	/* read when o is freed, under conns_lock */
+		n++;
+		if (o->closing)
 			continue;
 		if (o->loop == c->loop) {
 			LOG_INFO(LS_ISCSI, "%s: session reinstated by a new login, closing",
@@ -521,6 +586,7 @@ static void reinstate(struct iscsi_conn *c)
 		}
 	}
 	pthread_mutex_unlock(&conns_lock);
+	return n;
 }
 
 /* ------------------------------------------------------ reservations */
@@ -864,7 +930,8 @@ static void task_exec(struct iscsi_task *t)
 	cmd->buf_len = t->edtl;
 	cmd->nexus = c->id;
 	cmd->iport = conn_iport(c);
-	cmd->rtpi = c->tpg;
+	cmd->tpg = c->tpg;
+	cmd->alua_seen = cmd->lu ? &c->alua_seen[id] : NULL;
 	cmd->luns = tg->lunlist;
 	cmd->nluns = nluns;
 	cmd->done = task_scsi_done;
@@ -887,6 +954,15 @@ static void handle_scsi_cmd(struct iscsi_conn *c, const uint8_t *data, uint32_t 
 	}
 	if (!cmdsn_accept(c, h))
 		return;
+	for (unsigned i = 0; !bhs_immediate(h) && i < MIN(c->nabort_sn, ARRAY_SIZE(c->abort_sn));
+	     i++) {
+		if (c->abort_sn[i] == bhs_get32(h, BHS_CMDSN)) {
+			LOG_INFO(LS_ISCSI, "%s: cmdsn %u was aborted before it came: dropped",
+				 c->peer, c->abort_sn[i]);
+			c->abort_sn[i] = c->exp_cmdsn - 0x80000000u;	/* used up */
+			return;
+		}
+	}
 	if (bhs_ahs_len(h) || ((f & ISCSI_FLAG_READ) && (f & ISCSI_FLAG_WRITE))) {
 		/* extended CDBs, bidirectional commands */
 		send_reject(c, h, ISCSI_REJECT_CMD_NOT_SUPPORTED);
@@ -1120,6 +1196,15 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 	if (func == 1) {
 		struct iscsi_task *t = task_find(c, rtt);
 
+		uint32_t ref = bhs_get32(h, 32), sn = bhs_get32(h, BHS_CMDSN);
+
+		if (!t && (int32_t)(ref - c->exp_cmdsn) >= 0 && (int32_t)(ref - sn) < 0) {
+			/* not received yet (RFC 7143 11.5.1): it is considered
+			 * received, and will not run when it comes */
+			c->abort_sn[c->nabort_sn++ % ARRAY_SIZE(c->abort_sn)] = ref;
+			tmf_respond(c, bhs_itt(h), 0);
+			return;
+		}
 		if (!t || t->responded || t->aborted) {
 			tmf_respond(c, bhs_itt(h), 1);	/* task does not exist (any more) */
 			return;
@@ -1348,6 +1433,11 @@ static void conn_timer(struct ev_timer *t)
 
 	if (c->closing)
 		return;
+	if (c->logout_asked) {
+		LOG_INFO(LS_ISCSI, "%s: no logout after the portal was disabled, closing", c->peer);
+		conn_close(c);
+		return;
+	}
 	if (c->state == CONN_LOGIN) {
 		LOG_WARN(LS_ISCSI, "%s: login not finished within %u ms", c->peer,
 			 c->tmo.login_ms);
@@ -1389,7 +1479,20 @@ static void conn_free_deferred(struct ev_task *et)
 	}
 	pthread_mutex_lock(&conns_lock);
 	list_del(&c->link);
+	if (c->heir) {		/* a login waits for this session to end */
+		struct list_head *l;
+
+		list_for_each(l, &conns) {
+			struct iscsi_conn *h = list_entry(l, struct iscsi_conn, link);
+
+			if (h->id == c->heir) {
+				ev_send_msg(h->loop, reinstated_msg, (void *)(uintptr_t)h->id);
+				break;
+			}
+		}
+	}
 	pthread_mutex_unlock(&conns_lock);
+	free(c->held_kv);
 	iscsi_nego_wipe(&c->nego);
 	free(c->rx_buf);
 	free(c);
@@ -1445,6 +1548,7 @@ void iscsi_conn_start_msg(void *arg)
 	struct iscsi_accepted *a = arg;
 	int fd = a->fd, one = 1;
 	uint16_t tpg = a->tpg;
+	uint64_t portal = a->portal;
 	struct iscsi_target_limits lim;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -1454,6 +1558,7 @@ void iscsi_conn_start_msg(void *arg)
 	if (!c)
 		goto close_fd;
 	c->tpg = tpg;
+	c->portal = portal;
 	iscsi_target_limits_default(&lim);
 	c->rx_cap = ISCSI_MAX_AHS_LEN + 2 * ISCSI_DIGEST_LEN +
 		    iscsi_pad4(MAX(lim.max_recv_dsl, ISCSI_KV_MAX));
@@ -1474,6 +1579,18 @@ void iscsi_conn_start_msg(void *arg)
 		unsigned ut = c->tmo.nop_interval_ms * (c->tmo.nop_misses + 1);
 
 		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
+	}
+	{
+		/* keepalive too, for a peer that vanished while the pings are
+		 * off: probes after the same silence, as many as the pings */
+		int idle = (int)MAX(1u, (c->tmo.nop_interval_ms ? c->tmo.nop_interval_ms :
+					 5000) / 1000);
+		int cnt = (int)MAX(1u, c->tmo.nop_misses);
+
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &idle, sizeof(idle));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 	}
 	if (!getsockname(fd, (struct sockaddr *)&ss, &sl))
 		format_addr(&ss, c->local_addr, sizeof(c->local_addr));
@@ -1525,6 +1642,49 @@ void iscsi_conn_kill_target_local(struct iscsi_target *t)
 
 		if (c->loop == loop && c->target == t && !c->closing) {
 			LOG_INFO(LS_ISCSI, "%s: closing (target %s)", c->peer, t->iqn);
+			conn_close(c);
+		}
+	}
+	pthread_mutex_unlock(&conns_lock);
+}
+
+/* Async Message, AsyncEvent 1: the target asks for a logout within
+ * ISCSI_LOGOUT_WAIT_S seconds (RFC 7143 11.9.1). */
+static void request_logout(struct iscsi_conn *c)
+{
+	struct tx_pdu *pdu = pdu_new(ISCSI_OP_ASYNC_MSG, ISCSI_FLAG_FINAL);
+
+	if (!pdu) {
+		conn_close(c);
+		return;
+	}
+	bhs_put32(&pdu->bhs, BHS_ITT, ISCSI_RSVD_TAG);
+	bhs_put32(&pdu->bhs, BHS_STATSN, c->statsn++);
+	put_window(c, pdu);
+	pdu->bhs.b[36] = 1;				/* AsyncEvent: logout request */
+	put_be16(pdu->bhs.b + 42, ISCSI_LOGOUT_WAIT_S);	/* Parameter3 */
+	c->logout_asked = true;
+	ev_timer_stop(c->loop, &c->timer);
+	ev_timer_start(c->loop, &c->timer, (ISCSI_LOGOUT_WAIT_S + 1) * 1000000000ull,
+		       conn_timer);
+	tx_queue(c, pdu);
+}
+
+void iscsi_conn_logout_portal_local(uint64_t portal)
+{
+	struct ev_loop *loop = ev_current();
+	struct list_head *l;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *c = list_entry(l, struct iscsi_conn, link);
+
+		if (c->loop != loop || c->portal != portal || c->closing || c->logout_asked)
+			continue;
+		if (c->state == CONN_FFP && c->p.session_type == ISCSI_SESSION_NORMAL) {
+			LOG_INFO(LS_ISCSI, "%s: portal disabled, asking for a logout", c->peer);
+			request_logout(c);
+		} else {
 			conn_close(c);
 		}
 	}

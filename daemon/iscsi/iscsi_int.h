@@ -44,6 +44,7 @@ struct iscsi_portal {
 	unsigned	reactor;
 	int		port;
 	uint16_t	tpg;
+	uint64_t	id;		/* unique: its connections carry it */
 	char		addr[80];	/* as given */
 };
 
@@ -51,6 +52,7 @@ struct iscsi_portal {
 struct iscsi_accepted {
 	int		fd;
 	uint16_t	tpg;
+	uint64_t	portal;		/* struct iscsi_portal id */
 };
 
 struct iscsi_timeouts {
@@ -95,6 +97,21 @@ void iscsi_pr_rpc_init(void);
 const char *iscsi_pr_file(const char *disk, char *buf, size_t len);
 /* Close the connections of target t on the calling reactor. */
 void iscsi_conn_kill_target_local(struct iscsi_target *t);
+/* Ask the sessions that came through portal id to log out (Async Message,
+ * AsyncEvent 1), on the calling reactor; those that have not within
+ * ISCSI_LOGOUT_WAIT_S are closed. Connections still logging in are closed. */
+#define ISCSI_LOGOUT_WAIT_S	2
+void iscsi_conn_logout_portal_local(uint64_t portal);
+/* paths_rpc.c: port groups by name, ALUA states, disabled portals and the
+ * liveness timeouts ("iscsi_paths" section of the state file). */
+void iscsi_paths_rpc_init(void);
+void iscsi_paths_restore(void);		/* before the portals come up */
+/* The id of group name (a number is its own id); create: give a new name
+ * the next free id. 0 or -ENOENT, -EINVAL, -ENOSPC. */
+int iscsi_paths_group(const char *name, bool create, unsigned *id);
+bool iscsi_paths_disabled(const char *addr);
+/* A portal removed: it is no longer disabled either. */
+void iscsi_paths_forget_portal(const char *addr);
 /* The live sessions, one JSON object each (initiator, target, portal,
  * connections, negotiated parameters); gathered on every reactor. */
 struct json_t;

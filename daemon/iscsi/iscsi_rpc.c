@@ -289,18 +289,21 @@ static void retry_target(const char *iqn)
 
 static json_t *portal_add(json_t *params, void *arg, struct rpc_err *err)
 {
-	const char *addr;
+	const char *addr, *group = NULL;
 	uint32_t tpg = 1;
 	json_t *c, *p;
 	size_t i;
 	int rc, port;
 
-	if (rpc_params_only(params, err, "address", "tpg", NULL) ||
+	if (rpc_params_only(params, err, "address", "tpg", "group", NULL) ||
 	    rpc_param_str(params, "address", RPC_REQUIRED, &addr, err) ||
-	    rpc_param_u32(params, "tpg", RPC_OPTIONAL, &tpg, err))
+	    rpc_param_u32(params, "tpg", RPC_OPTIONAL, &tpg, err) ||
+	    rpc_param_str(params, "group", RPC_OPTIONAL, &group, err))
 		return NULL;
 	if (!tpg || tpg > 65535)
 		return rpc_error(err, RPC_INVALID_PARAMS, "tpg must be 1 to 65535");
+	if (group && (rc = iscsi_paths_group(group, true, &tpg)))	/* paths_rpc.c */
+		return rpc_error_errno(err, rc, "portal group %s", group);
 	json_array_foreach(json_object_get(section(), "portals"), i, p)
 		if (!strcmp(json_string_value(json_object_get(p, "address")), addr))
 			return rpc_error_errno(err, -EEXIST, "portal %s exists", addr);
@@ -312,6 +315,10 @@ static json_t *portal_add(json_t *params, void *arg, struct rpc_err *err)
 	c = json_deep_copy(cfg);
 	json_array_append_new(json_object_get(c, "portals"),
 			      json_pack("{s:s,s:i}", "address", addr, "tpg", (json_int_t)tpg));
+	if (group)
+		json_object_set_new(json_array_get(json_object_get(c, "portals"),
+						   json_array_size(json_object_get(c, "portals")) - 1),
+				    "group", json_string(group));
 	if ((rc = save(c))) {
 		iscsi_portal_remove(addr);
 		json_decref(c);
@@ -760,6 +767,7 @@ static json_t *portal_remove(json_t *params, void *arg, struct rpc_err *err)
 	if (rc)
 		return rpc_error_errno(err, rc, "saving the state");
 	iscsi_portal_remove(addr);	/* -ENOENT when it failed at start */
+	iscsi_paths_forget_portal(addr);
 	snprintf(key, sizeof(key), "portal %s", addr);
 	json_object_del(errors, key);
 	return json_pack("{s:s}", "address", addr);
@@ -819,7 +827,9 @@ static json_t *list(json_t *params, void *arg, struct rpc_err *err)
 		snprintf(key, sizeof(key), "portal %s",
 			 json_string_value(json_object_get(e, "address")));
 		x = json_object_get(errors, key);
-		json_object_set_new(e, "state", json_string(x ? "failed" : "up"));
+		json_object_set_new(e, "state", json_string(x ? "failed" :
+			iscsi_paths_disabled(json_string_value(json_object_get(e, "address"))) ?
+			"disabled" : "up"));
 		if (x)
 			json_object_set(e, "error", x);
 	}
@@ -860,6 +870,7 @@ void iscsi_rpc_init(void)
 	rpc_register("iscsi.portal_remove", portal_remove, NULL);
 	rpc_register("iscsi.sessions", sessions, NULL);
 	iscsi_pr_rpc_init();
+	iscsi_paths_rpc_init();
 }
 
 void iscsi_restore(void)
@@ -868,6 +879,7 @@ void iscsi_restore(void)
 	size_t i;
 	char key[320];
 
+	iscsi_paths_restore();	/* port group states before the portals */
 	if (!s)
 		return;
 	if (!json_is_array(json_object_get(s, "portals")) ||
@@ -901,7 +913,7 @@ void iscsi_restore(void)
 		json_int_t tpg = json_integer_value(json_object_get(e, "tpg"));
 		int rc;
 
-		if (!addr)
+		if (!addr || iscsi_paths_disabled(addr))
 			continue;
 		snprintf(key, sizeof(key), "portal %s", addr);
 		rc = apply_portal(addr, tpg > 0 && tpg < 65536 ? (unsigned)tpg : 1);

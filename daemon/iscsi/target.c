@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <uuid/uuid.h>
 #include <gnutls/crypto.h>
+#include "sand/alua.h"
 #include "sand/log.h"
 #include "sand/reactor.h"
 #include "daemon/iscsi/iscsi_int.h"
@@ -24,8 +25,11 @@ static struct list_head targets = LIST_HEAD_INIT(targets);
 static struct list_head portals = LIST_HEAD_INIT(portals);
 static struct iscsi_chap_cred discovery_cred;	/* cfg lock */
 static uint16_t tsih_next;
+static uint64_t portal_ids;		/* cfg lock */
 
-struct iscsi_timeouts iscsi_tmo = { .nop_interval_ms = 5000, .nop_misses = 3,
+/* a dead connection is closed within 3 s x (3 + 1) = 12 s: well before a
+ * host gives up on a path (doc/iscsi.md, "Dead paths") */
+struct iscsi_timeouts iscsi_tmo = { .nop_interval_ms = 3000, .nop_misses = 3,
 				    .login_ms = 15000 };
 
 void iscsi_set_timeouts(unsigned nop_interval_ms, unsigned nop_misses, unsigned login_ms)
@@ -434,6 +438,7 @@ static void portal_accept(struct ev_io *io, uint32_t revents)
 		}
 		a->fd = fd;
 		a->tpg = p->tpg;
+		a->portal = p->id;
 		if (reactor_send(reactor_next(), iscsi_conn_start_msg, a)) {
 			close(fd);
 			free(a);
@@ -530,6 +535,11 @@ int iscsi_portal_add_tpg(const char *addr, unsigned tpg)
 	pthread_mutex_unlock(&cfg_lock);
 	if (rc)
 		return rc;
+	/* the portal group is a SCSI target port group (active/optimized
+	 * until told otherwise; one that exists keeps its state) */
+	rc = scsi_alua_group_add((uint16_t)tpg, SCSI_ALUA_OPTIMIZED);
+	if (rc)
+		return rc;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
@@ -541,7 +551,10 @@ int iscsi_portal_add_tpg(const char *addr, unsigned tpg)
 		goto free_portal;
 	}
 	setsockopt(p->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(p->fd, (struct sockaddr *)&ss, len) || listen(p->fd, 128)) {
+	rc = bind_listener(p->fd, (struct sockaddr *)&ss, len);
+	if (rc)
+		goto close_fd;
+	if (listen(p->fd, 128)) {
 		rc = -errno;
 		goto close_fd;
 	}
@@ -554,6 +567,7 @@ int iscsi_portal_add_tpg(const char *addr, unsigned tpg)
 	if (rc)
 		goto close_fd;
 	pthread_mutex_lock(&cfg_lock);
+	p->id = ++portal_ids;
 	list_add_tail(&p->link, &portals);
 	pthread_mutex_unlock(&cfg_lock);
 	LOG_INFO(LS_ISCSI, "portal %s (tpg %u) listening on port %d", addr, tpg, p->port);
@@ -582,6 +596,33 @@ int iscsi_portal_remove(const char *addr)
 	LOG_INFO(LS_ISCSI, "portal %s removed", addr);
 	free(p);
 	return 0;
+}
+
+static int logout_portal(unsigned i, void *arg)
+{
+	iscsi_conn_logout_portal_local((uint64_t)(uintptr_t)arg);
+	return 0;
+}
+
+int iscsi_portal_disable(const char *addr)
+{
+	struct iscsi_portal *p;
+	int tpg;
+
+	pthread_mutex_lock(&cfg_lock);
+	p = portal_find_locked(addr);
+	if (p)
+		list_del(&p->link);
+	pthread_mutex_unlock(&cfg_lock);
+	if (!p)
+		return -ENOENT;
+	reactor_call(p->reactor, portal_stop, p);
+	close(p->fd);
+	reactor_call_all(logout_portal, (void *)(uintptr_t)p->id);
+	LOG_INFO(LS_ISCSI, "portal %s disabled: its sessions are asked to log out", addr);
+	tpg = p->tpg;
+	free(p);
+	return tpg;
 }
 
 static int kill_conns(unsigned i, void *arg)
@@ -635,6 +676,7 @@ void iscsi_shutdown(void)
 	}
 	gnutls_memset(&discovery_cred, 0, sizeof(discovery_cred));
 	pthread_mutex_unlock(&cfg_lock);
+	scsi_alua_reset();
 }
 
 int iscsi_lun_pr_find(const char *disk, char *iqn, size_t iqn_len, unsigned *lun,

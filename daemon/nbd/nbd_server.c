@@ -1943,8 +1943,9 @@ static int listener_socket(const char *addr, struct nbd_listener *l)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		if (res->ai_family == AF_INET6)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-		if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
-			rc = -errno;
+		rc = bind_listener(fd, res->ai_addr, res->ai_addrlen);
+		if (rc || listen(fd, 1024) < 0) {
+			rc = rc ? rc : -errno;
 			close(fd);
 			freeaddrinfo(res);
 			return rc;

@@ -148,4 +148,16 @@ const char *format_size(uint64_t bytes, char *buf, size_t len);
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);
 
+struct sockaddr;
+/*
+ * bind(2) for listeners. While the daemon restores its state after a
+ * crash, the address may still be held for a moment by the listener of
+ * the process that died (io_uring releases a dead process's sockets
+ * asynchronously): during that window EADDRINUSE is retried, up to the
+ * time set with bind_retry_window() (0, the default: no retry). Returns
+ * 0 or -errno.
+ */
+int bind_listener(int fd, const struct sockaddr *sa, unsigned len);
+void bind_retry_window(unsigned ms);
+
 #endif

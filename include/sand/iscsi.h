@@ -354,6 +354,10 @@ int iscsi_portal_add(const char *addr);
 int iscsi_portal_add_tpg(const char *addr, unsigned tpg);
 /* Stop listening (connections made through it stay). -ENOENT. */
 int iscsi_portal_remove(const char *addr);
+/* Stop listening and ask the sessions made through the portal to log out
+ * (closed if they do not within 2 s). Returns the portal's group or
+ * -ENOENT. */
+int iscsi_portal_disable(const char *addr);
 int iscsi_target_add(const char *iqn);
 /* Forget a target: -ENOENT, or -EBUSY while it has LUNs or sessions. */
 int iscsi_target_remove(const char *iqn);
@@ -388,9 +392,11 @@ void iscsi_shutdown(void);
  * Liveness, for new connections: a login must end within login_ms; in full
  * feature phase a connection that has been silent for nop_interval_ms gets
  * a NOP-In ping, and after nop_misses pings without a word back it is
- * closed (so a dead path cannot deliver stale writes later). TCP's user
- * timeout is set to match. nop_interval_ms 0: no pings. Defaults: 5000 ms,
- * 3 misses, login 15000 ms.
+ * closed (so a dead path cannot deliver stale writes later): within
+ * nop_interval_ms x (nop_misses + 1) of its last word. TCP's user timeout
+ * is set to match, and TCP keepalive probes after the same silence.
+ * nop_interval_ms 0: no pings. Defaults: 3000 ms, 3 misses (12 s), login
+ * 15000 ms.
  */
 void iscsi_set_timeouts(unsigned nop_interval_ms, unsigned nop_misses, unsigned login_ms);
 

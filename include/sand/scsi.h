@@ -103,7 +103,11 @@ struct scsi_cmd {
 	unsigned	nluns;
 	uint64_t	nexus;		/* the I_T nexus, non-zero and unique */
 	const char	*iport;		/* its initiator port name (iSCSI: "IQN,i,0xISID") */
-	uint16_t	rtpi;		/* and relative target port (iSCSI: the TPG tag) */
+	uint16_t	tpg;		/* target port group = relative target port
+					 * (sand/alua.h; iSCSI: the TPG tag); 0: no ALUA.
+					 * With iport, it names the I_T nexus for
+					 * persistent reservations */
+	unsigned	*alua_seen;	/* this I_T_L nexus's ALUA generation */
 	scsi_done_fn	done;
 
 	/* set by scsi_exec */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "sand/alua.h"
 #include "sand/log.h"
 #include "sand/scsi.h"
 #include "proto/scsi/lba_status.h"
@@ -172,6 +173,7 @@ static uint32_t inquiry_std(struct scsi_cmd *cmd, uint8_t *d)
 	d[2] = 0x06;			/* SPC-4 */
 	d[3] = 0x12;			/* HiSup, response data format 2 */
 	d[4] = 66 - 5;
+	d[5] = scsi_alua_tpgs(cmd);	/* TPGS */
 	d[7] = 0x02;			/* CmdQue */
 	pad_ascii(d + 8, lu ? lu->vendor : "SAND", 8);
 	pad_ascii(d + 16, lu ? lu->product : "", 16);
@@ -252,6 +254,7 @@ static int op_inquiry(struct scsi_cmd *cmd)
 		pad_ascii(p + 4, lu->vendor, 8);
 		memcpy(p + 12, lu->serial, strlen(lu->serial));
 		p += 4 + p[3];
+		p += scsi_alua_vpd83(cmd, p);	/* relative port, port group */
 		len = (uint32_t)(p - d);
 		break;
 	}
@@ -1012,6 +1015,7 @@ static const struct scsi_op ops[256] = {
 	[0x9e] = { op_service_action_in16, 16, false },
 	[0xa0] = { op_report_luns, 12, true },
 	[0xa3] = { op_maintenance_in, 12, true },
+	[0xa4] = { scsi_alua_maintenance_out, 12, false },
 	[0xa8] = { op_rw, 12, false },
 	[0xaa] = { op_rw, 12, false },
 	[0xae] = { op_write_verify, 12, false },
@@ -1021,7 +1025,7 @@ static const struct scsi_op ops[256] = {
 
 /* Commands with service actions, for REPORT SUPPORTED OPERATION CODES. */
 static const struct { uint8_t op; uint16_t sa; } sa_ops[] = {
-	{ 0x9e, 0x10 }, { 0x9e, 0x12 }, { 0xa3, 0x0c },
+	{ 0x9e, 0x10 }, { 0x9e, 0x12 }, { 0xa3, 0x0a }, { 0xa3, 0x0c }, { 0xa4, 0x0a },
 	{ 0x5e, 0x00 }, { 0x5e, 0x01 }, { 0x5e, 0x02 }, { 0x5e, 0x03 },
 	{ 0x5f, 0x00 }, { 0x5f, 0x01 }, { 0x5f, 0x02 }, { 0x5f, 0x03 },
 	{ 0x5f, 0x04 }, { 0x5f, 0x05 }, { 0x5f, 0x06 }, { 0x5f, 0x07 },
@@ -1122,6 +1126,12 @@ static int op_report_opcodes(struct scsi_cmd *cmd)
 static int op_maintenance_in(struct scsi_cmd *cmd)
 {
 	switch (cmd->cdb[1] & 0x1f) {
+	case 0x0a:
+		if (!cmd->lu) {
+			scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_LUN_NOT_SUPPORTED);
+			return SCSI_DONE;
+		}
+		return scsi_alua_rtpg(cmd);
 	case 0x0c:
 		if (!cmd->lu) {
 			scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_LUN_NOT_SUPPORTED);
@@ -1156,6 +1166,8 @@ int scsi_exec(struct scsi_cmd *cmd)
 		return SCSI_DONE;
 	}
 	if (naca_check(cmd, op->cdb_len))
+		return SCSI_DONE;
+	if (scsi_alua_check(cmd))	/* state change unit attention, standby ... */
 		return SCSI_DONE;
 	if (cmd->lu) {
 		uint64_t holder = __atomic_load_n(&cmd->lu->reserved_by, __ATOMIC_ACQUIRE);

@@ -94,7 +94,7 @@ static void nexus_of(const struct scsi_cmd *cmd, struct pr_nexus *n)
 {
 	memset(n, 0, sizeof(*n));
 	snprintf(n->iport, sizeof(n->iport), "%s", cmd->iport ? cmd->iport : "");
-	n->rtpi = cmd->rtpi;
+	n->rtpi = cmd->tpg;
 }
 
 /* Length of the initiator name in an initiator port name ("NAME,i,0xISID") */

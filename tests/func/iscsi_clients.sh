@@ -29,9 +29,12 @@ trap cleanup EXIT
 
 # start the target: port 0, the kernel picks a free port; we read it back
 start() {
+	# empty it here: the background child's own redirection may come after
+	# the first read below, which would find the previous server's port
+	: >"$DIR/out"
 	"$TESTD" "$@" >"$DIR/out" 2>"$DIR/err" &
 	PID=$!
-	for _ in $(seq 50); do
+	for _ in $(seq 200); do
 		PORT=$(awk '/^port/ {print $2}' "$DIR/out")
 		[ -n "$PORT" ] && return 0
 		kill -0 $PID 2>/dev/null || break

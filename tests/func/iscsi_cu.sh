@@ -101,7 +101,8 @@ run_suites() {
 	done
 }
 
-# Every suite on a scratch LUN; MultipathIO through a second portal.
+# Every suite on a scratch LUN; MultipathIO through a second portal (in
+# target port group 2: two ALUA groups, one LU).
 suites=${ISCSI_CU_SUITES:-$(iscsi-test-cu -l 2>/dev/null |
 	grep -E '^(SCSI|iSCSI)\.[A-Za-z0-9]+$' | grep -v MultipathIO)}
 : >"$DIR/results"

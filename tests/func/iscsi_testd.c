@@ -98,7 +98,9 @@ int main(int argc, char **argv)
 		nbd++;
 	}
 	for (unsigned i = 0; i < MAX(naddrs, 1u); i++) {
-		port = iscsi_portal_add(addrs[i]);
+		/* each further portal in its own target port group (2, 3 ...),
+		 * so that MultipathIO goes through two ALUA groups */
+		port = iscsi_portal_add_tpg(addrs[i], i + 1);
 		if (port < 0) {
 			fprintf(stderr, "portal %s: %s\n", addrs[i], strerror(-port));
 			goto stop;

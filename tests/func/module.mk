@@ -15,3 +15,11 @@ EXTRA_TEST_BINS += $(BUILD)/tests/iscsi_pr_client
 $(BUILD)/tests/iscsi_pr_client: $(BUILD)/obj/tests/func/iscsi_pr_client.o $(BUILD)/libsand.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# iscsi-mpath: a multipath initiator on libiscsi (REPORT/SET TARGET PORT
+# GROUPS, the failover run of iscsi_failover.sh).
+EXTRA_TEST_BINS += $(BUILD)/tests/iscsi-mpath
+
+$(BUILD)/tests/iscsi-mpath: $(BUILD)/obj/tests/func/iscsi_mpath.o $(BUILD)/libsand.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)

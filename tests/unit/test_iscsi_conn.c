@@ -15,8 +15,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 #include "sand/blkdev.h"
+#include "sand/fault.h"
 #include "sand/iscsi.h"
 #include "sand/reactor.h"
 #include "sand/scsi.h"
@@ -677,6 +679,104 @@ START_TEST(reinstatement)
 }
 END_TEST
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A new login with the ISID of a session whose write is still on the disk
+ * is answered only once that write has ended: nothing of the old session
+ * reaches the disk after the new one has begun. */
+START_TEST(reinstatement_waits_for_old_tasks)
+{
+	static struct cli a, b;
+	static uint8_t buf[8 * BS], rbuf[8 * BS];
+	static const char keys[] = "InitiatorName=iqn.2026-11.org.sand:test;TargetName=" IQN
+				   ":slow;SessionType=Normal;HeaderDigest=None;DataDigest=None;"
+				   "MaxRecvDataSegmentLength=8192";
+	struct blkdev *m2, *f, *bd;
+	uint64_t t0, waited;
+
+	ck_assert_int_eq(blk_mem_create("slowmem", 1u << 20, BS, &m2), 0);
+	ck_assert_int_eq(blk_fault_create("slow", m2, &f), 0);
+	ck_assert_int_eq(iscsi_target_add(IQN ":slow"), 0);
+	ck_assert_int_eq(iscsi_lun_add(IQN ":slow", 0, f, false), 0);
+	cli_connect(&a);
+	ck_assert_int_eq(login_keys(&a, keys), 0);
+	ck_assert_int_eq(fault_set_latency(f, 800ull * 1000 * 1000, FAULT_OP(BIO_WRITE)), 0);
+	fill(buf, sizeof(buf), 7);
+	write10(&a, 0, 8, buf, sizeof(buf), false);
+	nop_ping(&a);		/* answered after the write was taken: it is on the disk */
+	cli_connect(&b);
+	b.isid = a.isid;
+	t0 = mono_ms();
+	ck_assert_int_eq(login_keys(&b, keys), 0);
+	waited = mono_ms() - t0;
+	ck_assert_msg(waited >= 500, "login answered after %llu ms, before the old write ended",
+		      (unsigned long long)waited);
+	expect_closed(&a);	/* no response for the old write */
+	close(a.fd);
+	ck_assert_int_eq(fault_set_latency(f, 0, 0), 0);
+	ck_assert_uint_eq(read10(&b, 0, 8, rbuf), sizeof(rbuf));
+	ck_assert_mem_eq(rbuf, buf, sizeof(buf));
+	close(b.fd);
+	ck_assert_int_eq(iscsi_target_close_sessions(IQN ":slow"), 0);
+	ck_assert_int_eq(iscsi_lun_remove(IQN ":slow", 0, &bd), 0);
+	ck_assert_ptr_eq(bd, f);
+	ck_assert_int_eq(iscsi_target_remove(IQN ":slow"), 0);
+	ck_assert_int_eq(blkdev_close(f), 0);
+	ck_assert_int_eq(blkdev_close(m2), 0);
+}
+END_TEST
+
+/* ABORT TASK for a command that has not arrived yet: function complete,
+ * and the command does not touch the disk when it comes. */
+START_TEST(abort_before_arrival)
+{
+	static struct cli a;
+	static uint8_t buf[4 * BS], rbuf[4 * BS], zero[4 * BS];
+	struct iscsi_bhs h;
+
+	cli_connect(&a);
+	login(&a, "");
+	memset(buf, 0, sizeof(buf));
+	write10(&a, 100, 4, buf, sizeof(buf), false);
+	expect_status(&a, 0);
+	iscsi_bhs_init(&h, ISCSI_OP_TASK_MGMT_REQ, ISCSI_FLAG_FINAL | 1);
+	h.b[0] |= ISCSI_BHS_IMMEDIATE;
+	bhs_put32(&h, BHS_ITT, 0x7000);
+	bhs_put32(&h, BHS_TTT, a.itt + 1);		/* referenced task tag */
+	bhs_put32(&h, BHS_CMDSN, a.cmdsn + 1);
+	bhs_put32(&h, 32, a.cmdsn);			/* RefCmdSN: the next command */
+	send_pdu(&a, &h, NULL, 0);
+	do
+		ck_assert_int_eq(recv_pdu(&a), 0);
+	while (bhs_opcode(&a.h) == ISCSI_OP_NOP_IN);
+	ck_assert_int_eq(bhs_opcode(&a.h), ISCSI_OP_TASK_MGMT_RSP);
+	ck_assert_int_eq(a.h.b[2], 0);			/* function complete */
+	/* the command arrives late: dropped, no response */
+	fill(buf, sizeof(buf), 3);
+	write10(&a, 100, 4, buf, sizeof(buf), false);
+	nop_ping(&a);		/* the next answer is the ping's, not the write's */
+	ck_assert_uint_eq(read10(&a, 100, 4, rbuf), sizeof(rbuf));
+	ck_assert_mem_eq(rbuf, zero, sizeof(zero));
+	/* a task that is not in the window: does not exist */
+	bhs_put32(&h, BHS_ITT, 0x7001);
+	bhs_put32(&h, BHS_TTT, 0x12345);
+	bhs_put32(&h, BHS_CMDSN, a.cmdsn);
+	bhs_put32(&h, 32, a.cmdsn - 3);
+	send_pdu(&a, &h, NULL, 0);
+	do
+		ck_assert_int_eq(recv_pdu(&a), 0);
+	while (bhs_opcode(&a.h) == ISCSI_OP_NOP_IN);
+	ck_assert_int_eq(a.h.b[2], 1);
+	close(a.fd);
+}
+END_TEST
+
 static void lun_reset(struct cli *c)
 {
 	struct iscsi_bhs h;
@@ -1034,6 +1134,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, config_changes);
 	tcase_add_test(tc, liveness);
 	tcase_add_test(tc, reinstatement);
+	tcase_add_test(tc, reinstatement_waits_for_old_tasks);
+	tcase_add_test(tc, abort_before_arrival);
 	tcase_add_test(tc, unit_attention_after_reset);
 	tcase_add_test(tc, unit_attention_after_resize);
 	tcase_add_test(tc, chap_and_acl);

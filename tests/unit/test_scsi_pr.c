@@ -72,7 +72,7 @@ static int run(int who, const uint8_t *cdb, unsigned cdb_len, uint32_t buf_len)
 	cmd.buf_len = buf_len;
 	cmd.nexus = nx[who].nexus;
 	cmd.iport = nx[who].iport;
-	cmd.rtpi = nx[who].rtpi;
+	cmd.tpg = nx[who].rtpi;
 	cmd.done = on_done;
 	done = false;
 	if (scsi_exec(&cmd) == SCSI_PENDING) {
@@ -453,7 +453,7 @@ START_TEST(preempt_and_abort_waits)
 	cmd.buf = buf;
 	cmd.buf_len = 24;
 	cmd.iport = nx[B].iport;
-	cmd.rtpi = nx[B].rtpi;
+	cmd.tpg = nx[B].rtpi;
 	cmd.done = on_done;
 	done = false;
 	ck_assert_int_eq(scsi_exec(&cmd), SCSI_PENDING);

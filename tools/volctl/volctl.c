@@ -722,7 +722,7 @@ static int cmd_disk_remove(struct ctx *c, int argc, char **argv)
 	return simple_verb(c, argc, argv, "disk.remove", "disk %s removed", "name", NULL);
 }
 
-/* iscsi portal add TPG ADDR:PORT */
+/* iscsi portal add GROUP ADDR:PORT | remove|disable|enable ADDR:PORT */
 static int cmd_iscsi_portal(struct ctx *c, int argc, char **argv)
 {
 	static const struct option opts[] = { { NULL, 0, NULL, 0 } };
@@ -733,6 +733,12 @@ static int cmd_iscsi_portal(struct ctx *c, int argc, char **argv)
 	if (argc >= 2 && !strcmp(argv[1], "remove"))
 		return simple_verb(c, argc - 1, argv + 1, "iscsi.portal_remove",
 				   "portal %s removed", "address", NULL);
+	if (argc >= 2 && !strcmp(argv[1], "disable"))
+		return simple_verb(c, argc - 1, argv + 1, "iscsi.portal_disable",
+				   "portal %s disabled", "address", NULL);
+	if (argc >= 2 && !strcmp(argv[1], "enable"))
+		return simple_verb(c, argc - 1, argv + 1, "iscsi.portal_enable",
+				   "portal %s enabled", "address", NULL);
 	opt_reset();
 	if (opt_parse(c, argc, argv, opts) != -1)
 		return 2;
@@ -743,17 +749,26 @@ static int cmd_iscsi_portal(struct ctx *c, int argc, char **argv)
 				   "unexpected argument '%s'", argv[optind + 3]);
 	errno = 0;
 	tpg = strtoul(argv[optind + 1], &end, 10);
-	if (errno || *end || !tpg || tpg > 65535)
-		return usage_error(c, "TPG must be a number from 1 to 65535, not '%s'",
+	if (argv[optind + 1][0] >= '0' && argv[optind + 1][0] <= '9' &&
+	    (errno || *end || !tpg || tpg > 65535))
+		return usage_error(c, "GROUP must be a name or a number from 1 to 65535, not '%s'",
 				   argv[optind + 1]);
-	r = call(c, "iscsi.portal_add", json_pack("{s:s,s:i}", "address", argv[optind + 2],
-						    "tpg", (json_int_t)tpg));
+	if (*end)	/* a named group: the daemon gives it a tag */
+		r = call(c, "iscsi.portal_add", json_pack("{s:s,s:s}", "address",
+							    argv[optind + 2], "group",
+							    argv[optind + 1]));
+	else
+		r = call(c, "iscsi.portal_add", json_pack("{s:s,s:i}", "address",
+							    argv[optind + 2], "tpg",
+							    (json_int_t)tpg));
 	if (!r)
 		return 1;
 	if (c->json)
 		print_json(r);
 	else
-		printf("portal %s (tpg %lu) listening on port %lld\n", argv[optind + 2], tpg,
+		printf("portal %s (group %s, tpg %lld) listening on port %lld\n",
+		       argv[optind + 2], argv[optind + 1],
+		       (long long)json_integer_value(json_object_get(r, "tpg")),
 		       (long long)json_integer_value(json_object_get(r, "port")));
 	json_decref(r);
 	return 0;
@@ -1041,6 +1056,104 @@ static int cmd_iscsi_reservations(struct ctx *c, int argc, char **argv)
 	}
 	if (!json_array_size(json_object_get(r, "registrations")))
 		printf("no registrations\n");
+	json_decref(r);
+	return 0;
+}
+
+/* iscsi tpg set GROUP --alua STATE | list */
+static int cmd_iscsi_tpg(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { "alua", required_argument, NULL, 'a' },
+					      { NULL, 0, NULL, 0 } };
+	const char *alua = NULL;
+	json_t *r, *g, *p;
+	size_t i, j;
+	int o, rc;
+
+	if (argc >= 2 && !strcmp(argv[1], "list")) {
+		r = call_plain(c, argc - 1, argv + 1, "iscsi.tpg_list", json_object(), &rc);
+		if (!r)
+			return rc;
+		json_array_foreach(json_object_get(r, "groups"), i, g) {
+			printf("group %s tpg %lld %s\n", jstr(g, "name"),
+			       (long long)json_integer_value(json_object_get(g, "id")),
+			       jstr(g, "alua"));
+			json_array_foreach(json_object_get(g, "portals"), j, p)
+				printf("  portal %s %s\n", jstr(p, "address"), jstr(p, "state"));
+		}
+		json_decref(r);
+		return 0;
+	}
+	if (argc < 2 || strcmp(argv[1], "set"))
+		return usage_error(c, "expected 'set' or 'list'");
+	opt_reset();
+	argc--;
+	argv++;
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		if (o == '?')
+			return 2;
+		alua = optarg;
+	}
+	if (optind >= argc)
+		return usage_error(c, "missing GROUP");
+	if (argc - optind > 1)
+		return usage_error(c, "unexpected argument '%s'", argv[optind + 1]);
+	if (!alua)
+		return usage_error(c, "--alua active-optimized|active-nonoptimized|standby|"
+				   "unavailable is required");
+	r = call(c, "iscsi.tpg_set", json_pack("{s:s,s:s}", "group", argv[optind], "alua", alua));
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("group %s (tpg %lld): %s\n", jstr(r, "group"),
+		       (long long)json_integer_value(json_object_get(r, "id")), jstr(r, "alua"));
+	json_decref(r);
+	return 0;
+}
+
+/* iscsi timeouts [--nop-interval MS] [--nop-misses N] [--login MS] */
+static int cmd_iscsi_timeouts(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { "nop-interval", required_argument, NULL, 'i' },
+					      { "nop-misses", required_argument, NULL, 'm' },
+					      { "login", required_argument, NULL, 'l' },
+					      { NULL, 0, NULL, 0 } };
+	json_t *params = json_object(), *r;
+	unsigned long v;
+	char *end;
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		if (o == '?') {
+			json_decref(params);
+			return 2;
+		}
+		errno = 0;
+		v = strtoul(optarg, &end, 10);
+		if (errno || *end || !*optarg || v > 3600000) {
+			json_decref(params);
+			return usage_error(c, "'%s' is not a number of milliseconds or pings", optarg);
+		}
+		json_object_set_new(params, o == 'i' ? "nop_interval_ms" : o == 'm' ? "nop_misses" :
+				    "login_ms", json_integer((json_int_t)v));
+	}
+	if (optind < argc) {
+		json_decref(params);
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	}
+	r = call(c, "iscsi.timeouts", params);
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else
+		printf("nop-interval %lld ms, nop-misses %lld, login %lld ms\n",
+		       (long long)json_integer_value(json_object_get(r, "nop_interval_ms")),
+		       (long long)json_integer_value(json_object_get(r, "nop_misses")),
+		       (long long)json_integer_value(json_object_get(r, "login_ms")));
 	json_decref(r);
 	return 0;
 }
@@ -1786,11 +1899,32 @@ static const struct verb verbs[] = {
 	{ "disk", "remove", cmd_disk_remove, "NAME", "close a disk and forget it",
 	  "Flushes and closes disk NAME and removes it from the state file. Refused\n"
 	  "while a pool or an export claims it. The file itself is left alone.\n" },
-	{ "iscsi", "portal", cmd_iscsi_portal, "add TPG ADDR:PORT | remove ADDR:PORT",
+	{ "iscsi", "portal", cmd_iscsi_portal,
+	  "add GROUP ADDR:PORT | remove|disable|enable ADDR:PORT",
 	  "listen for iSCSI initiators, or stop",
 	  "add: listens on ADDR:PORT (IPv4, or [IPv6]:PORT) for iSCSI initiators, in\n"
-	  "target portal group TPG (1-65535), and remembers it across restarts.\n"
-	  "remove: stops listening and forgets it (connections made through it stay).\n" },
+	  "portal group GROUP, and remembers it across restarts. GROUP is a name (A,\n"
+	  "B ...: the next free tag is given to it) or a tag (1-65535; 1 is the\n"
+	  "default group). Each group is a SCSI target port group (ALUA).\n"
+	  "remove: stops listening and forgets it (connections made through it stay).\n"
+	  "disable: stops listening and asks its sessions to log out (Async Message;\n"
+	  "closed after 2 s if they do not), for maintenance; enable: listens again.\n"
+	  "Both are remembered across restarts.\n" },
+	{ "iscsi", "tpg", cmd_iscsi_tpg,
+	  "set GROUP --alua active-optimized|active-nonoptimized|standby|unavailable | list",
+	  "set or show the ALUA state of portal groups",
+	  "set: the access state initiators see through GROUP's portals (REPORT TARGET\n"
+	  "PORT GROUPS); every session gets a unit attention (ASYMMETRIC ACCESS STATE\n"
+	  "CHANGED). Through standby and unavailable groups, I/O gets NOT READY.\n"
+	  "Remembered across restarts. list: each group's tag, state and portals.\n" },
+	{ "iscsi", "timeouts", cmd_iscsi_timeouts,
+	  "[--nop-interval MS] [--nop-misses N] [--login MS]",
+	  "show or set how fast a dead path is noticed",
+	  "A connection silent for MS gets a NOP-In ping; after N pings without an\n"
+	  "answer it is closed, and TCP gives up after MS x (N + 1) (TCP_USER_TIMEOUT).\n"
+	  "Defaults: 3000 ms, 3 pings (a dead path is dropped within 12 s), login\n"
+	  "15000 ms. For new connections; remembered across restarts. Hosts must wait\n"
+	  "longer than that before retrying I/O on another path (doc/iscsi.md).\n" },
 	{ "iscsi", "target", cmd_iscsi_target, "create IQN | delete IQN [--force]",
 	  "create or delete an iSCSI target",
 	  "create: target IQN (iqn.YYYY-MM.reverse.domain:name), reachable through\n"
