@@ -120,12 +120,40 @@ static int mem_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 	return 0;
 }
 
+static void mem_status_done(struct ev_task *t)
+{
+	struct blk_status *st = container_of(t, struct blk_status, task);
+
+	blk_status_complete(st, 0);
+}
+
+/* Pages never written (or freed whole) are holes that read as zeros. */
+static int mem_block_status(struct blkdev *bd, struct blkchan *ch, struct blk_status *st)
+{
+	struct mem_dev *m = to_mem(bd);
+	uint64_t done = 0;
+
+	pthread_mutex_lock(&m->lock);
+	while (done < st->len) {
+		uint64_t off = st->offset + done;
+		uint64_t n = MIN(st->len - done, MEM_PAGE - off % MEM_PAGE);
+
+		if (!blk_status_add(st, n, m->pages[off / MEM_PAGE] ? 0 : BLK_EXT_HOLE | BLK_EXT_ZERO))
+			break;
+		done += n;
+	}
+	pthread_mutex_unlock(&m->lock);
+	ev_defer(ch->loop, &st->task, mem_status_done);
+	return 0;
+}
+
 static const struct blkdev_ops mem_ops = {
 	.name = "mem",
 	.bio_ctx_size = sizeof(struct mem_bio),
 	.close = mem_close,
 	.supports = mem_supports,
 	.submit = mem_submit,
+	.block_status = mem_block_status,
 };
 
 static const struct blkdev_ops null_ops = {

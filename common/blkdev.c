@@ -651,6 +651,105 @@ int blk_rw(struct blkchan *ch, enum bio_op op, uint32_t flags,
 	return rc;
 }
 
+/* ------------------------------------------------------------- block status */
+
+bool blk_status_add(struct blk_status *st, uint64_t len, uint32_t flags)
+{
+	if (!len)
+		return st->next < st->max_ext;
+	if (st->next && st->ext[st->next - 1].flags == flags) {
+		st->ext[st->next - 1].len += len;
+		return true;
+	}
+	if (st->next == st->max_ext)
+		return false;
+	st->ext[st->next].len = len;
+	st->ext[st->next].flags = flags;
+	st->next++;
+	return true;
+}
+
+static void status_default_task(struct ev_task *t)
+{
+	struct blk_status *st = container_of(t, struct blk_status, task);
+
+	blk_status_complete(st, st->status);
+}
+
+int blk_block_status(struct blkchan *ch, struct blk_status *st)
+{
+	struct blkdev *bd = ch->bd;
+	uint64_t bs = bd->block_size;
+	int rc;
+
+	if (unlikely(ch->closing))
+		return -ESHUTDOWN;
+	if (unlikely(!st->ext || !st->max_ext || !st->end))
+		return -EINVAL;
+	if (st->mode == BLK_STATUS_CHANGED) {
+		if (!st->base || !st->base[0])
+			return -EINVAL;
+		if (!bd->ops->block_status || !bd->ops->status_base)
+			return -EOPNOTSUPP;
+	} else if (st->mode != BLK_STATUS_ALLOC) {
+		return -EINVAL;
+	}
+	if (unlikely(st->offset % bs || st->len % bs || !st->len))
+		return -EINVAL;
+	if (unlikely(st->offset > bd->size || st->len > bd->size - st->offset))
+		return -ERANGE;
+	st->ch = ch;
+	st->next = 0;
+	st->status = 0;
+	ch->inflight++;
+	if (!bd->ops->block_status) {
+		blk_status_add(st, st->len, 0);
+		ev_defer(ch->loop, &st->task, status_default_task);
+		return 0;
+	}
+	rc = bd->ops->block_status(bd, ch, st);
+	if (rc)
+		ch->inflight--;
+	return rc;
+}
+
+void blk_status_complete(struct blk_status *st, int status)
+{
+	struct blkchan *ch = st->ch;
+	uint64_t sum = 0;
+
+	for (unsigned i = 0; !status && i < st->next; i++)
+		sum += st->ext[i].len;
+	if (!status && (!st->next || sum > st->len)) {
+		LOG_ERR(LS_BLK, "%s: block status: %u extents of %llu bytes for %llu", ch->bd->name,
+			st->next, (unsigned long long)sum, (unsigned long long)st->len);
+		status = -EIO;
+	}
+	st->end(st, status);
+	ch->inflight--;
+	if (unlikely(!list_empty(&ch->split_wait)))
+		split_resume(ch);
+	if (ch->closing && !ch->inflight && !ch->split_task.queued)
+		chan_destroy(ch);
+}
+
+int blkdev_status_base(struct blkdev *bd, const char *base)
+{
+	if (!base || !base[0])
+		return -EINVAL;
+	if (!bd->ops->status_base || !bd->ops->block_status)
+		return -EOPNOTSUPP;
+	return bd->ops->status_base(bd, base);
+}
+
+int blkdev_status_bases(struct blkdev *bd, void (*fn)(void *arg, const char *base), void *arg)
+{
+	if (!bd->ops->status_bases || !bd->ops->block_status)
+		return -EOPNOTSUPP;
+	bd->ops->status_bases(bd, fn, arg);
+	return 0;
+}
+
 /* ------------------------------------------------------------- sync I/O */
 
 struct sync_ctx {
@@ -664,6 +763,43 @@ static void sync_end(struct bio *bio, int status)
 
 	s->status = status;
 	s->done = true;
+}
+
+static void sync_status_end(struct blk_status *st, int status)
+{
+	struct sync_ctx *s = st->end_arg;
+
+	s->status = status;
+	s->done = true;
+}
+
+int blk_sync_block_status(struct blkdev *bd, struct blk_status *st)
+{
+	struct ev_loop *loop;
+	struct blkchan *ch;
+	struct sync_ctx s = { 0 };
+	int rc;
+
+	rc = ev_loop_new(EV_AUTO, 64, &loop);
+	if (rc)
+		return rc;
+	rc = blk_chan_open(bd, loop, &ch);
+	if (rc)
+		goto free_loop;
+	st->end = sync_status_end;
+	st->end_arg = &s;
+	while ((rc = blk_block_status(ch, st)) == -EAGAIN)
+		ev_run_once(loop, 10);
+	if (!rc) {
+		while (!s.done)
+			if ((rc = ev_run_once(loop, -1)) < 0)
+				break;
+		rc = s.done ? s.status : rc;
+	}
+	blk_chan_close(ch, NULL, NULL);
+free_loop:
+	ev_loop_free(loop);
+	return rc;
 }
 
 int blk_sync_io(struct blkdev *bd, enum bio_op op, uint32_t flags,

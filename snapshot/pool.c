@@ -1135,6 +1135,9 @@ static const struct blkdev_ops thin_vol_ops = {
 	.chan_create	= vol_chan_create,
 	.chan_destroy	= vol_chan_destroy,
 	.submit		= vol_submit,
+	.block_status	= thin_vol_block_status,
+	.status_base	= thin_vol_status_base,
+	.status_bases	= thin_vol_status_bases,
 };
 
 /* ---- format, open, close ---- */
@@ -1243,6 +1246,7 @@ static void pool_free(struct thin_pool *p)
 	if (p->loop)
 		ev_loop_free(p->loop);
 	free(p->cbuf);
+	pthread_mutex_destroy(&p->names_lock);
 	pthread_mutex_destroy(&p->fq_lock);
 	free(p);
 }
@@ -1258,6 +1262,7 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 		return -ENOMEM;
 	p->dev = dev;
 	list_init(&p->vols);
+	pthread_mutex_init(&p->names_lock, NULL);
 	list_init(&p->fq);
 	list_init(&p->retry);
 	pthread_mutex_init(&p->fq_lock, NULL);
@@ -1433,7 +1438,9 @@ static struct vol_rec *rec_new(struct thin_pool *p, const char *name)
 	r->id = p->next_id++;
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	r->dirty = true;
+	pthread_mutex_lock(&p->names_lock);
 	list_add_tail(&r->link, &p->vols);
+	pthread_mutex_unlock(&p->names_lock);
 	p->nvols++;
 	p->dirty = true;
 	return r;
@@ -1545,7 +1552,9 @@ static int delete_owner(struct thin_pool *p, void *arg)
 	}
 	if (rc)
 		return fail(p, rc);
+	pthread_mutex_lock(&p->names_lock);
 	list_del(&r->link);
+	pthread_mutex_unlock(&p->names_lock);
 	free(r);
 	p->nvols--;
 	p->dirty = true;

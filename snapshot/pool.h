@@ -58,6 +58,7 @@ struct thin_pool {
 	uint64_t		vroot, next_id, data_off, nr_chunks;
 	uint32_t		chunk, time;
 	struct list_head	vols;
+	pthread_mutex_t		names_lock;	/* vols' membership, for other threads */
 	unsigned		nvols, nopen;
 	bool			dirty;		/* metadata changed since the commit */
 	int			unflushed;	/* data written since the last flush (atomic:
@@ -141,5 +142,11 @@ int pool_call(struct thin_pool *p, int (*fn)(struct thin_pool *, void *), void *
  * data chunk in between.
  */
 void pool_prov_hold(struct thin_pool *p, bool take);
+
+/* snapshot/map.c: the volumes' blkdev block_status, status_base(s) */
+int thin_vol_block_status(struct blkdev *bd, struct blkchan *ch, struct blk_status *st);
+int thin_vol_status_base(struct blkdev *bd, const char *base);
+void thin_vol_status_bases(struct blkdev *bd, void (*fn)(void *arg, const char *base),
+			   void *arg);
 
 #endif

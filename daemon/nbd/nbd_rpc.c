@@ -397,6 +397,7 @@ struct clients_ctx {
 	const char	*name;
 	unsigned	clients;
 	uint64_t	size;
+	bool		readonly;	/* the device is (a snapshot, say) */
 };
 
 static void find_export(const struct nbd_export_info *e, void *arg)
@@ -406,6 +407,7 @@ static void find_export(const struct nbd_export_info *e, void *arg)
 	if (!strcmp(e->name, c->name)) {
 		c->clients = e->clients;
 		c->size = e->size;
+		c->readonly = e->readonly;
 	}
 }
 
@@ -418,7 +420,7 @@ static json_t *export_info(const struct cfg_export *e)
 		nbd_export_foreach(find_export, &c);
 	o = json_pack("{s:s,s:s,s:s,s:s,s:b,s:I,s:i}", "protocol", "nbd", "name", e->name,
 		      "device", e->device, "state", e->active ? "exported" : "failed",
-		      "readonly", e->readonly, "size", (json_int_t)c.size,
+		      "readonly", e->readonly || c.readonly, "size", (json_int_t)c.size,
 		      "clients", (int)c.clients);
 	json_object_set_new(o, "description", json_string(e->desc ? e->desc : ""));
 	if (e->nallow) {

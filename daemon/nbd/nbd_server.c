@@ -87,6 +87,9 @@
 #define IO_HDR_MAX		64
 #define TX_IOV_MAX		64
 #define TLS_REC			(16u * 1024)	/* TLS plaintext record */
+#define NBD_EXT_MAX		128		/* extents per BLOCK_STATUS context */
+#define NBD_READ_SEGS		16		/* data and hole chunks per READ */
+#define NBD_CTX_MAX		2		/* base:allocation, sand:changed:SNAP */
 
 struct nbd_export;
 
@@ -160,6 +163,25 @@ struct nbd_io {
 	uint8_t		hdr[IO_HDR_MAX];
 	uint32_t	hdrlen, datalen;
 	size_t		txoff;
+
+	/* the reply as sent: parts[nparts], txlen bytes (hdr and buf, or the
+	 * chunks of a read with holes) */
+	struct iovec	*parts;
+	int		nparts;
+	struct iovec	dparts[2];
+	size_t		txlen;
+
+	/* block status: BLOCK_STATUS, and a READ's holes */
+	struct blk_status st;
+	struct blk_extent *ext;		/* NBD_EXT_MAX, on first use */
+	unsigned	pending;	/* parts of the request still out (READ + map) */
+	uint32_t	perr;		/* the first error among them */
+	bool		have_map;	/* a READ's extents are in ext[0, st.next) */
+	unsigned	ctx_next;	/* BLOCK_STATUS: contexts answered */
+	uint32_t	stlen;		/* BLOCK_STATUS: reply bytes built in buf */
+	uint32_t	stlast;		/* ... where the last chunk starts */
+	uint8_t		*xhdr;		/* a READ's chunk headers */
+	struct iovec	*xparts;
 };
 
 struct nbd_conn {
@@ -197,6 +219,7 @@ struct nbd_conn {
 	size_t		out_off;
 	bool		structured;
 	bool		meta;		/* base:allocation selected */
+	char		*meta_changed;	/* sand:changed:SNAP selected: SNAP */
 	char		*meta_name;	/* ... for this export name */
 
 	/* transmission */
@@ -241,6 +264,7 @@ static void conn_close(struct nbd_conn *c, const char *why);
 static void conn_maybe_finish(struct nbd_conn *c);
 static void io_reply(struct nbd_io *io, uint32_t err);
 static void io_submit(struct nbd_io *io, enum bio_op op, uint32_t flags);
+static bool io_part_end(struct nbd_io *io, uint32_t err);
 
 /* ================================================================ exports */
 
@@ -291,24 +315,6 @@ static bool export_allows(const struct nbd_export *exp, const struct sockaddr_st
 	return false;
 }
 
-/*
- * The extents of [off, off+len) for base:allocation. Until the block layer
- * can tell holes (thin volumes will), everything is allocated data: that is
- * the honest answer for a plain disk, and never claims zeros we have not
- * checked.
- */
-static unsigned export_block_status(struct nbd_export *exp, uint64_t off, uint32_t len,
-				    struct nbd_extent *ext, unsigned max)
-{
-	(void)exp;
-	(void)off;
-	if (!max)
-		return 0;
-	ext[0].len = len;
-	ext[0].flags = 0;
-	return 1;
-}
-
 static uint16_t export_tflags(const struct nbd_export *exp, bool structured)
 {
 	struct blkdev *bd = exp->bd;
@@ -353,6 +359,10 @@ static struct nbd_io *io_get(struct nbd_conn *c)
 	io->then_flush = false;
 	io->hdrlen = io->datalen = 0;
 	io->txoff = 0;
+	io->pending = 0;
+	io->perr = 0;
+	io->have_map = false;
+	io->parts = NULL;
 	c->inflight++;
 	return io;
 }
@@ -416,7 +426,8 @@ static void retry_task_fn(struct ev_task *t)
 		list_del(&io->link);
 		c->bios--;
 		if (c->closed) {
-			io_release(io);
+			if (io_part_end(io, 0))
+				io_release(io);
 			conn_close(c, NULL);	/* re-check whether it can be freed */
 			continue;
 		}
@@ -424,6 +435,23 @@ static void retry_task_fn(struct ev_task *t)
 		if (xc->retry.prev == &io->link)
 			break;		/* refused again: wait for more completions */
 	}
+}
+
+/*
+ * A READ with its allocation map has two parts out at once; the reply goes
+ * when both have ended. True when io is the caller's to finish (the last
+ * part), with err folded into io->perr.
+ */
+static bool io_part_end(struct nbd_io *io, uint32_t err)
+{
+	if (err && !io->perr)
+		io->perr = err;
+	if (io->pending > 1) {
+		io->pending--;
+		return false;
+	}
+	io->pending = 0;
+	return true;
 }
 
 static void io_bio_end(struct bio *bio, int status)
@@ -436,7 +464,8 @@ static void io_bio_end(struct bio *bio, int status)
 	if (!list_empty(&xc->retry))
 		ev_defer(c->r->loop, &xc->retry_task, retry_task_fn);
 	if (c->closed) {
-		io_release(io);
+		if (io_part_end(io, 0))
+			io_release(io);
 		conn_close(c, NULL);
 		return;
 	}
@@ -475,6 +504,212 @@ static void io_submit(struct nbd_io *io, enum bio_op op, uint32_t flags)
 	io_reply(io, nbd_errno(rc));
 }
 
+/* ---- block status: BLOCK_STATUS replies and the holes of READs ---- */
+
+/* Ask the device about the request's range (widened to whole blocks:
+ * BLOCK_STATUS requests need not be aligned). */
+static int io_map_query(struct nbd_io *io, enum blk_status_mode mode, const char *base,
+			unsigned max, void (*end)(struct blk_status *st, int status))
+{
+	struct nbd_conn *c = io->c;
+	struct blkdev *bd = c->exp->bd;
+	uint64_t bs = bd->block_size, a = io->req.offset / bs * bs;
+	uint64_t e = MIN((io->req.offset + io->req.len + bs - 1) / bs * bs, bd->size);
+	int rc;
+
+	if (!io->ext && !(io->ext = malloc(NBD_EXT_MAX * sizeof(*io->ext))))
+		return -ENOMEM;
+	io->st = (struct blk_status){ .mode = mode, .base = base, .offset = a, .len = e - a,
+				      .ext = io->ext, .max_ext = MIN(max, NBD_EXT_MAX),
+				      .end = end, .end_arg = io };
+	c->bios++;
+	rc = blk_block_status(c->xc->ch, &io->st);
+	if (rc)
+		c->bios--;
+	return rc;
+}
+
+/* The answer clipped to the request's range, as NBD extents (at most max,
+ * adjacent ones merged when their NBD flags match). */
+static unsigned io_map_clip(struct nbd_io *io, struct nbd_extent *out, unsigned max)
+{
+	bool alloc = io->st.mode == BLK_STATUS_ALLOC;
+	uint64_t pos = io->st.offset, lo = io->req.offset, hi = lo + io->req.len;
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < io->st.next && pos < hi; i++) {
+		const struct blk_extent *x = &io->ext[i];
+		uint64_t s = MAX(pos, lo), e = MIN(pos + x->len, hi);
+		uint32_t f;
+
+		if (alloc)
+			f = (x->flags & BLK_EXT_HOLE ? NBD_STATE_HOLE : 0) |
+			    (x->flags & BLK_EXT_ZERO ? NBD_STATE_ZERO : 0);
+		else
+			f = x->flags & BLK_EXT_CHANGED ? NBD_STATE_CHANGED : 0;
+		pos += x->len;
+		if (e <= s)
+			continue;
+		if (n && out[n - 1].flags == f)
+			out[n - 1].len += (uint32_t)(e - s);
+		else if (n == max)
+			break;
+		else
+			out[n++] = (struct nbd_extent){ .len = (uint32_t)(e - s), .flags = f };
+	}
+	return n;
+}
+
+static void io_bs_next(struct nbd_io *io);
+
+static void io_bs_end(struct blk_status *st, int status)
+{
+	struct nbd_io *io = st->end_arg;
+	struct nbd_conn *c = io->c;
+	struct nbd_extent ext[NBD_EXT_MAX];
+	bool alloc = st->mode == BLK_STATUS_ALLOC;
+	unsigned n;
+
+	c->bios--;
+	if (c->closed) {
+		io_release(io);
+		conn_close(c, NULL);
+		return;
+	}
+	if (status) {
+		LOG_RATELIMIT(LOG_WARN, LS_NBD, "%s: block status at %llu+%u: %s", c->exp->name,
+			      (unsigned long long)io->req.offset, io->req.len, strerror(-status));
+		io_reply(io, nbd_errno(status));
+		return;
+	}
+	n = io_map_clip(io, ext, io->req.flags & NBD_CMD_FLAG_REQ_ONE ? 1 : NBD_EXT_MAX);
+	if (!n) {
+		io_reply(io, NBD_EIO);
+		return;
+	}
+	if (io->stlen)		/* the chunk before is not the last one: no DONE */
+		put_be16(io->buf + io->stlast + 4, 0);
+	io->stlast = io->stlen;
+	io->stlen += (uint32_t)nbd_sreply_block_status(io->buf + io->stlen, io->cap - io->stlen,
+						       io->req.cookie,
+						       alloc ? NBD_META_ID_BASE_ALLOCATION :
+							       NBD_META_ID_SAND_CHANGED, ext, n);
+	io_bs_next(io);
+}
+
+/* Query the next selected context, or send the reply once all answered. */
+static void io_bs_next(struct nbd_io *io)
+{
+	struct nbd_conn *c = io->c;
+	int rc;
+
+	while (io->ctx_next < NBD_CTX_MAX) {
+		unsigned i = io->ctx_next++;
+
+		if (i == 0 && c->meta)
+			rc = io_map_query(io, BLK_STATUS_ALLOC, NULL, NBD_EXT_MAX, io_bs_end);
+		else if (i == 1 && c->meta_changed)
+			rc = io_map_query(io, BLK_STATUS_CHANGED, c->meta_changed, NBD_EXT_MAX,
+					  io_bs_end);
+		else
+			continue;
+		if (rc)
+			io_reply(io, nbd_errno(rc));
+		return;
+	}
+	io_reply(io, io->stlen ? NBD_SUCCESS : NBD_EINVAL);
+}
+
+static void io_bs_start(struct nbd_io *io)
+{
+	uint32_t need = NBD_CTX_MAX * (NBD_SREPLY_HDR_LEN + 4 + 8 * NBD_EXT_MAX);
+
+	if (io_buf_reserve(io, need)) {
+		io_reply(io, NBD_ENOMEM);
+		return;
+	}
+	io->stlen = 0;
+	io->ctx_next = 0;
+	io_bs_next(io);
+}
+
+/* A READ's allocation map has come: keep it for the reply. */
+static void io_read_map_end(struct blk_status *st, int status)
+{
+	struct nbd_io *io = st->end_arg;
+	struct nbd_conn *c = io->c;
+
+	c->bios--;
+	io->have_map = status == 0;
+	if (c->closed) {
+		if (io_part_end(io, 0))
+			io_release(io);
+		conn_close(c, NULL);
+		return;
+	}
+	io_reply(io, NBD_SUCCESS);	/* waits for the read */
+}
+
+/*
+ * A READ's reply as chunks: OFFSET_HOLE for the ranges that read as zeros
+ * (no payload on the wire), OFFSET_DATA for the rest, in order, the last
+ * one DONE. False (send one data chunk) when there is no hole, when DF
+ * forbids more than one chunk, or without memory.
+ */
+static bool io_read_chunks(struct nbd_io *io)
+{
+	struct nbd_extent seg[NBD_READ_SEGS + 1];
+	unsigned n = io_map_clip(io, seg, NBD_READ_SEGS), holes = 0;
+	uint64_t off = io->req.offset, covered = 0;
+	uint8_t *h;
+	int k = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		covered += seg[i].len;
+		holes += !!(seg[i].flags & NBD_STATE_ZERO);
+	}
+	if (!holes)
+		return false;
+	if (covered < io->req.len) {	/* the map stopped early: the rest is data */
+		if (!(seg[n - 1].flags & NBD_STATE_ZERO))
+			seg[n - 1].len += (uint32_t)(io->req.len - covered);
+		else
+			seg[n++] = (struct nbd_extent){ .len = (uint32_t)(io->req.len - covered) };
+	}
+	if (n > 1 && (io->req.flags & NBD_CMD_FLAG_DF))
+		return false;
+	if (!io->xhdr && !(io->xhdr = malloc((NBD_READ_SEGS + 1) * 32)))
+		return false;
+	if (!io->xparts && !(io->xparts = malloc(2 * (NBD_READ_SEGS + 1) * sizeof(struct iovec))))
+		return false;
+	h = io->xhdr;
+	io->txlen = 0;
+	for (unsigned i = 0; i < n; i++) {
+		bool last = i == n - 1;
+
+		if (seg[i].flags & NBD_STATE_ZERO) {
+			nbd_sreply_hdr(h, last ? NBD_REPLY_FLAG_DONE : 0, NBD_REPLY_TYPE_OFFSET_HOLE,
+				       io->req.cookie, 12);
+			put_be64(h + NBD_SREPLY_HDR_LEN, off);
+			put_be32(h + NBD_SREPLY_HDR_LEN + 8, seg[i].len);
+			io->xparts[k++] = (struct iovec){ h, NBD_SREPLY_HDR_LEN + 12 };
+			h += NBD_SREPLY_HDR_LEN + 12;
+		} else {
+			size_t hl = nbd_sreply_offset_data(h, io->req.cookie, off, seg[i].len, last);
+
+			io->xparts[k++] = (struct iovec){ h, hl };
+			io->xparts[k++] = (struct iovec){ io->buf + (off - io->req.offset), seg[i].len };
+			h += hl;
+		}
+		off += seg[i].len;
+	}
+	io->parts = io->xparts;
+	io->nparts = k;
+	for (int i = 0; i < k; i++)
+		io->txlen += io->xparts[i].iov_len;
+	return true;
+}
+
 static void tx_task_fn(struct ev_task *t)
 {
 	conn_tx(container_of(t, struct nbd_conn, tx_task));
@@ -486,29 +721,37 @@ static void io_reply(struct nbd_io *io, uint32_t err)
 	struct nbd_conn *c = io->c;
 	bool read = io->req.type == NBD_CMD_READ;
 
+	if (io->pending) {
+		if (!io_part_end(io, err))
+			return;		/* the other part is still out */
+		err = io->perr;
+	}
 	io->datalen = 0;
+	io->parts = NULL;
 	if (c->structured && read) {
 		if (err) {
 			io->hdrlen = (uint32_t)nbd_sreply_error(io->hdr, io->req.cookie, err);
-		} else {
+		} else if (!io->have_map || !io_read_chunks(io)) {
 			io->hdrlen = (uint32_t)nbd_sreply_offset_data(io->hdr, io->req.cookie,
 								      io->req.offset, io->req.len, true);
 			io->datalen = io->req.len;
 		}
 	} else if (c->structured && io->req.type == NBD_CMD_BLOCK_STATUS && !err) {
-		struct nbd_extent ext[1];
-		unsigned n = export_block_status(c->exp, io->req.offset, io->req.len,
-						 ext, ARRAY_SIZE(ext));
-
-		io->hdrlen = (uint32_t)nbd_sreply_block_status(io->hdr, sizeof(io->hdr),
-							       io->req.cookie,
-							       NBD_META_ID_BASE_ALLOCATION, ext, n);
+		io->hdrlen = 0;		/* the chunks are in buf */
+		io->datalen = io->stlen;
 	} else if (c->structured && err) {
 		io->hdrlen = (uint32_t)nbd_sreply_error(io->hdr, io->req.cookie, err);
 	} else {
 		io->hdrlen = (uint32_t)nbd_simple_reply(io->hdr, io->req.cookie, err);
 		if (read && !err)
 			io->datalen = io->req.len;
+	}
+	if (!io->parts) {
+		io->dparts[0] = (struct iovec){ io->hdr, io->hdrlen };
+		io->dparts[1] = (struct iovec){ io->buf, io->datalen };
+		io->parts = io->dparts;
+		io->nparts = 2;
+		io->txlen = io->hdrlen + io->datalen;
 	}
 	io->txoff = 0;
 	list_add_tail(&io->link, &c->txq);
@@ -525,6 +768,13 @@ static void io_start(struct nbd_io *io)
 		f |= BIO_FUA;
 	switch (r->type) {
 	case NBD_CMD_READ:
+		/* with structured replies, holes go as hole chunks: ask for
+		 * the map alongside the read (devices that have one) */
+		if (io->c->structured && io->c->exp->bd->ops->block_status) {
+			io->pending = 2;
+			if (io_map_query(io, BLK_STATUS_ALLOC, NULL, NBD_READ_SEGS, io_read_map_end))
+				io->pending = 0;
+		}
 		io_submit(io, BIO_READ, 0);
 		break;
 	case NBD_CMD_WRITE:
@@ -542,10 +792,12 @@ static void io_start(struct nbd_io *io)
 			f |= BIO_NOUNMAP;
 		io_submit(io, BIO_WRITE_ZEROES, f);
 		break;
+	case NBD_CMD_BLOCK_STATUS:
+		io_bs_start(io);
+		break;
 	case NBD_CMD_CACHE:
 		/* A hint to prefetch; we keep no cache, so there is nothing
 		 * to do but say yes. */
-	case NBD_CMD_BLOCK_STATUS:
 	default:
 		io_reply(io, NBD_SUCCESS);
 		break;
@@ -584,6 +836,9 @@ static void free_task_fn(struct ev_task *t)
 
 		list_del(&io->link);
 		free(io->buf);
+		free(io->ext);
+		free(io->xhdr);
+		free(io->xparts);
 		free(io);
 		c->nios--;
 	}
@@ -591,6 +846,7 @@ static void free_task_fn(struct ev_task *t)
 		LOG_ERR(LS_NBD, "%s: freed with %u requests outstanding", c->peer, c->nios);
 	free(c->rbuf);
 	free(c->meta_name);
+	free(c->meta_changed);
 	if (c->tls)
 		gnutls_deinit(c->tls);
 	free(c->tls_buf);
@@ -693,7 +949,7 @@ static void tx_advance(struct nbd_conn *c, size_t w)
 	}
 	while (w && !list_empty(&c->txq)) {
 		struct nbd_io *io = list_first_entry(&c->txq, struct nbd_io, link);
-		size_t left = io->hdrlen + io->datalen - io->txoff;
+		size_t left = io->txlen - io->txoff;
 
 		if (w < left) {
 			io->txoff += w;
@@ -724,23 +980,24 @@ static size_t tls_tx_gather(struct nbd_conn *c)
 		struct nbd_io *io = list_entry(pos, struct nbd_io, link);
 		size_t off = io->txoff;
 
+		for (int i = 0; i < io->nparts && len < TLS_REC; i++) {
+			const struct iovec *pt = &io->parts[i];
+
+			if (off >= pt->iov_len) {
+				off -= pt->iov_len;
+				continue;
+			}
+			if (len == 0 && pt->iov_len - off >= TLS_REC) {
+				c->tls_ptr = (const uint8_t *)pt->iov_base + off;
+				return TLS_REC;
+			}
+			k = MIN(pt->iov_len - off, TLS_REC - len);
+			memcpy(c->tls_buf + len, (const uint8_t *)pt->iov_base + off, k);
+			len += k;
+			off = 0;
+		}
 		if (len == TLS_REC)
 			break;
-		if (len == 0 && off >= io->hdrlen && io->datalen - (off - io->hdrlen) >= TLS_REC) {
-			c->tls_ptr = io->buf + (off - io->hdrlen);
-			return TLS_REC;
-		}
-		if (off < io->hdrlen) {
-			k = MIN(io->hdrlen - off, TLS_REC - len);
-			memcpy(c->tls_buf + len, io->hdr + off, k);
-			len += k;
-			off += k;
-		}
-		if (off >= io->hdrlen && io->datalen && len < TLS_REC) {
-			k = MIN(io->datalen - (off - io->hdrlen), TLS_REC - len);
-			memcpy(c->tls_buf + len, io->buf + (off - io->hdrlen), k);
-			len += k;
-		}
 	}
 	c->tls_ptr = c->tls_buf;
 	return len;
@@ -796,17 +1053,19 @@ static void conn_tx(struct nbd_conn *c)
 			struct nbd_io *io = list_entry(pos, struct nbd_io, link);
 			size_t off = io->txoff;
 
-			if (cnt > TX_IOV_MAX - 2)
+			for (int i = 0; i < io->nparts && cnt < TX_IOV_MAX; i++) {
+				const struct iovec *pt = &io->parts[i];
+
+				if (off >= pt->iov_len) {
+					off -= pt->iov_len;
+					continue;
+				}
+				iov[cnt].iov_base = (uint8_t *)pt->iov_base + off;
+				iov[cnt++].iov_len = pt->iov_len - off;
+				off = 0;
+			}
+			if (cnt == TX_IOV_MAX)
 				break;
-			if (off < io->hdrlen) {
-				iov[cnt].iov_base = io->hdr + off;
-				iov[cnt++].iov_len = io->hdrlen - off;
-				off = io->hdrlen;
-			}
-			if (io->datalen) {
-				iov[cnt].iov_base = io->buf + (off - io->hdrlen);
-				iov[cnt++].iov_len = io->datalen - (off - io->hdrlen);
-			}
 		}
 		m.msg_iovlen = (size_t)cnt;
 		n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
@@ -866,14 +1125,18 @@ static void conn_enter_transmission(struct nbd_conn *c, const char *name, size_t
 	struct nbd_export *exp = c->exp;
 
 	/* Contexts chosen for another export name do not carry over. */
-	if (c->meta && (strlen(c->meta_name) != len || memcmp(c->meta_name, name, len)))
+	if ((c->meta || c->meta_changed) &&
+	    (strlen(c->meta_name) != len || memcmp(c->meta_name, name, len))) {
 		c->meta = false;
+		free(c->meta_changed);
+		c->meta_changed = NULL;
+	}
 	c->lim.size = exp->bd->size;
 	c->lim.min_block = exp->bd->block_size;
 	c->lim.max_payload = NBD_MAX_PAYLOAD;
 	c->lim.tflags = export_tflags(exp, c->structured);
 	c->lim.structured = c->structured;
-	c->lim.meta = c->meta;
+	c->lim.meta = c->meta || c->meta_changed;
 	c->transmission = true;
 	ev_timer_stop(c->r->loop, &c->timer);
 	LOG_DBG(LS_NBD, "%s: serving %s", c->peer, exp->name);
@@ -935,12 +1198,62 @@ static void opt_info(struct nbd_conn *c, uint32_t opt, const uint8_t *data, uint
 		conn_enter_transmission(c, ir.name, ir.name_len);
 }
 
+/* "sand:changed:SNAP" for a snapshot SNAP of the export's volume: SNAP
+ * (malloc'd), else NULL. Called under srv.lock. */
+static char *meta_changed_query(struct nbd_export *exp, const char *q, uint32_t ql)
+{
+	size_t pl = sizeof(NBD_META_SAND_CHANGED) - 1;
+	char *snap;
+
+	if (ql <= pl || memcmp(q, NBD_META_SAND_CHANGED, pl) || memchr(q + pl, 0, ql - pl))
+		return NULL;
+	snap = strndup(q + pl, ql - pl);
+	if (snap && blkdev_status_base(exp->bd, snap)) {
+		free(snap);
+		snap = NULL;
+	}
+	return snap;
+}
+
+/* LIST: every sand:changed:SNAP the export can answer, into c->out. */
+struct meta_list {
+	struct nbd_buf	*out;
+	uint32_t	opt;
+};
+
+static void meta_list_base(void *arg, const char *base)
+{
+	struct meta_list *ml = arg;
+	char name[NBD_MAX_STRING + 1];
+
+	if (snprintf(name, sizeof(name), "%s%s", NBD_META_SAND_CHANGED, base) < (int)sizeof(name))
+		nbd_rep_meta_context(ml->out, ml->opt, 0, name);
+}
+
+/* A LIST query for the whole sand namespace, or all of sand:changed: */
+static bool meta_query_all_changed(const char *q, uint32_t ql)
+{
+	return (ql == 5 && !memcmp(q, "sand:", 5)) ||
+	       (ql == sizeof(NBD_META_SAND_CHANGED) - 1 &&
+		!memcmp(q, NBD_META_SAND_CHANGED, ql));
+}
+
+/*
+ * LIST and SET_META_CONTEXT. Two contexts: base:allocation, and
+ * sand:changed:SNAP when SNAP is a snapshot of the export's volume (one
+ * SNAP per session: the first that names one). A query for anything else,
+ * an unknown snapshot included, selects nothing: the reply simply does not
+ * name it, as the protocol says. LIST with no query, or with "sand:" or
+ * "sand:changed:", names every snapshot the export can be compared with.
+ */
 static void opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 {
 	bool list = opt == NBD_OPT_LIST_META_CONTEXT;
 	struct nbd_meta_req mr;
 	struct nbd_export *exp;
-	bool found, allowed, match = false;
+	bool found, allowed, match = false, all_changed = false;
+	struct meta_list ml = { .out = &c->out, .opt = opt };
+	char *changed = NULL, *cname = NULL;
 	uint32_t pos = 0, ql;
 	const char *q;
 
@@ -956,6 +1269,21 @@ static void opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *data, uint
 	exp = export_find_locked(mr.name, mr.name_len);
 	found = exp != NULL;
 	allowed = exp && export_allows(exp, &c->peer_sa);
+	if (found && allowed) {
+		if (list && mr.nqueries == 0)
+			match = all_changed = true;	/* list everything we can name */
+		while (nbd_meta_next(&mr, &pos, &q, &ql)) {
+			match |= nbd_meta_query_matches(q, ql, list);
+			all_changed |= list && meta_query_all_changed(q, ql);
+			if (!changed)
+				changed = meta_changed_query(exp, q, ql);
+		}
+		if (all_changed) {
+			free(changed);		/* listed with the rest */
+			changed = NULL;
+			blkdev_status_bases(exp->bd, meta_list_base, &ml);
+		}
+	}
 	pthread_mutex_unlock(&srv.lock);
 	if (!found) {
 		nbd_rep_err(&c->out, opt, NBD_REP_ERR_UNKNOWN, "no such export");
@@ -965,24 +1293,36 @@ static void opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *data, uint
 		nbd_rep_err(&c->out, opt, NBD_REP_ERR_POLICY, "not allowed from this address");
 		return;
 	}
-	if (list && mr.nqueries == 0)
-		match = true;		/* list everything we have */
-	while (nbd_meta_next(&mr, &pos, &q, &ql))
-		match |= nbd_meta_query_matches(q, ql, list);
+	if (changed && asprintf(&cname, "%s%s", NBD_META_SAND_CHANGED, changed) < 0)
+		cname = NULL;
+	if (changed && !cname) {
+		free(changed);
+		nbd_rep_err(&c->out, opt, NBD_REP_ERR_PLATFORM, "out of memory");
+		return;
+	}
 	if (!list) {
 		char *name = strndup(mr.name, mr.name_len);
 
 		if (!name) {
+			free(changed);
+			free(cname);
 			nbd_rep_err(&c->out, opt, NBD_REP_ERR_PLATFORM, "out of memory");
 			return;
 		}
 		free(c->meta_name);
 		c->meta_name = name;
 		c->meta = match;
+		free(c->meta_changed);
+		c->meta_changed = changed;
+	} else {
+		free(changed);
 	}
 	if (match)
 		nbd_rep_meta_context(&c->out, opt, list ? 0 : NBD_META_ID_BASE_ALLOCATION,
 				     NBD_META_BASE_ALLOCATION);
+	if (cname)
+		nbd_rep_meta_context(&c->out, opt, list ? 0 : NBD_META_ID_SAND_CHANGED, cname);
+	free(cname);
 	nbd_rep_ack(&c->out, opt);
 }
 
@@ -1021,6 +1361,8 @@ static void opt_starttls(struct nbd_conn *c, uint32_t len)
 		/* Nothing negotiated in clear carries over. */
 		c->structured = false;
 		c->meta = false;
+		free(c->meta_changed);
+		c->meta_changed = NULL;
 		nbd_rep_ack(&c->out, NBD_OPT_STARTTLS);
 		c->rx = RX_TLS_HS;
 	}

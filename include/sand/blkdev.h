@@ -41,6 +41,7 @@ struct ev_loop;
 struct blkdev;
 struct blkchan;
 struct bio;
+struct blk_status;
 
 enum bio_op {
 	BIO_READ = 0,
@@ -98,6 +99,16 @@ struct blkdev_ops {
 	void	(*chan_destroy)(struct blkdev *bd, struct blkchan *ch);
 	/* See the contract above; finish with bio_complete(). */
 	int	(*submit)(struct blkdev *bd, struct blkchan *ch, struct bio *bio);
+	/* Optional (see blk_block_status): the same contract as submit,
+	 * finish with blk_status_complete(). NULL: all allocated data. */
+	int	(*block_status)(struct blkdev *bd, struct blkchan *ch, struct blk_status *st);
+	/* Optional: 0 if base names something BLK_STATUS_CHANGED can compare
+	 * with, else -ENOENT (-EOPNOTSUPP when NULL). Any thread; no I/O. */
+	int	(*status_base)(struct blkdev *bd, const char *base);
+	/* Optional: fn(arg, base) for each base status_base accepts now, in
+	 * no particular order. Any thread; no I/O; fn must not call back. */
+	void	(*status_bases)(struct blkdev *bd, void (*fn)(void *arg, const char *base),
+				void *arg);
 };
 
 #define BLK_NAME_MAX	64
@@ -205,6 +216,69 @@ void bio_complete(struct bio *bio, int status);
 int blk_rw(struct blkchan *ch, enum bio_op op, uint32_t flags,
 	   const struct iovec *iov, int iovcnt, uint64_t offset, uint64_t len,
 	   bio_end_fn cb, void *arg);
+
+/*
+ * Block status: what [offset, offset+len) of a device is made of, as a run
+ * of extents in order, from offset on. Asynchronous like a bio: 0 and
+ * st->end runs once, later, on the channel's loop; or -errno and it never
+ * runs (-EAGAIN/-ENOMEM: backpressure, try again later).
+ *  - BLK_STATUS_ALLOC: BLK_EXT_HOLE for ranges not allocated, BLK_EXT_ZERO
+ *    for ranges known to read as zeros. A device without ops->block_status
+ *    reports the whole range as allocated data (flags 0).
+ *  - BLK_STATUS_CHANGED: BLK_EXT_CHANGED where the device may differ from
+ *    st->base (for a thin volume VOL, or a snapshot VOL@x of it: the
+ *    snapshot VOL@base), 0 where it is the same. -EOPNOTSUPP for devices that cannot tell, -ENOENT for an
+ *    unknown base.
+ * On success st->next >= 1 extents, adjacent ones with different flags,
+ * together covering at most len bytes (a device may stop early, e.g. at
+ * max_ext; the caller asks again for the rest). offset and len are
+ * multiples of block_size; extents lengths too, unless they end at the end
+ * of the range.
+ */
+#define BLK_EXT_HOLE	(1u << 0)	/* not allocated */
+#define BLK_EXT_ZERO	(1u << 1)	/* reads as zeros */
+#define BLK_EXT_CHANGED	(1u << 2)	/* differs from the base */
+
+enum blk_status_mode {
+	BLK_STATUS_ALLOC = 0,
+	BLK_STATUS_CHANGED,
+};
+
+struct blk_extent {
+	uint64_t	len;
+	uint32_t	flags;
+};
+
+struct blk_status {
+	/* the caller's */
+	enum blk_status_mode mode;
+	const char	*base;		/* BLK_STATUS_CHANGED: the snapshot's name */
+	uint64_t	offset, len;
+	struct blk_extent *ext;		/* room for max_ext (>= 1) */
+	unsigned	max_ext;
+	void		(*end)(struct blk_status *st, int status);
+	void		*end_arg;
+	/* the driver's answer */
+	unsigned	next;		/* extents filled in */
+	/* the core's */
+	struct blkchan	*ch;
+	int		status;
+	struct ev_task	task;		/* drivers may use it to complete later */
+};
+
+int blk_block_status(struct blkchan *ch, struct blk_status *st);
+/* Drivers call this once per accepted query, on the channel's loop, never
+ * from inside their block_status. */
+void blk_status_complete(struct blk_status *st, int status);
+/* Append an extent to st (merging with the last one if the flags match);
+ * false once st->ext is full. For drivers. */
+bool blk_status_add(struct blk_status *st, uint64_t len, uint32_t flags);
+/* See ops->status_base and ops->status_bases (-EOPNOTSUPP without them). */
+int blkdev_status_base(struct blkdev *bd, const char *base);
+int blkdev_status_bases(struct blkdev *bd, void (*fn)(void *arg, const char *base), void *arg);
+/* Synchronous blk_block_status, for the control plane and tests (not from a
+ * reactor thread). */
+int blk_sync_block_status(struct blkdev *bd, struct blk_status *st);
 
 /* Copy iovec contents. */
 size_t iov_total(const struct iovec *iov, int iovcnt);

@@ -142,6 +142,11 @@
 /* The one metadata context we serve, and its id on this server. */
 #define NBD_META_BASE_ALLOCATION	"base:allocation"
 #define NBD_META_ID_BASE_ALLOCATION	1u
+/* sand:changed:SNAP: where the export differs from its snapshot SNAP
+ * (flag NBD_STATE_CHANGED), so a backup copies only what changed. */
+#define NBD_META_SAND_CHANGED		"sand:changed:"
+#define NBD_META_ID_SAND_CHANGED	2u
+#define NBD_STATE_CHANGED		(1u << 0)
 
 /* ---- handshake ---- */
 

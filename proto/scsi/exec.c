@@ -19,6 +19,7 @@
 #include "sand/alua.h"
 #include "sand/log.h"
 #include "sand/scsi.h"
+#include "proto/scsi/lba_status.h"
 
 #define RETRY_NS		(50 * 1000)
 #define MAX_XFER_BYTES		(16u << 20)	/* reported in the block limits page */
@@ -185,6 +186,18 @@ static uint32_t inquiry_std(struct scsi_cmd *cmd, uint8_t *d)
 	return 66;
 }
 
+/* Optimal unmap granularity, in blocks: a device that deallocates in units
+ * (a thin volume: its chunk, which is its io_boundary) frees nothing for
+ * less, as GET LBA STATUS then shows. */
+static uint32_t unmap_granularity(struct scsi_cmd *cmd)
+{
+	struct blkdev *bd = cmd->lu->bd;
+
+	if (bd->ops->block_status && bd->io_boundary > bd->block_size)
+		return bd->io_boundary / bd->block_size;
+	return 1;
+}
+
 static int op_inquiry(struct scsi_cmd *cmd)
 {
 	struct scsi_lu *lu = cmd->lu;
@@ -257,7 +270,7 @@ static int op_inquiry(struct scsi_cmd *cmd)
 		if (lu->lbpme) {
 			put_be32(d + 20, MAX_UNMAP_BLOCKS);
 			put_be32(d + 24, MAX_UNMAP_DESC);
-			put_be32(d + 28, 1);		/* optimal unmap granularity */
+			put_be32(d + 28, unmap_granularity(cmd));
 		}
 		put_be64(d + 36, MAX_WS_BLOCKS);	/* maximum write same length */
 		break;
@@ -441,6 +454,8 @@ static int op_service_action_in16(struct scsi_cmd *cmd)
 	switch (cmd->cdb[1] & 0x1f) {
 	case 0x10:
 		return op_read_capacity16(cmd);
+	case 0x12:
+		return scsi_get_lba_status(cmd);
 	default:
 		scsi_invalid_field(cmd, 1, 4);
 		return SCSI_DONE;
@@ -1010,7 +1025,7 @@ static const struct scsi_op ops[256] = {
 
 /* Commands with service actions, for REPORT SUPPORTED OPERATION CODES. */
 static const struct { uint8_t op; uint16_t sa; } sa_ops[] = {
-	{ 0x9e, 0x10 }, { 0xa3, 0x0a }, { 0xa3, 0x0c }, { 0xa4, 0x0a },
+	{ 0x9e, 0x10 }, { 0x9e, 0x12 }, { 0xa3, 0x0a }, { 0xa3, 0x0c }, { 0xa4, 0x0a },
 	{ 0x5e, 0x00 }, { 0x5e, 0x01 }, { 0x5e, 0x02 }, { 0x5e, 0x03 },
 	{ 0x5f, 0x00 }, { 0x5f, 0x01 }, { 0x5f, 0x02 }, { 0x5f, 0x03 },
 	{ 0x5f, 0x04 }, { 0x5f, 0x05 }, { 0x5f, 0x06 }, { 0x5f, 0x07 },

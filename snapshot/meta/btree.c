@@ -597,3 +597,40 @@ int btree_walk(struct btree_info *info, uint64_t root, const struct btree_walker
 {
 	return walk(info, root, w, 0);
 }
+
+static int walk_range(struct btree_info *info, uint64_t nr, uint64_t lo, uint64_t hi,
+		      const struct btree_walker *w, int depth)
+{
+	struct bm_block *b;
+	uint8_t *d;
+	uint32_t i;
+	int rc;
+
+	if (depth > 64)
+		return -EUCLEAN;
+	rc = w->node(w->arg, nr);
+	if (rc <= 0)
+		return rc;
+	rc = node_read(info, nr, &b);
+	if (rc)
+		return rc;
+	d = b->data;
+	if (n_leaf(d)) {
+		for (i = lower_bound(d, lo); i < n_count(d) && key_at(d, i) <= hi && !rc; i++)
+			rc = w->value ? w->value(w->arg, key_at(d, i), val_p(d, i)) : 0;
+	} else {
+		for (i = n_count(d) ? child_idx(d, lo) : 0; i < n_count(d) && key_at(d, i) <= hi && !rc;
+		     i++)
+			rc = walk_range(info, child_at(d, i), lo, hi, w, depth + 1);
+	}
+	tm_unpin(info->tm, b);
+	return rc;
+}
+
+int btree_walk_range(struct btree_info *info, uint64_t root, uint64_t lo, uint64_t hi,
+		     const struct btree_walker *w)
+{
+	if (lo > hi)
+		return 0;
+	return walk_range(info, root, lo, hi, w, 0);
+}

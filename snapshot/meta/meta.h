@@ -221,6 +221,10 @@ struct btree_walker {
 	void	*arg;
 };
 int btree_walk(struct btree_info *info, uint64_t root, const struct btree_walker *w);
+/* The same over the nodes that may hold keys in [lo, hi] only (value() is
+ * called for those keys only); no key-order checks. */
+int btree_walk_range(struct btree_info *info, uint64_t root, uint64_t lo, uint64_t hi,
+		     const struct btree_walker *w);
 /* Share a tree: one more reference to its root. */
 static inline int btree_share(struct btree_info *info, uint64_t root)
 {

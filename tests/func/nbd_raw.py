@@ -106,16 +106,25 @@ class Client:
             return cookie, err, data
         assert magic == STRUCT_MAGIC, hex(magic)
         data, err = b"", 0
+        pieces = []             # READ: (offset, bytes), data and holes
+        self.chunk_types = []
         while True:
             flags, typ, cookie, ln = struct.unpack(">HHQI", recvall(self.s, 16))
             payload = recvall(self.s, ln)
+            self.chunk_types.append(typ)
             if typ == 1:
-                data += payload[8:]
+                pieces.append((struct.unpack(">Q", payload[:8])[0], payload[8:]))
+            elif typ == 2:
+                off, hl = struct.unpack(">QI", payload[:12])
+                pieces.append((off, bytes(hl)))
             elif typ & 0x8000:
                 err = struct.unpack(">I", payload[:4])[0]
             elif typ == 5:
                 data += payload
             if flags & 1:
+                # chunks may come in any order; they tile the range
+                for _, b in sorted(pieces, key=lambda p: p[0]):
+                    data += b
                 return cookie, err, data
             magic = struct.unpack(">I", recvall(self.s, 4))[0]
             assert magic == STRUCT_MAGIC
