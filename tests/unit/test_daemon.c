@@ -6,6 +6,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,11 +113,26 @@ START_TEST(test_control_socket_and_sigterm)
 }
 END_TEST
 
+/* A live daemon's stand-in: accepts one connection, reads, answers. */
+static void *answer_once(void *arg)
+{
+	int lfd = *(int *)arg, fd = accept(lfd, NULL, NULL);
+	char buf[256];
+
+	if (fd >= 0) {
+		if (read(fd, buf, sizeof(buf)) > 0 && write(fd, "{}\n", 3) != 3)
+			perror("write");
+		close(fd);
+	}
+	return NULL;
+}
+
 START_TEST(test_control_refuses_live_socket)
 {
 	char dir[] = "/tmp/sand-test-ctl-XXXXXX", path[96];
 	struct control_opts o = { .path = path, .backend = EV_AUTO };
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	pthread_t th;
 	int lfd;
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -125,7 +141,9 @@ START_TEST(test_control_refuses_live_socket)
 	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
 	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	ck_assert_int_eq(listen(lfd, 1), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, answer_once, &lfd), 0);
 	ck_assert_int_eq(control_start(&o), -EADDRINUSE);	/* someone answers there */
+	pthread_join(th, NULL);
 	close(lfd);
 	ck_assert_int_eq(access(path, F_OK), 0);		/* not removed */
 	unlink(path);
