@@ -558,8 +558,13 @@ int btree_del(struct btree_info *info, uint64_t root)
 	return del(info, root, 0);
 }
 
-static int walk(struct btree_info *info, uint64_t nr, const struct btree_walker *w,
-		int depth)
+/*
+ * Visit the entries with keys in [lo, hi] (every entry: 0, UINT64_MAX),
+ * entering only the nodes that may hold them. Each node read is checked:
+ * keys strictly increasing, no empty internal node below the root.
+ */
+static int walk_range(struct btree_info *info, uint64_t nr, uint64_t lo, uint64_t hi,
+		      const struct btree_walker *w, int depth)
 {
 	struct bm_block *b;
 	uint8_t *d;
@@ -582,12 +587,13 @@ static int walk(struct btree_info *info, uint64_t nr, const struct btree_walker 
 		}
 	if (!n_leaf(d) && !n_count(d) && depth > 0)
 		rc = -EUCLEAN;
-	for (i = 0; i < n_count(d) && !rc; i++) {
-		if (n_leaf(d))
+	else if (n_leaf(d))
+		for (i = lower_bound(d, lo); i < n_count(d) && key_at(d, i) <= hi && !rc; i++)
 			rc = w->value ? w->value(w->arg, key_at(d, i), val_p(d, i)) : 0;
-		else
-			rc = walk(info, child_at(d, i), w, depth + 1);
-	}
+	else
+		for (i = n_count(d) ? child_idx(d, lo) : 0; i < n_count(d) && key_at(d, i) <= hi && !rc;
+		     i++)
+			rc = walk_range(info, child_at(d, i), lo, hi, w, depth + 1);
 unpin:
 	tm_unpin(info->tm, b);
 	return rc;
@@ -595,36 +601,7 @@ unpin:
 
 int btree_walk(struct btree_info *info, uint64_t root, const struct btree_walker *w)
 {
-	return walk(info, root, w, 0);
-}
-
-static int walk_range(struct btree_info *info, uint64_t nr, uint64_t lo, uint64_t hi,
-		      const struct btree_walker *w, int depth)
-{
-	struct bm_block *b;
-	uint8_t *d;
-	uint32_t i;
-	int rc;
-
-	if (depth > 64)
-		return -EUCLEAN;
-	rc = w->node(w->arg, nr);
-	if (rc <= 0)
-		return rc;
-	rc = node_read(info, nr, &b);
-	if (rc)
-		return rc;
-	d = b->data;
-	if (n_leaf(d)) {
-		for (i = lower_bound(d, lo); i < n_count(d) && key_at(d, i) <= hi && !rc; i++)
-			rc = w->value ? w->value(w->arg, key_at(d, i), val_p(d, i)) : 0;
-	} else {
-		for (i = n_count(d) ? child_idx(d, lo) : 0; i < n_count(d) && key_at(d, i) <= hi && !rc;
-		     i++)
-			rc = walk_range(info, child_at(d, i), lo, hi, w, depth + 1);
-	}
-	tm_unpin(info->tm, b);
-	return rc;
+	return walk_range(info, root, 0, UINT64_MAX, w, 0);
 }
 
 int btree_walk_range(struct btree_info *info, uint64_t root, uint64_t lo, uint64_t hi,
