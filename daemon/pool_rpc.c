@@ -627,8 +627,8 @@ static json_t *pool_create(json_t *params, void *arg, struct rpc_err *err)
 	struct raid_opts ro = { 0 };
 	struct thin_format_opts fo = { 0 };
 	struct raid_geom g = { 0 };
-	struct pool *p, *other;
-	char note[160], claims[256];
+	struct pool *p;
+	char note[160];
 	uint32_t n, dcols;
 	size_t i;
 	int rc;
@@ -680,21 +680,9 @@ static json_t *pool_create(json_t *params, void *arg, struct rpc_err *err)
 			if (!strcmp(json_string_value(json_array_get(members, k)), d))
 				return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk '%.64s' "
 						 "is given twice", d);
-		if (vol_find(d, NULL))
-			return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: '%.64s' is a "
-					 "volume, not a disk", d);
-		if (is_member(d, &other))
-			return rpc_error(err, RPC_ERR_BUSY, "disk '%.64s' is in use by pool '%s'",
-					 d, other->name);
-		bds[i] = blkdev_find(d);
+		bds[i] = free_disk(d, err);
 		if (!bds[i])
-			return rpc_error(err, RPC_ERR_NOT_FOUND, "no disk named '%.64s'", d);
-		blkdev_claims(bds[i], claims, sizeof(claims));
-		if (claims[0])
-			return rpc_error(err, RPC_ERR_BUSY, "disk '%.64s' is in use by '%s'", d, claims);
-		if (bds[i]->readonly)
-			return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk '%.64s' is "
-					 "read-only", d);
+			return NULL;
 		if (strip < bds[i]->block_size)
 			return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'strip' %llu is "
 					 "smaller than the block size of disk '%.64s'",
