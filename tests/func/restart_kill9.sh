@@ -51,6 +51,23 @@ for r in $(seq "$rounds"); do
 done
 check "sand stops cleanly" sand_stop
 
+# The retry itself: the portal's port is held by someone else for 1.5 s
+# when the daemon restores it; the portal must still come up on it.
+t_bg "$T_TMP/holder.out" timeout 20 python3 -c '
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1)
+print("held", flush=True); time.sleep(1.5)' "$pi"
+holder=$T_BG_PID
+wait_for grep -q held "$T_TMP/holder.out"
+sand_start --reactors 2 || { not_ok "sand starts while the portal's port is held"; t_done; }
+ok "sand starts while the portal's port is held"
+volctl iscsi list >"$T_TMP/list" 2>&1
+check_grep "the portal came up once the port was free" "portal 127.0.0.1:$pi tpg 1 up" "$T_TMP/list"
+check "iscsi-inq through it" timeout 30 iscsi-inq "iscsi://127.0.0.1:$pi/$IQN/0"
+t_kill "$holder" >/dev/null 2>&1
+check "sand stops cleanly" sand_stop
+
 # The control socket of a daemon that died may still accept for a moment,
 # with nobody behind it: a listener that never answers stands for it.
 t_bg "$T_TMP/ghost.out" timeout 60 python3 -c '
