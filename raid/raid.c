@@ -98,37 +98,65 @@ int raid_persist_quiet_locked(struct raid *r)
 	return persist_sb(r, true);
 }
 
+/*
+ * Write the superblocks (a new generation) to every writable member. A
+ * member whose superblock write fails has failed a write: its slot is failed
+ * (a spare may take it) and the superblocks are written again, so that the
+ * members left all say so. 0 once every writable member holds the new
+ * generation; -EIO when the set did not survive its members' failures.
+ */
 static int persist_sb(struct raid *r, bool quiet)
 {
-	struct raid_sb sb;
-	int rc = 0;
+	bool kick = false;
+	int rc;
 
-	r->sb.generation++;
-	for (uint32_t i = 0; i < r->g.nmembers; i++)
-		r->sb.members[i].state = (uint32_t)__atomic_load_n(&r->state[i], __ATOMIC_ACQUIRE);
-	for (uint32_t i = 0; i < r->g.nmembers; i++) {
-		struct blkdev *m = __atomic_load_n(&r->members[i], __ATOMIC_ACQUIRE);
-		int err;
+	for (;;) {
+		bool again = false;
+		struct raid_sb sb;
 
-		if (!raid_writable(r, i) || !m)
-			continue;
-		sb = r->sb;
-		sb.index = i;
-		memcpy(sb.member_uuid, sb.members[i].uuid, 16);
-		err = raid_sb_write(m, &sb);
-		if (err) {
-			LOG_ERR(LS_RAID, "%s: superblock write to member %u (%s) failed: %s",
-				r->bd.name, i, m->name, strerror(-err));
-			if (!rc)
-				rc = err;
+		r->sb.generation++;
+		for (uint32_t i = 0; i < r->g.nmembers; i++)
+			r->sb.members[i].state = (uint32_t)__atomic_load_n(&r->state[i],
+									    __ATOMIC_ACQUIRE);
+		for (uint32_t i = 0; i < r->g.nmembers; i++) {
+			struct blkdev *m = __atomic_load_n(&r->members[i], __ATOMIC_ACQUIRE);
+			int err, st;
+
+			if (!raid_writable(r, i) || !m)
+				continue;
+			sb = r->sb;
+			sb.index = i;
+			memcpy(sb.member_uuid, sb.members[i].uuid, 16);
+			err = raid_sb_write(m, &sb);
+			if (!err)
+				continue;
+			LOG_ERR(LS_RAID, "%s: superblock write to member %u (%s) failed: %s%s",
+				r->bd.name, i, m->name, strerror(-err),
+				r->g.level == RAID_LEVEL_0 ? "" : ": the member fails");
+			if (r->g.level == RAID_LEVEL_0)
+				return err;
+			pthread_mutex_lock(&r->slot_lock);
+			st = __atomic_exchange_n(&r->state[i], RAID_MEMBER_FAILED, __ATOMIC_ACQ_REL);
+			pthread_mutex_unlock(&r->slot_lock);
+			again |= st != RAID_MEMBER_FAILED;
 		}
+		if (!again)
+			break;
+		kick = true;
+		if (!raid_set_alive(r))
+			break;
 	}
-	if (quiet)
+	rc = raid_set_alive(r) ? 0 : -EIO;
+	if (rc)
+		LOG_ERR(LS_RAID, "%s: too many members failed: the set is down", r->bd.name);
+	else if (quiet)
 		LOG_DBG(LS_RAID, "%s: superblocks written, generation %llu", r->bd.name,
 			(unsigned long long)r->sb.generation);
 	else
 		LOG_INFO(LS_RAID, "%s: member states written, generation %llu", r->bd.name,
 			 (unsigned long long)r->sb.generation);
+	if (kick)
+		raid_jobs_kick(r);	/* a spare may take a failed slot */
 	return rc;
 }
 
@@ -389,29 +417,33 @@ static int member_of(struct raid *r, struct blkdev *bd)
 	return -1;
 }
 
-static void member_failed(struct raid_io *rio, uint32_t m, int status)
+/* A bio of rio's to member device bd failed: fail the slot bd is in now. */
+void raid_member_io_error(struct raid_io *rio, struct blkdev *bd, int status)
 {
 	struct raid *r = rio->r;
-	int expect = RAID_MEMBER_ACTIVE;
+	int expect = RAID_MEMBER_ACTIVE, m;
+	bool failed;
 
 	rio->child_err = true;
 	if (r->g.level == RAID_LEVEL_0)
 		return;
-	if (__atomic_compare_exchange_n(&r->state[m], &expect, RAID_MEMBER_FAILED, false,
-					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) ||
-	    (expect == RAID_MEMBER_REBUILDING &&
-	     __atomic_compare_exchange_n(&r->state[m], &expect, RAID_MEMBER_FAILED, false,
-					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))) {
-		LOG_RATELIMIT(LOG_WARN, LS_RAID, "%s: member %u (%s) failed (%s), set %s",
-			      r->bd.name, m, r->members[m]->name, strerror(-status),
+	pthread_mutex_lock(&r->slot_lock);
+	m = member_of(r, bd);
+	/* m < 0: a member replaced meanwhile (a spare took its slot): the
+	 * level tries again without it */
+	failed = m >= 0 &&
+		 (__atomic_compare_exchange_n(&r->state[m], &expect, RAID_MEMBER_FAILED, false,
+					      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) ||
+		  (expect == RAID_MEMBER_REBUILDING &&
+		   __atomic_compare_exchange_n(&r->state[m], &expect, RAID_MEMBER_FAILED, false,
+					       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)));
+	pthread_mutex_unlock(&r->slot_lock);
+	if (failed) {
+		LOG_RATELIMIT(LOG_WARN, LS_RAID, "%s: member %d (%s) failed (%s), set %s",
+			      r->bd.name, m, bd->name, strerror(-status),
 			      raid_set_alive(r) ? "degraded" : "down");
 		rio->persist = true;
 	}
-}
-
-void raid_member_io_error(struct raid_io *rio, uint32_t m, int status)
-{
-	member_failed(rio, m, status);
 }
 
 /* The channel of member m for this loop: opened on first use after a
@@ -452,12 +484,8 @@ static void child_end(struct bio *b, int status)
 				      __atomic_load_n(&r->read_errs[m], __ATOMIC_RELAXED));
 			rio->child_err = true;
 			rio->bad |= 1u << m;
-		} else if (m >= 0) {
-			member_failed(rio, (uint32_t)m, status);
 		} else {
-			/* a member replaced meanwhile (a spare took its slot): the
-			 * level tries again without it */
-			rio->child_err = true;
+			raid_member_io_error(rio, b->ch->bd, status);
 		}
 	} else {
 		rio->nok++;
@@ -768,6 +796,7 @@ static void raid_free(struct raid *r)
 	pthread_mutex_destroy(&r->jlock);
 	pthread_cond_destroy(&r->wcond);
 	pthread_mutex_destroy(&r->wlock);
+	pthread_mutex_destroy(&r->slot_lock);
 	pthread_mutex_destroy(&r->sb_lock);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
@@ -858,6 +887,7 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 	r->rebuild_slot = -1;
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_mutex_init(&r->sb_lock, NULL);
+	pthread_mutex_init(&r->slot_lock, NULL);
 	pthread_mutex_init(&r->wlock, NULL);
 	pthread_cond_init(&r->wcond, NULL);
 	pthread_mutex_init(&r->jlock, NULL);

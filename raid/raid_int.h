@@ -117,6 +117,10 @@ struct raid {
 	size_t		buf_max;	/* the largest stripe buffer a bio needs */
 	struct blkdev	*members[RAID_MAX_MEMBERS];
 	int		state[RAID_MAX_MEMBERS];	/* atomic */
+	/* Held (never across I/O) to put a new device in a slot and to fail
+	 * the slot a failed bio's device is in: a late error of the old
+	 * device never fails the spare that took its slot meanwhile. */
+	pthread_mutex_t	slot_lock;
 	struct raid_sb	sb;		/* the template: uuids, geometry, generation */
 
 	pthread_mutex_t	lock;		/* stripe locks */
@@ -215,9 +219,11 @@ void member_bio_at(struct raid_io *rio, uint32_t m, enum bio_op op, uint32_t fla
 void member_bio_slice(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
 		      uint64_t len, size_t skip);
 
-/* A member bio of rio's sent by other means (raid_ppl.c groups several
- * writes' log entries in one bio) failed: as member_bio's would. */
-void raid_member_io_error(struct raid_io *rio, uint32_t m, int status);
+/* A write of rio's to member device bd, sent by other means (raid_ppl.c
+ * groups several writes' log entries in one bio), failed: as member_bio's
+ * would. The device, not the slot, names the member: a spare may have taken
+ * the slot while the bio was in flight, and the spare did not fail. */
+void raid_member_io_error(struct raid_io *rio, struct blkdev *bd, int status);
 
 /* Take the lock of rio->stripe, then run fn (now, or when handed over). */
 void stripe_lock(struct raid_io *rio, raid_io_fn fn);

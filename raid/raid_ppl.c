@@ -474,7 +474,7 @@ static void group_end(struct bio *b, int status)
 
 		g->ents[i]->rio = NULL;
 		if (status)
-			raid_member_io_error(rio, g->member, status);
+			raid_member_io_error(rio, g->ch->bd, status);
 		else
 			rio->nok++;
 		if (--rio->pending == 0)

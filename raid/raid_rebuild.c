@@ -320,6 +320,8 @@ static void job_end(struct raid *r, int rc, uint64_t mismatches)
  * Put nd in failed slot `slot`, state REBUILDING, written to the
  * superblocks. claimed: nd is claimed by the set already (a spare).
  * -EBUSY (nothing changed): the slot is not failed or a job owns the set.
+ * -EIO: the set went down while the superblocks were written (other members
+ * failed); nd stays in the slot, failed.
  */
 static int replace_begin(struct raid *r, uint32_t slot, struct blkdev *nd, bool claimed)
 {
@@ -343,18 +345,24 @@ static int replace_begin(struct raid *r, uint32_t slot, struct blkdev *nd, bool 
 	r->sb.members[slot].rebuilt = 0;
 	__atomic_store_n(&r->read_errs[slot], 0, __ATOMIC_RELAXED);
 	old = r->members[slot];
+	pthread_mutex_lock(&r->slot_lock);
 	__atomic_store_n(&r->members[slot], nd, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->state[slot], RAID_MEMBER_REBUILDING, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&r->slot_lock);
 	rc = raid_persist_locked(r);
 	if (rc) {
+		/* the set went down meanwhile: nd keeps the slot (the superblocks
+		 * may name it), failed, and stays claimed by the set */
 		__atomic_store_n(&r->state[slot], RAID_MEMBER_FAILED, __ATOMIC_RELEASE);
 		r->rebuild_slot = -1;
 	}
 	pthread_mutex_unlock(&r->sb_lock);
 	if (old && old != nd)
 		blkdev_release(old, r->bd.name);
+	if (rc)
+		return rc;
 	LOG_INFO(LS_RAID, "%s: member %u is now %s, to be rebuilt", r->bd.name, slot, nd->name);
-	return rc;
+	return 0;
 }
 
 static void run_rebuild(struct raid *r, int slot)
@@ -503,7 +511,6 @@ static void *job_main(void *arg)
 			if (rc) {
 				LOG_ERR(LS_RAID, "%s: taking spare %s: %s", r->bd.name, spare->name,
 					strerror(-rc));
-				blkdev_release(spare, r->bd.name);
 			} else {
 				run_rebuild(r, slot);
 			}

@@ -593,6 +593,47 @@ START_TEST(old_copy_stale)
 }
 END_TEST
 
+/* ---- a member whose superblock write fails has failed ----
+ * Slot 1 is taken out; the superblock write that says so fails on member 3
+ * (its data area still works). Member 3 fails too, the superblocks are
+ * written again without it, raid_fail succeeds, and the two spares take the
+ * two slots. */
+
+START_TEST(sb_write_fails_member)
+{
+	struct fault_rule rule = { .offset = 0, .len = RAID_DATA_OFFSET,
+				   .op_mask = FAULT_OP(BIO_WRITE) };
+	struct blkdev *sp[2];
+	struct env e;
+
+	env_create(&e, RAID_LEVEL_6, 5, 7, 256 * 1024, 80);
+	fill(&e);
+	ck_assert_int_eq(raid_spare_add(e.raid, e.f[5]), 0);
+	ck_assert_int_eq(raid_spare_add(e.raid, e.f[6]), 0);
+	ck_assert_int_ge(fault_add_rule(e.f[3], &rule), 0);
+	ck_assert_int_eq(raid_fail(e.raid, 1), 0);	/* persisted: without member 3 */
+	ck_assert_int_eq(raid_member_state(e.raid, 3) == RAID_MEMBER_ACTIVE, 0);
+	io_until_idle(&e);
+	ck_assert_uint_eq(raid_spares(e.raid, sp, 2), 0);
+	ck_assert(raid_member_dev(e.raid, 1) == e.f[5] || raid_member_dev(e.raid, 1) == e.f[6]);
+	ck_assert(raid_member_dev(e.raid, 3) == e.f[5] || raid_member_dev(e.raid, 3) == e.f[6]);
+	ck_assert_int_eq(raid_degraded(e.raid), 0);
+	ck_assert_uint_eq(e.errors + e.mismatches, 0);
+	verify_all(&e);
+	/* assembled again from the members' superblocks: the same set */
+	env_detach(&e);
+	{
+		struct blkdev *m[5] = { e.f[0], e.f[2], e.f[4], e.f[5], e.f[6] };
+
+		ck_assert_int_eq(raid_assemble(m, 5, &e.raid), 0);
+	}
+	env_attach(&e);
+	ck_assert_int_eq(raid_degraded(e.raid), 0);
+	verify_all(&e);
+	env_free(&e);
+}
+END_TEST
+
 START_TEST(refusals)
 {
 	struct env e;
@@ -631,6 +672,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, stale_rebuilt);
 	tcase_add_test(tc, old_copy_stale);
 	tcase_add_test(tc, read_errors_all_levels);
+	tcase_add_test(tc, sb_write_fails_member);
 	tcase_add_test(tc, refusals);
 	suite_add_tcase(s, tc);
 	return s;
