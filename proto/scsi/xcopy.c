@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "sand/log.h"
+#include "sand/thin.h"
 #include "proto/scsi/xcopy.h"
 
 #define RETRY_NS	(50 * 1000)
@@ -146,19 +147,23 @@ struct xc_tgt {
 	bool		own_ch;		/* opened here, closed at the end */
 };
 
+/* A piece of a segment: copied with reads and writes, or shared */
 struct xc_seg {
 	uint16_t	src, dst;	/* target descriptor indexes */
+	uint16_t	seg;		/* the segment descriptor it is part of */
 	uint64_t	src_off, dst_off, len;	/* bytes */
 	bool		backward;
+	bool		share;		/* thin_vol_copy_range: whole chunks */
 };
 
 struct xc_job {
 	struct scsi_cmd	*cmd;
 	struct ev_loop	*loop;
-	unsigned	ntgt, nseg;
+	unsigned	ntgt, nseg;	/* nseg: pieces */
+	unsigned	nsegdesc;	/* segment descriptors */
 	struct xc_tgt	tgt[XCOPY_MAX_TGT_DESC];
-	struct xc_seg	seg[XCOPY_MAX_SEG_DESC];
-	unsigned	cur;		/* segment being copied */
+	struct xc_seg	seg[3 * XCOPY_MAX_SEG_DESC];
+	unsigned	cur;		/* piece being copied */
 	uint64_t	done;		/* bytes of it copied */
 	uint64_t	chunk;		/* bytes of the I/O in flight */
 	bool		writing;
@@ -213,7 +218,7 @@ static void job_record(struct xc_job *job)
 	pthread_mutex_lock(&reg_lock);
 	r->running = false;
 	r->cm_status = cmd->status == SCSI_STATUS_GOOD ? 1 : 2;
-	r->segs = (uint16_t)job->cur;
+	r->segs = job->cur < job->nseg ? job->seg[job->cur].seg : (uint16_t)job->nsegdesc;
 	r->bytes = job->total;
 	r->status = cmd->status;
 	r->sense_len = cmd->sense_len;
@@ -227,7 +232,8 @@ static void job_finish(struct xc_job *job, int err)
 
 	if (err) {
 		LOG_RATELIMIT(LOG_WARN, LS_SCSI, "%s: extended copy failed at segment %u: %d",
-			      cmd->lu->bd->name, job->cur, err);
+			      cmd->lu->bd->name,
+			      job->cur < job->nseg ? job->seg[job->cur].seg : job->nsegdesc, err);
 		scsi_errno_sense(cmd, err);
 	}
 	job_record(job);
@@ -236,6 +242,7 @@ static void job_finish(struct xc_job *job, int err)
 }
 
 static void job_io_end(struct bio *bio, int status);
+static void job_share_end(void *arg, int rc);
 
 /* Submit the next read or write. 0: submitted (or retrying), 1: the copy
  * is complete, -errno. */
@@ -253,6 +260,14 @@ static int job_submit(struct xc_job *job)
 	if (job->cur == job->nseg)
 		return 1;
 	s = &job->seg[job->cur];
+	if (s->share) {
+		rc = thin_vol_copy_range(job->tgt[s->src].lu->bd, s->src_off,
+					 job->tgt[s->dst].lu->bd, s->dst_off, s->len, job->loop,
+					 job_share_end, job);
+		if (!rc)
+			return 0;
+		s->share = false;	/* copy it instead */
+	}
 	job->chunk = MIN(s->len - job->done, (uint64_t)job->buf_len);
 	o = s->backward ? s->len - job->done - job->chunk : job->done;
 	iov.iov_base = job->buf;
@@ -284,6 +299,21 @@ static void job_step(struct xc_job *job)
 static void job_retry(struct ev_timer *t)
 {
 	job_step(container_of(t, struct xc_job, retry));
+}
+
+/* The shared piece is done; or it could not be shared: copy it. */
+static void job_share_end(void *arg, int rc)
+{
+	struct xc_job *job = arg;
+	struct xc_seg *s = &job->seg[job->cur];
+
+	if (rc) {
+		s->share = false;
+	} else {
+		job->done = s->len;
+		job->total += s->len;
+	}
+	job_step(job);
 }
 
 static void job_io_end(struct bio *bio, int status)
@@ -353,6 +383,42 @@ static int parse_tgt(struct xc_job *job, const uint8_t *d, unsigned byte)
 	return 0;
 }
 
+/*
+ * Between thin volumes of one pool, the whole chunks of a piece are shared
+ * rather than copied (when source and destination are as far from a chunk
+ * boundary, and do not overlap): the piece becomes head (copied), whole
+ * chunks (shared), tail (copied).
+ */
+static void split_shared(struct xc_job *job, struct xc_seg *s, struct blkdev *sbd,
+			 struct blkdev *dbd)
+{
+	uint32_t chunk = thin_vol_chunk(sbd);
+	uint64_t head, mid;
+	struct xc_seg *m, *t;
+
+	if (!chunk || !thin_vol_same_pool(sbd, dbd) || s->src_off % chunk != s->dst_off % chunk)
+		return;
+	if (sbd == dbd && s->src_off < s->dst_off + s->len && s->dst_off < s->src_off + s->len)
+		return;
+	head = MIN((chunk - s->dst_off % chunk) % chunk, s->len);
+	mid = (s->len - head) / chunk * chunk;
+	if (!mid)
+		return;
+	m = s + 1;
+	t = s + 2;
+	*m = *s;
+	*t = *s;
+	s->len = head;
+	m->src_off += head;
+	m->dst_off += head;
+	m->len = mid;
+	m->share = true;
+	t->src_off += head + mid;
+	t->dst_off += head + mid;
+	t->len -= head + mid;
+	job->nseg += 2;
+}
+
 /* Block device to block device segment descriptor (02h). */
 static int parse_seg(struct xc_job *job, const uint8_t *d)
 {
@@ -387,11 +453,13 @@ static int parse_seg(struct xc_job *job, const uint8_t *d)
 	}
 	s->src = src;
 	s->dst = dst;
+	s->seg = (uint16_t)job->nsegdesc++;
 	s->src_off = src_lba * sbs;
 	s->dst_off = dst_lba * dbs;
 	s->len = len;
 	s->backward = sbd == dbd && s->dst_off > s->src_off && s->dst_off < s->src_off + len;
 	job->nseg++;
+	split_shared(job, s, sbd, dbd);
 	return 0;
 }
 
@@ -446,7 +514,7 @@ static int job_parse(struct xc_job *job, const uint8_t *p, uint32_t tlen, uint32
 			return -1;
 		}
 		dlen = get_be16(d + 2) + 4u;
-		if (job->nseg == XCOPY_MAX_SEG_DESC) {
+		if (job->nsegdesc == XCOPY_MAX_SEG_DESC) {
 			scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_TOO_MANY_SEG_DESC);
 			return -1;
 		}

@@ -63,14 +63,39 @@ check "export v1@s1 lun 3 (read-only)" volctl export iscsi v1@s1 --target $IQN -
 
 check "write patterns to v1" qio 0 "write -P 0xa1 0 4M" "write -P 0xa2 4M 4M" "write -P 0xa3 8M 100k"
 
-# same pool: 4 MiB (8192 blocks) from v1 at 0 to v2 at 1 MiB
+# data_used of pool $1, in bytes
+used() { volctl --json pool show "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data_used"])'; }
+
+# same pool: 4 MiB (8192 blocks) from v1 at 0 to v2 at 1 MiB: whole
+# chunks, shared, not copied (the pool's data use does not change)
+u0=$(used p1)
 xc "copy v1 -> v2 (same pool)" "xcopy: GOOD; status: 1 1 4194304" 0 0 1 0 2048 8192
+u1=$(used p1)
+if [ -n "$u0" ] && [ "$u0" = "$u1" ]; then
+	ok "the same-pool copy allocated no data ($u0 bytes used before and after)"
+else
+	not_ok "the same-pool copy allocated no data"; diag "data_used $u0 -> $u1"
+fi
 check "v2 holds the copy, zeros around it" qio 1 "read -P 0 0 1M" "read -P 0xa1 1M 4M" \
 	"read -P 0 5M 1M"
+# not chunk-aligned: the ends are copied, the chunks between shared
+xc "copy v1 -> v2, unaligned (head and tail copied)" "xcopy: GOOD; status: 1 1 4194304" \
+	0 0 1 8292 24676 8192
+check "v2 holds it" qio 1 "read -P 0xa2 12338k 4046k" "read -P 0xa3 16384k 50k"
+check "a write to a shared chunk through v2 leaves v1 alone" qio 1 "write -P 0x5c 2M 4k"
+check "... v1 reads as before" qio 0 "read -P 0xa1 0 4M"
+check "... and v2 reads the write" qio 1 "read -P 0xa1 1M 1M" "read -P 0x5c 2M 4k" \
+	"read -P 0xa1 2052k 3068k"
 # across pools, several segments (70000 blocks: 2 descriptors), sent to
 # the source LUN naming a LUN of the same target in another pool
 xc "copy v1 -> v3 (another pool, 2 segments)" "xcopy: GOOD; status: 1 2 35840000" \
 	0 0 2 0 100 70000
+u2=$(used p2)
+if [ -n "$u2" ] && [ "$u2" -ge 35840000 ]; then
+	ok "the copy to another pool wrote data there ($u2 bytes used)"
+else
+	not_ok "the copy to another pool wrote data there"; diag "data_used $u2"
+fi
 check "v3 holds the copy" qio 2 "read -P 0 0 51200" "read -P 0xa1 51200 4M" \
 	"read -P 0xa2 4245504 4M" "read -P 0xa3 8439808 100k" \
 	"read -P 0 8542208 27349000"
