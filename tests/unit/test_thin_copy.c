@@ -342,6 +342,57 @@ START_TEST(power_cut)
 }
 END_TEST
 
+/* A provisioning in flight on a chunk of the range (slow writes on a fault
+ * device): the copy gives up with -EAGAIN and changes nothing. */
+START_TEST(busy_cell)
+{
+	struct thin_format_opts fo = { .chunk_size = CHUNK };
+	static uint8_t w[4096], got[4 * CHUNK], want[4 * CHUNK];
+	struct blkdev *cmem, *fd, *v1, *v2;
+	struct thin_pool *cp;
+	struct tio_res wr = { 0 };
+	struct cres cr = { 0 };
+	struct iovec iov = { .iov_base = w, .iov_len = sizeof(w) };
+
+	ck_assert_int_eq(blk_mem_create("cellmem", 8u << 20, 512, &cmem), 0);
+	ck_assert_int_eq(blk_fault_create("cellf", cmem, &fd), 0);
+	ck_assert_int_eq(thin_pool_format(fd, &fo), 0);
+	ck_assert_int_eq(thin_pool_open(fd, &oo, &cp), 0);
+	ck_assert_int_eq(thin_vol_create(cp, "v1", 4 * CHUNK), 0);
+	ck_assert_int_eq(thin_vol_create(cp, "v2", 4 * CHUNK), 0);
+	ck_assert_int_eq(thin_vol_open(cp, "v1", &v1), 0);
+	ck_assert_int_eq(thin_vol_open(cp, "v2", &v2), 0);
+	memset(want, 0x11, sizeof(want));
+	T_EQ(tio(v1, BIO_WRITE, 0, 0, want, sizeof(want)), 0);
+	memset(want, 0, sizeof(want));
+	memset(w, 0x77, sizeof(w));
+	memcpy(want + CHUNK, w, sizeof(w));
+	/* v2's chunk 1 is being provisioned for 300 ms */
+	ck_assert_int_eq(fault_set_latency(fd, 300000000ull, FAULT_OPS_WRITE), 0);
+	ck_assert_int_eq(blk_rw(tio_chan(v2), BIO_WRITE, 0, &iov, 1, CHUNK, sizeof(w), tio_end,
+				&wr), 0);
+	ck_assert_int_eq(thin_vol_copy_range(v1, 0, v2, 0, 4 * CHUNK, tio_loop, copy_end, &cr), 0);
+	while (!cr.done || !wr.done)
+		T_TRUE(ev_run_once(tio_loop, -1) >= 0);
+	ck_assert_int_eq(cr.rc, -EAGAIN);
+	ck_assert_int_eq(wr.status, 0);
+	ck_assert_int_eq(fault_set_latency(fd, 0, FAULT_OPS_WRITE), 0);
+	T_EQ(tio(v2, BIO_READ, 0, 0, got, sizeof(got)), 0);
+	T_TRUE(!memcmp(got, want, sizeof(got)));	/* nothing shared */
+	/* once it is over, the copy goes through */
+	ck_assert_int_eq(copy(v1, 0, v2, 0, 4 * CHUNK), 0);
+	memset(want, 0x11, sizeof(want));
+	T_EQ(tio(v2, BIO_READ, 0, 0, got, sizeof(got)), 0);
+	T_TRUE(!memcmp(got, want, sizeof(got)));
+	check_clean(cp);
+	ck_assert_int_eq(tio_close(v1), 0);
+	ck_assert_int_eq(tio_close(v2), 0);
+	ck_assert_int_eq(thin_pool_close(cp), 0);
+	ck_assert_int_eq(blkdev_close(fd), 0);
+	ck_assert_int_eq(blkdev_close(cmem), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("thin_copy");
@@ -352,6 +403,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, shares_no_space);
 	tcase_add_loop_test(tc, model, 0, 3);
 	tcase_add_test(tc, power_cut);
+	tcase_add_test(tc, busy_cell);
 	suite_add_tcase(s, tc);
 	return s;
 }
