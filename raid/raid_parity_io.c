@@ -584,57 +584,7 @@ static void parity_submit_rw(struct raid_io *rio)
 		stripe_lock(rio, write_start);
 }
 
-/* ---- rebuild: a whole row, under its stripe lock */
-
-static void rebuild_read(struct raid_io *rio);
-static void parity_row(struct raid_io *rio, raid_io_fn fn);
-
-static void rebuild_done(struct raid_io *rio)
-{
-	rio_finish(rio, rio->status ? rio->status : rio->child_err ? -EIO : 0);
-}
-
-static void rebuild_write(struct raid_io *rio)
-{
-	struct raid *r = rio->r;
-
-	if (rio->status) {
-		rio_finish(rio, rio->status);
-		return;
-	}
-	if (rio->child_err) {
-		rebuild_read(rio);
-		return;
-	}
-	if (recover_unread(rio)) {
-		rio_finish(rio, -EIO);
-		return;
-	}
-	batch_begin(rio, rebuild_done);
-	for (uint32_t c = 0; c < r->k + r->np; c++)
-		if (!(rio->readmask & (1ull << c)) && raid_rebuilding(r, rio->cols[c]))
-			member_bio(rio, rio->cols[c], BIO_WRITE, row_off(rio, 0), r->g.strip,
-				   rio->d[c]);
-	batch_end(rio);
-}
-
-static void rebuild_read(struct raid_io *rio)
-{
-	struct raid *r = rio->r;
-
-	if (snapshot_live(rio) > (int)r->np) {
-		rio_finish(rio, -EIO);
-		return;
-	}
-	batch_begin(rio, rebuild_write);
-	read_snapshot(rio, 0, r->g.strip);
-	batch_end(rio);
-}
-
-static void parity_rebuild(struct raid_io *rio)
-{
-	parity_row(rio, rebuild_read);
-}
+/* ---- rebuild: raid_parity_rows.c (a batch of rows under their locks) */
 
 /* ---- resync: parity from data, a whole row, under its stripe lock */
 
@@ -803,7 +753,8 @@ const struct raid_level_ops raid5_level = {
 	.start = stripe_start,
 	.submit_rw = parity_submit_rw,
 	.submit_null = parity_flush,
-	.rebuild = parity_rebuild,
+	.rebuild = parity_rebuild_rows,
+	.rebuild_batch = true,
 	.resync = parity_resync,
 	.scrub = parity_scrub,
 };
@@ -814,7 +765,8 @@ const struct raid_level_ops raid6_level = {
 	.start = stripe_start,
 	.submit_rw = parity_submit_rw,
 	.submit_null = parity_flush,
-	.rebuild = parity_rebuild,
+	.rebuild = parity_rebuild_rows,
+	.rebuild_batch = true,
 	.resync = parity_resync,
 	.scrub = parity_scrub,
 };
