@@ -31,8 +31,7 @@
  * region's bit in the write-intent bitmap first (raid_bitmap.c), and a
  * dirty set resyncs only those regions.
  *
- * Not done yet (doc/raid.md): resuming a rebuild after a restart, rate
- * limits, hot spares, DISCARD on RAID 5/6.
+ * Not done yet: see doc/raid.md.
  */
 #include <assert.h>
 #include <errno.h>
@@ -747,10 +746,11 @@ static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 /* ------------------------------------------------------------ blkdev ops */
 
 /*
- * WRITE_ZEROES: RAID 5/6 write zeros through the stripe path (parity must
- * follow); 0, 1 and 10 pass it down when every member takes it. DISCARD:
- * passed down by 0, 1 and 10 when every member takes it; not on 5/6 (the
- * parity of undefined contents is undefined).
+ * WRITE_ZEROES and DISCARD: RAID 5/6 take both, and both read back zeros:
+ * a whole stripe becomes WRITE_ZEROES on every member, parity included,
+ * when every member takes it, else (and for part of a stripe) zeros are
+ * written through the stripe path, parity following (raid_parity_io.c).
+ * 0, 1 and 10 pass them down when every member takes them.
  */
 static bool raid_supports(struct blkdev *bd, enum bio_op op)
 {
@@ -762,9 +762,8 @@ static bool raid_supports(struct blkdev *bd, enum bio_op op)
 	case BIO_FLUSH:
 		return true;
 	case BIO_WRITE_ZEROES:
-		return r->np || r->caps & (1u << op);
 	case BIO_DISCARD:
-		return !r->np && r->caps & (1u << op);
+		return r->np || r->caps & (1u << op);
 	default:
 		return false;
 	}

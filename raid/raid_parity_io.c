@@ -140,7 +140,7 @@ static void copy_out(struct raid_io *rio)
 				   rio->d[j] + rio->lo[j] - rio->rs, rio->hi[j] - rio->lo[j]);
 }
 
-/* The new data (zeros for WRITE_ZEROES) over the touched ranges. */
+/* The new data (zeros for WRITE_ZEROES and DISCARD) over the touched ranges. */
 static void overlay_new(struct raid_io *rio)
 {
 	for (uint32_t j = 0; j < rio->r->k; j++) {
@@ -148,7 +148,7 @@ static void overlay_new(struct raid_io *rio)
 
 		if (!touched(rio, j))
 			continue;
-		if (rio->bio->op == BIO_WRITE_ZEROES)
+		if (rio->bio->op != BIO_WRITE)	/* WRITE_ZEROES, DISCARD */
 			memset(dst, 0, rio->hi[j] - rio->lo[j]);
 		else
 			iov_to_buf(rio->bio->iov, rio->bio->iovcnt, iov_skip(rio, j), dst,
@@ -529,11 +529,32 @@ static void write_log_flushed(struct raid_io *rio)
 	write_log(rio);
 }
 
+/*
+ * WRITE_ZEROES and DISCARD of a whole stripe with every member live: zeros
+ * on every member, parity included (P and Q of zeros are zeros), as member
+ * WRITE_ZEROES when every member takes it (a DISCARD lets them deallocate).
+ */
+static bool zero_members(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	return rio->bio->op != BIO_WRITE && rio->mode == WR_RCW && full_stripe(rio) &&
+	       (r->caps & (1u << BIO_WRITE_ZEROES));
+}
+
 static void write_data(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
 
 	batch_begin(rio, write_write_done);
+	if (zero_members(rio)) {
+		for (uint32_t c = 0; c < r->k + r->np; c++)
+			if (raid_writable(r, rio->cols[c]))
+				member_bio(rio, rio->cols[c], BIO_WRITE_ZEROES, row_off(rio, 0),
+					   r->g.strip, NULL);
+		batch_end(rio);
+		return;
+	}
 	for (uint32_t j = 0; j < r->k; j++) {
 		uint32_t m = rio->cols[j];
 
