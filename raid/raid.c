@@ -383,7 +383,7 @@ int rio_alloc_mem(struct raid_io *rio, size_t len)
 
 	rio->mem_class = -1;
 	if (len > size) {
-		rio->mem = aligned_alloc(64, (len + 63) & ~(size_t)63);
+		rio->mem = aligned_alloc(4096, (len + 4095) & ~(size_t)4095);
 		return rio->mem ? 0 : -ENOMEM;
 	}
 	if (rc->nfree[cls]) {
@@ -393,7 +393,7 @@ int rio_alloc_mem(struct raid_io *rio, size_t len)
 		rc->nfree[cls]--;
 		rio->mem = (uint8_t *)l;
 	} else {
-		rio->mem = aligned_alloc(64, size);
+		rio->mem = aligned_alloc(4096, size);	/* O_DIRECT members: no bounce */
 		if (!rio->mem)
 			return -ENOMEM;
 	}

@@ -251,7 +251,7 @@ void raid_member_io_error(struct raid_io *rio, struct blkdev *bd, int status);
 /* Take the lock of rio->stripe, then run fn (now, or when handed over). */
 void stripe_lock(struct raid_io *rio, raid_io_fn fn);
 
-/* rio->mem of len bytes, 64-byte aligned, from the channel's cache (two
+/* rio->mem of len bytes, 4 KiB aligned, from the channel's cache (two
  * sizes). Freed by rio_finish. */
 int rio_alloc_mem(struct raid_io *rio, size_t len);
 

@@ -190,19 +190,29 @@ static int setup_stripe(struct raid_io *rio)
 	return 0;
 }
 
-static int alloc_bufs(struct raid_io *rio)
+/* d[], o[] and zero in rio->mem (again: a full-stripe write points d[] at
+ * the caller's data, see direct_cols). */
+static void set_bufs(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
 	uint32_t ncol = r->k + r->np;
 	size_t len = rio->re - rio->rs;
 
-	if (rio_alloc_mem(rio, len * (2 * ncol + 1)))
-		return -ENOMEM;
 	for (uint32_t c = 0; c < ncol; c++) {
 		rio->d[c] = rio->mem + c * len;
 		rio->o[c] = rio->mem + (ncol + c) * len;
 	}
 	rio->zero = rio->mem + 2 * ncol * len;
+}
+
+static int alloc_bufs(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	size_t len = rio->re - rio->rs;
+
+	if (rio_alloc_mem(rio, len * (2 * (r->k + r->np) + 1)))
+		return -ENOMEM;
+	set_bufs(rio);
 	return 0;
 }
 
@@ -353,6 +363,7 @@ static void write_start(struct raid_io *rio)
 		rio_finish(rio, -EIO);
 		return;
 	}
+	set_bufs(rio);		/* reads land in rio->mem, never in the caller's data */
 	batch_begin(rio, write_read_done);
 	if (nlost) {
 		rio->mode = WR_DEGRADED;
@@ -389,6 +400,38 @@ static void write_start(struct raid_io *rio)
 	batch_end(rio);
 }
 
+static bool full_stripe(struct raid_io *rio);
+
+/*
+ * A full-stripe WRITE whose every column is one piece of the caller's
+ * iovec, 32-byte aligned (ISA-L): d[] points at the caller's data, which
+ * parity is computed from and the members are written from, without a copy.
+ */
+static bool direct_cols(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	const struct iovec *iov = rio->bio->iov;
+	uint8_t *p[MAXCOLS];
+
+	if (rio->bio->op != BIO_WRITE || !full_stripe(rio))
+		return false;
+	for (uint32_t j = 0; j < r->k; j++) {
+		size_t skip = iov_skip(rio, j);
+		int i = 0;
+
+		while (i < rio->bio->iovcnt && skip >= iov[i].iov_len)
+			skip -= iov[i++].iov_len;
+		if (i == rio->bio->iovcnt || iov[i].iov_len - skip < r->g.strip)
+			return false;
+		p[j] = (uint8_t *)iov[i].iov_base + skip;
+		if ((uintptr_t)p[j] % 32)
+			return false;
+	}
+	for (uint32_t j = 0; j < r->k; j++)
+		rio->d[j] = p[j];
+	return true;
+}
+
 static int compute_parity(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
@@ -401,7 +444,8 @@ static int compute_parity(struct raid_io *rio)
 			return -EIO;
 		/* fall through */
 	case WR_RCW:
-		overlay_new(rio);
+		if (rio->mode == WR_DEGRADED || !direct_cols(rio))
+			overlay_new(rio);
 		return raid_parity_gen((int)r->np, (int)r->k, len, rio->d);
 	case WR_RMW:
 		memset(rio->zero, 0, len);

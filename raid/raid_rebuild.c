@@ -227,7 +227,7 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 		/* start bios while the window allows */
 		while (!rc && next < rows && used < depth) {
 			struct iovec iov = { dummy, r->bd.block_size };
-			struct raid_walk_req *x = &w[(head + used) % WALK_DEPTH];
+			struct raid_walk_req *x = &w[(head + used) % max_depth];
 
 			if (job && job_stopping(r)) {
 				rc = -ECANCELED;
@@ -277,7 +277,7 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 			if (x->status && !rc)
 				rc = x->status;
 			x->done = false;
-			head = (head + 1) % WALK_DEPTH;
+			head = (head + 1) % max_depth;
 			used--;
 			if (rc)
 				continue;	/* the cursor stays before a failed row */
