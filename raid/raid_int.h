@@ -120,7 +120,7 @@ struct raid_walk_req {
 	void		*buf;
 	size_t		buf_len;
 	/* the walker's */
-	bool		busy, done;
+	bool		done;
 	int		status;
 };
 

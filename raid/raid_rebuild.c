@@ -13,8 +13,9 @@
  *  3. a scrub asked for by raid_scrub_start.
  *
  * A job walks the rows (one strip on every member) through a private loop
- * and channel on the set: each row is one RAID_BIO_REBUILD / RAID_BIO_SCRUB
- * bio, which holds the row's stripe lock while it reads and writes members
+ * and channel on the set: each RAID_BIO_REBUILD / RAID_BIO_SCRUB bio stands
+ * for one row (a RAID 5/6 rebuild: a batch of rows, raid_parity_rows.c) and
+ * holds the stripe lock of its rows while it reads and writes members
  * (raid_mirror.c, raid_parity_io.c), so foreground writes never interleave.
  * Between rows the walker paces itself:
  *  - rate limit (raid_set_rate, bytes per second per member): it sleeps
@@ -132,7 +133,6 @@ static void row_end(struct bio *bio, int status)
 
 	w->status = status;
 	w->done = true;
-	w->busy = false;
 }
 
 /* Rows per bio under the rate limit: about 50 ms worth, so a batch is no
@@ -254,15 +254,12 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 			}
 			x->row = next;
 			x->rows = (uint32_t)MIN((uint64_t)rate_batch(r, batch), rows - next);
-			x->busy = true;
 			x->done = false;
 			x->status = 0;
 			rc = blk_rw(ch, BIO_READ, flag, &iov, 1, next * row_bytes,
 				    r->bd.block_size, row_end, x);
-			if (rc) {
-				x->busy = false;
+			if (rc)
 				break;
-			}
 			used++;
 			next += x->rows;
 		}
