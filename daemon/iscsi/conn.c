@@ -40,6 +40,7 @@
 #include "sand/alua.h"
 #include "sand/reactor.h"
 #include "daemon/iscsi/iscsi_int.h"
+#include "daemon/iscsi/bufcache.h"
 
 #define TX_IOV_MAX	64
 
@@ -67,6 +68,7 @@ struct iscsi_task {
 	struct tmf_wait	*tmf;
 	struct scsi_pr_wait *pr_wait;	/* a PREEMPT AND ABORT waits for it */
 	uint8_t		*buf;
+	uint32_t	bufcap;		/* of buf, from the connection's bufcache */
 	uint32_t	received;	/* data-out bytes so far (in order) */
 	uint32_t	unsol_end;	/* unsolicited data ends here */
 	uint32_t	ttt;		/* of the R2T outstanding */
@@ -131,6 +133,7 @@ struct iscsi_conn {
 
 	/* tx */
 	struct list_head txq;
+	struct iscsi_bufcache bufs;
 
 	/* login and session */
 	enum conn_state	state;
@@ -203,7 +206,7 @@ static void task_free(struct iscsi_task *t)
 	if (t->pr_wait)
 		scsi_pr_wait_put(t->pr_wait);
 	list_del(&t->link);
-	free(t->buf);
+	iscsi_buf_put(&t->conn->bufs, t->buf, t->bufcap);
 	free(t);
 }
 
@@ -981,7 +984,7 @@ static void handle_scsi_cmd(struct iscsi_conn *c, const uint8_t *data, uint32_t 
 	t = calloc(1, sizeof(*t));
 	/* Page-aligned, so O_DIRECT disks read and write it in place instead
 	 * of bouncing through their own buffers (bench/README.md). */
-	if (!t || (edtl && posix_memalign((void **)&t->buf, 4096, edtl))) {
+	if (!t || (edtl && !(t->buf = iscsi_buf_get(&c->bufs, edtl, &t->bufcap)))) {
 		free(t);
 		send_reject(c, h, ISCSI_REJECT_OUT_OF_RESOURCES);
 		return;
@@ -1494,6 +1497,7 @@ static void conn_free_deferred(struct ev_task *et)
 	pthread_mutex_unlock(&conns_lock);
 	free(c->held_kv);
 	iscsi_nego_wipe(&c->nego);
+	iscsi_buf_drain(&c->bufs);
 	free(c->rx_buf);
 	free(c);
 	__atomic_sub_fetch(&nconns, 1, __ATOMIC_ACQ_REL);
