@@ -43,6 +43,7 @@
 #include "daemon/iscsi/bufcache.h"
 
 #define TX_IOV_MAX	64
+#define RX_STAGE	(64u * 1024)	/* socket reads of small PDUs go through this */
 
 enum conn_state { CONN_LOGIN, CONN_FFP, CONN_LOGGED_OUT };
 enum rx_state { RX_BHS, RX_REST };
@@ -130,6 +131,8 @@ struct iscsi_conn {
 	uint32_t	rx_got;
 	uint8_t		*rx_buf;
 	uint32_t	rx_cap;
+	uint8_t		*rx_stage;	/* RX_STAGE bytes read ahead */
+	uint32_t	rx_spos, rx_slen;
 
 	/* tx */
 	struct list_head txq;
@@ -1345,6 +1348,32 @@ static void rx_complete(struct iscsi_conn *c)
 	handle_pdu(c);
 }
 
+/*
+ * recv() for conn_rx: what was read ahead first; then a large segment
+ * straight into dst, anything smaller through rx_stage, so that a burst of
+ * commands (48-byte headers, small payloads) costs one recv, not two per
+ * PDU. The socket is still read until EAGAIN: only an empty stage reads.
+ */
+static ssize_t rx_read(struct iscsi_conn *c, void *dst, size_t want)
+{
+	ssize_t n;
+	size_t k;
+
+	if (c->rx_spos == c->rx_slen) {
+		if (want >= RX_STAGE / 2)
+			return recv(c->fd, dst, want, 0);
+		n = recv(c->fd, c->rx_stage, RX_STAGE, 0);
+		if (n <= 0)
+			return n;
+		c->rx_spos = 0;
+		c->rx_slen = (uint32_t)n;
+	}
+	k = MIN(want, (size_t)(c->rx_slen - c->rx_spos));
+	memcpy(dst, c->rx_stage + c->rx_spos, k);
+	c->rx_spos += (uint32_t)k;
+	return (ssize_t)k;
+}
+
 static void conn_rx(struct iscsi_conn *c)
 {
 	while (!c->closing && !c->close_after_tx) {
@@ -1359,7 +1388,7 @@ static void conn_rx(struct iscsi_conn *c)
 			dst = c->rx_buf + c->rx_got;
 			want = c->rx_len.total - c->rx_got;
 		}
-		n = recv(c->fd, dst, want, 0);
+		n = rx_read(c, dst, want);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1498,6 +1527,7 @@ static void conn_free_deferred(struct ev_task *et)
 	free(c->held_kv);
 	iscsi_nego_wipe(&c->nego);
 	iscsi_buf_drain(&c->bufs);
+	free(c->rx_stage);
 	free(c->rx_buf);
 	free(c);
 	__atomic_sub_fetch(&nconns, 1, __ATOMIC_ACQ_REL);
@@ -1567,8 +1597,9 @@ void iscsi_conn_start_msg(void *arg)
 	c->rx_cap = ISCSI_MAX_AHS_LEN + 2 * ISCSI_DIGEST_LEN +
 		    iscsi_pad4(MAX(lim.max_recv_dsl, ISCSI_KV_MAX));
 	c->rx_buf = malloc(c->rx_cap);
-	if (!c->rx_buf)
-		goto free_conn;
+	c->rx_stage = malloc(RX_STAGE);
+	if (!c->rx_buf || !c->rx_stage)
+		goto free_buf;
 	c->fd = fd;
 	c->loop = ev_current();
 	c->tmo = iscsi_tmo;
@@ -1613,8 +1644,8 @@ void iscsi_conn_start_msg(void *arg)
 	return;
 
 free_buf:
+	free(c->rx_stage);
 	free(c->rx_buf);
-free_conn:
 	free(c);
 close_fd:
 	close(fd);
