@@ -136,6 +136,7 @@ struct iscsi_conn {
 
 	/* tx */
 	struct list_head txq;
+	struct ev_task	tx_task;	/* responses queued this turn go out together */
 	struct iscsi_bufcache bufs;
 
 	/* login and session */
@@ -213,8 +214,8 @@ static void task_free(struct iscsi_task *t)
 	free(t);
 }
 
-/* Queue a PDU: lengths, digests, and off it goes. */
-static void tx_queue(struct iscsi_conn *c, struct tx_pdu *pdu)
+/* Queue a PDU: lengths, digests; false if dropped (closing). */
+static bool tx_prep(struct iscsi_conn *c, struct tx_pdu *pdu)
 {
 	uint32_t pad = iscsi_pad4(pdu->data_len) - pdu->data_len;
 
@@ -222,7 +223,7 @@ static void tx_queue(struct iscsi_conn *c, struct tx_pdu *pdu)
 		if (pdu->task_done)
 			task_free(pdu->task_done);
 		pdu_free(pdu);
-		return;
+		return false;
 	}
 	bhs_set_dsl(&pdu->bhs, pdu->data_len);
 	if (c->hdigest) {
@@ -240,7 +241,32 @@ static void tx_queue(struct iscsi_conn *c, struct tx_pdu *pdu)
 	}
 	pdu->total = ISCSI_BHS_LEN + pdu->hd_len + pdu->data_len + pdu->tail_len;
 	list_add_tail(&pdu->link, &c->txq);
-	tx_flush(c);
+	return true;
+}
+
+/* Queue a PDU, and off it goes (with any queued before it). */
+static void tx_queue(struct iscsi_conn *c, struct tx_pdu *pdu)
+{
+	if (tx_prep(c, pdu))
+		tx_flush(c);
+}
+
+/* Queued before the loop sleeps, never after conn_close (which defers
+ * the connection's freeing behind it). */
+static void tx_task_fn(struct ev_task *et)
+{
+	struct iscsi_conn *c = container_of(et, struct iscsi_conn, tx_task);
+
+	if (!c->closing && !c->want_write)
+		tx_flush(c);
+}
+
+/* Queue a data-path PDU (Data-In, SCSI Response, R2T): it goes out with
+ * the others queued in this turn of the loop, in one sendmsg. */
+static void tx_queue_lazy(struct iscsi_conn *c, struct tx_pdu *pdu)
+{
+	if (tx_prep(c, pdu))
+		ev_defer(c->loop, &c->tx_task, tx_task_fn);
 }
 
 static int pdu_iov(struct tx_pdu *pdu, struct iovec *iov, int max)
@@ -759,7 +785,7 @@ static void send_r2t(struct iscsi_task *t)
 	bhs_put32(&pdu->bhs, BHS_DATASN, t->r2tsn++);
 	bhs_put32(&pdu->bhs, BHS_BUFOFF, t->received);
 	bhs_put32(&pdu->bhs, BHS_DESIRED_LEN, len);
-	tx_queue(c, pdu);
+	tx_queue_lazy(c, pdu);
 }
 
 static void set_residual(struct iscsi_task *t, struct tx_pdu *pdu, uint8_t status)
@@ -808,7 +834,7 @@ static void task_respond(struct iscsi_task *t)
 			set_residual(t, pdu, cmd->status);
 			pdu->task_done = t;
 		}
-		tx_queue(c, pdu);
+		tx_queue_lazy(c, pdu);
 		if (c->closing)
 			return;
 		off += seg;
@@ -839,7 +865,7 @@ static void task_respond(struct iscsi_task *t)
 		pdu->data_len = 2u + cmd->sense_len;
 	}
 	pdu->task_done = t;
-	tx_queue(c, pdu);
+	tx_queue_lazy(c, pdu);
 	return;
 
 nomem:
