@@ -13,10 +13,9 @@
  * blocks is ordered per bio by the block device, as two plain writes are.
  *
  * Limits (block limits VPD page): the atomic unit is 4 KiB (a database or
- * file system page; never less than a physical block, which is at most
- * 4 KiB, see scsi_lbppbe), so ATOMIC ALIGNMENT and ATOMIC TRANSFER LENGTH
- * GRANULARITY are 4 KiB in blocks (1 for 4 KiB blocks) and a write that
- * breaks them is refused (INVALID FIELD IN CDB). MAXIMUM ATOMIC TRANSFER
+ * file system page) or the physical block if larger, so ATOMIC ALIGNMENT
+ * and ATOMIC TRANSFER LENGTH GRANULARITY are that in blocks (1 for 4 KiB
+ * blocks) and a write that breaks them is refused (INVALID FIELD IN CDB). MAXIMUM ATOMIC TRANSFER
  * LENGTH is the maximum transfer length. No atomic boundaries: an ATOMIC
  * BOUNDARY field other than 0 is refused.
  */
@@ -27,7 +26,6 @@
 #include "proto/scsi/atomic.h"
 
 #define MAX_XFER_BYTES		(16u << 20)	/* as exec.c's maximum transfer length */
-#define PHYS_BLOCK_MAX		4096u
 #define ATOMIC_UNIT		4096u
 
 /* a multiple of the atomic unit, within the 16-bit TRANSFER LENGTH */
@@ -38,7 +36,9 @@ static uint32_t max_atomic_blocks(const struct scsi_lu *lu)
 
 static uint32_t atomic_unit_blocks(const struct scsi_lu *lu)
 {
-	return MAX(ATOMIC_UNIT / lu->bd->block_size, 1u);
+	const struct blkdev *bd = lu->bd;
+
+	return MAX(MAX(ATOMIC_UNIT, bd->phys_block) / bd->block_size, 1u);
 }
 
 void scsi_vpd_b0_atomic(const struct scsi_lu *lu, uint8_t *page)
@@ -52,13 +52,9 @@ void scsi_vpd_b0_atomic(const struct scsi_lu *lu, uint8_t *page)
 
 uint8_t scsi_lbppbe(const struct blkdev *bd)
 {
-	uint32_t phys;
 	uint8_t e = 0;
 
-	if (!bd->ops->block_status || bd->io_boundary <= bd->block_size)
-		return 0;
-	phys = MIN(bd->io_boundary, PHYS_BLOCK_MAX);
-	while (e < 15 && (bd->block_size << (e + 1)) <= phys)
+	while (e < 15 && ((uint64_t)bd->block_size << (e + 1)) <= bd->phys_block)
 		e++;
 	return e;
 }

@@ -15,9 +15,8 @@ int scsi_write_atomic16(struct scsi_cmd *cmd);
 /* Block limits VPD page (B0h) bytes 44-63: the atomic fields. */
 void scsi_vpd_b0_atomic(const struct scsi_lu *lu, uint8_t *page);
 
-/* LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (READ CAPACITY(16) byte 13):
- * a device that allocates in chunks (a thin volume: io_boundary, with
- * block status) has physical blocks of MIN(chunk, 4 KiB). */
+/* LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (READ CAPACITY(16) byte 13),
+ * from the physical block the device declares (bd->phys_block). */
 uint8_t scsi_lbppbe(const struct blkdev *bd);
 
 /* from exec.c: each sets the sense and returns -1 when the check fails */

@@ -117,12 +117,11 @@ if [ -z "${ISCSI_CU_SUITES:-}" ]; then
 fi
 stop ""
 # The families with tests that need LOGICAL BLOCKS PER PHYSICAL BLOCK > 1
-# ("pb:"): 512-byte blocks allocated in 64 KiB chunks, as a thin volume's
-# (physical block 4 KiB, optimal and unmap granularity 64 KiB). Not
+# ("pb:"): 512-byte logical blocks on 4 KiB physical blocks. Not
 # GetLBAStatus: its UnmapSingle asks for LBA i + 1 and wants a descriptor
 # at i + LBPPB, which no conforming target returns when LBPPB > 1.
 if [ -z "${ISCSI_CU_SUITES:-}" ]; then
-	start "$IQN" 128M:512:64K
+	start "$IQN" 128M:512:4K
 	URL=iscsi://127.0.0.1:$PORT/$IQN/0
 	run_suites "pb:" SCSI.CompareAndWrite SCSI.WriteSame10 SCSI.WriteSame16 SCSI.Unmap \
 		SCSI.WriteAtomic16

@@ -2,8 +2,9 @@
 /*
  * WRITE ATOMIC(16), WRITE SAME to the end of the LU (WSNZ 0) and with
  * NDOB, and the physical block / granularity fields (proto/scsi/atomic.c
- * and exec.c), on memory devices: a plain one, and one that allocates in
- * 64 KiB chunks (io_boundary) as a thin volume does.
+ * and exec.c), on memory devices: a plain one, and one with 4 KiB physical
+ * blocks that allocates in 64 KiB chunks (io_boundary) as a thin volume
+ * does.
  */
 #include <check.h>
 #include <errno.h>
@@ -33,17 +34,18 @@ static void on_done(struct scsi_cmd *c)
 	done = true;
 }
 
-static void setup_bs(uint32_t bs, uint32_t chunk)
+static void setup_bs(uint32_t bs, uint32_t chunk, uint32_t phys)
 {
 	ck_assert_int_eq(ev_loop_new(EV_AUTO, 0, &loop), 0);
 	ck_assert_int_eq(blk_mem_create("m", DEV_SIZE, bs, &mem), 0);
 	mem->io_boundary = chunk;
+	mem->phys_block = phys;
 	ck_assert_int_eq(blk_chan_open(mem, loop, &ch), 0);
 	scsi_lu_init(&lu, mem, uuid, false);
 }
 
-static void setup(void) { setup_bs(BS, 0); }
-static void setup_chunked(void) { setup_bs(BS, 64 << 10); }
+static void setup(void) { setup_bs(BS, 0, 0); }
+static void setup_chunked(void) { setup_bs(BS, 64 << 10, 4096); }
 
 static void teardown(void)
 {
@@ -120,9 +122,12 @@ static int ws(bool ten, uint8_t flags, uint64_t lba, uint32_t n, uint32_t buf_le
 
 static void expect_bytes(uint64_t lba, uint32_t n, uint8_t v)
 {
+	uint32_t i = 0;
+
 	ck_assert_int_eq(rd16(lba, n), 0);
-	for (uint32_t i = 0; i < n * BS; i++)
-		ck_assert_int_eq(buf[i], v);
+	while (i < n * BS && buf[i] == v)	/* one assertion, not one a byte */
+		i++;
+	ck_assert_uint_eq(i, n * BS);
 }
 
 START_TEST(write_atomic)
@@ -222,9 +227,10 @@ END_TEST
 
 START_TEST(chunked_4k_blocks)
 {
-	/* 4 KiB logical blocks: one per physical block, atomic unit 1 block */
+	/* 4 KiB logical blocks: one per physical block, atomic unit 1 block;
+	 * a 16 KiB physical block makes it 4 */
 	teardown();
-	setup_bs(4096, 64 << 10);
+	setup_bs(4096, 64 << 10, 0);
 	ck_assert_int_eq(run((const uint8_t[]){ 0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32,
 						0, 0 }, 16, 32), 0);
 	ck_assert_int_eq(buf[13], 0);
@@ -235,6 +241,17 @@ START_TEST(chunked_4k_blocks)
 	ck_assert_uint_eq(get_be32(buf + 44), (16u << 20) / 4096);
 	memset(buf, 0x3c, 4096);
 	ck_assert_int_eq(wa16(0, 3, 1, 0, 4096), 0);
+	mem->phys_block = 16384;
+	ck_assert_int_eq(run((const uint8_t[]){ 0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32,
+						0, 0 }, 16, 32), 0);
+	ck_assert_int_eq(buf[13], 2);
+	ck_assert_int_eq(run((const uint8_t[]){ 0x12, 1, 0xb0, 0, 255, 0 }, 6, 255), 0);
+	ck_assert_uint_eq(get_be32(buf + 48), 4);
+	ck_assert_uint_eq(get_be32(buf + 52), 4);
+	memset(buf, 0x3c, 4 * 4096);
+	wa16(0, 3, 4, 0, 4 * 4096);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	ck_assert_int_eq(wa16(0, 4, 4, 0, 4 * 4096), 0);
 }
 END_TEST
 
