@@ -25,6 +25,8 @@ int scsi_check_write_protect(struct scsi_cmd *cmd);
 /* take lu->caw_busy for the command (released when it finishes); BUSY
  * status and -1 when another holds it */
 int scsi_caw_lock(struct scsi_cmd *cmd);
+/* submit cmd->op over cmd->off/io_len again (from cmd->next): 0 or -errno */
+int scsi_io_resubmit(struct scsi_cmd *cmd);
 /* start the command's first I/O: what scsi_exec returns */
 int scsi_io_start(struct scsi_cmd *cmd, enum bio_op op, uint32_t flags, uint8_t *buf,
 		  uint64_t off, uint64_t len);

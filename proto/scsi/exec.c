@@ -21,6 +21,7 @@
 #include "sand/scsi.h"
 #include "proto/scsi/atomic.h"
 #include "proto/scsi/lba_status.h"
+#include "proto/scsi/sanitize.h"
 
 #define RETRY_NS		(50 * 1000)
 #define MAX_XFER_BYTES		(16u << 20)	/* reported in the block limits page */
@@ -66,6 +67,10 @@ static void caw_unlock(struct scsi_cmd *cmd)
 	if (cmd->caw_locked) {
 		__atomic_store_n(&cmd->lu->caw_busy, 0, __ATOMIC_RELEASE);
 		cmd->caw_locked = false;
+	}
+	if (cmd->sanitizing) {
+		__atomic_store_n(&cmd->lu->sanitizing, 0, __ATOMIC_RELEASE);
+		cmd->sanitizing = false;
 	}
 }
 
@@ -281,6 +286,8 @@ static int op_inquiry(struct scsi_cmd *cmd)
 	case 0xb1:
 		len = 64;
 		put_be16(d + 4, 1);			/* non-rotating medium */
+		if (lu->lbpme)
+			d[7] = 0x40;			/* WABEREQ 01b: SANITIZE BLOCK ERASE */
 		break;
 	case 0xb2:
 		len = 8;
@@ -1013,6 +1020,7 @@ static const struct scsi_op ops[256] = {
 	[0x37] = { op_read_defect_data, 10, false },
 	[0x41] = { op_write_same, 10, false },
 	[0x42] = { op_unmap, 10, false },
+	[0x48] = { scsi_sanitize, 10, false },
 	[0x56] = { op_reserve, 10, false },
 	[0x57] = { op_release, 10, false },
 	[0x5a] = { op_mode_sense10, 10, false },
@@ -1045,6 +1053,7 @@ static const struct { uint8_t op; uint16_t sa; } sa_ops[] = {
 	{ 0x5e, 0x00 }, { 0x5e, 0x01 }, { 0x5e, 0x02 }, { 0x5e, 0x03 },
 	{ 0x5f, 0x00 }, { 0x5f, 0x01 }, { 0x5f, 0x02 }, { 0x5f, 0x03 },
 	{ 0x5f, 0x04 }, { 0x5f, 0x05 }, { 0x5f, 0x06 }, { 0x5f, 0x07 },
+	{ 0x48, 0x01 }, { 0x48, 0x02 }, { 0x48, 0x1f },
 };
 
 static bool has_sa(uint8_t op)
@@ -1172,6 +1181,7 @@ int scsi_exec(struct scsi_cmd *cmd)
 	cmd->next = NULL;
 	cmd->step = 0;
 	cmd->caw_locked = false;
+	cmd->sanitizing = false;
 	cmd->retry.heap_idx = 0;
 	if (!cmd->lu && !(op->fn && op->no_lu_ok)) {
 		scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_LUN_NOT_SUPPORTED);
@@ -1182,6 +1192,8 @@ int scsi_exec(struct scsi_cmd *cmd)
 		return SCSI_DONE;
 	}
 	if (naca_check(cmd, op->cdb_len))
+		return SCSI_DONE;
+	if (cmd->lu && scsi_sanitize_check(cmd))	/* SANITIZE IN PROGRESS */
 		return SCSI_DONE;
 	if (scsi_alua_check(cmd))	/* state change unit attention, standby ... */
 		return SCSI_DONE;
@@ -1246,4 +1258,9 @@ int scsi_io_start(struct scsi_cmd *cmd, enum bio_op op, uint32_t flags, uint8_t 
 		  uint64_t off, uint64_t len)
 {
 	return io_start(cmd, op, flags, buf, off, len);
+}
+
+int scsi_io_resubmit(struct scsi_cmd *cmd)
+{
+	return io_submit(cmd);
 }

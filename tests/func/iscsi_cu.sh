@@ -14,6 +14,7 @@ BUILD=${BUILD:-build}
 TESTD=$BUILD/iscsi_testd
 EXPECTED=tests/func/iscsi_expected.txt
 IQN=iqn.2026-11.org.sand:cu
+CU_ARGS=
 n=0
 
 if ! command -v iscsi-test-cu >/dev/null; then
@@ -88,7 +89,8 @@ run_suites() {
 	local prefix=$1 s rc
 	shift
 	for s in "$@"; do
-		timeout -k 5 120 iscsi-test-cu -d -V -t "$s" "$URL" ${URL2:+"$URL2"} >"$DIR/cu.log" 2>&1
+		timeout -k 5 120 iscsi-test-cu -d -V $CU_ARGS -t "$s" "$URL" ${URL2:+"$URL2"} \
+			>"$DIR/cu.log" 2>&1
 		rc=$?
 		parse <"$DIR/cu.log" >"$DIR/one"
 		if [ $rc -ne 0 ] && [ $rc -ne 1 ] || [ ! -s "$DIR/one" ]; then
@@ -104,7 +106,7 @@ run_suites() {
 # Every suite on a scratch LUN; MultipathIO through a second portal (in
 # target port group 2: two ALUA groups, one LU).
 suites=${ISCSI_CU_SUITES:-$(iscsi-test-cu -l 2>/dev/null |
-	grep -E '^(SCSI|iSCSI)\.[A-Za-z0-9]+$' | grep -v MultipathIO)}
+	grep -E '^(SCSI|iSCSI)\.[A-Za-z0-9]+$' | grep -v -e MultipathIO -e Sanitize)}
 : >"$DIR/results"
 start -a 127.0.0.1:0 -a 127.0.0.2:0 "$IQN" 128M
 URL=iscsi://127.0.0.1:$PORT/$IQN/0
@@ -126,6 +128,15 @@ if [ -z "${ISCSI_CU_SUITES:-}" ]; then
 	run_suites "pb:" SCSI.CompareAndWrite SCSI.WriteSame10 SCSI.WriteSame16 SCSI.Unmap \
 		SCSI.WriteAtomic16
 	stop " (4 KiB physical blocks)"
+fi
+# Sanitize wipes the LUN: with --allow-sanitize, on a scratch LUN of its own
+if [ -z "${ISCSI_CU_SUITES:-}" ]; then
+	start "$IQN" 8M
+	URL=iscsi://127.0.0.1:$PORT/$IQN/0
+	CU_ARGS=--allow-sanitize
+	run_suites "" SCSI.Sanitize
+	CU_ARGS=
+	stop " (sanitize)"
 fi
 # ReadOnly on a write-protected LUN ("ro:" in the expected list)
 if [ -z "${ISCSI_CU_SUITES:-}" ]; then
