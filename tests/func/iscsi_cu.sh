@@ -31,6 +31,9 @@ trap cleanup EXIT
 
 # start a target (port 0: the kernel picks a free one, we read it back)
 start() {
+	# emptied here, not only by the child's redirection: else the loop
+	# below may read the previous target's port before the child opens it
+	: >"$DIR/out"
 	"$TESTD" "$@" >"$DIR/out" 2>"$DIR/err" &
 	PID=$!
 	PORT= PORT2=
