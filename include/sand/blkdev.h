@@ -122,6 +122,8 @@ struct blkdev {
 	uint32_t	block_size;	/* 512 or 4096 (any power of two >= 512) */
 	uint32_t	io_boundary;	/* bytes; bios never cross it (0: none) */
 	uint32_t	max_io;		/* bytes; longer bios are split (0: none) */
+	uint32_t	phys_block;	/* bytes, a power of two multiple of block_size,
+					 * written without read-modify-write (0: block_size) */
 	bool		readonly;
 	bool		direct;		/* O_DIRECT in use (file backends) */
 

@@ -73,6 +73,8 @@ struct scsi_lu {
 	/* COMPARE AND WRITE in progress: one at a time per LU, so they are
 	 * atomic with respect to each other (not yet to plain writes) */
 	int		caw_busy;
+	/* SANITIZE in progress (proto/scsi/sanitize.c) */
+	int		sanitizing;
 	/* LOGICAL UNIT RESETs so far: each I_T nexus that has not seen the
 	 * latest gets a unit attention (the transport keeps what it saw) */
 	unsigned	reset_gen;
@@ -131,6 +133,7 @@ struct scsi_cmd {
 	uint32_t	tmp_len;
 	int		(*next)(struct scsi_cmd *cmd);	/* after an I/O: 1 more, 0 done */
 	bool		caw_locked;	/* holds lu->caw_busy */
+	bool		sanitizing;	/* holds lu->sanitizing */
 	struct ev_timer	retry;		/* resubmit after -EAGAIN/-ENOMEM */
 };
 

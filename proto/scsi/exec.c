@@ -19,14 +19,16 @@
 #include "sand/alua.h"
 #include "sand/log.h"
 #include "sand/scsi.h"
+#include "proto/scsi/atomic.h"
 #include "proto/scsi/lba_status.h"
+#include "proto/scsi/sanitize.h"
 #include "proto/scsi/xcopy.h"
 
 #define RETRY_NS		(50 * 1000)
 #define MAX_XFER_BYTES		(16u << 20)	/* reported in the block limits page */
 #define MAX_UNMAP_DESC		256
 #define MAX_UNMAP_BLOCKS	(1u << 20)
-#define MAX_WS_BLOCKS		(1u << 22)
+#define MAX_WS_BYTES		(64u << 20)	/* WRITE SAME: bounded work per command */
 #define WS_CHUNK		(1u << 20)	/* WRITE SAME with a pattern: bytes per bio */
 #define MAX_CAW_BLOCKS		64		/* COMPARE AND WRITE */
 
@@ -38,6 +40,7 @@ struct scsi_op {
 
 static uint32_t bsize(struct scsi_cmd *cmd) { return cmd->lu->bd->block_size; }
 static uint64_t nblocks(struct scsi_cmd *cmd) { return cmd->lu->bd->size / bsize(cmd); }
+static uint32_t max_ws_blocks(struct scsi_cmd *cmd) { return MAX_WS_BYTES / bsize(cmd); }
 
 /* Data-in: n of the natural length, cut at the allocation length. */
 static void data_in(struct scsi_cmd *cmd, const void *p, uint32_t len, uint32_t alloc)
@@ -65,6 +68,10 @@ static void caw_unlock(struct scsi_cmd *cmd)
 	if (cmd->caw_locked) {
 		__atomic_store_n(&cmd->lu->caw_busy, 0, __ATOMIC_RELEASE);
 		cmd->caw_locked = false;
+	}
+	if (cmd->sanitizing) {
+		__atomic_store_n(&cmd->lu->sanitizing, 0, __ATOMIC_RELEASE);
+		cmd->sanitizing = false;
 	}
 }
 
@@ -264,9 +271,9 @@ static int op_inquiry(struct scsi_cmd *cmd)
 		uint32_t bs = bsize(cmd);
 
 		len = 64;
-		d[4] = 0x01;				/* WSNZ */
+		d[4] = 0x00;				/* WSNZ 0: 0 blocks = to the end */
 		d[5] = MAX_CAW_BLOCKS;			/* maximum compare and write length */
-		put_be16(d + 6, 1);			/* optimal granularity */
+		put_be16(d + 6, (uint16_t)unmap_granularity(cmd));	/* optimal granularity */
 		put_be32(d + 8, MAX_XFER_BYTES / bs);	/* maximum transfer length */
 		put_be32(d + 12, (1u << 20) / bs);	/* optimal transfer length */
 		if (lu->lbpme) {
@@ -274,12 +281,15 @@ static int op_inquiry(struct scsi_cmd *cmd)
 			put_be32(d + 24, MAX_UNMAP_DESC);
 			put_be32(d + 28, unmap_granularity(cmd));
 		}
-		put_be64(d + 36, MAX_WS_BLOCKS);	/* maximum write same length */
+		put_be64(d + 36, max_ws_blocks(cmd));	/* maximum write same length */
+		scsi_vpd_b0_atomic(lu, d);
 		break;
 	}
 	case 0xb1:
 		len = 64;
 		put_be16(d + 4, 1);			/* non-rotating medium */
+		if (lu->lbpme)
+			d[7] = 0x40;			/* WABEREQ 01b: SANITIZE BLOCK ERASE */
 		break;
 	case 0xb2:
 		len = 8;
@@ -445,6 +455,7 @@ static int op_read_capacity16(struct scsi_cmd *cmd)
 
 	put_be64(d, nblocks(cmd) - 1);
 	put_be32(d + 8, bsize(cmd));
+	d[13] = scsi_lbppbe(cmd->lu->bd);	/* physical block; lowest aligned LBA 0 */
 	if (cmd->lu->lbpme)
 		d[14] = 0x80 | 0x40;	/* LBPME, LBPRZ */
 	data_in(cmd, d, sizeof(d), get_be32(cmd->cdb + 10));
@@ -665,34 +676,45 @@ static int op_write_same(struct scsi_cmd *cmd)
 	uint64_t lba = ten ? get_be32(cmd->cdb + 2) : get_be64(cmd->cdb + 2);
 	uint32_t n = ten ? get_be16(cmd->cdb + 7) : get_be32(cmd->cdb + 10);
 	uint32_t bs = bsize(cmd);
-	bool zero = true;
+	bool zero = true, unmap, ndob;
 
 	if (flags >> 5) {
 		scsi_invalid_field(cmd, 1, 7);
 		return SCSI_DONE;
 	}
-	if (flags & 0x11) {
-		/* ANCHOR; NDOB (WRITE SAME 16), reserved in 10: not supported */
+	if ((flags & 0x10) || (ten && (flags & 0x01))) {
+		/* ANCHOR: not supported; bit 0 is reserved in 10 */
 		scsi_invalid_field(cmd, 1, flags & 0x10 ? 4 : 0);
 		return SCSI_DONE;
 	}
 	if (write_protect_check(cmd))
 		return SCSI_DONE;
-	if (!n || n > MAX_WS_BLOCKS) {	/* WSNZ */
+	/* WSNZ 0: 0 blocks is to the end of the LU, if that is no more than
+	 * the maximum write same length (a bounded command, SBC-4 5.50) */
+	if (!n && lba <= nblocks(cmd))
+		n = (uint32_t)MIN(nblocks(cmd) - lba, (uint64_t)max_ws_blocks(cmd) + 1);
+	if (n > max_ws_blocks(cmd)) {
 		scsi_invalid_field(cmd, ten ? 7 : 10, -1);
 		return SCSI_DONE;
 	}
 	if (range_check(cmd, lba, n))
 		return SCSI_DONE;
-	cmd->xfer_len = bs;
-	if (cmd->buf_len < bs) {
+	/* one block of data-out, none with NDOB (WRITE SAME 16: zeros); with
+	 * UNMAP on a thin LU the blocks are deallocated (they read as zeros,
+	 * LBPRZ) whatever it holds */
+	ndob = !ten && (flags & 0x01);
+	unmap = (flags & 0x08) && cmd->lu->lbpme;
+	cmd->xfer_len = ndob ? 0 : bs;
+	if (cmd->buf_len != cmd->xfer_len) {
 		scsi_invalid_field(cmd, ten ? 7 : 10, -1);
 		return SCSI_DONE;
 	}
-	for (uint32_t i = 0; i < bs && zero; i++)
+	if (!n)					/* from the last LBA + 1 to the end */
+		return SCSI_DONE;
+	for (uint32_t i = 0; i < bs && zero && !unmap && !ndob; i++)
 		zero = !cmd->buf[i];
-	if (zero)
-		return io_start(cmd, BIO_WRITE_ZEROES, flags & 0x08 ? 0 : BIO_NOUNMAP, NULL,
+	if (zero || unmap)
+		return io_start(cmd, BIO_WRITE_ZEROES, unmap ? 0 : BIO_NOUNMAP, NULL,
 				lba * bs, (uint64_t)n * bs);
 	/* a pattern: fill up to WS_CHUNK with it and write chunk by chunk */
 	cmd->tmp_len = (uint32_t)MIN((uint64_t)n * bs, (uint64_t)WS_CHUNK);
@@ -1000,6 +1022,7 @@ static const struct scsi_op ops[256] = {
 	[0x37] = { op_read_defect_data, 10, false },
 	[0x41] = { op_write_same, 10, false },
 	[0x42] = { op_unmap, 10, false },
+	[0x48] = { scsi_sanitize, 10, false },
 	[0x56] = { op_reserve, 10, false },
 	[0x57] = { op_release, 10, false },
 	[0x5a] = { op_mode_sense10, 10, false },
@@ -1016,6 +1039,7 @@ static const struct scsi_op ops[256] = {
 	[0x90] = { op_prefetch, 16, false },
 	[0x91] = { op_sync_cache, 16, false },
 	[0x93] = { op_write_same, 16, false },
+	[0x9c] = { scsi_write_atomic16, 16, false },
 	[0x9e] = { op_service_action_in16, 16, false },
 	[0xa0] = { op_report_luns, 12, true },
 	[0xa3] = { op_maintenance_in, 12, true },
@@ -1034,6 +1058,7 @@ static const struct { uint8_t op; uint16_t sa; } sa_ops[] = {
 	{ 0x5f, 0x00 }, { 0x5f, 0x01 }, { 0x5f, 0x02 }, { 0x5f, 0x03 },
 	{ 0x5f, 0x04 }, { 0x5f, 0x05 }, { 0x5f, 0x06 }, { 0x5f, 0x07 },
 	{ 0x83, 0x00 }, { 0x84, 0x00 }, { 0x84, 0x03 }, { 0x84, 0x04 },
+	{ 0x48, 0x01 }, { 0x48, 0x02 }, { 0x48, 0x1f },
 };
 
 static bool has_sa(uint8_t op)
@@ -1161,6 +1186,7 @@ int scsi_exec(struct scsi_cmd *cmd)
 	cmd->next = NULL;
 	cmd->step = 0;
 	cmd->caw_locked = false;
+	cmd->sanitizing = false;
 	cmd->retry.heap_idx = 0;
 	if (!cmd->lu && !(op->fn && op->no_lu_ok)) {
 		scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_LUN_NOT_SUPPORTED);
@@ -1171,6 +1197,8 @@ int scsi_exec(struct scsi_cmd *cmd)
 		return SCSI_DONE;
 	}
 	if (naca_check(cmd, op->cdb_len))
+		return SCSI_DONE;
+	if (cmd->lu && scsi_sanitize_check(cmd))	/* SANITIZE IN PROGRESS */
 		return SCSI_DONE;
 	if (scsi_alua_check(cmd))	/* state change unit attention, standby ... */
 		return SCSI_DONE;
@@ -1207,4 +1235,37 @@ void scsi_lu_init(struct scsi_lu *lu, struct blkdev *bd, const uint8_t uuid[16],
 	snprintf(lu->vendor, sizeof(lu->vendor), "SAND");
 	snprintf(lu->product, sizeof(lu->product), "VOLUME");
 	snprintf(lu->revision, sizeof(lu->revision), "0001");
+}
+
+/* ------------------------------------------------------------ for proto/scsi */
+
+int scsi_check_range(struct scsi_cmd *cmd, uint64_t lba, uint64_t n)
+{
+	return range_check(cmd, lba, n);
+}
+
+int scsi_check_write_protect(struct scsi_cmd *cmd)
+{
+	return write_protect_check(cmd);
+}
+
+int scsi_caw_lock(struct scsi_cmd *cmd)
+{
+	if (__atomic_exchange_n(&cmd->lu->caw_busy, 1, __ATOMIC_ACQUIRE)) {
+		scsi_errno_sense(cmd, -EBUSY);		/* the initiator retries */
+		return -1;
+	}
+	cmd->caw_locked = true;
+	return 0;
+}
+
+int scsi_io_start(struct scsi_cmd *cmd, enum bio_op op, uint32_t flags, uint8_t *buf,
+		  uint64_t off, uint64_t len)
+{
+	return io_start(cmd, op, flags, buf, off, len);
+}
+
+int scsi_io_resubmit(struct scsi_cmd *cmd)
+{
+	return io_submit(cmd);
 }

@@ -5,10 +5,11 @@
  * "port N" on stdout for each portal once it listens, runs
  * until SIGTERM or SIGINT, then shuts down cleanly (so ASan sees leaks).
  *
- *   iscsi_testd [-a ADDR:PORT] [-r REACTORS] [-e] [-R] [-n MS] [-P DIR] [-L MS] IQN SIZE[:BS] ...
+ *   iscsi_testd [-a ADDR:PORT] [-r REACTORS] [-e] [-R] [-n MS] [-P DIR] [-L MS] IQN SIZE[:BS[:PHYS]] ...
  *   -e: epoll loops; -R: every LUN read-only; -n: NOP-In ping interval;
  *   -P: persistent reservations with APTPL kept in DIR/lunN.pr;
  *   -L: writes end MS milliseconds after they land (a fault device)
+ *   PHYS: the LUN's physical block (bytes; default BS)
  */
 #include <errno.h>
 #include <signal.h>
@@ -51,7 +52,7 @@ int main(int argc, char **argv)
 		case 'L': wlat_ms = (unsigned)atoi(optarg); break;
 		default:
 			fprintf(stderr, "usage: %s [-a ADDR:PORT] [-r N] [-e] [-R] [-d SUBSYS] [-n MS] "
-				"[-P DIR] [-L MS] IQN SIZE[:BS]...\n", argv[0]);
+				"[-P DIR] [-L MS] IQN SIZE[:BS[:PHYS]]...\n", argv[0]);
 			return 2;
 		}
 	}
@@ -68,11 +69,17 @@ int main(int argc, char **argv)
 	if (iscsi_target_add(argv[optind]))
 		goto stop;
 	for (int i = optind + 1; i < argc && nbd < 16; i++) {
-		uint64_t size, bs = 512;
-		char name[32], prfile[512], *colon = strchr(argv[i], ':');
+		uint64_t size, bs = 512, phys = 0;
+		char name[32], prfile[512], *colon = strchr(argv[i], ':'), *colon2;
 
 		if (colon) {
 			*colon = '\0';
+			colon2 = strchr(colon + 1, ':');
+			if (colon2) {
+				*colon2 = '\0';
+				if (parse_size(colon2 + 1, &phys))
+					goto stop;
+			}
 			if (parse_size(colon + 1, &bs))
 				goto stop;
 		}
@@ -81,6 +88,7 @@ int main(int argc, char **argv)
 		snprintf(name, sizeof(name), "lun%u", nbd);
 		if (blk_mem_create(name, size, (uint32_t)bs, &bds[nbd]))
 			goto stop;
+		bds[nbd]->phys_block = (uint32_t)phys;
 		if (wlat_ms) {
 			snprintf(name, sizeof(name), "lun%uf", nbd);
 			if (blk_fault_create(name, bds[nbd], &fbds[nbd]) ||

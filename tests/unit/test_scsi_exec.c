@@ -92,6 +92,17 @@ static void expect_sense(uint8_t key, uint16_t asc)
 	ck_assert_int_eq(cmd.sense[12] << 8 | cmd.sense[13], asc);
 }
 
+/* how many of the first len bytes of p are v (one assertion per buffer:
+ * Check reports every assertion to its parent) */
+static uint32_t count_bytes(const uint8_t *p, uint32_t len, uint8_t v)
+{
+	uint32_t n = 0;
+
+	while (n < len && p[n] == v)
+		n++;
+	return n;
+}
+
 static void rw16(uint8_t op, uint64_t lba, uint32_t n, uint32_t buf_len)
 {
 	uint8_t c[16] = { op };
@@ -165,7 +176,7 @@ START_TEST(inquiry_vpd)
 	ck_assert_int_eq(buf[16 + 1], 0x01);	/* T10 vendor id */
 	ck_assert_int_eq(RUN(255, 0x12, 1, 0xb0, 0, 255, 0), 0);
 	ck_assert_int_eq(get_be16(buf + 2), 0x3c);
-	ck_assert_int_eq(buf[4] & 1, 1);	/* WSNZ */
+	ck_assert_int_eq(buf[4] & 1, 0);	/* WSNZ 0: 0 blocks = to the end */
 	ck_assert_uint_eq(get_be32(buf + 8), (16u << 20) / BS);
 	ck_assert_uint_eq(get_be32(buf + 24), 256);
 	ck_assert_int_eq(RUN(255, 0x12, 1, 0xb1, 0, 255, 0), 0);
@@ -351,8 +362,7 @@ START_TEST(write_same_unmap_verify)
 	ck_assert_int_eq(run(c16, 16, BS), 0);
 	rw16(0x88, 10, 3000, 3000 * BS);
 	ck_assert_int_eq(cmd.status, 0);
-	for (unsigned i = 0; i < 3000 * BS; i++)
-		ck_assert_int_eq(buf[i], 0x5c);
+	ck_assert_uint_eq(count_bytes(buf, 3000 * BS, 0x5c), 3000 * BS);
 	/* VERIFY with BYTCHK: match, then miscompare */
 	memset(buf, 0x5c, 4 * BS);
 	ck_assert_int_eq(RUN(4 * BS, 0x2f, 0x02, 0, 0, 0, 10, 0, 0, 4, 0), 0);
@@ -366,12 +376,9 @@ START_TEST(write_same_unmap_verify)
 	memset(buf, 0, BS);
 	ck_assert_int_eq(RUN(BS, 0x41, 0x08, 0, 0, 0, 10, 0, 0, 100, 0), 0);
 	rw16(0x88, 10, 101, 101 * BS);
-	for (unsigned i = 0; i < 100 * BS; i++)
-		ck_assert_int_eq(buf[i], 0);
+	ck_assert_uint_eq(count_bytes(buf, 100 * BS, 0), 100 * BS);
 	ck_assert_int_eq(buf[100 * BS], 0x5c);
-	/* WRITE SAME: zero blocks (WSNZ), out of range, ANCHOR */
-	RUN(BS, 0x41, 0, 0, 0, 0, 10, 0, 0, 0, 0);
-	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	/* WRITE SAME: out of range, ANCHOR (0 blocks: test_scsi_atomic.c) */
 	RUN(BS, 0x41, 0, 0, 0, 0x40, 0, 0, 0, 1, 0);
 	expect_sense(SK_ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
 	RUN(BS, 0x41, 0x10, 0, 0, 0, 0, 0, 0, 1, 0);

@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * SANITIZE (proto/scsi/sanitize.c) on a memory device: OVERWRITE with
+ * patterns, passes and INVERT, BLOCK ERASE, EXIT FAILURE MODE, the
+ * refusals, and SANITIZE IN PROGRESS for the other commands.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "sand/blkdev.h"
+#include "sand/ev.h"
+#include "sand/scsi.h"
+
+#define DEV_SIZE	(3u << 20)
+#define BS		512u
+#define NB		(DEV_SIZE / BS)
+
+static struct ev_loop *loop;
+static struct blkdev *mem;
+static struct blkchan *ch;
+static struct scsi_lu lu;
+static struct scsi_cmd cmd;
+static bool done;
+static uint8_t buf[1 << 20];
+static const uint8_t uuid[16] = { 1, 2, 3 };
+
+static void on_done(struct scsi_cmd *c)
+{
+	ck_assert_ptr_eq(c, &cmd);
+	done = true;
+}
+
+static void setup_bs(uint32_t bs, uint32_t chunk, uint32_t phys)
+{
+	ck_assert_int_eq(ev_loop_new(EV_AUTO, 0, &loop), 0);
+	ck_assert_int_eq(blk_mem_create("m", DEV_SIZE, bs, &mem), 0);
+	mem->io_boundary = chunk;
+	mem->phys_block = phys;
+	ck_assert_int_eq(blk_chan_open(mem, loop, &ch), 0);
+	scsi_lu_init(&lu, mem, uuid, false);
+}
+
+static void setup(void) { setup_bs(BS, 0, 0); }
+
+static void teardown(void)
+{
+	blk_chan_close(ch, NULL, NULL);
+	for (int i = 0; i < 100 && ev_inflight(loop); i++)
+		ev_run_once(loop, 10);
+	ck_assert_int_eq(blkdev_close(mem), 0);
+	ev_loop_free(loop);
+}
+
+static int run(const uint8_t *cdb, unsigned cdb_len, uint32_t buf_len)
+{
+	memset(&cmd, 0, sizeof(cmd));
+	memcpy(cmd.cdb, cdb, cdb_len);
+	cmd.lu = &lu;
+	cmd.ch = ch;
+	cmd.buf = buf;
+	cmd.buf_len = buf_len;
+	cmd.nexus = 1;
+	cmd.done = on_done;
+	done = false;
+	if (scsi_exec(&cmd) == SCSI_PENDING) {
+		ck_assert(!done);
+		for (int i = 0; i < 100000 && !done; i++)
+			ev_run_once(loop, 10);
+		ck_assert(done);
+	} else {
+		ck_assert(!done);
+	}
+	return cmd.status;
+}
+
+static void expect_sense(uint8_t key, uint16_t asc)
+{
+	ck_assert_int_eq(cmd.status, SCSI_STATUS_CHECK_CONDITION);
+	ck_assert_int_eq(cmd.sense[2], key);
+	ck_assert_int_eq(cmd.sense[12] << 8 | cmd.sense[13], asc);
+}
+
+
+static int sanitize(uint8_t b1, uint16_t plen, uint32_t buf_len)
+{
+	uint8_t c[10] = { 0x48, b1 };
+
+	put_be16(c + 7, plen);
+	return run(c, 10, buf_len);
+}
+
+static int rd16(uint64_t lba, uint32_t n)
+{
+	uint8_t c[16] = { 0x88 };
+
+	put_be64(c + 2, lba);
+	put_be32(c + 10, n);
+	return run(c, 16, n * BS);
+}
+
+/* every byte of blocks [lba, lba + n) is what f(offset in block) says */
+static void expect_blocks(uint64_t lba, uint32_t n, const uint8_t *pat, uint32_t plen, uint8_t x)
+{
+	uint32_t i = 0;
+
+	ck_assert_int_eq(rd16(lba, n), 0);
+	while (i < n * BS && buf[i] == (pat ? (uint8_t)(pat[(i % BS) % plen] ^ x) : x))
+		i++;
+	ck_assert_uint_eq(i, n * BS);	/* one assertion, not one a byte */
+}
+
+static void fill(uint8_t v)
+{
+	uint8_t c[16] = { 0x8a };
+
+	memset(buf, v, 64 * BS);
+	for (uint64_t lba = 0; lba < NB; lba += 64) {
+		put_be64(c + 2, lba);
+		put_be32(c + 10, 64);
+		ck_assert_int_eq(run(c, 16, 64 * BS), 0);
+		memset(buf, v, 64 * BS);
+	}
+}
+
+static void param(uint8_t b0, uint16_t ilen, const uint8_t *pat)
+{
+	buf[0] = b0;
+	buf[1] = 0;
+	put_be16(buf + 2, ilen);
+	memcpy(buf + 4, pat, ilen);
+}
+
+START_TEST(overwrite)
+{
+	uint8_t pat[BS];
+
+	for (unsigned i = 0; i < BS; i++)
+		pat[i] = (uint8_t)(i * 7 + 1);
+	fill('a');
+	/* one full block of pattern, one pass: every block is the pattern */
+	param(0x01, BS, pat);
+	ck_assert_int_eq(sanitize(0x01, BS + 4, BS + 4), 0);
+	ck_assert_uint_eq(cmd.xfer_len, BS + 4);
+	ck_assert_int_eq(lu.sanitizing, 0);
+	expect_blocks(0, 256, pat, BS, 0);
+	expect_blocks(NB - 256, 256, pat, BS, 0);
+	/* 3 bytes, repeated from the start of each block */
+	param(0x01, 3, pat);
+	ck_assert_int_eq(sanitize(0x01, 7, 7), 0);
+	expect_blocks(NB - 3, 3, pat, 3, 0);
+	/* two passes with INVERT: the second writes it inverted */
+	param(0x82, 4, pat);
+	ck_assert_int_eq(sanitize(0x01, 8, 8), 0);
+	expect_blocks(100, 10, pat, 4, 0xff);
+	/* three: inverted, then as it is */
+	param(0x83, 4, pat);
+	ck_assert_int_eq(sanitize(0x01, 8, 8), 0);
+	expect_blocks(100, 10, pat, 4, 0);
+}
+END_TEST
+
+START_TEST(overwrite_refused)
+{
+	uint8_t pat[BS + 8];
+
+	memset(pat, 0x5a, sizeof(pat));
+	fill('b');
+	/* parameter list length: 0-4, over a block + 4 */
+	for (uint16_t l = 0; l < 5; l++) {
+		param(0x01, 1, pat);
+		sanitize(0x01, l, l);
+		expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	}
+	param(0x01, BS, pat);
+	sanitize(0x01, BS + 5, BS + 5);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	/* count 0, pattern length 0, over a block, over the list */
+	param(0x00, BS, pat);
+	sanitize(0x01, BS + 4, BS + 4);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	param(0x01, 0, pat);
+	sanitize(0x01, BS + 4, BS + 4);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	param(0x01, 8, pat);
+	sanitize(0x01, 8, 8);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	/* TEST field, reserved byte: the parameter list */
+	param(0x21, 4, pat);
+	sanitize(0x01, 8, 8);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_PARAM);
+	/* short data-out */
+	param(0x01, 4, pat);
+	sanitize(0x01, 8, 6);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR);
+	/* IMMED, AUSE, the reserved bit 6, reserved bytes 2-6 */
+	param(0x01, 4, pat);
+	sanitize(0x81, 8, 8);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	sanitize(0x41, 8, 8);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	sanitize(0x21, 8, 8);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	for (unsigned i = 2; i < 7; i++) {
+		uint8_t c[10] = { 0x48, 0x01 };
+
+		c[i] = 1;
+		put_be16(c + 7, 8);
+		run(c, 10, 8);
+		expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+		ck_assert_uint_eq(get_be16(cmd.sense + 16), i);
+	}
+	/* nothing was written */
+	expect_blocks(0, 64, NULL, 0, 'b');
+	/* write protected */
+	lu.readonly = true;
+	sanitize(0x01, 8, 8);
+	expect_sense(SK_DATA_PROTECT, ASC_WRITE_PROTECTED);
+	sanitize(0x02, 0, 0);
+	expect_sense(SK_DATA_PROTECT, ASC_WRITE_PROTECTED);
+}
+END_TEST
+
+START_TEST(block_erase_and_others)
+{
+	uint8_t c[12] = { 0xa3, 0x0c, 0x02, 0x48 };
+
+	fill('c');
+	ck_assert_int_eq(sanitize(0x02, 0, 0), 0);
+	ck_assert_int_eq(lu.sanitizing, 0);
+	expect_blocks(0, 256, NULL, 0, 0);
+	expect_blocks(NB - 256, 256, NULL, 0, 0);
+	sanitize(0x02, 8, 8);				/* no parameter list */
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	/* EXIT FAILURE MODE: nothing to leave */
+	ck_assert_int_eq(sanitize(0x1f, 0, 0), 0);
+	sanitize(0x1f, 8, 8);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	/* CRYPTOGRAPHIC ERASE and every other service action */
+	for (uint8_t sa = 0; sa < 0x1f; sa++) {
+		if (sa == 1 || sa == 2)
+			continue;
+		sanitize(sa, 0, 0);
+		expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+	}
+	/* REPORT SUPPORTED OPERATION CODES: 1, 2 and 1Fh, not 3 */
+	put_be32(c + 6, 64);
+	for (uint16_t sa = 1; sa < 4; sa++) {
+		put_be16(c + 4, sa);
+		ck_assert_int_eq(run(c, 12, 64), 0);
+		ck_assert_int_eq(buf[1] & 0x07, sa == 3 ? 0x01 : 0x03);
+	}
+	put_be16(c + 4, 0x1f);
+	ck_assert_int_eq(run(c, 12, 64), 0);
+	ck_assert_int_eq(buf[1] & 0x07, 0x03);
+	/* Block Device Characteristics: WABEREQ 01b, WACEREQ 00b */
+	ck_assert_int_eq(run((const uint8_t[]){ 0x12, 1, 0xb1, 0, 255, 0 }, 6, 255), 0);
+	ck_assert_int_eq(buf[7] & 0xf0, 0x40);
+	/* a LU without thin provisioning cannot block erase */
+	lu.lbpme = false;
+	sanitize(0x02, 0, 0);
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+}
+END_TEST
+
+START_TEST(in_progress)
+{
+	uint8_t pat[4] = { 1, 2, 3, 4 };
+
+	/* while another SANITIZE runs (another session's): only INQUIRY,
+	 * REPORT LUNS and REQUEST SENSE */
+	lu.sanitizing = 1;
+	run((const uint8_t[]){ 0x00, 0, 0, 0, 0, 0 }, 6, 0);
+	expect_sense(SK_NOT_READY, 0x041b);
+	rd16(0, 1);
+	expect_sense(SK_NOT_READY, 0x041b);
+	param(0x01, 4, pat);
+	sanitize(0x01, 8, 8);
+	expect_sense(SK_NOT_READY, 0x041b);
+	ck_assert_int_eq(run((const uint8_t[]){ 0x12, 0, 0, 0, 255, 0 }, 6, 255), 0);
+	ck_assert_int_eq(run((const uint8_t[]){ 0x03, 0, 0, 0, 18, 0 }, 6, 18), 0);
+	ck_assert_int_eq(run((const uint8_t[]){ 0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0 }, 12, 64), 0);
+	ck_assert_int_eq(lu.sanitizing, 1);		/* not ours to release */
+	lu.sanitizing = 0;
+	ck_assert_int_eq(run((const uint8_t[]){ 0x00, 0, 0, 0, 0, 0 }, 6, 0), 0);
+	/* ours is released when it ends */
+	param(0x01, 4, pat);
+	ck_assert_int_eq(sanitize(0x01, 8, 8), 0);
+	ck_assert_int_eq(lu.sanitizing, 0);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("scsi_sanitize");
+	TCase *tc = tcase_create("mem");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, overwrite);
+	tcase_add_test(tc, overwrite_refused);
+	tcase_add_test(tc, block_erase_and_others);
+	tcase_add_test(tc, in_progress);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	int nf;
+
+	srunner_run_all(sr, CK_NORMAL);
+	nf = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+}
