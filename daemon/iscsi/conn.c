@@ -152,6 +152,7 @@ struct iscsi_conn {
 	unsigned	ua_seen[ISCSI_MAX_LUNS];	/* lu->reset_gen + 1 seen; 0: none */
 	unsigned	alua_seen[ISCSI_MAX_LUNS];	/* ALUA changes seen (sand/alua.h) */
 	uint64_t	size_seen[ISCSI_MAX_LUNS];	/* lu->bd->size last seen; 0: none */
+	unsigned	luns_seen;	/* target->luns_gen last seen */
 	char		iport[PR_IPORT_MAX];	/* initiator port name, for reservations */
 };
 
@@ -484,6 +485,8 @@ static void login_finish(struct iscsi_conn *c, const struct iscsi_bhs *h, int st
 		c->state = CONN_FFP;
 		for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++)	/* the I_T nexus exists now */
 			c->alua_seen[i] = scsi_alua_seen_now();
+		if (c->target)
+			c->luns_seen = __atomic_load_n(&c->target->luns_gen, __ATOMIC_ACQUIRE);
 		ev_timer_stop(c->loop, &c->timer);
 		if (c->tmo.nop_interval_ms)
 			ev_timer_start(c->loop, &c->timer,
@@ -887,12 +890,14 @@ static void task_exec(struct iscsi_task *t)
 	struct iscsi_target *tg = c->target;
 	struct scsi_cmd *cmd = &t->cmd;
 	int id = scsi_lun_decode(t->lun);
-	unsigned nluns = __atomic_load_n(&tg->nluns, __ATOMIC_ACQUIRE);
+	unsigned nluns, luns_gen = __atomic_load_n(&tg->luns_gen, __ATOMIC_ACQUIRE);
+	const uint64_t *luns = iscsi_target_lunlist(tg, &nluns);
+	struct iscsi_lun *l = id >= 0 && id < ISCSI_MAX_LUNS ?
+			      __atomic_load_n(&tg->luns[id], __ATOMIC_ACQUIRE) : NULL;
 
 	cmd->lu = NULL;
 	cmd->ch = NULL;
-	if (id >= 0 && id < ISCSI_MAX_LUNS && tg->luns[id]) {
-		struct iscsi_lun *l = tg->luns[id];
+	if (l) {
 
 		if (!c->chans[id] && blk_chan_open(l->lu.bd, c->loop, &c->chans[id])) {
 			c->chans[id] = NULL;
@@ -925,6 +930,16 @@ static void task_exec(struct iscsi_task *t)
 			task_respond(t);
 			return;
 		}
+		/* LUNs added or removed: REPORTED LUNS DATA HAS CHANGED, once;
+		 * REPORT LUNS clears it */
+		if (c->luns_seen != luns_gen && op != 0x12 && op != 0x03) {
+			c->luns_seen = luns_gen;
+			if (op != 0xa0) {
+				scsi_sense(cmd, SK_UNIT_ATTENTION, ASC_REPORTED_LUNS_CHANGED);
+				task_respond(t);
+				return;
+			}
+		}
 	}
 	cmd->buf = t->buf;
 	cmd->buf_len = t->edtl;
@@ -932,7 +947,7 @@ static void task_exec(struct iscsi_task *t)
 	cmd->iport = conn_iport(c);
 	cmd->tpg = c->tpg;
 	cmd->alua_seen = cmd->lu ? &c->alua_seen[id] : NULL;
-	cmd->luns = tg->lunlist;
+	cmd->luns = luns;
 	cmd->nluns = nluns;
 	cmd->done = task_scsi_done;
 	t->executing = true;
@@ -1629,6 +1644,46 @@ void iscsi_conn_kill_local(void)
 			conn_close(c);
 	}
 	pthread_mutex_unlock(&conns_lock);
+}
+
+static void lun_chan_closed(void *arg)
+{
+	__atomic_sub_fetch((unsigned *)arg, 1, __ATOMIC_ACQ_REL);
+}
+
+unsigned iscsi_conn_lun_gone_local(struct iscsi_target *t, unsigned id, struct scsi_lu *lu,
+				   unsigned *closing)
+{
+	struct ev_loop *loop = ev_current();
+	struct list_head *l, *k;
+	unsigned busy = 0;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *c = list_entry(l, struct iscsi_conn, link);
+		unsigned n = 0;
+
+		if (c->loop != loop || c->target != t)
+			continue;
+		list_for_each(k, &c->tasks) {
+			struct iscsi_task *x = list_entry(k, struct iscsi_task, link);
+
+			if (x->executing && x->cmd.lu == lu)
+				n++;
+		}
+		busy += n;
+		if (n)
+			continue;
+		if (c->chans[id]) {
+			__atomic_add_fetch(closing, 1, __ATOMIC_ACQ_REL);
+			blk_chan_close(c->chans[id], lun_chan_closed, closing);
+		}
+		c->chans[id] = NULL;
+		c->ua_seen[id] = 0;
+		c->size_seen[id] = 0;
+	}
+	pthread_mutex_unlock(&conns_lock);
+	return busy;
 }
 
 void iscsi_conn_kill_target_local(struct iscsi_target *t)

@@ -10,6 +10,7 @@
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,7 @@ struct cli {
 	uint8_t		data[300000];
 	uint32_t	dlen;
 	uint32_t	isid;		/* low bits of the ISID; 0: a new one */
+	unsigned	lun;		/* of the commands sent */
 };
 
 static uint32_t isid_next;
@@ -212,6 +214,7 @@ static void scsi_cmd(struct cli *c, const uint8_t *cdb, unsigned cdb_len, bool r
 	bhs_put32(&h, BHS_EDTL, edtl);
 	bhs_put32(&h, BHS_CMDSN, c->cmdsn++);
 	bhs_put32(&h, BHS_EXPSTATSN, c->statsn + 1);
+	put_be64(h.b + BHS_LUN, scsi_lun_encode(c->lun));
 	memcpy(h.b + BHS_CDB, cdb, cdb_len);
 	send_pdu(c, &h, imm, imm_len);
 }
@@ -891,6 +894,153 @@ static const char *kv_value(struct cli *c, const char *key)
 
 #define SEC_TO_OP	(ISCSI_LOGIN_TRANSIT | 0 << 2 | 1)
 
+/* CHECK CONDITION with sense key sk and ASC/ASCQ asc (fixed format) */
+static void expect_sense(struct cli *c, uint8_t sk, uint16_t asc)
+{
+	expect_status(c, 2);
+	ck_assert_int_eq(c->data[2 + 2] & 0x0f, sk);
+	ck_assert_int_eq(c->data[2 + 12], asc >> 8);
+	ck_assert_int_eq(c->data[2 + 13], asc & 0xff);
+}
+
+/* REPORT LUNS: the number of LUNs listed */
+static unsigned report_luns(struct cli *c)
+{
+	uint8_t cdb[12] = { 0xa0 };
+	unsigned n;
+
+	put_be32(cdb + 6, 4096);
+	scsi_cmd(c, cdb, 12, true, false, 4096, NULL, 0, true);
+	ck_assert_int_eq(recv_pdu(c), 0);
+	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_DATA_IN);
+	n = get_be32(c->data) / 8;
+	if (!(c->h.b[1] & ISCSI_FLAG_STATUS))
+		expect_status(c, 0);
+	else
+		ck_assert_int_eq(c->h.b[3], 0);
+	return n;
+}
+
+struct lun_remover {
+	pthread_t	th;
+	int		rc;
+	struct blkdev	*bd;
+	uint64_t	took_ms;
+};
+
+static void *lun_remover_main(void *arg)
+{
+	struct lun_remover *r = arg;
+	uint64_t t0 = mono_ms();
+
+	r->rc = iscsi_lun_remove(IQN, 1, &r->bd);
+	r->took_ms = mono_ms() - t0;
+	return NULL;
+}
+
+/*
+ * LUNs added and removed under live sessions: a new LUN raises REPORTED
+ * LUNS DATA HAS CHANGED once on every nexus (REPORT LUNS clears it); a LUN
+ * removed lets its command doing I/O finish (the removal waits for it), a
+ * write still gathering its data and every later command get LOGICAL UNIT
+ * NOT SUPPORTED, the other LUN carries on, and the device comes back with
+ * no channel left open on it.
+ */
+START_TEST(lun_hotplug)
+{
+	static struct cli a, b;
+	static uint8_t buf[8 * BS], rbuf[8 * BS];
+	static const uint8_t tur[6] = { 0 };
+	struct lun_remover r = { 0 };
+	struct blkdev *m1, *f, *bd;
+	uint32_t got = 0, ttt;
+
+	ck_assert_int_eq(blk_mem_create("hotmem", 1u << 20, BS, &m1), 0);
+	ck_assert_int_eq(blk_fault_create("hot", m1, &f), 0);
+	cli_connect(&a);
+	login(&a, "");
+	cli_connect(&b);
+	login(&b, "");
+	scsi_cmd(&a, tur, 6, false, false, 0, NULL, 0, true);
+	expect_status(&a, 0);
+	ck_assert_uint_eq(report_luns(&b), 1);
+
+	/* added: once per nexus, REPORT LUNS clears it */
+	ck_assert_int_eq(iscsi_lun_add(IQN, 1, f, false), 0);
+	scsi_cmd(&a, tur, 6, false, false, 0, NULL, 0, true);
+	expect_sense(&a, SK_UNIT_ATTENTION, 0x3f0e);
+	scsi_cmd(&a, tur, 6, false, false, 0, NULL, 0, true);
+	expect_status(&a, 0);
+	ck_assert_uint_eq(report_luns(&b), 2);
+	scsi_cmd(&b, tur, 6, false, false, 0, NULL, 0, true);
+	expect_status(&b, 0);
+
+	a.lun = b.lun = 1;
+	fill(buf, sizeof(buf), 3);
+	write10(&a, 0, 8, buf, sizeof(buf), false);
+	expect_status(&a, 0);
+	/* a write waiting for its data (no immediate data: an R2T) ... */
+	write10(&a, 8, 8, NULL, 0, false);
+	ck_assert_int_eq(recv_pdu(&a), 0);
+	ck_assert_int_eq(bhs_opcode(&a.h), ISCSI_OP_R2T);
+	ttt = bhs_get32(&a.h, BHS_TTT);
+	/* ... and a read on the disk (taken before the NOP is answered) */
+	ck_assert_int_eq(fault_set_latency(f, 600ull * 1000 * 1000, FAULT_OP(BIO_READ)), 0);
+	{
+		uint8_t cdb[10] = { 0x28 };
+
+		put_be16(cdb + 7, 8);
+		scsi_cmd(&b, cdb, 10, true, false, sizeof(rbuf), NULL, 0, true);
+	}
+	nop_ping(&b);
+	ck_assert_int_eq(pthread_create(&r.th, NULL, lun_remover_main, &r), 0);
+	/* the read finishes with its data */
+	for (;;) {
+		ck_assert_int_eq(recv_pdu(&b), 0);
+		if (bhs_opcode(&b.h) == ISCSI_OP_SCSI_RSP) {
+			ck_assert_int_eq(b.h.b[3], 0);
+			break;
+		}
+		ck_assert_int_eq(bhs_opcode(&b.h), ISCSI_OP_DATA_IN);
+		memcpy(rbuf + got, b.data, b.dlen);
+		got += b.dlen;
+		if (b.h.b[1] & ISCSI_FLAG_STATUS) {
+			ck_assert_int_eq(b.h.b[3], 0);
+			break;
+		}
+	}
+	ck_assert_uint_eq(got, sizeof(rbuf));
+	ck_assert_mem_eq(rbuf, buf, sizeof(rbuf));
+	ck_assert_int_eq(pthread_join(r.th, NULL), 0);
+	ck_assert_int_eq(r.rc, 0);
+	ck_assert_ptr_eq(r.bd, f);
+	ck_assert_msg(r.took_ms >= 200, "removed after %llu ms, with a read on the disk",
+		      (unsigned long long)r.took_ms);
+	ck_assert_int_eq(iscsi_lun_remove(IQN, 1, &bd), -ENOENT);
+	/* nothing holds the device: it closes */
+	ck_assert_int_eq(blkdev_close(f), 0);
+	ck_assert_int_eq(blkdev_close(m1), 0);
+
+	/* the gathered write runs into the missing LUN */
+	data_out(&a, ttt, 0, 0, buf, sizeof(buf), true);
+	expect_sense(&a, SK_ILLEGAL_REQUEST, ASC_LUN_NOT_SUPPORTED);
+	scsi_cmd(&b, tur, 6, false, false, 0, NULL, 0, true);
+	expect_sense(&b, SK_ILLEGAL_REQUEST, ASC_LUN_NOT_SUPPORTED);
+	/* LUN 0: the change once, then on as before */
+	a.lun = b.lun = 0;
+	for (int i = 0; i < 2; i++) {
+		struct cli *c = i ? &b : &a;
+
+		scsi_cmd(c, tur, 6, false, false, 0, NULL, 0, true);
+		expect_sense(c, SK_UNIT_ATTENTION, 0x3f0e);
+		ck_assert_uint_eq(read10(c, 0, 8, rbuf), sizeof(rbuf));
+		ck_assert_uint_eq(report_luns(c), 1);
+	}
+	close(a.fd);
+	close(b.fd);
+}
+END_TEST
+
 START_TEST(chap_and_acl)
 {
 	static struct cli c;
@@ -949,8 +1099,7 @@ START_TEST(chap_and_acl)
 				     "MaxRecvDataSegmentLength=8192"), 0);
 	ck_assert_int_ne(get_be16(c.h.b + 14), 0);
 	nop_ping(&c);
-	/* no LUN change under a session; closing the target's sessions */
-	ck_assert_int_eq(iscsi_lun_remove(IQN, 0, &bd), -EBUSY);
+	/* closing the target's sessions */
 	ck_assert_int_eq(iscsi_target_close_sessions(IQN), 0);
 	expect_closed(&c);
 	close(c.fd);
@@ -1140,6 +1289,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, unit_attention_after_resize);
 	tcase_add_test(tc, chap_and_acl);
 	tcase_add_test(tc, negotiation_matrix);
+	tcase_add_test(tc, lun_hotplug);
 	suite_add_tcase(s, tc);
 	return s;
 }
