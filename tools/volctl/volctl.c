@@ -2313,9 +2313,10 @@ static const struct verb verbs[] = {
 	  "snapshots, older and newer, stay. Refused while VOL is exported.\n" },
 	{ "unexport", "iscsi", cmd_unexport_iscsi, "IQN --lun N [--force]",
 	  "remove a LUN from an iSCSI target",
-	  "Removes LUN N of target IQN and releases its disk. Refused while initiators\n"
-	  "are logged in to the target; --force closes their sessions first (they may\n"
-	  "log in again and find the LUN gone).\n" },
+	  "Removes LUN N of target IQN and releases its disk, sessions or not: commands\n"
+	  "doing I/O on it finish, later ones get LOGICAL UNIT NOT SUPPORTED, every\n"
+	  "session of the target is told REPORTED LUNS DATA HAS CHANGED. --force\n"
+	  "closes the target's sessions first.\n" },
 	{ "nbd", "listen", cmd_nbd_listen, "ADDR:PORT|[IPV6]:PORT|unix:PATH "
 	  "[--tls off|allow|require] [--tls-cert DIR [--tls-verify-peer] | --tls-psk FILE]",
 	  "serve NBD on a TCP address or a unix socket",
