@@ -84,6 +84,55 @@ struct iscsi_timeouts {
 };
 extern struct iscsi_timeouts iscsi_tmo;		/* read when a connection starts */
 
+/*
+ * session.c: a session (the I_T nexus) and what its connections share: the
+ * command window, commands held until the CmdSNs before them have come
+ * (on any connection), what the nexus has seen of each LU (unit
+ * attentions) and its initiator port name. On its reactor only, but for
+ * the registry (TSIH lookups from logins on any reactor).
+ */
+#define ISCSI_MAX_CONNS		8	/* MaxConnections offered */
+
+struct iscsi_session {
+	struct list_head link;		/* registry */
+	uint64_t	id;		/* the I_T nexus (scsi_cmd.nexus) */
+	struct ev_loop	*loop;		/* of every connection */
+	struct iscsi_target *target;	/* NULL: discovery (each connection counts it) */
+	char		initiator[ISCSI_NAME_MAX];
+	uint8_t		isid[6];
+	uint16_t	tsih;
+	unsigned	max_conns;	/* MaxConnections negotiated */
+	unsigned	refs;		/* connections pointing here (closing ones too) */
+	bool		ended;		/* registry lock: nobody joins */
+	bool		failing;	/* a connection died: every other one closes */
+	bool		releasing;	/* held requests being released (conn.c) */
+	struct list_head conns;		/* members in full feature phase, not closing */
+	unsigned	nconns;
+	uint32_t	exp_cmdsn;
+	struct list_head held;		/* ahead of exp_cmdsn, by arrival (conn.c) */
+	uint32_t	abort_sn[4];	/* CmdSNs aborted (ABORT TASK) before they came */
+	unsigned	nabort_sn;
+	unsigned	ua_seen[ISCSI_MAX_LUNS];	/* lu->reset_gen + 1 seen; 0: none */
+	unsigned	alua_seen[ISCSI_MAX_LUNS];	/* ALUA changes seen (sand/alua.h) */
+	uint64_t	size_seen[ISCSI_MAX_LUNS];	/* lu->bd->size last seen; 0: none */
+	unsigned	luns_seen;	/* target->luns_gen last seen */
+	char		iport[PR_IPORT_MAX];	/* initiator port name, for reservations */
+};
+
+/* A new session on loop, with one reference (its first connection). */
+struct iscsi_session *iscsi_session_new(struct ev_loop *loop, struct iscsi_target *t,
+					const char *initiator, const uint8_t isid[6],
+					uint16_t tsih, unsigned max_conns);
+/* The reactor loop of live session tsih, NULL if there is none. */
+struct ev_loop *iscsi_session_loop(uint16_t tsih);
+/* Live session tsih if it lives on the calling reactor. */
+struct iscsi_session *iscsi_session_find_local(uint16_t tsih);
+void iscsi_session_get(struct iscsi_session *s);
+void iscsi_session_put(struct iscsi_session *s);
+/* No connection may join s any more. */
+void iscsi_session_end(struct iscsi_session *s);
+void iscsi_session_foreach_local(void (*fn)(struct iscsi_session *s, void *arg), void *arg);
+
 /* target.c */
 /* A target for a new session (counted: it cannot be removed meanwhile),
  * NULL if there is none; iscsi_target_put() when the session ends. */

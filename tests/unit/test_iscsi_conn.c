@@ -63,6 +63,8 @@ struct cli {
 	uint32_t	dlen;
 	uint32_t	isid;		/* low bits of the ISID; 0: a new one */
 	unsigned	lun;		/* of the commands sent */
+	uint16_t	tsih, cid;	/* of the login: a connection for session tsih */
+	uint16_t	got_tsih;	/* the last login answer's */
 };
 
 static uint32_t isid_next;
@@ -176,12 +178,15 @@ static int login_keys(struct cli *c, const char *keys)
 	h.b[0] |= ISCSI_BHS_IMMEDIATE;
 	h.b[8] = 0x80;		/* ISID: random, one per client unless set */
 	put_be32(h.b + 10, c->isid ? c->isid : (c->isid = ++isid_next));
+	put_be16(h.b + 14, c->tsih);
+	put_be16(h.b + 20, c->cid);
 	bhs_put32(&h, BHS_ITT, c->itt++);
 	bhs_put32(&h, BHS_CMDSN, c->cmdsn);
 	c->hd = c->dd = false;	/* digests start after login */
 	send_pdu(c, &h, kv, len);
 	ck_assert_int_eq(recv_pdu(c), 0);
 	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_LOGIN_RSP);
+	c->got_tsih = get_be16(c->h.b + 14);
 	c->hd = hd;
 	c->dd = dd;
 	return c->h.b[36] << 8 | c->h.b[37];
@@ -1041,6 +1046,204 @@ START_TEST(lun_hotplug)
 }
 END_TEST
 
+/* ---- several connections per session (MC/S) ---- */
+
+/* A SCSI response with GOOD status (any of the commands outstanding);
+ * returns its ITT. */
+static uint32_t expect_good(struct cli *c)
+{
+	ck_assert_int_eq(recv_pdu(c), 0);
+	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_SCSI_RSP);
+	ck_assert_int_eq(c->h.b[3], 0);
+	return bhs_itt(&c->h);
+}
+
+/* Connection cid of a's session: same ISID, a's TSIH; the session's
+ * CmdSN goes on from *sn. Returns the login status. */
+static int join(struct cli *c, struct cli *a, uint16_t cid, uint32_t sn)
+{
+	char keys[512];
+
+	cli_connect(c);
+	c->isid = a->isid;
+	c->tsih = a->got_tsih;
+	c->cid = cid;
+	c->cmdsn = sn;
+	snprintf(keys, sizeof(keys), "InitiatorName=iqn.2026-11.org.sand:test;TargetName=%s;"
+		 "SessionType=Normal;HeaderDigest=None;DataDigest=None;"
+		 "MaxRecvDataSegmentLength=8192;MaxConnections=8", IQN);
+	return login_keys(c, keys);
+}
+
+static void logout(struct cli *c, uint8_t reason, uint16_t cid, uint8_t response)
+{
+	struct iscsi_bhs h;
+
+	iscsi_bhs_init(&h, ISCSI_OP_LOGOUT_REQ, ISCSI_FLAG_FINAL | reason);
+	h.b[0] |= ISCSI_BHS_IMMEDIATE;
+	bhs_put32(&h, BHS_ITT, ++c->itt);
+	put_be16(h.b + 20, cid);
+	bhs_put32(&h, BHS_CMDSN, c->cmdsn);
+	bhs_put32(&h, BHS_EXPSTATSN, c->statsn + 1);
+	send_pdu(c, &h, NULL, 0);
+	do	/* the target's own pings may come first */
+		ck_assert_int_eq(recv_pdu(c), 0);
+	while (bhs_opcode(&c->h) == ISCSI_OP_NOP_IN);
+	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_LOGOUT_RSP);
+	ck_assert_int_eq(c->h.b[2], response);
+}
+
+/*
+ * Two connections in one session: the second joins with the first's TSIH
+ * and ISID (wherever it landed, it moves to the session's reactor); one
+ * command window: commands spread over both connections with their CmdSNs
+ * out of order across them run in CmdSN order (an overwrite tells), each
+ * answered on the connection that carried it, a write held for its turn
+ * gets its R2T on its own connection; logging out one connection leaves
+ * the other working.
+ */
+START_TEST(mcs_two_connections)
+{
+	static struct cli a, b;
+	static uint8_t buf[16][4 * BS], back[4 * BS];
+	static const uint8_t tur[6] = { 0 };
+	uint32_t sn, itt_a[8], na = 0, nb = 0;
+
+	cli_connect(&a);
+	login(&a, ";MaxConnections=8");
+	ck_assert(has_kv(&a, "MaxConnections=8"));
+	ck_assert_int_eq(join(&b, &a, 1, a.cmdsn), 0);
+	ck_assert_uint_eq(b.got_tsih, a.got_tsih);	/* same TSIH */
+	ck_assert_uint_eq(bhs_get32(&b.h, BHS_EXPCMDSN), a.cmdsn);
+	nop_ping(&b);
+
+	/* the same blocks written twice: CmdSN sn + 1 on a first, then sn on
+	 * b; in CmdSN order the last data is a's */
+	sn = a.cmdsn;
+	fill(buf[0], 4 * BS, 1);
+	fill(buf[1], 4 * BS, 2);
+	a.cmdsn = sn + 1;
+	write10(&a, 0, 4, buf[1], 4 * BS, false);
+	b.cmdsn = sn;
+	write10(&b, 0, 4, buf[0], 4 * BS, false);
+	expect_status(&b, 0);
+	expect_status(&a, 0);
+	ck_assert_uint_eq(bhs_get32(&a.h, BHS_EXPCMDSN), sn + 2);
+	sn += 2;
+	a.cmdsn = sn;
+	ck_assert_uint_eq(read10(&a, 0, 4, back), 4 * BS);
+	ck_assert_mem_eq(back, buf[1], 4 * BS);
+	sn++;
+
+	/* 16 writes, CmdSN sn .. sn + 15 alternating a, b; the odd ones
+	 * (all ahead of the window) sent first, then the even ones */
+	for (int pass = 1; pass >= 0; pass--) {
+		for (uint32_t i = (uint32_t)pass; i < 16; i += 2) {
+			struct cli *c = i % 2 ? &b : &a;
+
+			fill(buf[i], 4 * BS, (uint8_t)(10 + i));
+			c->cmdsn = sn + i;
+			write10(c, 8 + 4 * i, 4, buf[i], 4 * BS, false);
+			if (c == &a)
+				itt_a[na++] = a.itt;
+			else
+				nb++;
+		}
+	}
+	for (uint32_t i = 0; i < na; i++) {
+		uint32_t itt = expect_good(&a);
+		bool mine = false;
+
+		for (uint32_t k = 0; k < na; k++)
+			mine |= itt == itt_a[k];
+		ck_assert(mine);	/* allegiance: only a's own commands on a */
+	}
+	for (uint32_t i = 0; i < nb; i++)
+		expect_good(&b);
+	sn += 16;
+	ck_assert_uint_eq(bhs_get32(&b.h, BHS_EXPCMDSN), sn);
+	a.cmdsn = b.cmdsn = sn;
+	for (uint32_t i = 0; i < 16; i++) {
+		struct cli *c = i % 2 ? &a : &b;
+
+		ck_assert_uint_eq(read10(c, 8 + 4 * i, 4, back), 4 * BS);
+		ck_assert_mem_eq(back, buf[i], 4 * BS);
+		a.cmdsn = b.cmdsn = c->cmdsn;
+	}
+	sn = a.cmdsn;
+
+	/* a write ahead of the window (no immediate data) gets its R2T on
+	 * its own connection once b's command before it has come */
+	a.cmdsn = sn + 1;
+	write10(&a, 200, 4, NULL, 0, false);
+	b.cmdsn = sn;
+	scsi_cmd(&b, tur, 6, false, false, 0, NULL, 0, true);
+	expect_status(&b, 0);
+	ck_assert_int_eq(recv_pdu(&a), 0);
+	ck_assert_int_eq(bhs_opcode(&a.h), ISCSI_OP_R2T);
+	data_out(&a, bhs_get32(&a.h, BHS_TTT), 0, 0, buf[3], 4 * BS, true);
+	expect_status(&a, 0);
+	sn += 2;
+	a.cmdsn = b.cmdsn = sn;
+
+	/* b logs out alone (reason 1: close the connection); a goes on */
+	logout(&b, 1, 1, 0);
+	expect_closed(&b);
+	close(b.fd);
+	ck_assert_uint_eq(read10(&a, 200, 4, back), 4 * BS);
+	ck_assert_mem_eq(back, buf[3], 4 * BS);
+	/* a connection logged out from another one: reason 1 with its CID */
+	ck_assert_int_eq(join(&b, &a, 7, a.cmdsn), 0);
+	logout(&a, 1, 7, 0);
+	expect_closed(&b);
+	close(b.fd);
+	logout(&a, 1, 9, 1);		/* no such CID */
+	nop_ping(&a);
+	/* the session (reason 0): every connection goes */
+	ck_assert_int_eq(join(&b, &a, 2, a.cmdsn), 0);
+	logout(&a, 0, 0, 0);
+	expect_closed(&a);
+	expect_closed(&b);
+	close(a.fd);
+	close(b.fd);
+}
+END_TEST
+
+/* ErrorRecoveryLevel 0: a connection lost (not logged out) ends its whole
+ * session; a login adding a connection past MaxConnections is refused, one
+ * naming a CID in use reinstates that connection, one naming a session
+ * that does not exist is refused. */
+START_TEST(mcs_limits_and_loss)
+{
+	static struct cli a, b, c, d;
+
+	cli_connect(&a);
+	login(&a, ";MaxConnections=2");
+	ck_assert(has_kv(&a, "MaxConnections=2"));
+	ck_assert_int_eq(join(&b, &a, 1, a.cmdsn), 0);
+	ck_assert_int_eq(join(&c, &a, 2, a.cmdsn), 0x0206);	/* too many connections */
+	expect_closed(&c);
+	close(c.fd);
+	/* connection reinstatement: CID 1 again replaces b */
+	ck_assert_int_eq(join(&d, &a, 1, a.cmdsn), 0);
+	expect_closed(&b);
+	close(b.fd);
+	d.cmdsn = a.cmdsn;
+	nop_ping(&d);
+	nop_ping(&a);
+	/* no session with this TSIH */
+	cli_connect(&c);
+	c.tsih = (uint16_t)(a.got_tsih + 1000);
+	ck_assert_int_eq(login_keys(&c, "InitiatorName=iqn.2026-11.org.sand:test;TargetName=" IQN),
+			 0x020a);
+	close(c.fd);
+	/* d dies: a goes with it */
+	close(d.fd);
+	expect_closed(&a);
+	close(a.fd);
+}
+END_TEST
+
 START_TEST(chap_and_acl)
 {
 	static struct cli c;
@@ -1290,6 +1493,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, chap_and_acl);
 	tcase_add_test(tc, negotiation_matrix);
 	tcase_add_test(tc, lun_hotplug);
+	tcase_add_test(tc, mcs_two_connections);
+	tcase_add_test(tc, mcs_limits_and_loss);
 	suite_add_tcase(s, tc);
 	return s;
 }
