@@ -54,6 +54,7 @@ struct iscsi_conn;
 struct tmf_wait {
 	uint32_t	itt;
 	unsigned	pending;
+	uint64_t	conn;		/* id of the connection that asked */
 };
 
 struct iscsi_task {
@@ -816,11 +817,9 @@ static void release_held(struct iscsi_session *s)
 	s->releasing = false;
 }
 
-/* A message to the reactor of the session a login joins: the connection
- * comes to live here; its first login PDU is handled again. */
-static void adopt_msg(void *arg)
+/* The connection id if it lives on the calling reactor. */
+static struct iscsi_conn *conn_find_local(uint64_t id)
 {
-	uint64_t id = (uint64_t)(uintptr_t)arg;
 	struct iscsi_conn *c = NULL;
 	struct list_head *l;
 
@@ -834,6 +833,15 @@ static void adopt_msg(void *arg)
 		}
 	}
 	pthread_mutex_unlock(&conns_lock);
+	return c;
+}
+
+/* A message to the reactor of the session a login joins: the connection
+ * comes to live here; its first login PDU is handled again. */
+static void adopt_msg(void *arg)
+{
+	struct iscsi_conn *c = conn_find_local((uint64_t)(uintptr_t)arg);
+
 	if (!c || c->closing || !c->migrating)
 		return;
 	c->migrating = false;
@@ -1188,8 +1196,11 @@ static void task_scsi_done(struct scsi_cmd *cmd)
 	if (c->closing || t->aborted) {
 		task_free(t);
 		if (w && !--w->pending) {
-			if (!c->closing)
-				tmf_respond(c, w->itt, 0);	/* function complete */
+			/* on the connection that asked, maybe not this one */
+			struct iscsi_conn *tc = w->conn == c->id ? c : conn_find_local(w->conn);
+
+			if (tc && !tc->closing)
+				tmf_respond(tc, w->itt, 0);	/* function complete */
 			free(w);
 		}
 		if (c->closing && !c->nexec)
@@ -1566,7 +1577,7 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 	uint8_t func = bhs_flags(h) & 0x7f;
 	uint32_t rtt = bhs_get32(h, BHS_TTT);
 	uint64_t lun = bhs_lun(h);
-	struct list_head *l, *tmp;
+	struct list_head *l, *tmp, *cl;
 	struct tmf_wait *w;
 
 	if (!cmdsn_accept(c, h))
@@ -1586,6 +1597,9 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 	if (func == 1) {
 		struct iscsi_task *t = task_find(c, rtt);
 
+		list_for_each(cl, &c->sess->conns)	/* on any connection of the session */
+			if (!t)
+				t = task_find(list_entry(cl, struct iscsi_conn, sess_link), rtt);
 		uint32_t ref = bhs_get32(h, 32), sn = bhs_get32(h, BHS_CMDSN);
 
 		if (!t && (int32_t)(ref - *exp_sn(c)) >= 0 && (int32_t)(ref - sn) < 0) {
@@ -1606,13 +1620,16 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 		return;
 	}
 	w->itt = bhs_itt(h);
+	w->conn = c->id;
 	/*
 	 * Tasks still gathering data are dropped at once. Tasks doing I/O
 	 * cannot be stopped in the middle: they are marked, their I/O ends,
 	 * no response is sent for them, and the function completes when the
 	 * last of them has ended. Tasks already answered are left alone.
+	 * Those of every connection of the session (the I_T nexus).
 	 */
-	list_for_each_safe(l, tmp, &c->tasks) {
+	list_for_each(cl, &c->sess->conns)
+	list_for_each_safe(l, tmp, &list_entry(cl, struct iscsi_conn, sess_link)->tasks) {
 		struct iscsi_task *t = list_entry(l, struct iscsi_task, link);
 
 		if ((func == 1 && t->itt != rtt) || ((func == 2 || func == 4 || func == 5) &&
@@ -2145,7 +2162,7 @@ static int sessions_local(unsigned i, void *arg)
 		for (int k = 0; k < 6; k++)
 			snprintf(isid + 2 * k, 3, "%02x", c->isid[k]);
 		o = json_pack("{s:s,s:s?,s:s,s:i,s:s,s:s,s:s,s:i,s:i,s:{s:b,s:b,s:i,s:i,s:i,"
-			      "s:i,s:b,s:b,s:i,s:i}}",
+			      "s:i,s:b,s:b,s:i,s:i,s:i}}",
 			      "initiator", p->initiator_name,
 			      "target", c->target ? c->target->iqn : NULL,
 			      "type", p->session_type == ISCSI_SESSION_DISCOVERY ?
@@ -2162,7 +2179,8 @@ static int sessions_local(unsigned i, void *arg)
 			      "immediate_data", p->immediate_data,
 			      "initial_r2t", p->initial_r2t,
 			      "max_outstanding_r2t", (json_int_t)p->max_outstanding_r2t,
-			      "error_recovery_level", (json_int_t)p->error_recovery_level);
+			      "error_recovery_level", (json_int_t)p->error_recovery_level,
+			      "max_connections", (json_int_t)(c->sess ? c->sess->max_conns : 1));
 		if (o) {
 			pthread_mutex_lock(&arr_lock);
 			json_array_append_new(arr, o);

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include "sand/iscsi.h"
 #include "sand/reactor.h"
 #include "sand/scsi.h"
+#include "daemon/iscsi/iscsi_int.h"
 
 #define IQN	"iqn.2026-11.org.sand:conn"
 #define BS	512u
@@ -1116,6 +1118,24 @@ START_TEST(mcs_two_connections)
 	ck_assert_uint_eq(b.got_tsih, a.got_tsih);	/* same TSIH */
 	ck_assert_uint_eq(bhs_get32(&b.h, BHS_EXPCMDSN), a.cmdsn);
 	nop_ping(&b);
+	{	/* iscsi.sessions: both connections, one TSIH (grouped by the RPC) */
+		json_t *all = iscsi_sessions_json(), *e;
+		unsigned n = 0, cids = 0;
+		size_t i;
+
+		ck_assert_ptr_nonnull(all);
+		json_array_foreach(all, i, e) {
+			if (json_integer_value(json_object_get(e, "tsih")) != a.got_tsih)
+				continue;
+			n++;
+			cids |= 1u << json_integer_value(json_object_get(e, "cid"));
+			ck_assert_int_eq(json_integer_value(json_object_get(
+				json_object_get(e, "params"), "max_connections")), 8);
+		}
+		json_decref(all);
+		ck_assert_uint_eq(n, 2);
+		ck_assert_uint_eq(cids, 3);
+	}
 
 	/* the same blocks written twice: CmdSN sn + 1 on a first, then sn on
 	 * b; in CmdSN order the last data is a's */
@@ -1185,6 +1205,34 @@ START_TEST(mcs_two_connections)
 	expect_status(&a, 0);
 	sn += 2;
 	a.cmdsn = b.cmdsn = sn;
+
+	/* ABORT TASK on a for b's write waiting for its data: the task set is
+	 * the session's */
+	{
+		struct iscsi_bhs h;
+
+		write10(&b, 300, 4, NULL, 0, false);
+		ck_assert_int_eq(recv_pdu(&b), 0);
+		ck_assert_int_eq(bhs_opcode(&b.h), ISCSI_OP_R2T);
+		iscsi_bhs_init(&h, ISCSI_OP_TASK_MGMT_REQ, ISCSI_FLAG_FINAL | 1);
+		h.b[0] |= ISCSI_BHS_IMMEDIATE;
+		bhs_put32(&h, BHS_ITT, 0x7100);
+		bhs_put32(&h, BHS_TTT, b.itt);		/* referenced task tag */
+		bhs_put32(&h, BHS_CMDSN, b.cmdsn);
+		bhs_put32(&h, 32, b.cmdsn - 1);		/* RefCmdSN */
+		send_pdu(&a, &h, NULL, 0);
+		do
+			ck_assert_int_eq(recv_pdu(&a), 0);
+		while (bhs_opcode(&a.h) == ISCSI_OP_NOP_IN);
+		ck_assert_int_eq(bhs_opcode(&a.h), ISCSI_OP_TASK_MGMT_RSP);
+		ck_assert_int_eq(a.h.b[2], 0);			/* function complete */
+		/* its data now belongs to no task */
+		data_out(&b, bhs_get32(&b.h, BHS_TTT), 0, 0, buf[4], 4 * BS, true);
+		ck_assert_int_eq(recv_pdu(&b), 0);
+		ck_assert_int_eq(bhs_opcode(&b.h), ISCSI_OP_REJECT);
+		sn++;
+		a.cmdsn = b.cmdsn = sn;
+	}
 
 	/* b logs out alone (reason 1: close the connection); a goes on */
 	logout(&b, 1, 1, 0);

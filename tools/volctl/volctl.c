@@ -983,7 +983,7 @@ static int cmd_iscsi_sessions(struct ctx *c, int argc, char **argv)
 			       (long long)json_integer_value(json_object_get(cn, "cid")),
 			       jstr(cn, "peer"), jstr(cn, "portal"));
 		printf("  params: digests %s/%s, mrdsl %lld (ours %lld), burst %lld/%lld, "
-		       "immediate %s, initial r2t %s, max r2t %lld, erl %lld\n",
+		       "immediate %s, initial r2t %s, max r2t %lld, erl %lld, max connections %lld\n",
 		       json_is_true(json_object_get(p, "header_digest")) ? "CRC32C" : "None",
 		       json_is_true(json_object_get(p, "data_digest")) ? "CRC32C" : "None",
 		       (long long)json_integer_value(json_object_get(p, "max_xmit_dsl")),
@@ -992,7 +992,8 @@ static int cmd_iscsi_sessions(struct ctx *c, int argc, char **argv)
 		       (long long)json_integer_value(json_object_get(p, "max_burst")),
 		       jyes(p, "immediate_data"), jyes(p, "initial_r2t"),
 		       (long long)json_integer_value(json_object_get(p, "max_outstanding_r2t")),
-		       (long long)json_integer_value(json_object_get(p, "error_recovery_level")));
+		       (long long)json_integer_value(json_object_get(p, "error_recovery_level")),
+		       (long long)json_integer_value(json_object_get(p, "max_connections")));
 	}
 	if (!json_array_size(r))
 		printf("no sessions\n");
