@@ -1283,6 +1283,19 @@ static void task_exec(struct iscsi_task *t)
 		task_scsi_done(cmd);
 }
 
+/* A command refused: a Reject; if it was ahead of the window, its CmdSN
+ * still counts when its turn comes. */
+static void reject_cmd(struct iscsi_conn *c, int sn, uint8_t reason)
+{
+	if (sn == SN_HELD) {
+		struct held_pdu *hp = hold(c, NULL, NULL, 0);
+
+		if (hp)
+			hp->skip = true;
+	}
+	send_reject(c, &c->rx_bhs, reason);
+}
+
 static void handle_scsi_cmd(struct iscsi_conn *c, const uint8_t *data, uint32_t dlen)
 {
 	const struct iscsi_bhs *h = &c->rx_bhs;
@@ -1315,16 +1328,16 @@ static void handle_scsi_cmd(struct iscsi_conn *c, const uint8_t *data, uint32_t 
 	}
 	if (bhs_ahs_len(h) || ((f & ISCSI_FLAG_READ) && (f & ISCSI_FLAG_WRITE))) {
 		/* extended CDBs, bidirectional commands */
-		send_reject(c, h, ISCSI_REJECT_CMD_NOT_SUPPORTED);
+		reject_cmd(c, sn, ISCSI_REJECT_CMD_NOT_SUPPORTED);
 		return;
 	}
 	if (dlen && (!(f & ISCSI_FLAG_WRITE) || !c->p.immediate_data || dlen > edtl ||
 		     dlen > c->p.first_burst)) {
-		send_reject(c, h, ISCSI_REJECT_PROTOCOL);
+		reject_cmd(c, sn, ISCSI_REJECT_PROTOCOL);
 		return;
 	}
 	if (edtl > ISCSI_MAX_EDTL || task_find(c, bhs_itt(h))) {
-		send_reject(c, h, edtl > ISCSI_MAX_EDTL ? ISCSI_REJECT_OUT_OF_RESOURCES :
+		reject_cmd(c, sn, edtl > ISCSI_MAX_EDTL ? ISCSI_REJECT_OUT_OF_RESOURCES :
 			    ISCSI_REJECT_TASK_IN_PROGRESS);
 		return;
 	}
@@ -1333,7 +1346,7 @@ static void handle_scsi_cmd(struct iscsi_conn *c, const uint8_t *data, uint32_t 
 	 * of bouncing through their own buffers (bench/README.md). */
 	if (!t || (edtl && posix_memalign((void **)&t->buf, 4096, edtl))) {
 		free(t);
-		send_reject(c, h, ISCSI_REJECT_OUT_OF_RESOURCES);
+		reject_cmd(c, sn, ISCSI_REJECT_OUT_OF_RESOURCES);
 		return;
 	}
 	t->conn = c;
