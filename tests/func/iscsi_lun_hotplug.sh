@@ -5,7 +5,8 @@
 # --force; LUN 0's writers see no error and their data reads back, LUN 1's
 # commands fail from then on (LOGICAL UNIT NOT SUPPORTED), the volume is
 # released and can be deleted at once, a LUN added under the live session
-# works, and the daemon stops cleanly (no sanitizer report under ASan).
+# works (and raises the unit attention on a live session), and the daemon
+# stops cleanly (no sanitizer report under ASan).
 . "$(dirname "$0")/lib.sh"
 
 if ! command -v qemu-io >/dev/null; then
@@ -84,11 +85,6 @@ check "lun 0 keeps being written after the unexport" wait_for bash -c \
 	"[ \$(grep -c ^ok '$T_TMP/w0.runs') -ge $((w0_at + 3)) ]"
 check "lun 1's writes fail after the unexport" wait_for bash -c \
 	"[ \$(grep -c ^fail '$T_TMP/w1.runs') -ge 1 ]"
-check "vol create v2" volctl vol create v2 --pool p --size 16M
-check "a new lun 1 under the live sessions" volctl export iscsi v2 --target $IQN --lun 1
-check "the new lun 1 is written and read back" \
-	bash -c "timeout 60 qemu-io -f raw -c 'write -P 0x7c 0 1M' -c 'read -P 0x7c 0 1M' \
-		'$URL/1' >'$T_TMP/r1' 2>&1 && ! grep -qE 'failed|Pattern verification|error' '$T_TMP/r1'"
 wait "$l0"
 check "the long session on lun 0 saw no error" test $? -eq 0
 check_grep "... it was told REPORTED LUNS DATA HAS CHANGED (and went on)" \
@@ -109,6 +105,21 @@ fi
 check "lun 0 reads back its pattern" \
 	bash -c "timeout 60 qemu-io -f raw -r -c 'read -P 0x5a 0 4M' '$URL/0' >'$T_TMP/r0' 2>&1 &&
 		! grep -qE 'failed|Pattern verification|error' '$T_TMP/r0'"
+# the writers have stopped: a new LUN 1 under a live session on LUN 0
+long_session 0 0x5a >"$T_TMP/long0b" 2>&1 &
+l0=$!
+T_PIDS+=("$l0")
+check "vol create v2" volctl vol create v2 --pool p --size 16M
+check "a long session on lun 0 is logged in" wait_for bash -c "[ \$('$VOLCTL_BIN' --socket \
+	'$SAND_SOCK' iscsi sessions | grep -c 'session iqn.2026-11.org.sand:long0') -eq 1 ]"
+check "a new lun 1 under the live session" volctl export iscsi v2 --target $IQN --lun 1
+check "the new lun 1 is written and read back" \
+	bash -c "timeout 60 qemu-io -f raw -c 'write -P 0x7c 0 1M' -c 'read -P 0x7c 0 1M' \
+		'$URL/1' >'$T_TMP/r1' 2>&1 && ! grep -qE 'failed|Pattern verification|error' '$T_TMP/r1'"
+wait "$l0"
+check "the live session on lun 0 saw no error" test $? -eq 0
+check_grep "... it was told REPORTED LUNS DATA HAS CHANGED for the added LUN" \
+	"UNIT_ATTENTION.*0x3f0e" "$T_TMP/long0b"
 check "unexport the new lun 1" volctl unexport iscsi $IQN --lun 1
 check "vol delete v2" volctl vol delete v2
 check "sand stops cleanly" sand_stop
