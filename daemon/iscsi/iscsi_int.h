@@ -131,7 +131,6 @@ void iscsi_session_get(struct iscsi_session *s);
 void iscsi_session_put(struct iscsi_session *s);
 /* No connection may join s any more. */
 void iscsi_session_end(struct iscsi_session *s);
-void iscsi_session_foreach_local(void (*fn)(struct iscsi_session *s, void *arg), void *arg);
 
 /* target.c */
 /* A target for a new session (counted: it cannot be removed meanwhile),

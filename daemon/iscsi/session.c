@@ -118,19 +118,3 @@ void iscsi_session_end(struct iscsi_session *s)
 	s->ended = true;	/* no connection joins it any more */
 	pthread_mutex_unlock(&sess_lock);
 }
-
-/* Call fn for each session living on the calling reactor. */
-void iscsi_session_foreach_local(void (*fn)(struct iscsi_session *s, void *arg), void *arg)
-{
-	struct ev_loop *loop = ev_current();
-	struct list_head *l;
-
-	pthread_mutex_lock(&sess_lock);
-	list_for_each(l, &sessions) {
-		struct iscsi_session *s = list_entry(l, struct iscsi_session, link);
-
-		if (s->loop == loop && !s->ended)
-			fn(s, arg);
-	}
-	pthread_mutex_unlock(&sess_lock);
-}
