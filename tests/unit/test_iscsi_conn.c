@@ -1260,7 +1260,8 @@ END_TEST
 /* ErrorRecoveryLevel 0: a connection lost (not logged out) ends its whole
  * session; a login adding a connection past MaxConnections is refused, one
  * naming a CID in use reinstates that connection, one naming a session
- * that does not exist is refused. */
+ * that does not exist is refused; RESERVE(6) holds for the session, not
+ * for one connection. */
 START_TEST(mcs_limits_and_loss)
 {
 	static struct cli a, b, c, d;
@@ -1279,6 +1280,30 @@ START_TEST(mcs_limits_and_loss)
 	d.cmdsn = a.cmdsn;
 	nop_ping(&d);
 	nop_ping(&a);
+	/* the I_T nexus is the session: RESERVE(6) through a holds for d
+	 * too (same session), not for another session */
+	{
+		static const uint8_t reserve6[6] = { 0x16 }, release6[6] = { 0x17 };
+		static const uint8_t tur[6] = { 0 };
+		static struct cli o;
+
+		scsi_cmd(&a, reserve6, 6, false, false, 0, NULL, 0, true);
+		expect_status(&a, 0);
+		d.cmdsn = a.cmdsn;
+		scsi_cmd(&d, tur, 6, false, false, 0, NULL, 0, true);
+		expect_status(&d, 0);
+		a.cmdsn = d.cmdsn;
+		cli_connect(&o);
+		login(&o, "");
+		scsi_cmd(&o, tur, 6, false, false, 0, NULL, 0, true);
+		expect_status(&o, SCSI_STATUS_RESERVATION_CONFLICT);
+		scsi_cmd(&d, release6, 6, false, false, 0, NULL, 0, true);
+		expect_status(&d, 0);
+		a.cmdsn = d.cmdsn;
+		scsi_cmd(&o, tur, 6, false, false, 0, NULL, 0, true);
+		expect_status(&o, 0);
+		close(o.fd);
+	}
 	/* no session with this TSIH */
 	cli_connect(&c);
 	c.tsih = (uint16_t)(a.got_tsih + 1000);
