@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * iSCSI connections: one per TCP socket, living on one reactor for its
- * whole life. A session has exactly one connection here (MaxConnections=1),
- * so the session's state (ISID, TSIH, the command window) lives in the
- * connection.
+ * iSCSI connections: one per TCP socket. A session may have several
+ * (MaxConnections, RFC 7143 MC/S); they all live on the session's reactor
+ * (a login adding a connection moves there first), which also keeps what
+ * they share (struct iscsi_session, session.c: the command window, the
+ * I_T nexus's unit attentions). A command's Data-Out, R2Ts, Data-In and
+ * response stay on the connection that carried it (allegiance).
  *
  * rx: read the 48-byte BHS, ask the codec how much follows (AHS, header
  *     digest, padded data, data digest), read that into rx_buf, check the
@@ -54,6 +56,7 @@ struct iscsi_conn;
 struct tmf_wait {
 	uint32_t	itt;
 	unsigned	pending;
+	uint64_t	conn;		/* id of the connection that asked */
 };
 
 struct iscsi_task {
@@ -66,6 +69,8 @@ struct iscsi_task {
 	bool		executing;
 	bool		responded;	/* its response is queued */
 	bool		aborted;	/* by tmf: no response when it ends */
+	bool		held;		/* its CmdSN is ahead of the window: not started */
+	bool		want_r2t;	/* (held) its unsolicited data has ended */
 	struct tmf_wait	*tmf;
 	struct scsi_pr_wait *pr_wait;	/* a PREEMPT AND ABORT waits for it */
 	uint8_t		*buf;
@@ -110,9 +115,6 @@ struct iscsi_conn {
 	uint64_t	portal;		/* that portal's id */
 	/* session reinstatement: the new login's last answer waits until the
 	 * old session's connections (and their tasks) are gone */
-	/* CmdSNs of commands aborted (ABORT TASK) before they arrived */
-	uint32_t	abort_sn[4];
-	unsigned	nabort_sn;
 	unsigned	reinst_wait;	/* old connections still to end */
 	uint64_t	heir;		/* (old connection) the login waiting for it */
 	struct iscsi_bhs held_h;
@@ -148,6 +150,12 @@ struct iscsi_conn {
 	int		stage;
 	uint8_t		isid[6];
 	uint16_t	tsih, cid;
+	uint16_t	login_tsih;	/* non-zero: the login adds a connection to it */
+	bool		migrating;	/* on its way to its session's reactor */
+	bool		conn_only;	/* closed alone (logout reason 1, connection
+					 * reinstatement): its session lives on */
+	struct iscsi_session *sess;	/* from full feature phase on */
+	struct list_head sess_link;	/* sess->conns */
 	struct iscsi_target *target;
 	uint32_t	statsn, exp_cmdsn;
 	uint32_t	ttt_next;
@@ -156,10 +164,19 @@ struct iscsi_conn {
 	struct list_head tasks;
 	unsigned	nexec;		/* tasks inside scsi_exec's I/O */
 	struct blkchan	*chans[ISCSI_MAX_LUNS];
-	unsigned	ua_seen[ISCSI_MAX_LUNS];	/* lu->reset_gen + 1 seen; 0: none */
-	unsigned	alua_seen[ISCSI_MAX_LUNS];	/* ALUA changes seen (sand/alua.h) */
-	uint64_t	size_seen[ISCSI_MAX_LUNS];	/* lu->bd->size last seen; 0: none */
-	char		iport[PR_IPORT_MAX];	/* initiator port name, for reservations */
+};
+
+/* A request ahead of the session's ExpCmdSN, held until the CmdSNs before
+ * it have come (on any connection of the session). */
+struct held_pdu {
+	struct list_head link;		/* sess->held */
+	uint32_t	sn;
+	struct iscsi_conn *conn;	/* it came on */
+	struct iscsi_task *task;	/* a SCSI command (on conn->tasks), or: */
+	bool		skip;		/* an aborted one: only its CmdSN counts */
+	struct iscsi_bhs bhs;		/* another request, with its data */
+	uint32_t	dlen;
+	uint8_t		data[];
 };
 
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -178,8 +195,17 @@ static void conn_timer(struct ev_timer *t);
 static unsigned reinstate(struct iscsi_conn *c);
 static void login_finish(struct iscsi_conn *c, const struct iscsi_bhs *h, int status,
 			 uint8_t rflags, struct iscsi_kvbuf *kv);
+static void conn_migrate(struct iscsi_conn *c, struct ev_loop *to);
+static int join_check(struct iscsi_conn *c);
+static int conn_attach(struct iscsi_conn *c);
+static void task_start(struct iscsi_task *t);
+static void handle_pdu(struct iscsi_conn *c);
+static void conn_rx(struct iscsi_conn *c);
+static void conn_io(struct ev_io *io, uint32_t revents);
 
-static uint32_t max_cmdsn(struct iscsi_conn *c) { return c->exp_cmdsn + ISCSI_CMD_WINDOW - 1; }
+/* the command window: the session's once in full feature phase */
+static uint32_t *exp_sn(struct iscsi_conn *c) { return c->sess ? &c->sess->exp_cmdsn : &c->exp_cmdsn; }
+static uint32_t max_cmdsn(struct iscsi_conn *c) { return *exp_sn(c) + ISCSI_CMD_WINDOW - 1; }
 
 /* ------------------------------------------------------------------ tx */
 
@@ -201,12 +227,24 @@ static void pdu_free(struct tx_pdu *pdu)
 /* ExpCmdSN and MaxCmdSN, at the same place in every target PDU */
 static void put_window(struct iscsi_conn *c, struct tx_pdu *pdu)
 {
-	bhs_put32(&pdu->bhs, BHS_EXPCMDSN, c->exp_cmdsn);
+	bhs_put32(&pdu->bhs, BHS_EXPCMDSN, *exp_sn(c));
 	bhs_put32(&pdu->bhs, BHS_MAXCMDSN, max_cmdsn(c));
 }
 
 static void task_free(struct iscsi_task *t)
 {
+	if (t->held) {		/* aborted before its turn: its CmdSN still counts */
+		struct list_head *l;
+
+		list_for_each(l, &t->conn->sess->held) {
+			struct held_pdu *hp = list_entry(l, struct held_pdu, link);
+
+			if (hp->task == t) {
+				hp->task = NULL;
+				hp->skip = true;
+			}
+		}
+	}
 	if (t->pr_wait)
 		scsi_pr_wait_put(t->pr_wait);
 	list_del(&t->link);
@@ -441,14 +479,31 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 		return;
 	}
 	if (!c->login_started) {
+		uint16_t tsih = get_be16(h->b + 14);
+
 		memcpy(c->isid, h->b + 8, 6);
 		c->cid = get_be16(h->b + 20);
 		c->exp_cmdsn = get_be32(h->b + 24);
 		c->statsn = get_be32(h->b + 28);
-		if (h->b[3] > 0)			/* version-min */
+		if (h->b[3] > 0) {			/* version-min */
 			status = 0x0205;		/* unsupported version */
-		else if (get_be16(h->b + 14))		/* TSIH: no reinstatement yet */
-			status = 0x020a;		/* session does not exist */
+		} else if (tsih) {	/* a connection for an existing session */
+			struct ev_loop *sl = iscsi_session_loop(tsih);
+			struct iscsi_session *s;
+
+			if (sl && sl != c->loop) {
+				free(kv);
+				conn_migrate(c, sl);	/* and this PDU again there */
+				return;
+			}
+			s = sl ? iscsi_session_find_local(tsih) : NULL;
+			if (!s) {
+				status = 0x020a;	/* session does not exist */
+			} else {
+				c->login_tsih = c->tsih = tsih;
+				c->exp_cmdsn = s->exp_cmdsn;
+			}
+		}
 	}
 	if (!status && ((f & ISCSI_FLAG_CONTINUE) || csg == 2 || csg == 3 || csg < c->stage ||
 			(transit && (nsg <= csg || nsg == 2))))
@@ -483,7 +538,15 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 		if (transit)
 			rflags |= ISCSI_LOGIN_TRANSIT | (uint8_t)nsg;
 		c->stage = transit ? nsg : csg;
-		if (!status && to_ffp) {
+		if (!status && to_ffp && c->login_tsih) {
+			status = join_check(c);
+			if (!status && c->reinst_wait) {	/* connection reinstatement */
+				c->held_h = *h;
+				c->held_flags = rflags;
+				c->held_kv = kv;
+				return;
+			}
+		} else if (!status && to_ffp) {
 			c->tsih = iscsi_new_tsih();
 			if (c->target && (c->reinst_wait = reinstate(c))) {
 				/* answered when the old session's tasks have ended
@@ -508,25 +571,31 @@ static void handle_login(struct iscsi_conn *c, const uint8_t *data, uint32_t dle
 static void login_finish(struct iscsi_conn *c, const struct iscsi_bhs *h, int status,
 			 uint8_t rflags, struct iscsi_kvbuf *kv)
 {
+	if (!status && c->stage == ISCSI_STAGE_FFP && !c->sess) {
+		int rc = conn_attach(c);
+
+		if (rc)
+			status = rc == -ENOENT ? 0x020a : rc == -EMLINK ? 0x0206 :
+				 ISCSI_LOGIN_TARGET_ERR;
+	}
 	login_respond(c, h, status, rflags, kv);
 	if (status || c->stage == ISCSI_STAGE_FFP)
 		iscsi_nego_wipe(&c->nego);
 	if (!status && c->stage == ISCSI_STAGE_FFP) {
 		c->p = c->nego.p;
 		c->state = CONN_FFP;
-		for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++)	/* the I_T nexus exists now */
-			c->alua_seen[i] = scsi_alua_seen_now();
 		ev_timer_stop(c->loop, &c->timer);
 		if (c->tmo.nop_interval_ms)
 			ev_timer_start(c->loop, &c->timer,
 				       c->tmo.nop_interval_ms * 1000000ull, conn_timer);
 		c->hdigest = c->p.header_digest;
 		c->ddigest = c->p.data_digest;
-		LOG_INFO(LS_ISCSI, "%s: %s session for %s%s%s (tsih %u, mrdsl %u/%u, "
+		LOG_INFO(LS_ISCSI, "%s: %s session for %s%s%s (tsih %u cid %u of %u, mrdsl %u/%u, "
 			 "burst %u/%u, immediate %s, initial r2t %s%s%s)", c->peer,
 			 c->p.session_type == ISCSI_SESSION_DISCOVERY ? "discovery" : "normal",
 			 c->p.initiator_name, c->target ? " to " : "",
-			 c->target ? c->target->iqn : "", c->tsih, c->p.max_xmit_dsl,
+			 c->target ? c->target->iqn : "", c->tsih, c->cid, c->sess->nconns,
+			 c->p.max_xmit_dsl,
 			 c->p.max_recv_dsl, c->p.first_burst, c->p.max_burst,
 			 c->p.immediate_data ? "yes" : "no", c->p.initial_r2t ? "yes" : "no",
 			 c->hdigest ? ", header digest" : "", c->ddigest ? ", data digest" : "");
@@ -621,17 +690,233 @@ static unsigned reinstate(struct iscsi_conn *c)
 	return n;
 }
 
+/* ------------------------------------------------------------ sessions */
+
+/* On the session's reactor, at the login's last answer: a new session, or
+ * one more connection of an existing one. -ENOENT (gone meanwhile),
+ * -EMLINK (MaxConnections), -ENOMEM. */
+static int conn_attach(struct iscsi_conn *c)
+{
+	struct iscsi_session *s;
+
+	if (c->login_tsih) {
+		s = iscsi_session_find_local(c->login_tsih);
+		if (!s || s->failing)
+			return -ENOENT;
+		if (s->nconns >= s->max_conns)
+			return -EMLINK;
+		iscsi_session_get(s);
+	} else {
+		s = iscsi_session_new(c->loop, c->target, c->nego.p.initiator_name, c->isid,
+				      c->tsih, c->nego.p.session_type == ISCSI_SESSION_NORMAL ?
+				      c->nego.p.max_connections : 1);
+		if (!s)
+			return -ENOMEM;
+		s->exp_cmdsn = c->exp_cmdsn;
+	}
+	c->sess = s;
+	list_add_tail(&c->sess_link, &s->conns);
+	s->nconns++;
+	return 0;
+}
+
+/* A login adding a connection to session login_tsih (on its reactor), at
+ * its last stage: the same initiator, ISID and target, room under
+ * MaxConnections; a CID in use reinstates that connection: it is closed
+ * (its tasks end first) and the login answered after (reinst_wait).
+ * Returns a login status. */
+static int join_check(struct iscsi_conn *c)
+{
+	struct iscsi_session *s = iscsi_session_find_local(c->login_tsih);
+	struct list_head *l;
+
+	if (!s || s->failing || !s->target || s->target != c->target ||
+	    memcmp(s->isid, c->isid, sizeof(c->isid)) ||
+	    strcasecmp(s->initiator, c->nego.p.initiator_name) ||
+	    c->nego.p.session_type != ISCSI_SESSION_NORMAL)
+		return 0x020a;		/* session does not exist */
+	list_for_each(l, &s->conns) {
+		struct iscsi_conn *o = list_entry(l, struct iscsi_conn, sess_link);
+
+		if (o->cid != c->cid)
+			continue;
+		LOG_INFO(LS_ISCSI, "%s: connection %u reinstated by a new login, closing",
+			 o->peer, o->cid);
+		o->conn_only = true;
+		o->heir = c->id;
+		c->reinst_wait = 1;
+		conn_close(o);
+		return 0;
+	}
+	if (s->nconns >= s->max_conns) {
+		LOG_WARN(LS_ISCSI, "%s: session tsih %u has %u connections already (MaxConnections)",
+			 c->peer, s->tsih, s->nconns);
+		return 0x0206;		/* too many connections */
+	}
+	return 0;
+}
+
+/* A connection leaves its session (it is closing). At ErrorRecoveryLevel 0
+ * a connection lost, rather than logged out, ends the whole session (RFC
+ * 7143 6.1.5: session recovery): the other connections close too. */
+static void conn_detach(struct iscsi_conn *c)
+{
+	struct iscsi_session *s = c->sess;
+	struct list_head *l, *tmp;
+
+	list_for_each_safe(l, tmp, &s->held) {
+		struct held_pdu *hp = list_entry(l, struct held_pdu, link);
+
+		if (hp->conn == c) {
+			list_del(&hp->link);
+			free(hp);
+		}
+	}
+	list_del(&c->sess_link);
+	if (--s->nconns == 0) {
+		iscsi_session_end(s);
+		return;
+	}
+	if (c->conn_only || s->failing)
+		return;
+	s->failing = true;
+	iscsi_session_end(s);
+	LOG_WARN(LS_ISCSI, "%s: connection %u lost: its session (tsih %u, %u more connections) "
+		 "ends (ErrorRecoveryLevel 0)", c->peer, c->cid, s->tsih, s->nconns);
+	while (!list_empty(&s->conns))
+		conn_close(list_first_entry(&s->conns, struct iscsi_conn, sess_link));
+}
+
+static void handle_nop_out(struct iscsi_conn *c, const uint8_t *data, uint32_t dlen);
+static void handle_text(struct iscsi_conn *c, const uint8_t *data, uint32_t dlen);
+static void handle_logout(struct iscsi_conn *c);
+static void handle_task_mgmt(struct iscsi_conn *c);
+
+/* The window has moved: the held requests now in order go on, each on
+ * the connection it came on. */
+static void release_held(struct iscsi_session *s)
+{
+	if (s->releasing)
+		return;
+	s->releasing = true;
+	for (;;) {
+		struct held_pdu *hp = NULL;
+		struct list_head *l;
+
+		list_for_each(l, &s->held) {
+			struct held_pdu *x = list_entry(l, struct held_pdu, link);
+
+			if (x->sn == s->exp_cmdsn) {
+				hp = x;
+				break;
+			}
+		}
+		if (!hp)
+			break;
+		list_del(&hp->link);
+		if (hp->skip) {
+			s->exp_cmdsn++;
+		} else if (hp->task) {
+			s->exp_cmdsn++;
+			task_start(hp->task);
+		} else {
+			/* handled as if it came now (its CmdSN is the expected one) */
+			struct iscsi_conn *o = hp->conn;
+			struct iscsi_bhs save = o->rx_bhs;
+
+			o->rx_bhs = hp->bhs;
+			switch (bhs_opcode(&hp->bhs)) {
+			case ISCSI_OP_NOP_OUT:
+				handle_nop_out(o, hp->data, hp->dlen);
+				break;
+			case ISCSI_OP_TEXT_REQ:
+				handle_text(o, hp->data, hp->dlen);
+				break;
+			case ISCSI_OP_LOGOUT_REQ:
+				handle_logout(o);
+				break;
+			case ISCSI_OP_TASK_MGMT_REQ:
+				handle_task_mgmt(o);
+				break;
+			default:
+				s->exp_cmdsn++;
+				break;
+			}
+			o->rx_bhs = save;
+		}
+		free(hp);
+	}
+	s->releasing = false;
+}
+
+/* The connection id if it lives on the calling reactor. */
+static struct iscsi_conn *conn_find_local(uint64_t id)
+{
+	struct iscsi_conn *c = NULL;
+	struct list_head *l;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *x = list_entry(l, struct iscsi_conn, link);
+
+		if (x->id == id && x->loop == ev_current()) {
+			c = x;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&conns_lock);
+	return c;
+}
+
+/* A message to the reactor of the session a login joins: the connection
+ * comes to live here; its first login PDU is handled again. */
+static void adopt_msg(void *arg)
+{
+	struct iscsi_conn *c = conn_find_local((uint64_t)(uintptr_t)arg);
+
+	if (!c || c->closing || !c->migrating)
+		return;
+	c->migrating = false;
+	if (ev_io_start(c->loop, &c->io, c->fd, EV_READ, conn_io)) {
+		conn_close(c);
+		return;
+	}
+	ev_timer_start(c->loop, &c->timer, c->tmo.login_ms * 1000000ull, conn_timer);
+	handle_pdu(c);
+	if (!c->closing)
+		conn_rx(c);
+}
+
+/* Move a connection, at its first login PDU (nothing sent yet, nothing
+ * but its socket and that PDU), to the reactor of the session it joins,
+ * where all the session's connections live. */
+static void conn_migrate(struct iscsi_conn *c, struct ev_loop *to)
+{
+	struct ev_loop *from = c->loop;
+
+	LOG_DBG(LS_ISCSI, "%s: joins a session on another reactor", c->peer);
+	ev_io_stop(from, &c->io);
+	ev_timer_stop(from, &c->timer);
+	pthread_mutex_lock(&conns_lock);
+	c->loop = to;
+	c->migrating = true;
+	pthread_mutex_unlock(&conns_lock);
+	if (ev_send_msg(to, adopt_msg, (void *)(uintptr_t)c->id)) {
+		pthread_mutex_lock(&conns_lock);
+		c->loop = from;
+		c->migrating = false;
+		pthread_mutex_unlock(&conns_lock);
+		conn_close(c);
+	}
+}
+
 /* ------------------------------------------------------ reservations */
 
 /* The initiator port name of the session (SPC-4 7.6.4.6), which names the
  * I_T nexus in persistent reservations, with the TPG tag. */
 static const char *conn_iport(struct iscsi_conn *c)
 {
-	if (!c->iport[0])
-		snprintf(c->iport, sizeof(c->iport), "%s,i,0x%02x%02x%02x%02x%02x%02x",
-			 c->p.initiator_name, c->isid[0], c->isid[1], c->isid[2], c->isid[3],
-			 c->isid[4], c->isid[5]);
-	return c->iport;
+	return c->sess->iport;
 }
 
 struct pr_abort {
@@ -700,7 +985,7 @@ void iscsi_pr_abort(struct scsi_lu *lu, const struct pr_nexus *n, struct scsi_pr
 
 		if (c->closing || c->state != CONN_FFP || c->p.session_type != ISCSI_SESSION_NORMAL)
 			continue;
-		/* c->iport belongs to c's reactor: built again here */
+		/* c->sess->iport belongs to c's reactor: built again here */
 		snprintf(cn.iport, sizeof(cn.iport), "%s,i,0x%02x%02x%02x%02x%02x%02x",
 			 c->p.initiator_name, c->isid[0], c->isid[1], c->isid[2], c->isid[3],
 			 c->isid[4], c->isid[5]);
@@ -723,28 +1008,69 @@ void iscsi_pr_abort(struct scsi_lu *lu, const struct pr_nexus *n, struct scsi_pr
 
 /* ------------------------------------------------------------ sequence */
 
+enum { SN_NOW, SN_DROP, SN_HELD };
+
 /* CmdSN of a non-immediate request: in order advances the window; old
- * or out-of-window ones are dropped (RFC 7143 3.2.2.1). */
-static bool cmdsn_accept(struct iscsi_conn *c, const struct iscsi_bhs *h)
+ * or out-of-window ones are dropped (RFC 7143 3.2.2.1). One ahead of the
+ * window waits (SN_HELD) if another connection of the session may still
+ * bring the ones before it; alone, a connection cannot fill a gap later. */
+static int cmdsn_check(struct iscsi_conn *c, const struct iscsi_bhs *h)
 {
-	uint32_t sn = bhs_get32(h, BHS_CMDSN);
+	uint32_t sn = bhs_get32(h, BHS_CMDSN), *exp = exp_sn(c);
+	struct list_head *l;
 
 	if (bhs_immediate(h))
-		return true;
-	if (sn == c->exp_cmdsn) {
-		c->exp_cmdsn++;
-		return true;
+		return SN_NOW;
+	if (sn == *exp) {
+		(*exp)++;
+		return SN_NOW;
 	}
-	if ((int32_t)(sn - c->exp_cmdsn) > 0 && (int32_t)(sn - max_cmdsn(c)) <= 0) {
-		/* one connection per session: a gap cannot fill later */
+	if ((int32_t)(sn - *exp) > 0 && (int32_t)(sn - max_cmdsn(c)) <= 0) {
+		if (c->sess && c->sess->nconns > 1) {
+			list_for_each(l, &c->sess->held)
+				if (list_entry(l, struct held_pdu, link)->sn == sn)
+					goto drop;	/* twice */
+			return SN_HELD;
+		}
 		LOG_RATELIMIT(LOG_WARN, LS_ISCSI, "%s: cmdsn %u skips ahead of %u", c->peer, sn,
-			      c->exp_cmdsn);
-		c->exp_cmdsn = sn + 1;
-		return true;
+			      *exp);
+		*exp = sn + 1;
+		return SN_NOW;
 	}
+drop:
 	LOG_RATELIMIT(LOG_WARN, LS_ISCSI, "%s: cmdsn %u outside [%u, %u], dropped", c->peer,
-		      sn, c->exp_cmdsn, max_cmdsn(c));
-	return false;
+		      sn, *exp, max_cmdsn(c));
+	return SN_DROP;
+}
+
+static struct held_pdu *hold(struct iscsi_conn *c, struct iscsi_task *t, const uint8_t *data,
+			     uint32_t dlen)
+{
+	struct held_pdu *hp = calloc(1, sizeof(*hp) + (t ? 0 : dlen));
+
+	if (!hp)
+		return NULL;
+	hp->sn = bhs_get32(&c->rx_bhs, BHS_CMDSN);
+	hp->conn = c;
+	hp->task = t;
+	hp->bhs = c->rx_bhs;
+	if (!t && dlen) {
+		memcpy(hp->data, data, dlen);
+		hp->dlen = dlen;
+	}
+	list_add_tail(&hp->link, &c->sess->held);
+	return hp;
+}
+
+/* Any request but a SCSI command: true to handle it now. */
+static bool cmdsn_accept(struct iscsi_conn *c, const struct iscsi_bhs *h)
+{
+	int r = cmdsn_check(c, h);
+
+	if (r == SN_HELD && !hold(c, NULL, c->rx_buf + c->rx_len.ahs + c->rx_len.hdigest,
+				  c->rx_len.data))
+		conn_close(c);
+	return r == SN_NOW;
 }
 
 /* ---------------------------------------------------------------- tasks */
@@ -902,8 +1228,11 @@ static void task_scsi_done(struct scsi_cmd *cmd)
 	if (c->closing || t->aborted) {
 		task_free(t);
 		if (w && !--w->pending) {
-			if (!c->closing)
-				tmf_respond(c, w->itt, 0);	/* function complete */
+			/* on the connection that asked, maybe not this one */
+			struct iscsi_conn *tc = w->conn == c->id ? c : conn_find_local(w->conn);
+
+			if (tc && !tc->closing)
+				tmf_respond(tc, w->itt, 0);	/* function complete */
 			free(w);
 		}
 		if (c->closing && !c->nexec)
@@ -916,15 +1245,18 @@ static void task_scsi_done(struct scsi_cmd *cmd)
 static void task_exec(struct iscsi_task *t)
 {
 	struct iscsi_conn *c = t->conn;
+	struct iscsi_session *ss = c->sess;
 	struct iscsi_target *tg = c->target;
 	struct scsi_cmd *cmd = &t->cmd;
 	int id = scsi_lun_decode(t->lun);
-	unsigned nluns = __atomic_load_n(&tg->nluns, __ATOMIC_ACQUIRE);
+	unsigned nluns, luns_gen = __atomic_load_n(&tg->luns_gen, __ATOMIC_ACQUIRE);
+	const uint64_t *luns = iscsi_target_lunlist(tg, &nluns);
+	struct iscsi_lun *l = id >= 0 && id < ISCSI_MAX_LUNS ?
+			      __atomic_load_n(&tg->luns[id], __ATOMIC_ACQUIRE) : NULL;
 
 	cmd->lu = NULL;
 	cmd->ch = NULL;
-	if (id >= 0 && id < ISCSI_MAX_LUNS && tg->luns[id]) {
-		struct iscsi_lun *l = tg->luns[id];
+	if (l) {
 
 		if (!c->chans[id] && blk_chan_open(l->lu.bd, c->loop, &c->chans[id])) {
 			c->chans[id] = NULL;
@@ -940,31 +1272,41 @@ static void task_exec(struct iscsi_task *t)
 		uint8_t op = cmd->cdb[0];
 		uint64_t size = __atomic_load_n(&cmd->lu->bd->size, __ATOMIC_ACQUIRE);
 
-		if (!c->ua_seen[id]) {
-			c->ua_seen[id] = gen;
-		} else if (c->ua_seen[id] != gen && op != 0x12 && op != 0xa0 && op != 0x03) {
-			c->ua_seen[id] = gen;
+		if (!ss->ua_seen[id]) {
+			ss->ua_seen[id] = gen;
+		} else if (ss->ua_seen[id] != gen && op != 0x12 && op != 0xa0 && op != 0x03) {
+			ss->ua_seen[id] = gen;
 			scsi_sense(cmd, SK_UNIT_ATTENTION, ASC_BUS_DEVICE_RESET);
 			task_respond(t);
 			return;
 		}
 		/* the volume was resized: CAPACITY DATA HAS CHANGED, once */
-		if (!c->size_seen[id]) {
-			c->size_seen[id] = size;
-		} else if (c->size_seen[id] != size && op != 0x12 && op != 0xa0 && op != 0x03) {
-			c->size_seen[id] = size;
+		if (!ss->size_seen[id]) {
+			ss->size_seen[id] = size;
+		} else if (ss->size_seen[id] != size && op != 0x12 && op != 0xa0 && op != 0x03) {
+			ss->size_seen[id] = size;
 			scsi_sense(cmd, SK_UNIT_ATTENTION, ASC_CAPACITY_CHANGED);
 			task_respond(t);
 			return;
 		}
+		/* LUNs added or removed: REPORTED LUNS DATA HAS CHANGED, once;
+		 * REPORT LUNS clears it */
+		if (ss->luns_seen != luns_gen && op != 0x12 && op != 0x03) {
+			ss->luns_seen = luns_gen;
+			if (op != 0xa0) {
+				scsi_sense(cmd, SK_UNIT_ATTENTION, ASC_REPORTED_LUNS_CHANGED);
+				task_respond(t);
+				return;
+			}
+		}
 	}
 	cmd->buf = t->buf;
 	cmd->buf_len = t->edtl;
-	cmd->nexus = c->id;
+	cmd->nexus = ss->id;
 	cmd->iport = conn_iport(c);
 	cmd->tpg = c->tpg;
-	cmd->alua_seen = cmd->lu ? &c->alua_seen[id] : NULL;
-	cmd->luns = tg->lunlist;
+	cmd->alua_seen = cmd->lu ? &ss->alua_seen[id] : NULL;
+	cmd->luns = luns;
 	cmd->nluns = nluns;
 	cmd->done = task_scsi_done;
 	t->executing = true;
@@ -973,40 +1315,61 @@ static void task_exec(struct iscsi_task *t)
 		task_scsi_done(cmd);
 }
 
+/* A command refused: a Reject; if it was ahead of the window, its CmdSN
+ * still counts when its turn comes. */
+static void reject_cmd(struct iscsi_conn *c, int sn, uint8_t reason)
+{
+	if (sn == SN_HELD) {
+		struct held_pdu *hp = hold(c, NULL, NULL, 0);
+
+		if (hp)
+			hp->skip = true;
+	}
+	send_reject(c, &c->rx_bhs, reason);
+}
+
 static void handle_scsi_cmd(struct iscsi_conn *c, const uint8_t *data, uint32_t dlen)
 {
 	const struct iscsi_bhs *h = &c->rx_bhs;
 	uint8_t f = bhs_flags(h);
 	uint32_t edtl = bhs_get32(h, BHS_EDTL);
+	struct iscsi_session *ss = c->sess;
 	struct iscsi_task *t;
+	int sn;
 
 	if (c->p.session_type != ISCSI_SESSION_NORMAL) {
 		send_reject(c, h, ISCSI_REJECT_PROTOCOL);
 		return;
 	}
-	if (!cmdsn_accept(c, h))
+	if ((sn = cmdsn_check(c, h)) == SN_DROP)
 		return;
-	for (unsigned i = 0; !bhs_immediate(h) && i < MIN(c->nabort_sn, ARRAY_SIZE(c->abort_sn));
+	for (unsigned i = 0; !bhs_immediate(h) && i < MIN(ss->nabort_sn, ARRAY_SIZE(ss->abort_sn));
 	     i++) {
-		if (c->abort_sn[i] == bhs_get32(h, BHS_CMDSN)) {
+		if (ss->abort_sn[i] == bhs_get32(h, BHS_CMDSN)) {
 			LOG_INFO(LS_ISCSI, "%s: cmdsn %u was aborted before it came: dropped",
-				 c->peer, c->abort_sn[i]);
-			c->abort_sn[i] = c->exp_cmdsn - 0x80000000u;	/* used up */
+				 c->peer, ss->abort_sn[i]);
+			ss->abort_sn[i] = ss->exp_cmdsn - 0x80000000u;	/* used up */
+			if (sn == SN_HELD) {	/* it counts as received */
+				struct held_pdu *hp = hold(c, NULL, NULL, 0);
+
+				if (hp)
+					hp->skip = true;
+			}
 			return;
 		}
 	}
 	if (bhs_ahs_len(h) || ((f & ISCSI_FLAG_READ) && (f & ISCSI_FLAG_WRITE))) {
 		/* extended CDBs, bidirectional commands */
-		send_reject(c, h, ISCSI_REJECT_CMD_NOT_SUPPORTED);
+		reject_cmd(c, sn, ISCSI_REJECT_CMD_NOT_SUPPORTED);
 		return;
 	}
 	if (dlen && (!(f & ISCSI_FLAG_WRITE) || !c->p.immediate_data || dlen > edtl ||
 		     dlen > c->p.first_burst)) {
-		send_reject(c, h, ISCSI_REJECT_PROTOCOL);
+		reject_cmd(c, sn, ISCSI_REJECT_PROTOCOL);
 		return;
 	}
 	if (edtl > ISCSI_MAX_EDTL || task_find(c, bhs_itt(h))) {
-		send_reject(c, h, edtl > ISCSI_MAX_EDTL ? ISCSI_REJECT_OUT_OF_RESOURCES :
+		reject_cmd(c, sn, edtl > ISCSI_MAX_EDTL ? ISCSI_REJECT_OUT_OF_RESOURCES :
 			    ISCSI_REJECT_TASK_IN_PROGRESS);
 		return;
 	}
@@ -1015,7 +1378,7 @@ static void handle_scsi_cmd(struct iscsi_conn *c, const uint8_t *data, uint32_t 
 	 * of bouncing through their own buffers (bench/README.md). */
 	if (!t || (edtl && !(t->buf = iscsi_buf_get(&c->bufs, edtl, &t->bufcap)))) {
 		free(t);
-		send_reject(c, h, ISCSI_REJECT_OUT_OF_RESOURCES);
+		reject_cmd(c, sn, ISCSI_REJECT_OUT_OF_RESOURCES);
 		return;
 	}
 	t->conn = c;
@@ -1029,14 +1392,28 @@ static void handle_scsi_cmd(struct iscsi_conn *c, const uint8_t *data, uint32_t 
 	if (dlen)
 		memcpy(t->buf, data, dlen);
 	t->received = dlen;
-	if (!t->write || t->received == edtl) {
-		task_exec(t);
+	/* F: no unsolicited Data-Out follows */
+	if (t->write && t->received < edtl)
+		t->unsol_end = c->p.initial_r2t || (f & ISCSI_FLAG_FINAL) ? dlen :
+			       MIN(c->p.first_burst, edtl);
+	if (sn == SN_HELD) {	/* its unsolicited data may come meanwhile */
+		t->held = true;
+		if (!hold(c, t, NULL, 0)) {
+			task_free(t);
+			conn_close(c);
+		}
 		return;
 	}
-	/* F: no unsolicited Data-Out follows */
-	t->unsol_end = c->p.initial_r2t || (f & ISCSI_FLAG_FINAL) ? dlen :
-		       MIN(c->p.first_burst, edtl);
-	if (dlen >= t->unsol_end)
+	task_start(t);
+}
+
+/* A command whose turn has come: run it, or ask for its data. */
+static void task_start(struct iscsi_task *t)
+{
+	t->held = false;
+	if (!t->write || t->received == t->edtl)
+		task_exec(t);
+	else if (t->received >= t->unsol_end || t->want_r2t)
 		send_r2t(t);
 }
 
@@ -1071,7 +1448,9 @@ static void handle_data_out(struct iscsi_conn *c, const uint8_t *data, uint32_t 
 	memcpy(t->buf + off, data, dlen);
 	t->received += dlen;
 	t->exp_datasn++;
-	if (t->received == t->edtl)
+	if (t->held)		/* started when its CmdSN's turn comes */
+		t->want_r2t |= final || t->received == end;
+	else if (t->received == t->edtl)
 		task_exec(t);
 	else if (final || t->received == end)
 		send_r2t(t);
@@ -1192,12 +1571,47 @@ static void handle_logout(struct iscsi_conn *c)
 		return;
 	}
 	pdu->bhs.b[2] = reason == 2 ? 2 : 0;	/* recovery: not supported */
+	if (reason == 1 && get_be16(h->b + 20) != c->cid) {
+		/* close another connection of the session (by its CID) */
+		struct iscsi_conn *o = NULL;
+		struct list_head *l;
+
+		list_for_each(l, &c->sess->conns) {
+			struct iscsi_conn *x = list_entry(l, struct iscsi_conn, sess_link);
+
+			if (x->cid == get_be16(h->b + 20))
+				o = x;
+		}
+		if (o) {
+			LOG_INFO(LS_ISCSI, "%s: connection %u logged out by connection %u", o->peer,
+				 o->cid, c->cid);
+			o->conn_only = true;
+			conn_close(o);
+		} else {
+			pdu->bhs.b[2] = 1;	/* CID not found */
+		}
+		reason = 2;		/* this connection stays */
+	}
 	bhs_put32(&pdu->bhs, BHS_ITT, bhs_itt(h));
 	bhs_put32(&pdu->bhs, BHS_STATSN, c->statsn++);
 	put_window(c, pdu);
 	if (reason != 2) {
 		c->state = CONN_LOGGED_OUT;
 		c->close_after_tx = true;
+		c->conn_only = true;	/* logged out, not lost */
+		if (reason == 0 && c->sess) {	/* the whole session */
+			struct list_head *l, *tmp;
+
+			iscsi_session_end(c->sess);
+			list_for_each_safe(l, tmp, &c->sess->conns) {
+				struct iscsi_conn *o = list_entry(l, struct iscsi_conn, sess_link);
+
+				if (o == c)
+					continue;
+				o->conn_only = true;
+				conn_close(o);
+			}
+		}
 	}
 	tx_queue(c, pdu);
 }
@@ -1208,7 +1622,7 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 	uint8_t func = bhs_flags(h) & 0x7f;
 	uint32_t rtt = bhs_get32(h, BHS_TTT);
 	uint64_t lun = bhs_lun(h);
-	struct list_head *l, *tmp;
+	struct list_head *l, *tmp, *cl;
 	struct tmf_wait *w;
 
 	if (!cmdsn_accept(c, h))
@@ -1228,12 +1642,15 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 	if (func == 1) {
 		struct iscsi_task *t = task_find(c, rtt);
 
+		list_for_each(cl, &c->sess->conns)	/* on any connection of the session */
+			if (!t)
+				t = task_find(list_entry(cl, struct iscsi_conn, sess_link), rtt);
 		uint32_t ref = bhs_get32(h, 32), sn = bhs_get32(h, BHS_CMDSN);
 
-		if (!t && (int32_t)(ref - c->exp_cmdsn) >= 0 && (int32_t)(ref - sn) < 0) {
+		if (!t && (int32_t)(ref - *exp_sn(c)) >= 0 && (int32_t)(ref - sn) < 0) {
 			/* not received yet (RFC 7143 11.5.1): it is considered
 			 * received, and will not run when it comes */
-			c->abort_sn[c->nabort_sn++ % ARRAY_SIZE(c->abort_sn)] = ref;
+			c->sess->abort_sn[c->sess->nabort_sn++ % ARRAY_SIZE(c->sess->abort_sn)] = ref;
 			tmf_respond(c, bhs_itt(h), 0);
 			return;
 		}
@@ -1248,13 +1665,16 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 		return;
 	}
 	w->itt = bhs_itt(h);
+	w->conn = c->id;
 	/*
 	 * Tasks still gathering data are dropped at once. Tasks doing I/O
 	 * cannot be stopped in the middle: they are marked, their I/O ends,
 	 * no response is sent for them, and the function completes when the
 	 * last of them has ended. Tasks already answered are left alone.
+	 * Those of every connection of the session (the I_T nexus).
 	 */
-	list_for_each_safe(l, tmp, &c->tasks) {
+	list_for_each(cl, &c->sess->conns)
+	list_for_each_safe(l, tmp, &list_entry(cl, struct iscsi_conn, sess_link)->tasks) {
 		struct iscsi_task *t = list_entry(l, struct iscsi_task, link);
 
 		if ((func == 1 && t->itt != rtt) || ((func == 2 || func == 4 || func == 5) &&
@@ -1343,6 +1763,8 @@ static void handle_pdu(struct iscsi_conn *c)
 		send_reject(c, h, ISCSI_REJECT_CMD_NOT_SUPPORTED);
 		break;
 	}
+	if (c->sess && !list_empty(&c->sess->held))
+		release_held(c->sess);
 }
 
 /* A whole PDU has arrived: check the digests, then handle it. */
@@ -1402,7 +1824,7 @@ static ssize_t rx_read(struct iscsi_conn *c, void *dst, size_t want)
 
 static void conn_rx(struct iscsi_conn *c)
 {
-	while (!c->closing && !c->close_after_tx) {
+	while (!c->closing && !c->close_after_tx && !c->migrating) {
 		uint8_t *dst;
 		size_t want;
 		ssize_t n;
@@ -1528,13 +1950,10 @@ static void conn_free_deferred(struct ev_task *et)
 	for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++)
 		if (c->chans[i])
 			blk_chan_close(c->chans[i], NULL, NULL);
-	if (c->target) {
-		/* the I_T nexus is gone: so are its reservations */
-		for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++)
-			if (c->ua_seen[i] && c->target->luns[i])
-				scsi_lu_release_nexus(&c->target->luns[i]->lu, c->id);
+	if (c->sess)	/* the last one ends the I_T nexus, and its reservations */
+		iscsi_session_put(c->sess);
+	if (c->target)
 		iscsi_target_put(c->target);
-	}
 	pthread_mutex_lock(&conns_lock);
 	list_del(&c->link);
 	if (c->heir) {		/* a login waits for this session to end */
@@ -1567,6 +1986,8 @@ static void conn_close(struct iscsi_conn *c)
 		return;
 	c->closing = true;
 	LOG_DBG(LS_ISCSI, "%s: closing", c->peer);
+	if (c->sess)
+		conn_detach(c);
 	ev_io_stop(c->loop, &c->io);
 	ev_timer_stop(c->loop, &c->timer);
 	close(c->fd);
@@ -1692,6 +2113,48 @@ void iscsi_conn_kill_local(void)
 	pthread_mutex_unlock(&conns_lock);
 }
 
+static void lun_chan_closed(void *arg)
+{
+	__atomic_sub_fetch((unsigned *)arg, 1, __ATOMIC_ACQ_REL);
+}
+
+unsigned iscsi_conn_lun_gone_local(struct iscsi_target *t, unsigned id, struct scsi_lu *lu,
+				   unsigned *closing)
+{
+	struct ev_loop *loop = ev_current();
+	struct list_head *l, *k;
+	unsigned busy = 0;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *c = list_entry(l, struct iscsi_conn, link);
+		unsigned n = 0;
+
+		if (c->loop != loop || c->target != t)
+			continue;
+		list_for_each(k, &c->tasks) {
+			struct iscsi_task *x = list_entry(k, struct iscsi_task, link);
+
+			if (x->executing && x->cmd.lu == lu)
+				n++;
+		}
+		busy += n;
+		if (n)
+			continue;
+		if (c->chans[id]) {
+			__atomic_add_fetch(closing, 1, __ATOMIC_ACQ_REL);
+			blk_chan_close(c->chans[id], lun_chan_closed, closing);
+		}
+		c->chans[id] = NULL;
+		if (c->sess) {
+			c->sess->ua_seen[id] = 0;
+			c->sess->size_seen[id] = 0;
+		}
+	}
+	pthread_mutex_unlock(&conns_lock);
+	return busy;
+}
+
 void iscsi_conn_kill_target_local(struct iscsi_target *t)
 {
 	struct ev_loop *loop = ev_current();
@@ -1773,7 +2236,7 @@ static int sessions_local(unsigned i, void *arg)
 		for (int k = 0; k < 6; k++)
 			snprintf(isid + 2 * k, 3, "%02x", c->isid[k]);
 		o = json_pack("{s:s,s:s?,s:s,s:i,s:s,s:s,s:s,s:i,s:i,s:{s:b,s:b,s:i,s:i,s:i,"
-			      "s:i,s:b,s:b,s:i,s:i}}",
+			      "s:i,s:b,s:b,s:i,s:i,s:i}}",
 			      "initiator", p->initiator_name,
 			      "target", c->target ? c->target->iqn : NULL,
 			      "type", p->session_type == ISCSI_SESSION_DISCOVERY ?
@@ -1790,7 +2253,8 @@ static int sessions_local(unsigned i, void *arg)
 			      "immediate_data", p->immediate_data,
 			      "initial_r2t", p->initial_r2t,
 			      "max_outstanding_r2t", (json_int_t)p->max_outstanding_r2t,
-			      "error_recovery_level", (json_int_t)p->error_recovery_level);
+			      "error_recovery_level", (json_int_t)p->error_recovery_level,
+			      "max_connections", (json_int_t)(c->sess ? c->sess->max_conns : 1));
 		if (o) {
 			pthread_mutex_lock(&arr_lock);
 			json_array_append_new(arr, o);

@@ -25,17 +25,39 @@ struct iscsi_lun {
 struct iscsi_target {
 	struct list_head link;
 	char		iqn[ISCSI_NAME_MAX];
-	/* Published once and never removed until shutdown: readers on the
-	 * reactors load nluns (acquire) and then read the arrays. */
+	/* Readers on the reactors load luns[] (acquire) and hold no lock.
+	 * A LUN removed under live sessions (iscsi_lun_remove) is unpublished
+	 * first, then freed only once every reactor has let go of it (see
+	 * lun_hotplug.c). */
 	struct iscsi_lun *luns[ISCSI_MAX_LUNS];	/* by LUN number */
-	uint64_t	lunlist[ISCSI_MAX_LUNS];	/* REPORT LUNS, in order added */
-	unsigned	nluns;
+	/* REPORT LUNS, in order added: two buffers, lunpub (acquire) says
+	 * which one is published (bit 16) and how many entries (low bits). An
+	 * add appends to the published one; a remove writes the other one,
+	 * publishes it and waits for every reactor before the next remove. */
+	uint64_t	lunlists[2][ISCSI_MAX_LUNS];
+	uint32_t	lunpub;
+	unsigned	nluns;		/* cfg lock */
+	int		draining;	/* cfg lock: LUN being removed + 1; 0: none */
+	unsigned	luns_gen;	/* LUNs added or removed (atomic): a
+					 * nexus that saw an older one gets
+					 * REPORTED LUNS DATA HAS CHANGED */
 	unsigned	sessions;	/* connections logged in (cfg lock) */
 	/* cfg lock: read at each login */
 	struct iscsi_chap_cred cred;
 	char		(*acl)[ISCSI_NAME_MAX];	/* initiators admitted; none: all */
 	unsigned	nacl;
 };
+
+#define ASC_REPORTED_LUNS_CHANGED	0x3f0e
+
+/* The published REPORT LUNS list of t and its length. */
+static inline const uint64_t *iscsi_target_lunlist(struct iscsi_target *t, unsigned *n)
+{
+	uint32_t pub = __atomic_load_n(&t->lunpub, __ATOMIC_ACQUIRE);
+
+	*n = pub & 0xffff;
+	return t->lunlists[pub >> 16 & 1];
+}
 
 struct iscsi_portal {
 	struct list_head link;
@@ -61,6 +83,54 @@ struct iscsi_timeouts {
 	unsigned	login_ms;
 };
 extern struct iscsi_timeouts iscsi_tmo;		/* read when a connection starts */
+
+/*
+ * session.c: a session (the I_T nexus) and what its connections share: the
+ * command window, commands held until the CmdSNs before them have come
+ * (on any connection), what the nexus has seen of each LU (unit
+ * attentions) and its initiator port name. On its reactor only, but for
+ * the registry (TSIH lookups from logins on any reactor).
+ */
+#define ISCSI_MAX_CONNS		8	/* MaxConnections offered */
+
+struct iscsi_session {
+	struct list_head link;		/* registry */
+	uint64_t	id;		/* the I_T nexus (scsi_cmd.nexus) */
+	struct ev_loop	*loop;		/* of every connection */
+	struct iscsi_target *target;	/* NULL: discovery (each connection counts it) */
+	char		initiator[ISCSI_NAME_MAX];
+	uint8_t		isid[6];
+	uint16_t	tsih;
+	unsigned	max_conns;	/* MaxConnections negotiated */
+	unsigned	refs;		/* connections pointing here (closing ones too) */
+	bool		ended;		/* registry lock: nobody joins */
+	bool		failing;	/* a connection died: every other one closes */
+	bool		releasing;	/* held requests being released (conn.c) */
+	struct list_head conns;		/* members in full feature phase, not closing */
+	unsigned	nconns;
+	uint32_t	exp_cmdsn;
+	struct list_head held;		/* ahead of exp_cmdsn, by arrival (conn.c) */
+	uint32_t	abort_sn[4];	/* CmdSNs aborted (ABORT TASK) before they came */
+	unsigned	nabort_sn;
+	unsigned	ua_seen[ISCSI_MAX_LUNS];	/* lu->reset_gen + 1 seen; 0: none */
+	unsigned	alua_seen[ISCSI_MAX_LUNS];	/* ALUA changes seen (sand/alua.h) */
+	uint64_t	size_seen[ISCSI_MAX_LUNS];	/* lu->bd->size last seen; 0: none */
+	unsigned	luns_seen;	/* target->luns_gen last seen */
+	char		iport[PR_IPORT_MAX];	/* initiator port name, for reservations */
+};
+
+/* A new session on loop, with one reference (its first connection). */
+struct iscsi_session *iscsi_session_new(struct ev_loop *loop, struct iscsi_target *t,
+					const char *initiator, const uint8_t isid[6],
+					uint16_t tsih, unsigned max_conns);
+/* The reactor loop of live session tsih, NULL if there is none. */
+struct ev_loop *iscsi_session_loop(uint16_t tsih);
+/* Live session tsih if it lives on the calling reactor. */
+struct iscsi_session *iscsi_session_find_local(uint16_t tsih);
+void iscsi_session_get(struct iscsi_session *s);
+void iscsi_session_put(struct iscsi_session *s);
+/* No connection may join s any more. */
+void iscsi_session_end(struct iscsi_session *s);
 
 /* target.c */
 /* A target for a new session (counted: it cannot be removed meanwhile),
@@ -95,6 +165,13 @@ int iscsi_lun_pr_find(const char *disk, char *iqn, size_t iqn_len, unsigned *lun
  * state directory) */
 void iscsi_pr_rpc_init(void);
 const char *iscsi_pr_file(const char *disk, char *buf, size_t len);
+/* conn.c, on the calling reactor: let go of lu (LUN id of target t, no
+ * longer published): each connection with no task executing on it closes
+ * its channel to it (*closing counts the channels not yet gone, atomic)
+ * and forgets what its nexus saw of it. Returns the tasks still executing
+ * on lu here. */
+unsigned iscsi_conn_lun_gone_local(struct iscsi_target *t, unsigned id, struct scsi_lu *lu,
+				   unsigned *closing);
 /* Close the connections of target t on the calling reactor. */
 void iscsi_conn_kill_target_local(struct iscsi_target *t);
 /* Ask the sessions that came through portal id to log out (Async Message,

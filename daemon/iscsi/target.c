@@ -234,14 +234,23 @@ int iscsi_lun_add_pr(const char *iqn, unsigned lun, struct blkdev *bd, bool read
 		rc = -ENOENT;
 	else if (t->luns[lun])
 		rc = -EEXIST;
+	else if (t->draining == (int)lun + 1)	/* sessions still hold channels to the old one */
+		rc = -EBUSY;
 	if (rc) {
 		pthread_mutex_unlock(&cfg_lock);
 		free(l);
 		return rc;
 	}
-	t->luns[lun] = l;
-	t->lunlist[t->nluns] = scsi_lun_encode(lun);
-	__atomic_store_n(&t->nluns, t->nluns + 1, __ATOMIC_RELEASE);
+	{
+		uint32_t pub = t->lunpub;
+
+		/* appended past what readers see, then published */
+		t->lunlists[pub >> 16 & 1][t->nluns++] = scsi_lun_encode(lun);
+		__atomic_store_n(&t->luns[lun], l, __ATOMIC_RELEASE);
+		__atomic_store_n(&t->lunpub, (pub & 0x10000) | t->nluns, __ATOMIC_RELEASE);
+		/* live sessions: REPORTED LUNS DATA HAS CHANGED */
+		__atomic_add_fetch(&t->luns_gen, 1, __ATOMIC_RELEASE);
+	}
 	pthread_mutex_unlock(&cfg_lock);
 	if (scsi_xcopy_register(&l->lu))	/* EXTENDED COPY cannot name it */
 		LOG_WARN(LS_ISCSI, "target %s lun %u: not a copy target", iqn, lun);
@@ -250,34 +259,95 @@ int iscsi_lun_add_pr(const char *iqn, unsigned lun, struct blkdev *bd, bool read
 	return 0;
 }
 
+struct lun_gone {
+	struct iscsi_target *t;
+	unsigned	id;
+	struct scsi_lu	*lu;
+	unsigned	busy;
+	unsigned	closing;	/* channels closed, not yet gone (atomic) */
+};
+
+static int lun_gone_local(unsigned i, void *arg)
+{
+	struct lun_gone *g = arg;
+
+	g->busy += iscsi_conn_lun_gone_local(g->t, g->id, g->lu, &g->closing);
+	return 0;
+}
+
+#define LUN_DRAIN_WAIT_S	30
+
+/*
+ * A LUN leaves, sessions or not: it is unpublished (new commands to it get
+ * LOGICAL UNIT NOT SUPPORTED, every nexus of the target REPORTED LUNS DATA
+ * HAS CHANGED), then every reactor is visited until none has a task still
+ * executing on it; each reactor is single-threaded, so once visited it
+ * holds no pointer to the LU outside those tasks. Only then is it freed
+ * and its device handed back. Removals are serialised (the REPORT LUNS
+ * buffers rely on it).
+ */
 int iscsi_lun_remove(const char *iqn, unsigned lun, struct blkdev **bd)
 {
+	static pthread_mutex_t remove_lock = PTHREAD_MUTEX_INITIALIZER;
 	struct iscsi_target *t;
 	struct iscsi_lun *l = NULL;
 	uint64_t enc = scsi_lun_encode(lun);
+	struct lun_gone g;
 	int rc = 0;
 
 	if (lun >= ISCSI_MAX_LUNS)
 		return -ENOENT;
+	pthread_mutex_lock(&remove_lock);
 	pthread_mutex_lock(&cfg_lock);
 	t = find_locked(iqn);
 	if (!t || !t->luns[lun]) {
 		rc = -ENOENT;
-	} else if (t->sessions) {
-		/* readers on the reactors hold no lock: only a target nobody
-		 * is logged in to changes its LUNs */
-		rc = -EBUSY;
 	} else {
+		uint32_t pub = t->lunpub;
+		const uint64_t *from = t->lunlists[pub >> 16 & 1];
+		uint64_t *to = t->lunlists[!(pub >> 16 & 1)];
 		unsigned i, j;
 
 		l = t->luns[lun];
-		t->luns[lun] = NULL;
+		__atomic_store_n(&t->luns[lun], NULL, __ATOMIC_RELEASE);
 		for (i = j = 0; i < t->nluns; i++)
-			if (t->lunlist[i] != enc)
-				t->lunlist[j++] = t->lunlist[i];
+			if (from[i] != enc)
+				to[j++] = from[i];
 		t->nluns = j;
+		__atomic_store_n(&t->lunpub, (~pub & 0x10000) | j, __ATOMIC_RELEASE);
+		__atomic_add_fetch(&t->luns_gen, 1, __ATOMIC_RELEASE);
+		/* t stays while a session holds it, and this caller does */
+		t->sessions++;
+		t->draining = (int)lun + 1;
 	}
 	pthread_mutex_unlock(&cfg_lock);
+	if (rc) {
+		pthread_mutex_unlock(&remove_lock);
+		return rc;
+	}
+	g = (struct lun_gone){ .t = t, .id = lun, .lu = &l->lu };
+	for (unsigned n = 0; reactor_count(); n++) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+		g.busy = 0;
+		reactor_call_all(lun_gone_local, &g);
+		if (!g.busy && !__atomic_load_n(&g.closing, __ATOMIC_ACQUIRE))
+			break;
+		if (n == LUN_DRAIN_WAIT_S * 100) {
+			/* I/O that never ends: the LU stays allocated (hidden)
+			 * and its device claimed, rather than freed under it */
+			LOG_ERR(LS_ISCSI, "target %s lun %u: %u commands still running after "
+				  "%d s, device kept", iqn, lun, g.busy, LUN_DRAIN_WAIT_S);
+			rc = -ETIMEDOUT;
+			break;
+		}
+		nanosleep(&ts, NULL);
+	}
+	pthread_mutex_lock(&cfg_lock);
+	t->draining = 0;
+	pthread_mutex_unlock(&cfg_lock);
+	iscsi_target_put(t);
+	pthread_mutex_unlock(&remove_lock);
 	if (rc)
 		return rc;
 	scsi_xcopy_unregister(&l->lu);	/* waits for copies using it */

@@ -61,7 +61,7 @@ void iscsi_target_limits_default(struct iscsi_target_limits *l)
 	l->initial_r2t = false;
 	l->immediate_data = true;
 	l->max_outstanding_r2t = 1;
-	l->max_connections = 1;
+	l->max_connections = 8;	/* MC/S (daemon/iscsi/session.c) */
 	l->default_time2wait = 2;
 	l->default_time2retain = 20;
 	l->error_recovery_level = 0;

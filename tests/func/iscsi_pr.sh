@@ -80,6 +80,9 @@ pr_bg() {
 	PR_BG_NAME=$1 PR_BG_WANT=$2
 	shift 2
 	rm -f "$T_TMP/go"
+	# emptied here: t_bg truncates it in the child, which the wait below
+	# could overtake and find the previous run's lines
+	: >"$T_TMP/bg.out"
 	t_bg "$T_TMP/bg.out" timeout 30 "$CLI" "$@"
 	PR_BG_PID=$T_BG_PID
 	# logged in once it has answered its first operation

@@ -9,7 +9,9 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
+#include <jansson.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@
 #include "sand/iscsi.h"
 #include "sand/reactor.h"
 #include "sand/scsi.h"
+#include "daemon/iscsi/iscsi_int.h"
 
 #define IQN	"iqn.2026-11.org.sand:conn"
 #define BS	512u
@@ -61,6 +64,9 @@ struct cli {
 	uint8_t		data[300000];
 	uint32_t	dlen;
 	uint32_t	isid;		/* low bits of the ISID; 0: a new one */
+	unsigned	lun;		/* of the commands sent */
+	uint16_t	tsih, cid;	/* of the login: a connection for session tsih */
+	uint16_t	got_tsih;	/* the last login answer's */
 };
 
 static uint32_t isid_next;
@@ -174,12 +180,15 @@ static int login_keys(struct cli *c, const char *keys)
 	h.b[0] |= ISCSI_BHS_IMMEDIATE;
 	h.b[8] = 0x80;		/* ISID: random, one per client unless set */
 	put_be32(h.b + 10, c->isid ? c->isid : (c->isid = ++isid_next));
+	put_be16(h.b + 14, c->tsih);
+	put_be16(h.b + 20, c->cid);
 	bhs_put32(&h, BHS_ITT, c->itt++);
 	bhs_put32(&h, BHS_CMDSN, c->cmdsn);
 	c->hd = c->dd = false;	/* digests start after login */
 	send_pdu(c, &h, kv, len);
 	ck_assert_int_eq(recv_pdu(c), 0);
 	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_LOGIN_RSP);
+	c->got_tsih = get_be16(c->h.b + 14);
 	c->hd = hd;
 	c->dd = dd;
 	return c->h.b[36] << 8 | c->h.b[37];
@@ -212,6 +221,7 @@ static void scsi_cmd(struct cli *c, const uint8_t *cdb, unsigned cdb_len, bool r
 	bhs_put32(&h, BHS_EDTL, edtl);
 	bhs_put32(&h, BHS_CMDSN, c->cmdsn++);
 	bhs_put32(&h, BHS_EXPSTATSN, c->statsn + 1);
+	put_be64(h.b + BHS_LUN, scsi_lun_encode(c->lun));
 	memcpy(h.b + BHS_CDB, cdb, cdb_len);
 	send_pdu(c, &h, imm, imm_len);
 }
@@ -891,6 +901,422 @@ static const char *kv_value(struct cli *c, const char *key)
 
 #define SEC_TO_OP	(ISCSI_LOGIN_TRANSIT | 0 << 2 | 1)
 
+/* CHECK CONDITION with sense key sk and ASC/ASCQ asc (fixed format) */
+static void expect_sense(struct cli *c, uint8_t sk, uint16_t asc)
+{
+	expect_status(c, 2);
+	ck_assert_int_eq(c->data[2 + 2] & 0x0f, sk);
+	ck_assert_int_eq(c->data[2 + 12], asc >> 8);
+	ck_assert_int_eq(c->data[2 + 13], asc & 0xff);
+}
+
+/* REPORT LUNS: the number of LUNs listed */
+static unsigned report_luns(struct cli *c)
+{
+	uint8_t cdb[12] = { 0xa0 };
+	unsigned n;
+
+	put_be32(cdb + 6, 4096);
+	scsi_cmd(c, cdb, 12, true, false, 4096, NULL, 0, true);
+	ck_assert_int_eq(recv_pdu(c), 0);
+	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_DATA_IN);
+	n = get_be32(c->data) / 8;
+	if (!(c->h.b[1] & ISCSI_FLAG_STATUS))
+		expect_status(c, 0);
+	else
+		ck_assert_int_eq(c->h.b[3], 0);
+	return n;
+}
+
+struct lun_remover {
+	pthread_t	th;
+	int		rc;
+	struct blkdev	*bd;
+	uint64_t	took_ms;
+};
+
+static void *lun_remover_main(void *arg)
+{
+	struct lun_remover *r = arg;
+	uint64_t t0 = mono_ms();
+
+	r->rc = iscsi_lun_remove(IQN, 1, &r->bd);
+	r->took_ms = mono_ms() - t0;
+	return NULL;
+}
+
+/*
+ * LUNs added and removed under live sessions: a new LUN raises REPORTED
+ * LUNS DATA HAS CHANGED once on every nexus (REPORT LUNS clears it); a LUN
+ * removed lets its command doing I/O finish (the removal waits for it), a
+ * write still gathering its data and every later command get LOGICAL UNIT
+ * NOT SUPPORTED, the other LUN carries on, and the device comes back with
+ * no channel left open on it.
+ */
+START_TEST(lun_hotplug)
+{
+	static struct cli a, b;
+	static uint8_t buf[8 * BS], rbuf[8 * BS];
+	static const uint8_t tur[6] = { 0 };
+	struct lun_remover r = { 0 };
+	struct blkdev *m1, *f, *bd;
+	uint32_t got = 0, ttt;
+
+	ck_assert_int_eq(blk_mem_create("hotmem", 1u << 20, BS, &m1), 0);
+	ck_assert_int_eq(blk_fault_create("hot", m1, &f), 0);
+	cli_connect(&a);
+	login(&a, "");
+	cli_connect(&b);
+	login(&b, "");
+	scsi_cmd(&a, tur, 6, false, false, 0, NULL, 0, true);
+	expect_status(&a, 0);
+	ck_assert_uint_eq(report_luns(&b), 1);
+
+	/* added: once per nexus, REPORT LUNS clears it */
+	ck_assert_int_eq(iscsi_lun_add(IQN, 1, f, false), 0);
+	scsi_cmd(&a, tur, 6, false, false, 0, NULL, 0, true);
+	expect_sense(&a, SK_UNIT_ATTENTION, 0x3f0e);
+	scsi_cmd(&a, tur, 6, false, false, 0, NULL, 0, true);
+	expect_status(&a, 0);
+	ck_assert_uint_eq(report_luns(&b), 2);
+	scsi_cmd(&b, tur, 6, false, false, 0, NULL, 0, true);
+	expect_status(&b, 0);
+
+	a.lun = b.lun = 1;
+	fill(buf, sizeof(buf), 3);
+	write10(&a, 0, 8, buf, sizeof(buf), false);
+	expect_status(&a, 0);
+	/* a write waiting for its data (no immediate data: an R2T) ... */
+	write10(&a, 8, 8, NULL, 0, false);
+	ck_assert_int_eq(recv_pdu(&a), 0);
+	ck_assert_int_eq(bhs_opcode(&a.h), ISCSI_OP_R2T);
+	ttt = bhs_get32(&a.h, BHS_TTT);
+	/* ... and a read on the disk (taken before the NOP is answered) */
+	ck_assert_int_eq(fault_set_latency(f, 600ull * 1000 * 1000, FAULT_OP(BIO_READ)), 0);
+	{
+		uint8_t cdb[10] = { 0x28 };
+
+		put_be16(cdb + 7, 8);
+		scsi_cmd(&b, cdb, 10, true, false, sizeof(rbuf), NULL, 0, true);
+	}
+	nop_ping(&b);
+	ck_assert_int_eq(pthread_create(&r.th, NULL, lun_remover_main, &r), 0);
+	/* the read finishes with its data */
+	for (;;) {
+		ck_assert_int_eq(recv_pdu(&b), 0);
+		if (bhs_opcode(&b.h) == ISCSI_OP_SCSI_RSP) {
+			ck_assert_int_eq(b.h.b[3], 0);
+			break;
+		}
+		ck_assert_int_eq(bhs_opcode(&b.h), ISCSI_OP_DATA_IN);
+		memcpy(rbuf + got, b.data, b.dlen);
+		got += b.dlen;
+		if (b.h.b[1] & ISCSI_FLAG_STATUS) {
+			ck_assert_int_eq(b.h.b[3], 0);
+			break;
+		}
+	}
+	ck_assert_uint_eq(got, sizeof(rbuf));
+	ck_assert_mem_eq(rbuf, buf, sizeof(rbuf));
+	ck_assert_int_eq(pthread_join(r.th, NULL), 0);
+	ck_assert_int_eq(r.rc, 0);
+	ck_assert_ptr_eq(r.bd, f);
+	ck_assert_msg(r.took_ms >= 200, "removed after %llu ms, with a read on the disk",
+		      (unsigned long long)r.took_ms);
+	ck_assert_int_eq(iscsi_lun_remove(IQN, 1, &bd), -ENOENT);
+	/* nothing holds the device: it closes */
+	ck_assert_int_eq(blkdev_close(f), 0);
+	ck_assert_int_eq(blkdev_close(m1), 0);
+
+	/* the gathered write runs into the missing LUN */
+	data_out(&a, ttt, 0, 0, buf, sizeof(buf), true);
+	expect_sense(&a, SK_ILLEGAL_REQUEST, ASC_LUN_NOT_SUPPORTED);
+	scsi_cmd(&b, tur, 6, false, false, 0, NULL, 0, true);
+	expect_sense(&b, SK_ILLEGAL_REQUEST, ASC_LUN_NOT_SUPPORTED);
+	/* LUN 0: the change once, then on as before */
+	a.lun = b.lun = 0;
+	for (int i = 0; i < 2; i++) {
+		struct cli *c = i ? &b : &a;
+
+		scsi_cmd(c, tur, 6, false, false, 0, NULL, 0, true);
+		expect_sense(c, SK_UNIT_ATTENTION, 0x3f0e);
+		ck_assert_uint_eq(read10(c, 0, 8, rbuf), sizeof(rbuf));
+		ck_assert_uint_eq(report_luns(c), 1);
+	}
+	close(a.fd);
+	close(b.fd);
+}
+END_TEST
+
+/* ---- several connections per session (MC/S) ---- */
+
+/* A SCSI response with GOOD status (any of the commands outstanding);
+ * returns its ITT. */
+static uint32_t expect_good(struct cli *c)
+{
+	ck_assert_int_eq(recv_pdu(c), 0);
+	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_SCSI_RSP);
+	ck_assert_int_eq(c->h.b[3], 0);
+	return bhs_itt(&c->h);
+}
+
+/* Connection cid of a's session: same ISID, a's TSIH; the session's
+ * CmdSN goes on from *sn. Returns the login status. */
+static int join(struct cli *c, struct cli *a, uint16_t cid, uint32_t sn)
+{
+	char keys[512];
+
+	cli_connect(c);
+	c->isid = a->isid;
+	c->tsih = a->got_tsih;
+	c->cid = cid;
+	c->cmdsn = sn;
+	snprintf(keys, sizeof(keys), "InitiatorName=iqn.2026-11.org.sand:test;TargetName=%s;"
+		 "SessionType=Normal;HeaderDigest=None;DataDigest=None;"
+		 "MaxRecvDataSegmentLength=8192;MaxConnections=8", IQN);
+	return login_keys(c, keys);
+}
+
+static void logout(struct cli *c, uint8_t reason, uint16_t cid, uint8_t response)
+{
+	struct iscsi_bhs h;
+
+	iscsi_bhs_init(&h, ISCSI_OP_LOGOUT_REQ, ISCSI_FLAG_FINAL | reason);
+	h.b[0] |= ISCSI_BHS_IMMEDIATE;
+	bhs_put32(&h, BHS_ITT, ++c->itt);
+	put_be16(h.b + 20, cid);
+	bhs_put32(&h, BHS_CMDSN, c->cmdsn);
+	bhs_put32(&h, BHS_EXPSTATSN, c->statsn + 1);
+	send_pdu(c, &h, NULL, 0);
+	do	/* the target's own pings may come first */
+		ck_assert_int_eq(recv_pdu(c), 0);
+	while (bhs_opcode(&c->h) == ISCSI_OP_NOP_IN);
+	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_LOGOUT_RSP);
+	ck_assert_int_eq(c->h.b[2], response);
+}
+
+/*
+ * Two connections in one session: the second joins with the first's TSIH
+ * and ISID (wherever it landed, it moves to the session's reactor); one
+ * command window: commands spread over both connections with their CmdSNs
+ * out of order across them run in CmdSN order (an overwrite tells), each
+ * answered on the connection that carried it, a write held for its turn
+ * gets its R2T on its own connection; logging out one connection leaves
+ * the other working.
+ */
+START_TEST(mcs_two_connections)
+{
+	static struct cli a, b;
+	static uint8_t buf[16][4 * BS], back[4 * BS];
+	static const uint8_t tur[6] = { 0 };
+	uint32_t sn, itt_a[8], na = 0, nb = 0;
+
+	cli_connect(&a);
+	login(&a, ";MaxConnections=8");
+	ck_assert(has_kv(&a, "MaxConnections=8"));
+	ck_assert_int_eq(join(&b, &a, 1, a.cmdsn), 0);
+	ck_assert_uint_eq(b.got_tsih, a.got_tsih);	/* same TSIH */
+	ck_assert_uint_eq(bhs_get32(&b.h, BHS_EXPCMDSN), a.cmdsn);
+	nop_ping(&b);
+	{	/* iscsi.sessions: both connections, one TSIH (grouped by the RPC) */
+		json_t *all = iscsi_sessions_json(), *e;
+		unsigned n = 0, cids = 0;
+		size_t i;
+
+		ck_assert_ptr_nonnull(all);
+		json_array_foreach(all, i, e) {
+			if (json_integer_value(json_object_get(e, "tsih")) != a.got_tsih)
+				continue;
+			n++;
+			cids |= 1u << json_integer_value(json_object_get(e, "cid"));
+			ck_assert_int_eq(json_integer_value(json_object_get(
+				json_object_get(e, "params"), "max_connections")), 8);
+		}
+		json_decref(all);
+		ck_assert_uint_eq(n, 2);
+		ck_assert_uint_eq(cids, 3);
+	}
+
+	/* the same blocks written twice: CmdSN sn + 1 on a first, then sn on
+	 * b; in CmdSN order the last data is a's */
+	sn = a.cmdsn;
+	fill(buf[0], 4 * BS, 1);
+	fill(buf[1], 4 * BS, 2);
+	a.cmdsn = sn + 1;
+	write10(&a, 0, 4, buf[1], 4 * BS, false);
+	b.cmdsn = sn;
+	write10(&b, 0, 4, buf[0], 4 * BS, false);
+	expect_status(&b, 0);
+	expect_status(&a, 0);
+	ck_assert_uint_eq(bhs_get32(&a.h, BHS_EXPCMDSN), sn + 2);
+	sn += 2;
+	a.cmdsn = sn;
+	ck_assert_uint_eq(read10(&a, 0, 4, back), 4 * BS);
+	ck_assert_mem_eq(back, buf[1], 4 * BS);
+	sn++;
+
+	/* 16 writes, CmdSN sn .. sn + 15 alternating a, b; the odd ones
+	 * (all ahead of the window) sent first, then the even ones */
+	for (int pass = 1; pass >= 0; pass--) {
+		for (uint32_t i = (uint32_t)pass; i < 16; i += 2) {
+			struct cli *c = i % 2 ? &b : &a;
+
+			fill(buf[i], 4 * BS, (uint8_t)(10 + i));
+			c->cmdsn = sn + i;
+			write10(c, 8 + 4 * i, 4, buf[i], 4 * BS, false);
+			if (c == &a)
+				itt_a[na++] = a.itt;
+			else
+				nb++;
+		}
+	}
+	for (uint32_t i = 0; i < na; i++) {
+		uint32_t itt = expect_good(&a);
+		bool mine = false;
+
+		for (uint32_t k = 0; k < na; k++)
+			mine |= itt == itt_a[k];
+		ck_assert(mine);	/* allegiance: only a's own commands on a */
+	}
+	for (uint32_t i = 0; i < nb; i++)
+		expect_good(&b);
+	sn += 16;
+	ck_assert_uint_eq(bhs_get32(&b.h, BHS_EXPCMDSN), sn);
+	a.cmdsn = b.cmdsn = sn;
+	for (uint32_t i = 0; i < 16; i++) {
+		struct cli *c = i % 2 ? &a : &b;
+
+		ck_assert_uint_eq(read10(c, 8 + 4 * i, 4, back), 4 * BS);
+		ck_assert_mem_eq(back, buf[i], 4 * BS);
+		a.cmdsn = b.cmdsn = c->cmdsn;
+	}
+	sn = a.cmdsn;
+
+	/* a write ahead of the window (no immediate data) gets its R2T on
+	 * its own connection once b's command before it has come */
+	a.cmdsn = sn + 1;
+	write10(&a, 200, 4, NULL, 0, false);
+	b.cmdsn = sn;
+	scsi_cmd(&b, tur, 6, false, false, 0, NULL, 0, true);
+	expect_status(&b, 0);
+	ck_assert_int_eq(recv_pdu(&a), 0);
+	ck_assert_int_eq(bhs_opcode(&a.h), ISCSI_OP_R2T);
+	data_out(&a, bhs_get32(&a.h, BHS_TTT), 0, 0, buf[3], 4 * BS, true);
+	expect_status(&a, 0);
+	sn += 2;
+	a.cmdsn = b.cmdsn = sn;
+
+	/* ABORT TASK on a for b's write waiting for its data: the task set is
+	 * the session's */
+	{
+		struct iscsi_bhs h;
+
+		write10(&b, 300, 4, NULL, 0, false);
+		ck_assert_int_eq(recv_pdu(&b), 0);
+		ck_assert_int_eq(bhs_opcode(&b.h), ISCSI_OP_R2T);
+		iscsi_bhs_init(&h, ISCSI_OP_TASK_MGMT_REQ, ISCSI_FLAG_FINAL | 1);
+		h.b[0] |= ISCSI_BHS_IMMEDIATE;
+		bhs_put32(&h, BHS_ITT, 0x7100);
+		bhs_put32(&h, BHS_TTT, b.itt);		/* referenced task tag */
+		bhs_put32(&h, BHS_CMDSN, b.cmdsn);
+		bhs_put32(&h, 32, b.cmdsn - 1);		/* RefCmdSN */
+		send_pdu(&a, &h, NULL, 0);
+		do
+			ck_assert_int_eq(recv_pdu(&a), 0);
+		while (bhs_opcode(&a.h) == ISCSI_OP_NOP_IN);
+		ck_assert_int_eq(bhs_opcode(&a.h), ISCSI_OP_TASK_MGMT_RSP);
+		ck_assert_int_eq(a.h.b[2], 0);			/* function complete */
+		/* its data now belongs to no task */
+		data_out(&b, bhs_get32(&b.h, BHS_TTT), 0, 0, buf[4], 4 * BS, true);
+		ck_assert_int_eq(recv_pdu(&b), 0);
+		ck_assert_int_eq(bhs_opcode(&b.h), ISCSI_OP_REJECT);
+		sn++;
+		a.cmdsn = b.cmdsn = sn;
+	}
+
+	/* b logs out alone (reason 1: close the connection); a goes on */
+	logout(&b, 1, 1, 0);
+	expect_closed(&b);
+	close(b.fd);
+	ck_assert_uint_eq(read10(&a, 200, 4, back), 4 * BS);
+	ck_assert_mem_eq(back, buf[3], 4 * BS);
+	/* a connection logged out from another one: reason 1 with its CID */
+	ck_assert_int_eq(join(&b, &a, 7, a.cmdsn), 0);
+	logout(&a, 1, 7, 0);
+	expect_closed(&b);
+	close(b.fd);
+	logout(&a, 1, 9, 1);		/* no such CID */
+	nop_ping(&a);
+	/* the session (reason 0): every connection goes */
+	ck_assert_int_eq(join(&b, &a, 2, a.cmdsn), 0);
+	logout(&a, 0, 0, 0);
+	expect_closed(&a);
+	expect_closed(&b);
+	close(a.fd);
+	close(b.fd);
+}
+END_TEST
+
+/* ErrorRecoveryLevel 0: a connection lost (not logged out) ends its whole
+ * session; a login adding a connection past MaxConnections is refused, one
+ * naming a CID in use reinstates that connection, one naming a session
+ * that does not exist is refused; RESERVE(6) holds for the session, not
+ * for one connection. */
+START_TEST(mcs_limits_and_loss)
+{
+	static struct cli a, b, c, d;
+
+	cli_connect(&a);
+	login(&a, ";MaxConnections=2");
+	ck_assert(has_kv(&a, "MaxConnections=2"));
+	ck_assert_int_eq(join(&b, &a, 1, a.cmdsn), 0);
+	ck_assert_int_eq(join(&c, &a, 2, a.cmdsn), 0x0206);	/* too many connections */
+	expect_closed(&c);
+	close(c.fd);
+	/* connection reinstatement: CID 1 again replaces b */
+	ck_assert_int_eq(join(&d, &a, 1, a.cmdsn), 0);
+	expect_closed(&b);
+	close(b.fd);
+	d.cmdsn = a.cmdsn;
+	nop_ping(&d);
+	nop_ping(&a);
+	/* the I_T nexus is the session: RESERVE(6) through a holds for d
+	 * too (same session), not for another session */
+	{
+		static const uint8_t reserve6[6] = { 0x16 }, release6[6] = { 0x17 };
+		static const uint8_t tur[6] = { 0 };
+		static struct cli o;
+
+		scsi_cmd(&a, reserve6, 6, false, false, 0, NULL, 0, true);
+		expect_status(&a, 0);
+		d.cmdsn = a.cmdsn;
+		scsi_cmd(&d, tur, 6, false, false, 0, NULL, 0, true);
+		expect_status(&d, 0);
+		a.cmdsn = d.cmdsn;
+		cli_connect(&o);
+		login(&o, "");
+		scsi_cmd(&o, tur, 6, false, false, 0, NULL, 0, true);
+		expect_status(&o, SCSI_STATUS_RESERVATION_CONFLICT);
+		scsi_cmd(&d, release6, 6, false, false, 0, NULL, 0, true);
+		expect_status(&d, 0);
+		a.cmdsn = d.cmdsn;
+		scsi_cmd(&o, tur, 6, false, false, 0, NULL, 0, true);
+		expect_status(&o, 0);
+		close(o.fd);
+	}
+	/* no session with this TSIH */
+	cli_connect(&c);
+	c.tsih = (uint16_t)(a.got_tsih + 1000);
+	ck_assert_int_eq(login_keys(&c, "InitiatorName=iqn.2026-11.org.sand:test;TargetName=" IQN),
+			 0x020a);
+	close(c.fd);
+	/* d dies: a goes with it */
+	close(d.fd);
+	expect_closed(&a);
+	close(a.fd);
+}
+END_TEST
+
 START_TEST(chap_and_acl)
 {
 	static struct cli c;
@@ -949,8 +1375,7 @@ START_TEST(chap_and_acl)
 				     "MaxRecvDataSegmentLength=8192"), 0);
 	ck_assert_int_ne(get_be16(c.h.b + 14), 0);
 	nop_ping(&c);
-	/* no LUN change under a session; closing the target's sessions */
-	ck_assert_int_eq(iscsi_lun_remove(IQN, 0, &bd), -EBUSY);
+	/* closing the target's sessions */
 	ck_assert_int_eq(iscsi_target_close_sessions(IQN), 0);
 	expect_closed(&c);
 	close(c.fd);
@@ -1140,6 +1565,9 @@ static Suite *suite(void)
 	tcase_add_test(tc, unit_attention_after_resize);
 	tcase_add_test(tc, chap_and_acl);
 	tcase_add_test(tc, negotiation_matrix);
+	tcase_add_test(tc, lun_hotplug);
+	tcase_add_test(tc, mcs_two_connections);
+	tcase_add_test(tc, mcs_limits_and_loss);
 	suite_add_tcase(s, tc);
 	return s;
 }

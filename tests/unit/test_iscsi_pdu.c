@@ -216,7 +216,7 @@ START_TEST(nego_operational)
 	ck_assert_str_eq(answer("InitialR2T"), "No");			/* or */
 	ck_assert_str_eq(answer("ImmediateData"), "Yes");		/* and */
 	ck_assert_str_eq(answer("MaxOutstandingR2T"), "4");
-	ck_assert_str_eq(answer("MaxConnections"), "1");
+	ck_assert_str_eq(answer("MaxConnections"), "4");
 	ck_assert_str_eq(answer("DataPDUInOrder"), "Yes");		/* or, ours Yes */
 	ck_assert_str_eq(answer("DataSequenceInOrder"), "Yes");
 	ck_assert_str_eq(answer("DefaultTime2Wait"), "2");		/* max */

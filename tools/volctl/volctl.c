@@ -983,7 +983,7 @@ static int cmd_iscsi_sessions(struct ctx *c, int argc, char **argv)
 			       (long long)json_integer_value(json_object_get(cn, "cid")),
 			       jstr(cn, "peer"), jstr(cn, "portal"));
 		printf("  params: digests %s/%s, mrdsl %lld (ours %lld), burst %lld/%lld, "
-		       "immediate %s, initial r2t %s, max r2t %lld, erl %lld\n",
+		       "immediate %s, initial r2t %s, max r2t %lld, erl %lld, max connections %lld\n",
 		       json_is_true(json_object_get(p, "header_digest")) ? "CRC32C" : "None",
 		       json_is_true(json_object_get(p, "data_digest")) ? "CRC32C" : "None",
 		       (long long)json_integer_value(json_object_get(p, "max_xmit_dsl")),
@@ -992,7 +992,8 @@ static int cmd_iscsi_sessions(struct ctx *c, int argc, char **argv)
 		       (long long)json_integer_value(json_object_get(p, "max_burst")),
 		       jyes(p, "immediate_data"), jyes(p, "initial_r2t"),
 		       (long long)json_integer_value(json_object_get(p, "max_outstanding_r2t")),
-		       (long long)json_integer_value(json_object_get(p, "error_recovery_level")));
+		       (long long)json_integer_value(json_object_get(p, "error_recovery_level")),
+		       (long long)json_integer_value(json_object_get(p, "max_connections")));
 	}
 	if (!json_array_size(r))
 		printf("no sessions\n");
@@ -2313,9 +2314,10 @@ static const struct verb verbs[] = {
 	  "snapshots, older and newer, stay. Refused while VOL is exported.\n" },
 	{ "unexport", "iscsi", cmd_unexport_iscsi, "IQN --lun N [--force]",
 	  "remove a LUN from an iSCSI target",
-	  "Removes LUN N of target IQN and releases its disk. Refused while initiators\n"
-	  "are logged in to the target; --force closes their sessions first (they may\n"
-	  "log in again and find the LUN gone).\n" },
+	  "Removes LUN N of target IQN and releases its disk, sessions or not: commands\n"
+	  "doing I/O on it finish, later ones get LOGICAL UNIT NOT SUPPORTED, every\n"
+	  "session of the target is told REPORTED LUNS DATA HAS CHANGED. --force\n"
+	  "closes the target's sessions first.\n" },
 	{ "nbd", "listen", cmd_nbd_listen, "ADDR:PORT|[IPV6]:PORT|unix:PATH "
 	  "[--tls off|allow|require] [--tls-cert DIR [--tls-verify-peer] | --tls-psk FILE]",
 	  "serve NBD on a TCP address or a unix socket",
