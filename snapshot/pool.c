@@ -54,6 +54,9 @@ struct prov_io {
 	uint64_t		off, len;
 	const struct iovec	*iov;
 	int			iovcnt;
+	/* set: runs on the io thread when the I/O ends (owner_direct's);
+	 * else the owner gets it back (prov_io_done) */
+	void			(*end)(struct prov_io *io, int status);
 };
 
 struct vol_bio {
@@ -765,6 +768,10 @@ static void prov_io_done(void *arg)
 
 static void io_back(struct prov_io *io, int status)
 {
+	if (io->end) {
+		io->end(io, status);
+		return;
+	}
 	io->status = status;
 	while (ev_send_msg(io->p->loop, prov_io_done, io))
 		;	/* -ENOMEM: as in vol_bio_end */
@@ -826,6 +833,65 @@ static void prov_io_go(struct thin_pool *p, struct prov_io *io)
 	io->p = p;
 	while (ev_send_msg(p->ioloop, io_submit, io))
 		;	/* -ENOMEM: as in vol_bio_end */
+}
+
+/* ---- the owner's reads and writes in place, in flight ---- */
+
+/* io thread: as fast_end, then the bio ends as an owner bio does (a FUA
+ * write goes to the batched commit); the owner is not involved. */
+static void direct_end(struct prov_io *io, int status)
+{
+	struct bio *bio = io->bio;
+	struct thin_vol *tv = container_of(bio->ch->bd, struct thin_vol, bd);
+	struct vol_bio *vb = bio_ctx(bio);
+
+	if (bio->op == BIO_WRITE && !status)
+		__atomic_store_n(&tv->p->unflushed, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&tv->lock);
+	tv->inflight--;
+	if (!--vb->slot->inflight && tv->waiters)
+		pthread_cond_broadcast(&tv->drained);
+	pthread_mutex_unlock(&tv->lock);
+	owner_end(bio, status);
+}
+
+/*
+ * Owner: a read of mapped chunk pc, or a write in place to it (owned), put
+ * in flight like a fast-path bio: the mapping goes into vc's cache slot
+ * and pins it (inflight), so everything that changes vc's mapping or takes
+ * a snapshot (map_forget, map_forget_all) waits for it, and it ends on the
+ * io thread without the owner. -EAGAIN: the slot is pinned by another
+ * chunk's I/O (or there is no cache); do it synchronously instead.
+ */
+static int owner_direct(struct thin_pool *p, struct thin_vol *tv, struct bio *bio,
+			uint64_t vc, uint32_t in, uint64_t pc, bool owned)
+{
+	struct vol_bio *vb = bio_ctx(bio);
+	struct map_slot *s;
+
+	if (!tv->map)
+		return -EAGAIN;
+	pthread_mutex_lock(&tv->lock);
+	s = &tv->map[vc & tv->map_mask];
+	if (s->inflight && (s->vc != vc || s->pc != pc)) {
+		pthread_mutex_unlock(&tv->lock);
+		return -EAGAIN;
+	}
+	s->vc = vc;
+	s->pc = pc;
+	s->owned = owned;
+	s->gen = tv->gen;
+	s->wgen = tv->wgen;
+	s->inflight++;
+	tv->inflight++;
+	pthread_mutex_unlock(&tv->lock);
+	vb->slot = s;
+	p->st_owner_ios++;
+	vb->io[0] = (struct prov_io){ .bio = bio, .op = bio->op, .off = chunk_off(p, pc) + in,
+				      .len = bio->len, .iov = bio->iov, .iovcnt = bio->iovcnt,
+				      .end = direct_end };
+	prov_io_go(p, &vb->io[0]);
+	return 0;
 }
 
 static void prov_sub(struct thin_pool *p, struct bio *bio, enum bio_op op, uint64_t off,
@@ -970,7 +1036,7 @@ static void owner_start(struct bio *bio)
 	uint64_t vc = bio->offset / p->chunk, pc = 0;
 	uint32_t in = (uint32_t)(bio->offset % p->chunk), t;
 	struct vol_bio *h;
-	bool zeroing = bio->op == BIO_DISCARD || bio->op == BIO_WRITE_ZEROES;
+	bool zeroing = bio->op == BIO_DISCARD || bio->op == BIO_WRITE_ZEROES, owned;
 	int rc;
 
 	if (p->failed || bio->offset + bio->len > r->size || in + bio->len > p->chunk) {
@@ -982,16 +1048,29 @@ static void owner_start(struct bio *bio)
 		list_add_tail(&bio->link, &h->waiters);
 		return;
 	}
-	if (bio->op == BIO_WRITE ||
+	if (bio->op == BIO_READ || bio->op == BIO_WRITE ||
 	    (zeroing && (bio->len < p->chunk || (bio->flags & BIO_NOUNMAP)))) {
 		rc = map_lookup(p, r, vc, &pc, &t);
 		if (rc && rc != -ENODATA) {
 			owner_end(bio, fail(p, rc));
 			return;
 		}
-		/* not owned, and something to write: a new chunk */
-		if (!(!rc && t >= r->snap_time) &&
-		    !(zeroing && rc == -ENODATA && !(bio->flags & BIO_NOUNMAP))) {
+		owned = !rc && t >= r->snap_time;
+		if (bio->op == BIO_READ) {
+			if (rc == -ENODATA) {	/* a hole: zeros, no I/O */
+				p->st_owner_ios++;
+				iov_memset(bio->iov, bio->iovcnt, 0, 0, bio->len);
+				owner_end(bio, 0);
+				return;
+			}
+			if (!owner_direct(p, tv, bio, vc, in, pc, owned))
+				return;
+		} else if (bio->op == BIO_WRITE && owned) {	/* in place */
+			if (!owner_direct(p, tv, bio, vc, in, pc, true))
+				return;
+		} else if (!owned && !(zeroing && rc == -ENODATA &&
+				       !(bio->flags & BIO_NOUNMAP))) {
+			/* not owned, and something to write: a new chunk */
 			p->st_owner_ios++;
 			rc = prov_start(p, tv, bio, vc, in, (uint32_t)bio->len, !rc, pc);
 			if (rc)

@@ -664,7 +664,7 @@ START_TEST(t_prov_async)
 	ck_assert_int_eq(thin_pool_open(slow, &oo, &p), 0);
 	ck_assert_int_eq(thin_vol_create(p, "v", VOLSZ), 0);
 	sio_open(&s, p, "v");
-	slow_loop = p->loop;	/* the owner's data writes land 50 ms late */
+	slow_loop = p->ioloop;	/* the owner's data writes land 50 ms late */
 	slow_ns = 50 * 1000000ull;
 	/* 32 new chunks at once */
 	t0 = now_ns();
@@ -743,6 +743,100 @@ START_TEST(t_prov_async)
 	sio_close(&s);
 	ck_assert_int_eq(thin_pool_close(p), 0);
 	ck_assert_int_eq(blkdev_close(slow), 0);
+	tenv_close(&e);
+}
+END_TEST
+
+/*
+ * The owner's reads of chunks the mapping cache misses, and its writes in
+ * place (FUA ones, and any the cache misses), are in flight together too:
+ * with 100 ms of latency on every data read (then write) of the device, 32
+ * of them at once end in about one latency, not 32. Each read returns its
+ * chunk's block, each write lands. Then the same with a mapping cache of 4
+ * slots, so that most of them find their slot pinned by another chunk's
+ * I/O (done synchronously instead): the same contents.
+ */
+#define NDIRECT		32
+#define LAT_NS		(100 * 1000000ull)
+
+static void direct_round(struct thin_pool *p, struct blkdev *fd, enum bio_op op,
+			 uint32_t flags, uint64_t ver, bool timed)
+{
+	static uint8_t buf[NDIRECT][BLK];
+	struct iovec iov[NDIRECT];
+	struct thin_pool_info a, b;
+	struct many m = { 0 };
+	struct sio s;
+	uint64_t t0, el;
+	int i;
+
+	sio_open(&s, p, "v");	/* a new open: an empty mapping cache */
+	for (i = 0; i < NDIRECT; i++) {
+		if (op == BIO_WRITE)
+			blk_fill(buf[i], TAG(i * BPC + 2, ver));
+		else
+			memset(buf[i], 0xee, BLK);
+		iov[i] = (struct iovec){ .iov_base = buf[i], .iov_len = BLK };
+	}
+	a = pinfo(p);
+	ck_assert_int_eq(fault_set_latency(fd, LAT_NS, 1u << op), 0);
+	t0 = now_ns();
+	for (i = 0; i < NDIRECT; i++)
+		ck_assert_int_eq(blk_rw(s.ch, op, flags, &iov[i], 1, (uint64_t)i * CHUNK + 2 * BLK,
+					BLK, many_end, &m), 0);
+	while (m.ended < NDIRECT)
+		ck_assert_int_ge(ev_run_once(s.loop, -1), 0);
+	el = now_ns() - t0;
+	ck_assert_int_eq(fault_set_latency(fd, 0, 0), 0);
+	b = pinfo(p);
+	ck_assert_int_eq(m.errors, 0);
+	ck_assert_uint_eq(b.owner_ios - a.owner_ios, NDIRECT);	/* none on the fast path */
+	ck_assert_uint_eq(b.fast_ios, a.fast_ios);
+	if (timed)	/* one after the other: 32 x 100 ms */
+		ck_assert_msg(el < NDIRECT * LAT_NS / 4, "%d owner %ss took %llu ms", NDIRECT,
+			      op == BIO_READ ? "read" : "write",
+			      (unsigned long long)(el / 1000000));
+	for (i = 0; i < NDIRECT; i++) {
+		if (op == BIO_READ)
+			ck_assert_uint_eq(blk_tag(buf[i]), TAG(i * BPC + 2, ver));
+		ck_assert_int_eq(sio(&s, BIO_READ, 0, (uint64_t)i * CHUNK + 2 * BLK, buf[i], BLK),
+				 0);
+		ck_assert_uint_eq(blk_tag(buf[i]), TAG(i * BPC + 2, ver));
+	}
+	sio_close(&s);
+}
+
+START_TEST(t_owner_async)
+{
+	struct thin_open_opts small = oo;
+	static uint8_t cbuf[CHUNK];
+	struct thin_pool *p;
+	struct tenv e;
+	struct sio s;
+	int i, j;
+
+	pool_up(&e, 16u << 20, true, &p);
+	ck_assert_int_eq(thin_vol_create(p, "v", VOLSZ), 0);
+	sio_open(&s, p, "v");
+	for (i = 0; i < NDIRECT; i++) {	/* chunks of the volume's own */
+		for (j = 0; j < (int)BPC; j++)
+			blk_fill(cbuf + j * BLK, TAG(i * BPC + j, 1));
+		ck_assert_int_eq(sio(&s, BIO_WRITE, 0, (uint64_t)i * CHUNK, cbuf, CHUNK), 0);
+	}
+	sio_close(&s);
+	direct_round(p, e.fd, BIO_READ, 0, 1, true);
+	direct_round(p, e.fd, BIO_WRITE, BIO_FUA, 2, true);
+	direct_round(p, e.fd, BIO_WRITE, 0, 3, true);
+	direct_round(p, e.fd, BIO_READ, 0, 3, true);
+	pcheck(p);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	small.map_cache = 4;	/* slots shared by 8 chunks each */
+	ck_assert_int_eq(thin_pool_open(e.fd, &small, &p), 0);
+	direct_round(p, e.fd, BIO_READ, 0, 3, false);
+	direct_round(p, e.fd, BIO_WRITE, 0, 4, false);
+	direct_round(p, e.fd, BIO_WRITE, BIO_FUA, 5, false);
+	pcheck(p);
+	ck_assert_int_eq(thin_pool_close(p), 0);
 	tenv_close(&e);
 }
 END_TEST
@@ -970,6 +1064,7 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, t_race, 0, 3);
 	tcase_add_test(tc, t_discard_inflight);
 	tcase_add_test(tc, t_prov_async);
+	tcase_add_test(tc, t_owner_async);
 	tcase_add_loop_test(tc, t_flush_batch, 0, 2);
 	tcase_add_test(tc, t_resize);
 	suite_add_tcase(s, tc);
