@@ -687,6 +687,50 @@ static void owner_end(struct bio *bio, int rc)
 	vol_bio_end(bio, rc);
 }
 
+/*
+ * Chunk buffers (copies, zero fills without WRITE_ZEROES) come out of a
+ * pool-wide budget (thin_open_opts.copy_mem). A bio that needs one when
+ * none is left waits on p->buf_wait, holding nothing (no cell, no chunk),
+ * and starts again from the beginning in its turn when one is freed.
+ */
+static uint8_t *buf_get(struct thin_pool *p)
+{
+	uint8_t *b;
+
+	if (posix_memalign((void **)&b, 4096, p->chunk))
+		return NULL;
+	if (++p->bufs_used > p->bufs_peak)
+		p->bufs_peak = p->bufs_used;
+	return b;
+}
+
+static void buf_kick(void *arg)
+{
+	struct thin_pool *p = arg;
+
+	p->buf_kick = false;
+	p->buf_kicking = true;	/* the waiters go first, in order */
+	while (p->bufs_used < p->bufs_max && !list_empty(&p->buf_wait)) {
+		struct bio *b = list_first_entry(&p->buf_wait, struct bio, link);
+
+		list_del(&b->link);
+		owner_start(b);
+	}
+	p->buf_kicking = false;
+}
+
+static void buf_put(struct thin_pool *p, uint8_t *b)
+{
+	free(b);
+	p->bufs_used--;
+	if (!list_empty(&p->buf_wait) && !p->buf_kick) {
+		/* later, not inside the provisioning that ends */
+		while (ev_send_msg(p->loop, buf_kick, p))
+			;	/* -ENOMEM: as in vol_bio_end */
+		p->buf_kick = true;
+	}
+}
+
 /* The provisioning is over: let go of the cell, end the bio, and start
  * the bios that waited for the chunk, in order (the first takes the cell
  * again if it needs one, the others queue behind it). */
@@ -696,7 +740,8 @@ static void prov_finish(struct bio *bio, int rc)
 	struct list_head w;
 
 	list_del(&vb->cell);
-	free(vb->buf);
+	if (vb->buf)
+		buf_put(container_of(bio->ch->bd, struct thin_vol, bd)->p, vb->buf);
 	vb->buf = NULL;
 	list_init(&w);
 	while (!list_empty(&vb->waiters)) {
@@ -970,7 +1015,7 @@ static int prov_start(struct thin_pool *p, struct thin_vol *tv, struct bio *bio,
 	list_init(&vb->waiters);
 	list_add_tail(&vb->cell, &tv->cells);
 	if (n < p->chunk && (mapped || !p->zeroes)) {
-		if (posix_memalign((void **)&vb->buf, 4096, p->chunk)) {
+		if (!(vb->buf = buf_get(p))) {
 			vb->err = -ENOMEM;
 		} else if (mapped) {	/* shared: copy it first */
 			vb->copying = true;
@@ -996,7 +1041,7 @@ static int prov_start(struct thin_pool *p, struct thin_vol *tv, struct bio *bio,
 				 bio->iovcnt);
 		else if (p->zeroes)
 			prov_sub(p, bio, BIO_WRITE_ZEROES, chunk_off(p, q) + in, n, NULL, 0);
-		else if (!posix_memalign((void **)&vb->buf, 4096, p->chunk)) {
+		else if ((vb->buf = buf_get(p))) {
 			memset(vb->buf, 0, p->chunk);
 			vb->biov = (struct iovec){ .iov_base = vb->buf, .iov_len = n };
 			prov_sub(p, bio, BIO_WRITE, chunk_off(p, q) + in, n, &vb->biov, 1);
@@ -1070,7 +1115,16 @@ static void owner_start(struct bio *bio)
 				return;
 		} else if (!owned && !(zeroing && rc == -ENODATA &&
 				       !(bio->flags & BIO_NOUNMAP))) {
-			/* not owned, and something to write: a new chunk */
+			/* not owned, and something to write: a new chunk; one
+			 * that needs a chunk buffer may have to wait for it */
+			if (((bio->len < p->chunk && (!rc || !p->zeroes)) ||
+			     (zeroing && !p->zeroes)) &&
+			    (p->bufs_used >= p->bufs_max ||
+			     (!list_empty(&p->buf_wait) && !p->buf_kicking))) {
+				p->st_buf_waits++;
+				list_add_tail(&bio->link, &p->buf_wait);
+				return;
+			}
 			p->st_owner_ios++;
 			rc = prov_start(p, tv, bio, vc, in, (uint32_t)bio->len, !rc, pc);
 			if (rc)
@@ -1344,6 +1398,7 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 	pthread_mutex_init(&p->names_lock, NULL);
 	list_init(&p->fq);
 	list_init(&p->retry);
+	list_init(&p->buf_wait);
 	pthread_mutex_init(&p->fq_lock, NULL);
 	snprintf(p->claim, sizeof(p->claim), "thin:%p", (void *)p);
 	rc = blkdev_claim(dev, p->claim);
@@ -1357,6 +1412,9 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 		p->map_slots = 1u << 30;
 	while (!IS_POW2(p->map_slots))
 		p->map_slots &= p->map_slots - 1;	/* round down */
+	p->bufs_max = 16u << 20;	/* bytes until the chunk size is known */
+	if (o && o->copy_mem)
+		p->bufs_max = (unsigned)MIN(o->copy_mem, (uint64_t)UINT32_MAX);
 	if (o && o->low_space) {
 		p->low_water = o->low_water;
 		p->low_space = o->low_space;
@@ -1386,6 +1444,7 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 	rc = btree_iterate(&p->vinfo, p->vroot, 0, UINT64_MAX, load_rec, p);
 	if (rc)
 		goto free_pool;
+	p->bufs_max = MAX(p->bufs_max / p->chunk, 1u);
 	rc = posix_memalign((void **)&p->cbuf, 4096, p->chunk) ? -ENOMEM : 0;
 	if (rc)
 		goto free_pool;
@@ -1477,6 +1536,9 @@ static int info_owner(struct thin_pool *p, void *arg)
 	i->flushes = p->st_flushes;
 	i->owner_ios = p->st_owner_ios;
 	i->fast_ios = __atomic_load_n(&p->st_fast_ios, __ATOMIC_RELAXED);
+	i->copy_mem = (uint64_t)p->bufs_used * p->chunk;
+	i->copy_mem_peak = (uint64_t)p->bufs_peak * p->chunk;
+	i->copy_waits = p->st_buf_waits;
 	i->virtual_bytes = 0;
 	list_for_each(pos, &p->vols)
 		i->virtual_bytes += list_entry(pos, struct vol_rec, link)->size;

@@ -96,6 +96,12 @@ struct thin_pool {
 	struct list_head	retry;		/* I/Os pushed back (io thread) */
 	struct ev_timer		retry_timer;
 	uint8_t			*cbuf;		/* one chunk */
+	/* chunk buffers of provisionings in flight (owner): a budget, and
+	 * the bios waiting for one (bio->link) */
+	unsigned		bufs_max, bufs_used, bufs_peak;
+	struct list_head	buf_wait;
+	bool			buf_kick, buf_kicking;
+	uint64_t		st_buf_waits;
 };
 
 /*

@@ -60,6 +60,11 @@ struct thin_open_opts {
 	 * each; rounded down to a power of two, and to the volume's chunks);
 	 * 0: 65536. I/O to chunks it does not hold goes to the owner thread. */
 	unsigned	map_cache;
+	/* Chunk buffers for copies in flight (a partial write to a shared
+	 * chunk reads it, merges, writes it all), pool-wide, in bytes
+	 * (rounded down to whole chunks, one at least); 0: 16 MiB. A copy
+	 * that finds them all in use waits for one; it never fails for it. */
+	uint64_t	copy_mem;
 };
 
 /* Open a formatted pool: -EUCLEAN when its metadata is not valid, -EBUSY
@@ -85,6 +90,8 @@ struct thin_pool_info {
 	uint64_t	flushes;	/* FLUSH and FUA bios they acknowledged */
 	uint64_t	owner_ios;	/* data bios handled on the owner thread */
 	uint64_t	fast_ios;	/* data bios remapped on the submitting loop */
+	uint64_t	copy_mem, copy_mem_peak;	/* bytes of copy buffers in use, at most */
+	uint64_t	copy_waits;	/* bios that waited for a copy buffer */
 };
 int thin_pool_info(struct thin_pool *p, struct thin_pool_info *info);
 /* Change the low-space mark (thin_open_opts.low_water) of an open pool; if

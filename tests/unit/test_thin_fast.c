@@ -841,6 +841,81 @@ START_TEST(t_owner_async)
 }
 END_TEST
 
+/*
+ * Copy buffers are bounded pool-wide: with a budget of 4 chunks and the
+ * io thread's writes landing 20 ms late, 64 first writes after a snapshot
+ * (a partial write to each shared chunk, plus a second one to chunk 0
+ * right behind the first) all complete, never with more than 4 buffers in
+ * use, some having waited; each chunk holds its old contents and the new
+ * block, the snapshot only the old ones.
+ */
+#define NCOPY		(VOLSZ / CHUNK)
+
+START_TEST(t_copy_budget)
+{
+	struct thin_format_opts fo = { .chunk_size = CHUNK };
+	struct thin_open_opts co = oo;
+	static uint8_t buf[NCOPY + 1][BLK], cbuf[CHUNK];
+	struct iovec iov[NCOPY + 1];
+	struct thin_pool_info pi;
+	struct thin_pool *p;
+	struct blkdev *mem, *slow;
+	struct many m = { 0 };
+	struct sio s, ss;
+	unsigned i, j;
+
+	ck_assert_int_eq(blk_mem_create("thinmem", 16u << 20, 512, &mem), 0);
+	slow = slow_create(mem);
+	ck_assert_int_eq(thin_pool_format(slow, &fo), 0);
+	co.copy_mem = 4 * CHUNK + CHUNK / 2;	/* 4 buffers */
+	ck_assert_int_eq(thin_pool_open(slow, &co, &p), 0);
+	ck_assert_int_eq(thin_vol_create(p, "v", VOLSZ), 0);
+	sio_open(&s, p, "v");
+	for (i = 0; i < NCOPY; i++) {
+		for (j = 0; j < BPC; j++)
+			blk_fill(cbuf + j * BLK, TAG(i * BPC + j, 1));
+		ck_assert_int_eq(sio(&s, BIO_WRITE, 0, (uint64_t)i * CHUNK, cbuf, CHUNK), 0);
+	}
+	ck_assert_int_eq(thin_snap_create(p, "v", "v@s"), 0);
+	slow_loop = p->ioloop;
+	slow_ns = 20 * 1000000ull;
+	for (i = 0; i <= NCOPY; i++) {
+		/* the last one: chunk 0's block 4, behind its block 3 */
+		uint64_t blk = i < NCOPY ? i * BPC + 3 : 4;
+
+		blk_fill(buf[i], TAG(blk, 2));
+		iov[i] = (struct iovec){ .iov_base = buf[i], .iov_len = BLK };
+		ck_assert_int_eq(blk_rw(s.ch, BIO_WRITE, 0, &iov[i], 1, blk * BLK, BLK, many_end,
+					&m), 0);
+	}
+	while (m.ended < (int)NCOPY + 1)
+		ck_assert_int_ge(ev_run_once(s.loop, -1), 0);
+	slow_loop = NULL;
+	slow_ns = SLOW_NS;
+	ck_assert_int_eq(m.errors, 0);
+	pi = pinfo(p);
+	ck_assert_uint_eq(pi.copy_mem_peak, 4 * CHUNK);
+	ck_assert_uint_eq(pi.copy_mem, 0);
+	ck_assert_uint_gt(pi.copy_waits, 0);
+	sio_open(&ss, p, "v@s");
+	for (i = 0; i < NCOPY; i++) {
+		ck_assert_int_eq(sio(&s, BIO_READ, 0, (uint64_t)i * CHUNK, cbuf, CHUNK), 0);
+		for (j = 0; j < BPC; j++)
+			ck_assert_uint_eq(blk_tag(cbuf + j * BLK),
+					  TAG(i * BPC + j, j == 3 || (i == 0 && j == 4) ? 2 : 1));
+		ck_assert_int_eq(sio(&ss, BIO_READ, 0, (uint64_t)i * CHUNK, cbuf, CHUNK), 0);
+		for (j = 0; j < BPC; j++)
+			ck_assert_uint_eq(blk_tag(cbuf + j * BLK), TAG(i * BPC + j, 1));
+	}
+	sio_close(&ss);
+	sio_close(&s);
+	pcheck(p);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	ck_assert_int_eq(blkdev_close(slow), 0);
+	ck_assert_int_eq(blkdev_close(mem), 0);
+}
+END_TEST
+
 /* ---- batched commits ---- */
 
 /* Hold the owner thread until released, so that bios pile up. */
@@ -1065,6 +1140,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_discard_inflight);
 	tcase_add_test(tc, t_prov_async);
 	tcase_add_test(tc, t_owner_async);
+	tcase_add_test(tc, t_copy_budget);
 	tcase_add_loop_test(tc, t_flush_batch, 0, 2);
 	tcase_add_test(tc, t_resize);
 	suite_add_tcase(s, tc);
