@@ -226,6 +226,11 @@ static void map_forget_all(struct thin_vol *tv, bool writes_only)
 	pthread_mutex_unlock(&tv->lock);
 }
 
+void pool_vol_remapped(struct thin_vol *tv)
+{
+	map_forget_all(tv, false);
+}
+
 /* ---- value types ---- */
 
 static int data_inc(void *ctx, const void *v)

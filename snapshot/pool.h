@@ -149,6 +149,11 @@ int pool_call(struct thin_pool *p, int (*fn)(struct thin_pool *, void *), void *
  */
 void pool_prov_hold(struct thin_pool *p, bool take);
 
+/* Owner: an open volume's mappings are about to be replaced wholesale (a
+ * repair rebuilds its tree): its mapping cache forgets them all, and no
+ * fast-path or owner I/O using one is in flight when this returns. */
+void pool_vol_remapped(struct thin_vol *tv);
+
 /* snapshot/map.c: the volumes' blkdev block_status, status_base(s) */
 int thin_vol_block_status(struct blkdev *bd, struct blkchan *ch, struct blk_status *st);
 int thin_vol_status_base(struct blkdev *bd, const char *base);

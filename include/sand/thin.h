@@ -113,6 +113,11 @@ struct thin_check_report {
 	uint64_t	fixed;		/* repair: counts (and in-use records) rewritten */
 	uint64_t	errors_left;	/* repair: problems the second pass still found */
 	unsigned	dropped;	/* repair: damaged volumes dropped */
+	/* repair with salvage: damaged trees rebuilt, the mappings kept,
+	 * those lost (bad entries, or dropped for a conflict), and the
+	 * ranges of chunks whose mappings could not be read at all */
+	unsigned	rebuilt;
+	uint64_t	salvaged, lost_mappings, lost_ranges;
 };
 int thin_pool_check(struct thin_pool *p, struct thin_check_report *rep);
 
@@ -122,12 +127,18 @@ int thin_pool_check(struct thin_pool *p, struct thin_check_report *rep);
  * count is set to the references found (leaked blocks and chunks return
  * to the pool), committed, and checked again; 0 if the pool is clean
  * afterwards. A damaged tree is reported and nothing is changed, unless
- * drop_damaged: then each volume whose tree is damaged (and not open) is
- * deleted from the volume table, its data lost, and the counts are rebuilt
- * from the trees left. */
+ * salvage (it is rebuilt, below) or drop_damaged: then each volume whose
+ * tree is damaged (and not open) is deleted from the volume table, its
+ * data lost, and the counts are rebuilt from the trees left. */
 struct thin_check_opts {
 	bool		repair;
 	bool		drop_damaged;	/* with repair */
+	/* With repair, instead of drop_damaged: rebuild each damaged mapping
+	 * tree from what can still be read of it (dm's thin_repair), open
+	 * volumes too; what cannot be read is lost (reads as zeros) and
+	 * reported, by chunk range. A mapping that would let two volumes
+	 * write to one chunk in place is dropped too. */
+	bool		salvage;
 	void		(*report)(void *arg, const char *line);
 	void		*arg;
 };
