@@ -158,6 +158,19 @@ static int data_io(struct thin_pool *p, enum bio_op op, uint64_t off, void *buf,
 	return r.status;
 }
 
+/*
+ * A write in place has ended: the next commit must flush the device. Read
+ * first, so that writes on several reactors do not keep pulling the cache
+ * line over when it is already set. Skipping the store is safe: the value
+ * 1 read here is cleared by a commit after this (seq_cst), and that
+ * commit's flush comes after the clear, so after this write's end.
+ */
+static inline void note_unflushed(struct thin_pool *p)
+{
+	if (!__atomic_load_n(&p->unflushed, __ATOMIC_SEQ_CST))
+		__atomic_store_n(&p->unflushed, 1, __ATOMIC_SEQ_CST);
+}
+
 static uint64_t chunk_off(struct thin_pool *p, uint64_t pc)
 {
 	return p->data_off + pc * p->chunk;
@@ -896,7 +909,7 @@ static void direct_end(struct prov_io *io, int status)
 	struct vol_bio *vb = bio_ctx(bio);
 
 	if (bio->op == BIO_WRITE && !status)
-		__atomic_store_n(&tv->p->unflushed, 1, __ATOMIC_RELEASE);
+		note_unflushed(tv->p);
 	pthread_mutex_lock(&tv->lock);
 	tv->inflight--;
 	if (!--vb->slot->inflight && tv->waiters)
@@ -1154,7 +1167,7 @@ static void fast_end(struct bio *sub, int status)
 	struct vol_bio *vb = bio_ctx(bio);
 
 	if (bio->op == BIO_WRITE && !status)
-		__atomic_store_n(&tv->p->unflushed, 1, __ATOMIC_RELEASE);
+		note_unflushed(tv->p);
 	pthread_mutex_lock(&tv->lock);
 	tv->inflight--;
 	if (!--vb->slot->inflight && tv->waiters)
@@ -1185,6 +1198,7 @@ static int fast_submit(struct thin_vol *tv, struct blkchan *sub, struct bio *bio
 	    (bio->op == BIO_READ || (s->owned && s->wgen == tv->wgen))) {
 		s->inflight++;
 		tv->inflight++;
+		tv->fast_ios++;
 		pc = s->pc;
 	} else {
 		s = NULL;
@@ -1198,12 +1212,12 @@ static int fast_submit(struct thin_vol *tv, struct blkchan *sub, struct bio *bio
 	if (rc) {
 		pthread_mutex_lock(&tv->lock);
 		tv->inflight--;
+		tv->fast_ios--;
 		if (!--s->inflight && tv->waiters)
 			pthread_cond_broadcast(&tv->drained);
 		pthread_mutex_unlock(&tv->lock);
 		return -EAGAIN;
 	}
-	__atomic_fetch_add(&p->st_fast_ios, 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -1251,6 +1265,7 @@ static int vol_close_owner(struct thin_pool *p, void *arg)
 
 	tv->r->open = NULL;
 	p->nopen--;
+	p->st_fast_ios += tv->fast_ios;	/* no I/O left on it */
 	return 0;
 }
 
@@ -1540,7 +1555,16 @@ static int info_owner(struct thin_pool *p, void *arg)
 	i->commits = p->st_commits;
 	i->flushes = p->st_flushes;
 	i->owner_ios = p->st_owner_ios;
-	i->fast_ios = __atomic_load_n(&p->st_fast_ios, __ATOMIC_RELAXED);
+	i->fast_ios = p->st_fast_ios;
+	list_for_each(pos, &p->vols) {	/* and the open volumes' */
+		struct thin_vol *tv = list_entry(pos, struct vol_rec, link)->open;
+
+		if (!tv)
+			continue;
+		pthread_mutex_lock(&tv->lock);
+		i->fast_ios += tv->fast_ios;
+		pthread_mutex_unlock(&tv->lock);
+	}
 	i->copy_mem = (uint64_t)p->bufs_used * p->chunk;
 	i->copy_mem_peak = (uint64_t)p->bufs_peak * p->chunk;
 	i->copy_waits = p->st_buf_waits;

@@ -74,7 +74,8 @@ struct thin_pool {
 	bool			fq_sched;	/* a flush_run message is on its way */
 	unsigned		prov_released;	/* pool_prov_hold nesting */
 
-	/* counters for thin_pool_info (fast_ios: atomic; the rest: owner) */
+	/* counters for thin_pool_info (owner; st_fast_ios: of closed volumes,
+	 * the open ones count theirs) */
 	uint64_t		st_commits, st_flushes, st_owner_ios, st_fast_ios;
 
 	pthread_t		thread;
@@ -133,6 +134,8 @@ struct thin_vol {
 	uint64_t		map_mask;
 	uint32_t		gen, wgen;
 	uint32_t		inflight;	/* fast-path bios, all slots */
+	uint64_t		fast_ios;	/* counted here, under the lock it takes
+						 * anyway, not in a pool-wide atomic */
 	unsigned		waiters;
 	struct list_head	cells;		/* owner: provisionings in flight (vol_bio) */
 };
