@@ -593,6 +593,92 @@ START_TEST(t_salvage)
 }
 END_TEST
 
+/*
+ * A salvaged mapping that would let two volumes write one chunk in place
+ * is dropped: x (640 chunks, its own) gets a valid-looking mapping of its
+ * chunk 600 to y's chunk (y owns it), then x's middle leaf is damaged. The
+ * repair rebuilds x without that mapping (reported), and a write to x's
+ * chunk 600 afterwards leaves y's data alone.
+ */
+START_TEST(t_salvage_conflict)
+{
+	struct thin_format_opts fo = { .chunk_size = CHUNK };
+	struct thin_check_opts o = { .report = collect, .arg = &l_salv, .repair = true,
+				     .salvage = true };
+	struct thin_check_report rep;
+	struct thin_pool *p;
+	struct blkdev *mem, *xd, *yd;
+	static uint8_t buf[CHUNK], want[CHUNK], blk[4096];
+	uint8_t rec[VREC_SIZE], v[8];
+	uint64_t leaf, lo, hi, ypc, root;
+	struct meta m;
+
+	T_EQ(blk_mem_create("salvage", 64u << 20, 512, &mem), 0);
+	T_EQ(thin_pool_format(mem, &fo), 0);
+	T_EQ(thin_pool_open(mem, &oo, &p), 0);
+	T_EQ(thin_vol_create(p, "x", (uint64_t)BIGCH * CHUNK), 0);
+	T_EQ(thin_vol_create(p, "y", VOLSZ), 0);
+	T_EQ(thin_vol_open(p, "x", &xd), 0);
+	for (uint64_t ch = 0; ch < BIGCH; ch++) {
+		fill(buf, CHUNK, 0x1000 + ch);
+		T_EQ(tio(xd, BIO_WRITE, 0, ch * CHUNK, buf, CHUNK), 0);
+	}
+	T_EQ(tio_close(xd), 0);
+	T_EQ(thin_vol_open(p, "y", &yd), 0);
+	fill(buf, CHUNK, 0x7777);
+	T_EQ(tio(yd, BIO_WRITE, 0, 0, buf, CHUNK), 0);
+	T_EQ(tio_close(yd), 0);
+	T_EQ(thin_pool_close(p), 0);
+	meta_open(mem, &m);
+	ypc = phys(&m, 2, 0);
+	root = map_root(&m, 1);
+	put_le64(v, ypc << 24);
+	T_EQ(btree_insert(&m.minfo, root, 600, v, &root), 0);
+	T_EQ(btree_lookup(&m.vinfo, m.vroot, 1, rec), 0);
+	put_le64(rec + R_ROOT, root);
+	T_EQ(btree_insert(&m.vinfo, m.vroot, 1, rec, &m.vroot), 0);
+	put_le64(tm_user(m.tm) + U_VROOT, m.vroot);
+	meta_close(&m, true);
+	leaf = node_child(mem, root, 1);	/* on the device now */
+	T_EQ(blk_sync_io(mem, BIO_READ, 0, leaf * 4096, blk, 4096), 0);
+	lo = get_le64(blk + 48);
+	hi = get_le64(blk + 48 + 8 * (get_le32(blk + 36) - 1));
+	T_TRUE(hi < 600);
+	blk[300] ^= 0x10;
+	T_EQ(blk_sync_io(mem, BIO_WRITE, 0, leaf * 4096, blk, 4096), 0);
+
+	T_EQ(thin_pool_open(mem, &oo, &p), 0);
+	l_salv.n = 0;
+	T_EQ(thin_pool_check_ex(p, &o, &rep), 0);
+	T_EQ(rep.rebuilt, 1);
+	T_EQ(rep.lost_ranges, 1);
+	T_EQ(rep.lost_mappings, 1);
+	T_EQ(rep.salvaged, BIGCH - (hi - lo + 1) - 1);
+	snprintf((char *)blk, sizeof(blk), "volume 'x': chunk 600: maps chunk %llu, which another "
+		 "volume maps too; lost", (unsigned long long)ypc);
+	T_TRUE(said(&l_salv, (char *)blk));
+	T_EQ(thin_vol_open(p, "x", &xd), 0);
+	T_EQ(tio(xd, BIO_READ, 0, 600ull * CHUNK, buf, CHUNK), 0);
+	memset(want, 0, CHUNK);
+	T_EQ(memcmp(buf, want, CHUNK), 0);
+	T_EQ(tio(xd, BIO_READ, 0, 601ull * CHUNK, buf, CHUNK), 0);
+	fill(want, CHUNK, 0x1000 + 601);
+	T_EQ(memcmp(buf, want, CHUNK), 0);
+	fill(buf, 4096, 0x5555);
+	T_EQ(tio(xd, BIO_WRITE, 0, 600ull * CHUNK, buf, 4096), 0);
+	T_EQ(tio_close(xd), 0);
+	T_EQ(thin_vol_open(p, "y", &yd), 0);
+	T_EQ(tio(yd, BIO_READ, 0, 0, buf, CHUNK), 0);
+	fill(want, CHUNK, 0x7777);
+	T_EQ(memcmp(buf, want, CHUNK), 0);
+	T_EQ(tio_close(yd), 0);
+	T_EQ(thin_pool_check(p, &rep), 0);
+	T_EQ(thin_pool_close(p), 0);
+	T_EQ(blkdev_close(mem), 0);
+	tio_done();
+}
+END_TEST
+
 static Suite *repair_suite(void)
 {
 	Suite *s = suite_create("thin_repair");
@@ -603,6 +689,7 @@ static Suite *repair_suite(void)
 	tcase_add_test(tc, t_in_use_record);
 	tcase_add_test(tc, t_damaged_tree);
 	tcase_add_test(tc, t_salvage);
+	tcase_add_test(tc, t_salvage_conflict);
 	tcase_add_test(tc, t_repair_cut);
 	suite_add_tcase(s, tc);
 	return s;
