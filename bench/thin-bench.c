@@ -368,14 +368,21 @@ static void small(struct ev_loop *loop)
 	jb = job_new(bare, loop);
 	jb->base = o.small_size - pi.data_chunks * chunk;	/* data_off */
 	for (r = 0; r < o.runs && r < ARRAY_SIZE(bw); r++) {
-		bw[r] = run_random(jb, BIO_WRITE, o.vol_size, o.qd);
-		c_bw[r] = jb->cpu_us;
-		vw[r] = run_random(j, BIO_WRITE, o.vol_size, o.qd);
-		c_vw[r] = j->cpu_us;
-		br[r] = run_random(jb, BIO_READ, o.vol_size, o.qd);
-		c_br[r] = jb->cpu_us;
-		vr[r] = run_random(j, BIO_READ, o.vol_size, o.qd);
-		c_vr[r] = j->cpu_us;
+		/* who goes first alternates too: the disk drifts */
+		struct job *first = r % 2 ? j : jb, *second = r % 2 ? jb : j;
+		double *fw = r % 2 ? vw : bw, *sw = r % 2 ? bw : vw;
+		double *fr = r % 2 ? vr : br, *sr = r % 2 ? br : vr;
+		double *cfw = r % 2 ? c_vw : c_bw, *csw = r % 2 ? c_bw : c_vw;
+		double *cfr = r % 2 ? c_vr : c_br, *csr = r % 2 ? c_br : c_vr;
+
+		fw[r] = run_random(first, BIO_WRITE, o.vol_size, o.qd);
+		cfw[r] = first->cpu_us;
+		sw[r] = run_random(second, BIO_WRITE, o.vol_size, o.qd);
+		csw[r] = second->cpu_us;
+		fr[r] = run_random(first, BIO_READ, o.vol_size, o.qd);
+		cfr[r] = first->cpu_us;
+		sr[r] = run_random(second, BIO_READ, o.vol_size, o.qd);
+		csr[r] = second->cpu_us;
 	}
 	{
 		unsigned n = r;
@@ -429,19 +436,20 @@ static void small(struct ev_loop *loop)
 		copy_w = median(v, r);
 	}
 	/* with 100 snapshots against none: runs alternated, the snapshots
-	 * taken before and deleted after each, so both read the very same
-	 * blocks at nearly the same time; the bare file alternated too */
+	 * taken before one and deleted before the other, so both read the
+	 * very same blocks at nearly the same time, each right after 100
+	 * commits; the bare file alternated too */
 	for (r = 0; r < o.runs && r < ARRAY_SIZE(bw); r++) {
-		v0[r] = run_random(j, BIO_READ, o.vol_size, o.qd);
-		c_v0[r] = j->cpu_us;
 		make_snaps(p, "v", 0, 100);
 		v100[r] = run_random(j, BIO_READ, o.vol_size, o.qd);
 		c_v100[r] = j->cpu_us;
 		br[r] = run_random(jb, BIO_READ, o.vol_size, o.qd);
+		delete_snaps(p, "v", 0, 100);
+		v0[r] = run_random(j, BIO_READ, o.vol_size, o.qd);
+		c_v0[r] = j->cpu_us;
 		vr[r] = v100[r] / v0[r];
-		if (r + 1 < o.runs)
-			delete_snaps(p, "v", 0, 100);
 	}
+	make_snaps(p, "v", 0, 100);
 	bare_r100 = median(br, r);
 	vol_r100 = median(v100, r);
 	printf("  randread, 100 snapshots / none: %.0f / %.0f IOPS, %.2fx (median of the run "
