@@ -8,7 +8,9 @@
  *    the volume will use), before the pool is formatted on it;
  *  - a thin volume of --vol-size, fully written (every chunk allocated):
  *    4 KiB random write IOPS (ratio to bare), random read IOPS with no
- *    snapshot and with 100 (ratio to no snapshot);
+ *    snapshot and with 100 (ratio to no snapshot: runs alternated, the 100
+ *    snapshots taken before and deleted after each, the same blocks read);
+ *    the process's CPU time per I/O (every thread: the owner's too);
  *  - the first 4 KiB write to each chunk after a snapshot (a copy of the
  *    chunk) against a plain overwrite;
  *  - snapshot creation time with 0 and 1000 snapshots in the pool;
@@ -30,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include "sand/blkdev.h"
 #include "sand/common.h"
@@ -88,6 +91,16 @@ static double secs(void)
 	return now_ns() / 1e9;
 }
 
+/* CPU time of the whole process (every thread), seconds */
+static double cpu_secs(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+	       ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+}
+
 static uint64_t rss_kib(const char *key)
 {
 	char line[256];
@@ -119,6 +132,7 @@ struct job {
 	uint64_t	*perm;		/* PERMUTED_CHUNKS */
 	int		error;
 	bool		stop;
+	double		cpu_us;		/* the last run's process CPU per I/O */
 	uint8_t		*bufs[MAXQD];
 	struct iovec	iov[MAXQD];
 };
@@ -164,7 +178,7 @@ static void job_submit(struct job *j, unsigned slot)
 /* Keep qd I/Os in flight until count or runtime; IOPS. */
 static double job_run(struct job *j, unsigned qd)
 {
-	double t0, t;
+	double t0, t, c0;
 	unsigned k;
 
 	j->issued = j->done = 0;
@@ -179,6 +193,7 @@ static double job_run(struct job *j, unsigned qd)
 		j->iov[k] = (struct iovec){ .iov_base = j->bufs[k], .iov_len = j->bs };
 	}
 	t0 = secs();
+	c0 = cpu_secs();
 	for (k = 0; k < qd && (!j->count || j->issued < j->count); k++)
 		job_submit(j, k);
 	for (;;) {
@@ -200,6 +215,7 @@ static double job_run(struct job *j, unsigned qd)
 		if (j->done == j->issued)
 			break;
 	}
+	j->cpu_us = j->done ? (cpu_secs() - c0) * 1e6 / (double)j->done : 0;
 	return j->done / (secs() - t0);
 }
 
@@ -289,6 +305,16 @@ static void make_snaps(struct thin_pool *p, const char *vol, unsigned from, unsi
 	}
 }
 
+static void delete_snaps(struct thin_pool *p, const char *vol, unsigned from, unsigned to)
+{
+	char name[THIN_NAME_MAX];
+
+	for (unsigned i = from; i < to; i++) {
+		snprintf(name, sizeof(name), "%s@%u", vol, i);
+		TRY("delete snapshot", thin_vol_delete(p, name));
+	}
+}
+
 static double meta_per_chunk(struct thin_pool *p, uint64_t chunks)
 {
 	struct thin_pool_info pi;
@@ -309,7 +335,8 @@ static void small(struct ev_loop *loop)
 	struct thin_pool_info pi;
 	struct job *j, *jb;
 	char path[512];
-	double bw[64], vw[64], br[64], vr[64];
+	double bw[64], vw[64], br[64], vr[64], c_bw[64], c_vw[64], c_br[64], c_vr[64];
+	double v0[64], v100[64], c_v0[64], c_v100[64];
 	double bare_w, bare_r, bare_r100, vol_w, vol_r, vol_r100, copy_w, fill_rate, s0, s1000;
 	double s0max, s1000max;
 	double meta0, meta1000;
@@ -341,10 +368,30 @@ static void small(struct ev_loop *loop)
 	jb = job_new(bare, loop);
 	jb->base = o.small_size - pi.data_chunks * chunk;	/* data_off */
 	for (r = 0; r < o.runs && r < ARRAY_SIZE(bw); r++) {
-		bw[r] = run_random(jb, BIO_WRITE, o.vol_size, o.qd);
-		vw[r] = run_random(j, BIO_WRITE, o.vol_size, o.qd);
-		br[r] = run_random(jb, BIO_READ, o.vol_size, o.qd);
-		vr[r] = run_random(j, BIO_READ, o.vol_size, o.qd);
+		/* who goes first alternates too: the disk drifts */
+		struct job *first = r % 2 ? j : jb, *second = r % 2 ? jb : j;
+		double *fw = r % 2 ? vw : bw, *sw = r % 2 ? bw : vw;
+		double *fr = r % 2 ? vr : br, *sr = r % 2 ? br : vr;
+		double *cfw = r % 2 ? c_vw : c_bw, *csw = r % 2 ? c_bw : c_vw;
+		double *cfr = r % 2 ? c_vr : c_br, *csr = r % 2 ? c_br : c_vr;
+
+		fw[r] = run_random(first, BIO_WRITE, o.vol_size, o.qd);
+		cfw[r] = first->cpu_us;
+		sw[r] = run_random(second, BIO_WRITE, o.vol_size, o.qd);
+		csw[r] = second->cpu_us;
+		fr[r] = run_random(first, BIO_READ, o.vol_size, o.qd);
+		cfr[r] = first->cpu_us;
+		sr[r] = run_random(second, BIO_READ, o.vol_size, o.qd);
+		csr[r] = second->cpu_us;
+	}
+	{
+		unsigned n = r;
+
+		for (r = 0; r < n; r++)	/* the ratios, run by run */
+			v0[r] = vw[r] / bw[r], v100[r] = vr[r] / br[r];
+		printf("  (run by run: randwrite thin/bare %.2fx median, randread %.2fx)\n",
+		       median(v0, n), median(v100, n));
+		r = n;
 	}
 	if (getenv("THIN_BENCH_TRACE")) {
 		TRY("pool info", thin_pool_info(p, &pi));
@@ -355,6 +402,9 @@ static void small(struct ev_loop *loop)
 	vol_w = median(vw, r);
 	bare_r = median(br, r);
 	vol_r = median(vr, r);
+	printf("  CPU per I/O: randwrite bare %.1f us, thin %.1f us; randread bare %.1f us, "
+	       "thin %.1f us\n", median(c_bw, r), median(c_vw, r), median(c_br, r),
+	       median(c_vr, r));
 	s0 = snap_time_ms(p, "v", &s0max);
 
 	/* first write to each chunk after a snapshot: one write per chunk, in
@@ -385,15 +435,26 @@ static void small(struct ev_loop *loop)
 		}
 		copy_w = median(v, r);
 	}
-	make_snaps(p, "v", 0, 100);
-	/* with 100 snapshots: again alternating with the bare file; the
-	 * figure against no snapshot is the ratio of the two ratios to bare */
+	/* with 100 snapshots against none: runs alternated, the snapshots
+	 * taken before one and deleted before the other, so both read the
+	 * very same blocks at nearly the same time, each right after 100
+	 * commits; the bare file alternated too */
 	for (r = 0; r < o.runs && r < ARRAY_SIZE(bw); r++) {
+		make_snaps(p, "v", 0, 100);
+		v100[r] = run_random(j, BIO_READ, o.vol_size, o.qd);
+		c_v100[r] = j->cpu_us;
 		br[r] = run_random(jb, BIO_READ, o.vol_size, o.qd);
-		vr[r] = run_random(j, BIO_READ, o.vol_size, o.qd);
+		delete_snaps(p, "v", 0, 100);
+		v0[r] = run_random(j, BIO_READ, o.vol_size, o.qd);
+		c_v0[r] = j->cpu_us;
+		vr[r] = v100[r] / v0[r];
 	}
+	make_snaps(p, "v", 0, 100);
 	bare_r100 = median(br, r);
-	vol_r100 = median(vr, r);
+	vol_r100 = median(v100, r);
+	printf("  randread, 100 snapshots / none: %.0f / %.0f IOPS, %.2fx (median of the run "
+	       "ratios: %.2fx), CPU %.1f / %.1f us per I/O\n", vol_r100, median(v0, r),
+	       vol_r100 / median(v0, r), median(vr, r), median(c_v100, r), median(c_v0, r));
 	make_snaps(p, "v", 100, o.snaps);
 	s1000 = snap_time_ms(p, "v", &s1000max);
 	meta1000 = meta_per_chunk(p, chunks);
@@ -419,7 +480,7 @@ static void small(struct ev_loop *loop)
 	       vol_r / bare_r);
 	printf("  4K randread thin, 100 snapshots           %9.0f IOPS  %.2fx bare (%.0f), "
 	       "%.2fx no snapshot\n", vol_r100, vol_r100 / bare_r100, bare_r100,
-	       (vol_r100 / bare_r100) / (vol_r / bare_r));
+	       vol_r100 / median(v0, r));
 	printf("  snapshot create, %llu MiB volume, 0 snaps    %6.2f ms (max %.2f of %u)\n",
 	       (unsigned long long)(o.vol_size >> 20), s0, s0max, SNAP_SAMPLES);
 	printf("  snapshot create, %llu MiB volume, %u snaps %6.2f ms (max %.2f of %u)\n",

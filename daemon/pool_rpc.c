@@ -1143,6 +1143,7 @@ static json_t *pool_check(json_t *params, void *arg, struct rpc_err *err)
 		return rpc_error(err, RPC_ERR_NOT_FOUND, "no pool named '%.64s'", name);
 	if (!p->tp)
 		return rpc_error(err, RPC_ERR_IO, "pool '%s' is not online: %s", name, p->error);
+	o.salvage = o.repair;	/* a damaged tree is rebuilt from what can be read */
 	lines = json_array();
 	o.arg = lines;
 	rc = thin_pool_check_ex(p->tp, &o, &rep);
@@ -1153,12 +1154,14 @@ static json_t *pool_check(json_t *params, void *arg, struct rpc_err *err)
 	LOG_INFO(LS_THIN, "pool %s checked%s: %s, %llu errors, %llu counts repaired", name,
 		 o.repair ? " and repaired" : "", rc ? "damaged" : "clean",
 		 (unsigned long long)rep.errors, (unsigned long long)rep.fixed);
-	return json_pack("{s:s,s:b,s:i,s:I,s:I,s:I,s:i,s:I,s:I,s:I,s:o}", "name", name,
+	return json_pack("{s:s,s:b,s:i,s:I,s:I,s:I,s:i,s:I,s:I,s:I,s:i,s:I,s:I,s:o}", "name", name,
 			 "clean", !rc, "volumes", rep.volumes, "node_refs", (json_int_t)rep.node_refs,
 			 "mappings", (json_int_t)rep.mappings, "errors", (json_int_t)rep.errors,
 			 "bad_trees", rep.bad_trees, "leaked_blocks", (json_int_t)rep.leaked_blocks,
 			 "leaked_chunks", (json_int_t)rep.leaked_chunks,
-			 "repaired", (json_int_t)rep.fixed, "problems", lines);
+			 "repaired", (json_int_t)rep.fixed, "rebuilt", rep.rebuilt,
+			 "salvaged", (json_int_t)rep.salvaged, "lost_ranges", (json_int_t)rep.lost_ranges,
+			 "problems", lines);
 }
 
 /*

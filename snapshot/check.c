@@ -54,8 +54,15 @@ struct check {
 	const struct thin_check_opts *o;
 	struct thin_check_report *rep;
 	uint32_t		*meta, *data;
+	uint8_t			*owned;		/* salvage: chunks a whole tree writes in place */
+	uint8_t			*bad;		/* nodes where a walk failed */
+	uint32_t		*seen;		/* shared_damage: per node, the tree, or SEEN_CLEAN */
+	uint64_t		*path;		/* ... the nodes the current tree entered */
+	uint64_t		npath, path_cap;
+	uint32_t		cur;
 	uint64_t		nmeta, ndata, alloc_begin;
 	uint64_t		vchunks;	/* the volume being walked */
+	uint32_t		snap_time;	/* its snap_time */
 	uint64_t		last_node;	/* the node the walk went into last */
 	unsigned		lines;
 	bool			vtable_bad;
@@ -108,6 +115,8 @@ static int map_value(void *arg, uint64_t key, const void *value)
 	else {
 		c->data[pc]++;
 		c->rep->mappings++;
+		if (c->owned && t >= c->snap_time)
+			c->owned[pc] = 1;
 		return 0;
 	}
 	return -EUCLEAN;
@@ -131,8 +140,94 @@ static int walk_tree(struct check *c, struct btree_info *info, uint64_t root,
 			 (unsigned long long)c->last_node, strerror(-rc));
 	c->rep->bad_trees++;
 	c->rep->errors++;
+	if (c->bad && c->last_node < c->nmeta)
+		c->bad[c->last_node] = 1;
 	say(c, "%s is damaged: %s", tree, c->why);
 	return 1;
+}
+
+/*
+ * The walk goes into a shared node once, so a tree that shares a damaged
+ * node (or an ancestor of one) with a tree walked before it looks whole.
+ * Each tree not found damaged is walked again, stopping at the nodes known
+ * to be whole (every node of a tree whose walk ended well) and failing at
+ * the nodes known to be bad. Only when some tree was damaged.
+ */
+#define SEEN_CLEAN	UINT32_MAX
+
+static int reach_node(void *arg, uint64_t nr)
+{
+	struct check *c = arg;
+
+	if (nr >= c->nmeta || nr < c->alloc_begin || c->bad[nr]) {
+		snprintf(c->why, sizeof(c->why), "it shares damaged node %llu",
+			 (unsigned long long)nr);
+		return -EUCLEAN;
+	}
+	if (c->seen[nr] == SEEN_CLEAN || c->seen[nr] == c->cur)
+		return 0;
+	if (c->npath == c->path_cap) {
+		uint64_t cap = c->path_cap ? 2 * c->path_cap : 256;
+		uint64_t *pth = realloc(c->path, cap * sizeof(*pth));
+
+		if (!pth)
+			return -ENOMEM;
+		c->path = pth;
+		c->path_cap = cap;
+	}
+	c->seen[nr] = c->cur;
+	c->path[c->npath++] = nr;
+	c->last_node = nr;
+	return 1;
+}
+
+static int shared_damage(struct check *c, bool *damaged, const bool *skip)
+{
+	struct thin_pool *p = c->p;
+	struct btree_walker w = { .node = reach_node, .arg = c };
+	char tree[THIN_NAME_MAX + 64];
+	struct list_head *pos;
+	unsigned i = 0;
+	int rc = 0;
+
+	c->seen = calloc(c->nmeta, sizeof(*c->seen));
+	if (!c->seen)
+		return -ENOMEM;
+	list_for_each(pos, &p->vols) {
+		struct vol_rec *r = list_entry(pos, struct vol_rec, link);
+
+		if (damaged[i] || (skip && skip[i])) {
+			i++;
+			continue;
+		}
+		c->cur = ++i;
+		c->npath = 0;
+		c->why[0] = '\0';
+		rc = btree_walk(&p->minfo, r->root, &w);
+		if (rc == -ENOMEM)
+			break;
+		if (!rc) {
+			for (uint64_t j = 0; j < c->npath; j++)
+				c->seen[c->path[j]] = SEEN_CLEAN;
+			continue;
+		}
+		rc = 0;
+		snprintf(tree, sizeof(tree), "volume '%s' (id %llu): its mapping tree", r->name,
+			 (unsigned long long)r->id);
+		if (!c->why[0])
+			snprintf(c->why, sizeof(c->why), "node %llu (or a child) cannot be read",
+				 (unsigned long long)c->last_node);
+		damaged[i - 1] = true;
+		c->rep->bad_trees++;
+		c->rep->errors++;
+		say(c, "%s is damaged: %s", tree, c->why);
+	}
+	free(c->seen);
+	c->seen = NULL;
+	free(c->path);
+	c->path = NULL;
+	c->npath = c->path_cap = 0;
+	return rc;
 }
 
 /* Compare (and with fix, set) one space map's counts with the recount. */
@@ -189,8 +284,9 @@ static int compare(struct check *c, struct sm *sm, const uint32_t *want, uint64_
 	return 0;
 }
 
-/* Walk every tree into fresh counts; damaged volumes get their flag set. */
-static int walk_all(struct check *c, bool *damaged)
+/* Walk every tree into fresh counts; damaged volumes get their flag set.
+ * Volumes with skip set are left out (counted as volumes all the same). */
+static int walk_all(struct check *c, bool *damaged, const bool *skip)
 {
 	struct thin_pool *p = c->p;
 	struct btree_walker w = { .node = node_ref, .value = map_value, .arg = c };
@@ -198,6 +294,7 @@ static int walk_all(struct check *c, bool *damaged)
 	char tree[THIN_NAME_MAX + 64];
 	struct list_head *pos;
 	unsigned i = 0;
+	bool any = false;
 	int rc;
 
 	memset(c->meta, 0, c->nmeta * sizeof(*c->meta));
@@ -211,13 +308,21 @@ static int walk_all(struct check *c, bool *damaged)
 
 		if (rc < 0)
 			break;
+		c->rep->volumes++;
+		if (skip && skip[i]) {
+			i++;
+			continue;
+		}
 		c->vchunks = DIV_ROUND_UP(r->size, p->chunk);
+		c->snap_time = r->snap_time;
 		snprintf(tree, sizeof(tree), "volume '%s' (id %llu): its mapping tree", r->name,
 			 (unsigned long long)r->id);
 		rc = walk_tree(c, &p->minfo, r->root, &w, tree);
 		damaged[i++] = rc > 0;
-		c->rep->volumes++;
+		any |= rc > 0;
 	}
+	if (rc >= 0 && any)
+		rc = shared_damage(c, damaged, skip);
 	return rc < 0 ? rc : 0;
 }
 
@@ -268,11 +373,215 @@ static int drop_damaged(struct check *c, const bool *damaged)
 	return 0;
 }
 
+/* ---- salvage: rebuild damaged mapping trees from what can be read ---- */
+
+struct salv {
+	struct check	*c;
+	struct vol_rec	*r;
+	uint64_t	*keys, *vals;
+	uint64_t	n, cap;
+	uint64_t	vchunks;
+};
+
+static int salv_value(void *arg, uint64_t key, const void *value)
+{
+	struct salv *s = arg;
+	struct check *c = s->c;
+	uint64_t v = get_le64(value), pc = v >> 24;
+	uint32_t t = v & TIME_MASK;
+
+	if (pc >= c->ndata || key >= s->vchunks || t > c->p->time) {
+		c->rep->lost_mappings++;
+		say(c, "volume '%s': chunk %llu: a mapping that is not valid (chunk %llu, time %u); "
+		    "lost", s->r->name, (unsigned long long)key, (unsigned long long)pc, t);
+		return 0;
+	}
+	if (s->n == s->cap) {
+		uint64_t cap = s->cap ? 2 * s->cap : 1024;
+		uint64_t *k = realloc(s->keys, cap * sizeof(*k)), *vv;
+
+		if (!k)
+			return -ENOMEM;
+		s->keys = k;
+		vv = realloc(s->vals, cap * sizeof(*vv));
+		if (!vv)
+			return -ENOMEM;
+		s->vals = vv;
+		s->cap = cap;
+	}
+	s->keys[s->n] = key;
+	s->vals[s->n++] = v;
+	return 0;
+}
+
+static int salv_bad(void *arg, uint64_t key, uint64_t nr)
+{
+	struct salv *s = arg;
+
+	s->c->rep->lost_mappings++;
+	say(s->c, "volume '%s': chunk %llu: an entry of node %llu out of its place; lost",
+	    s->r->name, (unsigned long long)key, (unsigned long long)nr);
+	return 0;
+}
+
+static int salv_lost(void *arg, uint64_t lo, uint64_t hi, uint64_t nr, int err)
+{
+	struct salv *s = arg;
+
+	if (lo >= s->vchunks)
+		return 0;	/* past the end: nothing of the volume's */
+	hi = MIN(hi, s->vchunks - 1);
+	s->c->rep->lost_ranges++;
+	say(s->c, "volume '%s': chunks %llu-%llu: node %llu cannot be read (%s); whatever they "
+	    "mapped is lost (they read as zeros)", s->r->name, (unsigned long long)lo,
+	    (unsigned long long)hi, (unsigned long long)nr,
+	    err == -EUCLEAN ? "not a valid node: checksum, location or type" : strerror(-err));
+	return 0;
+}
+
+/* A metadata error in the middle of a rebuild leaves a transaction that
+ * must not be committed: the pool fails, as pool.c's fail() does. */
+static int salv_fail(struct check *c, int rc)
+{
+	LOG_ERR(LS_THIN, "%s: repair: metadata error (%d): pool fails all I/O until reopened",
+		c->p->dev->name, rc);
+	__atomic_store_n(&c->p->failed, rc, __ATOMIC_RELEASE);
+	say(c, "repair failed while rebuilding: %s", strerror(-rc));
+	return rc;
+}
+
+/*
+ * Rebuild every damaged mapping tree (not when the volume table is
+ * damaged: 1, said why). First what can be read of each is salvaged into
+ * memory (btree_salvage). Then the space maps are set from the whole trees
+ * alone, so that every block they use is counted and the new nodes cannot
+ * take one. A salvaged mapping is kept unless it could let two volumes
+ * write one chunk in place: its chunk is written in place by a whole tree,
+ * or it would be this volume's own (time >= its snap_time) while someone
+ * else maps the chunk too. Each volume gets a new tree of what is kept
+ * (its cache is invalidated first when it is open); its old tree is left
+ * to the recount (its nodes and chunks return unless something else uses
+ * them). The caller then recounts everything and sets the counts.
+ */
+static int salvage_all(struct check *c, bool *damaged)
+{
+	struct thin_pool *p = c->p;
+	struct btree_salvager sv = { .value = salv_value, .bad = salv_bad, .lost = salv_lost };
+	struct salv *ss = calloc(p->nvols + 1, sizeof(*ss));
+	uint32_t *claims = calloc(c->ndata, sizeof(*claims));
+	struct list_head *pos;
+	unsigned i = 0;
+	uint8_t v[8];
+	int rc = -ENOMEM;
+
+	c->owned = calloc(c->ndata, 1);
+	if (!ss || !claims || !c->owned)
+		goto free_salv;
+	rc = 1;
+	if (c->vtable_bad) {
+		say(c, "not repaired: the volume table is damaged; no tree can be rebuilt");
+		goto free_salv;
+	}
+	list_for_each(pos, &p->vols) {
+		struct vol_rec *r = list_entry(pos, struct vol_rec, link);
+		struct salv *s = &ss[i];
+
+		if (!damaged[i++])
+			continue;
+		*s = (struct salv){ .c = c, .r = r, .vchunks = DIV_ROUND_UP(r->size, p->chunk) };
+		sv.arg = s;
+		rc = btree_salvage(&p->minfo, r->root, &sv);
+		if (rc)
+			goto free_salv;
+		for (uint64_t j = 0; j < s->n; j++)
+			claims[s->vals[j] >> 24]++;
+	}
+	/* the whole trees' counts, with which chunks they own */
+	c->rep->volumes = 0;
+	c->rep->node_refs = c->rep->mappings = 0;
+	c->rep->bad_trees = 0;
+	{
+		bool *dummy = calloc(p->nvols + 1, sizeof(*dummy));
+
+		rc = dummy ? walk_all(c, dummy, damaged) : -ENOMEM;
+		if (!rc && c->rep->bad_trees)
+			rc = -EUCLEAN;	/* whole a moment ago */
+		free(dummy);
+	}
+	if (!rc)
+		rc = compare(c, tm_msm(p->tm), c->meta, c->nmeta, "metadata block", true, NULL);
+	if (!rc)
+		rc = compare(c, tm_dsm(p->tm), c->data, c->ndata, "data chunk", true, NULL);
+	if (rc) {
+		rc = salv_fail(c, rc);
+		goto free_salv;
+	}
+	for (i = 0; i <= p->nvols; i++) {
+		struct salv *s = &ss[i];
+		uint64_t root, kept = 0;
+
+		if (!s->r)
+			continue;
+		rc = btree_empty(&p->minfo, &root);
+		for (uint64_t j = 0; j < s->n && !rc; j++) {
+			uint64_t pc = s->vals[j] >> 24;
+			bool own = (s->vals[j] & TIME_MASK) >= s->r->snap_time;
+
+			if (c->owned[pc] || (own && (c->data[pc] || claims[pc] > 1))) {
+				c->rep->lost_mappings++;
+				say(c, "volume '%s': chunk %llu: maps chunk %llu, which another volume "
+				    "maps too; lost", s->r->name, (unsigned long long)s->keys[j],
+				    (unsigned long long)pc);
+				continue;
+			}
+			put_le64(v, s->vals[j]);
+			rc = sm_inc(tm_dsm(p->tm), pc);
+			if (!rc)
+				rc = btree_insert(&p->minfo, root, s->keys[j], v, &root);
+			kept++;
+		}
+		if (rc) {
+			rc = salv_fail(c, rc);
+			goto free_salv;
+		}
+		if (s->r->open)
+			pool_vol_remapped(s->r->open);
+		s->r->root = root;
+		s->r->dirty = p->dirty = true;
+		c->rep->rebuilt++;
+		c->rep->salvaged += kept;
+		say(c, "volume '%s' (id %llu): its mapping tree rebuilt: %llu mappings salvaged",
+		    s->r->name, (unsigned long long)s->r->id, (unsigned long long)kept);
+	}
+	/* recount everything: every tree is whole now */
+	c->rep->volumes = 0;
+	c->rep->node_refs = c->rep->mappings = 0;
+	free(c->owned);
+	c->owned = NULL;
+	rc = walk_all(c, damaged, NULL);
+	if (!rc && c->rep->bad_trees) {
+		say(c, "repair failed: a tree is damaged after the rebuild");
+		rc = -EUCLEAN;
+	}
+free_salv:
+	if (ss)
+		for (i = 0; i <= p->nvols; i++) {
+			free(ss[i].keys);
+			free(ss[i].vals);
+		}
+	free(ss);
+	free(claims);
+	free(c->owned);
+	c->owned = NULL;
+	return rc;
+}
+
 static int check_owner(struct thin_pool *p, void *arg)
 {
 	struct check *c = arg;
 	struct sm_root mroot;
 	bool fix = c->o && c->o->repair, *damaged;
+	uint64_t free_meta = 0, free_data = 0;
 	int rc;
 
 	c->p = p;
@@ -282,11 +591,12 @@ static int check_owner(struct thin_pool *p, void *arg)
 	c->alloc_begin = mroot.alloc_begin;
 	c->meta = calloc(c->nmeta, sizeof(*c->meta));
 	c->data = calloc(c->ndata, sizeof(*c->data));
+	c->bad = calloc(c->nmeta, 1);
 	damaged = calloc(p->nvols + 1, sizeof(*damaged));
 	rc = -ENOMEM;
-	if (!c->meta || !c->data || !damaged)
+	if (!c->meta || !c->data || !c->bad || !damaged)
 		goto free_counts;
-	rc = walk_all(c, damaged);
+	rc = walk_all(c, damaged, NULL);
 	if (!rc)
 		rc = compare(c, tm_msm(p->tm), c->meta, c->nmeta, "metadata block", false,
 			     &c->rep->leaked_blocks);
@@ -295,7 +605,16 @@ static int check_owner(struct thin_pool *p, void *arg)
 			     &c->rep->leaked_chunks);
 	if (rc || !fix || !c->rep->errors)
 		goto free_counts;
-	if (c->rep->bad_trees && !c->o->drop_damaged) {
+	if (c->rep->bad_trees && c->o->salvage && !c->o->drop_damaged) {
+		c->lines = 0;	/* what the repair does, however long the list before */
+		free_meta = sm_nr_free(tm_msm(p->tm));
+		free_data = sm_nr_free(tm_dsm(p->tm));
+		rc = salvage_all(c, damaged);
+		if (rc) {
+			rc = rc > 0 ? 0 : rc;
+			goto free_counts;
+		}
+	} else if (c->rep->bad_trees && !c->o->drop_damaged) {
 		say(c, "not repaired: %u damaged tree(s), whose references are unknown; no count "
 		    "was changed", c->rep->bad_trees);
 		goto free_counts;
@@ -311,7 +630,7 @@ static int check_owner(struct thin_pool *p, void *arg)
 		/* recount what is left: every tree is whole now */
 		c->rep->volumes = 0;
 		c->rep->node_refs = c->rep->mappings = 0;
-		rc = walk_all(c, damaged);
+		rc = walk_all(c, damaged, NULL);
 		if (!rc && c->rep->bad_trees != first.bad_trees) {
 			say(c, "repair failed: a tree is damaged after the drop");
 			rc = -EUCLEAN;
@@ -320,7 +639,8 @@ static int check_owner(struct thin_pool *p, void *arg)
 			goto free_counts;
 		c->rep->leaked_blocks = c->rep->leaked_chunks = 0;
 	}
-	/* (the leaks were counted by the first pass, unless a drop reset them) */
+	/* (the leaks were counted by the first pass, unless a drop reset them;
+	 * after a salvage these are the counts of the rebuilt trees) */
 	rc = compare(c, tm_msm(p->tm), c->meta, c->nmeta, "metadata block", true,
 		     c->rep->dropped ? &c->rep->leaked_blocks : NULL);
 	if (!rc)
@@ -330,12 +650,24 @@ static int check_owner(struct thin_pool *p, void *arg)
 		say(c, "repair failed: %s", strerror(-rc));
 		goto free_counts;
 	}
+	if (c->rep->rebuilt) {	/* what came back, new nodes taken off */
+		uint64_t m = sm_nr_free(tm_msm(p->tm)), d = sm_nr_free(tm_dsm(p->tm));
+
+		c->rep->leaked_blocks = m > free_meta ? m - free_meta : 0;
+		c->rep->leaked_chunks = d > free_data ? d - free_data : 0;
+	}
 	p->dirty = true;	/* the caller commits */
 	say(c, "repaired: %llu counts rewritten from the trees; %llu leaked metadata blocks and "
 	    "%llu leaked data chunks returned", (unsigned long long)c->rep->fixed,
 	    (unsigned long long)c->rep->leaked_blocks, (unsigned long long)c->rep->leaked_chunks);
+	if (c->rep->rebuilt)
+		say(c, "repaired: %u damaged tree(s) rebuilt: %llu mappings salvaged, %llu lost, "
+		    "%llu chunk range(s) unreadable", c->rep->rebuilt,
+		    (unsigned long long)c->rep->salvaged, (unsigned long long)c->rep->lost_mappings,
+		    (unsigned long long)c->rep->lost_ranges);
 free_counts:
 	free(damaged);
+	free(c->bad);
 	free(c->meta);
 	free(c->data);
 	return rc;

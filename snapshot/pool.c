@@ -56,6 +56,9 @@ struct prov_io {
 	uint64_t		off, len;
 	const struct iovec	*iov;
 	int			iovcnt;
+	/* set: runs on the io thread when the I/O ends (owner_direct's);
+	 * else the owner gets it back (prov_io_done) */
+	void			(*end)(struct prov_io *io, int status);
 };
 
 struct vol_bio {
@@ -157,6 +160,19 @@ static int data_io(struct thin_pool *p, enum bio_op op, uint64_t off, void *buf,
 	return r.status;
 }
 
+/*
+ * A write in place has ended: the next commit must flush the device. Read
+ * first, so that writes on several reactors do not keep pulling the cache
+ * line over when it is already set. Skipping the store is safe: the value
+ * 1 read here is cleared by a commit after this (seq_cst), and that
+ * commit's flush comes after the clear, so after this write's end.
+ */
+static inline void note_unflushed(struct thin_pool *p)
+{
+	if (!__atomic_load_n(&p->unflushed, __ATOMIC_SEQ_CST))
+		__atomic_store_n(&p->unflushed, 1, __ATOMIC_SEQ_CST);
+}
+
 static uint64_t chunk_off(struct thin_pool *p, uint64_t pc)
 {
 	return p->data_off + pc * p->chunk;
@@ -223,6 +239,11 @@ static void map_forget_all(struct thin_vol *tv, bool writes_only)
 		pthread_cond_wait(&tv->drained, &tv->lock);
 	tv->waiters--;
 	pthread_mutex_unlock(&tv->lock);
+}
+
+void pool_vol_remapped(struct thin_vol *tv)
+{
+	map_forget_all(tv, false);
 }
 
 /* ---- value types ---- */
@@ -698,6 +719,50 @@ static void owner_end(struct bio *bio, int rc)
 	vol_bio_end(bio, rc);
 }
 
+/*
+ * Chunk buffers (copies, zero fills without WRITE_ZEROES) come out of a
+ * pool-wide budget (thin_open_opts.copy_mem). A bio that needs one when
+ * none is left waits on p->buf_wait, holding nothing (no cell, no chunk),
+ * and starts again from the beginning in its turn when one is freed.
+ */
+static uint8_t *buf_get(struct thin_pool *p)
+{
+	uint8_t *b;
+
+	if (posix_memalign((void **)&b, 4096, p->chunk))
+		return NULL;
+	if (++p->bufs_used > p->bufs_peak)
+		p->bufs_peak = p->bufs_used;
+	return b;
+}
+
+static void buf_kick(void *arg)
+{
+	struct thin_pool *p = arg;
+
+	p->buf_kick = false;
+	p->buf_kicking = true;	/* the waiters go first, in order */
+	while (p->bufs_used < p->bufs_max && !list_empty(&p->buf_wait)) {
+		struct bio *b = list_first_entry(&p->buf_wait, struct bio, link);
+
+		list_del(&b->link);
+		owner_start(b);
+	}
+	p->buf_kicking = false;
+}
+
+static void buf_put(struct thin_pool *p, uint8_t *b)
+{
+	free(b);
+	p->bufs_used--;
+	if (!list_empty(&p->buf_wait) && !p->buf_kick) {
+		/* later, not inside the provisioning that ends */
+		while (ev_send_msg(p->loop, buf_kick, p))
+			;	/* -ENOMEM: as in vol_bio_end */
+		p->buf_kick = true;
+	}
+}
+
 /* The provisioning is over: let go of the cell, end the bio, and start
  * the bios that waited for the chunk, in order (the first takes the cell
  * again if it needs one, the others queue behind it). */
@@ -707,7 +772,8 @@ static void prov_finish(struct bio *bio, int rc)
 	struct list_head w;
 
 	list_del(&vb->cell);
-	free(vb->buf);
+	if (vb->buf)
+		buf_put(container_of(bio->ch->bd, struct thin_vol, bd)->p, vb->buf);
 	vb->buf = NULL;
 	list_init(&w);
 	while (!list_empty(&vb->waiters)) {
@@ -779,6 +845,10 @@ static void prov_io_done(void *arg)
 
 static void io_back(struct prov_io *io, int status)
 {
+	if (io->end) {
+		io->end(io, status);
+		return;
+	}
 	io->status = status;
 	while (ev_send_msg(io->p->loop, prov_io_done, io))
 		;	/* -ENOMEM: as in vol_bio_end */
@@ -840,6 +910,65 @@ static void prov_io_go(struct thin_pool *p, struct prov_io *io)
 	io->p = p;
 	while (ev_send_msg(p->ioloop, io_submit, io))
 		;	/* -ENOMEM: as in vol_bio_end */
+}
+
+/* ---- the owner's reads and writes in place, in flight ---- */
+
+/* io thread: as fast_end, then the bio ends as an owner bio does (a FUA
+ * write goes to the batched commit); the owner is not involved. */
+static void direct_end(struct prov_io *io, int status)
+{
+	struct bio *bio = io->bio;
+	struct thin_vol *tv = container_of(bio->ch->bd, struct thin_vol, bd);
+	struct vol_bio *vb = bio_ctx(bio);
+
+	if (bio->op == BIO_WRITE && !status)
+		note_unflushed(tv->p);
+	pthread_mutex_lock(&tv->lock);
+	tv->inflight--;
+	if (!--vb->slot->inflight && tv->waiters)
+		pthread_cond_broadcast(&tv->drained);
+	pthread_mutex_unlock(&tv->lock);
+	owner_end(bio, status);
+}
+
+/*
+ * Owner: a read of mapped chunk pc, or a write in place to it (owned), put
+ * in flight like a fast-path bio: the mapping goes into vc's cache slot
+ * and pins it (inflight), so everything that changes vc's mapping or takes
+ * a snapshot (map_forget, map_forget_all) waits for it, and it ends on the
+ * io thread without the owner. -EAGAIN: the slot is pinned by another
+ * chunk's I/O (or there is no cache); do it synchronously instead.
+ */
+static int owner_direct(struct thin_pool *p, struct thin_vol *tv, struct bio *bio,
+			uint64_t vc, uint32_t in, uint64_t pc, bool owned)
+{
+	struct vol_bio *vb = bio_ctx(bio);
+	struct map_slot *s;
+
+	if (!tv->map)
+		return -EAGAIN;
+	pthread_mutex_lock(&tv->lock);
+	s = &tv->map[vc & tv->map_mask];
+	if (s->inflight && (s->vc != vc || s->pc != pc)) {
+		pthread_mutex_unlock(&tv->lock);
+		return -EAGAIN;
+	}
+	s->vc = vc;
+	s->pc = pc;
+	s->owned = owned;
+	s->gen = tv->gen;
+	s->wgen = tv->wgen;
+	s->inflight++;
+	tv->inflight++;
+	pthread_mutex_unlock(&tv->lock);
+	vb->slot = s;
+	p->st_owner_ios++;
+	vb->io[0] = (struct prov_io){ .bio = bio, .op = bio->op, .off = chunk_off(p, pc) + in,
+				      .len = bio->len, .iov = bio->iov, .iovcnt = bio->iovcnt,
+				      .end = direct_end };
+	prov_io_go(p, &vb->io[0]);
+	return 0;
 }
 
 static void prov_sub(struct thin_pool *p, struct bio *bio, enum bio_op op, uint64_t off,
@@ -918,7 +1047,7 @@ static int prov_start(struct thin_pool *p, struct thin_vol *tv, struct bio *bio,
 	list_init(&vb->waiters);
 	list_add_tail(&vb->cell, &tv->cells);
 	if (n < p->chunk && (mapped || !p->zeroes)) {
-		if (posix_memalign((void **)&vb->buf, 4096, p->chunk)) {
+		if (!(vb->buf = buf_get(p))) {
 			vb->err = -ENOMEM;
 		} else if (mapped) {	/* shared: copy it first */
 			vb->copying = true;
@@ -944,7 +1073,7 @@ static int prov_start(struct thin_pool *p, struct thin_vol *tv, struct bio *bio,
 				 bio->iovcnt);
 		else if (p->zeroes)
 			prov_sub(p, bio, BIO_WRITE_ZEROES, chunk_off(p, q) + in, n, NULL, 0);
-		else if (!posix_memalign((void **)&vb->buf, 4096, p->chunk)) {
+		else if ((vb->buf = buf_get(p))) {
 			memset(vb->buf, 0, p->chunk);
 			vb->biov = (struct iovec){ .iov_base = vb->buf, .iov_len = n };
 			prov_sub(p, bio, BIO_WRITE, chunk_off(p, q) + in, n, &vb->biov, 1);
@@ -984,7 +1113,7 @@ static void owner_start(struct bio *bio)
 	uint64_t vc = bio->offset / p->chunk, pc = 0;
 	uint32_t in = (uint32_t)(bio->offset % p->chunk), t;
 	struct vol_bio *h;
-	bool zeroing = bio->op == BIO_DISCARD || bio->op == BIO_WRITE_ZEROES;
+	bool zeroing = bio->op == BIO_DISCARD || bio->op == BIO_WRITE_ZEROES, mine;
 	int rc;
 
 	if (p->failed || bio->offset + bio->len > r->size || in + bio->len > p->chunk) {
@@ -996,16 +1125,38 @@ static void owner_start(struct bio *bio)
 		list_add_tail(&bio->link, &h->waiters);
 		return;
 	}
-	if (bio->op == BIO_WRITE ||
+	if (bio->op == BIO_READ || bio->op == BIO_WRITE ||
 	    (zeroing && (bio->len < p->chunk || (bio->flags & BIO_NOUNMAP)))) {
 		rc = map_lookup(p, r, vc, &pc, &t);
 		if (rc && rc != -ENODATA) {
 			owner_end(bio, fail(p, rc));
 			return;
 		}
-		/* not owned, and something to write: a new chunk */
-		if (!(!rc && owned(p, r, pc, t)) &&
-		    !(zeroing && rc == -ENODATA && !(bio->flags & BIO_NOUNMAP))) {
+		mine = !rc && owned(p, r, pc, t);
+		if (bio->op == BIO_READ) {
+			if (rc == -ENODATA) {	/* a hole: zeros, no I/O */
+				p->st_owner_ios++;
+				iov_memset(bio->iov, bio->iovcnt, 0, 0, bio->len);
+				owner_end(bio, 0);
+				return;
+			}
+			if (!owner_direct(p, tv, bio, vc, in, pc, mine))
+				return;
+		} else if (bio->op == BIO_WRITE && mine) {	/* in place */
+			if (!owner_direct(p, tv, bio, vc, in, pc, true))
+				return;
+		} else if (!mine && !(zeroing && rc == -ENODATA &&
+				       !(bio->flags & BIO_NOUNMAP))) {
+			/* not owned, and something to write: a new chunk; one
+			 * that needs a chunk buffer may have to wait for it */
+			if (((bio->len < p->chunk && (!rc || !p->zeroes)) ||
+			     (zeroing && !p->zeroes)) &&
+			    (p->bufs_used >= p->bufs_max ||
+			     (!list_empty(&p->buf_wait) && !p->buf_kicking))) {
+				p->st_buf_waits++;
+				list_add_tail(&bio->link, &p->buf_wait);
+				return;
+			}
 			p->st_owner_ios++;
 			rc = prov_start(p, tv, bio, vc, in, (uint32_t)bio->len, !rc, pc);
 			if (rc)
@@ -1030,7 +1181,7 @@ static void fast_end(struct bio *sub, int status)
 	struct vol_bio *vb = bio_ctx(bio);
 
 	if (bio->op == BIO_WRITE && !status)
-		__atomic_store_n(&tv->p->unflushed, 1, __ATOMIC_RELEASE);
+		note_unflushed(tv->p);
 	pthread_mutex_lock(&tv->lock);
 	tv->inflight--;
 	if (!--vb->slot->inflight && tv->waiters)
@@ -1061,6 +1212,7 @@ static int fast_submit(struct thin_vol *tv, struct blkchan *sub, struct bio *bio
 	    (bio->op == BIO_READ || (s->owned && s->wgen == tv->wgen))) {
 		s->inflight++;
 		tv->inflight++;
+		tv->fast_ios++;
 		pc = s->pc;
 	} else {
 		s = NULL;
@@ -1074,12 +1226,12 @@ static int fast_submit(struct thin_vol *tv, struct blkchan *sub, struct bio *bio
 	if (rc) {
 		pthread_mutex_lock(&tv->lock);
 		tv->inflight--;
+		tv->fast_ios--;
 		if (!--s->inflight && tv->waiters)
 			pthread_cond_broadcast(&tv->drained);
 		pthread_mutex_unlock(&tv->lock);
 		return -EAGAIN;
 	}
-	__atomic_fetch_add(&p->st_fast_ios, 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -1127,6 +1279,7 @@ static int vol_close_owner(struct thin_pool *p, void *arg)
 
 	tv->r->open = NULL;
 	p->nopen--;
+	p->st_fast_ios += tv->fast_ios;	/* no I/O left on it */
 	return 0;
 }
 
@@ -1279,6 +1432,7 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 	pthread_mutex_init(&p->names_lock, NULL);
 	list_init(&p->fq);
 	list_init(&p->retry);
+	list_init(&p->buf_wait);
 	pthread_mutex_init(&p->fq_lock, NULL);
 	snprintf(p->claim, sizeof(p->claim), "thin:%p", (void *)p);
 	rc = blkdev_claim(dev, p->claim);
@@ -1292,6 +1446,9 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 		p->map_slots = 1u << 30;
 	while (!IS_POW2(p->map_slots))
 		p->map_slots &= p->map_slots - 1;	/* round down */
+	p->bufs_max = 16u << 20;	/* bytes until the chunk size is known */
+	if (o && o->copy_mem)
+		p->bufs_max = (unsigned)MIN(o->copy_mem, (uint64_t)UINT32_MAX);
 	if (o && o->low_space) {
 		p->low_water = o->low_water;
 		p->low_space = o->low_space;
@@ -1321,6 +1478,7 @@ int thin_pool_open(struct blkdev *dev, const struct thin_open_opts *o, struct th
 	rc = btree_iterate(&p->vinfo, p->vroot, 0, UINT64_MAX, load_rec, p);
 	if (rc)
 		goto free_pool;
+	p->bufs_max = MAX(p->bufs_max / p->chunk, 1u);
 	rc = posix_memalign((void **)&p->cbuf, 4096, p->chunk) ? -ENOMEM : 0;
 	if (rc)
 		goto free_pool;
@@ -1411,7 +1569,19 @@ static int info_owner(struct thin_pool *p, void *arg)
 	i->commits = p->st_commits;
 	i->flushes = p->st_flushes;
 	i->owner_ios = p->st_owner_ios;
-	i->fast_ios = __atomic_load_n(&p->st_fast_ios, __ATOMIC_RELAXED);
+	i->fast_ios = p->st_fast_ios;
+	list_for_each(pos, &p->vols) {	/* and the open volumes' */
+		struct thin_vol *tv = list_entry(pos, struct vol_rec, link)->open;
+
+		if (!tv)
+			continue;
+		pthread_mutex_lock(&tv->lock);
+		i->fast_ios += tv->fast_ios;
+		pthread_mutex_unlock(&tv->lock);
+	}
+	i->copy_mem = (uint64_t)p->bufs_used * p->chunk;
+	i->copy_mem_peak = (uint64_t)p->bufs_peak * p->chunk;
+	i->copy_waits = p->st_buf_waits;
 	i->virtual_bytes = 0;
 	list_for_each(pos, &p->vols)
 		i->virtual_bytes += list_entry(pos, struct vol_rec, link)->size;

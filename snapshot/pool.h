@@ -74,7 +74,8 @@ struct thin_pool {
 	bool			fq_sched;	/* a flush_run message is on its way */
 	unsigned		prov_released;	/* pool_prov_hold nesting */
 
-	/* counters for thin_pool_info (fast_ios: atomic; the rest: owner) */
+	/* counters for thin_pool_info (owner; st_fast_ios: of closed volumes,
+	 * the open ones count theirs) */
 	uint64_t		st_commits, st_flushes, st_owner_ios, st_fast_ios;
 
 	pthread_t		thread;
@@ -96,6 +97,12 @@ struct thin_pool {
 	struct list_head	retry;		/* I/Os pushed back (io thread) */
 	struct ev_timer		retry_timer;
 	uint8_t			*cbuf;		/* one chunk */
+	/* chunk buffers of provisionings in flight (owner): a budget, and
+	 * the bios waiting for one (bio->link) */
+	unsigned		bufs_max, bufs_used, bufs_peak;
+	struct list_head	buf_wait;
+	bool			buf_kick, buf_kicking;
+	uint64_t		st_buf_waits;
 };
 
 /*
@@ -127,6 +134,8 @@ struct thin_vol {
 	uint64_t		map_mask;
 	uint32_t		gen, wgen;
 	uint32_t		inflight;	/* fast-path bios, all slots */
+	uint64_t		fast_ios;	/* counted here, under the lock it takes
+						 * anyway, not in a pool-wide atomic */
 	unsigned		waiters;
 	struct list_head	cells;		/* owner: provisionings in flight (vol_bio) */
 };
@@ -142,6 +151,11 @@ int pool_call(struct thin_pool *p, int (*fn)(struct thin_pool *, void *), void *
  * data chunk in between.
  */
 void pool_prov_hold(struct thin_pool *p, bool take);
+
+/* Owner: an open volume's mappings are about to be replaced wholesale (a
+ * repair rebuilds its tree): its mapping cache forgets them all, and no
+ * fast-path or owner I/O using one is in flight when this returns. */
+void pool_vol_remapped(struct thin_vol *tv);
 
 /* snapshot/map.c: the volumes' blkdev block_status, status_base(s) */
 int thin_vol_block_status(struct blkdev *bd, struct blkchan *ch, struct blk_status *st);

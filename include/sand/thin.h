@@ -60,6 +60,11 @@ struct thin_open_opts {
 	 * each; rounded down to a power of two, and to the volume's chunks);
 	 * 0: 65536. I/O to chunks it does not hold goes to the owner thread. */
 	unsigned	map_cache;
+	/* Chunk buffers for copies in flight (a partial write to a shared
+	 * chunk reads it, merges, writes it all), pool-wide, in bytes
+	 * (rounded down to whole chunks, one at least); 0: 16 MiB. A copy
+	 * that finds them all in use waits for one; it never fails for it. */
+	uint64_t	copy_mem;
 };
 
 /* Open a formatted pool: -EUCLEAN when its metadata is not valid, -EBUSY
@@ -85,6 +90,8 @@ struct thin_pool_info {
 	uint64_t	flushes;	/* FLUSH and FUA bios they acknowledged */
 	uint64_t	owner_ios;	/* data bios handled on the owner thread */
 	uint64_t	fast_ios;	/* data bios remapped on the submitting loop */
+	uint64_t	copy_mem, copy_mem_peak;	/* bytes of copy buffers in use, at most */
+	uint64_t	copy_waits;	/* bios that waited for a copy buffer */
 };
 int thin_pool_info(struct thin_pool *p, struct thin_pool_info *info);
 /* Change the low-space mark (thin_open_opts.low_water) of an open pool; if
@@ -106,6 +113,11 @@ struct thin_check_report {
 	uint64_t	fixed;		/* repair: counts (and in-use records) rewritten */
 	uint64_t	errors_left;	/* repair: problems the second pass still found */
 	unsigned	dropped;	/* repair: damaged volumes dropped */
+	/* repair with salvage: damaged trees rebuilt, the mappings kept,
+	 * those lost (bad entries, or dropped for a conflict), and the
+	 * ranges of chunks whose mappings could not be read at all */
+	unsigned	rebuilt;
+	uint64_t	salvaged, lost_mappings, lost_ranges;
 };
 int thin_pool_check(struct thin_pool *p, struct thin_check_report *rep);
 
@@ -115,12 +127,18 @@ int thin_pool_check(struct thin_pool *p, struct thin_check_report *rep);
  * count is set to the references found (leaked blocks and chunks return
  * to the pool), committed, and checked again; 0 if the pool is clean
  * afterwards. A damaged tree is reported and nothing is changed, unless
- * drop_damaged: then each volume whose tree is damaged (and not open) is
- * deleted from the volume table, its data lost, and the counts are rebuilt
- * from the trees left. */
+ * salvage (it is rebuilt, below) or drop_damaged: then each volume whose
+ * tree is damaged (and not open) is deleted from the volume table, its
+ * data lost, and the counts are rebuilt from the trees left. */
 struct thin_check_opts {
 	bool		repair;
 	bool		drop_damaged;	/* with repair */
+	/* With repair, instead of drop_damaged: rebuild each damaged mapping
+	 * tree from what can still be read of it (dm's thin_repair), open
+	 * volumes too; what cannot be read is lost (reads as zeros) and
+	 * reported, by chunk range. A mapping that would let two volumes
+	 * write to one chunk in place is dropped too. */
+	bool		salvage;
 	void		(*report)(void *arg, const char *line);
 	void		*arg;
 };

@@ -611,3 +611,61 @@ int btree_walk_range(struct btree_info *info, uint64_t root, uint64_t lo, uint64
 		return 0;
 	return walk_range(info, root, lo, hi, w, 0);
 }
+
+/*
+ * Salvage: every subtree is given the key range its parent says it holds
+ * ([lo, hi]); a node that cannot be read or is not sane loses that range,
+ * a leaf entry out of order or outside it is lost alone, and everything
+ * else is passed on. So no key comes out twice, none outside where the
+ * tree's own internal keys put it, and the entries out come in order.
+ */
+static int salvage(struct btree_info *info, uint64_t nr, uint64_t lo, uint64_t hi,
+		   const struct btree_salvager *s, int depth)
+{
+	struct bm_block *b;
+	uint64_t last = lo;
+	bool any = false;
+	uint8_t *d;
+	uint32_t i;
+	int rc;
+
+	if (depth > 64)
+		return s->lost(s->arg, lo, hi, nr, -ELOOP);
+	rc = node_read(info, nr, &b);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc)
+		return s->lost(s->arg, lo, hi, nr, rc);
+	d = b->data;
+	for (i = 0; i < n_count(d) && !rc; i++) {
+		uint64_t k = key_at(d, i), klo, khi;
+
+		if (n_leaf(d)) {
+			if (k < lo || k > hi || (any && k <= last))
+				rc = s->bad(s->arg, k, nr);
+			else
+				rc = s->value(s->arg, k, val_p(d, i));
+			if (k >= lo && k <= hi && (!any || k > last)) {
+				last = k;
+				any = true;
+			}
+			continue;
+		}
+		/* child i holds [max(key[i], lo), key[i+1] - 1]; child 0 from lo */
+		klo = i ? MAX(k, lo) : lo;
+		khi = i + 1 < n_count(d) ? key_at(d, i + 1) : UINT64_MAX;
+		khi = khi ? MIN(khi - 1, hi) : 0;
+		if (klo > khi || (any && klo <= last))
+			continue;	/* out of order: nothing of its own to give */
+		rc = salvage(info, child_at(d, i), klo, khi, s, depth + 1);
+		last = khi;
+		any = true;
+	}
+	tm_unpin(info->tm, b);
+	return rc;
+}
+
+int btree_salvage(struct btree_info *info, uint64_t root, const struct btree_salvager *s)
+{
+	return salvage(info, root, 0, UINT64_MAX, s, 0);
+}

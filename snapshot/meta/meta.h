@@ -225,6 +225,19 @@ int btree_walk(struct btree_info *info, uint64_t root, const struct btree_walker
  * called for those keys only); no key-order checks. */
 int btree_walk_range(struct btree_info *info, uint64_t root, uint64_t lo, uint64_t hi,
 		     const struct btree_walker *w);
+/* For repairs: every entry of a damaged tree that can still be trusted, in
+ * key order. value() gets each leaf entry inside the key range its parents
+ * give its leaf; bad() each entry outside it or out of order (dropped);
+ * lost() each key range [lo, hi] whose node nr cannot be read (err: -EIO,
+ * -EUCLEAN, ...) or is not a sane node. A nonzero return stops the walk
+ * and is returned; so is -ENOMEM. */
+struct btree_salvager {
+	int	(*value)(void *arg, uint64_t key, const void *value);
+	int	(*bad)(void *arg, uint64_t key, uint64_t nr);
+	int	(*lost)(void *arg, uint64_t lo, uint64_t hi, uint64_t nr, int err);
+	void	*arg;
+};
+int btree_salvage(struct btree_info *info, uint64_t root, const struct btree_salvager *s);
 /* Share a tree: one more reference to its root. */
 static inline int btree_share(struct btree_info *info, uint64_t root)
 {

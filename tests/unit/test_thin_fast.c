@@ -664,7 +664,7 @@ START_TEST(t_prov_async)
 	ck_assert_int_eq(thin_pool_open(slow, &oo, &p), 0);
 	ck_assert_int_eq(thin_vol_create(p, "v", VOLSZ), 0);
 	sio_open(&s, p, "v");
-	slow_loop = p->loop;	/* the owner's data writes land 50 ms late */
+	slow_loop = p->ioloop;	/* the owner's data writes land 50 ms late */
 	slow_ns = 50 * 1000000ull;
 	/* 32 new chunks at once */
 	t0 = now_ns();
@@ -744,6 +744,175 @@ START_TEST(t_prov_async)
 	ck_assert_int_eq(thin_pool_close(p), 0);
 	ck_assert_int_eq(blkdev_close(slow), 0);
 	tenv_close(&e);
+}
+END_TEST
+
+/*
+ * The owner's reads of chunks the mapping cache misses, and its writes in
+ * place (FUA ones, and any the cache misses), are in flight together too:
+ * with 100 ms of latency on every data read (then write) of the device, 32
+ * of them at once end in about one latency, not 32. Each read returns its
+ * chunk's block, each write lands. Then the same with a mapping cache of 4
+ * slots, so that most of them find their slot pinned by another chunk's
+ * I/O (done synchronously instead): the same contents.
+ */
+#define NDIRECT		32
+#define LAT_NS		(100 * 1000000ull)
+
+static void direct_round(struct thin_pool *p, struct blkdev *fd, enum bio_op op,
+			 uint32_t flags, uint64_t ver, bool timed)
+{
+	static uint8_t buf[NDIRECT][BLK];
+	struct iovec iov[NDIRECT];
+	struct thin_pool_info a, b;
+	struct many m = { 0 };
+	struct sio s;
+	uint64_t t0, el;
+	int i;
+
+	sio_open(&s, p, "v");	/* a new open: an empty mapping cache */
+	for (i = 0; i < NDIRECT; i++) {
+		if (op == BIO_WRITE)
+			blk_fill(buf[i], TAG(i * BPC + 2, ver));
+		else
+			memset(buf[i], 0xee, BLK);
+		iov[i] = (struct iovec){ .iov_base = buf[i], .iov_len = BLK };
+	}
+	a = pinfo(p);
+	ck_assert_int_eq(fault_set_latency(fd, LAT_NS, 1u << op), 0);
+	t0 = now_ns();
+	for (i = 0; i < NDIRECT; i++)
+		ck_assert_int_eq(blk_rw(s.ch, op, flags, &iov[i], 1, (uint64_t)i * CHUNK + 2 * BLK,
+					BLK, many_end, &m), 0);
+	while (m.ended < NDIRECT)
+		ck_assert_int_ge(ev_run_once(s.loop, -1), 0);
+	el = now_ns() - t0;
+	ck_assert_int_eq(fault_set_latency(fd, 0, 0), 0);
+	b = pinfo(p);
+	ck_assert_int_eq(m.errors, 0);
+	ck_assert_uint_eq(b.owner_ios - a.owner_ios, NDIRECT);	/* none on the fast path */
+	ck_assert_uint_eq(b.fast_ios, a.fast_ios);
+	if (timed)	/* one after the other: 32 x 100 ms */
+		ck_assert_msg(el < NDIRECT * LAT_NS / 4, "%d owner %ss took %llu ms", NDIRECT,
+			      op == BIO_READ ? "read" : "write",
+			      (unsigned long long)(el / 1000000));
+	for (i = 0; i < NDIRECT; i++) {
+		if (op == BIO_READ)
+			ck_assert_uint_eq(blk_tag(buf[i]), TAG(i * BPC + 2, ver));
+		ck_assert_int_eq(sio(&s, BIO_READ, 0, (uint64_t)i * CHUNK + 2 * BLK, buf[i], BLK),
+				 0);
+		ck_assert_uint_eq(blk_tag(buf[i]), TAG(i * BPC + 2, ver));
+	}
+	sio_close(&s);
+}
+
+START_TEST(t_owner_async)
+{
+	struct thin_open_opts small = oo;
+	static uint8_t cbuf[CHUNK];
+	struct thin_pool *p;
+	struct tenv e;
+	struct sio s;
+	int i, j;
+
+	pool_up(&e, 16u << 20, true, &p);
+	ck_assert_int_eq(thin_vol_create(p, "v", VOLSZ), 0);
+	sio_open(&s, p, "v");
+	for (i = 0; i < NDIRECT; i++) {	/* chunks of the volume's own */
+		for (j = 0; j < (int)BPC; j++)
+			blk_fill(cbuf + j * BLK, TAG(i * BPC + j, 1));
+		ck_assert_int_eq(sio(&s, BIO_WRITE, 0, (uint64_t)i * CHUNK, cbuf, CHUNK), 0);
+	}
+	sio_close(&s);
+	direct_round(p, e.fd, BIO_READ, 0, 1, true);
+	direct_round(p, e.fd, BIO_WRITE, BIO_FUA, 2, true);
+	direct_round(p, e.fd, BIO_WRITE, 0, 3, true);
+	direct_round(p, e.fd, BIO_READ, 0, 3, true);
+	pcheck(p);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	small.map_cache = 4;	/* slots shared by 8 chunks each */
+	ck_assert_int_eq(thin_pool_open(e.fd, &small, &p), 0);
+	direct_round(p, e.fd, BIO_READ, 0, 3, false);
+	direct_round(p, e.fd, BIO_WRITE, 0, 4, false);
+	direct_round(p, e.fd, BIO_WRITE, BIO_FUA, 5, false);
+	pcheck(p);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	tenv_close(&e);
+}
+END_TEST
+
+/*
+ * Copy buffers are bounded pool-wide: with a budget of 4 chunks and the
+ * io thread's writes landing 20 ms late, 64 first writes after a snapshot
+ * (a partial write to each shared chunk, plus a second one to chunk 0
+ * right behind the first) all complete, never with more than 4 buffers in
+ * use, some having waited; each chunk holds its old contents and the new
+ * block, the snapshot only the old ones.
+ */
+#define NCOPY		(VOLSZ / CHUNK)
+
+START_TEST(t_copy_budget)
+{
+	struct thin_format_opts fo = { .chunk_size = CHUNK };
+	struct thin_open_opts co = oo;
+	static uint8_t buf[NCOPY + 1][BLK], cbuf[CHUNK];
+	struct iovec iov[NCOPY + 1];
+	struct thin_pool_info pi;
+	struct thin_pool *p;
+	struct blkdev *mem, *slow;
+	struct many m = { 0 };
+	struct sio s, ss;
+	unsigned i, j;
+
+	ck_assert_int_eq(blk_mem_create("thinmem", 16u << 20, 512, &mem), 0);
+	slow = slow_create(mem);
+	ck_assert_int_eq(thin_pool_format(slow, &fo), 0);
+	co.copy_mem = 4 * CHUNK + CHUNK / 2;	/* 4 buffers */
+	ck_assert_int_eq(thin_pool_open(slow, &co, &p), 0);
+	ck_assert_int_eq(thin_vol_create(p, "v", VOLSZ), 0);
+	sio_open(&s, p, "v");
+	for (i = 0; i < NCOPY; i++) {
+		for (j = 0; j < BPC; j++)
+			blk_fill(cbuf + j * BLK, TAG(i * BPC + j, 1));
+		ck_assert_int_eq(sio(&s, BIO_WRITE, 0, (uint64_t)i * CHUNK, cbuf, CHUNK), 0);
+	}
+	ck_assert_int_eq(thin_snap_create(p, "v", "v@s"), 0);
+	slow_loop = p->ioloop;
+	slow_ns = 20 * 1000000ull;
+	for (i = 0; i <= NCOPY; i++) {
+		/* the last one: chunk 0's block 4, behind its block 3 */
+		uint64_t blk = i < NCOPY ? i * BPC + 3 : 4;
+
+		blk_fill(buf[i], TAG(blk, 2));
+		iov[i] = (struct iovec){ .iov_base = buf[i], .iov_len = BLK };
+		ck_assert_int_eq(blk_rw(s.ch, BIO_WRITE, 0, &iov[i], 1, blk * BLK, BLK, many_end,
+					&m), 0);
+	}
+	while (m.ended < (int)NCOPY + 1)
+		ck_assert_int_ge(ev_run_once(s.loop, -1), 0);
+	slow_loop = NULL;
+	slow_ns = SLOW_NS;
+	ck_assert_int_eq(m.errors, 0);
+	pi = pinfo(p);
+	ck_assert_uint_eq(pi.copy_mem_peak, 4 * CHUNK);
+	ck_assert_uint_eq(pi.copy_mem, 0);
+	ck_assert_uint_gt(pi.copy_waits, 0);
+	sio_open(&ss, p, "v@s");
+	for (i = 0; i < NCOPY; i++) {
+		ck_assert_int_eq(sio(&s, BIO_READ, 0, (uint64_t)i * CHUNK, cbuf, CHUNK), 0);
+		for (j = 0; j < BPC; j++)
+			ck_assert_uint_eq(blk_tag(cbuf + j * BLK),
+					  TAG(i * BPC + j, j == 3 || (i == 0 && j == 4) ? 2 : 1));
+		ck_assert_int_eq(sio(&ss, BIO_READ, 0, (uint64_t)i * CHUNK, cbuf, CHUNK), 0);
+		for (j = 0; j < BPC; j++)
+			ck_assert_uint_eq(blk_tag(cbuf + j * BLK), TAG(i * BPC + j, 1));
+	}
+	sio_close(&ss);
+	sio_close(&s);
+	pcheck(p);
+	ck_assert_int_eq(thin_pool_close(p), 0);
+	ck_assert_int_eq(blkdev_close(slow), 0);
+	ck_assert_int_eq(blkdev_close(mem), 0);
 }
 END_TEST
 
@@ -970,6 +1139,8 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, t_race, 0, 3);
 	tcase_add_test(tc, t_discard_inflight);
 	tcase_add_test(tc, t_prov_async);
+	tcase_add_test(tc, t_owner_async);
+	tcase_add_test(tc, t_copy_budget);
 	tcase_add_loop_test(tc, t_flush_batch, 0, 2);
 	tcase_add_test(tc, t_resize);
 	suite_add_tcase(s, tc);

@@ -23,16 +23,18 @@ static struct thin_open_opts oo = { .cache_blocks = 64, .commit_ms = 600000 };
 
 struct lines {
 	unsigned	n;
-	char		text[64][256];
+	char		text[256][256];
 };
 
 static void collect(void *arg, const char *line)
 {
 	struct lines *l = arg;
 
-	if (l->n < 64)
+	if (l->n < 256)
 		snprintf(l->text[l->n++], sizeof(l->text[0]), "%s", line);
 }
+
+static struct lines l_salv;
 
 static bool said(const struct lines *l, const char *what)
 {
@@ -451,6 +453,232 @@ START_TEST(t_damaged_tree)
 }
 END_TEST
 
+/*
+ * Salvage (dm's thin_repair): a volume of 640 chunks (three mapping
+ * leaves) with a snapshot, 10 chunks rewritten since; the middle leaf,
+ * which both trees share, fails its checksum. The repair, with the volume
+ * open and its mapping cache holding a chunk of that leaf, rebuilds both
+ * trees from the other leaves: exactly that leaf's chunks are reported
+ * lost (and read as zeros, through the open volume too), everything else
+ * reads as before, the lost chunks come back to the pool, the pool is
+ * clean (after a reopen too), and the rebuilt volume still copies a chunk
+ * it shares with its snapshot before writing it.
+ */
+#define BIGCH		640u
+
+static uint64_t node_child(struct blkdev *mem, uint64_t nr, uint32_t i)
+{
+	static uint8_t blk[4096];
+
+	T_EQ(blk_sync_io(mem, BIO_READ, 0, nr * 4096, blk, 4096), 0);
+	T_EQ(get_le32(blk + 32), 1);	/* internal */
+	T_TRUE(i < get_le32(blk + 36));
+	return get_le64(blk + 48 + 8 * (uint64_t)get_le32(blk + 40) + 8 * i);
+}
+
+static void big_check(struct blkdev *bd, uint64_t lo, uint64_t hi, bool snap)
+{
+	static uint8_t buf[CHUNK], want[CHUNK];
+
+	for (uint64_t ch = 0; ch < BIGCH; ch++) {
+		T_EQ(tio(bd, BIO_READ, 0, ch * CHUNK, buf, CHUNK), 0);
+		if (ch >= lo && ch <= hi)
+			memset(want, 0, CHUNK);
+		else
+			fill(want, CHUNK, (!snap && ch < 10 ? 0x2000 : 0x1000) + ch);
+		if (memcmp(buf, want, CHUNK))
+			ck_abort_msg("%s chunk %llu differs", snap ? "big@s" : "big",
+				     (unsigned long long)ch);
+	}
+}
+
+START_TEST(t_salvage)
+{
+	struct thin_format_opts fo = { .chunk_size = CHUNK };
+	struct thin_check_opts o = { .report = collect, .arg = &l_salv, .repair = true,
+				     .salvage = true };
+	struct thin_check_report rep;
+	struct thin_pool_info pi;
+	struct thin_pool *p;
+	struct blkdev *mem, *bd, *sd;
+	static uint8_t buf[CHUNK], blk[4096];
+	uint64_t free0, leaf, lo, hi;
+	struct meta m;
+
+	T_EQ(blk_mem_create("salvage", 64u << 20, 512, &mem), 0);
+	T_EQ(thin_pool_format(mem, &fo), 0);
+	T_EQ(thin_pool_open(mem, &oo, &p), 0);
+	T_EQ(thin_vol_create(p, "big", (uint64_t)BIGCH * CHUNK), 0);
+	T_EQ(thin_vol_open(p, "big", &bd), 0);
+	for (uint64_t ch = 0; ch < BIGCH; ch++) {
+		fill(buf, CHUNK, 0x1000 + ch);
+		T_EQ(tio(bd, BIO_WRITE, 0, ch * CHUNK, buf, CHUNK), 0);
+	}
+	T_EQ(thin_snap_create(p, "big", "big@s"), 0);
+	for (uint64_t ch = 0; ch < 10; ch++) {
+		fill(buf, CHUNK, 0x2000 + ch);
+		T_EQ(tio(bd, BIO_WRITE, 0, ch * CHUNK, buf, CHUNK), 0);
+	}
+	T_EQ(tio_close(bd), 0);
+	T_EQ(thin_pool_close(p), 0);
+	/* the snapshot's middle leaf, which big shares */
+	meta_open(mem, &m);
+	leaf = node_child(mem, map_root(&m, 2), 1);
+	T_EQ(blk_sync_io(mem, BIO_READ, 0, leaf * 4096, blk, 4096), 0);
+	lo = get_le64(blk + 48);
+	hi = get_le64(blk + 48 + 8 * (get_le32(blk + 36) - 1));
+	T_TRUE(lo > 10 && hi < BIGCH - 1);
+	T_EQ(node_child(mem, map_root(&m, 1), 1), leaf);
+	meta_close(&m, false);
+	blk[300] ^= 0x10;
+	T_EQ(blk_sync_io(mem, BIO_WRITE, 0, leaf * 4096, blk, 4096), 0);
+
+	T_EQ(thin_pool_open(mem, &oo, &p), 0);
+	T_EQ(thin_pool_info(p, &pi), 0);
+	free0 = pi.free_chunks;
+	/* without salvage: refused, as before */
+	o.salvage = false;
+	T_EQ(thin_pool_check_ex(p, &o, &rep), -EUCLEAN);
+	T_EQ(rep.bad_trees, 2);
+	T_EQ(rep.rebuilt, 0);
+	o.salvage = true;
+	T_EQ(thin_vol_open(p, "big", &bd), 0);
+	T_EQ(tio(bd, BIO_READ, 0, (lo + 1) * CHUNK, buf, CHUNK), -EUCLEAN);	/* fails the pool */
+	T_EQ(tio_close(bd), 0);
+	T_EQ(thin_pool_close(p), -EIO);
+	T_EQ(thin_pool_open(mem, &oo, &p), 0);
+	T_EQ(thin_vol_open(p, "big", &bd), 0);
+	T_EQ(tio(bd, BIO_READ, 0, (hi + 1) * CHUNK, buf, 4096), 0);	/* cached now */
+	l_salv.n = 0;
+	T_EQ(thin_pool_check_ex(p, &o, &rep), 0);
+	T_EQ(rep.rebuilt, 2);
+	T_EQ(rep.lost_ranges, 2);
+	T_EQ(rep.lost_mappings, 0);
+	T_EQ(rep.salvaged, 2 * (BIGCH - (hi - lo + 1)));
+	T_EQ(rep.errors_left, 0);
+	T_EQ(rep.leaked_chunks, hi - lo + 1);
+	snprintf((char *)blk, sizeof(blk), "volume 'big': chunks %llu-%llu: node %llu cannot be "
+		 "read", (unsigned long long)lo, (unsigned long long)hi, (unsigned long long)leaf);
+	T_TRUE(said(&l_salv, (char *)blk));
+	T_TRUE(said(&l_salv, "volume 'big@s': chunks "));
+	T_TRUE(said(&l_salv, "volume 'big' (id 1): its mapping tree rebuilt: "));
+	T_TRUE(said(&l_salv, "repaired: 2 damaged tree(s) rebuilt"));
+	T_EQ(thin_pool_info(p, &pi), 0);
+	T_EQ(pi.free_chunks, free0 + (hi - lo + 1));
+	big_check(bd, lo, hi, false);	/* the open volume: its cache forgot */
+	T_EQ(thin_vol_open(p, "big@s", &sd), 0);
+	big_check(sd, lo, hi, true);
+	/* shared with the snapshot: copied; big's own: in place */
+	fill(buf, 4096, 0x3000);
+	T_EQ(tio(bd, BIO_WRITE, 0, 20 * CHUNK, buf, 4096), 0);
+	T_EQ(tio(bd, BIO_WRITE, 0, 5 * CHUNK, buf, 4096), 0);
+	T_EQ(thin_pool_info(p, &pi), 0);
+	T_EQ(pi.free_chunks, free0 + (hi - lo + 1) - 1);
+	T_EQ(tio(sd, BIO_READ, 0, 20 * CHUNK, buf, CHUNK), 0);
+	fill(blk, 4096, 0x1000 + 20);
+	T_EQ(memcmp(buf, blk, 4096), 0);
+	T_EQ(tio_close(sd), 0);
+	T_EQ(tio_close(bd), 0);
+	T_EQ(thin_pool_check(p, &rep), 0);
+	T_EQ(thin_pool_close(p), 0);
+	T_EQ(thin_pool_open(mem, &oo, &p), 0);
+	T_EQ(thin_pool_check(p, &rep), 0);
+	T_EQ(rep.volumes, 2);
+	T_EQ(thin_vol_open(p, "big@s", &sd), 0);
+	big_check(sd, lo, hi, true);
+	T_EQ(tio_close(sd), 0);
+	T_EQ(thin_pool_close(p), 0);
+	T_EQ(blkdev_close(mem), 0);
+	tio_done();
+}
+END_TEST
+
+/*
+ * A salvaged mapping that would let two volumes write one chunk in place
+ * is dropped: x (640 chunks, its own) gets a valid-looking mapping of its
+ * chunk 600 to y's chunk (y owns it), then x's middle leaf is damaged. The
+ * repair rebuilds x without that mapping (reported), and a write to x's
+ * chunk 600 afterwards leaves y's data alone.
+ */
+START_TEST(t_salvage_conflict)
+{
+	struct thin_format_opts fo = { .chunk_size = CHUNK };
+	struct thin_check_opts o = { .report = collect, .arg = &l_salv, .repair = true,
+				     .salvage = true };
+	struct thin_check_report rep;
+	struct thin_pool *p;
+	struct blkdev *mem, *xd, *yd;
+	static uint8_t buf[CHUNK], want[CHUNK], blk[4096];
+	uint8_t rec[VREC_SIZE], v[8];
+	uint64_t leaf, lo, hi, ypc, root;
+	struct meta m;
+
+	T_EQ(blk_mem_create("salvage", 64u << 20, 512, &mem), 0);
+	T_EQ(thin_pool_format(mem, &fo), 0);
+	T_EQ(thin_pool_open(mem, &oo, &p), 0);
+	T_EQ(thin_vol_create(p, "x", (uint64_t)BIGCH * CHUNK), 0);
+	T_EQ(thin_vol_create(p, "y", VOLSZ), 0);
+	T_EQ(thin_vol_open(p, "x", &xd), 0);
+	for (uint64_t ch = 0; ch < BIGCH; ch++) {
+		fill(buf, CHUNK, 0x1000 + ch);
+		T_EQ(tio(xd, BIO_WRITE, 0, ch * CHUNK, buf, CHUNK), 0);
+	}
+	T_EQ(tio_close(xd), 0);
+	T_EQ(thin_vol_open(p, "y", &yd), 0);
+	fill(buf, CHUNK, 0x7777);
+	T_EQ(tio(yd, BIO_WRITE, 0, 0, buf, CHUNK), 0);
+	T_EQ(tio_close(yd), 0);
+	T_EQ(thin_pool_close(p), 0);
+	meta_open(mem, &m);
+	ypc = phys(&m, 2, 0);
+	root = map_root(&m, 1);
+	put_le64(v, ypc << 24);
+	T_EQ(btree_insert(&m.minfo, root, 600, v, &root), 0);
+	T_EQ(btree_lookup(&m.vinfo, m.vroot, 1, rec), 0);
+	put_le64(rec + R_ROOT, root);
+	T_EQ(btree_insert(&m.vinfo, m.vroot, 1, rec, &m.vroot), 0);
+	put_le64(tm_user(m.tm) + U_VROOT, m.vroot);
+	meta_close(&m, true);
+	leaf = node_child(mem, root, 1);	/* on the device now */
+	T_EQ(blk_sync_io(mem, BIO_READ, 0, leaf * 4096, blk, 4096), 0);
+	lo = get_le64(blk + 48);
+	hi = get_le64(blk + 48 + 8 * (get_le32(blk + 36) - 1));
+	T_TRUE(hi < 600);
+	blk[300] ^= 0x10;
+	T_EQ(blk_sync_io(mem, BIO_WRITE, 0, leaf * 4096, blk, 4096), 0);
+
+	T_EQ(thin_pool_open(mem, &oo, &p), 0);
+	l_salv.n = 0;
+	T_EQ(thin_pool_check_ex(p, &o, &rep), 0);
+	T_EQ(rep.rebuilt, 1);
+	T_EQ(rep.lost_ranges, 1);
+	T_EQ(rep.lost_mappings, 1);
+	T_EQ(rep.salvaged, BIGCH - (hi - lo + 1) - 1);
+	snprintf((char *)blk, sizeof(blk), "volume 'x': chunk 600: maps chunk %llu, which another "
+		 "volume maps too; lost", (unsigned long long)ypc);
+	T_TRUE(said(&l_salv, (char *)blk));
+	T_EQ(thin_vol_open(p, "x", &xd), 0);
+	T_EQ(tio(xd, BIO_READ, 0, 600ull * CHUNK, buf, CHUNK), 0);
+	memset(want, 0, CHUNK);
+	T_EQ(memcmp(buf, want, CHUNK), 0);
+	T_EQ(tio(xd, BIO_READ, 0, 601ull * CHUNK, buf, CHUNK), 0);
+	fill(want, CHUNK, 0x1000 + 601);
+	T_EQ(memcmp(buf, want, CHUNK), 0);
+	fill(buf, 4096, 0x5555);
+	T_EQ(tio(xd, BIO_WRITE, 0, 600ull * CHUNK, buf, 4096), 0);
+	T_EQ(tio_close(xd), 0);
+	T_EQ(thin_vol_open(p, "y", &yd), 0);
+	T_EQ(tio(yd, BIO_READ, 0, 0, buf, CHUNK), 0);
+	fill(want, CHUNK, 0x7777);
+	T_EQ(memcmp(buf, want, CHUNK), 0);
+	T_EQ(tio_close(yd), 0);
+	T_EQ(thin_pool_check(p, &rep), 0);
+	T_EQ(thin_pool_close(p), 0);
+	T_EQ(blkdev_close(mem), 0);
+	tio_done();
+}
+END_TEST
+
 static Suite *repair_suite(void)
 {
 	Suite *s = suite_create("thin_repair");
@@ -460,6 +688,8 @@ static Suite *repair_suite(void)
 	tcase_add_test(tc, t_counts);
 	tcase_add_test(tc, t_in_use_record);
 	tcase_add_test(tc, t_damaged_tree);
+	tcase_add_test(tc, t_salvage);
+	tcase_add_test(tc, t_salvage_conflict);
 	tcase_add_test(tc, t_repair_cut);
 	suite_add_tcase(s, tc);
 	return s;

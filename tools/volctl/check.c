@@ -93,7 +93,7 @@ int volctl_check_offline(char **paths, int n, bool repair, bool drop, bool json)
 	struct blk_file_opts fo = { .readonly = !repair };
 	struct thin_check_report rep = { 0 };
 	struct thin_check_opts co = { .repair = repair, .drop_damaged = drop,
-				      .report = line_out };
+				      .salvage = repair && !drop, .report = line_out };
 	struct thin_pool *p = NULL;
 	struct raid_sb sb;
 	int i, nsb = 0, rc, ret = 1;
@@ -196,8 +196,16 @@ int volctl_check_offline(char **paths, int n, bool repair, bool drop, bool json)
 		printf("%s\n", s ? s : "{}");
 		free(s);
 		json_decref(o);
-	} else if ((rep.fixed || rep.dropped) && !rc) {
-		if (rep.dropped)
+	} else if ((rep.fixed || rep.dropped || rep.rebuilt) && !rc) {
+		if (rep.rebuilt)
+			printf("repaired: %llu counts rewritten, %u damaged tree(s) rebuilt (%llu "
+			       "mappings salvaged, %llu lost, %llu chunk range(s) unreadable); clean "
+			       "now (%u volumes, %llu mappings)\n", (unsigned long long)rep.fixed,
+			       rep.rebuilt, (unsigned long long)rep.salvaged,
+			       (unsigned long long)rep.lost_mappings,
+			       (unsigned long long)rep.lost_ranges, rep.volumes,
+			       (unsigned long long)rep.mappings);
+		else if (rep.dropped)
 			printf("repaired: %llu counts rewritten, %u damaged volume(s) dropped; clean "
 			       "now (%u volumes, %llu mappings)\n", (unsigned long long)rep.fixed,
 			       rep.dropped, rep.volumes, (unsigned long long)rep.mappings);

@@ -2304,11 +2304,13 @@ static const struct verb verbs[] = {
 	  "unless --repair, and refuses a device that another process (sand) has open.\n"
 	  "--repair: when every tree could be read, rewrites the space maps from the\n"
 	  "trees (leaked blocks and chunks return to the pool, low counts are raised),\n"
-	  "commits, checks again and says what it did; a damaged tree is reported and\n"
-	  "nothing is changed. --drop-damaged (offline, with --repair): delete each\n"
-	  "volume whose tree is damaged (its data is lost; it cannot be deleted the\n"
-	  "usual way, which walks the tree), then rebuild the counts from the trees\n"
-	  "left. Exit status 0 clean (or repaired), 1 damaged.\n" },
+	  "commits, checks again and says what it did. A damaged tree is rebuilt from\n"
+	  "what can still be read of it (as dm's thin_repair): the chunks whose\n"
+	  "mappings cannot be read are reported by range and read as zeros. --drop-\n"
+	  "damaged (offline, with --repair), instead: delete each volume whose tree\n"
+	  "is damaged (its data is lost; it cannot be deleted the usual way, which\n"
+	  "walks the tree), then rebuild the counts from the trees left. Exit status\n"
+	  "0 clean (or repaired), 1 damaged.\n" },
 	{ "rollback", NULL, cmd_rollback, "VOL@SNAP", "roll a volume back to a snapshot",
 	  "VOL becomes what VOL@SNAP holds: what was written since is lost. Its\n"
 	  "snapshots, older and newer, stay. Refused while VOL is exported.\n" },
