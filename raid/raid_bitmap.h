@@ -35,7 +35,19 @@ void bitmap_write_end(struct raid_io *rio);
 int bitmap_load(struct raid *r, struct blkdev **slots);
 /* Is row `row` to be resynchronized? (true when there is no bitmap) */
 bool bitmap_row_dirty(struct raid *r, uint64_t row);
-/* After the resync: flush the members, then write a clean bitmap. */
+/* After the resync: flush the members, then write a clean bitmap (on a
+ * degraded set, the loaded bits stay: a member that left may come back). */
 int bitmap_reset(struct raid *r);
+/* At assembly of a degraded set: the members' bits (OR) become the
+ * in-memory bitmap, so writes keep them and no sweep clears them. */
+int bitmap_keep(struct raid *r, struct blkdev **slots);
+
+/* A member comes back (raid_rebuild.c): snapshot the regions not clean now
+ * (the member state already REBUILDING, so every later write reaches it):
+ * the rows its rebuild walks. *nregions: how many. */
+int bitmap_partial_begin(struct raid *r, uint64_t *nregions);
+/* Is row `row` in the snapshot? (true without one) */
+bool bitmap_partial_row(struct raid *r, uint64_t row);
+void bitmap_partial_end(struct raid *r);
 
 #endif
