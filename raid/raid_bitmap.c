@@ -72,9 +72,11 @@ static bool bit_get(const uint8_t *b, uint64_t i)
 uint64_t bitmap_region_size(uint64_t want, uint32_t strip, uint64_t member_size,
 			    uint64_t bitmap_bytes)
 {
-	uint64_t reg = want ? want : BM_DEFAULT_REGION;
+	/* by default 64 MiB, but at least 64 regions on small members, so
+	 * that a member that comes back skips most of them */
+	uint64_t reg = want ? want : MIN(BM_DEFAULT_REGION, member_size / 64);
 
-	reg = (reg + strip - 1) / strip * strip;
+	reg = MAX((reg + strip - 1) / strip * strip, (uint64_t)strip);
 	while (member_size / reg >= bitmap_bytes * 8)
 		reg *= 2;
 	return reg;

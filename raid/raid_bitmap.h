@@ -11,7 +11,8 @@
 
 #include "raid/raid_int.h"
 
-/* The region size for a set: the wanted size (0: 64 MiB) rounded up to a
+/* The region size for a set: the wanted size (0: 64 MiB, at most a 64th
+ * of the member) rounded up to a
  * multiple of the strip, doubled until the bitmap area holds every bit. */
 uint64_t bitmap_region_size(uint64_t want, uint32_t strip, uint64_t member_size,
 			    uint64_t bitmap_bytes);
