@@ -813,6 +813,7 @@ int raid_scrub_start(struct blkdev *bd, bool repair)
 int raid_scrub_cancel(struct blkdev *bd)
 {
 	struct raid *r;
+	bool forget = false;
 	int rc = 0;
 
 	if (!blk_is_raid(bd))
@@ -821,6 +822,8 @@ int raid_scrub_cancel(struct blkdev *bd)
 	pthread_mutex_lock(&r->jlock);
 	if (r->scrub_req) {
 		r->scrub_req = false;
+		forget = r->scrub_from > 0;	/* a resumed one, not started yet */
+		pthread_cond_broadcast(&r->jcond);
 	} else if (r->ji.kind == RAID_JOB_SCRUB) {
 		__atomic_store_n(&r->jcancel, true, __ATOMIC_RELEASE);
 		pthread_cond_broadcast(&r->jcond);
@@ -828,6 +831,8 @@ int raid_scrub_cancel(struct blkdev *bd)
 		rc = -ENOENT;
 	}
 	pthread_mutex_unlock(&r->jlock);
+	if (forget)
+		save_scrub(r, 0, false);
 	return rc;
 }
 

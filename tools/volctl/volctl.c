@@ -1543,6 +1543,9 @@ static int cmd_pool_show(struct ctx *c, int argc, char **argv)
 		printf("rebuild rate  %s/s per disk\n", jsize(r, "rebuild_rate", a, sizeof(a)));
 	else
 		printf("rebuild rate  no limit\n");
+	if (json_integer_value(json_object_get(r, "read_errors_fixed")))
+		printf("read errors   %s repaired from redundancy\n",
+		       jint(r, "read_errors_fixed", a, sizeof(a)));
 	print_job(json_object_get(r, "job"));
 	json_decref(r);
 	return 0;
