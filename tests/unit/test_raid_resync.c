@@ -395,7 +395,7 @@ START_TEST(readd_after_restart)
 	verify_all(&e);
 	ck_assert_int_eq(raid_spare_add(e.raid, e.f[2]), 0);	/* it takes its own slot */
 	ck_assert_int_eq(raid_spare_add(e.raid, e.f[4]), 0);	/* a fresh disk, kept */
-	io_until_idle(&e);
+	ck_assert_int_eq(raid_job_wait(e.raid), 0);	/* no writes meanwhile: 4 regions */
 	ji = job(&e);
 	ck_assert_int_eq(ji.last_rc, 0);
 	ck_assert(ji.last_partial);
