@@ -911,6 +911,9 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 	r->lops = level_ops(sb->geom.level);
 	r->g = sb->geom;
 	r->sb = *sb;
+	/* 1.2 -> 1.3 in place: 1.3 only adds fields in bytes 1.2 keeps zero */
+	if (r->sb.major == 1 && r->sb.minor == 2)
+		r->sb.minor = RAID_SB_MINOR;
 	r->k = raid_data_cols(&r->g);
 	r->np = r->g.level == RAID_LEVEL_5 ? 1 : r->g.level == RAID_LEVEL_6 ? 2 : 0;
 	r->data_offset = sb->data_offset;

@@ -596,12 +596,20 @@ static enum work find_work(struct raid *r, int *slot)
 			*slot = (int)i;
 			return WORK_RESUME;
 		}
-	if (r->nspares && r->lops->rebuild && raid_set_alive(r) && r->rebuild_slot == -1)
+	if (r->nspares && r->lops->rebuild && raid_set_alive(r) && r->rebuild_slot == -1) {
+		/* first a slot whose old member is among the spares */
+		for (uint32_t i = 0; i < r->g.nmembers; i++)
+			if (__atomic_load_n(&r->state[i], __ATOMIC_ACQUIRE) == RAID_MEMBER_FAILED &&
+			    r->spare_slot[spare_for(r, (int)i)] == (int)i) {
+				*slot = (int)i;
+				return WORK_SPARE;
+			}
 		for (uint32_t i = 0; i < r->g.nmembers; i++)
 			if (__atomic_load_n(&r->state[i], __ATOMIC_ACQUIRE) == RAID_MEMBER_FAILED) {
 				*slot = (int)i;
 				return WORK_SPARE;
 			}
+	}
 	if (r->scrub_req)
 		return WORK_SCRUB;
 	return WORK_NONE;
