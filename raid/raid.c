@@ -31,8 +31,7 @@
  * region's bit in the write-intent bitmap first (raid_bitmap.c), and a
  * dirty set resyncs only those regions.
  *
- * Not done yet (doc/raid.md): resuming a rebuild after a restart, rate
- * limits, hot spares, DISCARD on RAID 5/6.
+ * Not done yet: see doc/raid.md.
  */
 #include <assert.h>
 #include <errno.h>
@@ -295,26 +294,55 @@ static void lock_granted_msg(void *arg)
 	rio->next(rio);
 }
 
-void stripe_lock(struct raid_io *rio, raid_io_fn fn)
+static uint64_t lock_rows(struct raid_io *rio)
 {
-	struct raid *r = rio->r;
+	return rio->rows ? rio->rows : 1;
+}
+
+/* Under r->lock: a held lock over a stripe of rio's range, or NULL. */
+static struct stripe_lock *lock_conflict(struct raid *r, struct raid_io *rio)
+{
+	uint64_t s = rio->stripe, e = s + lock_rows(rio);
 	struct list_head *pos;
 
-	rio->next = fn;
-	pthread_mutex_lock(&r->lock);
 	list_for_each(pos, &r->locked) {
 		struct stripe_lock *l = list_entry(pos, struct stripe_lock, link);
 
-		if (l->stripe == rio->stripe) {
-			list_add_tail(&rio->wait_link, &l->waiters);
-			pthread_mutex_unlock(&r->lock);
-			return;
-		}
+		if (s < l->stripe + l->rows && l->stripe < e)
+			return l;
 	}
+	return NULL;
+}
+
+/* Under r->lock: rio takes the lock of its range. */
+static void lock_take(struct raid *r, struct raid_io *rio)
+{
 	rio->lock.stripe = rio->stripe;
+	rio->lock.rows = lock_rows(rio);
 	list_init(&rio->lock.waiters);
 	list_add_tail(&rio->lock.link, &r->locked);
 	rio->locked = true;
+}
+
+/*
+ * A lock covers rio->rows stripes from rio->stripe (a rebuild batch holds
+ * all of its rows). An I/O whose range meets a held lock waits on it; when
+ * that lock is released, its waiters try again in order.
+ */
+void stripe_lock(struct raid_io *rio, raid_io_fn fn)
+{
+	struct raid *r = rio->r;
+	struct stripe_lock *l;
+
+	rio->next = fn;
+	pthread_mutex_lock(&r->lock);
+	l = lock_conflict(r, rio);
+	if (l) {
+		list_add_tail(&rio->wait_link, &l->waiters);
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	lock_take(r, rio);
 	pthread_mutex_unlock(&r->lock);
 	fn(rio);
 }
@@ -322,35 +350,37 @@ void stripe_lock(struct raid_io *rio, raid_io_fn fn)
 static void stripe_unlock(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
-	struct raid_io *w = NULL;
+	struct list_head granted;
 
 	if (!rio->locked)
 		return;
 	rio->locked = false;
+	list_init(&granted);
 	pthread_mutex_lock(&r->lock);
 	list_del(&rio->lock.link);
-	if (!list_empty(&rio->lock.waiters)) {
-		w = list_entry(rio->lock.waiters.next, struct raid_io, wait_link);
-		list_del(&w->wait_link);
-		w->lock.stripe = w->stripe;
-		list_init(&w->lock.waiters);
-		/* the rest now wait on w */
-		while (!list_empty(&rio->lock.waiters)) {
-			struct list_head *l = rio->lock.waiters.next;
+	while (!list_empty(&rio->lock.waiters)) {
+		struct raid_io *w = list_entry(rio->lock.waiters.next, struct raid_io, wait_link);
+		struct stripe_lock *l;
 
-			list_del(l);
-			list_add_tail(l, &w->lock.waiters);
+		list_del(&w->wait_link);
+		l = lock_conflict(r, w);
+		if (l) {
+			list_add_tail(&w->wait_link, &l->waiters);
+			continue;
 		}
-		list_add_tail(&w->lock.link, &r->locked);
-		w->locked = true;
+		lock_take(r, w);
+		list_add_tail(&w->wait_link, &granted);
 	}
 	pthread_mutex_unlock(&r->lock);
-	if (!w)
-		return;
-	if (w->bio->ch->loop == rio->bio->ch->loop)
-		ev_defer(w->bio->ch->loop, &w->bio->task, lock_granted_task);
-	else if (ev_send_msg(w->bio->ch->loop, lock_granted_msg, w))
-		LOG_ERR(LS_RAID, "%s: cannot hand a stripe lock over", r->bd.name);
+	while (!list_empty(&granted)) {
+		struct raid_io *w = list_entry(granted.next, struct raid_io, wait_link);
+
+		list_del(&w->wait_link);
+		if (w->bio->ch->loop == rio->bio->ch->loop)
+			ev_defer(w->bio->ch->loop, &w->bio->task, lock_granted_task);
+		else if (ev_send_msg(w->bio->ch->loop, lock_granted_msg, w))
+			LOG_ERR(LS_RAID, "%s: cannot hand a stripe lock over", r->bd.name);
+	}
 }
 
 
@@ -383,7 +413,7 @@ int rio_alloc_mem(struct raid_io *rio, size_t len)
 
 	rio->mem_class = -1;
 	if (len > size) {
-		rio->mem = aligned_alloc(64, (len + 63) & ~(size_t)63);
+		rio->mem = aligned_alloc(4096, (len + 4095) & ~(size_t)4095);
 		return rio->mem ? 0 : -ENOMEM;
 	}
 	if (rc->nfree[cls]) {
@@ -393,7 +423,7 @@ int rio_alloc_mem(struct raid_io *rio, size_t len)
 		rc->nfree[cls]--;
 		rio->mem = (uint8_t *)l;
 	} else {
-		rio->mem = aligned_alloc(64, size);
+		rio->mem = aligned_alloc(4096, size);	/* O_DIRECT members: no bounce */
 		if (!rio->mem)
 			return -ENOMEM;
 	}
@@ -746,10 +776,11 @@ static int raid_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 /* ------------------------------------------------------------ blkdev ops */
 
 /*
- * WRITE_ZEROES: RAID 5/6 write zeros through the stripe path (parity must
- * follow); 0, 1 and 10 pass it down when every member takes it. DISCARD:
- * passed down by 0, 1 and 10 when every member takes it; not on 5/6 (the
- * parity of undefined contents is undefined).
+ * WRITE_ZEROES and DISCARD: RAID 5/6 take both, and both read back zeros:
+ * a whole stripe becomes WRITE_ZEROES on every member, parity included,
+ * when every member takes it, else (and for part of a stripe) zeros are
+ * written through the stripe path, parity following (raid_parity_io.c).
+ * 0, 1 and 10 pass them down when every member takes them.
  */
 static bool raid_supports(struct blkdev *bd, enum bio_op op)
 {
@@ -761,9 +792,8 @@ static bool raid_supports(struct blkdev *bd, enum bio_op op)
 	case BIO_FLUSH:
 		return true;
 	case BIO_WRITE_ZEROES:
-		return r->np || r->caps & (1u << op);
 	case BIO_DISCARD:
-		return !r->np && r->caps & (1u << op);
+		return r->np || r->caps & (1u << op);
 	default:
 		return false;
 	}

@@ -34,6 +34,7 @@ typedef void (*raid_io_fn)(struct raid_io *rio);
 /* A held stripe lock: owned by the raid_io that holds it. */
 struct stripe_lock {
 	uint64_t		stripe;
+	uint64_t		rows;		/* stripes from stripe on */
 	struct list_head	link;		/* r->locked */
 	struct list_head	waiters;	/* raid_io.wait_link */
 };
@@ -71,6 +72,7 @@ struct raid_io {
 	uint64_t	ppl_mark;	/* FLUSH: the log's write stamp when sent */
 	bool		ppl_retry;	/* the log was full even after a flush */
 	bool		bm_held;	/* counted in flight in its bitmap region */
+	uint32_t	rows;		/* stripes from stripe on that the lock covers (0: 1) */
 	/* RAID 5/6, set up by the module */
 	uint64_t	stripe;
 	uint32_t	cols[MAXCOLS];
@@ -90,8 +92,10 @@ struct raid_level_ops {
 	void	(*submit_rw)(struct raid_io *rio);
 	/* FLUSH: to every live member. */
 	void	(*submit_null)(struct raid_io *rio);
-	/* Rebuild row rio->stripe onto the members being rebuilt (NULL: none). */
+	/* Rebuild row rio->stripe onto the members being rebuilt (NULL: none);
+	 * rows_batch: the rows of raid_walk_req (all under their locks). */
 	void	(*rebuild)(struct raid_io *rio);
+	bool	rebuild_batch;
 	/* Make row rio->stripe consistent: parity from data, mirrors from the
 	 * first live one (NULL: nothing to do). */
 	void	(*resync)(struct raid_io *rio);
@@ -103,6 +107,25 @@ struct raid_level_ops {
 #define RAID_BIO_REBUILD	(1u << 30)
 #define RAID_BIO_RESYNC		(1u << 29)
 #define RAID_BIO_SCRUB		(1u << 28)
+
+/*
+ * A walker bio (RAID_BIO_REBUILD, RESYNC, SCRUB) has end_arg pointing to
+ * this: the rows it stands for, from the row at its offset (only above 1
+ * for a level with rebuild_batch), and a buffer of buf_len bytes the level
+ * may use for them (NULL: none).
+ */
+struct raid_walk_req {
+	uint64_t	row;
+	uint32_t	rows;
+	void		*buf;
+	size_t		buf_len;
+	/* the walker's */
+	bool		done;
+	int		status;
+};
+
+/* raid_parity_rows.c: RAID 5/6 rebuild of a batch of rows. */
+void parity_rebuild_rows(struct raid_io *rio);
 
 extern const struct raid_level_ops raid0_level, raid1_level, raid10_level,
 	raid5_level, raid6_level;
@@ -230,7 +253,7 @@ void raid_member_io_error(struct raid_io *rio, struct blkdev *bd, int status);
 /* Take the lock of rio->stripe, then run fn (now, or when handed over). */
 void stripe_lock(struct raid_io *rio, raid_io_fn fn);
 
-/* rio->mem of len bytes, 64-byte aligned, from the channel's cache (two
+/* rio->mem of len bytes, 4 KiB aligned, from the channel's cache (two
  * sizes). Freed by rio_finish. */
 int rio_alloc_mem(struct raid_io *rio, size_t len);
 

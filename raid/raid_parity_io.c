@@ -140,7 +140,7 @@ static void copy_out(struct raid_io *rio)
 				   rio->d[j] + rio->lo[j] - rio->rs, rio->hi[j] - rio->lo[j]);
 }
 
-/* The new data (zeros for WRITE_ZEROES) over the touched ranges. */
+/* The new data (zeros for WRITE_ZEROES and DISCARD) over the touched ranges. */
 static void overlay_new(struct raid_io *rio)
 {
 	for (uint32_t j = 0; j < rio->r->k; j++) {
@@ -148,7 +148,7 @@ static void overlay_new(struct raid_io *rio)
 
 		if (!touched(rio, j))
 			continue;
-		if (rio->bio->op == BIO_WRITE_ZEROES)
+		if (rio->bio->op != BIO_WRITE)	/* WRITE_ZEROES, DISCARD */
 			memset(dst, 0, rio->hi[j] - rio->lo[j]);
 		else
 			iov_to_buf(rio->bio->iov, rio->bio->iovcnt, iov_skip(rio, j), dst,
@@ -190,19 +190,29 @@ static int setup_stripe(struct raid_io *rio)
 	return 0;
 }
 
-static int alloc_bufs(struct raid_io *rio)
+/* d[], o[] and zero in rio->mem (again: a full-stripe write points d[] at
+ * the caller's data, see direct_cols). */
+static void set_bufs(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
 	uint32_t ncol = r->k + r->np;
 	size_t len = rio->re - rio->rs;
 
-	if (rio_alloc_mem(rio, len * (2 * ncol + 1)))
-		return -ENOMEM;
 	for (uint32_t c = 0; c < ncol; c++) {
 		rio->d[c] = rio->mem + c * len;
 		rio->o[c] = rio->mem + (ncol + c) * len;
 	}
 	rio->zero = rio->mem + 2 * ncol * len;
+}
+
+static int alloc_bufs(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	size_t len = rio->re - rio->rs;
+
+	if (rio_alloc_mem(rio, len * (2 * (r->k + r->np) + 1)))
+		return -ENOMEM;
+	set_bufs(rio);
 	return 0;
 }
 
@@ -353,6 +363,7 @@ static void write_start(struct raid_io *rio)
 		rio_finish(rio, -EIO);
 		return;
 	}
+	set_bufs(rio);		/* reads land in rio->mem, never in the caller's data */
 	batch_begin(rio, write_read_done);
 	if (nlost) {
 		rio->mode = WR_DEGRADED;
@@ -389,6 +400,38 @@ static void write_start(struct raid_io *rio)
 	batch_end(rio);
 }
 
+static bool full_stripe(struct raid_io *rio);
+
+/*
+ * A full-stripe WRITE whose every column is one piece of the caller's
+ * iovec, 32-byte aligned (ISA-L): d[] points at the caller's data, which
+ * parity is computed from and the members are written from, without a copy.
+ */
+static bool direct_cols(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	const struct iovec *iov = rio->bio->iov;
+	uint8_t *p[MAXCOLS];
+
+	if (rio->bio->op != BIO_WRITE || !full_stripe(rio))
+		return false;
+	for (uint32_t j = 0; j < r->k; j++) {
+		size_t skip = iov_skip(rio, j);
+		int i = 0;
+
+		while (i < rio->bio->iovcnt && skip >= iov[i].iov_len)
+			skip -= iov[i++].iov_len;
+		if (i == rio->bio->iovcnt || iov[i].iov_len - skip < r->g.strip)
+			return false;
+		p[j] = (uint8_t *)iov[i].iov_base + skip;
+		if ((uintptr_t)p[j] % 32)
+			return false;
+	}
+	for (uint32_t j = 0; j < r->k; j++)
+		rio->d[j] = p[j];
+	return true;
+}
+
 static int compute_parity(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
@@ -401,7 +444,8 @@ static int compute_parity(struct raid_io *rio)
 			return -EIO;
 		/* fall through */
 	case WR_RCW:
-		overlay_new(rio);
+		if (rio->mode == WR_DEGRADED || !direct_cols(rio))
+			overlay_new(rio);
 		return raid_parity_gen((int)r->np, (int)r->k, len, rio->d);
 	case WR_RMW:
 		memset(rio->zero, 0, len);
@@ -529,11 +573,32 @@ static void write_log_flushed(struct raid_io *rio)
 	write_log(rio);
 }
 
+/*
+ * WRITE_ZEROES and DISCARD of a whole stripe with every member live: zeros
+ * on every member, parity included (P and Q of zeros are zeros), as member
+ * WRITE_ZEROES when every member takes it (a DISCARD lets them deallocate).
+ */
+static bool zero_members(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+
+	return rio->bio->op != BIO_WRITE && rio->mode == WR_RCW && full_stripe(rio) &&
+	       (r->caps & (1u << BIO_WRITE_ZEROES));
+}
+
 static void write_data(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
 
 	batch_begin(rio, write_write_done);
+	if (zero_members(rio)) {
+		for (uint32_t c = 0; c < r->k + r->np; c++)
+			if (raid_writable(r, rio->cols[c]))
+				member_bio(rio, rio->cols[c], BIO_WRITE_ZEROES, row_off(rio, 0),
+					   r->g.strip, NULL);
+		batch_end(rio);
+		return;
+	}
 	for (uint32_t j = 0; j < r->k; j++) {
 		uint32_t m = rio->cols[j];
 
@@ -584,57 +649,7 @@ static void parity_submit_rw(struct raid_io *rio)
 		stripe_lock(rio, write_start);
 }
 
-/* ---- rebuild: a whole row, under its stripe lock */
-
-static void rebuild_read(struct raid_io *rio);
-static void parity_row(struct raid_io *rio, raid_io_fn fn);
-
-static void rebuild_done(struct raid_io *rio)
-{
-	rio_finish(rio, rio->status ? rio->status : rio->child_err ? -EIO : 0);
-}
-
-static void rebuild_write(struct raid_io *rio)
-{
-	struct raid *r = rio->r;
-
-	if (rio->status) {
-		rio_finish(rio, rio->status);
-		return;
-	}
-	if (rio->child_err) {
-		rebuild_read(rio);
-		return;
-	}
-	if (recover_unread(rio)) {
-		rio_finish(rio, -EIO);
-		return;
-	}
-	batch_begin(rio, rebuild_done);
-	for (uint32_t c = 0; c < r->k + r->np; c++)
-		if (!(rio->readmask & (1ull << c)) && raid_rebuilding(r, rio->cols[c]))
-			member_bio(rio, rio->cols[c], BIO_WRITE, row_off(rio, 0), r->g.strip,
-				   rio->d[c]);
-	batch_end(rio);
-}
-
-static void rebuild_read(struct raid_io *rio)
-{
-	struct raid *r = rio->r;
-
-	if (snapshot_live(rio) > (int)r->np) {
-		rio_finish(rio, -EIO);
-		return;
-	}
-	batch_begin(rio, rebuild_write);
-	read_snapshot(rio, 0, r->g.strip);
-	batch_end(rio);
-}
-
-static void parity_rebuild(struct raid_io *rio)
-{
-	parity_row(rio, rebuild_read);
-}
+/* ---- rebuild: raid_parity_rows.c (a batch of rows under their locks) */
 
 /* ---- resync: parity from data, a whole row, under its stripe lock */
 
@@ -828,7 +843,8 @@ const struct raid_level_ops raid5_level = {
 	.start = stripe_start,
 	.submit_rw = parity_submit_rw,
 	.submit_null = parity_flush,
-	.rebuild = parity_rebuild,
+	.rebuild = parity_rebuild_rows,
+	.rebuild_batch = true,
 	.resync = parity_resync,
 	.scrub = parity_scrub,
 };
@@ -839,7 +855,8 @@ const struct raid_level_ops raid6_level = {
 	.start = stripe_start,
 	.submit_rw = parity_submit_rw,
 	.submit_null = parity_flush,
-	.rebuild = parity_rebuild,
+	.rebuild = parity_rebuild_rows,
+	.rebuild_batch = true,
 	.resync = parity_resync,
 	.scrub = parity_scrub,
 };

@@ -13,8 +13,9 @@
  *  3. a scrub asked for by raid_scrub_start.
  *
  * A job walks the rows (one strip on every member) through a private loop
- * and channel on the set: each row is one RAID_BIO_REBUILD / RAID_BIO_SCRUB
- * bio, which holds the row's stripe lock while it reads and writes members
+ * and channel on the set: each RAID_BIO_REBUILD / RAID_BIO_SCRUB bio stands
+ * for one row (a RAID 5/6 rebuild: a batch of rows, raid_parity_rows.c) and
+ * holds the stripe lock of its rows while it reads and writes members
  * (raid_mirror.c, raid_parity_io.c), so foreground writes never interleave.
  * Between rows the walker paces itself:
  *  - rate limit (raid_set_rate, bytes per second per member): it sleeps
@@ -115,24 +116,34 @@ static void yield_fg(struct raid *r, uint64_t row_ns, uint64_t *fg_seen)
 
 /* ------------------------------------------------------------ the row walker */
 
-/* Rows in flight at once when the set has no foreground I/O (one while it
- * has): each holds its own stripe lock, so they never overlap. At most 32,
- * and about 64 MiB of row buffers (a rebuild is latency-bound: each row
- * reads, then writes, one strip per member). */
+/* Bios in flight at once when the set has no foreground I/O (one while it
+ * has): each holds the stripe locks of its rows, so they never overlap. At
+ * most 32, and about 64 MiB of row buffers. A RAID 5/6 rebuild sends
+ * WALK_BATCH bytes of rows per member in each bio (1 MiB: 16 rows of 64
+ * KiB), at most WALK_BATCH_DEPTH of them in flight; other walks one row per
+ * bio (a row reads, then writes, one strip per member). */
 #define WALK_DEPTH	32
 #define WALK_MEM	(64u << 20)
-
-struct row_wait {
-	bool	busy, done;
-	int	status;
-};
+#define WALK_BATCH	(1u << 20)
+#define WALK_BATCH_DEPTH 8
 
 static void row_end(struct bio *bio, int status)
 {
-	struct row_wait *w = bio->end_arg;
+	struct raid_walk_req *w = bio->end_arg;
 
 	w->status = status;
 	w->done = true;
+}
+
+/* Rows per bio under the rate limit: about 50 ms worth, so a batch is no
+ * burst above the rate. */
+static uint32_t rate_batch(struct raid *r, uint32_t batch)
+{
+	uint64_t rate = __atomic_load_n(&r->rate, __ATOMIC_RELAXED);
+
+	if (!rate || batch == 1)
+		return batch;
+	return (uint32_t)MAX(MIN(rate / 20 / r->g.strip, (uint64_t)batch), 1);
 }
 
 static void closed_flag(void *arg)
@@ -176,6 +187,17 @@ static bool row_wanted(struct raid *r, uint32_t flag, uint64_t row)
 	return true;
 }
 
+/* How many rows from `row` (wanted), at most max, a batch takes: only
+ * wanted ones, so a partial rebuild rebuilds nothing else. */
+static uint32_t wanted_run(struct raid *r, uint32_t flag, uint64_t row, uint32_t max)
+{
+	uint32_t n = 1;
+
+	while (n < max && row_wanted(r, flag, row + n))
+		n++;
+	return n;
+}
+
 /* A failed slot that a spare could take: a scrub makes way. */
 static bool spare_waiting(struct raid *r)
 {
@@ -189,10 +211,13 @@ static bool spare_waiting(struct raid *r)
 
 /*
  * Walk rows [from, rows) through a private loop and channel on the set: each
- * row is a RAID_BIO_REBUILD (RESYNC, SCRUB) bio, up to WALK_DEPTH of them in
- * flight. With job: progress in r->ji (rows done: every row below it is
- * done), pacing, the rebuild cursor saved, and a stop (raid_jobs_stop,
- * close, a scrub cancelled) ends it with -ECANCELED.
+ * bio is a RAID_BIO_REBUILD (RESYNC, SCRUB) request for one row, or for a
+ * batch of rows (a rebuild on a level with rebuild_batch while the set has
+ * no foreground I/O), up to max_depth of them in flight, in a ring: a bio
+ * that ended stays in it until the ones before it ended. With job: progress
+ * in r->ji (rows done: every row below it is done), pacing, the rebuild
+ * cursor saved, and a stop (raid_jobs_stop, close, a scrub cancelled) ends
+ * it with -ECANCELED.
  */
 int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 {
@@ -200,29 +225,45 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 	uint64_t row_bytes = (uint64_t)r->g.strip * r->k;
 	uint64_t last_save = now_ns(), fg = __atomic_load_n(&r->fg_ios, __ATOMIC_RELAXED);
 	uint64_t next = from, contig = from, t_row = now_ns(), walked = 0;
-	struct row_wait w[WALK_DEPTH] = { { 0 } };
+	struct raid_walk_req w[WALK_DEPTH] = { { 0 } };
 	int slot = r->rebuild_slot;
-	unsigned inflight = 0, depth, max_depth;
+	unsigned head = 0, used = 0, depth, max_depth;
+	uint32_t batch = 1, max_batch = 1;
+	size_t buf_len = 0;
 	struct ev_loop *loop;
 	struct blkchan *ch;
 	void *dummy;
 	bool closed = false;
 	int rc;
 
-	max_depth = (unsigned)MIN((size_t)WALK_DEPTH, WALK_MEM / r->buf_max);
+	if (flag == RAID_BIO_REBUILD && r->lops->rebuild_batch) {
+		max_batch = MAX(WALK_BATCH / r->g.strip, 1u);
+		buf_len = (size_t)r->g.nmembers * max_batch * r->g.strip;
+		max_depth = (unsigned)MIN((size_t)WALK_BATCH_DEPTH, WALK_MEM / buf_len);
+	} else {
+		max_depth = (unsigned)MIN((size_t)WALK_DEPTH, WALK_MEM / r->buf_max);
+	}
 	depth = max_depth = MAX(max_depth, 1u);
+	batch = max_batch;
 	rc = ev_loop_new(EV_AUTO, 64, &loop);
 	if (rc)
 		return rc;
+	for (unsigned i = 0; i < depth && buf_len && !rc; i++) {
+		w[i].buf = aligned_alloc(4096, buf_len);
+		w[i].buf_len = buf_len;
+		if (!w[i].buf)
+			rc = -ENOMEM;
+	}
 	dummy = aligned_alloc(r->bd.block_size, r->bd.block_size);
-	rc = dummy ? blk_chan_open(&r->bd, loop, &ch) : -ENOMEM;
+	if (!rc)
+		rc = dummy ? blk_chan_open(&r->bd, loop, &ch) : -ENOMEM;
 	if (rc)
 		goto free_loop;
 	while (contig < rows) {
-		/* start rows while the window allows */
-		while (!rc && next < rows && next < contig + depth) {
+		/* start bios while the window allows */
+		while (!rc && next < rows && used < depth) {
 			struct iovec iov = { dummy, r->bd.block_size };
-			struct row_wait *x = &w[next % WALK_DEPTH];
+			struct raid_walk_req *x = &w[(head + used) % max_depth];
 
 			if (job && job_stopping(r)) {
 				rc = -ECANCELED;
@@ -247,40 +288,46 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 				if (job_stopping(r))
 					continue;	/* seen at the top */
 			}
-			x->busy = true;
+			x->row = next;
+			x->rows = wanted_run(r, flag, next, (uint32_t)MIN((uint64_t)rate_batch(r, batch),
+									  rows - next));
 			x->done = false;
+			x->status = 0;
 			rc = blk_rw(ch, BIO_READ, flag, &iov, 1, next * row_bytes,
 				    r->bd.block_size, row_end, x);
-			if (rc) {
-				x->busy = false;
+			if (rc)
 				break;
-			}
-			inflight++;
-			walked++;
-			next++;
+			used++;
+			walked += x->rows;
+			next += x->rows;
 		}
-		if (!inflight && (rc || next >= rows))
+		if (!used && (rc || next >= rows))
 			break;
-		if (inflight)
+		if (used)
 			ev_run_once(loop, 100);
-		/* rows that ended (or skipped); the cursor moves over the contiguous ones */
-		for (unsigned i = 0; i < WALK_DEPTH; i++)
-			if (w[i].busy && w[i].done) {
-				w[i].busy = false;
-				inflight--;
-				if (w[i].status && !rc)
-					rc = w[i].status;
-			}
-		if (rc)
-			continue;	/* wait for the others, start nothing new */
-		while (contig < next && !w[contig % WALK_DEPTH].busy) {
-			contig++;
-			if (contig % 1024 == 0 || contig == rows)
+		/* bios that ended, in order; the cursor moves over them */
+		while (used && w[head].done) {
+			struct raid_walk_req *x = &w[head];
+
+			if (x->status && !rc)
+				rc = x->status;
+			x->done = false;
+			head = (head + 1) % max_depth;
+			used--;
+			if (rc)
+				continue;	/* the cursor stays before a failed row */
+			if ((contig + x->rows) / 1024 != contig / 1024 || contig + x->rows == rows)
 				LOG_DBG(LS_RAID, "%s: %s %llu of %llu rows", r->bd.name,
 					flag == RAID_BIO_REBUILD ? "rebuilt" :
 					flag == RAID_BIO_RESYNC ? "resynced" : "scrubbed",
-					(unsigned long long)contig, (unsigned long long)rows);
+					(unsigned long long)(x->row + x->rows),
+					(unsigned long long)rows);
+			contig = x->row + x->rows;
 		}
+		if (rc)
+			continue;	/* wait for the others, start nothing new */
+		/* rows skipped (clean in the bitmap) after the last bio that ended */
+		contig = used ? w[head].row : next;
 		if (job) {
 			uint64_t now = now_ns(), f = __atomic_load_n(&r->fg_ios, __ATOMIC_RELAXED);
 
@@ -297,7 +344,8 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 			}
 			/* foreground I/O: one row at a time, paced; else the window */
 			depth = f != fg ? 1 : max_depth;
-			if (inflight < depth) {
+			batch = f != fg ? 1 : max_batch;
+			if (used < depth) {
 				yield_fg(r, now - t_row, &fg);
 				t_row = now_ns();
 			}
@@ -314,6 +362,8 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 	while (!closed)
 		ev_run_once(loop, 100);
 free_loop:
+	for (unsigned i = 0; i < WALK_DEPTH; i++)
+		free(w[i].buf);
 	free(dummy);
 	ev_loop_free(loop);
 	return rc;

@@ -13,7 +13,9 @@
  * the new volume remember it (snap_time). A mapping written before its
  * volume's snap_time may be shared, so a write to it goes to a new chunk
  * (copying the old contents first unless the write covers the whole chunk);
- * a mapping written since is the volume's own and is written in place. The
+ * a mapping written since is the volume's own and is written in place,
+ * unless its chunk's reference count says a range copy shares it
+ * (snapshot/copy.c: a chunk mapped by two leaves counts two). The
  * data is written before the mapping is inserted, and the mapping is only
  * durable with the next commit, so after a crash the old mapping, and the
  * old chunk it points at, are still there.
@@ -427,6 +429,18 @@ static int map_lookup(struct thin_pool *p, struct vol_rec *r, uint64_t vc,
 	return 0;
 }
 
+/* Is the chunk pc, mapped at time t, r's alone (a write may go in place)?
+ * Written since r's snap_time (no snapshot or clone shares its leaf), and
+ * referenced once (no range copy shares it: thin_vol_copy_range). */
+static bool owned(struct thin_pool *p, struct vol_rec *r, uint64_t pc, uint32_t t)
+{
+	uint32_t count;
+
+	if (t < r->snap_time)
+		return false;
+	return !sm_get_count(tm_dsm(p->tm), pc, &count) && count == 1;
+}
+
 /* Announce crossing below the low-water mark, once per crossing. */
 static void low_space_check(struct thin_pool *p)
 {
@@ -468,7 +482,7 @@ static int write_seg(struct thin_pool *p, struct vol_rec *r, struct bio *bio,
 	if (rc && rc != -ENODATA)
 		return fail(p, rc);
 	mapped = !rc;
-	if (mapped && t >= r->snap_time) {	/* ours: in place */
+	if (mapped && owned(p, r, pc, t)) {	/* ours: in place */
 		fill(p, bio, skip, 0, n);
 		__atomic_store_n(&p->unflushed, 1, __ATOMIC_RELEASE);
 		rc = data_io(p, BIO_WRITE, chunk_off(p, pc) + in, p->cbuf, n);
@@ -572,7 +586,7 @@ static int do_bio(struct thin_pool *p, struct thin_vol *tv, struct bio *bio)
 				if (!rc)
 					buf_to_iov(bio->iov, bio->iovcnt, done, p->cbuf, n);
 				if (!rc)
-					map_note(tv, vc, pc, t >= r->snap_time);
+					map_note(tv, vc, pc, owned(p, r, pc, t));
 			} else {
 				rc = fail(p, rc);
 			}
@@ -990,7 +1004,7 @@ static void owner_start(struct bio *bio)
 			return;
 		}
 		/* not owned, and something to write: a new chunk */
-		if (!(!rc && t >= r->snap_time) &&
+		if (!(!rc && owned(p, r, pc, t)) &&
 		    !(zeroing && rc == -ENODATA && !(bio->flags & BIO_NOUNMAP))) {
 			p->st_owner_ios++;
 			rc = prov_start(p, tv, bio, vc, in, (uint32_t)bio->len, !rc, pc);
@@ -1797,4 +1811,37 @@ int thin_vol_open(struct thin_pool *p, const char *name, struct blkdev **out)
 	struct vol_args a = { .name = name, .bd = out };
 
 	return pool_call(p, open_owner, &a);
+}
+
+/* ---- for snapshot/copy.c (pool.h) ---- */
+
+struct thin_vol *pool_vol_of(struct blkdev *bd)
+{
+	return bd->ops == &thin_vol_ops ? container_of(bd, struct thin_vol, bd) : NULL;
+}
+
+int pool_map_lookup(struct thin_pool *p, struct vol_rec *r, uint64_t vc, uint64_t *pc,
+		    uint32_t *time)
+{
+	return map_lookup(p, r, vc, pc, time);
+}
+
+void pool_map_forget(struct thin_vol *tv, uint64_t vc)
+{
+	map_forget(tv, vc);
+}
+
+int pool_unmap_chunk(struct thin_pool *p, struct vol_rec *r, uint64_t vc)
+{
+	return unmap_chunk(p, r, vc);
+}
+
+int pool_fail(struct thin_pool *p, int rc)
+{
+	return fail(p, rc);
+}
+
+bool pool_cell_busy(struct thin_vol *tv, uint64_t vc)
+{
+	return tv && cell_find(tv, vc);
 }

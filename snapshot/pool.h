@@ -149,4 +149,16 @@ int thin_vol_status_base(struct blkdev *bd, const char *base);
 void thin_vol_status_bases(struct blkdev *bd, void (*fn)(void *arg, const char *base),
 			   void *arg);
 
+/* pool.c, for snapshot/copy.c (owner thread but pool_vol_of): the volume
+ * behind a block device (NULL: not a thin volume); a mapping; forget a
+ * chunk's fast-path slot; unmap a chunk; fail the pool; a provisioning in
+ * flight on a chunk (its cell). */
+struct thin_vol *pool_vol_of(struct blkdev *bd);
+int pool_map_lookup(struct thin_pool *p, struct vol_rec *r, uint64_t vc, uint64_t *pc,
+		    uint32_t *time);
+void pool_map_forget(struct thin_vol *tv, uint64_t vc);
+int pool_unmap_chunk(struct thin_pool *p, struct vol_rec *r, uint64_t vc);
+int pool_fail(struct thin_pool *p, int rc);
+bool pool_cell_busy(struct thin_vol *tv, uint64_t vc);
+
 #endif

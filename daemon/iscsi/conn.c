@@ -40,8 +40,10 @@
 #include "sand/alua.h"
 #include "sand/reactor.h"
 #include "daemon/iscsi/iscsi_int.h"
+#include "daemon/iscsi/bufcache.h"
 
 #define TX_IOV_MAX	64
+#define RX_STAGE	(64u * 1024)	/* socket reads of small PDUs go through this */
 
 enum conn_state { CONN_LOGIN, CONN_FFP, CONN_LOGGED_OUT };
 enum rx_state { RX_BHS, RX_REST };
@@ -67,6 +69,7 @@ struct iscsi_task {
 	struct tmf_wait	*tmf;
 	struct scsi_pr_wait *pr_wait;	/* a PREEMPT AND ABORT waits for it */
 	uint8_t		*buf;
+	uint32_t	bufcap;		/* of buf, from the connection's bufcache */
 	uint32_t	received;	/* data-out bytes so far (in order) */
 	uint32_t	unsol_end;	/* unsolicited data ends here */
 	uint32_t	ttt;		/* of the R2T outstanding */
@@ -128,9 +131,13 @@ struct iscsi_conn {
 	uint32_t	rx_got;
 	uint8_t		*rx_buf;
 	uint32_t	rx_cap;
+	uint8_t		*rx_stage;	/* RX_STAGE bytes read ahead */
+	uint32_t	rx_spos, rx_slen;
 
 	/* tx */
 	struct list_head txq;
+	struct ev_task	tx_task;	/* responses queued this turn go out together */
+	struct iscsi_bufcache bufs;
 
 	/* login and session */
 	enum conn_state	state;
@@ -203,12 +210,12 @@ static void task_free(struct iscsi_task *t)
 	if (t->pr_wait)
 		scsi_pr_wait_put(t->pr_wait);
 	list_del(&t->link);
-	free(t->buf);
+	iscsi_buf_put(&t->conn->bufs, t->buf, t->bufcap);
 	free(t);
 }
 
-/* Queue a PDU: lengths, digests, and off it goes. */
-static void tx_queue(struct iscsi_conn *c, struct tx_pdu *pdu)
+/* Queue a PDU: lengths, digests; false if dropped (closing). */
+static bool tx_prep(struct iscsi_conn *c, struct tx_pdu *pdu)
 {
 	uint32_t pad = iscsi_pad4(pdu->data_len) - pdu->data_len;
 
@@ -216,7 +223,7 @@ static void tx_queue(struct iscsi_conn *c, struct tx_pdu *pdu)
 		if (pdu->task_done)
 			task_free(pdu->task_done);
 		pdu_free(pdu);
-		return;
+		return false;
 	}
 	bhs_set_dsl(&pdu->bhs, pdu->data_len);
 	if (c->hdigest) {
@@ -234,7 +241,32 @@ static void tx_queue(struct iscsi_conn *c, struct tx_pdu *pdu)
 	}
 	pdu->total = ISCSI_BHS_LEN + pdu->hd_len + pdu->data_len + pdu->tail_len;
 	list_add_tail(&pdu->link, &c->txq);
-	tx_flush(c);
+	return true;
+}
+
+/* Queue a PDU, and off it goes (with any queued before it). */
+static void tx_queue(struct iscsi_conn *c, struct tx_pdu *pdu)
+{
+	if (tx_prep(c, pdu))
+		tx_flush(c);
+}
+
+/* Queued before the loop sleeps, never after conn_close (which defers
+ * the connection's freeing behind it). */
+static void tx_task_fn(struct ev_task *et)
+{
+	struct iscsi_conn *c = container_of(et, struct iscsi_conn, tx_task);
+
+	if (!c->closing && !c->want_write)
+		tx_flush(c);
+}
+
+/* Queue a data-path PDU (Data-In, SCSI Response, R2T): it goes out with
+ * the others queued in this turn of the loop, in one sendmsg. */
+static void tx_queue_lazy(struct iscsi_conn *c, struct tx_pdu *pdu)
+{
+	if (tx_prep(c, pdu))
+		ev_defer(c->loop, &c->tx_task, tx_task_fn);
 }
 
 static int pdu_iov(struct tx_pdu *pdu, struct iovec *iov, int max)
@@ -753,7 +785,7 @@ static void send_r2t(struct iscsi_task *t)
 	bhs_put32(&pdu->bhs, BHS_DATASN, t->r2tsn++);
 	bhs_put32(&pdu->bhs, BHS_BUFOFF, t->received);
 	bhs_put32(&pdu->bhs, BHS_DESIRED_LEN, len);
-	tx_queue(c, pdu);
+	tx_queue_lazy(c, pdu);
 }
 
 static void set_residual(struct iscsi_task *t, struct tx_pdu *pdu, uint8_t status)
@@ -802,7 +834,7 @@ static void task_respond(struct iscsi_task *t)
 			set_residual(t, pdu, cmd->status);
 			pdu->task_done = t;
 		}
-		tx_queue(c, pdu);
+		tx_queue_lazy(c, pdu);
 		if (c->closing)
 			return;
 		off += seg;
@@ -833,7 +865,7 @@ static void task_respond(struct iscsi_task *t)
 		pdu->data_len = 2u + cmd->sense_len;
 	}
 	pdu->task_done = t;
-	tx_queue(c, pdu);
+	tx_queue_lazy(c, pdu);
 	return;
 
 nomem:
@@ -981,7 +1013,7 @@ static void handle_scsi_cmd(struct iscsi_conn *c, const uint8_t *data, uint32_t 
 	t = calloc(1, sizeof(*t));
 	/* Page-aligned, so O_DIRECT disks read and write it in place instead
 	 * of bouncing through their own buffers (bench/README.md). */
-	if (!t || (edtl && posix_memalign((void **)&t->buf, 4096, edtl))) {
+	if (!t || (edtl && !(t->buf = iscsi_buf_get(&c->bufs, edtl, &t->bufcap)))) {
 		free(t);
 		send_reject(c, h, ISCSI_REJECT_OUT_OF_RESOURCES);
 		return;
@@ -1342,6 +1374,32 @@ static void rx_complete(struct iscsi_conn *c)
 	handle_pdu(c);
 }
 
+/*
+ * recv() for conn_rx: what was read ahead first; then a large segment
+ * straight into dst, anything smaller through rx_stage, so that a burst of
+ * commands (48-byte headers, small payloads) costs one recv, not two per
+ * PDU. The socket is still read until EAGAIN: only an empty stage reads.
+ */
+static ssize_t rx_read(struct iscsi_conn *c, void *dst, size_t want)
+{
+	ssize_t n;
+	size_t k;
+
+	if (c->rx_spos == c->rx_slen) {
+		if (want >= RX_STAGE / 2)
+			return recv(c->fd, dst, want, 0);
+		n = recv(c->fd, c->rx_stage, RX_STAGE, 0);
+		if (n <= 0)
+			return n;
+		c->rx_spos = 0;
+		c->rx_slen = (uint32_t)n;
+	}
+	k = MIN(want, (size_t)(c->rx_slen - c->rx_spos));
+	memcpy(dst, c->rx_stage + c->rx_spos, k);
+	c->rx_spos += (uint32_t)k;
+	return (ssize_t)k;
+}
+
 static void conn_rx(struct iscsi_conn *c)
 {
 	while (!c->closing && !c->close_after_tx) {
@@ -1356,7 +1414,7 @@ static void conn_rx(struct iscsi_conn *c)
 			dst = c->rx_buf + c->rx_got;
 			want = c->rx_len.total - c->rx_got;
 		}
-		n = recv(c->fd, dst, want, 0);
+		n = rx_read(c, dst, want);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1494,6 +1552,8 @@ static void conn_free_deferred(struct ev_task *et)
 	pthread_mutex_unlock(&conns_lock);
 	free(c->held_kv);
 	iscsi_nego_wipe(&c->nego);
+	iscsi_buf_drain(&c->bufs);
+	free(c->rx_stage);
 	free(c->rx_buf);
 	free(c);
 	__atomic_sub_fetch(&nconns, 1, __ATOMIC_ACQ_REL);
@@ -1563,8 +1623,9 @@ void iscsi_conn_start_msg(void *arg)
 	c->rx_cap = ISCSI_MAX_AHS_LEN + 2 * ISCSI_DIGEST_LEN +
 		    iscsi_pad4(MAX(lim.max_recv_dsl, ISCSI_KV_MAX));
 	c->rx_buf = malloc(c->rx_cap);
-	if (!c->rx_buf)
-		goto free_conn;
+	c->rx_stage = malloc(RX_STAGE);
+	if (!c->rx_buf || !c->rx_stage)
+		goto free_buf;
 	c->fd = fd;
 	c->loop = ev_current();
 	c->tmo = iscsi_tmo;
@@ -1609,8 +1670,8 @@ void iscsi_conn_start_msg(void *arg)
 	return;
 
 free_buf:
+	free(c->rx_stage);
 	free(c->rx_buf);
-free_conn:
 	free(c);
 close_fd:
 	close(fd);

@@ -19,6 +19,7 @@
 #include "sand/log.h"
 #include "sand/reactor.h"
 #include "daemon/iscsi/iscsi_int.h"
+#include "proto/scsi/xcopy.h"
 
 static pthread_mutex_t cfg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct list_head targets = LIST_HEAD_INIT(targets);
@@ -242,6 +243,8 @@ int iscsi_lun_add_pr(const char *iqn, unsigned lun, struct blkdev *bd, bool read
 	t->lunlist[t->nluns] = scsi_lun_encode(lun);
 	__atomic_store_n(&t->nluns, t->nluns + 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&cfg_lock);
+	if (scsi_xcopy_register(&l->lu))	/* EXTENDED COPY cannot name it */
+		LOG_WARN(LS_ISCSI, "target %s lun %u: not a copy target", iqn, lun);
 	LOG_INFO(LS_ISCSI, "target %s lun %u: %s%s", iqn, lun, bd->name,
 		 l->lu.readonly ? " (read-only)" : "");
 	return 0;
@@ -277,6 +280,7 @@ int iscsi_lun_remove(const char *iqn, unsigned lun, struct blkdev **bd)
 	pthread_mutex_unlock(&cfg_lock);
 	if (rc)
 		return rc;
+	scsi_xcopy_unregister(&l->lu);	/* waits for copies using it */
 	*bd = l->lu.bd;
 	free(l);
 	LOG_INFO(LS_ISCSI, "target %s lun %u removed", iqn, lun);
@@ -668,8 +672,11 @@ void iscsi_shutdown(void)
 		struct iscsi_target *t = list_entry(l, struct iscsi_target, link);
 
 		list_del(&t->link);
-		for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++)
+		for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++) {
+			if (t->luns[i])
+				scsi_xcopy_unregister(&t->luns[i]->lu);
 			free(t->luns[i]);
+		}
 		gnutls_memset(&t->cred, 0, sizeof(t->cred));
 		free(t->acl);
 		free(t);

@@ -162,4 +162,29 @@ int thin_vol_list(struct thin_pool *p, char (**names)[THIN_NAME_MAX], unsigned *
  * after the volume; blkdev_close() it when done. -EBUSY if already open. */
 int thin_vol_open(struct thin_pool *p, const char *name, struct blkdev **out);
 
+/*
+ * Range copy by sharing (SCSI EXTENDED COPY): map the chunks of
+ * [src_off, src_off+len) of volume src into volume dst at dst_off, each
+ * with one more reference (as a clone shares them, but for a range); an
+ * unmapped source chunk unmaps the destination's. No data moves and no
+ * chunk is allocated; a later write to a shared chunk, through either
+ * volume, copies it first. src and dst are open volume devices of one pool
+ * (src may be dst; overlapping ranges work as memmove); offsets and len
+ * are multiples of the chunk size (thin_vol_chunk). Like every mapping
+ * change it is durable with the next commit (FLUSH, FUA or commit_ms).
+ *
+ * Any thread, asynchronous: 0 and done(arg, rc) runs later on loop, or
+ * -errno and it never runs. -EXDEV: not two volumes of one pool;
+ * -EINVAL: not chunk-aligned, or past the end; -EROFS: dst is read-only;
+ * -EAGAIN (through done): a write to one of those chunks was being
+ * provisioned, nothing was changed (copy with reads and writes instead).
+ */
+int thin_vol_copy_range(struct blkdev *src, uint64_t src_off, struct blkdev *dst,
+			uint64_t dst_off, uint64_t len, struct ev_loop *loop,
+			void (*done)(void *arg, int rc), void *arg);
+/* The chunk size of a thin volume device; 0 for any other device. */
+uint32_t thin_vol_chunk(struct blkdev *bd);
+/* Are a and b volumes of the same pool? */
+bool thin_vol_same_pool(struct blkdev *a, struct blkdev *b);
+
 #endif

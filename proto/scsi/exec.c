@@ -20,6 +20,7 @@
 #include "sand/log.h"
 #include "sand/scsi.h"
 #include "proto/scsi/lba_status.h"
+#include "proto/scsi/xcopy.h"
 
 #define RETRY_NS		(50 * 1000)
 #define MAX_XFER_BYTES		(16u << 20)	/* reported in the block limits page */
@@ -174,6 +175,7 @@ static uint32_t inquiry_std(struct scsi_cmd *cmd, uint8_t *d)
 	d[3] = 0x12;			/* HiSup, response data format 2 */
 	d[4] = 66 - 5;
 	d[5] = scsi_alua_tpgs(cmd);	/* TPGS */
+	d[5] |= 0x08;			/* 3PC: EXTENDED COPY */
 	d[7] = 0x02;			/* CmdQue */
 	pad_ascii(d + 8, lu ? lu->vendor : "SAND", 8);
 	pad_ascii(d + 16, lu ? lu->product : "", 16);
@@ -1008,6 +1010,8 @@ static const struct scsi_op ops[256] = {
 	[0x8a] = { op_rw, 16, false },
 	[0x8b] = { op_orwrite, 16, false },
 	[0x8e] = { op_write_verify, 16, false },
+	[0x83] = { scsi_xcopy, 16, false },
+	[0x84] = { scsi_receive_copy_results, 16, false },
 	[0x8f] = { op_verify, 16, false },
 	[0x90] = { op_prefetch, 16, false },
 	[0x91] = { op_sync_cache, 16, false },
@@ -1029,6 +1033,7 @@ static const struct { uint8_t op; uint16_t sa; } sa_ops[] = {
 	{ 0x5e, 0x00 }, { 0x5e, 0x01 }, { 0x5e, 0x02 }, { 0x5e, 0x03 },
 	{ 0x5f, 0x00 }, { 0x5f, 0x01 }, { 0x5f, 0x02 }, { 0x5f, 0x03 },
 	{ 0x5f, 0x04 }, { 0x5f, 0x05 }, { 0x5f, 0x06 }, { 0x5f, 0x07 },
+	{ 0x83, 0x00 }, { 0x84, 0x00 }, { 0x84, 0x03 }, { 0x84, 0x04 },
 };
 
 static bool has_sa(uint8_t op)

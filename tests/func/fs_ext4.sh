@@ -107,7 +107,7 @@ ext4_umount() { ! is_mounted "$MNT" || step timeout -k 5 "$TD" umount "$MNT"; }
 # backing file must still be ours).
 loop_down() {
 	[ -n "$LOOP_DEV" ] || return 0
-	local seq back
+	local seq back i
 	seq=$(loop_seq "$LOOP_DEV")
 	if [ -n "$LOOP_SEQ" ]; then
 		if [ "$seq" != "$LOOP_SEQ" ]; then
@@ -124,6 +124,15 @@ loop_down() {
 		fi
 	fi
 	step timeout -k 5 "$T_TIMEOUT" losetup -d "$LOOP_DEV" || return 1
+	# the kernel lets go of the backing file later (udev's blkid may hold
+	# the device open a moment): wait until it has, or fusermount3 -u
+	# finds the FUSE file busy
+	for ((i = 0; i < T_TIMEOUT * 10; i++)); do
+		[ -e "/sys/block/${LOOP_DEV#/dev/}/loop/backing_file" ] || break
+		sleep 0.1
+	done
+	[ ! -e "/sys/block/${LOOP_DEV#/dev/}/loop/backing_file" ] ||
+		diag "$LOOP_DEV still holds its backing file"
 	LOOP_DEV=
 }
 
@@ -131,8 +140,16 @@ loop_down() {
 fuse_down() {
 	local i rc
 	[ -n "$NBDFUSE_PID" ] || return 0
+	# busy for a moment after losetup -d (see loop_down): try again
+	i=0
+	while is_mounted "$FUSE_DIR" && ((i++ < 50)); do
+		timeout -k 5 "$T_TIMEOUT" fusermount3 -u "$FUSE_DIR" 2>"$T_TMP/fusermount.err" && break
+		grep -q "busy" "$T_TMP/fusermount.err" || break
+		sleep 0.2
+	done
 	if is_mounted "$FUSE_DIR"; then
-		step timeout -k 5 "$T_TIMEOUT" fusermount3 -u "$FUSE_DIR" || return 1
+		diag "fusermount3 -u: $(cat "$T_TMP/fusermount.err")"
+		return 1
 	fi
 	for ((i = 0; i < T_TIMEOUT * 10; i++)); do
 		t_alive "$NBDFUSE_PID" || break

@@ -30,3 +30,10 @@ EXTRA_TEST_BINS += $(BUILD)/tests/iscsi-mpath
 $(BUILD)/tests/iscsi-mpath: $(BUILD)/obj/tests/func/iscsi_mpath.o $(BUILD)/libsand.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# iscsi_xcopy_client: EXTENDED COPY through libiscsi (iscsi_xcopy.sh)
+EXTRA_TEST_BINS += $(BUILD)/tests/iscsi_xcopy_client
+
+$(BUILD)/tests/iscsi_xcopy_client: $(BUILD)/obj/tests/func/iscsi_xcopy_client.o $(BUILD)/libsand.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)

@@ -1536,7 +1536,7 @@ static void writer_end(struct bio *bio, int status)
 		w->stop = true;
 		return;
 	}
-	w->ok++;
+	__atomic_add_fetch(&w->ok, 1, __ATOMIC_RELEASE);
 	if (!w->stop)
 		writer_submit(w, slot);
 }
@@ -1577,6 +1577,17 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+/* Until every writer has had n writes acknowledged (a loaded machine may
+ * start a thread late: a fixed sleep is not enough; bounded: 60 s). */
+static void writers_going(struct writer *w, unsigned n)
+{
+	for (int i = 0; i < NWRITERS; i++)
+		for (int t = 0; __atomic_load_n(&w[i].ok, __ATOMIC_ACQUIRE) < n; t++) {
+			ck_assert_msg(t < 60000, "writer %d does not get going", i);
+			usleep(1000);
+		}
+}
+
 START_TEST(t_cut_threads)
 {
 	struct env e;
@@ -1598,7 +1609,7 @@ START_TEST(t_cut_threads)
 		ck_assert_int_eq(ev_loop_new(EV_AUTO, 64, &w[i].loop), 0);
 		ck_assert_int_eq(pthread_create(&w[i].thr, NULL, writer_main, &w[i]), 0);
 	}
-	usleep(100 * 1000);
+	writers_going(w, 8);
 	ck_assert_int_eq(fault_power_cut(e.fd, NULL), 0);
 	/* nothing written before the cut survives it ... */
 	expect_tags(&e, want, PB, "cut under load");
@@ -1625,7 +1636,7 @@ START_TEST(t_cut_threads)
 		ck_assert_int_eq(ev_loop_new(EV_AUTO, 64, &w[i].loop), 0);
 		ck_assert_int_eq(pthread_create(&w[i].thr, NULL, writer_main, &w[i]), 0);
 	}
-	usleep(50 * 1000);
+	writers_going(w, 8);
 	{
 		struct fault_cut_policy p = { .mode = FAULT_CUT_RANDOM, .seed = 9 };
 

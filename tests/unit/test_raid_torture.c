@@ -17,7 +17,8 @@
  * Then the workload goes on against what was read, and the next cut comes.
  *
  * Every block written carries (write id, block number) and a pattern, so
- * a read tells which write it came from. SAND_TORTURE_CUTS sets the cuts per
+ * a read tells which write it came from; one write in 8 is a DISCARD or a
+ * WRITE_ZEROES (zeros: any of those, or the initial contents). SAND_TORTURE_CUTS sets the cuts per
  * configuration (default 200). The same degraded RAID 5 torture without the
  * log must find corrupt blocks: the test bites. TORTURE_DEBUG=1 prints the
  * corrupt blocks and aborts at the first bad cut (with --debug raid style
@@ -73,6 +74,9 @@ struct tenv {
 	uint32_t	*snap;		/* done[] when the flush in flight was sent */
 	uint8_t		*busy;		/* per block: a write in flight */
 	struct cands	*c;		/* per block: later writes (may have landed) */
+	uint8_t		*zero;		/* per write id: a DISCARD or WRITE_ZEROES */
+	uint32_t	zero_cap;
+	uint64_t	zero_writes;
 	bool		flushing;
 	struct wslot	s[QD];
 	unsigned	inflight;
@@ -85,6 +89,12 @@ static uint64_t rnd(struct tenv *e)
 	e->rng ^= e->rng >> 7;
 	e->rng ^= e->rng << 17;
 	return e->rng;
+}
+
+/* What write id's blocks hold: 0 (zeros) for a DISCARD or WRITE_ZEROES. */
+static uint32_t content(struct tenv *e, uint32_t id)
+{
+	return id < e->zero_cap && e->zero[id] ? 0 : id;
 }
 
 static void pattern(uint8_t *p, uint32_t id, uint64_t blk)
@@ -219,6 +229,7 @@ static void env_fini(struct tenv *e)
 	free(e->snap);
 	free(e->busy);
 	free(e->c);
+	free(e->zero);
 	ev_loop_free(e->loop);
 }
 
@@ -261,6 +272,7 @@ static void io_end(struct bio *bio, int status)
 static void submit_one(struct tenv *e, struct wslot *s)
 {
 	struct iovec iov;
+	enum bio_op op;
 
 	if (!e->flushing && rnd(e) % 100 < 6) {
 		s->flush = true;
@@ -290,17 +302,33 @@ static void submit_one(struct tenv *e, struct wslot *s)
 		if (e->busy[b])
 			return;		/* overlaps a write in flight: not now */
 	s->id = e->next_id++;
+	/* one write in 8 is a DISCARD or a WRITE_ZEROES (the set reads zeros) */
+	op = rnd(e) % 8 ? BIO_WRITE : rnd(e) % 2 ? BIO_DISCARD : BIO_WRITE_ZEROES;
+	if (op != BIO_WRITE && blkdev_supports(e->raid, op)) {
+		if (s->id >= e->zero_cap) {
+			uint32_t cap = MAX(2 * e->zero_cap, 4096u);
+
+			e->zero = realloc(e->zero, cap);
+			ck_assert_ptr_nonnull(e->zero);
+			memset(e->zero + e->zero_cap, 0, cap - e->zero_cap);
+			e->zero_cap = cap;
+		}
+		e->zero[s->id] = 1;
+		e->zero_writes++;
+	} else {
+		op = BIO_WRITE;
+	}
 	for (uint64_t b = 0; b < s->nblk; b++) {
 		e->busy[s->blk + b] = 1;
-		pattern(s->buf + b * BS, s->id, s->blk + b);
+		pattern(s->buf + b * BS, content(e, s->id), s->blk + b);
 		cand_add(&e->c[s->blk + b], s->id);
 	}
 	s->busy = true;
 	e->inflight++;
 	iov.iov_base = s->buf;
 	iov.iov_len = s->nblk * BS;
-	ck_assert_int_eq(blk_rw(e->ch, BIO_WRITE, 0, &iov, 1, s->blk * BS, s->nblk * BS,
-				io_end, s), 0);
+	ck_assert_int_eq(blk_rw(e->ch, op, 0, op == BIO_WRITE ? &iov : NULL,
+				op == BIO_WRITE ? 1 : 0, s->blk * BS, s->nblk * BS, io_end, s), 0);
 }
 
 /* Run the workload for about nops I/Os, then cut the power in mid-flight. */
@@ -362,19 +390,26 @@ static void verify(struct tenv *e)
 	ck_assert_int_eq(st, 0);
 	for (uint64_t b = 0; b < e->nb; b++) {
 		const uint8_t *got = buf + b * BS;
-		uint32_t id = (uint32_t)((const uint64_t *)(const void *)got)[0];
+		uint32_t cid = (uint32_t)((const uint64_t *)(const void *)got)[0], id = 0;
 		bool ok = false;
 
-		if (id == e->dur[b])
+		/* the write it came from: the durable one, or a later one with
+		 * that content (zeros: id 0, or a DISCARD / WRITE_ZEROES) */
+		if (content(e, e->dur[b]) == cid) {
 			ok = true;
+			id = e->dur[b];
+		}
 		for (uint32_t i = 0; i < e->c[b].n && !ok; i++)
-			ok = e->c[b].id[i] == id;
+			if (content(e, e->c[b].id[i]) == cid) {
+				ok = true;
+				id = e->c[b].id[i];
+			}
 		if (ok) {
-			pattern(want, id, b);
+			pattern(want, cid, b);
 			ok = !memcmp(got, want, BS);
 		} else {
-			pattern(want, e->dur[b], b);
-			ok = !memcmp(got, want, BS);	/* zeros: id 0 */
+			pattern(want, content(e, e->dur[b]), b);
+			ok = !memcmp(got, want, BS);
 			id = e->dur[b];
 		}
 		e->checked++;
@@ -435,11 +470,13 @@ static uint64_t torture(enum raid_level l, uint32_t n, uint32_t degraded, bool n
 			}
 	}
 	fprintf(stderr, "RAID %d over %u%s%s: %u cuts, %llu blocks checked, %llu held "
-		"newer data, %llu corrupt\n", l, n,
+		"newer data, %llu corrupt, %llu discards and write-zeroes\n", l, n,
 		degraded > 1 ? " doubly degraded" : degraded ? " degraded" : "",
 		no_ppl ? " without the log" : "", cuts, (unsigned long long)e.checked,
-		(unsigned long long)e.new_blocks, (unsigned long long)e.bad);
+		(unsigned long long)e.new_blocks, (unsigned long long)e.bad,
+		(unsigned long long)e.zero_writes);
 	ck_assert_uint_gt(e.new_blocks, 0);	/* unflushed writes did land */
+	ck_assert_uint_gt(e.zero_writes, 0);
 	bad = e.bad;
 	env_fini(&e);
 	return bad;
