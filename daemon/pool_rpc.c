@@ -471,7 +471,10 @@ static json_t *job_json(struct pool *p, const struct raid_job_info *ji)
 			json_object_set_new(o, "disk", bd ? json_string(bd->name) : json_null());
 			json_object_set_new(o, "resumed_at", json_integer((json_int_t)
 					    (ji->started_row * p->strip)));
+			json_object_set_new(o, "partial", json_boolean(ji->partial));
 		} else {
+			json_object_set_new(o, "resumed_at", json_integer((json_int_t)
+					    (ji->started_row * p->strip)));
 			json_object_set_new(o, "repair", json_boolean(ji->repair));
 			json_object_set_new(o, "mismatches", json_integer((json_int_t)ji->mismatches));
 		}
@@ -493,7 +496,10 @@ static json_t *job_json(struct pool *p, const struct raid_job_info *ji)
 					    ji->last_mismatches));
 		} else {
 			json_object_set_new(l, "slot", json_integer(ji->last_slot));
+			json_object_set_new(l, "partial", json_boolean(ji->last_partial));
 		}
+		json_object_set_new(l, "walked", json_integer((json_int_t)
+				    (ji->last_rows_walked * p->strip)));
 		json_object_set_new(o, "last", l);
 	}
 	return o;
@@ -546,8 +552,13 @@ static json_t *pool_info(struct pool *p, bool detail)
 		json_object_set_new(o, "rebuild_rate", json_integer((json_int_t)p->rate));
 		if (p->raid) {
 			json_object_set_new(o, "job", job_json(p, &ji));
+			uint64_t bdirty, btotal;
+
 			json_object_set_new(o, "read_errors_fixed",
 					    json_integer((json_int_t)ji.read_errors_fixed));
+			if (!raid_bitmap_dirty_regions(p->raid, &bdirty, &btotal))
+				json_object_set_new(o, "bitmap", json_pack("{s:I,s:I}", "dirty",
+						    (json_int_t)bdirty, "regions", (json_int_t)btotal));
 		}
 		m = json_array();
 		for (uint32_t i = 0; i < p->nmembers; i++) {
@@ -901,6 +912,7 @@ static json_t *pool_replace(json_t *params, void *arg, struct rpc_err *err)
 	struct blkdev *nd;
 	char claims[256];
 	int idx = -1, slot = -1, st, rc;
+	bool same;
 	uint32_t n;
 
 	if (rpc_params_only(params, err, "name", "old", "new", NULL) ||
@@ -949,14 +961,17 @@ static json_t *pool_replace(json_t *params, void *arg, struct rpc_err *err)
 	if (vol_find(new, NULL))
 		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: '%.64s' is a volume, "
 				 "not a disk", new);
-	if (is_member(new, &other))
+	/* NEW = OLD: the member comes back (rebuilt only where it missed writes
+	 * when its superblock proves it is the member that left) */
+	same = !strcmp(old, new);
+	if (!same && is_member(new, &other))
 		return rpc_error(err, RPC_ERR_BUSY, "disk '%.64s' is in use by pool '%s'", new,
 				 other->name);
 	nd = blkdev_find(new);
 	if (!nd)
 		return rpc_error(err, RPC_ERR_NOT_FOUND, "no disk named '%.64s'", new);
 	blkdev_claims(nd, claims, sizeof(claims));
-	if (claims[0])
+	if (claims[0] && !(same && !strcmp(claims, p->raid->name)))
 		return rpc_error(err, RPC_ERR_BUSY, "disk '%.64s' is in use by '%s'", new, claims);
 	if (nd->readonly)
 		return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk '%.64s' is "

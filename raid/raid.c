@@ -87,6 +87,34 @@ bool raid_set_alive(struct raid *r)
 
 static int persist_sb(struct raid *r, bool quiet);
 
+/*
+ * Under sb_lock, for the superblocks about to be written (generation
+ * r->sb.generation): a member that has just left (failed or missing) is
+ * recorded with that generation, the first one written without it, when
+ * the write-intent bitmap keeps every region written from then on (it is
+ * not swept while the set is degraded: raid_bitmap.c). Only a member that
+ * held all the data when it left (not one half rebuilt) may come back
+ * partially (raid_readd_check). A member active again forgets it.
+ */
+static void slot_track_left(struct raid *r, uint32_t i)
+{
+	struct raid_sb_member *m = &r->sb.members[i];
+
+	switch (m->state) {
+	case RAID_MEMBER_ACTIVE:
+		m->left_gen = 0;
+		m->flags = 0;
+		break;
+	case RAID_MEMBER_FAILED:
+		if (!m->left_gen && !(m->flags & (RAID_SLOT_INCOMPLETE | RAID_SLOT_PARTIAL)) &&
+		    r->bm)
+			m->left_gen = r->sb.generation;
+		break;
+	default:
+		break;
+	}
+}
+
 int raid_persist_locked(struct raid *r)
 {
 	return persist_sb(r, false);
@@ -114,9 +142,11 @@ static int persist_sb(struct raid *r, bool quiet)
 		struct raid_sb sb;
 
 		r->sb.generation++;
-		for (uint32_t i = 0; i < r->g.nmembers; i++)
+		for (uint32_t i = 0; i < r->g.nmembers; i++) {
 			r->sb.members[i].state = (uint32_t)__atomic_load_n(&r->state[i],
 									    __ATOMIC_ACQUIRE);
+			slot_track_left(r, i);
+		}
 		for (uint32_t i = 0; i < r->g.nmembers; i++) {
 			struct blkdev *m = __atomic_load_n(&r->members[i], __ATOMIC_ACQUIRE);
 			int err, st;
@@ -911,6 +941,9 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 	r->lops = level_ops(sb->geom.level);
 	r->g = sb->geom;
 	r->sb = *sb;
+	/* 1.2 -> 1.3 in place: 1.3 only adds fields in bytes 1.2 keeps zero */
+	if (r->sb.major == 1 && r->sb.minor == 2)
+		r->sb.minor = RAID_SB_MINOR;
 	r->k = raid_data_cols(&r->g);
 	r->np = r->g.level == RAID_LEVEL_5 ? 1 : r->g.level == RAID_LEVEL_6 ? 2 : 0;
 	r->data_offset = sb->data_offset;
@@ -1187,6 +1220,15 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 				 missing);
 	}
 	rc = raid_open(best->name, best, slots, states, out);
+	if (!rc && nmiss) {
+		/* degraded: the regions written while members were away stay
+		 * marked, for a member that comes back (raid_rebuild.c) */
+		rc = bitmap_keep(to_raid(*out), slots);
+		if (rc) {
+			blkdev_close(*out);
+			*out = NULL;
+		}
+	}
 	if (!rc && changed) {
 		struct raid *r = to_raid(*out);
 

@@ -51,6 +51,7 @@ struct raid_bitmap {
 	uint8_t		*touched;	/* written since the last sweep */
 	uint32_t	*inflight;
 	uint8_t		*resync;	/* at assembly: the OR of the members' bitmaps */
+	uint8_t		*partial;	/* a member re-added: the regions it missed */
 	struct list_head waiting;	/* writes waiting for their bit */
 	uint64_t	cleared;	/* regions cleared by the last sweep */
 };
@@ -71,9 +72,11 @@ static bool bit_get(const uint8_t *b, uint64_t i)
 uint64_t bitmap_region_size(uint64_t want, uint32_t strip, uint64_t member_size,
 			    uint64_t bitmap_bytes)
 {
-	uint64_t reg = want ? want : BM_DEFAULT_REGION;
+	/* by default 64 MiB, but at least 64 regions on small members, so
+	 * that a member that comes back skips most of them */
+	uint64_t reg = want ? want : MIN(BM_DEFAULT_REGION, member_size / 64);
 
-	reg = (reg + strip - 1) / strip * strip;
+	reg = MAX((reg + strip - 1) / strip * strip, (uint64_t)strip);
 	while (member_size / reg >= bitmap_bytes * 8)
 		reg *= 2;
 	return reg;
@@ -164,12 +167,26 @@ static void do_set(struct raid *r)
 	}
 }
 
-/* Under bm->lock: clear idle regions. */
+/* Every slot active: nobody is away, or coming back, who needs the bits. */
+static bool set_whole(struct raid *r)
+{
+	for (uint32_t i = 0; i < r->g.nmembers; i++)
+		if (!raid_alive(r, i))
+			return false;
+	return true;
+}
+
+/* Under bm->lock: clear idle regions. Not while the set is degraded (as
+ * md): the bits then say where a member that left has missed writes, so it
+ * can come back by resyncing only those regions. */
 static void do_sweep(struct raid *r)
 {
 	struct raid_bitmap *bm = r->bm;
 	uint64_t n = 0;
 
+	bm->cleared = 0;
+	if (!set_whole(r))
+		return;
 	for (uint64_t i = 0; i < bm->nregions; i++) {
 		if (bm->state[i] != BM_DIRTY)
 			continue;
@@ -294,6 +311,7 @@ void bitmap_close(struct raid *r)
 	free(bm->touched);
 	free(bm->inflight);
 	free(bm->resync);
+	free(bm->partial);
 	free(bm);
 	r->bm = NULL;
 }
@@ -341,29 +359,75 @@ void bitmap_write_end(struct raid_io *rio)
 	rio->bm_held = false;
 }
 
+/* OR the bitmaps of the members present into dst (bm->used bytes). */
+static int read_or(struct raid *r, struct blkdev **slots, uint8_t *dst)
+{
+	struct raid_bitmap *bm = r->bm;
+	uint8_t *buf = aligned_alloc(4096, bm->used);
+	int rc = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < r->g.nmembers && !rc; i++) {
+		if (!slots[i])
+			continue;
+		rc = blk_sync_io(slots[i], BIO_READ, 0, bm->off, buf, bm->used);
+		for (uint64_t b = 0; !rc && b < bm->used; b++)
+			dst[b] |= buf[b];
+	}
+	free(buf);
+	return rc;
+}
+
+/* Under bm->lock: the bits of src are DIRTY, in memory and (already) on disk. */
+static void keep_bits(struct raid_bitmap *bm, const uint8_t *src)
+{
+	for (uint64_t i = 0; i < bm->nregions; i++)
+		if (bit_get(src, i)) {
+			bit_set(bm->img, i, true);
+			bm->state[i] = BM_DIRTY;
+		}
+}
+
+int bitmap_keep(struct raid *r, struct blkdev **slots)
+{
+	struct raid_bitmap *bm = r->bm;
+	uint8_t *bits;
+	uint64_t n = 0;
+	int rc;
+
+	if (!bm)
+		return 0;
+	bits = calloc(1, bm->used);
+	if (!bits)
+		return -ENOMEM;
+	rc = read_or(r, slots, bits);
+	if (!rc) {
+		pthread_mutex_lock(&bm->lock);
+		keep_bits(bm, bits);
+		for (uint64_t i = 0; i < bm->nregions; i++)
+			n += bm->state[i] == BM_DIRTY;
+		pthread_mutex_unlock(&bm->lock);
+		LOG_INFO(LS_RAID, "%s: degraded: bitmap: %llu of %llu regions written while a "
+			 "member was away, kept", r->bd.name, (unsigned long long)n,
+			 (unsigned long long)bm->nregions);
+	}
+	free(bits);
+	return rc;
+}
+
 int bitmap_load(struct raid *r, struct blkdev **slots)
 {
 	struct raid_bitmap *bm = r->bm;
-	uint8_t *buf;
 	uint64_t n = 0;
 	int rc = 0;
 
 	if (!bm)
 		return 0;
 	bm->resync = calloc(1, bm->used);
-	buf = aligned_alloc(4096, bm->used);
-	if (!bm->resync || !buf) {
-		free(buf);
+	if (!bm->resync)
 		return -ENOMEM;
-	}
-	for (uint32_t i = 0; i < r->g.nmembers && !rc; i++) {
-		if (!slots[i])
-			continue;
-		rc = blk_sync_io(slots[i], BIO_READ, 0, bm->off, buf, bm->used);
-		for (uint64_t b = 0; !rc && b < bm->used; b++)
-			bm->resync[b] |= buf[b];
-	}
-	free(buf);
+	rc = read_or(r, slots, bm->resync);
 	for (uint64_t i = 0; i < bm->nregions; i++)
 		n += bit_get(bm->resync, i);
 	if (!rc)
@@ -389,12 +453,62 @@ int bitmap_reset(struct raid *r)
 	if (!bm)
 		return 0;
 	pthread_mutex_lock(&bm->lock);
-	memcpy(bm->wbuf, bm->img, bm->used);	/* nothing written yet: zeros */
+	/* degraded: the regions stay marked for the member that left */
+	if (bm->resync && !set_whole(r))
+		keep_bits(bm, bm->resync);
+	memcpy(bm->wbuf, bm->img, bm->used);	/* nothing written yet: zeros or kept */
 	rc = write_all(r, true);
 	free(bm->resync);
 	bm->resync = NULL;
 	pthread_mutex_unlock(&bm->lock);
 	return rc;
+}
+
+int bitmap_partial_begin(struct raid *r, uint64_t *nregions)
+{
+	struct raid_bitmap *bm = r->bm;
+	uint64_t n = 0;
+
+	if (!bm)
+		return -EINVAL;
+	pthread_mutex_lock(&bm->lock);
+	if (!bm->partial)
+		bm->partial = calloc(1, bm->used);
+	if (!bm->partial) {
+		pthread_mutex_unlock(&bm->lock);
+		return -ENOMEM;
+	}
+	memset(bm->partial, 0, bm->used);
+	for (uint64_t i = 0; i < bm->nregions; i++)
+		if (bm->state[i] != BM_CLEAN) {
+			bit_set(bm->partial, i, true);
+			n++;
+		}
+	pthread_mutex_unlock(&bm->lock);
+	if (nregions)
+		*nregions = n;
+	return 0;
+}
+
+bool bitmap_partial_row(struct raid *r, uint64_t row)
+{
+	struct raid_bitmap *bm = r->bm;
+
+	if (!bm || !bm->partial)
+		return true;
+	return bit_get(bm->partial, row / bm->region_rows);
+}
+
+void bitmap_partial_end(struct raid *r)
+{
+	struct raid_bitmap *bm = r->bm;
+
+	if (!bm)
+		return;
+	pthread_mutex_lock(&bm->lock);
+	free(bm->partial);
+	bm->partial = NULL;
+	pthread_mutex_unlock(&bm->lock);
 }
 
 int raid_bitmap_clear_idle(struct blkdev *bd, uint64_t *cleared)

@@ -11,7 +11,8 @@
 
 #include "raid/raid_int.h"
 
-/* The region size for a set: the wanted size (0: 64 MiB) rounded up to a
+/* The region size for a set: the wanted size (0: 64 MiB, at most a 64th
+ * of the member) rounded up to a
  * multiple of the strip, doubled until the bitmap area holds every bit. */
 uint64_t bitmap_region_size(uint64_t want, uint32_t strip, uint64_t member_size,
 			    uint64_t bitmap_bytes);
@@ -35,7 +36,19 @@ void bitmap_write_end(struct raid_io *rio);
 int bitmap_load(struct raid *r, struct blkdev **slots);
 /* Is row `row` to be resynchronized? (true when there is no bitmap) */
 bool bitmap_row_dirty(struct raid *r, uint64_t row);
-/* After the resync: flush the members, then write a clean bitmap. */
+/* After the resync: flush the members, then write a clean bitmap (on a
+ * degraded set, the loaded bits stay: a member that left may come back). */
 int bitmap_reset(struct raid *r);
+/* At assembly of a degraded set: the members' bits (OR) become the
+ * in-memory bitmap, so writes keep them and no sweep clears them. */
+int bitmap_keep(struct raid *r, struct blkdev **slots);
+
+/* A member comes back (raid_rebuild.c): snapshot the regions not clean now
+ * (the member state already REBUILDING, so every later write reaches it):
+ * the rows its rebuild walks. *nregions: how many. */
+int bitmap_partial_begin(struct raid *r, uint64_t *nregions);
+/* Is row `row` in the snapshot? (true without one) */
+bool bitmap_partial_row(struct raid *r, uint64_t row);
+void bitmap_partial_end(struct raid *r);
 
 #endif

@@ -173,12 +173,14 @@ struct raid {
 	bool		jcancel;	/* stop the running job (atomic) */
 	bool		jbusy;		/* a job runs */
 	bool		scrub_req, scrub_req_repair;
+	uint64_t	scrub_from;	/* the row the requested scrub starts at (resumed: > 0) */
 	struct raid_job_info ji;	/* progress, last job */
 	uint64_t	jstart_ns, jrate_base_ns, jrate_base_row;
 	uint64_t	rate;		/* bytes per second per member, 0: none (atomic) */
 	uint64_t	fg_ios;		/* foreground bios submitted (atomic) */
 	bool		cursor_ok;	/* the rebuild cursor can be trusted (clean start) */
 	struct blkdev	*spares[RAID_MAX_MEMBERS];
+	int		spare_slot[RAID_MAX_MEMBERS];	/* the slot a spare was a member of, or -1 */
 	uint32_t	nspares;
 	uint32_t	read_errs[RAID_MAX_MEMBERS];	/* atomic */
 	uint64_t	read_fixed;	/* atomic */

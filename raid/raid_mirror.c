@@ -311,6 +311,23 @@ static void mirror_resync(struct raid_io *rio)
 
 static void mirror_scrub_read(struct raid_io *rio);
 
+/* The scrub's writes ended: rewrites of blocks that failed a read
+ * (rio->tried of them, sent first) count as repaired read errors. */
+static void mirror_scrub_done(struct raid_io *rio)
+{
+	uint32_t fixed = MIN(rio->tried, (uint32_t)rio->nok);
+
+	if (fixed)
+		__atomic_add_fetch(&rio->r->read_fixed, (uint64_t)fixed, __ATOMIC_RELAXED);
+	rio_finish(rio, rio->status);
+}
+
+/*
+ * Every readable mirror of the row was read. A mirror whose read failed
+ * (rio->bad) gets the first readable copy of its group written over it;
+ * the readable copies are compared, and with repair the first one is
+ * copied over those that differ.
+ */
 static void mirror_scrub_check(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
@@ -325,17 +342,31 @@ static void mirror_scrub_check(struct raid_io *rio)
 		mirror_scrub_read(rio);
 		return;
 	}
-	batch_begin(rio, mirror_resync_done);
+	batch_begin(rio, mirror_scrub_done);
+	rio->tried = 0;
 	for (uint32_t g = 0; g < ngroups(r); g++) {
-		uint32_t m[RAID_MAX_MEMBERS], nm = mirrors(r, g, m);
+		uint32_t m[RAID_MAX_MEMBERS], nm = mirrors(r, g, m), first = UINT32_MAX;
 
-		for (uint32_t i = 1; i < nm; i++) {
-			if (!memcmp(rio->mem + (size_t)m[0] * st, rio->mem + (size_t)m[i] * st, st))
+		for (uint32_t i = 0; i < nm && first == UINT32_MAX; i++)
+			if (rio_readable(rio, m[i]))
+				first = m[i];
+		if (first == UINT32_MAX)
+			continue;	/* no copy could be read: left as it is */
+		for (uint32_t i = 0; i < nm; i++) {
+			if (m[i] == first)
+				continue;
+			if (!rio_readable(rio, m[i])) {
+				member_bio(rio, m[i], BIO_WRITE, rio->stripe * st, st,
+					   rio->mem + (size_t)first * st);
+				rio->tried++;
+				continue;
+			}
+			if (!memcmp(rio->mem + (size_t)first * st, rio->mem + (size_t)m[i] * st, st))
 				continue;
 			bad = true;
 			if (r->scrub_repair)
 				member_bio(rio, m[i], BIO_WRITE, rio->stripe * st, st,
-					   rio->mem + (size_t)m[0] * st);
+					   rio->mem + (size_t)first * st);
 		}
 	}
 	if (bad)
@@ -348,14 +379,15 @@ static void mirror_scrub_read(struct raid_io *rio)
 	struct raid *r = rio->r;
 
 	for (uint32_t i = 0; i < r->g.nmembers; i++)
-		if (!rio_readable(rio, i)) {
+		if (!raid_alive(r, i)) {
 			rio_finish(rio, 0);	/* a mirror is down: skip the row */
 			return;
 		}
 	batch_begin(rio, mirror_scrub_check);
 	for (uint32_t i = 0; i < r->g.nmembers; i++)
-		member_bio(rio, i, BIO_READ, rio->stripe * r->g.strip, r->g.strip,
-			   rio->mem + (size_t)i * r->g.strip);
+		if (rio_readable(rio, i))	/* not those that failed a read just now */
+			member_bio(rio, i, BIO_READ, rio->stripe * r->g.strip, r->g.strip,
+				   rio->mem + (size_t)i * r->g.strip);
 	batch_end(rio);
 }
 

@@ -763,15 +763,40 @@ static void scrub_check(struct raid_io *rio)
 	batch_end(rio);
 }
 
+/* Read errors met by the scrub: the row read again without the members
+ * that failed it, their columns rebuilt and written back (rewrite_bad). */
+static void scrub_fix(struct raid_io *rio)
+{
+	if (rio->status) {
+		rio_finish(rio, rio->status);
+		return;
+	}
+	if (rio->child_err) {
+		scrub_read(rio);
+		return;
+	}
+	if (recover_unread(rio)) {
+		rio_finish(rio, -EIO);
+		return;
+	}
+	rewrite_bad(rio);
+}
+
 static void scrub_read(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
+	int n = snapshot_live(rio);
 
-	if (snapshot_live(rio)) {
-		rio_finish(rio, 0);	/* a member is down: nothing to compare with */
+	for (uint32_t c = 0; c < r->k + r->np; c++)
+		if (!raid_alive(r, rio->cols[c])) {
+			rio_finish(rio, 0);	/* a member is down: nothing to compare with */
+			return;
+		}
+	if (n > (int)r->np) {
+		rio_finish(rio, 0);	/* more read errors than parity: left as it is */
 		return;
 	}
-	batch_begin(rio, scrub_check);
+	batch_begin(rio, n ? scrub_fix : scrub_check);
 	read_snapshot(rio, 0, r->g.strip);
 	batch_end(rio);
 }

@@ -162,6 +162,42 @@ static void save_cursor(struct raid *r, int slot, uint64_t row)
 	pthread_mutex_unlock(&r->sb_lock);
 }
 
+/* The scrub cursor into the superblocks: a restart resumes from it. */
+static void save_scrub(struct raid *r, uint64_t row, bool running)
+{
+	pthread_mutex_lock(&r->sb_lock);
+	r->sb.scrub_cursor = running ? row : 0;
+	r->sb.scrub_flags = running ? RAID_SCRUB_RUNNING |
+			    (r->scrub_repair ? RAID_SCRUB_REPAIR : 0) : 0;
+	raid_persist_quiet_locked(r);
+	pthread_mutex_unlock(&r->sb_lock);
+}
+
+/*
+ * Which rows a walk visits: a resync, the regions of the write-intent
+ * bitmap; the rebuild of a member that came back, the regions written
+ * since it left (bitmap_partial_begin); everything else, every row.
+ */
+static bool row_wanted(struct raid *r, uint32_t flag, uint64_t row)
+{
+	if (flag == RAID_BIO_RESYNC)
+		return bitmap_row_dirty(r, row);
+	if (flag == RAID_BIO_REBUILD)
+		return bitmap_partial_row(r, row);
+	return true;
+}
+
+/* How many rows from `row` (wanted), at most max, a batch takes: only
+ * wanted ones, so a partial rebuild rebuilds nothing else. */
+static uint32_t wanted_run(struct raid *r, uint32_t flag, uint64_t row, uint32_t max)
+{
+	uint32_t n = 1;
+
+	while (n < max && row_wanted(r, flag, row + n))
+		n++;
+	return n;
+}
+
 /* A failed slot that a spare could take: a scrub makes way. */
 static bool spare_waiting(struct raid *r)
 {
@@ -188,7 +224,7 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 	uint64_t rows = rows_of(r);
 	uint64_t row_bytes = (uint64_t)r->g.strip * r->k;
 	uint64_t last_save = now_ns(), fg = __atomic_load_n(&r->fg_ios, __ATOMIC_RELAXED);
-	uint64_t next = from, contig = from, t_row = now_ns();
+	uint64_t next = from, contig = from, t_row = now_ns(), walked = 0;
 	struct raid_walk_req w[WALK_DEPTH] = { { 0 } };
 	int slot = r->rebuild_slot;
 	unsigned head = 0, used = 0, depth, max_depth;
@@ -243,8 +279,8 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 				rc = -EIO;	/* the new member failed */
 				break;
 			}
-			if (flag == RAID_BIO_RESYNC && !bitmap_row_dirty(r, next)) {
-				next++;		/* clean in the write-intent bitmap */
+			if (!row_wanted(r, flag, next)) {
+				next++;		/* not to be walked: skipped */
 				continue;
 			}
 			if (job) {
@@ -253,7 +289,8 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 					continue;	/* seen at the top */
 			}
 			x->row = next;
-			x->rows = (uint32_t)MIN((uint64_t)rate_batch(r, batch), rows - next);
+			x->rows = wanted_run(r, flag, next, (uint32_t)MIN((uint64_t)rate_batch(r, batch),
+									  rows - next));
 			x->done = false;
 			x->status = 0;
 			rc = blk_rw(ch, BIO_READ, flag, &iov, 1, next * row_bytes,
@@ -261,6 +298,7 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 			if (rc)
 				break;
 			used++;
+			walked += x->rows;
 			next += x->rows;
 		}
 		if (!used && (rc || next >= rows))
@@ -295,9 +333,13 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 
 			pthread_mutex_lock(&r->jlock);
 			r->ji.rows_done = contig;
+			r->ji.rows_walked = walked;
 			pthread_mutex_unlock(&r->jlock);
 			if (flag == RAID_BIO_REBUILD && now - last_save >= PERSIST_NS) {
 				save_cursor(r, slot, contig);
+				last_save = now;
+			} else if (flag == RAID_BIO_SCRUB && now - last_save >= PERSIST_NS) {
+				save_scrub(r, contig, true);
 				last_save = now;
 			}
 			/* foreground I/O: one row at a time, paced; else the window */
@@ -309,9 +351,11 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 			}
 		}
 	}
-	if (job && !rc) {
+	if (job) {
 		pthread_mutex_lock(&r->jlock);
-		r->ji.rows_done = contig;
+		if (!rc)
+			r->ji.rows_done = contig;
+		r->ji.rows_walked = walked;
 		pthread_mutex_unlock(&r->jlock);
 	}
 	blk_chan_close(ch, closed_flag, &closed);
@@ -337,6 +381,8 @@ static void job_begin(struct raid *r, enum raid_job_kind kind, int slot, bool re
 	r->ji.rows = rows_of(r);
 	r->ji.rows_done = from;
 	r->ji.started_row = from;
+	r->ji.partial = false;
+	r->ji.rows_walked = 0;
 	r->jstart_ns = r->jrate_base_ns = now_ns();
 	r->jrate_base_row = from;
 	pthread_mutex_unlock(&r->jlock);
@@ -350,20 +396,54 @@ static void job_end(struct raid *r, int rc, uint64_t mismatches)
 	r->ji.last_repair = r->ji.repair;
 	r->ji.last_rc = rc;
 	r->ji.last_mismatches = mismatches;
+	r->ji.last_partial = r->ji.partial;
+	r->ji.last_rows_walked = r->ji.rows_walked;
 	r->ji.kind = RAID_JOB_NONE;
 	pthread_mutex_unlock(&r->jlock);
 }
 
 /*
+ * Can nd, whose superblock is nsb, come back into failed slot `slot` and be
+ * rebuilt only where the set was written since it left? Under sb_lock. Only
+ * when its superblock proves it is the member that left: this set, this
+ * slot, the member UUID the set still has for the slot, and the generation
+ * it last saw just before the one the set recorded when it left (so it
+ * missed nothing else); and the set kept its write-intent bitmap since
+ * (left_gen is only set with a bitmap, and cleared when the slot changes
+ * hands or is active again). A member half rebuilt when it left never
+ * qualifies.
+ */
+static bool readd_ok(struct raid *r, uint32_t slot, const struct raid_sb *nsb)
+{
+	const struct raid_sb_member *m = &r->sb.members[slot];
+
+	return r->bm && nsb && !memcmp(nsb->pool_uuid, r->sb.pool_uuid, 16) &&
+	       nsb->index == slot && !memcmp(nsb->member_uuid, m->uuid, 16) &&
+	       m->state == RAID_MEMBER_FAILED && m->left_gen &&
+	       !(m->flags & (RAID_SLOT_INCOMPLETE | RAID_SLOT_PARTIAL)) &&
+	       nsb->generation < m->left_gen && nsb->generation + 2 >= m->left_gen;
+}
+
+/* nd's superblock into *sb: NULL when it has none (a fresh disk). */
+static const struct raid_sb *read_sb(struct blkdev *nd, struct raid_sb *sb)
+{
+	return raid_sb_read(nd, sb) ? NULL : sb;
+}
+
+/*
  * Put nd in failed slot `slot`, state REBUILDING, written to the
- * superblocks. claimed: nd is claimed by the set already (a spare).
+ * superblocks. claimed: nd is claimed by the set already (a spare). nsb:
+ * nd's superblock (NULL: none): when it proves nd is the member that left
+ * the slot (readd_ok), the rebuild is partial (RAID_SLOT_PARTIAL).
  * -EBUSY (nothing changed): the slot is not failed or a job owns the set.
  * -EIO: the set went down while the superblocks were written (other members
  * failed); nd stays in the slot, failed.
  */
-static int replace_begin(struct raid *r, uint32_t slot, struct blkdev *nd, bool claimed)
+static int replace_begin(struct raid *r, uint32_t slot, struct blkdev *nd, bool claimed,
+			 const struct raid_sb *nsb)
 {
 	struct blkdev *old;
+	bool partial;
 	int rc;
 
 	pthread_mutex_lock(&r->sb_lock);
@@ -379,7 +459,14 @@ static int replace_begin(struct raid *r, uint32_t slot, struct blkdev *nd, bool 
 		}
 	}
 	r->rebuild_slot = (int)slot;
-	uuid_generate(r->sb.members[slot].uuid);
+	partial = readd_ok(r, slot, nsb);
+	if (partial) {
+		r->sb.members[slot].flags = RAID_SLOT_PARTIAL;	/* same UUID */
+	} else {
+		uuid_generate(r->sb.members[slot].uuid);
+		r->sb.members[slot].flags = RAID_SLOT_INCOMPLETE;
+		r->sb.members[slot].left_gen = 0;
+	}
 	r->sb.members[slot].rebuilt = 0;
 	__atomic_store_n(&r->read_errs[slot], 0, __ATOMIC_RELAXED);
 	old = r->members[slot];
@@ -399,23 +486,49 @@ static int replace_begin(struct raid *r, uint32_t slot, struct blkdev *nd, bool 
 		blkdev_release(old, r->bd.name);
 	if (rc)
 		return rc;
-	LOG_INFO(LS_RAID, "%s: member %u is now %s, to be rebuilt", r->bd.name, slot, nd->name);
+	if (partial)
+		LOG_INFO(LS_RAID, "%s: member %u (%s) is back: only the regions written since it "
+			 "left are rebuilt", r->bd.name, slot, nd->name);
+	else
+		LOG_INFO(LS_RAID, "%s: member %u is now %s, to be rebuilt", r->bd.name, slot,
+			 nd->name);
 	return 0;
 }
 
 static void run_rebuild(struct raid *r, int slot)
 {
 	struct blkdev *nd = __atomic_load_n(&r->members[slot], __ATOMIC_ACQUIRE);
-	uint64_t from = 0, rows = rows_of(r);
+	uint64_t from = 0, rows = rows_of(r), nreg = 0;
 	int expect = RAID_MEMBER_REBUILDING, rc;
+	bool partial;
 
 	pthread_mutex_lock(&r->sb_lock);
 	if (r->cursor_ok)
 		from = MIN(r->sb.members[slot].rebuilt, rows);
+	partial = r->sb.members[slot].flags & RAID_SLOT_PARTIAL;
+	if (partial && (!r->cursor_ok || bitmap_partial_begin(r, &nreg))) {
+		/* a crash during a partial rebuild (or no memory): all of it */
+		LOG_WARN(LS_RAID, "%s: member %u: the partial rebuild cannot go on: rebuilding "
+			 "all of it", r->bd.name, slot);
+		r->sb.members[slot].flags = RAID_SLOT_INCOMPLETE;
+		r->sb.members[slot].left_gen = 0;
+		r->sb.members[slot].rebuilt = 0;
+		from = 0;
+		partial = false;
+		raid_persist_quiet_locked(r);
+	}
 	r->cursor_ok = true;	/* the cursors this run writes are good */
 	pthread_mutex_unlock(&r->sb_lock);
 	job_begin(r, RAID_JOB_REBUILD, slot, false, from);
-	if (from)
+	pthread_mutex_lock(&r->jlock);
+	r->ji.partial = partial;
+	pthread_mutex_unlock(&r->jlock);
+	if (partial)
+		LOG_INFO(LS_RAID, "%s: %s member %u on %s from row %llu: %llu bitmap regions "
+			 "written since it left", r->bd.name, from ? "resuming the resync of" :
+			 "resyncing", slot, nd->name, (unsigned long long)from,
+			 (unsigned long long)nreg);
+	else if (from)
 		LOG_INFO(LS_RAID, "%s: resuming the rebuild of member %u on %s at row %llu of %llu",
 			 r->bd.name, slot, nd->name, (unsigned long long)from,
 			 (unsigned long long)rows);
@@ -433,6 +546,7 @@ static void run_rebuild(struct raid *r, int slot)
 		save_cursor(r, slot, done);
 		LOG_INFO(LS_RAID, "%s: rebuild of member %u stopped at row %llu of %llu",
 			 r->bd.name, slot, (unsigned long long)done, (unsigned long long)rows);
+		bitmap_partial_end(r);
 		job_end(r, rc, 0);
 		return;
 	}
@@ -446,6 +560,7 @@ static void run_rebuild(struct raid *r, int slot)
 	} else {
 		LOG_INFO(LS_RAID, "%s: member %u rebuilt on %s", r->bd.name, slot, nd->name);
 	}
+	bitmap_partial_end(r);
 	pthread_mutex_lock(&r->sb_lock);
 	r->rebuild_slot = -1;
 	r->sb.members[slot].rebuilt = 0;
@@ -454,9 +569,10 @@ static void run_rebuild(struct raid *r, int slot)
 	job_end(r, rc, 0);
 }
 
-static void run_scrub(struct raid *r, bool repair)
+static void run_scrub(struct raid *r, bool repair, uint64_t from)
 {
 	uint64_t bad;
+	bool keep;
 	int rc;
 
 	pthread_mutex_lock(&r->sb_lock);
@@ -470,20 +586,54 @@ static void run_scrub(struct raid *r, bool repair)
 	r->scrub_repair = repair;
 	__atomic_store_n(&r->scrub_bad, 0, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&r->sb_lock);
-	job_begin(r, RAID_JOB_SCRUB, -1, repair, 0);
-	LOG_INFO(LS_RAID, "%s: scrub%s started", r->bd.name, repair ? " with repair" : "");
+	from = MIN(from, rows_of(r));
+	job_begin(r, RAID_JOB_SCRUB, -1, repair, from);
+	if (from)
+		LOG_INFO(LS_RAID, "%s: scrub%s resumed at row %llu of %llu", r->bd.name,
+			 repair ? " with repair" : "", (unsigned long long)from,
+			 (unsigned long long)rows_of(r));
+	else
+		LOG_INFO(LS_RAID, "%s: scrub%s started", r->bd.name, repair ? " with repair" : "");
 	if (repair)
 		raid_mark_dirty(r);	/* repairs are writes: a crash must be seen */
+	save_scrub(r, from, true);
 
-	rc = raid_walk_rows(r, RAID_BIO_SCRUB, 0, true);
+	rc = raid_walk_rows(r, RAID_BIO_SCRUB, from, true);
 	bad = __atomic_load_n(&r->scrub_bad, __ATOMIC_RELAXED);
+	/* stopped because the set closes (or raid_jobs_stop): the cursor stays,
+	 * and the scrub resumes at the next assembly; cancelled, ended: forgotten */
+	pthread_mutex_lock(&r->jlock);
+	keep = rc == -ECANCELED && (r->jstop || r->jhold);
+	pthread_mutex_unlock(&r->jlock);
+	if (keep) {
+		uint64_t done;
+
+		pthread_mutex_lock(&r->jlock);
+		done = r->ji.rows_done;
+		pthread_mutex_unlock(&r->jlock);
+		save_scrub(r, done, true);
+		LOG_INFO(LS_RAID, "%s: scrub stopped at row %llu: it resumes when the set is "
+			 "assembled again", r->bd.name, (unsigned long long)done);
+	} else {
+		save_scrub(r, 0, false);
+	}
 	LOG_INFO(LS_RAID, "%s: scrub %s: %llu rows inconsistent%s", r->bd.name,
-		 rc == -ECANCELED ? "cancelled" : rc ? "failed" : "done",
+		 keep ? "stopped" : rc == -ECANCELED ? "cancelled" : rc ? "failed" : "done",
 		 (unsigned long long)bad, repair ? ", repaired" : "");
 	pthread_mutex_lock(&r->sb_lock);
 	r->rebuild_slot = -1;
 	pthread_mutex_unlock(&r->sb_lock);
 	job_end(r, rc, bad);
+}
+
+/* Under jlock: the spare to put in failed slot `slot`: the disk that was
+ * that member, if it is a spare (it may come back partially), else the first. */
+static uint32_t spare_for(struct raid *r, int slot)
+{
+	for (uint32_t i = 0; i < r->nspares; i++)
+		if (r->spare_slot[i] == slot)
+			return i;
+	return 0;
 }
 
 /* Under jlock: what to do next. */
@@ -496,12 +646,20 @@ static enum work find_work(struct raid *r, int *slot)
 			*slot = (int)i;
 			return WORK_RESUME;
 		}
-	if (r->nspares && r->lops->rebuild && raid_set_alive(r) && r->rebuild_slot == -1)
+	if (r->nspares && r->lops->rebuild && raid_set_alive(r) && r->rebuild_slot == -1) {
+		/* first a slot whose old member is among the spares */
+		for (uint32_t i = 0; i < r->g.nmembers; i++)
+			if (__atomic_load_n(&r->state[i], __ATOMIC_ACQUIRE) == RAID_MEMBER_FAILED &&
+			    r->spare_slot[spare_for(r, (int)i)] == (int)i) {
+				*slot = (int)i;
+				return WORK_SPARE;
+			}
 		for (uint32_t i = 0; i < r->g.nmembers; i++)
 			if (__atomic_load_n(&r->state[i], __ATOMIC_ACQUIRE) == RAID_MEMBER_FAILED) {
 				*slot = (int)i;
 				return WORK_SPARE;
 			}
+	}
 	if (r->scrub_req)
 		return WORK_SCRUB;
 	return WORK_NONE;
@@ -514,9 +672,11 @@ static void *job_main(void *arg)
 	pthread_mutex_lock(&r->jlock);
 	for (;;) {
 		struct blkdev *spare = NULL;
+		struct raid_sb nsb;
+		uint64_t scrub_from = 0;
 		enum work w;
 		bool repair = false;
-		int slot = -1;
+		int slot = -1, spare_slot = -1;
 
 		while (!r->jstop && (w = find_work(r, &slot)) == WORK_NONE) {
 			r->jbusy = false;
@@ -527,10 +687,18 @@ static void *job_main(void *arg)
 			break;
 		r->jbusy = true;
 		if (w == WORK_SPARE) {
-			spare = r->spares[0];
-			memmove(&r->spares[0], &r->spares[1], --r->nspares * sizeof(r->spares[0]));
+			uint32_t i = spare_for(r, slot);
+
+			spare = r->spares[i];
+			spare_slot = r->spare_slot[i];
+			r->nspares--;
+			memmove(&r->spares[i], &r->spares[i + 1],
+				(r->nspares - i) * sizeof(r->spares[0]));
+			memmove(&r->spare_slot[i], &r->spare_slot[i + 1],
+				(r->nspares - i) * sizeof(r->spare_slot[0]));
 		} else if (w == WORK_SCRUB) {
 			repair = r->scrub_req_repair;
+			scrub_from = r->scrub_from;
 			r->scrub_req = false;
 		}
 		pthread_mutex_unlock(&r->jlock);
@@ -540,9 +708,11 @@ static void *job_main(void *arg)
 
 			LOG_WARN(LS_RAID, "%s: hot spare %s takes the place of failed member %d",
 				 r->bd.name, spare->name, slot);
-			rc = replace_begin(r, (uint32_t)slot, spare, true);
+			rc = replace_begin(r, (uint32_t)slot, spare, true,
+					   spare_slot == slot ? read_sb(spare, &nsb) : NULL);
 			if (rc == -EBUSY) {	/* someone else took the slot: keep the spare */
 				pthread_mutex_lock(&r->jlock);
+				r->spare_slot[r->nspares] = spare_slot;
 				r->spares[r->nspares++] = spare;
 				continue;
 			}
@@ -555,7 +725,7 @@ static void *job_main(void *arg)
 		} else if (w == WORK_RESUME) {
 			run_rebuild(r, slot);
 		} else {
-			run_scrub(r, repair);
+			run_scrub(r, repair, scrub_from);
 		}
 		pthread_mutex_lock(&r->jlock);
 		r->jcancel = false;
@@ -568,7 +738,16 @@ static void *job_main(void *arg)
 
 int raid_jobs_init(struct raid *r)
 {
-	int rc = pthread_create(&r->jthread, NULL, job_main, r);
+	int rc;
+
+	if ((r->sb.scrub_flags & RAID_SCRUB_RUNNING) && r->lops->scrub) {
+		/* a scrub stopped by a restart: it goes on from its cursor */
+		r->scrub_req = true;
+		r->scrub_req_repair = r->sb.scrub_flags & RAID_SCRUB_REPAIR;
+		r->scrub_from = r->sb.scrub_cursor;
+		r->jbusy = true;	/* until the thread takes it (raid_job_wait) */
+	}
+	rc = pthread_create(&r->jthread, NULL, job_main, r);
 
 	if (rc)
 		return -rc;
@@ -623,10 +802,12 @@ int raid_replace_start(struct blkdev *bd, uint32_t slot, struct blkdev *nd)
 	r = to_raid(bd);
 	if (slot >= r->g.nmembers || !r->lops->rebuild)
 		return -EINVAL;
+	struct raid_sb nsb;
+
 	rc = check_newdev(r, nd, "a member");
 	if (rc)
 		return rc;
-	rc = replace_begin(r, slot, nd, false);
+	rc = replace_begin(r, slot, nd, false, read_sb(nd, &nsb));
 	if (!rc)
 		raid_jobs_kick(r);
 	return rc;
@@ -679,6 +860,7 @@ int raid_scrub_start(struct blkdev *bd, bool repair)
 	} else {
 		r->scrub_req = true;
 		r->scrub_req_repair = repair;
+		r->scrub_from = 0;
 		r->jbusy = true;	/* until the thread takes it (raid_job_wait) */
 		pthread_cond_broadcast(&r->jcond);
 	}
@@ -689,6 +871,7 @@ int raid_scrub_start(struct blkdev *bd, bool repair)
 int raid_scrub_cancel(struct blkdev *bd)
 {
 	struct raid *r;
+	bool forget = false;
 	int rc = 0;
 
 	if (!blk_is_raid(bd))
@@ -697,6 +880,8 @@ int raid_scrub_cancel(struct blkdev *bd)
 	pthread_mutex_lock(&r->jlock);
 	if (r->scrub_req) {
 		r->scrub_req = false;
+		forget = r->scrub_from > 0;	/* a resumed one, not started yet */
+		pthread_cond_broadcast(&r->jcond);
 	} else if (r->ji.kind == RAID_JOB_SCRUB) {
 		__atomic_store_n(&r->jcancel, true, __ATOMIC_RELEASE);
 		pthread_cond_broadcast(&r->jcond);
@@ -704,6 +889,8 @@ int raid_scrub_cancel(struct blkdev *bd)
 		rc = -ENOENT;
 	}
 	pthread_mutex_unlock(&r->jlock);
+	if (forget)
+		save_scrub(r, 0, false);
 	return rc;
 }
 
@@ -792,8 +979,9 @@ int raid_job_get(struct blkdev *bd, struct raid_job_info *ji)
 
 int raid_spare_add(struct blkdev *bd, struct blkdev *sp)
 {
+	struct raid_sb nsb;
 	struct raid *r;
-	int rc;
+	int rc, sslot = -1;
 
 	if (!blk_is_raid(bd) || !sp)
 		return -EINVAL;
@@ -816,12 +1004,17 @@ int raid_spare_add(struct blkdev *bd, struct blkdev *sp)
 	rc = blkdev_claim(sp, bd->name);
 	if (rc)
 		return rc;
+	/* a member of this set that left: it takes its own slot back */
+	if (!raid_sb_read(sp, &nsb) && !memcmp(nsb.pool_uuid, r->sb.pool_uuid, 16) &&
+	    nsb.index < r->g.nmembers)
+		sslot = (int)nsb.index;
 	pthread_mutex_lock(&r->jlock);
 	if (r->nspares == RAID_MAX_MEMBERS) {
 		pthread_mutex_unlock(&r->jlock);
 		blkdev_release(sp, bd->name);
 		return -ENOSPC;
 	}
+	r->spare_slot[r->nspares] = sslot;
 	r->spares[r->nspares++] = sp;
 	pthread_cond_broadcast(&r->jcond);	/* a failed slot may be waiting */
 	pthread_mutex_unlock(&r->jlock);
@@ -842,6 +1035,8 @@ int raid_spare_remove(struct blkdev *bd, struct blkdev *sp)
 		if (r->spares[i] == sp) {
 			memmove(&r->spares[i], &r->spares[i + 1],
 				(r->nspares - i - 1) * sizeof(r->spares[0]));
+			memmove(&r->spare_slot[i], &r->spare_slot[i + 1],
+				(r->nspares - i - 1) * sizeof(r->spare_slot[0]));
 			r->nspares--;
 			rc = 0;
 			break;

@@ -24,7 +24,7 @@ struct raid_sb_disk_member {
 	uint8_t		uuid[16];
 	uint32_t	state;
 	uint8_t		rebuilt[8];	/* since 1.2 (zero before): the rebuild cursor */
-	uint8_t		reserved[4];
+	uint32_t	flags;		/* since 1.3: RAID_SLOT_* */
 };
 
 struct raid_sb_disk {
@@ -49,9 +49,12 @@ struct raid_sb_disk {
 	uint64_t	bitmap_offset;	/* since 1.2: the write-intent bitmap */
 	uint64_t	bitmap_size;
 	uint64_t	bitmap_region;
-	uint8_t		reserved1[80];
+	uint64_t	scrub_cursor;	/* since 1.3: a scrub in progress */
+	uint32_t	scrub_flags;
+	uint8_t		reserved1[68];
 	struct raid_sb_disk_member members[RAID_MAX_MEMBERS];
-	uint8_t		reserved2[RAID_SB_SIZE - 256 - 32 * RAID_MAX_MEMBERS - 4];
+	uint64_t	left_gen[RAID_MAX_MEMBERS];	/* since 1.3 */
+	uint8_t		reserved2[RAID_SB_SIZE - 256 - 40 * RAID_MAX_MEMBERS - 4];
 	uint32_t	crc;		/* CRC32C of every byte before it */
 };
 
@@ -61,7 +64,10 @@ static_assert(offsetof(struct raid_sb_disk, data_offset) == 64, "sb layout");
 static_assert(offsetof(struct raid_sb_disk, name) == 96, "sb layout");
 static_assert(offsetof(struct raid_sb_disk, ppl_offset) == 128, "sb layout");
 static_assert(offsetof(struct raid_sb_disk, bitmap_region) == 168, "sb layout");
+static_assert(offsetof(struct raid_sb_disk, scrub_cursor) == 176, "sb layout");
+static_assert(offsetof(struct raid_sb_disk, scrub_flags) == 184, "sb layout");
 static_assert(offsetof(struct raid_sb_disk, members) == 256, "sb layout");
+static_assert(offsetof(struct raid_sb_disk, left_gen) == 1280, "sb layout");
 static_assert(offsetof(struct raid_sb_disk, crc) == RAID_SB_SIZE - 4, "sb layout");
 
 uint32_t raid_crc32c(const void *buf, size_t len)
@@ -96,10 +102,14 @@ void raid_sb_encode(const struct raid_sb *sb, void *buf)
 	put_le64(&d->bitmap_offset, sb->bitmap_offset);
 	put_le64(&d->bitmap_size, sb->bitmap_size);
 	put_le64(&d->bitmap_region, sb->bitmap_region);
+	put_le64(&d->scrub_cursor, sb->scrub_cursor);
+	put_le32(&d->scrub_flags, sb->scrub_flags);
 	for (uint32_t i = 0; i < RAID_MAX_MEMBERS; i++) {
 		memcpy(d->members[i].uuid, sb->members[i].uuid, 16);
 		put_le32(&d->members[i].state, sb->members[i].state);
 		put_le64(d->members[i].rebuilt, sb->members[i].rebuilt);
+		put_le32(&d->members[i].flags, sb->members[i].flags);
+		put_le64(&d->left_gen[i], sb->members[i].left_gen);
 	}
 	put_le32(&d->crc, raid_crc32c(d, offsetof(struct raid_sb_disk, crc)));
 }
@@ -151,6 +161,14 @@ int raid_sb_decode(const void *buf, struct raid_sb *sb)
 		memcpy(sb->members[i].uuid, d->members[i].uuid, 16);
 		sb->members[i].state = get_le32(&d->members[i].state);
 		sb->members[i].rebuilt = get_le64(d->members[i].rebuilt);
+		if (sb->major == 1 && sb->minor >= 3) {
+			sb->members[i].flags = get_le32(&d->members[i].flags);
+			sb->members[i].left_gen = get_le64(&d->left_gen[i]);
+		}
+	}
+	if (sb->major == 1 && sb->minor >= 3) {
+		sb->scrub_cursor = get_le64(&d->scrub_cursor);
+		sb->scrub_flags = get_le32(&d->scrub_flags);
 	}
 	if (raid_geom_check(&sb->geom) || sb->index >= sb->geom.nmembers ||
 	    !IS_POW2(sb->block_size) || sb->block_size < 512 ||

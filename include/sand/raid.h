@@ -86,7 +86,7 @@ int raid_recover(int nparity, int k, size_t len, uint8_t **bufs,
 
 #define RAID_SB_MAGIC		"SANDRAID"
 #define RAID_SB_MAJOR		1
-#define RAID_SB_MINOR		2	/* 1.1: flags; 1.2: PPL, bitmap */
+#define RAID_SB_MINOR		3	/* 1.1: flags; 1.2: PPL, bitmap; 1.3: left, scrub */
 #define RAID_SB_SIZE		4096u	/* one copy */
 #define RAID_SB_COPY_OFF(i)	((uint64_t)(i) * RAID_SB_SIZE)	/* copies at 0 and 4 KiB */
 #define RAID_DATA_OFFSET	(1024u * 1024)	/* data starts 1 MiB into a member (or later) */
@@ -104,6 +104,18 @@ enum raid_member_state {
  * set assembled dirty may have stripes whose parity (or mirrors) a crash
  * left behind, and is resynchronized. */
 #define RAID_SB_DIRTY		(1u << 0)
+
+/* Per slot flags (1.3). PARTIAL: the slot's rebuild covers only the regions
+ * of the write-intent bitmap (the member came back, raid.md "Re-adding a
+ * member"); INCOMPLETE: the member holds part of the data only (a full
+ * rebuild that has not ended), so it can never come back partially. */
+#define RAID_SLOT_PARTIAL	(1u << 0)
+#define RAID_SLOT_INCOMPLETE	(1u << 1)
+
+/* Scrub state (1.3): a scrub runs (and resumes at assembly from
+ * scrub_cursor), with --repair. */
+#define RAID_SCRUB_RUNNING	(1u << 0)
+#define RAID_SCRUB_REPAIR	(1u << 1)
 
 /* The decoded (host-order) superblock. */
 struct raid_sb {
@@ -123,10 +135,18 @@ struct raid_sb {
 	uint64_t	ppl_epoch;	/* log entries of another epoch are stale */
 	uint64_t	bitmap_offset, bitmap_size;
 	uint64_t	bitmap_region;	/* member data bytes per bit */
-	struct {
+	/* 1.3: a scrub in progress (RAID_SCRUB_*) and its cursor (rows done) */
+	uint64_t	scrub_cursor;
+	uint32_t	scrub_flags;
+	struct raid_sb_member {
 		uint8_t	uuid[16];
 		uint32_t state;		/* enum raid_member_state */
 		uint64_t rebuilt;	/* REBUILDING: rows rebuilt so far (the cursor) */
+		uint32_t flags;		/* 1.3: RAID_SLOT_* */
+		/* 1.3: FAILED: the first generation written without this member
+		 * while the write-intent bitmap kept every region written since
+		 * (0: unknown, the member can only come back by a full rebuild) */
+		uint64_t left_gen;
 	} members[RAID_MAX_MEMBERS];
 };
 
@@ -229,7 +249,9 @@ struct raid_job_info {
 	bool		repair;		/* SCRUB: --repair */
 	uint64_t	rows, rows_done;	/* a row: one strip on every member */
 	uint64_t	bytes, bytes_done;	/* per member: rows * strip */
-	uint64_t	started_row;	/* where this run started (a resumed rebuild: > 0) */
+	uint64_t	started_row;	/* where this run started (a resumed rebuild or scrub: > 0) */
+	bool		partial;	/* REBUILD: a member came back: only the regions it missed */
+	uint64_t	rows_walked;	/* rows rebuilt (scrubbed) by this run; the others skipped */
 	uint64_t	rate;		/* bytes per second per member, this run so far */
 	uint64_t	eta;		/* seconds left, 0: unknown */
 	uint64_t	mismatches;	/* SCRUB: rows found inconsistent so far */
@@ -240,6 +262,8 @@ struct raid_job_info {
 	int		last_rc;	/* 0, -ECANCELED, -errno */
 	uint64_t	last_mismatches;
 	bool		last_repair;
+	bool		last_partial;
+	uint64_t	last_rows_walked;
 	/* read errors repaired from redundancy, since the set opened */
 	uint64_t	read_errors_fixed;
 };

@@ -33,6 +33,8 @@ for k in sys.argv[1:]:
 print("" if v is None else v)' "$@"
 }
 resumed() { local r; r=$(js job resumed_at); [ -n "$r" ] && [ "$r" -gt 0 ]; }
+moved() { local r; r=$(js job done); [ -n "$r" ] && [ "$r" -gt 0 ]; }
+bm_clean() { [ "$(js bitmap dirty)" = 0 ]; }
 state_is() { [ "$(js state)" = "$1" ]; }
 job_is() { [ "$(js job kind)" = "$1" ]; }
 last_is() { [ "$(js job last kind)" = "$1" ] && [ "$(js job last result)" = "$2" ]; }
@@ -128,6 +130,22 @@ check "... 0 mismatches" test "$(js job last mismatches)" = 0
 check "pool set --rebuild-rate 64K" volctl pool set p --rebuild-rate 64K
 check "pool scrub p (slow)" volctl pool scrub p
 check "... runs" wait_for job_is scrub
+check "... moves" wait_for moved
+check "sand stops mid-scrub" sand_stop
+sand_start --reactors 2 || { not_ok "sand starts mid-scrub"; t_done; }
+ok "sand starts mid-scrub"
+check "the scrub resumed past 0" wait_for resumed
+show
+check_grep "pool show: resumed" "^scrub +checking, 0 mismatches so far, resumed after a restart" "$T_TMP/show"
+check_grep "... the log says so" "scrub resumed at row [1-9]" "$SAND_LOG"
+check "pool scrub p --cancel" volctl pool scrub p --cancel
+check "... cancelled" wait_for last_is scrub cancelled
+check "sand stops after the cancel" sand_stop
+sand_start --reactors 2 || { not_ok "sand starts after the cancel"; t_done; }
+ok "sand starts after the cancel"
+check "a cancelled scrub does not come back" job_is none
+check "pool scrub p (slow, again)" volctl pool scrub p
+check "... runs" wait_for job_is scrub
 check "pool scrub p --cancel" volctl pool scrub p --cancel
 check "... cancelled" wait_for last_is scrub cancelled
 check_rc "no scrub to cancel" 1 volctl pool scrub p --cancel
@@ -193,6 +211,25 @@ check "pool replace p d g" volctl pool replace p d g
 check "the rebuild ends" wait_for state_is online
 check "the data reads back rebuilt" qio "$URL" -r -c 'read -P 0x61 0 8M' \
 	-c 'read -P 0x62 8M 8M' -c 'read -P 0x64 16M 8M'
+
+# ---- a member taken out, written around, put back (replace with itself):
+# rebuilt only where it missed writes
+check "the bitmap is swept clean (the set is whole)" wait_for bm_clean
+check "pool fail p c" volctl pool fail p c
+check "new data while c is out" qio "$URL" -c 'write -P 0x65 0 1M' -c flush
+check "pool replace p c c: c comes back" volctl pool replace p c c
+check "... rebuilt" wait_for state_is online
+show
+check_grep "pool show: a partial rebuild" "^last job +rebuild of slot [0-9] \(partial\): done" "$T_TMP/show"
+check_grep "... the log says so" "member [0-9] \(c\) is back: only the regions written since it left" "$SAND_LOG"
+check "... only the regions written: a few MiB of 23" python3 -c 'import sys; sys.exit(not 0 < int(sys.argv[1]) < 8 << 20)' "$(js job last walked)"
+check "pool fail p g: c serves its blocks" volctl pool fail p g
+check "the data reads back without g" qio "$URL" -r -c 'read -P 0x65 0 1M' \
+	-c 'read -P 0x61 1M 7M' -c 'read -P 0x62 8M 8M' -c 'read -P 0x64 16M 8M'
+check "pool replace p g g" volctl pool replace p g g
+check "... rebuilt" wait_for state_is online
+check "the data reads back" qio "$URL" -r -c 'read -P 0x65 0 1M' \
+	-c 'read -P 0x61 1M 7M' -c 'read -P 0x62 8M 8M' -c 'read -P 0x64 16M 8M'
 
 # ---- RAID 0 with a missing member refuses to start, naming it
 check "disk add r1" volctl disk add r1 "$T_TMP/r1.img" --size 24M

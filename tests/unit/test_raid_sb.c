@@ -148,7 +148,7 @@ START_TEST(ppl_bitmap_fields)
 	a.bitmap_size = RAID_PPL_OFFSET - RAID_BITMAP_OFFSET;
 	a.bitmap_region = 1 << 20;
 	raid_sb_encode(&a, buf);
-	ck_assert_uint_eq(buf[12], 2);			/* minor 2 */
+	ck_assert_uint_eq(buf[12], 3);			/* minor 3 */
 	ck_assert_uint_eq(buf[128 + 2], RAID_PPL_OFFSET >> 16);	/* LE */
 	ck_assert_uint_eq(buf[144], 0x05);		/* epoch, LE */
 	ck_assert_int_eq(raid_sb_decode(buf, &b), 0);

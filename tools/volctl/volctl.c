@@ -1462,12 +1462,16 @@ static void print_job(json_t *j)
 		char what[96];
 
 		if (!strcmp(kind, "rebuild"))
-			snprintf(what, sizeof(what), "slot %s on %s", jint(j, "slot", a, sizeof(a)),
-				 jstr(j, "disk") ? jstr(j, "disk") : "?");
+			snprintf(what, sizeof(what), "slot %s on %s%s", jint(j, "slot", a, sizeof(a)),
+				 jstr(j, "disk") ? jstr(j, "disk") : "?",
+				 json_is_true(json_object_get(j, "partial")) ?
+				 " (partial: regions written since it left)" : "");
 		else
-			snprintf(what, sizeof(what), "%s, %s mismatches so far",
+			snprintf(what, sizeof(what), "%s, %s mismatches so far%s",
 				 json_is_true(json_object_get(j, "repair")) ? "repairing" : "checking",
-				 jint(j, "mismatches", a, sizeof(a)));
+				 jint(j, "mismatches", a, sizeof(a)),
+				 json_integer_value(json_object_get(j, "resumed_at")) ?
+				 ", resumed after a restart" : "");
 		printf("%-13s %s: %.1f%% (%s of %s), %s/s, ETA %lld:%02lld\n", kind, what,
 		       json_number_value(json_object_get(j, "percent")),
 		       jsize(j, "done", a, sizeof(a)), jsize(j, "total", b, sizeof(b)),
@@ -1479,7 +1483,8 @@ static void print_job(json_t *j)
 			       json_is_true(json_object_get(l, "repair")) ? " --repair" : "",
 			       jstr(l, "result"), jint(l, "mismatches", a, sizeof(a)));
 		else
-			printf("last job      rebuild of slot %s: %s\n", jint(l, "slot", a, sizeof(a)),
+			printf("last job      rebuild of slot %s%s: %s\n", jint(l, "slot", a, sizeof(a)),
+			       json_is_true(json_object_get(l, "partial")) ? " (partial)" : "",
 			       jstr(l, "result"));
 	}
 }
@@ -1539,6 +1544,9 @@ static int cmd_pool_show(struct ctx *c, int argc, char **argv)
 		printf("rebuild rate  %s/s per disk\n", jsize(r, "rebuild_rate", a, sizeof(a)));
 	else
 		printf("rebuild rate  no limit\n");
+	if (json_integer_value(json_object_get(r, "read_errors_fixed")))
+		printf("read errors   %s repaired from redundancy\n",
+		       jint(r, "read_errors_fixed", a, sizeof(a)));
 	print_job(json_object_get(r, "job"));
 	json_decref(r);
 	return 0;
