@@ -43,6 +43,7 @@
 #include "sand/reactor.h"
 #include "daemon/iscsi/iscsi_int.h"
 #include "daemon/iscsi/bufcache.h"
+#include "proto/scsi/sanitize.h"
 
 #define TX_IOV_MAX	64
 #define RX_STAGE	(64u * 1024)	/* socket reads of small PDUs go through this */
@@ -1682,6 +1683,10 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 			continue;
 		if (t->responded || t->aborted)
 			continue;
+		if (t->executing && scsi_sanitize_detach(&t->cmd)) {
+			t->executing = false;	/* the sanitize goes on without it */
+			t->conn->nexec--;
+		}
 		if (t->executing) {
 			t->aborted = true;
 			t->tmf = w;
@@ -2001,6 +2006,10 @@ static void conn_close(struct iscsi_conn *c)
 	list_for_each_safe(l, tmp, &c->tasks) {
 		struct iscsi_task *t = list_entry(l, struct iscsi_task, link);
 
+		if (t->executing && scsi_sanitize_detach(&t->cmd)) {
+			t->executing = false;	/* the sanitize goes on without it */
+			c->nexec--;
+		}
 		if (!t->executing)
 			task_free(t);
 	}

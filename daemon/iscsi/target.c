@@ -19,6 +19,7 @@
 #include "sand/log.h"
 #include "sand/reactor.h"
 #include "daemon/iscsi/iscsi_int.h"
+#include "proto/scsi/sanitize.h"
 #include "proto/scsi/xcopy.h"
 
 static pthread_mutex_t cfg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -272,6 +273,7 @@ static int lun_gone_local(unsigned i, void *arg)
 	struct lun_gone *g = arg;
 
 	g->busy += iscsi_conn_lun_gone_local(g->t, g->id, g->lu, &g->closing);
+	g->busy += scsi_sanitize_stop(g->lu);	/* a sanitize going on alone */
 	return 0;
 }
 
@@ -736,6 +738,24 @@ void iscsi_shutdown(void)
 		if (iscsi_conn_count())
 			LOG_WARN(LS_ISCSI, "%u connections still open at shutdown",
 				 iscsi_conn_count());
+	}
+	/* sanitizes going on alone stop after their bio in flight */
+	for (int i = 0; i < 3000; i++) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		unsigned busy = 0;
+
+		pthread_mutex_lock(&cfg_lock);
+		list_for_each(l, &targets) {
+			struct iscsi_target *t = list_entry(l, struct iscsi_target, link);
+
+			for (unsigned j = 0; j < ISCSI_MAX_LUNS; j++)
+				if (t->luns[j])
+					busy += scsi_sanitize_stop(&t->luns[j]->lu);
+		}
+		pthread_mutex_unlock(&cfg_lock);
+		if (!busy || !reactor_count())
+			break;
+		nanosleep(&ts, NULL);
 	}
 	pthread_mutex_lock(&cfg_lock);
 	list_for_each_safe(l, tmp, &targets) {

@@ -73,8 +73,15 @@ struct scsi_lu {
 	/* COMPARE AND WRITE in progress: one at a time per LU, so they are
 	 * atomic with respect to each other (not yet to plain writes) */
 	int		caw_busy;
-	/* SANITIZE in progress (proto/scsi/sanitize.c) */
+	/* SANITIZE in progress (proto/scsi/sanitize.c): set while its job
+	 * lives; progress 0-65535; stop: the LU is going away; the job (only
+	 * on the loop it runs on) */
 	int		sanitizing;
+	uint16_t	sanitize_progress;
+	int		sanitize_stop;
+	void		*sanitize_job;
+	/* control mode page SWP: software write protect (MODE SELECT) */
+	bool		swp;
 	/* LOGICAL UNIT RESETs so far: each I_T nexus that has not seen the
 	 * latest gets a unit attention (the transport keeps what it saw) */
 	unsigned	reset_gen;
@@ -133,7 +140,7 @@ struct scsi_cmd {
 	uint32_t	tmp_len;
 	int		(*next)(struct scsi_cmd *cmd);	/* after an I/O: 1 more, 0 done */
 	bool		caw_locked;	/* holds lu->caw_busy */
-	bool		sanitizing;	/* holds lu->sanitizing */
+	bool		sanitizing;	/* waits for lu->sanitize_job */
 	struct ev_timer	retry;		/* resubmit after -EAGAIN/-ENOMEM */
 };
 

@@ -21,6 +21,7 @@
 #include "sand/scsi.h"
 #include "proto/scsi/atomic.h"
 #include "proto/scsi/lba_status.h"
+#include "proto/scsi/mode_select.h"
 #include "proto/scsi/sanitize.h"
 #include "proto/scsi/xcopy.h"
 
@@ -68,10 +69,6 @@ static void caw_unlock(struct scsi_cmd *cmd)
 	if (cmd->caw_locked) {
 		__atomic_store_n(&cmd->lu->caw_busy, 0, __ATOMIC_RELEASE);
 		cmd->caw_locked = false;
-	}
-	if (cmd->sanitizing) {
-		__atomic_store_n(&cmd->lu->sanitizing, 0, __ATOMIC_RELEASE);
-		cmd->sanitizing = false;
 	}
 }
 
@@ -344,9 +341,17 @@ static int op_request_sense(struct scsi_cmd *cmd)
 	if (!cmd->lu) {
 		d[2] = SK_ILLEGAL_REQUEST;
 		d[12] = ASC_LUN_NOT_SUPPORTED >> 8;
+	} else {
+		scsi_sanitize_request_sense(cmd->lu, d);	/* its progress */
 	}
 	data_in(cmd, d, sizeof(d), cmd->cdb[4]);
 	return SCSI_DONE;
+}
+
+/* Read-only, or SWP set by MODE SELECT */
+static bool write_protected(struct scsi_lu *lu)
+{
+	return lu->readonly || lu->bd->readonly || __atomic_load_n(&lu->swp, __ATOMIC_ACQUIRE);
 }
 
 /* Append a mode page; pc: 0 current, 1 changeable, 2 default. */
@@ -368,6 +373,9 @@ static uint32_t mode_page(struct scsi_cmd *cmd, uint8_t code, int pc, uint8_t *p
 			p[2] = 0x02;		/* GLTSD */
 			put_be16(p + 8, 0xffff);	/* busy timeout: unlimited */
 		}
+		/* SWP: changeable; current (the default is 0) */
+		if (pc == 1 || (pc == 0 && __atomic_load_n(&cmd->lu->swp, __ATOMIC_ACQUIRE)))
+			p[4] = 0x08;
 		return 12;
 	}
 	return 0;
@@ -412,11 +420,11 @@ static int mode_sense(struct scsi_cmd *cmd, bool ten)
 	}
 	if (ten) {
 		put_be16(d, (uint16_t)(len - 2));
-		d[3] = (cmd->lu->readonly ? 0x80 : 0) | 0x10;	/* WP, DPOFUA */
+		d[3] = (write_protected(cmd->lu) ? 0x80 : 0) | 0x10;	/* WP, DPOFUA */
 		put_be16(d + 6, dbd ? 0 : 8);
 	} else {
 		d[0] = (uint8_t)(len - 1);
-		d[2] = (cmd->lu->readonly ? 0x80 : 0) | 0x10;
+		d[2] = (write_protected(cmd->lu) ? 0x80 : 0) | 0x10;
 		d[3] = dbd ? 0 : 8;
 	}
 	data_in(cmd, d, len, alloc);
@@ -424,6 +432,8 @@ static int mode_sense(struct scsi_cmd *cmd, bool ten)
 }
 
 static int op_mode_sense6(struct scsi_cmd *cmd) { return mode_sense(cmd, false); }
+static int op_mode_select6(struct scsi_cmd *cmd) { return scsi_mode_select(cmd, false); }
+static int op_mode_select10(struct scsi_cmd *cmd) { return scsi_mode_select(cmd, true); }
 static int op_mode_sense10(struct scsi_cmd *cmd) { return mode_sense(cmd, true); }
 
 static int op_start_stop(struct scsi_cmd *cmd)
@@ -512,7 +522,7 @@ static int range_check(struct scsi_cmd *cmd, uint64_t lba, uint64_t n)
 
 static int write_protect_check(struct scsi_cmd *cmd)
 {
-	if (cmd->lu->readonly || cmd->lu->bd->readonly) {
+	if (write_protected(cmd->lu)) {
 		scsi_sense(cmd, SK_DATA_PROTECT, ASC_WRITE_PROTECTED);
 		return -1;
 	}
@@ -1008,6 +1018,7 @@ static const struct scsi_op ops[256] = {
 	[0x08] = { op_rw, 6, false },
 	[0x0a] = { op_rw, 6, false },
 	[0x12] = { op_inquiry, 6, true },
+	[0x15] = { op_mode_select6, 6, false },
 	[0x1a] = { op_mode_sense6, 6, false },
 	[0x16] = { op_reserve, 6, false },
 	[0x17] = { op_release, 6, false },
@@ -1025,6 +1036,7 @@ static const struct scsi_op ops[256] = {
 	[0x48] = { scsi_sanitize, 10, false },
 	[0x56] = { op_reserve, 10, false },
 	[0x57] = { op_release, 10, false },
+	[0x55] = { op_mode_select10, 10, false },
 	[0x5a] = { op_mode_sense10, 10, false },
 	[0x5e] = { scsi_pr_in, 10, false },
 	[0x5f] = { scsi_pr_out, 10, false },

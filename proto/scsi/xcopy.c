@@ -447,7 +447,8 @@ static int parse_seg(struct xc_job *job, const uint8_t *d)
 		scsi_sense(cmd, SK_COPY_ABORTED, ASC_NONE);
 		return -1;
 	}
-	if (len && (job->tgt[dst].lu->readonly || dbd->readonly)) {
+	if (len && (job->tgt[dst].lu->readonly || dbd->readonly ||
+		    __atomic_load_n(&job->tgt[dst].lu->swp, __ATOMIC_ACQUIRE))) {
 		scsi_sense(cmd, SK_DATA_PROTECT, ASC_WRITE_PROTECTED);
 		return -1;
 	}

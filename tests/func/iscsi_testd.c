@@ -5,10 +5,11 @@
  * "port N" on stdout for each portal once it listens, runs
  * until SIGTERM or SIGINT, then shuts down cleanly (so ASan sees leaks).
  *
- *   iscsi_testd [-a ADDR:PORT] [-r REACTORS] [-e] [-R] [-n MS] [-P DIR] [-L MS] IQN SIZE[:BS[:PHYS]] ...
+ *   iscsi_testd [-a ADDR:PORT] [-r REACTORS] [-e] [-R] [-n MS] [-P DIR] [-L MS] [-S KIB] IQN SIZE[:BS[:PHYS]] ...
  *   -e: epoll loops; -R: every LUN read-only; -n: NOP-In ping interval;
  *   -P: persistent reservations with APTPL kept in DIR/lunN.pr;
  *   -L: writes end MS milliseconds after they land (a fault device)
+ *   -S: a SANITIZE writes KIB KiB a second at most
  *   PHYS: the LUN's physical block (bytes; default BS)
  */
 #include <errno.h>
@@ -22,6 +23,7 @@
 #include "sand/iscsi.h"
 #include "sand/log.h"
 #include "sand/reactor.h"
+#include "proto/scsi/sanitize.h"
 
 int main(int argc, char **argv)
 {
@@ -37,7 +39,7 @@ int main(int argc, char **argv)
 	sigset_t set;
 	int opt, port, sig, rc = 1;
 
-	while ((opt = getopt(argc, argv, "a:r:eRd:n:P:L:")) != -1) {
+	while ((opt = getopt(argc, argv, "a:r:eRd:n:P:L:S:")) != -1) {
 		switch (opt) {
 		case 'a':
 			if (naddrs < ARRAY_SIZE(addrs))
@@ -50,9 +52,10 @@ int main(int argc, char **argv)
 		case 'n': iscsi_set_timeouts((unsigned)atoi(optarg), 3, 15000); break;
 		case 'P': prdir = optarg; break;
 		case 'L': wlat_ms = (unsigned)atoi(optarg); break;
+		case 'S': scsi_sanitize_set_rate((uint64_t)atoi(optarg) << 10); break;
 		default:
 			fprintf(stderr, "usage: %s [-a ADDR:PORT] [-r N] [-e] [-R] [-d SUBSYS] [-n MS] "
-				"[-P DIR] [-L MS] IQN SIZE[:BS[:PHYS]]...\n", argv[0]);
+				"[-P DIR] [-L MS] [-S SANITIZE_KIB_S] IQN SIZE[:BS[:PHYS]]...\n", argv[0]);
 			return 2;
 		}
 	}

@@ -276,8 +276,8 @@ START_TEST(rw_bad_cdbs)
 	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
 	RUN(0, 0xff, 0, 0, 0, 0, 0);
 	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_OPCODE);
-	RUN(0, 0x15, 0, 0, 0, 0, 0);			/* MODE SELECT: not yet */
-	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_OPCODE);
+	RUN(0, 0x15, 0x01, 0, 0, 0, 0);			/* MODE SELECT SP: nothing saved */
+	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
 	/* read-only LU */
 	lu.readonly = true;
 	RUN(BS, 0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0);
