@@ -181,7 +181,7 @@ static void job_io_end(struct bio *bio, int status)
 	}
 	job->off += job->io_len;
 	job->done += job->io_len;
-	prog = (uint16_t)MIN(job->done * 65536 / job->total, 65535ull);
+	prog = (uint16_t)MIN(job->done / ((job->total >> 16) + 1), 65535ull);
 	__atomic_store_n(&job->lu->sanitize_progress, prog, __ATOMIC_RELEASE);
 	if (job->off >= job->size) {
 		if (!--job->passes) {
