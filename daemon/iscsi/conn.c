@@ -954,6 +954,10 @@ static void pr_abort_msg(void *arg)
 			if (id < 0 || id >= ISCSI_MAX_LUNS || !c->target->luns[id] ||
 			    &c->target->luns[id]->lu != m->lu || t->responded || t->aborted)
 				continue;
+			if (t->executing && scsi_sanitize_detach(&t->cmd)) {
+				t->executing = false;	/* the sanitize goes on */
+				c->nexec--;
+			}
 			if (t->executing) {
 				/* the PREEMPT AND ABORT ends after its I/O */
 				t->aborted = true;
