@@ -397,6 +397,8 @@ static void multi_locked(struct raid_io *rio)
 		struct iovec *v;
 		int nv;
 
+		if (!raid_writable(r, m))
+			continue;	/* failed since: the stripes stay consistent */
 		if (rio->bio->op != BIO_WRITE && (r->caps & (1u << BIO_WRITE_ZEROES))) {
 			member_bio(rio, m, BIO_WRITE_ZEROES, moff, mlen, NULL);
 			continue;
