@@ -594,6 +594,7 @@ static void multi_stripe(enum raid_level l, uint32_t n, uint64_t seed)
 	per = e.raid->io_boundary / sw;		/* stripes per bio */
 	ck_assert_uint_gt(per, 1);
 	rows = e.size / sw;
+	ck_assert_uint_ge(rows, 30);	/* the offsets below */
 	write_sync(&e, 0, sw);		/* the superblocks and bitmap say dirty */
 	member_ios(&e, &rd, &wr, &most);
 
@@ -656,7 +657,6 @@ static void multi_stripe(enum raid_level l, uint32_t n, uint64_t seed)
 	write_flags(&e, 0, 24 * sw, 6 * sw, 0);
 	zero_sync(&e, BIO_WRITE_ZEROES, 14 * sw, 3 * sw);
 	verify_all(&e);
-	ck_assert_uint_ge(rows, 30);
 	env_free(&e);
 }
 
