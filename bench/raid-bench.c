@@ -10,7 +10,7 @@
  * Cases, in the order given:
  *   create	format a new set over the files (created sparse if missing)
  *   seqwrite	write the whole set once, full stripes (strip x data columns
- *		per I/O): MB/s of set data
+ *		x -w stripes per I/O, default 1): MB/s of set data
  *   randread	4 KiB random reads (-b) for -t seconds: IOPS
  *   rebuild	take member 0 out, put a fresh file in its slot and rebuild it
  *		with no foreground load: MB/s per member
@@ -30,7 +30,7 @@
 #include "sand/raid.h"
 
 static int level = 5;
-static uint32_t nmem = 4, strip = 64 * 1024, qd = 16, bs = 4096;
+static uint32_t nmem = 4, strip = 64 * 1024, qd = 16, bs = 4096, rows = 1;
 static uint64_t msize = 512ull << 20;
 static double secs = 5;
 static const char *dir = "/var/tmp/raid-bench";
@@ -148,13 +148,14 @@ int main(int argc, char **argv)
 		{ "qd", required_argument, NULL, 'q' },
 		{ "bs", required_argument, NULL, 'b' },
 		{ "runtime", required_argument, NULL, 't' },
+		{ "rows", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 }
 	};
 	uint8_t *buf;
 	uint64_t v;
 	int o, rc;
 
-	while ((o = getopt_long(argc, argv, "l:n:d:s:S:q:b:t:", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "l:n:d:s:S:q:b:t:w:", opts, NULL)) != -1) {
 		switch (o) {
 		case 'l': level = atoi(optarg); break;
 		case 'n': nmem = (uint32_t)atoi(optarg); break;
@@ -164,21 +165,22 @@ int main(int argc, char **argv)
 		case 'q': qd = (uint32_t)atoi(optarg); break;
 		case 'b': if (parse_size(optarg, &v)) return 2; bs = (uint32_t)v; break;
 		case 't': secs = atof(optarg); break;
+		case 'w': rows = (uint32_t)atoi(optarg); break;
 		default: return 2;
 		}
 	}
-	if (nmem < 1 || nmem > RAID_MAX_MEMBERS || optind >= argc) {
+	if (nmem < 1 || nmem > RAID_MAX_MEMBERS || optind >= argc || rows < 1) {
 		fprintf(stderr, "usage: raid-bench [-l L] [-n N] [-d DIR] [-s SIZE] [-S STRIP] "
-			"[-q QD] [-b BS] [-t SECS] create|seqwrite|randread|rebuild...\n");
+			"[-q QD] [-b BS] [-t SECS] [-w ROWS] create|seqwrite|randread|rebuild...\n");
 		return 2;
 	}
 	log_set_level(LOG_WARN);
 	for (uint32_t i = 0; i < nmem; i++)
 		files[i] = open_file(i, "m");
-	buf = aligned_alloc(4096, (size_t)strip * nmem);
+	buf = aligned_alloc(4096, (size_t)strip * nmem * rows);
 	if (!buf)
 		die("buffer", -ENOMEM);
-	for (size_t i = 0; i < (size_t)strip * nmem; i++)
+	for (size_t i = 0; i < (size_t)strip * nmem * rows; i++)
 		buf[i] = (uint8_t)(i * 131 + 7);
 	if (!strcmp(argv[optind], "create")) {
 		struct raid_opts ro = { .strip = strip, .member_size = msize };
@@ -194,7 +196,7 @@ int main(int argc, char **argv)
 		const char *c = argv[optind];
 
 		if (!strcmp(c, "seqwrite")) {
-			uint64_t len = (uint64_t)strip * data_cols();
+			uint64_t len = (uint64_t)strip * data_cols() * rows;
 			double t = run(BIO_WRITE, len, false, set->size / len * len, buf);
 
 			printf("{\"case\":\"seqwrite\",\"level\":%d,\"members\":%u,\"bs\":%llu,"

@@ -347,7 +347,7 @@ void stripe_lock(struct raid_io *rio, raid_io_fn fn)
 	fn(rio);
 }
 
-static void stripe_unlock(struct raid_io *rio)
+void stripe_unlock(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
 	struct list_head granted;
@@ -559,7 +559,8 @@ static void child_end(struct bio *b, int status)
 static void retry_fn(struct ev_timer *t);
 
 /* Send one member bio: from v (nv pieces), or from the parent's iovec.
- * off is absolute on the member; flags < 0: the parent's FUA/NOUNMAP. */
+ * off is absolute on the member; flags < 0: the parent's FUA/NOUNMAP.
+ * More than BIO_INLINE_IOVS pieces: v is malloc'ed and the bio takes it. */
 static void member_bio_iov(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t off,
 			   uint64_t len, const struct iovec *v, int nv, int64_t flags)
 {
@@ -568,6 +569,8 @@ static void member_bio_iov(struct raid_io *rio, uint32_t m, enum bio_op op, uint
 	int rc;
 
 	if (!b) {
+		if (v && nv > BIO_INLINE_IOVS)
+			free((void *)v);
 		if (!rio->status)
 			rio->status = -ENOMEM;
 		return;
@@ -581,7 +584,11 @@ static void member_bio_iov(struct raid_io *rio, uint32_t m, enum bio_op op, uint
 		b->offset = off;
 		b->len = len;
 	}
-	if (v) {
+	if (v && nv > BIO_INLINE_IOVS) {
+		b->iov_alloc = (struct iovec *)v;
+		b->iov = b->iov_alloc;
+		b->iovcnt = nv;
+	} else if (v) {
 		for (int i = 0; i < nv; i++)
 			b->iov_inline[i] = v[i];
 		b->iov = b->iov_inline;
@@ -623,6 +630,17 @@ void member_bio_at(struct raid_io *rio, uint32_t m, enum bio_op op, uint32_t fla
 	struct iovec v = { buf, len };
 
 	member_bio_iov(rio, m, op, off, len, &v, 1, flags);
+}
+
+void member_bio_vec(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
+		    uint64_t len, struct iovec *v, int nv)
+{
+	if (nv <= BIO_INLINE_IOVS) {
+		member_bio_iov(rio, m, op, rio->r->data_offset + moff, len, v, nv, -1);
+		free(v);
+		return;
+	}
+	member_bio_iov(rio, m, op, rio->r->data_offset + moff, len, v, nv, -1);
 }
 
 void member_bio_slice(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
@@ -988,8 +1006,8 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 				r->caps &= ~(1u << op);
 	r->bd.block_size = bs;
 	r->bd.size = raid_geom_size(&r->g);
-	r->lops->start(r);
 	r->buf_max = MAX((size_t)r->g.strip * (2 * (r->k + r->np) + 1), 2 * 64 * 1024);
+	r->lops->start(r);
 	rc = ppl_open(r);
 	if (!rc)
 		rc = bitmap_open(r);

@@ -73,6 +73,8 @@ struct raid_io {
 	bool		ppl_retry;	/* the log was full even after a flush */
 	bool		bm_held;	/* counted in flight in its bitmap region */
 	uint32_t	rows;		/* stripes from stripe on that the lock covers (0: 1) */
+	uint64_t	split_at;	/* raid_parity_multi.c: bytes of the bio handed out as pieces */
+	bool		split_rows;	/* ... pieces of one stripe each */
 	/* RAID 5/6, set up by the module */
 	uint64_t	stripe;
 	uint32_t	cols[MAXCOLS];
@@ -126,6 +128,12 @@ struct raid_walk_req {
 
 /* raid_parity_rows.c: RAID 5/6 rebuild of a batch of rows. */
 void parity_rebuild_rows(struct raid_io *rio);
+
+/* raid_parity_multi.c: a RAID 5/6 bio over more than one stripe (io_boundary
+ * is parity_rows_max stripes). true: taken (whole stripes of a whole set
+ * written at once, or split into pieces); false: inside one stripe. */
+bool parity_span(struct raid_io *rio);
+uint32_t parity_rows_max(const struct raid *r);
 
 extern const struct raid_level_ops raid0_level, raid1_level, raid10_level,
 	raid5_level, raid6_level;
@@ -241,6 +249,11 @@ void member_bio(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
 void member_bio_at(struct raid_io *rio, uint32_t m, enum bio_op op, uint32_t flags,
 		   uint64_t off, uint64_t len, void *buf);
 
+/* The same from v (nv pieces, malloc'ed): the member bio owns v from
+ * now on (freed with it, or at once when it cannot be sent). */
+void member_bio_vec(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
+		    uint64_t len, struct iovec *v, int nv);
+
 void member_bio_slice(struct raid_io *rio, uint32_t m, enum bio_op op, uint64_t moff,
 		      uint64_t len, size_t skip);
 
@@ -252,6 +265,8 @@ void raid_member_io_error(struct raid_io *rio, struct blkdev *bd, int status);
 
 /* Take the lock of rio->stripe, then run fn (now, or when handed over). */
 void stripe_lock(struct raid_io *rio, raid_io_fn fn);
+/* Release it before the bio ends (rio_finish releases it anyway). */
+void stripe_unlock(struct raid_io *rio);
 
 /* rio->mem of len bytes, 4 KiB aligned, from the channel's cache (two
  * sizes). Freed by rio_finish. */

@@ -632,7 +632,11 @@ static void write_write_done(struct raid_io *rio)
 
 static void parity_submit_rw(struct raid_io *rio)
 {
-	int rc = setup_stripe(rio);
+	int rc;
+
+	if (parity_span(rio))
+		return;
+	rc = setup_stripe(rio);
 
 	if (rc) {
 		rio_finish(rio, rc);
@@ -834,7 +838,7 @@ static void parity_flush(struct raid_io *rio)
 
 static void stripe_start(struct raid *r)
 {
-	r->bd.io_boundary = r->g.strip * r->k;
+	r->bd.io_boundary = r->g.strip * r->k * parity_rows_max(r);
 }
 
 const struct raid_level_ops raid5_level = {

@@ -625,6 +625,66 @@ void ppl_done(struct raid_io *rio)
 		untrack(rio, true);
 }
 
+int ppl_rows_track(struct raid_io *rio)
+{
+	struct raid *r = rio->r;
+	struct raid_ppl *p = r->ppl;
+	uint64_t all = (1ull << r->k) - 1;
+
+	if (!p)
+		return 0;
+	pthread_mutex_lock(&p->lock);
+	for (uint64_t s = rio->stripe; s < rio->stripe + rio->rows; s++) {
+		struct ppl_stripe *st = *st_slot(p, s);
+
+		if (st && st->refs) {
+			pthread_mutex_unlock(&p->lock);
+			return -EBUSY;
+		}
+	}
+	for (uint64_t s = rio->stripe; s < rio->stripe + rio->rows; s++) {
+		struct ppl_stripe **slot = st_slot(p, s);
+
+		if (*slot)
+			continue;
+		*slot = calloc(1, sizeof(**slot));
+		if (!*slot) {
+			pthread_mutex_unlock(&p->lock);
+			return -ENOMEM;		/* the ones made are idle: freed later */
+		}
+		(*slot)->stripe = s;
+	}
+	for (uint64_t s = rio->stripe; s < rio->stripe + rio->rows; s++) {
+		struct ppl_stripe *st = *st_slot(p, s);
+
+		if (st_idle(p, st))
+			st->modset = 0;
+		st->modset |= all;
+		st->inflight++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+void ppl_rows_done(struct raid_io *rio, bool ended)
+{
+	struct raid_ppl *p = rio->r->ppl;
+	uint64_t stamp;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	stamp = ++p->stamp;
+	for (uint64_t s = rio->stripe; s < rio->stripe + rio->rows; s++) {
+		struct ppl_stripe *st = *st_slot(p, s);
+
+		st->inflight--;
+		if (ended)
+			st->last_end = stamp;
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
 uint64_t ppl_flush_mark(struct raid *r)
 {
 	uint64_t m = 0;

@@ -53,6 +53,15 @@ void ppl_chan_free(struct raid_chan *rc);
 void ppl_cancel(struct raid_io *rio);
 /* The write's member bios have ended. */
 void ppl_done(struct raid_io *rio);
+/*
+ * Whole stripes [rio->stripe, + rio->rows) of a whole set written at once
+ * (raid_parity_multi.c), unlogged: each stripe tracked as ppl_prepare
+ * tracks an unlogged full-stripe write. -EBUSY when a stripe of them still
+ * has an entry in a ring (it must be logged: the caller goes stripe by
+ * stripe); else 0, and ppl_rows_done(rio, ended) must follow.
+ */
+int ppl_rows_track(struct raid_io *rio);
+void ppl_rows_done(struct raid_io *rio, bool ended);
 
 /* FLUSH: the write stamp before it is sent, and, when it succeeded on every
  * live member, what it made durable (entries become reusable). */

@@ -912,13 +912,10 @@ static void prov_io_go(struct thin_pool *p, struct prov_io *io)
 		;	/* -ENOMEM: as in vol_bio_end */
 }
 
-/* ---- the owner's reads and writes in place, in flight ---- */
-
-/* io thread: as fast_end, then the bio ends as an owner bio does (a FUA
- * write goes to the batched commit); the owner is not involved. */
-static void direct_end(struct prov_io *io, int status)
+/* A bio that pinned its cache slot (fast path, or the owner's I/O in
+ * flight) ended: a write is unflushed; the slot and the volume drain. */
+static void slot_io_end(struct bio *bio, int status)
 {
-	struct bio *bio = io->bio;
 	struct thin_vol *tv = container_of(bio->ch->bd, struct thin_vol, bd);
 	struct vol_bio *vb = bio_ctx(bio);
 
@@ -929,7 +926,16 @@ static void direct_end(struct prov_io *io, int status)
 	if (!--vb->slot->inflight && tv->waiters)
 		pthread_cond_broadcast(&tv->drained);
 	pthread_mutex_unlock(&tv->lock);
-	owner_end(bio, status);
+}
+
+/* ---- the owner's reads and writes in place, in flight ---- */
+
+/* io thread: as fast_end, then the bio ends as an owner bio does (a FUA
+ * write goes to the batched commit); the owner is not involved. */
+static void direct_end(struct prov_io *io, int status)
+{
+	slot_io_end(io->bio, status);
+	owner_end(io->bio, status);
 }
 
 /*
@@ -1177,16 +1183,8 @@ static void vol_bio_run(void *arg)
 static void fast_end(struct bio *sub, int status)
 {
 	struct bio *bio = sub->end_arg;
-	struct thin_vol *tv = container_of(bio->ch->bd, struct thin_vol, bd);
-	struct vol_bio *vb = bio_ctx(bio);
 
-	if (bio->op == BIO_WRITE && !status)
-		note_unflushed(tv->p);
-	pthread_mutex_lock(&tv->lock);
-	tv->inflight--;
-	if (!--vb->slot->inflight && tv->waiters)
-		pthread_cond_broadcast(&tv->drained);
-	pthread_mutex_unlock(&tv->lock);
+	slot_io_end(bio, status);
 	bio_complete(bio, status);
 }
 

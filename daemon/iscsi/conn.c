@@ -627,11 +627,9 @@ static void reinstate_msg(void *arg)
 	pthread_mutex_unlock(&conns_lock);
 }
 
-/* A message to the reactor of a login waiting for an old session: one of
- * its connections has ended (with all its tasks). */
-static void reinstated_msg(void *arg)
+/* The connection id if it lives on the calling reactor. */
+static struct iscsi_conn *conn_find_local(uint64_t id)
 {
-	uint64_t id = (uint64_t)(uintptr_t)arg;
 	struct iscsi_conn *c = NULL;
 	struct list_head *l;
 
@@ -645,6 +643,15 @@ static void reinstated_msg(void *arg)
 		}
 	}
 	pthread_mutex_unlock(&conns_lock);
+	return c;
+}
+
+/* A message to the reactor of a login waiting for an old session: one of
+ * its connections has ended (with all its tasks). */
+static void reinstated_msg(void *arg)
+{
+	struct iscsi_conn *c = conn_find_local((uint64_t)(uintptr_t)arg);
+
 	/* only this reactor frees c: it stays while we use it */
 	if (!c || c->closing || !c->reinst_wait || --c->reinst_wait)
 		return;
@@ -848,25 +855,6 @@ static void release_held(struct iscsi_session *s)
 		free(hp);
 	}
 	s->releasing = false;
-}
-
-/* The connection id if it lives on the calling reactor. */
-static struct iscsi_conn *conn_find_local(uint64_t id)
-{
-	struct iscsi_conn *c = NULL;
-	struct list_head *l;
-
-	pthread_mutex_lock(&conns_lock);
-	list_for_each(l, &conns) {
-		struct iscsi_conn *x = list_entry(l, struct iscsi_conn, link);
-
-		if (x->id == id && x->loop == ev_current()) {
-			c = x;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&conns_lock);
-	return c;
 }
 
 /* A message to the reactor of the session a login joins: the connection

@@ -86,13 +86,15 @@ check_grep "tpg list shows it too" "^group A tpg 2 active-optimized" "$T_TMP/tpg
 check "back to standby from volctl" volctl iscsi tpg set A --alua standby
 
 # portal disable: its sessions are asked to log out
-t_bg "$T_TMP/hold" timeout 30 "$MPATH" hold "$U3" 15
+# (a file of its own: t_bg truncates it in the background, and the first
+# hold's "logged in" must not be read as this one's)
+t_bg "$T_TMP/hold2" timeout 30 "$MPATH" hold "$U3" 15
 hold_pid=$T_BG_PID
-wait_for grep -q "logged in" "$T_TMP/hold"
+check "a session through B logs in" wait_for grep -q "logged in" "$T_TMP/hold2"
 check "portal disable B" volctl iscsi portal disable $P3
 check_rc "disable twice is refused" 1 volctl iscsi portal disable $P3
 check_rc "disable an unknown portal is refused" 1 volctl iscsi portal disable 127.0.0.9:$port
-check "the session through B ended within 5 s" wait_for grep -q "connection ended" "$T_TMP/hold"
+check "the session through B ended within 5 s" wait_for grep -q "connection ended" "$T_TMP/hold2"
 check_grep "the target asked it to log out (Async Message)" "portal disabled, asking for a logout" "$SAND_LOG"
 t_kill "$hold_pid" 5 >/dev/null
 check_fail "nobody listens on B" mp ids "$U3"

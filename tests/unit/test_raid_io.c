@@ -95,9 +95,13 @@ static void env_attach(struct env *e)
 		e->model = calloc(1, e->size);
 }
 
+/* Bytes per write-intent bitmap bit of the sets env_create makes (0: the
+ * default, one row on these small members, so no bio spans two rows). */
+static uint64_t env_region;
+
 static void env_create(struct env *e, enum raid_level l, uint32_t n, uint64_t seed)
 {
-	struct raid_opts o = { .strip = STRIP };
+	struct raid_opts o = { .strip = STRIP, .bitmap_region = env_region };
 
 	env_members(e, n, seed);
 	ck_assert_int_eq(raid_create("r0", l, e->f, n, &o, &e->raid), 0);
@@ -531,6 +535,149 @@ START_TEST(zeroes_raid5) { zeroes(RAID_LEVEL_5, 4, 40); zeroes(RAID_LEVEL_5, 3, 
 END_TEST
 START_TEST(zeroes_raid6) { zeroes(RAID_LEVEL_6, 6, 42); zeroes(RAID_LEVEL_6, 4, 43); }
 END_TEST
+
+/* ---- writes over several whole stripes (raid_parity_multi.c) ----
+ * With a bitmap region of the whole member, a bio may span io_boundary
+ * (several stripes). Whole stripes of a whole set: one member bio per
+ * member and no reads, parity right, FUA honoured; unaligned ends through
+ * the stripe path; a stripe with a log entry and a degraded set stripe by
+ * stripe; everything checked against the model. */
+
+static void member_ios(struct env *e, uint64_t *rd, uint64_t *wr, uint64_t *most)
+{
+	*rd = *wr = *most = 0;
+	for (uint32_t i = 0; i < e->n; i++) {
+		struct fault_stats st;
+
+		ck_assert_int_eq(fault_get_stats(e->f[i], &st), 0);
+		*rd += st.ios[BIO_READ];
+		*wr += st.ios[BIO_WRITE];
+		*most = MAX(*most, st.ios[BIO_WRITE]);
+		ck_assert_int_eq(fault_reset_stats(e->f[i]), 0);
+	}
+}
+
+static void write_flags(struct env *e, uint32_t flags, uint64_t off, uint64_t len, size_t mis)
+{
+	uint8_t *mem = malloc(len + mis), *buf = mem + mis;
+
+	for (uint64_t i = 0; i < len; i++)
+		buf[i] = (uint8_t)rnd(e);
+	memcpy(e->model + off, buf, len);
+	ck_assert_int_eq(blk_sync_io(e->raid, BIO_WRITE, flags, off, buf, len), 0);
+	free(mem);
+}
+
+static uint64_t at_risk(struct env *e)
+{
+	uint64_t n = 0;
+
+	for (uint32_t i = 0; i < e->n; i++) {
+		struct fault_stats st;
+
+		ck_assert_int_eq(fault_get_stats(e->f[i], &st), 0);
+		n += st.at_risk;
+	}
+	return n;
+}
+
+static void multi_stripe(enum raid_level l, uint32_t n, uint64_t seed)
+{
+	uint32_t k = n - (l == RAID_LEVEL_6 ? 2 : 1);
+	uint64_t sw = (uint64_t)k * STRIP, rows, per, rd, wr, most;
+	struct env e;
+
+	env_region = MEMBER_DATA;
+	env_create(&e, l, n, seed);
+	env_region = 0;
+	ck_assert_uint_eq(e.raid->io_boundary % sw, 0);
+	per = e.raid->io_boundary / sw;		/* stripes per bio */
+	ck_assert_uint_gt(per, 1);
+	rows = e.size / sw;
+	ck_assert_uint_ge(rows, 30);	/* the offsets below */
+	write_sync(&e, 0, sw);		/* the superblocks and bitmap say dirty */
+	member_ios(&e, &rd, &wr, &most);
+
+	/* the whole set, in bios of io_boundary: one member write per bio */
+	write_sync(&e, 0, e.size);
+	member_ios(&e, &rd, &wr, &most);
+	ck_assert_uint_eq(rd, 0);
+	ck_assert_uint_eq(wr, n * ((rows + per - 1) / per));
+	ck_assert_uint_eq(most, (rows + per - 1) / per);
+	verify_all(&e);
+	member_ios(&e, &rd, &wr, &most);
+
+	/* 3 whole stripes, the caller's buffer not 32-byte aligned (copied) */
+	write_flags(&e, 0, 2 * sw, 3 * sw, 1);
+	member_ios(&e, &rd, &wr, &most);
+	ck_assert_uint_eq(rd, 0);
+	ck_assert_uint_eq(wr, n);
+
+	/* FUA: durable when it ends, nothing at risk on any member */
+	for (uint32_t i = 0; i < n; i++)
+		ck_assert_int_eq(fault_record(e.f[i], true), 0);
+	write_flags(&e, BIO_FUA, 6 * sw, 2 * sw, 0);
+	ck_assert_uint_eq(at_risk(&e), 0);
+	write_flags(&e, 0, 6 * sw, 2 * sw, 0);
+	ck_assert_uint_gt(at_risk(&e), 0);
+	for (uint32_t i = 0; i < n; i++)
+		ck_assert_int_eq(fault_record(e.f[i], false), 0);
+	member_ios(&e, &rd, &wr, &most);
+	ck_assert_uint_eq(rd, 0);
+	ck_assert_uint_eq(wr, 2 * n);
+	verify_all(&e);
+	member_ios(&e, &rd, &wr, &most);
+
+	/* unaligned at both ends: the ends read (stripe path), the middle not */
+	write_flags(&e, 0, 9 * sw + 3 * BS, 3 * sw + 5 * BS, 0);
+	member_ios(&e, &rd, &wr, &most);
+	ck_assert_uint_gt(rd, 0);
+	verify_all(&e);
+	write_flags(&e, BIO_FUA, 14 * sw - BS, 2 * sw + 2 * BS, 3);
+	verify_all(&e);
+
+	/* a stripe with a partial write logged: stripe by stripe, still right */
+	write_flags(&e, 0, 17 * sw + 5 * BS, BS, 0);
+	write_flags(&e, 0, 16 * sw, 4 * sw, 0);
+	verify_all(&e);
+	zero_sync(&e, BIO_WRITE_ZEROES, 20 * sw, 2 * sw);
+	zero_sync(&e, BIO_DISCARD, 23 * sw + BS, 3 * sw);
+	member_ios(&e, &rd, &wr, &most);
+	verify_all(&e);
+	env_detach(&e);
+	verify_parity(&e, l);
+
+	/* degraded: stripe by stripe, the lost column reads back right */
+	ck_assert_int_eq(raid_assemble(e.f, n, &e.raid), 0);
+	env_attach(&e);
+	ck_assert_int_eq(fault_fail_after(e.f[n - 1], 0, FAULT_OPS_ALL, -EIO), 0);
+	write_flags(&e, 0, sw, 4 * sw, 0);
+	ck_assert_int_eq(raid_degraded(e.raid), 1);
+	write_flags(&e, BIO_FUA, 8 * sw + BS, 5 * sw - 3 * BS, 1);
+	write_flags(&e, 0, 24 * sw, 6 * sw, 0);
+	zero_sync(&e, BIO_WRITE_ZEROES, 14 * sw, 3 * sw);
+	verify_all(&e);
+	env_free(&e);
+}
+
+START_TEST(multi_raid5) { multi_stripe(RAID_LEVEL_5, 3, 50); multi_stripe(RAID_LEVEL_5, 5, 51); }
+END_TEST
+START_TEST(multi_raid6) { multi_stripe(RAID_LEVEL_6, 4, 52); multi_stripe(RAID_LEVEL_6, 6, 53); }
+END_TEST
+
+/* Random I/O as io_raid5/6, bios spanning stripes (one bitmap region). */
+static void random_io_wide(enum raid_level l, uint32_t n, uint64_t seed)
+{
+	env_region = MEMBER_DATA;
+	random_io(l, n, seed);
+	env_region = 0;
+}
+
+START_TEST(io_wide_raid5) { random_io_wide(RAID_LEVEL_5, 3, 54); random_io_wide(RAID_LEVEL_5, 5, 55); }
+END_TEST
+START_TEST(io_wide_raid6) { random_io_wide(RAID_LEVEL_6, 4, 56); random_io_wide(RAID_LEVEL_6, 6, 57); }
+END_TEST
+
 
 /* ---- failing members under I/O ---- */
 
@@ -1360,6 +1507,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, write_costs);
 	tcase_add_test(tc, zeroes_raid5);
 	tcase_add_test(tc, zeroes_raid6);
+	tcase_add_test(tc, multi_raid5);
+	tcase_add_test(tc, multi_raid6);
+	tcase_add_test(tc, io_wide_raid5);
+	tcase_add_test(tc, io_wide_raid6);
 	tcase_add_test(tc, fail_raid1);
 	tcase_add_test(tc, fail_raid10);
 	tcase_add_test(tc, fail_raid5);

@@ -41,6 +41,7 @@
 #define MEMBER_SIZE	(RAID_DATA_OFFSET + MEMBER_DATA)
 #define QD		16
 #define MAXBLK		24		/* blocks per write */
+#define WIDEBLK		(3 * 3 * STRIP / BS)	/* whole stripes: up to 3 of 3 strips */
 
 struct tenv;
 
@@ -207,7 +208,7 @@ static void env_init(struct tenv *e, enum raid_level l, uint32_t n, uint32_t deg
 	e->c = calloc(e->nb, sizeof(*e->c));
 	for (int i = 0; i < QD; i++) {
 		e->s[i].e = e;
-		e->s[i].buf = aligned_alloc(4096, MAXBLK * BS);
+		e->s[i].buf = aligned_alloc(4096, WIDEBLK * BS);
 	}
 	for (uint32_t i = 0; i < n; i++)
 		ck_assert_int_eq(fault_record(e->f[i], true), 0);
@@ -285,11 +286,17 @@ static void submit_one(struct tenv *e, struct wslot *s)
 	}
 	s->flush = false;
 	s->nblk = 1 + rnd(e) % MAXBLK;
-	/* now and then a whole stripe, aligned (no reads, maybe no log) */
+	/* now and then whole stripes, aligned (no reads, maybe no log): 5/6
+	 * write up to 3 at once (raid_parity_multi.c) */
 	if (rnd(e) % 4 == 0) {
 		uint64_t row = e->raid->io_boundary / BS;
 
-		if (row <= MAXBLK) {
+		if (e->level == RAID_LEVEL_5 || e->level == RAID_LEVEL_6) {
+			uint32_t k = e->n - (e->level == RAID_LEVEL_6 ? 2 : 1);
+
+			row = (uint64_t)STRIP * k / BS * (1 + rnd(e) % 3);
+		}
+		if (row <= WIDEBLK) {
 			s->nblk = row;
 			s->blk = rnd(e) % (e->nb / row) * row;
 		} else {
