@@ -19,33 +19,13 @@
 #define BS		512u
 #define NB		(DEV_SIZE / BS)
 
-static struct ev_loop *loop;
-static struct blkdev *mem;
-static struct blkchan *ch;
-static struct scsi_lu lu;
-static struct scsi_cmd cmd;
-static bool done;
-static uint8_t buf[1 << 20];
-static const uint8_t uuid[16] = { 1, 2, 3 };
+#include "scsi_env.h"
 
-static void on_done(struct scsi_cmd *c)
+static void setup(void)
 {
-	ck_assert_ptr_eq(c, &cmd);
-	done = true;
-}
-
-static void setup_bs(uint32_t bs, uint32_t chunk, uint32_t phys)
-{
-	ck_assert_int_eq(ev_loop_new(EV_AUTO, 0, &loop), 0);
-	ck_assert_int_eq(blk_mem_create("m", DEV_SIZE, bs, &mem), 0);
-	mem->io_boundary = chunk;
-	mem->phys_block = phys;
-	ck_assert_int_eq(blk_chan_open(mem, loop, &ch), 0);
-	scsi_lu_init(&lu, mem, uuid, false);
+	setup_bs(BS, 0, 0);
 	scsi_sanitize_set_rate(0);
 }
-
-static void setup(void) { setup_bs(BS, 0, 0); }
 
 /* run the loop until the sanitize (and its channel) is gone: bounded */
 static void settle(void)
@@ -58,42 +38,8 @@ static void settle(void)
 static void teardown(void)
 {
 	settle();
-	blk_chan_close(ch, NULL, NULL);
-	for (int i = 0; i < 100 && ev_inflight(loop); i++)
-		ev_run_once(loop, 10);
-	ck_assert_int_eq(blkdev_close(mem), 0);
-	ev_loop_free(loop);
+	env_teardown();
 }
-
-static int run(const uint8_t *cdb, unsigned cdb_len, uint32_t buf_len)
-{
-	memset(&cmd, 0, sizeof(cmd));
-	memcpy(cmd.cdb, cdb, cdb_len);
-	cmd.lu = &lu;
-	cmd.ch = ch;
-	cmd.buf = buf;
-	cmd.buf_len = buf_len;
-	cmd.nexus = 1;
-	cmd.done = on_done;
-	done = false;
-	if (scsi_exec(&cmd) == SCSI_PENDING) {
-		ck_assert(!done);
-		for (int i = 0; i < 100000 && !done; i++)
-			ev_run_once(loop, 10);
-		ck_assert(done);
-	} else {
-		ck_assert(!done);
-	}
-	return cmd.status;
-}
-
-static void expect_sense(uint8_t key, uint16_t asc)
-{
-	ck_assert_int_eq(cmd.status, SCSI_STATUS_CHECK_CONDITION);
-	ck_assert_int_eq(cmd.sense[2], key);
-	ck_assert_int_eq(cmd.sense[12] << 8 | cmd.sense[13], asc);
-}
-
 
 static int sanitize(uint8_t b1, uint16_t plen, uint32_t buf_len)
 {
