@@ -959,8 +959,9 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 	r->lops = level_ops(sb->geom.level);
 	r->g = sb->geom;
 	r->sb = *sb;
-	/* 1.2 -> 1.3 in place: 1.3 only adds fields in bytes 1.2 keeps zero */
-	if (r->sb.major == 1 && r->sb.minor == 2)
+	/* 1.2, 1.3 -> 1.4 in place: each only adds fields in bytes the one
+	 * before keeps zero */
+	if (r->sb.major == 1 && (r->sb.minor == 2 || r->sb.minor == 3))
 		r->sb.minor = RAID_SB_MINOR;
 	r->k = raid_data_cols(&r->g);
 	r->np = r->g.level == RAID_LEVEL_5 ? 1 : r->g.level == RAID_LEVEL_6 ? 2 : 0;
@@ -1015,6 +1016,11 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 		raid_free(r);
 		return rc;
 	}
+	/* 1.2, 1.3 -> 1.4: the hot image is kept from now on (the superblocks
+	 * say so at the next persist; the image on disk is only trusted after
+	 * a crash of a set whose superblocks said so, raid_bitmap.c) */
+	if (bitmap_hot(r))
+		r->sb.bitmap_flags |= RAID_BM_HOT;
 	rc = pthread_create(&r->worker, NULL, persist_worker, r);
 	if (rc) {
 		raid_free(r);
@@ -1078,8 +1084,10 @@ int raid_create(const char *name, enum raid_level level, struct blkdev **members
 	if (raid_redundancy(&sb.geom) && !o->no_bitmap) {
 		sb.bitmap_offset = RAID_BITMAP_OFFSET;
 		sb.bitmap_size = RAID_PPL_OFFSET - RAID_BITMAP_OFFSET;
+		/* room for two images (RAID_BM_HOT) */
 		sb.bitmap_region = bitmap_region_size(o->bitmap_region, sb.geom.strip,
-						      sb.geom.member_size, sb.bitmap_size);
+						      sb.geom.member_size, sb.bitmap_size / 2);
+		sb.bitmap_flags = RAID_BM_HOT;
 		rc = bitmap_format(members, n, sb.bitmap_offset, sb.bitmap_size);
 		if (rc) {
 			LOG_ERR(LS_RAID, "%s: cannot clear the bitmap: %s", name, strerror(-rc));
@@ -1273,6 +1281,8 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 				rc = bitmap_load(r, slots);
 			if (!rc)
 				rc = raid_walk_rows(r, RAID_BIO_RESYNC, 0, false);
+			if (!rc)
+				rc = raid_rebuild_recover(r);	/* a rebuild's cursor */
 			if (!rc)
 				rc = bitmap_reset(r);
 			if (!rc)

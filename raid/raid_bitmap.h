@@ -32,7 +32,8 @@ void bitmap_write_end(struct raid_io *rio);
 
 /* At assembly of a set not shut down cleanly: read the bitmaps of the
  * members present (slots, NULL when missing), OR them: the rows to
- * resynchronize. Synchronous. */
+ * resynchronize (the hot images when the superblocks say they were kept,
+ * else the first ones). Synchronous. */
 int bitmap_load(struct raid *r, struct blkdev **slots);
 /* Is row `row` to be resynchronized? (true when there is no bitmap) */
 bool bitmap_row_dirty(struct raid *r, uint64_t row);
@@ -50,5 +51,15 @@ int bitmap_partial_begin(struct raid *r, uint64_t *nregions);
 /* Is row `row` in the snapshot? (true without one) */
 bool bitmap_partial_row(struct raid *r, uint64_t row);
 void bitmap_partial_end(struct raid *r);
+
+/* The set keeps the hot image (RAID_BM_HOT): raid_open sets the flag. */
+bool bitmap_hot(struct raid *r);
+/* At assembly of a set not shut down cleanly, after bitmap_load, when the
+ * superblocks say the hot image was kept: the snapshot (as
+ * bitmap_partial_begin) is the hot regions (writes in flight at the crash),
+ * rows below `below` only. -EINVAL: no such image. */
+int bitmap_partial_hot(struct raid *r, uint64_t below, uint64_t *nregions);
+/* Hold (and release) the sweep: no bit is cleared meanwhile. */
+void bitmap_sweep_hold(struct raid *r, bool hold);
 
 #endif

@@ -204,6 +204,10 @@ int raid_jobs_init(struct raid *r);		/* starts the job thread */
 void raid_jobs_fini(struct raid *r);		/* joins it */
 void raid_jobs_kick(struct raid *r);		/* a member failed: look for work */
 int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job);
+/* At assembly of a set not shut down cleanly, after the resync: the rows
+ * of a slot being rebuilt below its cursor that writes in flight at the
+ * crash may have torn, rebuilt again; then its cursor is trusted. */
+int raid_rebuild_recover(struct raid *r);
 
 static inline bool raid_alive(struct raid *r, uint32_t m)
 {

@@ -25,9 +25,14 @@
  *    set gives the rebuild about half of what it would take alone at most,
  *    and the rebuild always moves on.
  * A rebuild writes its cursor (rows done) into the superblocks about once a
- * second and when it stops (the set closes): a set closed mid-rebuild
- * resumes from there. A set assembled dirty restarts the rebuild from row 0,
- * since a write in flight at the crash may have missed the rebuilt rows.
+ * second and when it stops (the set closes), after flushing the member
+ * being rebuilt (rows counted done are durable before the cursor says so):
+ * a set closed mid-rebuild resumes from there. After a crash, a write in
+ * flight may have torn rows below the cursor on that member: when the
+ * bitmap keeps its hot image (raid_bitmap.c), raid_rebuild_recover rebuilds
+ * those rows again at assembly (the hot regions, below the cursor) and the
+ * rebuild resumes from its cursor, partial if it was; without it the
+ * rebuild starts over from row 0, in full.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -151,9 +156,20 @@ static void closed_flag(void *arg)
 	*(bool *)arg = true;
 }
 
-/* The rebuild cursor into the superblocks (quietly: once a second). */
+/* Flush the member in slot `slot`: what was rebuilt on it is durable. */
+static int flush_slot(struct raid *r, int slot)
+{
+	struct blkdev *m = __atomic_load_n(&r->members[slot], __ATOMIC_ACQUIRE);
+
+	return m ? blk_sync_io(m, BIO_FLUSH, 0, 0, NULL, 0) : -ENODEV;
+}
+
+/* The rebuild cursor into the superblocks (quietly: once a second), once
+ * the rows below it are durable on the member. */
 static void save_cursor(struct raid *r, int slot, uint64_t row)
 {
+	if (flush_slot(r, slot))
+		return;		/* the member fails: the cursor does not matter */
 	pthread_mutex_lock(&r->sb_lock);
 	if (raid_rebuilding(r, (uint32_t)slot)) {
 		r->sb.members[slot].rebuilt = row;
@@ -550,6 +566,12 @@ static void run_rebuild(struct raid *r, int slot)
 		job_end(r, rc, 0);
 		return;
 	}
+	/* every row durable on the member before the superblocks say it is
+	 * active; and no bit cleared before they do (the set is whole once it
+	 * is active): a crash in between finds the regions still marked */
+	if (!rc)
+		rc = flush_slot(r, slot);
+	bitmap_sweep_hold(r, true);
 	if (!rc && !__atomic_compare_exchange_n(&r->state[slot], &expect, RAID_MEMBER_ACTIVE,
 						false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		rc = -EIO;	/* it failed while being rebuilt */
@@ -566,7 +588,39 @@ static void run_rebuild(struct raid *r, int slot)
 	r->sb.members[slot].rebuilt = 0;
 	raid_persist_locked(r);
 	pthread_mutex_unlock(&r->sb_lock);
+	bitmap_sweep_hold(r, false);
 	job_end(r, rc, 0);
+}
+
+int raid_rebuild_recover(struct raid *r)
+{
+	int slot = r->rebuild_slot, rc;
+	uint64_t below, nreg = 0;
+
+	if (slot < 0 || !r->lops->rebuild)
+		return 0;
+	below = MIN(r->sb.members[slot].rebuilt, rows_of(r));
+	if (!below)
+		return 0;	/* from row 0 anyway */
+	if (bitmap_partial_hot(r, below, &nreg)) {
+		LOG_WARN(LS_RAID, "%s: member %u: no record of the writes in flight at the crash: "
+			 "its rebuild starts over", r->bd.name, slot);
+		return 0;	/* cursor_ok stays false */
+	}
+	LOG_INFO(LS_RAID, "%s: member %u: rebuilding again the rows below its cursor (%llu) in "
+		 "%llu regions written at the crash", r->bd.name, slot, (unsigned long long)below,
+		 (unsigned long long)nreg);
+	rc = nreg ? raid_walk_rows(r, RAID_BIO_REBUILD, 0, false) : 0;
+	bitmap_partial_end(r);
+	if (rc) {
+		LOG_ERR(LS_RAID, "%s: member %u: %s", r->bd.name, slot, strerror(-rc));
+		return rc;
+	}
+	/* those rows are written; flushed, the cursor holds */
+	rc = flush_slot(r, slot);
+	if (!rc)
+		r->cursor_ok = true;
+	return rc;
 }
 
 static void run_scrub(struct raid *r, bool repair, uint64_t from)
