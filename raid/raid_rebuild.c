@@ -90,21 +90,20 @@ static void job_sleep(struct raid *r, uint64_t ns)
 	pthread_mutex_unlock(&r->jlock);
 }
 
-/* The rate limit, before starting row `row`: sleep until the bytes of the
- * rows started since the rate was set are due. */
-static void throttle(struct raid *r, uint64_t row)
+/* The rate limit, before starting row `row`: how long until the bytes of
+ * the rows started since the rate was set are due (0: now). */
+static uint64_t throttle_left(struct raid *r, uint64_t row)
 {
 	uint64_t rate = __atomic_load_n(&r->rate, __ATOMIC_RELAXED), now, bytes, due;
 
 	if (!rate)
-		return;
+		return 0;
 	now = now_ns();
 	pthread_mutex_lock(&r->jlock);
 	bytes = row > r->jrate_base_row ? (row - r->jrate_base_row) * r->g.strip : 0;
 	due = r->jrate_base_ns + (uint64_t)((double)bytes * 1e9 / (double)rate);
 	pthread_mutex_unlock(&r->jlock);
-	if (due > now)
-		job_sleep(r, due - now);
+	return due > now ? due - now : 0;
 }
 
 /* After rows ended: when the set served foreground bios since the last
@@ -300,7 +299,14 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 				continue;
 			}
 			if (job) {
-				throttle(r, next);
+				uint64_t wait = throttle_left(r, next);
+
+				/* not due yet: first take in the bios that ended, so
+				 * the progress and the cursor move on meanwhile */
+				if (wait && used)
+					break;
+				if (wait)
+					job_sleep(r, wait);
 				if (job_stopping(r))
 					continue;	/* seen at the top */
 			}
@@ -600,8 +606,10 @@ int raid_rebuild_recover(struct raid *r)
 	if (slot < 0 || !r->lops->rebuild)
 		return 0;
 	below = MIN(r->sb.members[slot].rebuilt, rows_of(r));
-	if (!below)
-		return 0;	/* from row 0 anyway */
+	if (!below) {
+		r->cursor_ok = true;	/* from row 0 anyway */
+		return 0;
+	}
 	if (bitmap_partial_hot(r, below, &nreg)) {
 		LOG_WARN(LS_RAID, "%s: member %u: no record of the writes in flight at the crash: "
 			 "its rebuild starts over", r->bd.name, slot);
