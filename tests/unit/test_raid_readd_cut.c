@@ -23,10 +23,12 @@
 #define ENV_BITMAP_REGION	REGION
 #include "raid_env.h"
 
-#define MDATA		(1024u * 1024)	/* 128 rows */
+/* Many rows: a run resumed at assembly goes at full speed until the test
+ * sets the rate again (a window of bios: up to 64 rows), a small part. */
+#define MDATA		(4u * 1024 * 1024)	/* 512 rows */
 #define ROWS		(MDATA / STRIP)
-#define RATE		(192u * 1024)	/* bytes per second per member: ~5 s */
-#define MAX_CUTS	12
+#define RATE		(384u * 1024)	/* bytes per second per member: ~11 s */
+#define MAX_CUTS	8
 #define SEC		(1000ull * 1000 * 1000)
 
 struct cut {
@@ -201,8 +203,8 @@ static void cut_test(enum raid_level l, uint32_t n, uint32_t slot, uint64_t seed
 
 	deadline = now_ns() + 150 * SEC;
 	while (cuts < MAX_CUTS && raid_member_state(e->raid, slot) == RAID_MEMBER_REBUILDING) {
-		/* 1.2 to 2.4 s: the cursor is written about once a second */
-		uint64_t until = now_ns() + SEC + (1 + rnd(e) % 12) * SEC / 10, half;
+		/* 1.5 to 3 s: the cursor is written about once a second */
+		uint64_t until = now_ns() + SEC + (5 + rnd(e) % 16) * SEC / 10, half;
 
 		ck_assert_msg(now_ns() < deadline, "the rebuild does not move on");
 		half = now_ns() + (until - now_ns()) / 2;
@@ -280,6 +282,85 @@ END_TEST
 START_TEST(cut_raid6) { cut_test(RAID_LEVEL_6, 5, 1, 203); }
 END_TEST
 
+/* ---- a 1.3 set: upgraded at assembly; cut while it is still 1.3 on disk,
+ * its hot image is not trusted: the rebuild starts over, in full ---- */
+
+/* Every member's superblocks as 1.3 code would have written them. */
+static void downgrade(struct env *e)
+{
+	struct raid_sb sb;
+
+	for (uint32_t i = 0; i < e->n; i++) {
+		ck_assert_int_eq(raid_sb_read(e->f[i], &sb), 0);
+		sb.minor = 3;
+		sb.bitmap_flags = 0;
+		ck_assert_int_eq(raid_sb_write(e->f[i], &sb), 0);
+	}
+}
+
+START_TEST(upgrade_1_3)
+{
+	struct fault_cut_policy keep = { .mode = FAULT_CUT_KEEP_ALL };
+	struct raid_job_info ji;
+	struct raid_sb sb;
+	uint64_t end;
+	struct env e;
+
+	env_create(&e, RAID_LEVEL_5, 4, 4, MDATA, 210);
+	fill(&e);
+	ck_assert_int_eq(raid_sb_read(e.f[0], &sb), 0);
+	ck_assert_uint_eq(sb.minor, 4);
+	ck_assert_uint_eq(sb.bitmap_flags, RAID_BM_HOT);
+	env_detach(&e);
+	downgrade(&e);
+	ck_assert_int_eq(raid_assemble(e.f, 4, &e.raid), 0);
+	env_attach(&e);
+	run_ops(&e, 50);		/* the dirty flag: superblocks written */
+	ck_assert_int_eq(raid_sb_read(e.f[2], &sb), 0);
+	ck_assert_uint_eq(sb.minor, 4);
+	ck_assert_uint_eq(sb.bitmap_flags, RAID_BM_HOT);
+	verify_all(&e);
+
+	/* a partial rebuild under way, its cursor on disk */
+	ck_assert_int_eq(raid_bitmap_clear_idle(e.raid, NULL), 0);
+	ck_assert_int_eq(raid_bitmap_clear_idle(e.raid, NULL), 0);
+	ck_assert_int_eq(raid_fail(e.raid, 3), 0);
+	for (uint64_t row = 0; row < ROWS; row += 2) {
+		submit(&e, &e.slots[0], true, row * row_bytes(&e), 4096);
+		drain(&e);
+	}
+	ck_assert_int_eq(raid_set_rate(e.raid, 64 * 1024), 0);
+	ck_assert_int_eq(raid_replace_start(e.raid, 3, e.f[3]), 0);
+	end = now_ns() + 60 * SEC;
+	do {
+		usleep(20 * 1000);
+		ck_assert(now_ns() < end);
+		ck_assert_int_eq(raid_sb_read(e.f[0], &sb), 0);
+	} while (!sb.members[3].rebuilt);
+	ck_assert(job(&e).partial);
+	run_ops(&e, 50);
+	for (uint32_t i = 0; i < 4; i++)
+		ck_assert_int_eq(fault_power_cut(e.f[i], &keep), 0);
+	env_detach(&e);
+	for (uint32_t i = 0; i < 4; i++)
+		ck_assert_int_eq(fault_power_restore(e.f[i]), 0);
+	downgrade(&e);		/* as if 1.3 code had run the set at the crash */
+	ck_assert_int_eq(raid_assemble(e.f, 4, &e.raid), 0);
+	env_attach(&e);
+	io_until_idle(&e);
+	ji = job(&e);
+	ck_assert_int_eq(ji.last_rc, 0);
+	ck_assert(!ji.last_partial);
+	ck_assert_uint_eq(ji.started_row, 0);
+	ck_assert_uint_eq(ji.last_rows_walked, ROWS);
+	verify_all(&e);
+	ck_assert_int_eq(raid_fail(e.raid, 0), 0);
+	verify_all(&e);
+	ck_assert_uint_eq(e.errors + e.mismatches, 0);
+	env_free(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("raid_readd_cut");
@@ -290,6 +371,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, cut_raid10);
 	tcase_add_test(tc, cut_raid5);
 	tcase_add_test(tc, cut_raid6);
+	tcase_add_test(tc, upgrade_1_3);
 	suite_add_tcase(s, tc);
 	return s;
 }
