@@ -94,7 +94,8 @@ static int persist_sb(struct raid *r, bool quiet);
  * the write-intent bitmap keeps every region written from then on (it is
  * not swept while the set is degraded: raid_bitmap.c). Only a member that
  * held all the data when it left (not one half rebuilt) may come back
- * partially (raid_readd_check). A member active again forgets it.
+ * partially (raid_readd_check). A member active again forgets it. With
+ * room in the bitmap, the slot gets an image of its own (raid_bitmap.c).
  */
 static void slot_track_left(struct raid *r, uint32_t i)
 {
@@ -104,11 +105,18 @@ static void slot_track_left(struct raid *r, uint32_t i)
 	case RAID_MEMBER_ACTIVE:
 		m->left_gen = 0;
 		m->flags = 0;
+		if (r->sb.bitmap_away[i]) {
+			bitmap_slot_back(r, i);
+			r->sb.bitmap_away[i] = 0;
+		}
 		break;
 	case RAID_MEMBER_FAILED:
 		if (!m->left_gen && !(m->flags & (RAID_SLOT_INCOMPLETE | RAID_SLOT_PARTIAL)) &&
-		    r->bm)
+		    r->bm) {
 			m->left_gen = r->sb.generation;
+			/* its own bitmap image, on disk before these superblocks */
+			r->sb.bitmap_away[i] = (uint8_t)bitmap_slot_left(r, i);
+		}
 		break;
 	default:
 		break;

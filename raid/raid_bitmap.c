@@ -36,6 +36,17 @@
  * meaning, so older code reading a 1.4 set loses nothing; it writes the
  * superblock's bitmap_flags zero, and the next assembly by this version
  * takes the first image as the hot one again (raid_open: the upgrade).
+ *
+ * Away images (1.4): with two members away (RAID 6, or mirrors), the first
+ * image holds what either missed. So when a slot leaves (its left_gen is
+ * recorded, raid.c), it gets an image of its own after the hot one, if the
+ * area has room (at most RAID_BM_AWAY_MAX): it starts as the hot bits (the
+ * writes that may have been in flight when it left), is written to every
+ * member before the superblocks name it (raid_sb.bitmap_away), and every
+ * later write sets its region's bit there too (in the same bitmap write),
+ * never cleared by a sweep. The slot's partial rebuild then walks only its
+ * own image's regions. The image is given back once the slot is active
+ * again or taken by a new disk. Without room, the first image serves.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -71,8 +82,15 @@ struct raid_bitmap {
 	bool		hot_disk;	/* the superblocks said so at assembly */
 	uint8_t		*himg;
 	uint8_t		*hstate;	/* per region, as state */
-	uint64_t	wlen;		/* bytes written: one image, or both */
+	uint64_t	wlen;		/* bytes written: one image, or all */
 	uint32_t	nosweep;	/* bitmap_sweep_hold */
+	/* away images: after the hot one, naway of them */
+	uint32_t	naway;
+	struct bm_away {
+		int	slot;		/* -1: free */
+		uint8_t	*img, *st;
+	} away[RAID_BM_AWAY_MAX];
+	uint64_t	set_seq, set_done;	/* set rounds wanted, written */
 	struct list_head waiting;	/* writes waiting for their bit */
 	uint64_t	cleared;	/* regions cleared by the last sweep */
 };
@@ -153,7 +171,12 @@ static int write_all(struct raid *r, bool flush_first)
 /* Under bm->lock: the region's bits are on disk (both, with two images). */
 static bool region_ready(struct raid_bitmap *bm, uint64_t reg)
 {
-	return bm->state[reg] == BM_DIRTY && (!bm->hot || bm->hstate[reg] == BM_DIRTY);
+	if (bm->state[reg] != BM_DIRTY || (bm->hot && bm->hstate[reg] != BM_DIRTY))
+		return false;
+	for (uint32_t k = 0; k < bm->naway; k++)
+		if (bm->away[k].slot >= 0 && bm->away[k].st[reg] != BM_DIRTY)
+			return false;
+	return true;
 }
 
 /* Under bm->lock: what the thread writes. */
@@ -162,6 +185,8 @@ static void fill_wbuf(struct raid_bitmap *bm)
 	memcpy(bm->wbuf, bm->img, bm->used);
 	if (bm->hot)
 		memcpy(bm->wbuf + bm->used, bm->himg, bm->used);
+	for (uint32_t k = 0; k < bm->naway; k++)
+		memcpy(bm->wbuf + (2 + k) * bm->used, bm->away[k].img, bm->used);
 }
 
 static void resume_msg(void *arg)
@@ -177,17 +202,25 @@ static void do_set(struct raid *r)
 	struct raid_bitmap *bm = r->bm;
 	struct list_head *pos, *tmp;
 
+	uint64_t seq = bm->set_seq;
+
 	bm->set_wanted = false;
 	fill_wbuf(bm);
 	pthread_mutex_unlock(&bm->lock);
 	write_all(r, false);
 	pthread_mutex_lock(&bm->lock);
+	bm->set_done = seq;
+	pthread_cond_broadcast(&bm->swept);
 	/* only what the copy held: a region set since waits for the next turn */
 	for (uint64_t i = 0; i < bm->nregions; i++) {
 		if (bm->state[i] == BM_SETTING && bit_get(bm->wbuf, i))
 			bm->state[i] = BM_DIRTY;
 		if (bm->hot && bm->hstate[i] == BM_SETTING && bit_get(bm->wbuf + bm->used, i))
 			bm->hstate[i] = BM_DIRTY;
+		for (uint32_t k = 0; k < bm->naway; k++)
+			if (bm->away[k].slot >= 0 && bm->away[k].st[i] == BM_SETTING &&
+			    bit_get(bm->wbuf + (2 + k) * bm->used, i))
+				bm->away[k].st[i] = BM_DIRTY;
 	}
 	list_for_each_safe(pos, tmp, &bm->waiting) {
 		struct raid_io *rio = list_entry(pos, struct raid_io, wait_link);
@@ -306,7 +339,21 @@ int bitmap_open(struct raid *r)
 	/* a set of this version, or one that has room for the second image */
 	bm->hot = (r->sb.bitmap_flags & RAID_BM_HOT) || 2 * bm->used <= r->sb.bitmap_size;
 	bm->hot_disk = r->sb.bitmap_flags & RAID_BM_HOT;
-	bm->wlen = bm->hot ? 2 * bm->used : bm->used;
+	bm->naway = bm->hot ? (uint32_t)MIN(r->sb.bitmap_size / bm->used - 2,
+					    (uint64_t)RAID_BM_AWAY_MAX) : 0;
+	bm->wlen = (bm->hot ? 2 + bm->naway : 1) * bm->used;
+	for (uint32_t k = 0; k < RAID_BM_AWAY_MAX; k++)
+		bm->away[k].slot = -1;
+	for (uint32_t k = 0; k < bm->naway; k++) {
+		bm->away[k].img = calloc(1, bm->used);
+		bm->away[k].st = calloc(bm->nregions, 1);
+		if (!bm->away[k].img || !bm->away[k].st)
+			goto free_bm;
+	}
+	/* the images the superblocks name (loaded by bitmap_keep) */
+	for (uint32_t i = 0; i < r->g.nmembers && bm->hot_disk; i++)
+		if (r->sb.bitmap_away[i] && r->sb.bitmap_away[i] <= bm->naway)
+			bm->away[r->sb.bitmap_away[i] - 1].slot = (int)i;
 	bm->partial_below = UINT64_MAX;
 	bm->img = aligned_alloc(4096, bm->used);
 	bm->himg = aligned_alloc(4096, bm->used);
@@ -337,6 +384,10 @@ int bitmap_open(struct raid *r)
 free_bm:
 	rc = -ENOMEM;
 free_arrays:
+	for (uint32_t k = 0; k < bm->naway; k++) {
+		free(bm->away[k].img);
+		free(bm->away[k].st);
+	}
 	free(bm->img);
 	free(bm->himg);
 	free(bm->wbuf);
@@ -362,6 +413,10 @@ void bitmap_close(struct raid *r)
 	pthread_cond_destroy(&bm->swept);
 	pthread_cond_destroy(&bm->cond);
 	pthread_mutex_destroy(&bm->lock);
+	for (uint32_t k = 0; k < bm->naway; k++) {
+		free(bm->away[k].img);
+		free(bm->away[k].st);
+	}
 	free(bm->img);
 	free(bm->himg);
 	free(bm->wbuf);
@@ -402,6 +457,12 @@ int bitmap_write_start(struct raid_io *rio)
 		bit_set(bm->himg, reg, true);
 		bm->set_wanted = true;
 	}
+	for (uint32_t k = 0; k < bm->naway; k++)
+		if (bm->away[k].slot >= 0 && bm->away[k].st[reg] == BM_CLEAN) {
+			bm->away[k].st[reg] = BM_SETTING;
+			bit_set(bm->away[k].img, reg, true);
+			bm->set_wanted = true;
+		}
 	if (bm->set_wanted)
 		pthread_cond_signal(&bm->cond);
 	list_add_tail(&rio->wait_link, &bm->waiting);
@@ -479,6 +540,28 @@ int bitmap_keep(struct raid *r, struct blkdev **slots)
 			 "member was away, kept", r->bd.name, (unsigned long long)n,
 			 (unsigned long long)bm->nregions);
 	}
+	/* each slot's own image (the superblocks name it: it is on disk) */
+	for (uint32_t k = 0; k < bm->naway && !rc; k++) {
+		struct bm_away *a = &bm->away[k];
+
+		if (a->slot < 0)
+			continue;
+		memset(bits, 0, bm->used);
+		rc = read_or(r, slots, bits, 2 + (int)k);
+		if (rc)
+			break;
+		n = 0;
+		pthread_mutex_lock(&bm->lock);
+		for (uint64_t i = 0; i < bm->nregions; i++)
+			if (bit_get(bits, i)) {
+				bit_set(a->img, i, true);
+				a->st[i] = BM_DIRTY;
+				n++;
+			}
+		pthread_mutex_unlock(&bm->lock);
+		LOG_INFO(LS_RAID, "%s: bitmap: %llu regions written since member %d left", r->bd.name,
+			 (unsigned long long)n, a->slot);
+	}
 	free(bits);
 	return rc;
 }
@@ -523,8 +606,16 @@ int bitmap_reset(struct raid *r)
 		return 0;
 	pthread_mutex_lock(&bm->lock);
 	/* degraded: the regions stay marked for the member that left */
-	if (bm->resync && !set_whole(r))
+	if (bm->resync && !set_whole(r)) {
 		keep_bits(bm, bm->resync);
+		/* the writes in flight at the crash: missed by those away too */
+		for (uint32_t k = 0; k < bm->naway; k++)
+			for (uint64_t i = 0; i < bm->nregions && bm->away[k].slot >= 0; i++)
+				if (bit_get(bm->resync, i)) {
+					bit_set(bm->away[k].img, i, true);
+					bm->away[k].st[i] = BM_DIRTY;
+				}
+	}
 	fill_wbuf(bm);		/* nothing written yet: zeros or kept, hot zeros */
 	rc = write_all(r, true);
 	free(bm->resync);
@@ -533,9 +624,10 @@ int bitmap_reset(struct raid *r)
 	return rc;
 }
 
-int bitmap_partial_begin(struct raid *r, uint64_t *nregions)
+int bitmap_partial_begin(struct raid *r, int slot, uint64_t *nregions)
 {
 	struct raid_bitmap *bm = r->bm;
+	const uint8_t *st;
 	uint64_t n = 0;
 
 	if (!bm)
@@ -549,8 +641,12 @@ int bitmap_partial_begin(struct raid *r, uint64_t *nregions)
 	}
 	memset(bm->partial, 0, bm->used);
 	bm->partial_below = UINT64_MAX;
+	st = bm->state;		/* the first image, or the slot's own */
+	for (uint32_t k = 0; k < bm->naway; k++)
+		if (bm->away[k].slot == slot)
+			st = bm->away[k].st;
 	for (uint64_t i = 0; i < bm->nregions; i++)
-		if (bm->state[i] != BM_CLEAN) {
+		if (st[i] != BM_CLEAN) {
 			bit_set(bm->partial, i, true);
 			n++;
 		}
@@ -567,6 +663,64 @@ bool bitmap_partial_row(struct raid *r, uint64_t row)
 	if (!bm || !bm->partial)
 		return true;
 	return row < bm->partial_below && bit_get(bm->partial, row / bm->region_rows);
+}
+
+int bitmap_slot_left(struct raid *r, uint32_t slot)
+{
+	struct raid_bitmap *bm = r->bm;
+	struct bm_away *a = NULL;
+	uint64_t want;
+
+	if (!bm || !bm->hot)
+		return 0;
+	pthread_mutex_lock(&bm->lock);
+	for (uint32_t k = 0; k < bm->naway; k++)
+		if (bm->away[k].slot == (int)slot) {
+			pthread_mutex_unlock(&bm->lock);
+			return (int)k + 1;
+		}
+	for (uint32_t k = 0; k < bm->naway && !a; k++)
+		if (bm->away[k].slot < 0)
+			a = &bm->away[k];
+	if (!a) {
+		pthread_mutex_unlock(&bm->lock);
+		LOG_INFO(LS_RAID, "%s: bitmap: no image left for member %u: the shared one keeps "
+			 "what it misses", r->bd.name, slot);
+		return 0;
+	}
+	/* the hot regions: writes that may have been in flight when it left */
+	a->slot = (int)slot;
+	memcpy(a->img, bm->himg, bm->used);
+	memcpy(a->st, bm->hstate, bm->nregions);
+	/* on every member before the superblocks name it */
+	want = ++bm->set_seq;
+	bm->set_wanted = true;
+	pthread_cond_signal(&bm->cond);
+	while (bm->set_done < want && !bm->stop)
+		pthread_cond_wait(&bm->swept, &bm->lock);
+	pthread_mutex_unlock(&bm->lock);
+	return (int)(a - bm->away) + 1;
+}
+
+void bitmap_slot_back(struct raid *r, uint32_t slot)
+{
+	struct raid_bitmap *bm = r->bm;
+
+	if (!bm)
+		return;
+	pthread_mutex_lock(&bm->lock);
+	for (uint32_t k = 0; k < bm->naway; k++)
+		if (bm->away[k].slot == (int)slot) {
+			bm->away[k].slot = -1;
+			memset(bm->away[k].img, 0, bm->used);
+			memset(bm->away[k].st, 0, bm->nregions);
+			/* writes waiting only for it go at the next set */
+			if (!list_empty(&bm->waiting)) {
+				bm->set_wanted = true;
+				pthread_cond_signal(&bm->cond);
+			}
+		}
+	pthread_mutex_unlock(&bm->lock);
 }
 
 bool bitmap_hot(struct raid *r)

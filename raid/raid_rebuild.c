@@ -488,6 +488,10 @@ static int replace_begin(struct raid *r, uint32_t slot, struct blkdev *nd, bool 
 		uuid_generate(r->sb.members[slot].uuid);
 		r->sb.members[slot].flags = RAID_SLOT_INCOMPLETE;
 		r->sb.members[slot].left_gen = 0;
+		if (r->sb.bitmap_away[slot]) {
+			bitmap_slot_back(r, slot);
+			r->sb.bitmap_away[slot] = 0;
+		}
 	}
 	r->sb.members[slot].rebuilt = 0;
 	__atomic_store_n(&r->read_errs[slot], 0, __ATOMIC_RELAXED);
@@ -528,13 +532,17 @@ static void run_rebuild(struct raid *r, int slot)
 	if (r->cursor_ok)
 		from = MIN(r->sb.members[slot].rebuilt, rows);
 	partial = r->sb.members[slot].flags & RAID_SLOT_PARTIAL;
-	if (partial && (!r->cursor_ok || bitmap_partial_begin(r, &nreg))) {
+	if (partial && (!r->cursor_ok || bitmap_partial_begin(r, slot, &nreg))) {
 		/* a crash during a partial rebuild (or no memory): all of it */
 		LOG_WARN(LS_RAID, "%s: member %u: the partial rebuild cannot go on: rebuilding "
 			 "all of it", r->bd.name, slot);
 		r->sb.members[slot].flags = RAID_SLOT_INCOMPLETE;
 		r->sb.members[slot].left_gen = 0;
 		r->sb.members[slot].rebuilt = 0;
+		if (r->sb.bitmap_away[slot]) {
+			bitmap_slot_back(r, slot);
+			r->sb.bitmap_away[slot] = 0;
+		}
 		from = 0;
 		partial = false;
 		raid_persist_quiet_locked(r);

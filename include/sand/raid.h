@@ -124,6 +124,9 @@ enum raid_member_state {
  * a member was away). Only code that keeps both sets the flag, and older
  * code writes it zero: so it is never trusted stale. */
 #define RAID_BM_HOT		(1u << 0)
+/* Away images (1.4): after the hot image, up to this many more, each the
+ * regions written since one slot left (raid_sb.bitmap_away). */
+#define RAID_BM_AWAY_MAX	4
 
 /* The decoded (host-order) superblock. */
 struct raid_sb {
@@ -157,6 +160,11 @@ struct raid_sb {
 		 * (0: unknown, the member can only come back by a full rebuild) */
 		uint64_t left_gen;
 	} members[RAID_MAX_MEMBERS];
+	/* 1.4, per slot: 0, or k + 1: away image k of the bitmap holds the
+	 * regions written since the slot left (its left_gen); 0 with left_gen:
+	 * the first image does, with whatever else was written while any
+	 * member was away */
+	uint8_t		bitmap_away[RAID_MAX_MEMBERS];
 };
 
 /* buf: RAID_SB_SIZE bytes. */

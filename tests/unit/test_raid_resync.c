@@ -104,6 +104,95 @@ END_TEST
 START_TEST(readd_raid6) { readd_online(RAID_LEVEL_6, 5, 103); }
 END_TEST
 
+/* ---- RAID 6, two members away: each rebuilds only what it missed ---- */
+
+/* Slot 1 out, row 5 written (region 2), idle; slot 3 out, rows 20, 21 and
+ * 40 (regions 10 and 20). */
+static void two_away(struct env *e, uint64_t seed)
+{
+	env_create(e, RAID_LEVEL_6, 5, 5, MDATA, seed);
+	fill(e);
+	bitmap_clean(e);
+	ck_assert_int_eq(raid_fail(e->raid, 1), 0);
+	write_row(e, wrows[0]);
+	/* idle: its hot bit swept (the first image keeps it) */
+	ck_assert_int_eq(raid_bitmap_clear_idle(e->raid, NULL), 0);
+	ck_assert_int_eq(raid_bitmap_clear_idle(e->raid, NULL), 0);
+	ck_assert_int_eq(raid_fail(e->raid, 3), 0);
+	for (size_t i = 1; i < ARRAY_SIZE(wrows); i++)
+		write_row(e, wrows[i]);
+	verify_all(e);
+}
+
+/* Both back, in this order: their own regions each; then the two others
+ * out, and every block read with the two that came back. */
+static void two_back(struct env *e, uint32_t first, uint64_t rows_first, uint32_t second,
+		     uint64_t rows_second, bool spare)
+{
+	struct raid_job_info ji;
+
+	if (spare) {
+		ck_assert_int_eq(raid_spare_add(e->raid, e->f[first]), 0);
+		ck_assert_int_eq(raid_job_wait(e->raid), 0);
+	} else {
+		ck_assert_int_eq(raid_replace(e->raid, first, e->f[first]), 0);
+	}
+	ji = job(e);
+	ck_assert_int_eq(ji.last_slot, (int)first);
+	ck_assert(ji.last_partial);
+	ck_assert_uint_eq(ji.last_rows_walked, rows_first);
+	if (spare) {
+		ck_assert_int_eq(raid_spare_add(e->raid, e->f[second]), 0);
+		ck_assert_int_eq(raid_job_wait(e->raid), 0);
+	} else {
+		ck_assert_int_eq(raid_replace(e->raid, second, e->f[second]), 0);
+	}
+	ji = job(e);
+	ck_assert_int_eq(ji.last_slot, (int)second);
+	ck_assert(ji.last_partial);
+	ck_assert_uint_eq(ji.last_rows_walked, rows_second);
+	bitmap_clean(e);	/* whole again: swept */
+	verify_all(e);
+	for (uint32_t i = 0; i < 5; i++)
+		if (i != first && i != second)
+			ck_assert_int_eq(raid_fail(e->raid, i) == 0, i == 0 || i == 2);
+	verify_all(e);
+	ck_assert_uint_eq(e->errors + e->mismatches, 0);
+}
+
+START_TEST(two_away_raid6)
+{
+	struct env e;
+
+	/* the later one back first: regions 10 and 20 only (4 rows), then
+	 * the other: 2, 10, 20 */
+	two_away(&e, 150);
+	two_back(&e, 3, 4, 1, WROWS_REBUILT, false);
+	env_free(&e);
+	/* the other order */
+	two_away(&e, 151);
+	two_back(&e, 1, WROWS_REBUILT, 3, 4, false);
+	env_free(&e);
+}
+END_TEST
+
+START_TEST(two_away_restart)
+{
+	struct env e;
+
+	/* stopped and assembled again: each slot's image read back; the two
+	 * disks, stale, come back as spares into their own slots */
+	two_away(&e, 152);
+	env_detach(&e);
+	ck_assert_int_eq(raid_assemble(e.f, 5, &e.raid), 0);
+	env_attach(&e);
+	ck_assert_int_eq(raid_degraded(e.raid), 2);
+	verify_all(&e);
+	two_back(&e, 3, 4, 1, WROWS_REBUILT, true);
+	env_free(&e);
+}
+END_TEST
+
 /* ---- assembled without a member, written, stopped, assembled with it:
  * it is stale, comes back as a spare into its own slot, partially ---- */
 
@@ -421,6 +510,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, readd_raid5);
 	tcase_add_test(tc, readd_raid6);
 	tcase_add_test(tc, readd_after_restart);
+	tcase_add_test(tc, two_away_raid6);
+	tcase_add_test(tc, two_away_restart);
 	tcase_add_test(tc, readd_not_provable);
 	tcase_add_test(tc, readd_stop_resume);
 	tcase_add_test(tc, readd_crash);

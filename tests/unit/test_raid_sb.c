@@ -175,8 +175,9 @@ START_TEST(ppl_bitmap_fields)
 }
 END_TEST
 
-/* 1.4: bitmap_flags round trips at byte 188; a 1.3 superblock reads with
- * none (whatever that byte holds); the hot image must fit in the area. */
+/* 1.4: bitmap_flags round trips at byte 188, the away images at 1536; a
+ * 1.3 superblock reads with neither (whatever those bytes hold); the hot
+ * image must fit in the area, an away image too, one slot each. */
 START_TEST(bitmap_flags_field)
 {
 	struct raid_sb a, b;
@@ -193,11 +194,37 @@ START_TEST(bitmap_flags_field)
 	ck_assert_int_eq(raid_sb_decode(buf, &b), 0);
 	ck_assert_int_eq(memcmp(&a, &b, sizeof(a)), 0);
 
+	/* away images: byte 1536 + slot */
+	a.bitmap_away[2] = 1;
+	a.bitmap_away[0] = RAID_BM_AWAY_MAX;
+	raid_sb_encode(&a, buf);
+	ck_assert_uint_eq(buf[1536 + 2], 1);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), 0);
+	ck_assert_int_eq(memcmp(&a, &b, sizeof(a)), 0);
+
 	buf[12] = 3;					/* as a 1.3 writer left it */
 	reseal(buf);
 	ck_assert_int_eq(raid_sb_decode(buf, &b), 0);
 	ck_assert_uint_eq(b.bitmap_flags, 0);
+	ck_assert_uint_eq(b.bitmap_away[2], 0);
 	ck_assert_uint_eq(b.bitmap_size, a.bitmap_size);
+
+	a.bitmap_away[0] = 1;				/* two slots, one image */
+	raid_sb_encode(&a, buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+	a.bitmap_away[0] = RAID_BM_AWAY_MAX + 1;	/* beyond the images */
+	raid_sb_encode(&a, buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+	a.bitmap_away[0] = 0;
+	a.bitmap_away[a.geom.nmembers] = 3;		/* no such slot */
+	raid_sb_encode(&a, buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+	a.bitmap_away[a.geom.nmembers] = 0;
+	a.bitmap_flags = 0;				/* no hot image, no away one */
+	raid_sb_encode(&a, buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+	a.bitmap_flags = RAID_BM_HOT;
+	a.bitmap_away[2] = 0;
 
 	/* two images of 8 KiB do not fit in 12 KiB */
 	a.bitmap_size = 12 * 1024;
