@@ -134,6 +134,11 @@ void parity_rebuild_rows(struct raid_io *rio);
  * written at once, or split into pieces); false: inside one stripe. */
 bool parity_span(struct raid_io *rio);
 uint32_t parity_rows_max(const struct raid *r);
+/* The bio stripe by stripe, as pieces sent on the set's channel (the
+ * stripe path): what a batched path falls back to. */
+void parity_split_rows(struct raid_io *rio);
+/* raid_parity_mread.c: a READ over more than one stripe. */
+void parity_read_multi(struct raid_io *rio);
 
 extern const struct raid_level_ops raid0_level, raid1_level, raid10_level,
 	raid5_level, raid6_level;
