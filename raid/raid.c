@@ -1133,6 +1133,12 @@ int raid_create(const char *name, enum raid_level level, struct blkdev **members
 
 int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 {
+	return raid_assemble_rate(members, n, 0, out);
+}
+
+int raid_assemble_rate(struct blkdev **members, uint32_t n, uint64_t rate,
+		       struct blkdev **out)
+{
 	struct raid_sb *sbs, *best = NULL;
 	struct blkdev *slots[RAID_MAX_MEMBERS] = { NULL };
 	int states[RAID_MAX_MEMBERS];
@@ -1328,6 +1334,9 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 		}
 	}
 	if (!rc) {
+		/* the rate before the job thread: a resumed rebuild or scrub
+		 * never runs a moment unthrottled */
+		to_raid(*out)->rate = rate;
 		rc = raid_jobs_init(to_raid(*out));	/* resumes a rebuild */
 		if (rc) {
 			blkdev_close(*out);

@@ -222,6 +222,10 @@ int raid_create(const char *name, enum raid_level level, struct blkdev **members
  * a 1.1 set, which is not resynchronized when degraded).
  */
 int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out);
+/* raid_assemble with the rebuild/scrub rate (bytes per second per member,
+ * 0: unlimited) in force before any background job resumes */
+int raid_assemble_rate(struct blkdev **members, uint32_t n, uint64_t rate,
+		       struct blkdev **out);
 
 /*
  * Replace the failed (or missing) member in slot `slot` with newdev and

@@ -23,9 +23,7 @@
 #define ENV_BITMAP_REGION	REGION
 #include "raid_env.h"
 
-/* Many rows: a run resumed at assembly goes at full speed until the test
- * sets the rate again (a window of bios held back: up to 64 rows), a small
- * part. */
+/* Many rows, so that every run is cut several times at the rate below. */
 #define MDATA		(4u * 1024 * 1024)	/* 512 rows */
 #define ROWS		(MDATA / STRIP)
 #define RATE		(384u * 1024)	/* bytes per second per member: ~11 s */
@@ -169,13 +167,9 @@ static void power_cut(struct cut *c, uint64_t seed)
 	env_detach(e);
 	for (uint32_t i = 0; i < e->n; i++)
 		ck_assert_int_eq(fault_power_restore(e->f[i]), 0);
-	/* the resumed rebuild starts as the set opens, before its rate is set:
-	 * its first bios are held back meanwhile, so it does not run away */
-	ck_assert_int_eq(fault_set_latency(e->f[c->slot], 20 * 1000 * 1000,
-					   FAULT_OP(BIO_WRITE)), 0);
-	ck_assert_int_eq(raid_assemble(e->f, e->n, &e->raid), 0);
-	ck_assert_int_eq(raid_set_rate(e->raid, RATE), 0);
-	ck_assert_int_eq(fault_set_latency(e->f[c->slot], 0, FAULT_OP(BIO_WRITE)), 0);
+	/* the resumed rebuild at its rate from its first row, as the daemon
+	 * assembles a pool */
+	ck_assert_int_eq(raid_assemble_rate(e->f, e->n, RATE, &e->raid), 0);
 	env_attach(e);
 }
 
