@@ -4,6 +4,8 @@
  *  - a buffered file maps, with the bytes a bio reads; an O_DIRECT file on
  *    a disk file system does not (-EAGAIN), one on tmpfs does; devices
  *    without map_read say -EOPNOTSUPP; ranges past the end -EINVAL;
+ *  - a one-member RAID 0 set (a one-disk pool) maps through to its member;
+ *    other layouts do not;
  *  - a thin volume maps chunk by chunk (a map stops at the chunk's end),
  *    holes and chunks its cache does not know are -EAGAIN;
  *  - a thin map pins its chunk: a discard of it waits until blk_map_put;
@@ -23,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "sand/blkdev.h"
+#include "sand/raid.h"
 #include "sand/thin.h"
 #include "test_thin_util.h"
 
@@ -127,6 +130,43 @@ START_TEST(t_mem_none)
 	ck_assert_int_eq(blk_mem_create("mapm", FILESZ, 512, &bd), 0);
 	ck_assert_int_eq(blk_map_read(bd, 0, 4096, &m), -EOPNOTSUPP);
 	ck_assert_int_eq(blkdev_close(bd), 0);
+}
+END_TEST
+
+START_TEST(t_raid)
+{
+	struct raid_opts o = { 0 };
+	struct blkdev *f[2], *r;
+	struct blk_map m;
+	uint8_t *buf = malloc(FILESZ / 2);
+	char p2[sizeof(path)];
+
+	mkfile("/dev/shm", FILESZ);
+	f[0] = open_file(false);
+	ck_assert_int_eq(raid_create("r0", RAID_LEVEL_0, f, 1, &o, &r), 0);
+	pattern(buf, FILESZ / 2, 5);
+	ck_assert_int_eq(blk_sync_io(r, BIO_WRITE, 0, 65536, buf, FILESZ / 2), 0);
+	ck_assert_int_eq(blk_map_read(r, 65536, FILESZ / 2, &m), 0);
+	ck_assert_uint_eq(m.len, FILESZ / 2);
+	ck_assert(memcmp(m.addr, buf, m.len) == 0);
+	blk_map_put(&m);
+	ck_assert_int_eq(blkdev_close(r), 0);
+	/* two members (striped): not a plain map */
+	strcpy(p2, path);
+	mkfile("/dev/shm", FILESZ);
+	ck_assert_int_eq(blk_file_open("mapf2", path, &(struct blk_file_opts){
+		.backend = BLK_FILE_PSYNC, .block_size = 4096, .no_direct = true }, &f[1]), 0);
+	ck_assert_int_eq(raid_create("r1", RAID_LEVEL_0, f, 2, &o, &r), 0);
+	ck_assert_int_eq(blk_map_read(r, 0, 65536, &m), -EAGAIN);
+	ck_assert_int_eq(blkdev_close(r), 0);
+	ck_assert_int_eq(raid_create("r2", RAID_LEVEL_1, f, 2, &o, &r), 0);
+	ck_assert_int_eq(blk_map_read(r, 0, 65536, &m), -EAGAIN);
+	ck_assert_int_eq(blkdev_close(r), 0);
+	ck_assert_int_eq(blkdev_close(f[0]), 0);
+	ck_assert_int_eq(blkdev_close(f[1]), 0);
+	unlink(path);
+	unlink(p2);
+	free(buf);
 }
 END_TEST
 
@@ -372,6 +412,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_file_buffered);
 	tcase_add_test(tc, t_file_direct);
 	tcase_add_test(tc, t_mem_none);
+	tcase_add_test(tc, t_raid);
 	tcase_add_test(tc, t_thin_chunks);
 	tcase_add_test(tc, t_thin_pin);
 	tcase_add_test(tc, t_thin_reuse_race);
