@@ -96,6 +96,31 @@ M = 1 << 20
 assert d[:4*M] == b'1' * 4*M and d[4*M:8*M] == bytes(4*M)
 assert d[8*M:10*M] == b'2' * 2*M and d[10*M:] == bytes(6*M)"
 
+# A reply the client does not read for a while: the rest of its data is
+# mapped again at each send; trimmed meanwhile, it is read (refilled) by a
+# bio, and the reply ends without an error, old bytes then zeros.
+check "vol create w, exported" volctl vol create w --pool tp --size 32M
+check "... and exported" volctl export nbd w
+check "write w" qio "$URL/w" -c 'write -P 0x33 0 32M' -c flush
+check "a stalled 32M read, its range trimmed under it, ends well (old bytes, then zeros)" raw <<'EOF'
+import socket, sys, time
+from nbd_raw import *
+port = int(sys.argv[1])
+c = Client("127.0.0.1", port); c.client_flags(); c.go(b"w")
+c.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+ck = c.send_req(CMD_READ, 0, 32 << 20)
+time.sleep(0.5)                      # the server fills the socket and waits
+t = Client("127.0.0.1", port); t.client_flags(); t.go(b"w")
+assert t.cmd(CMD_TRIM, 0, 32 << 20)[0] == 0
+t.close()
+cookie, err, d = c.read_reply(32 << 20)
+assert cookie == ck and err == 0 and len(d) == 32 << 20, (err, len(d))
+n = len(d) - len(d.lstrip(b"3"))
+assert 0 < n < 16 << 20, n                       # some went before the trim
+assert d[n:] == bytes(len(d) - n), "old bytes after zeros"
+c.close()
+EOF
+
 # The backing file truncated under the export: the mapping's pages past the
 # new end fault in sendmsg (EFAULT), which must be a read error.
 check "truncate the file to 16M" truncate -s 16M "$SHM/f.img"
