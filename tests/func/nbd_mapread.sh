@@ -116,7 +116,8 @@ t.close()
 cookie, err, d = c.read_reply(32 << 20)
 assert cookie == ck and err == 0 and len(d) == 32 << 20, (err, len(d))
 n = len(d) - len(d.lstrip(b"3"))
-assert 0 < n < 16 << 20, n                       # some went before the trim
+# some went before the trim (the socket buffers: ~4 MiB here), the rest after
+assert 0 < n < 32 << 20, n
 assert d[n:] == bytes(len(d) - n), "old bytes after zeros"
 c.close()
 EOF
