@@ -902,6 +902,23 @@ static void raid_close(struct blkdev *bd)
 	raid_free(r);
 }
 
+/*
+ * Mapped reads (blk_map_read) of the one layout that is a plain map: RAID 0
+ * with one member (a one-disk pool), block b at the member's data_offset +
+ * b. A level 0 slot never takes another device while the set is open (no
+ * spare, no replace), and the member closes only with the set, so nothing
+ * needs pinning here. Every other layout reads through bios (-EAGAIN).
+ */
+static int raid_map_read(struct blkdev *bd, uint64_t offset, uint64_t len, struct blk_map *m)
+{
+	struct raid *r = to_raid(bd);
+
+	if (r->g.level != RAID_LEVEL_0 || r->g.nmembers != 1 || !raid_alive(r, 0) ||
+	    !r->members[0])
+		return -EAGAIN;
+	return blk_map_lower(r->members[0], r->data_offset + offset, len, m) ? -EAGAIN : 0;
+}
+
 static const struct blkdev_ops raid_ops = {
 	.name = "raid",
 	.bio_ctx_size = sizeof(struct raid_io),
@@ -910,6 +927,7 @@ static const struct blkdev_ops raid_ops = {
 	.chan_create = raid_chan_create,
 	.chan_destroy = raid_chan_destroy,
 	.submit = raid_submit,
+	.map_read = raid_map_read,
 };
 
 int raid_member_state(struct blkdev *bd, uint32_t i)
