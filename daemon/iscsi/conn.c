@@ -980,6 +980,21 @@ static void release_held(struct iscsi_session *s)
 	s->releasing = false;
 }
 
+/* The connection this reactor thread has just handed to another reactor
+ * (conn_migrate): from then on the other one owns it and may already be
+ * using or freeing it, so this thread must not touch it again, not even to
+ * read a flag; the PDU handler's callers compare this pointer instead. */
+static __thread const struct iscsi_conn *handed_over;
+
+/* true (and forgotten) if handling c's last PDU handed c over */
+static bool conn_gone(const struct iscsi_conn *c)
+{
+	if (handed_over != c)
+		return false;
+	handed_over = NULL;
+	return true;
+}
+
 /* A message to the reactor of the session a login joins: the connection
  * comes to live here; its first login PDU is handled again. */
 static void adopt_msg(void *arg)
@@ -995,7 +1010,7 @@ static void adopt_msg(void *arg)
 	}
 	ev_timer_start(c->loop, &c->timer, c->tmo.login_ms * 1000000ull, conn_timer);
 	handle_pdu(c);
-	if (!c->closing)
+	if (!conn_gone(c) && !c->closing)
 		conn_rx(c);
 }
 
@@ -1019,7 +1034,9 @@ static void conn_migrate(struct iscsi_conn *c, struct ev_loop *to)
 		c->migrating = false;
 		pthread_mutex_unlock(&conns_lock);
 		conn_close(c);
+		return;
 	}
+	handed_over = c;	/* not ours any more: see conn_gone */
 }
 
 /* ------------------------------------------------------ reservations */
@@ -2003,6 +2020,8 @@ static void conn_rx(struct iscsi_conn *c)
 		c->rx_state = RX_BHS;
 		c->rx_got = 0;
 		rx_complete(c);
+		if (conn_gone(c))
+			return;
 	}
 }
 
