@@ -215,6 +215,9 @@ void iscsi_conn_logout_portal_local(uint64_t portal);
 /* paths_rpc.c: port groups by name, ALUA states, disabled portals and the
  * liveness timeouts ("iscsi_paths" section of the state file). */
 void iscsi_paths_rpc_init(void);
+/* sanitize_rpc.c: iscsi.sanitize, the SANITIZE pace ("iscsi_sanitize"
+ * section of the state file, applied here) */
+void iscsi_sanitize_rpc_init(void);
 void iscsi_paths_restore(void);		/* before the portals come up */
 /* The id of group name (a number is its own id); create: give a new name
  * the next free id. 0 or -ENOENT, -EINVAL, -ENOSPC. */
