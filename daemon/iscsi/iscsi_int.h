@@ -137,6 +137,8 @@ void iscsi_session_end(struct iscsi_session *s);
  * (ASC_*), once per change and nexus, or 0; luns_gen: the target's. */
 uint16_t iscsi_ua_take(struct iscsi_session *ss, unsigned id, struct scsi_lu *lu, uint8_t op,
 		       unsigned luns_gen);
+/* ua.c: a new session (of a target) starts with every LU as it is now. */
+void iscsi_ua_init(struct iscsi_session *ss);
 
 /* tmf.c: a LOGICAL UNIT RESET or TARGET WARM/COLD RESET acting on every
  * I_T nexus of the target, whichever reactor it lives on. Counted: one

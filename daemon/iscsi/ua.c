@@ -18,8 +18,10 @@
  *           LUNS clears it without reporting it
  *
  * INQUIRY, REPORT LUNS and REQUEST SENSE never get one (SAM-5 5.14: they
- * neither report nor clear it, but REPORT LUNS clears its own). A nexus's
- * first command to a LU sees everything as it is. ALUA and persistent
+ * neither report nor clear it, but REPORT LUNS clears its own). A new
+ * nexus starts with every LU as it is (iscsi_ua_init); so does its first
+ * command to a LU added later (which has its REPORTED LUNS DATA HAS
+ * CHANGED). ALUA and persistent
  * reservation unit attentions are kept by proto/scsi (alua.c, pr.c).
  * On the session's reactor.
  */
@@ -29,6 +31,20 @@
 static bool ua_exempt(uint8_t op)
 {
 	return op == 0x12 || op == 0xa0 || op == 0x03;	/* INQUIRY, REPORT LUNS, REQUEST SENSE */
+}
+
+/* What each LU is now, for a new session */
+void iscsi_ua_init(struct iscsi_session *ss)
+{
+	for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++) {
+		struct iscsi_lun *l = __atomic_load_n(&ss->target->luns[i], __ATOMIC_ACQUIRE);
+
+		if (!l)
+			continue;
+		ss->ua_seen[i] = __atomic_load_n(&l->lu.reset_gen, __ATOMIC_ACQUIRE) + 1;
+		ss->mode_seen[i] = __atomic_load_n(&l->lu.mode_gen, __ATOMIC_ACQUIRE) + 1;
+		ss->size_seen[i] = __atomic_load_n(&l->lu.bd->size, __ATOMIC_ACQUIRE);
+	}
 }
 
 uint16_t iscsi_ua_take(struct iscsi_session *ss, unsigned id, struct scsi_lu *lu, uint8_t op,

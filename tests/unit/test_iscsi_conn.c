@@ -1760,6 +1760,67 @@ START_TEST(reset_without_tas)
 }
 END_TEST
 
+/* An immediate NOP-Out and its NOP-In, whatever the window says */
+static void ping_any(struct cli *c)
+{
+	struct iscsi_bhs h;
+
+	iscsi_bhs_init(&h, ISCSI_OP_NOP_OUT, ISCSI_FLAG_FINAL);
+	h.b[0] |= ISCSI_BHS_IMMEDIATE;
+	bhs_put32(&h, BHS_ITT, 0x6000);
+	bhs_put32(&h, BHS_TTT, ISCSI_RSVD_TAG);
+	bhs_put32(&h, BHS_CMDSN, c->cmdsn);
+	send_pdu(c, &h, NULL, 0);
+	recv_next(c);
+	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_NOP_IN);
+	ck_assert_uint_eq(bhs_itt(&c->h), 0x6000);
+}
+
+/*
+ * A write held in the command window (its CmdSN ahead of its MC/S
+ * session's, the one before it not come yet) when another session resets
+ * the LU: TASK ABORTED at once, nothing written, and its CmdSN still
+ * counts: the command before it, coming after, runs (with the unit
+ * attention) and the window moves past both.
+ */
+START_TEST(reset_aborts_held_task)
+{
+	static struct cli a, b, r;
+	static uint8_t buf[4 * BS], back[4 * BS], zero[4 * BS];
+	uint32_t sn, itt;
+
+	cli_connect(&a);
+	login(&a, ";MaxConnections=8");
+	ck_assert_int_eq(join(&b, &a, 1, a.cmdsn), 0);
+	nop_ping(&b);
+	cli_connect(&r);
+	login(&r, "");
+	tur_expect(&r, 0, 0);
+	sn = a.cmdsn;
+	fill(buf, sizeof(buf), 4);
+	a.cmdsn = sn + 1;
+	write10(&a, 40, 4, buf, sizeof(buf), false);	/* held: sn has not come */
+	itt = a.itt;
+	ping_any(&a);
+	ck_assert_uint_eq(bhs_get32(&a.h, BHS_EXPCMDSN), sn);
+	expect_tmf_rsp(&r, tmf_send(&r, 5, 0), 0);
+	a.itt = itt;
+	expect_status(&a, SCSI_STATUS_TASK_ABORTED);
+	b.cmdsn = sn;
+	tur_expect(&b, 2, ASC_BUS_DEVICE_RESET);		/* the session's, once */
+	ping_any(&b);
+	ck_assert_uint_eq(bhs_get32(&b.h, BHS_EXPCMDSN), sn + 2);	/* past both */
+	a.cmdsn = sn + 2;
+	tur_expect(&a, 0, 0);
+	ck_assert_uint_eq(read10(&a, 40, 4, back), sizeof(back));
+	ck_assert_mem_eq(back, zero, sizeof(zero));
+	tur_expect(&r, 2, ASC_BUS_DEVICE_RESET);
+	close(a.fd);
+	close(b.fd);
+	close(r.fd);
+}
+END_TEST
+
 static void reserve6(struct cli *c, bool release, uint8_t status)
 {
 	uint8_t cdb[6] = { release ? 0x17 : 0x16 };
@@ -1864,6 +1925,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, reset_aborts_every_nexus);
 	tcase_add_test(tc, reset_without_tas);
 	tcase_add_test(tc, clear_task_set_and_target_reset);
+	tcase_add_test(tc, reset_aborts_held_task);
 	tcase_add_test(tc, chap_and_acl);
 	tcase_add_test(tc, negotiation_matrix);
 	tcase_add_test(tc, lun_hotplug);
