@@ -147,7 +147,8 @@ void iscsi_ua_init(struct iscsi_session *ss);
  * last one is dropped. */
 struct iscsi_reset {
 	unsigned	refs;		/* atomic */
-	struct iscsi_target *target;	/* counted */
+	struct iscsi_target *target;	/* only compared after the start: the
+					 * issuer's session holds it until then */
 	int		lun;		/* LUN id; -1: every LU (target reset) */
 	uint64_t	nexus;		/* the issuing session (its tasks: no response) */
 	uint64_t	conn;		/* the connection that asked, on loop */

@@ -34,13 +34,12 @@ void iscsi_reset_get(struct iscsi_reset *r)
 	__atomic_add_fetch(&r->refs, 1, __ATOMIC_ACQ_REL);
 }
 
-/* On the issuing connection's reactor: answer, let go of the target. */
+/* On the issuing connection's reactor: answer (if it is still there). */
 static void reset_done_msg(void *arg)
 {
 	struct iscsi_reset *r = arg;
 
 	iscsi_conn_tmf_done(r->conn, r->itt);
-	iscsi_target_put(r->target);
 	free(r);
 }
 
@@ -50,8 +49,7 @@ void iscsi_reset_put(struct iscsi_reset *r)
 		return;
 	if (ev_send_msg(r->loop, reset_done_msg, r)) {
 		/* no memory for the message: the initiator's TMF times out */
-		LOG_ERR(LS_ISCSI, "reset of %s: cannot answer (out of memory)", r->target->iqn);
-		iscsi_target_put(r->target);
+		LOG_ERR(LS_ISCSI, "a reset cannot be answered (out of memory)");
 		free(r);
 	}
 }
@@ -71,13 +69,7 @@ int iscsi_reset_start(struct iscsi_target *t, int lun, uint64_t nexus, uint64_t 
 
 	if (!r)
 		return -ENOMEM;
-	r->target = iscsi_target_get(t->iqn);	/* t itself, counted */
-	if (r->target != t) {
-		if (r->target)
-			iscsi_target_put(r->target);
-		free(r);
-		return -ENOENT;
-	}
+	r->target = t;
 	r->lun = lun;
 	r->nexus = nexus;
 	r->conn = conn;
