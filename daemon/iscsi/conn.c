@@ -74,6 +74,8 @@ struct iscsi_task {
 	bool		want_r2t;	/* (held) its unsolicited data has ended */
 	struct tmf_wait	*tmf;
 	struct scsi_pr_wait *pr_wait;	/* a PREEMPT AND ABORT waits for it */
+	struct iscsi_reset *reset;	/* a LU or target reset waits for it (tmf.c) */
+	bool		tas;		/* (aborted) by another nexus's reset: TASK ABORTED */
 	uint8_t		*buf;
 	uint32_t	bufcap;		/* of buf, from the connection's bufcache */
 	uint32_t	received;	/* data-out bytes so far (in order) */
@@ -238,20 +240,27 @@ static void put_window(struct iscsi_conn *c, struct tx_pdu *pdu)
 	bhs_put32(&pdu->bhs, BHS_MAXCMDSN, max_cmdsn(c));
 }
 
-static void task_free(struct iscsi_task *t)
+/* A task ahead of the window leaves it: only its CmdSN counts, later. */
+static void task_unhold(struct iscsi_task *t)
 {
-	if (t->held) {		/* aborted before its turn: its CmdSN still counts */
-		struct list_head *l;
+	struct list_head *l;
 
-		list_for_each(l, &t->conn->sess->held) {
-			struct held_pdu *hp = list_entry(l, struct held_pdu, link);
+	if (!t->held)
+		return;
+	t->held = false;
+	list_for_each(l, &t->conn->sess->held) {
+		struct held_pdu *hp = list_entry(l, struct held_pdu, link);
 
-			if (hp->task == t) {
-				hp->task = NULL;
-				hp->skip = true;
-			}
+		if (hp->task == t) {
+			hp->task = NULL;
+			hp->skip = true;
 		}
 	}
+}
+
+static void task_free(struct iscsi_task *t)
+{
+	task_unhold(t);		/* aborted before its turn: its CmdSN still counts */
 	if (t->pr_wait)
 		scsi_pr_wait_put(t->pr_wait);
 	list_del(&t->link);
@@ -1139,6 +1148,80 @@ void iscsi_pr_abort(struct scsi_lu *lu, const struct pr_nexus *n, struct scsi_pr
 	pthread_mutex_unlock(&conns_lock);
 }
 
+/* ------------------------------------------------------------- resets */
+
+static void tmf_respond(struct iscsi_conn *c, uint32_t itt, uint8_t response);
+static void task_abort_respond(struct iscsi_task *t);
+
+/* The LU of task t, NULL if its LUN has none. */
+static struct scsi_lu *task_lu(struct iscsi_conn *c, struct iscsi_task *t)
+{
+	int id = scsi_lun_decode(t->lun);
+	struct iscsi_lun *l = id >= 0 && id < ISCSI_MAX_LUNS ?
+			      __atomic_load_n(&c->target->luns[id], __ATOMIC_ACQUIRE) : NULL;
+
+	return l ? &l->lu : NULL;
+}
+
+void iscsi_conn_reset_local(struct iscsi_reset *r)
+{
+	struct ev_loop *loop = ev_current();
+	struct list_head *l, *k, *tmp;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *c = list_entry(l, struct iscsi_conn, link);
+		unsigned n = 0;
+
+		if (c->loop != loop || c->target != r->target || c->state != CONN_FFP ||
+		    !c->sess || c->closing)
+			continue;
+		list_for_each_safe(k, tmp, &c->tasks) {
+			struct iscsi_task *t = list_entry(k, struct iscsi_task, link);
+			struct scsi_lu *lu = task_lu(c, t);
+			bool tas = c->sess->id != r->nexus &&
+				   (!lu || __atomic_load_n(&lu->tas, __ATOMIC_ACQUIRE));
+
+			if (t->responded || (r->lun >= 0 && scsi_lun_decode(t->lun) != r->lun))
+				continue;
+			n++;
+			if (t->executing && scsi_sanitize_detach(&t->cmd)) {
+				t->executing = false;	/* the sanitize goes on without it */
+				c->nexec--;
+			}
+			if (t->executing) {
+				/* ends (and answers, TAS) when its I/O does */
+				if (!t->aborted)
+					t->tas = tas;
+				t->aborted = true;
+				if (!t->reset) {
+					t->reset = r;
+					iscsi_reset_get(r);
+				}
+			} else if (tas && !t->aborted) {
+				task_abort_respond(t);
+				if (c->closing)
+					break;	/* the rest went with it */
+			} else {
+				task_free(t);
+			}
+		}
+		if (n)
+			LOG_INFO(LS_ISCSI, "%s: %u tasks aborted by a reset%s", c->peer, n,
+				 c->sess->id == r->nexus ? "" : " from another session");
+	}
+	pthread_mutex_unlock(&conns_lock);
+}
+
+void iscsi_conn_tmf_done(uint64_t conn, uint32_t itt)
+{
+	struct iscsi_conn *c = conn_find_local(conn);
+
+	/* only this reactor frees c: it stays while we use it */
+	if (c && !c->closing)
+		tmf_respond(c, itt, 0);		/* function complete */
+}
+
 /* ------------------------------------------------------------ sequence */
 
 enum { SN_NOW, SN_DROP, SN_HELD };
@@ -1358,16 +1441,34 @@ static void tmf_respond(struct iscsi_conn *c, uint32_t itt, uint8_t response)
 	tx_queue(c, pdu);
 }
 
+/* Aborted by another nexus's reset with TAS 1: TASK ABORTED status, no
+ * data, no sense (SAM-5 5.6). */
+static void task_abort_respond(struct iscsi_task *t)
+{
+	task_unhold(t);
+	t->cmd.status = SCSI_STATUS_TASK_ABORTED;
+	t->cmd.sense_len = 0;
+	t->cmd.data_in = false;
+	t->cmd.xfer_len = 0;
+	task_respond(t);
+}
+
 static void task_scsi_done(struct scsi_cmd *cmd)
 {
 	struct iscsi_task *t = container_of(cmd, struct iscsi_task, cmd);
 	struct iscsi_conn *c = t->conn;
 	struct tmf_wait *w = t->tmf;
+	struct iscsi_reset *r = t->reset;
 
 	t->executing = false;
 	c->nexec--;
 	if (c->closing || t->aborted) {
-		task_free(t);
+		if (t->tas && !c->closing)
+			task_abort_respond(t);
+		else
+			task_free(t);
+		if (r)
+			iscsi_reset_put(r);
 		if (w && !--w->pending) {
 			/* on the connection that asked, maybe not this one */
 			struct iscsi_conn *tc = w->conn == c->id ? c : conn_find_local(w->conn);
@@ -1406,39 +1507,15 @@ static void task_exec(struct iscsi_task *t)
 			cmd->ch = c->chans[id];
 		}
 	}
-	/* a LU reset since this nexus last looked: UNIT ATTENTION once, except
-	 * for the commands that never get one */
+	/* a reset, MODE SELECT, resize or LUN change since this nexus last
+	 * looked: UNIT ATTENTION once each (ua.c) */
 	if (cmd->lu) {
-		unsigned gen = __atomic_load_n(&cmd->lu->reset_gen, __ATOMIC_ACQUIRE) + 1;
-		uint8_t op = cmd->cdb[0];
-		uint64_t size = __atomic_load_n(&cmd->lu->bd->size, __ATOMIC_ACQUIRE);
+		uint16_t asc = iscsi_ua_take(ss, (unsigned)id, cmd->lu, cmd->cdb[0], luns_gen);
 
-		if (!ss->ua_seen[id]) {
-			ss->ua_seen[id] = gen;
-		} else if (ss->ua_seen[id] != gen && op != 0x12 && op != 0xa0 && op != 0x03) {
-			ss->ua_seen[id] = gen;
-			scsi_sense(cmd, SK_UNIT_ATTENTION, ASC_BUS_DEVICE_RESET);
+		if (asc) {
+			scsi_sense(cmd, SK_UNIT_ATTENTION, asc);
 			task_respond(t);
 			return;
-		}
-		/* the volume was resized: CAPACITY DATA HAS CHANGED, once */
-		if (!ss->size_seen[id]) {
-			ss->size_seen[id] = size;
-		} else if (ss->size_seen[id] != size && op != 0x12 && op != 0xa0 && op != 0x03) {
-			ss->size_seen[id] = size;
-			scsi_sense(cmd, SK_UNIT_ATTENTION, ASC_CAPACITY_CHANGED);
-			task_respond(t);
-			return;
-		}
-		/* LUNs added or removed: REPORTED LUNS DATA HAS CHANGED, once;
-		 * REPORT LUNS clears it */
-		if (ss->luns_seen != luns_gen && op != 0x12 && op != 0x03) {
-			ss->luns_seen = luns_gen;
-			if (op != 0xa0) {
-				scsi_sense(cmd, SK_UNIT_ATTENTION, ASC_REPORTED_LUNS_CHANGED);
-				task_respond(t);
-				return;
-			}
 		}
 	}
 	cmd->buf = t->buf;
@@ -1448,6 +1525,7 @@ static void task_exec(struct iscsi_task *t)
 	cmd->iport = conn_iport(c);
 	cmd->tpg = c->tpg;
 	cmd->alua_seen = cmd->lu ? &ss->alua_seen[id] : NULL;
+	cmd->mode_seen = cmd->lu ? &ss->mode_seen[id] : NULL;
 	cmd->luns = luns;
 	cmd->nluns = nluns;
 	cmd->done = task_scsi_done;
@@ -1801,6 +1879,17 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 			return;
 		}
 	}
+	if (func >= 5) {	/* resets: every I_T nexus of the LU(s) (tmf.c) */
+		int id = scsi_lun_decode(lun);
+
+		if (func == 5 && (!c->target || id < 0 || id >= ISCSI_MAX_LUNS ||
+				  !__atomic_load_n(&c->target->luns[id], __ATOMIC_ACQUIRE)))
+			tmf_respond(c, bhs_itt(h), 2);		/* LUN does not exist */
+		else if (!c->target || iscsi_reset_start(c->target, func == 5 ? id : -1,
+							  c->sess->id, c->id, bhs_itt(h)))
+			tmf_respond(c, bhs_itt(h), 255);	/* function rejected */
+		return;
+	}
 	w = calloc(1, sizeof(*w));
 	if (!w) {
 		conn_close(c);
@@ -1813,14 +1902,15 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 	 * cannot be stopped in the middle: they are marked, their I/O ends,
 	 * no response is sent for them, and the function completes when the
 	 * last of them has ended. Tasks already answered are left alone.
-	 * Those of every connection of the session (the I_T nexus).
+	 * Those of every connection of the session (the I_T nexus): the
+	 * control page says TST 001b, a task set per I_T nexus, so CLEAR TASK
+	 * SET is ABORT TASK SET.
 	 */
 	list_for_each(cl, &c->sess->conns)
 	list_for_each_safe(l, tmp, &list_entry(cl, struct iscsi_conn, sess_link)->tasks) {
 		struct iscsi_task *t = list_entry(l, struct iscsi_task, link);
 
-		if ((func == 1 && t->itt != rtt) || ((func == 2 || func == 4 || func == 5) &&
-						     t->lun != lun))
+		if ((func == 1 && t->itt != rtt) || ((func == 2 || func == 4) && t->lun != lun))
 			continue;
 		if (t->responded || t->aborted)
 			continue;
@@ -1834,17 +1924,6 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 			w->pending++;
 		} else {
 			task_free(t);
-		}
-	}
-	/* resets leave a unit attention for every I_T nexus of the LU(s) */
-	if (func >= 5 && c->target) {
-		struct iscsi_target *tg = c->target;
-		int id = scsi_lun_decode(lun);
-
-		for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++) {
-			if (!tg->luns[i] || (func == 5 && (int)i != id))
-				continue;
-			scsi_lu_reset(&tg->luns[i]->lu);	/* reservation, unit attention */
 		}
 	}
 	if (!w->pending) {
@@ -2302,6 +2381,7 @@ unsigned iscsi_conn_lun_gone_local(struct iscsi_target *t, unsigned id, struct s
 		if (c->sess) {
 			c->sess->ua_seen[id] = 0;
 			c->sess->size_seen[id] = 0;
+			c->sess->mode_seen[id] = 0;
 		}
 	}
 	pthread_mutex_unlock(&conns_lock);
