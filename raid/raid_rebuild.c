@@ -120,13 +120,18 @@ static void yield_fg(struct raid *r, uint64_t row_ns, uint64_t *fg_seen)
  * has): each holds the stripe locks of its rows, so they never overlap. At
  * most 32, and about 64 MiB of row buffers. A walk the level batches
  * (walk_batch: rebuild, resync and scrub of RAID 1, 10, 5 and 6) sends
- * WALK_BATCH bytes of rows per member in each bio (1 MiB: 16 rows of 64
+ * WALK_BATCH bytes of rows per member in each bio (512 KiB: 8 rows of 64
  * KiB), at most WALK_BATCH_DEPTH of them in flight; others one row per bio
- * (a row reads, then writes, one strip per member). */
+ * (a row reads, then writes, one strip per member). 512 KiB is 128 pages:
+ * a device that takes 128 segments per request (loop, virtio, many HBAs)
+ * never splits it. A split bio costs more than a second bio: io_uring
+ * first sends an O_DIRECT bio without waiting, the split refuses that
+ * (-EAGAIN) and the bio is sent again from an io-wq worker (and blk-throttle
+ * charges it twice: bench/README.md). */
 #define WALK_DEPTH	32
 #define WALK_MEM	(64u << 20)
-#define WALK_BATCH	(1u << 20)
-#define WALK_BATCH_DEPTH 8
+#define WALK_BATCH	(512u << 10)
+#define WALK_BATCH_DEPTH 16
 
 static void row_end(struct bio *bio, int status)
 {

@@ -2,7 +2,7 @@
 /*
  * RAID walks in batches (raid_rebuild.c, raid_mirror.c, raid_parity_rows.c):
  * with no foreground I/O a rebuild, resync or scrub bio stands for up to
- * 1 MiB of rows per member (128 rows of 8 KiB here, 512 rows per member),
+ * 512 KiB of rows per member (64 rows of 8 KiB here, 512 rows per member),
  * for RAID 1, 10, 5 and 6:
  *  - a scrub of an idle set reads each member in a few large bios, finds
  *    exactly the rows made inconsistent behind the set's back (at batch
@@ -25,7 +25,8 @@
 
 #define MDATA		(4u * 1024 * 1024)
 #define ROWS		(MDATA / STRIP)		/* 512 */
-#define BATCH_ROWS	(1024u * 1024 / STRIP)	/* 128: the walker's batch */
+#define BATCH_ROWS	(512u * 1024 / STRIP)	/* 64: the walker's batch */
+#define BATCHES		(ROWS / BATCH_ROWS)	/* 8 */
 
 static bool parity(enum raid_level l)
 {
@@ -88,9 +89,9 @@ static void scrub_batches(enum raid_level l, uint32_t n, uint64_t seed)
 	ck_assert_int_eq(raid_scrub(e.raid, false, &bad), 0);
 	ck_assert_uint_eq(bad, 0);
 	for (uint32_t i = 0; i < n; i++) {
-		/* 4 batches (a row per bio would be 512 reads) */
-		ck_assert_uint_ge(ios(e.f[i], BIO_READ), 4);
-		ck_assert_uint_le(ios(e.f[i], BIO_READ), 8);
+		/* 8 batches (a row per bio would be 512 reads) */
+		ck_assert_uint_ge(ios(e.f[i], BIO_READ), BATCHES);
+		ck_assert_uint_le(ios(e.f[i], BIO_READ), 2 * BATCHES);
 	}
 
 	for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
@@ -174,9 +175,9 @@ static void rebuild_batches(enum raid_level l, uint32_t n, enum mishap what, uin
 	ck_assert_int_eq(ji.last_kind, RAID_JOB_REBUILD);
 	ck_assert_int_eq(ji.last_rc, 0);
 	ck_assert_int_eq(raid_member_state(e.raid, 0), RAID_MEMBER_ACTIVE);
-	/* 4 batches of 1 MiB, a few superblock writes (a row per bio: 512) */
-	ck_assert_uint_ge(ios(e.f[nd], BIO_WRITE), 4);
-	ck_assert_uint_le(ios(e.f[nd], BIO_WRITE), 4 + 16);
+	/* 8 batches of 512 KiB, a few superblock writes (a row per bio: 512) */
+	ck_assert_uint_ge(ios(e.f[nd], BIO_WRITE), BATCHES);
+	ck_assert_uint_le(ios(e.f[nd], BIO_WRITE), BATCHES + 16);
 	if (what == READ_ERROR) {
 		ck_assert_int_eq(fault_get_stats(e.f[victim], &st), 0);
 		ck_assert_uint_eq(st.injected, 1);
