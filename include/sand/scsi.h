@@ -118,6 +118,8 @@ struct scsi_cmd {
 					 * persistent reservations */
 	unsigned	*alua_seen;	/* this I_T_L nexus's ALUA generation */
 	scsi_done_fn	done;
+	bool		may_map;	/* a READ may leave its data to the transport as a
+					 * mapped read (map_len below; no digest over it) */
 
 	/* set by scsi_exec */
 	uint32_t	xfer_len;	/* bytes the command transfers (data-in or
@@ -127,6 +129,10 @@ struct scsi_cmd {
 	uint8_t		status;
 	uint8_t		sense[SCSI_SENSE_LEN];
 	uint8_t		sense_len;
+	/* data_in from a mapped read (scsi_read_mapped): map_len bytes of
+	 * lu->bd at map_off are the data, not buf; 0: buf */
+	uint64_t	map_off;
+	uint32_t	map_len;
 
 	/* private to proto/scsi */
 	enum bio_op	op;
@@ -152,6 +158,16 @@ enum { SCSI_DONE = 0, SCSI_PENDING = 1 };
  * cmd->done runs later on cmd->ch's loop.
  */
 int scsi_exec(struct scsi_cmd *cmd);
+
+/*
+ * proto/scsi/map_read.c: READ data as a mapped read (blk_map_read) when
+ * cmd->may_map, the range is SCSI_MAP_MIN bytes or more, and every piece of
+ * it maps now without a pin (so it maps again when the transport sends it):
+ * sets map_off/map_len and returns true; the transport sends the data from
+ * the mapping (and never touches it). False: read into buf as usual.
+ */
+#define SCSI_MAP_MIN	(64u * 1024)
+bool scsi_read_mapped(struct scsi_cmd *cmd, uint64_t off, uint32_t len);
 
 /* CHECK CONDITION with fixed-format sense. */
 void scsi_sense(struct scsi_cmd *cmd, uint8_t key, uint16_t asc);

@@ -579,6 +579,8 @@ static int rw_common(struct scsi_cmd *cmd, bool write, bool fua)
 	cmd->data_in = true;
 	if (!len)
 		return SCSI_DONE;
+	if (len == cmd->buf_len && scsi_read_mapped(cmd, lba * bs, len))
+		return SCSI_DONE;
 	if (len < cmd->buf_len)
 		memset(cmd->buf + len, 0, cmd->buf_len - len);
 	return io_start(cmd, BIO_READ, 0, cmd->buf, lba * bs, len);
