@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * raid-bench: a RAID set over real files (io_uring, O_DIRECT), through the
+ * raid-bench: a RAID set over real files (io_uring, O_DIRECT; -e aio: libaio), through the
  * block layer as an export drives it (one loop, one channel, QD in flight).
  * One JSON line per measurement on stdout; bench/raid runs it next to fio
  * and prints medians.
@@ -14,6 +14,8 @@
  *   randread	4 KiB random reads (-b) for -t seconds: IOPS
  *   rebuild	take member 0 out, put a fresh file in its slot and rebuild it
  *		with no foreground load: MB/s per member
+ *   scrub	check every row (no repair) with no foreground load: MB/s per
+ *		member
  * The set is assembled from the files' superblocks when "create" is not
  * given, so "-l 0 create seqwrite" then "-l 5 create ..." compare levels over
  * the same files.
@@ -34,6 +36,7 @@ static uint32_t nmem = 4, strip = 64 * 1024, qd = 16, bs = 4096, rows = 1;
 static uint64_t msize = 512ull << 20;
 static double secs = 5;
 static const char *dir = "/var/tmp/raid-bench";
+static enum blk_file_backend engine = BLK_FILE_URING;
 static struct blkdev *files[RAID_MAX_MEMBERS + 1], *set;
 
 static unsigned inflight;
@@ -66,7 +69,7 @@ static void closed_cb(void *arg)
 
 static struct blkdev *open_file(uint32_t i, const char *tag)
 {
-	struct blk_file_opts o = { .backend = BLK_FILE_URING, .create_size = msize + RAID_DATA_OFFSET };
+	struct blk_file_opts o = { .backend = engine, .create_size = msize + RAID_DATA_OFFSET };
 	char path[512], name[32];
 	struct blkdev *bd;
 	int rc;
@@ -149,13 +152,14 @@ int main(int argc, char **argv)
 		{ "bs", required_argument, NULL, 'b' },
 		{ "runtime", required_argument, NULL, 't' },
 		{ "rows", required_argument, NULL, 'w' },
+		{ "engine", required_argument, NULL, 'e' },
 		{ NULL, 0, NULL, 0 }
 	};
 	uint8_t *buf;
 	uint64_t v;
 	int o, rc;
 
-	while ((o = getopt_long(argc, argv, "l:n:d:s:S:q:b:t:w:", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "l:n:d:s:S:q:b:t:w:e:", opts, NULL)) != -1) {
 		switch (o) {
 		case 'l': level = atoi(optarg); break;
 		case 'n': nmem = (uint32_t)atoi(optarg); break;
@@ -166,12 +170,19 @@ int main(int argc, char **argv)
 		case 'b': if (parse_size(optarg, &v)) return 2; bs = (uint32_t)v; break;
 		case 't': secs = atof(optarg); break;
 		case 'w': rows = (uint32_t)atoi(optarg); break;
+		case 'e':
+			if (!strcmp(optarg, "aio"))
+				engine = BLK_FILE_AIO;
+			else if (strcmp(optarg, "uring"))
+				return 2;
+			break;
 		default: return 2;
 		}
 	}
 	if (nmem < 1 || nmem > RAID_MAX_MEMBERS || optind >= argc || rows < 1) {
 		fprintf(stderr, "usage: raid-bench [-l L] [-n N] [-d DIR] [-s SIZE] [-S STRIP] "
-			"[-q QD] [-b BS] [-t SECS] [-w ROWS] create|seqwrite|randread|rebuild...\n");
+			"[-q QD] [-b BS] [-t SECS] [-w ROWS] [-e uring|aio] "
+			"create|seqwrite|randread|rebuild|scrub...\n");
 		return 2;
 	}
 	log_set_level(LOG_WARN);
@@ -225,6 +236,17 @@ int main(int argc, char **argv)
 			printf("{\"case\":\"rebuild\",\"level\":%d,\"members\":%u,\"strip\":%u,"
 			       "\"mb_s\":%.1f}\n", level, nmem, strip, (double)msize / t / 1e6);
 			files[RAID_MAX_MEMBERS] = nd;
+		} else if (!strcmp(c, "scrub")) {
+			uint64_t bad = 0;
+			double t0 = now_s(), t;
+
+			rc = raid_scrub(set, false, &bad);
+			t = now_s() - t0;
+			if (rc)
+				die("scrub", rc);
+			printf("{\"case\":\"scrub\",\"level\":%d,\"members\":%u,\"strip\":%u,"
+			       "\"mismatches\":%llu,\"mb_s\":%.1f}\n", level, nmem, strip,
+			       (unsigned long long)bad, (double)msize / t / 1e6);
 		} else {
 			fprintf(stderr, "raid-bench: unknown case '%s'\n", c);
 			return 2;

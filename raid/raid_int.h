@@ -94,10 +94,11 @@ struct raid_level_ops {
 	void	(*submit_rw)(struct raid_io *rio);
 	/* FLUSH: to every live member. */
 	void	(*submit_null)(struct raid_io *rio);
-	/* Rebuild row rio->stripe onto the members being rebuilt (NULL: none);
-	 * rows_batch: the rows of raid_walk_req (all under their locks). */
+	/* Rebuild row rio->stripe onto the members being rebuilt (NULL: none). */
 	void	(*rebuild)(struct raid_io *rio);
-	bool	rebuild_batch;
+	/* RAID_BIO_REBUILD, RESYNC, SCRUB: the walks whose bios may stand for
+	 * several rows (raid_walk_req.rows, all under their locks). */
+	uint32_t walk_batch;
 	/* Make row rio->stripe consistent: parity from data, mirrors from the
 	 * first live one (NULL: nothing to do). */
 	void	(*resync)(struct raid_io *rio);
@@ -113,7 +114,7 @@ struct raid_level_ops {
 /*
  * A walker bio (RAID_BIO_REBUILD, RESYNC, SCRUB) has end_arg pointing to
  * this: the rows it stands for, from the row at its offset (only above 1
- * for a level with rebuild_batch), and a buffer of buf_len bytes the level
+ * for a walk in the level's walk_batch), and a buffer of buf_len bytes the level
  * may use for them (NULL: none).
  */
 struct raid_walk_req {
@@ -126,8 +127,19 @@ struct raid_walk_req {
 	int		status;
 };
 
-/* raid_parity_rows.c: RAID 5/6 rebuild of a batch of rows. */
+/* A walker bio's rows: rio->stripe, rio->rows (from its raid_walk_req,
+ * within the set), and rio->zero pointing at row_bytes x rows + extra bytes:
+ * the walker's buffer when large enough, else rio->mem. */
+int walk_rows_setup(struct raid_io *rio, size_t row_bytes, size_t extra);
+
+static inline uint32_t walk_rows(struct raid_io *rio)
+{
+	return ((struct raid_walk_req *)rio->bio->end_arg)->rows;
+}
+
+/* raid_parity_rows.c: RAID 5/6 rebuild, and resync or scrub, of a batch of rows. */
 void parity_rebuild_rows(struct raid_io *rio);
+void parity_check_rows(struct raid_io *rio);
 
 /* raid_parity_multi.c: a RAID 5/6 bio over more than one stripe (io_boundary
  * is parity_rows_max stripes). true: taken (whole stripes of a whole set

@@ -10,7 +10,10 @@
  * a mirror being rebuilt, under the row's stripe lock, and succeed if a live
  * mirror took the data. A rebuild copies a row from a live mirror to the new
  * one under the same lock, so a write never lands between its read and its
- * write. RAID 0 passes member errors up: it has nothing to fall back on, and
+ * write. Rebuild, resync and scrub bios of the walker (raid_rebuild.c) stand
+ * for rio->rows rows from rio->stripe when the set is idle (one otherwise),
+ * all under one lock: one member bio of rows x strip per member, in the
+ * walker's buffer (walk_rows_setup: rio->zero). RAID 0 passes member errors up: it has nothing to fall back on, and
  * a member is never marked failed.
  */
 #include <assert.h>
@@ -35,6 +38,23 @@ static uint32_t mirrors(struct raid *r, uint32_t col, uint32_t *out)
 static void mirror_read(struct raid_io *rio);
 
 static void mirror_fix(struct raid_io *rio);
+
+/* A walker bio's rows: where they start on a member, their bytes there, and
+ * the buffer of the i-th member (or group) among them. */
+static uint64_t rows_moff(struct raid_io *rio)
+{
+	return rio->stripe * rio->r->g.strip;
+}
+
+static uint64_t rows_len(struct raid_io *rio)
+{
+	return (uint64_t)rio->rows * rio->r->g.strip;
+}
+
+static uint8_t *rows_buf(struct raid_io *rio, uint32_t i)
+{
+	return rio->zero + (size_t)i * rows_len(rio);
+}
 
 static void mirror_read_done(struct raid_io *rio)
 {
@@ -197,8 +217,8 @@ static void mirror_rebuild_write(struct raid_io *rio)
 	nm = mirrors(r, col, m);
 	for (uint32_t i = 0; i < nm; i++)
 		if (raid_rebuilding(r, m[i]))
-			member_bio(rio, m[i], BIO_WRITE, rio->stripe * r->g.strip, r->g.strip,
-				   rio->mem);
+			member_bio(rio, m[i], BIO_WRITE, rows_moff(rio), rows_len(rio),
+				   rows_buf(rio, 0));
 	batch_end(rio);
 }
 /* Under the row's lock. */
@@ -214,7 +234,7 @@ static void mirror_rebuild_read(struct raid_io *rio)
 		if (!rio_readable(rio, m[i]))
 			continue;
 		batch_begin(rio, mirror_rebuild_write);
-		member_bio(rio, m[i], BIO_READ, rio->stripe * r->g.strip, r->g.strip, rio->mem);
+		member_bio(rio, m[i], BIO_READ, rows_moff(rio), rows_len(rio), rows_buf(rio, 0));
 		batch_end(rio);
 		return;
 	}
@@ -225,8 +245,7 @@ static void mirror_rebuild(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
 
-	rio->stripe = rio->bio->offset / ((uint64_t)r->g.strip * r->k);
-	if (r->rebuild_slot < 0 || rio_alloc_mem(rio, r->g.strip)) {
+	if (r->rebuild_slot < 0 || walk_rows_setup(rio, r->g.strip, 0)) {
 		rio_finish(rio, -ENOMEM);
 		return;
 	}
@@ -269,8 +288,8 @@ static void mirror_resync_write(struct raid_io *rio)
 			continue;
 		for (uint32_t i = 0; i < nm; i++)
 			if (m[i] != rio->cols[g] && raid_alive(r, m[i]))
-				member_bio(rio, m[i], BIO_WRITE, rio->stripe * r->g.strip,
-					   r->g.strip, rio->mem + (size_t)g * r->g.strip);
+				member_bio(rio, m[i], BIO_WRITE, rows_moff(rio), rows_len(rio),
+					   rows_buf(rio, g));
 	}
 	batch_end(rio);
 }
@@ -287,8 +306,8 @@ static void mirror_resync_read(struct raid_io *rio)
 		for (uint32_t i = 0; i < nm; i++)
 			if (rio_readable(rio, m[i])) {
 				rio->cols[g] = m[i];
-				member_bio(rio, m[i], BIO_READ, rio->stripe * r->g.strip,
-					   r->g.strip, rio->mem + (size_t)g * r->g.strip);
+				member_bio(rio, m[i], BIO_READ, rows_moff(rio), rows_len(rio),
+					   rows_buf(rio, g));
 				break;
 			}
 	}
@@ -299,8 +318,7 @@ static void mirror_resync(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
 
-	rio->stripe = rio->bio->offset / ((uint64_t)r->g.strip * r->k);
-	if (rio_alloc_mem(rio, (size_t)ngroups(r) * r->g.strip)) {
+	if (walk_rows_setup(rio, (size_t)ngroups(r) * r->g.strip, 0)) {
 		rio_finish(rio, -ENOMEM);
 		return;
 	}
@@ -312,7 +330,7 @@ static void mirror_resync(struct raid_io *rio)
 static void mirror_scrub_read(struct raid_io *rio);
 
 /* The scrub's writes ended: rewrites of blocks that failed a read
- * (rio->tried of them, sent first) count as repaired read errors. */
+ * (rio->tried of them) count as repaired read errors. */
 static void mirror_scrub_done(struct raid_io *rio)
 {
 	uint32_t fixed = MIN(rio->tried, (uint32_t)rio->nok);
@@ -323,16 +341,16 @@ static void mirror_scrub_done(struct raid_io *rio)
 }
 
 /*
- * Every readable mirror of the row was read. A mirror whose read failed
+ * Every readable mirror of the rows was read. A mirror whose read failed
  * (rio->bad) gets the first readable copy of its group written over it;
- * the readable copies are compared, and with repair the first one is
- * copied over those that differ.
+ * the readable copies are compared row by row, and with repair the first
+ * one is copied over those that differ (one strip per bio). A row counts
+ * once when inconsistent.
  */
 static void mirror_scrub_check(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
 	size_t st = r->g.strip;
-	bool bad = false;
 
 	if (rio->status) {
 		rio_finish(rio, rio->status);
@@ -344,33 +362,41 @@ static void mirror_scrub_check(struct raid_io *rio)
 	}
 	batch_begin(rio, mirror_scrub_done);
 	rio->tried = 0;
-	for (uint32_t g = 0; g < ngroups(r); g++) {
-		uint32_t m[RAID_MAX_MEMBERS], nm = mirrors(r, g, m), first = UINT32_MAX;
+	for (uint32_t row = 0; row < rio->rows; row++) {
+		bool bad = false;
 
-		for (uint32_t i = 0; i < nm && first == UINT32_MAX; i++)
-			if (rio_readable(rio, m[i]))
-				first = m[i];
-		if (first == UINT32_MAX)
-			continue;	/* no copy could be read: left as it is */
-		for (uint32_t i = 0; i < nm; i++) {
-			if (m[i] == first)
-				continue;
-			if (!rio_readable(rio, m[i])) {
-				member_bio(rio, m[i], BIO_WRITE, rio->stripe * st, st,
-					   rio->mem + (size_t)first * st);
-				rio->tried++;
-				continue;
+		for (uint32_t g = 0; g < ngroups(r); g++) {
+			uint32_t m[RAID_MAX_MEMBERS], nm = mirrors(r, g, m), first = UINT32_MAX;
+			uint8_t *good;
+
+			for (uint32_t i = 0; i < nm && first == UINT32_MAX; i++)
+				if (rio_readable(rio, m[i]))
+					first = m[i];
+			if (first == UINT32_MAX)
+				continue;	/* no copy could be read: left as it is */
+			good = rows_buf(rio, first) + (size_t)row * st;
+			for (uint32_t i = 0; i < nm; i++) {
+				if (m[i] == first)
+					continue;
+				if (!rio_readable(rio, m[i])) {
+					if (!row) {	/* the whole range, once */
+						member_bio(rio, m[i], BIO_WRITE, rows_moff(rio),
+							   rows_len(rio), rows_buf(rio, first));
+						rio->tried++;
+					}
+					continue;
+				}
+				if (!memcmp(good, rows_buf(rio, m[i]) + (size_t)row * st, st))
+					continue;
+				bad = true;
+				if (r->scrub_repair)
+					member_bio(rio, m[i], BIO_WRITE, rows_moff(rio) + (size_t)row * st,
+						   st, good);
 			}
-			if (!memcmp(rio->mem + (size_t)first * st, rio->mem + (size_t)m[i] * st, st))
-				continue;
-			bad = true;
-			if (r->scrub_repair)
-				member_bio(rio, m[i], BIO_WRITE, rio->stripe * st, st,
-					   rio->mem + (size_t)first * st);
 		}
+		if (bad)
+			__atomic_add_fetch(&r->scrub_bad, 1, __ATOMIC_RELAXED);
 	}
-	if (bad)
-		__atomic_add_fetch(&r->scrub_bad, 1, __ATOMIC_RELAXED);
 	batch_end(rio);
 }
 
@@ -386,8 +412,8 @@ static void mirror_scrub_read(struct raid_io *rio)
 	batch_begin(rio, mirror_scrub_check);
 	for (uint32_t i = 0; i < r->g.nmembers; i++)
 		if (rio_readable(rio, i))	/* not those that failed a read just now */
-			member_bio(rio, i, BIO_READ, rio->stripe * r->g.strip, r->g.strip,
-				   rio->mem + (size_t)i * r->g.strip);
+			member_bio(rio, i, BIO_READ, rows_moff(rio), rows_len(rio),
+				   rows_buf(rio, i));
 	batch_end(rio);
 }
 
@@ -395,8 +421,7 @@ static void mirror_scrub(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
 
-	rio->stripe = rio->bio->offset / ((uint64_t)r->g.strip * r->k);
-	if (rio_alloc_mem(rio, (size_t)r->g.nmembers * r->g.strip)) {
+	if (walk_rows_setup(rio, (size_t)r->g.nmembers * r->g.strip, 0)) {
 		rio_finish(rio, -ENOMEM);
 		return;
 	}
@@ -440,6 +465,7 @@ const struct raid_level_ops raid1_level = {
 	.submit_rw = mirror_submit_rw,
 	.submit_null = raid_submit_flush,
 	.rebuild = mirror_rebuild,
+	.walk_batch = RAID_BIO_REBUILD | RAID_BIO_RESYNC | RAID_BIO_SCRUB,
 	.resync = mirror_resync,
 	.scrub = mirror_scrub,
 };
@@ -451,6 +477,7 @@ const struct raid_level_ops raid10_level = {
 	.submit_rw = mirror_submit_rw,
 	.submit_null = raid_submit_flush,
 	.rebuild = mirror_rebuild,
+	.walk_batch = RAID_BIO_REBUILD | RAID_BIO_RESYNC | RAID_BIO_SCRUB,
 	.resync = mirror_resync,
 	.scrub = mirror_scrub,
 };

@@ -724,6 +724,10 @@ static void parity_row(struct raid_io *rio, raid_io_fn fn)
 
 static void parity_resync(struct raid_io *rio)
 {
+	if (walk_rows(rio) > 1) {
+		parity_check_rows(rio);		/* a batch: raid_parity_rows.c */
+		return;
+	}
 	parity_row(rio, resync_read);
 }
 
@@ -807,6 +811,10 @@ static void scrub_read(struct raid_io *rio)
 
 static void parity_scrub(struct raid_io *rio)
 {
+	if (walk_rows(rio) > 1) {
+		parity_check_rows(rio);		/* a batch: raid_parity_rows.c */
+		return;
+	}
 	parity_row(rio, scrub_read);
 }
 
@@ -848,7 +856,7 @@ const struct raid_level_ops raid5_level = {
 	.submit_rw = parity_submit_rw,
 	.submit_null = parity_flush,
 	.rebuild = parity_rebuild_rows,
-	.rebuild_batch = true,
+	.walk_batch = RAID_BIO_REBUILD | RAID_BIO_RESYNC | RAID_BIO_SCRUB,
 	.resync = parity_resync,
 	.scrub = parity_scrub,
 };
@@ -860,7 +868,7 @@ const struct raid_level_ops raid6_level = {
 	.submit_rw = parity_submit_rw,
 	.submit_null = parity_flush,
 	.rebuild = parity_rebuild_rows,
-	.rebuild_batch = true,
+	.walk_batch = RAID_BIO_REBUILD | RAID_BIO_RESYNC | RAID_BIO_SCRUB,
 	.resync = parity_resync,
 	.scrub = parity_scrub,
 };

@@ -14,9 +14,9 @@
  *
  * A job walks the rows (one strip on every member) through a private loop
  * and channel on the set: each RAID_BIO_REBUILD / RAID_BIO_SCRUB bio stands
- * for one row (a RAID 5/6 rebuild: a batch of rows, raid_parity_rows.c) and
- * holds the stripe lock of its rows while it reads and writes members
- * (raid_mirror.c, raid_parity_io.c), so foreground writes never interleave.
+ * for one row, or a batch of rows while the set has no foreground I/O
+ * (raid_mirror.c, raid_parity_rows.c), and holds the stripe lock of its rows
+ * while it reads and writes members, so foreground writes never interleave.
  * Between rows the walker paces itself:
  *  - rate limit (raid_set_rate, bytes per second per member): it sleeps
  *    until the bytes done so far are due;
@@ -122,14 +122,20 @@ static void yield_fg(struct raid *r, uint64_t row_ns, uint64_t *fg_seen)
 
 /* Bios in flight at once when the set has no foreground I/O (one while it
  * has): each holds the stripe locks of its rows, so they never overlap. At
- * most 32, and about 64 MiB of row buffers. A RAID 5/6 rebuild sends
- * WALK_BATCH bytes of rows per member in each bio (1 MiB: 16 rows of 64
- * KiB), at most WALK_BATCH_DEPTH of them in flight; other walks one row per
- * bio (a row reads, then writes, one strip per member). */
+ * most 32, and about 64 MiB of row buffers. A walk the level batches
+ * (walk_batch: rebuild, resync and scrub of RAID 1, 10, 5 and 6) sends
+ * WALK_BATCH bytes of rows per member in each bio (512 KiB: 8 rows of 64
+ * KiB), at most WALK_BATCH_DEPTH of them in flight; others one row per bio
+ * (a row reads, then writes, one strip per member). 512 KiB is 128 pages:
+ * a device that takes 128 segments per request (loop, virtio, many HBAs)
+ * never splits it. A split bio costs more than a second bio: io_uring
+ * first sends an O_DIRECT bio without waiting, the split refuses that
+ * (-EAGAIN) and the bio is sent again from an io-wq worker (and blk-throttle
+ * charges it twice: bench/README.md). */
 #define WALK_DEPTH	32
 #define WALK_MEM	(64u << 20)
-#define WALK_BATCH	(1u << 20)
-#define WALK_BATCH_DEPTH 8
+#define WALK_BATCH	(512u << 10)
+#define WALK_BATCH_DEPTH 16
 
 static void row_end(struct bio *bio, int status)
 {
@@ -227,8 +233,8 @@ static bool spare_waiting(struct raid *r)
 /*
  * Walk rows [from, rows) through a private loop and channel on the set: each
  * bio is a RAID_BIO_REBUILD (RESYNC, SCRUB) request for one row, or for a
- * batch of rows (a rebuild on a level with rebuild_batch while the set has
- * no foreground I/O), up to max_depth of them in flight, in a ring: a bio
+ * batch of rows (a walk the level batches, while the set has no foreground
+ * I/O), up to max_depth of them in flight, in a ring: a bio
  * that ended stays in it until the ones before it ended. With job: progress
  * in r->ji (rows done: every row below it is done), pacing, the rebuild
  * cursor saved, and a stop (raid_jobs_stop, close, a scrub cancelled) ends
@@ -251,9 +257,10 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 	bool closed = false;
 	int rc;
 
-	if (flag == RAID_BIO_REBUILD && r->lops->rebuild_batch) {
+	if (r->lops->walk_batch & flag) {
+		/* the rows of every member, and two strips of parity (resync, scrub) */
 		max_batch = MAX(WALK_BATCH / r->g.strip, 1u);
-		buf_len = (size_t)r->g.nmembers * max_batch * r->g.strip;
+		buf_len = ((size_t)r->g.nmembers * max_batch + 2) * r->g.strip;
 		max_depth = (unsigned)MIN((size_t)WALK_BATCH_DEPTH, WALK_MEM / buf_len);
 	} else {
 		max_depth = (unsigned)MIN((size_t)WALK_DEPTH, WALK_MEM / r->buf_max);
