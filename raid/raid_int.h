@@ -295,6 +295,8 @@ int rio_alloc_mem(struct raid_io *rio, size_t len);
 
 /* End the bio (releases the stripe lock and rio->mem). */
 void rio_finish(struct raid_io *rio, int status);
+/* batch end after rewriting read errors (raid_parity_io.c) */
+void rio_rewrite_done(struct raid_io *rio);
 
 /* FLUSH to every live member; for every level. */
 void raid_submit_flush(struct raid_io *rio);

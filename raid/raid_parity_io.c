@@ -216,11 +216,13 @@ static int alloc_bufs(struct raid_io *rio)
 	return 0;
 }
 
-static void rewrite_done(struct raid_io *rio)
+/* The end of a batch writing back what read errors lost: the read itself
+ * succeeded (a failed rewrite has failed its member); count the repairs. */
+void rio_rewrite_done(struct raid_io *rio)
 {
 	if (rio->nok)
 		__atomic_add_fetch(&rio->r->read_fixed, (uint64_t)rio->nok, __ATOMIC_RELAXED);
-	rio_finish(rio, 0);	/* the data was read; a failed rewrite failed the member */
+	rio_finish(rio, 0);
 }
 
 /* Read errors: write the rebuilt columns back (still under the lock). */
@@ -228,7 +230,7 @@ static void rewrite_bad(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
 
-	batch_begin(rio, rewrite_done);
+	batch_begin(rio, rio_rewrite_done);
 	for (uint32_t c = 0; c < r->k + r->np; c++)
 		if (!(rio->readmask & (1ull << c)) && (rio->bad & (1u << rio->cols[c])) &&
 		    raid_alive(r, rio->cols[c]))

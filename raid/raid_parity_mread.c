@@ -196,19 +196,12 @@ static uint8_t *mbuf(struct raid_io *rio, uint32_t m, uint32_t i)
 	return rio->mem + ((size_t)m * rio->rows + i) * rio->r->g.strip;
 }
 
-static void rewrite_done(struct raid_io *rio)
-{
-	if (rio->nok)
-		__atomic_add_fetch(&rio->r->read_fixed, (uint64_t)rio->nok, __ATOMIC_RELAXED);
-	rio_finish(rio, 0);	/* the data was read; a failed rewrite failed the member */
-}
-
 /* Read errors: the rows of those members, rebuilt, written back. */
 static void rewrite_bad(struct raid_io *rio)
 {
 	struct raid *r = rio->r;
 
-	batch_begin(rio, rewrite_done);
+	batch_begin(rio, rio_rewrite_done);
 	for (uint32_t m = 0; m < r->g.nmembers; m++)
 		if ((rio->bad & (1u << m)) && !(rio->readmask & (1ull << m)) && raid_alive(r, m))
 			member_bio(rio, m, BIO_WRITE, rio->stripe * r->g.strip,
