@@ -45,6 +45,7 @@ struct file_dev {
 	void		*zeroes;	/* ZERO_BUF read-only zero bytes, for zero-writing fallbacks */
 	int		no_punch;	/* atomic: FALLOC_FL_PUNCH_HOLE unsupported */
 	int		no_zero_range;	/* atomic: FALLOC_FL_ZERO_RANGE unsupported */
+	bool		mem_fs;		/* uring: a file on tmpfs/ramfs, small I/O done inline */
 };
 
 #define BOUNCE_MIN_SHIFT	12	/* 4 KiB */
