@@ -21,8 +21,9 @@
  * them to an io-wq worker thread, a thread hand-off, a wake-up and two
  * context switches per I/O for what is a copy from or to the page cache.
  * There, reads and writes up to URING_INLINE_MAX are done at once with
- * preadv2/pwritev2 on the loop's thread, and the bios end from a deferred
- * task of the channel (never inside submit). Larger ones still go to the
+ * preadv2/pwritev2 on the loop's thread, flushes with fdatasync (which has
+ * nothing to write back there), and the bios end from a deferred task of
+ * the channel (never inside submit). Larger ones still go to the
  * ring, where io-wq copies them beside the loop. Such a read or write can
  * only block on memory: swapping tmpfs pages in, or reclaim for a write.
  */
@@ -208,15 +209,20 @@ static void uring_inl_task(struct ev_task *t)
 
 static bool uring_inline(const struct file_dev *f, const struct bio *bio)
 {
-	return f->mem_fs && (bio->op == BIO_READ || bio->op == BIO_WRITE) &&
-	       bio->len <= URING_INLINE_MAX;
+	if (!f->mem_fs)
+		return false;
+	return bio->op == BIO_FLUSH ||
+	       ((bio->op == BIO_READ || bio->op == BIO_WRITE) && bio->len <= URING_INLINE_MAX);
 }
 
 static void uring_do_inline(struct uring_io *u)
 {
 	struct uring_chan *uc = container_of(u->io.fc, struct uring_chan, fc);
 
-	u->io.res = file_sync_rw(u->io.fc->fd, &u->io);
+	if (u->io.bio->op == BIO_FLUSH)
+		u->io.res = file_sync_flush(u->io.fc->fd);	/* nothing to write back */
+	else
+		u->io.res = file_sync_rw(u->io.fc->fd, &u->io);
 	list_add_tail(&u->io.bio->link, &uc->inl_done);
 	ev_defer(uc->fc.loop, &uc->inl_task, uring_inl_task);
 }

@@ -1093,9 +1093,9 @@ START_TEST(test_buffered_and_tmpfs)
 END_TEST
 
 /*
- * On tmpfs, uring reads and writes of up to 64 KiB are done at once on the
- * loop's thread (io_uring would hand each to an io-wq worker): no SQE is
- * taken for them, larger ones and flushes still go to the ring, and every
+ * On tmpfs, uring reads and writes of up to 64 KiB and flushes are done at
+ * once on the loop's thread (io_uring would hand each to an io-wq worker):
+ * no SQE is taken for them, larger ones still go to the ring, and every
  * bio still ends after its submit returned, with the right data.
  */
 START_TEST(test_tmpfs_inline)
@@ -1117,6 +1117,11 @@ START_TEST(test_tmpfs_inline)
 	}
 	ck_assert_uint_eq(T.pending, 64);	/* and none ended inside submit */
 	wait_all();
+	ck_assert_int_eq(submit(BIO_FLUSH, 0, NULL, 0, 0, 0, &big), 0);
+	ck_assert_uint_eq(ev_inflight(T.loop), 0);	/* flushes too */
+	wait_all();
+	ck_assert_int_eq(big.ends, 1);
+	ck_assert_int_eq(big.status, 0);
 	memset(ops, 0, sizeof(ops));
 	for (int i = 0; i < 64; i++) {
 		uint64_t off = (uint64_t)i * 16384 + (T.bd->block_size == 512 ? 512 : 0);
