@@ -589,6 +589,16 @@ static json_t *pool_info(struct pool *p, bool detail)
 	return o;
 }
 
+/* d is among the first n names of the JSON array a (already checked to be
+ * strings) */
+static bool name_among(json_t *a, size_t n, const char *d)
+{
+	for (size_t k = 0; k < n; k++)
+		if (!strcmp(json_string_value(json_array_get(a, k)), d))
+			return true;
+	return false;
+}
+
 /* Disk `d`, free to join a pool (as a member or a spare), or NULL with err set. */
 static struct blkdev *free_disk(const char *d, struct rpc_err *err)
 {
@@ -687,10 +697,9 @@ static json_t *pool_create(json_t *params, void *arg, struct rpc_err *err)
 		if (!d)
 			return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'members' must "
 					 "be disk names");
-		for (size_t k = 0; k < i; k++)
-			if (!strcmp(json_string_value(json_array_get(members, k)), d))
-				return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk '%.64s' "
-						 "is given twice", d);
+		if (name_among(members, i, d))
+			return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk '%.64s' is "
+					 "given twice", d);
 		bds[i] = free_disk(d, err);
 		if (!bds[i])
 			return NULL;
@@ -711,14 +720,12 @@ static json_t *pool_create(json_t *params, void *arg, struct rpc_err *err)
 		if (!d)
 			return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: 'spares' must "
 					 "be disk names");
-		for (size_t k = 0; k < n; k++)
-			if (!strcmp(json_string_value(json_array_get(members, k)), d))
-				return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk "
-						 "'%.64s' is a member and a spare", d);
-		for (size_t k = 0; k < i; k++)
-			if (!strcmp(json_string_value(json_array_get(spares, k)), d))
-				return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk "
-						 "'%.64s' is given twice", d);
+		if (name_among(members, n, d))
+			return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk '%.64s' is "
+					 "a member and a spare", d);
+		if (name_among(spares, i, d))
+			return rpc_error(err, RPC_INVALID_PARAMS, "invalid params: disk '%.64s' is "
+					 "given twice", d);
 		sbds[nsp] = free_disk(d, err);
 		if (!sbds[nsp])
 			return NULL;

@@ -152,11 +152,10 @@ fuse_down() {
 		return 1
 	fi
 	for ((i = 0; i < T_TIMEOUT * 10; i++)); do
-		t_alive "$NBDFUSE_PID" || break
-		[ "$(ps -o stat= -p "$NBDFUSE_PID" 2>/dev/null | cut -c1)" = Z ] && break
+		t_running "$NBDFUSE_PID" || break
 		sleep 0.1
 	done
-	if t_alive "$NBDFUSE_PID" && [ "$(ps -o stat= -p "$NBDFUSE_PID" 2>/dev/null | cut -c1)" != Z ]; then
+	if t_running "$NBDFUSE_PID"; then
 		diag "nbdfuse $NBDFUSE_PID still running after fusermount3 -u"
 		return 1
 	fi

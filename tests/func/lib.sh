@@ -70,6 +70,16 @@ check_grep() {
 # ---- processes ----
 t_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
+# t_running PID: the process exists and is not a zombie. One look at ps, not
+# kill -0 and then ps: bash may reap an exited child between the two (when it
+# forks the $(...)), and an empty ps line must read as gone, not as running.
+t_running() {
+	local st
+	[ -n "${1:-}" ] || return 1
+	st=$(ps -o stat= -p "$1" 2>/dev/null)
+	[ -n "$st" ] && [ "${st:0:1}" != Z ]
+}
+
 # t_bg LOG CMD...: start CMD in the background with stdout+stderr to LOG;
 # sets T_BG_PID and remembers it for cleanup.
 t_bg() {
@@ -86,12 +96,10 @@ t_kill() {
 	t_alive "$pid" || { wait "$pid" 2>/dev/null; T_KILL_RC=$?; return 0; }
 	kill -TERM "$pid" 2>/dev/null
 	for ((i = 0; i < t * 10; i++)); do
-		t_alive "$pid" || break
-		# a zombie of ours still answers kill -0: reap it
-		if [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" = Z ]; then break; fi
+		t_running "$pid" || break
 		sleep 0.1
 	done
-	if t_alive "$pid" && [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" != Z ]; then
+	if t_running "$pid"; then
 		kill -KILL "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
 		T_KILL_RC=137

@@ -44,7 +44,7 @@ verify_all() {
 
 sand_start --reactors 2 || { not_ok "sand starts"; t_done; }
 ok "sand starts"
-for d in a b c d e f g; do
+for d in a b c d e f g h; do
 	check "disk add $d" volctl disk add $d "$T_TMP/$d.img" --size 24M
 done
 check "pool create --raid 5 with a spare" volctl pool create p --raid 5 --strip 16K --spare e a b c d
@@ -53,6 +53,13 @@ show
 check_grep "pool show lists the spare" "^spare +e$" "$T_TMP/show"
 check_rc "a spare is in use by the pool" 1 volctl pool create q --raid 1 e f
 check_grep "... says so" "in use by pool 'p'" "$T_TMP/check.out"
+check_rc "a disk given twice is refused" 1 volctl pool create q --raid 1 f f
+check_grep "... says so" "disk 'f' is given twice" "$T_TMP/check.out"
+check_rc "a spare given twice is refused" 1 volctl pool create q --raid 1 --spare h --spare h f g
+check_grep "... says so" "disk 'h' is given twice" "$T_TMP/check.out"
+check_rc "a disk both member and spare is refused" 1 volctl pool create q --raid 1 --spare f f g
+check_grep "... says so" "disk 'f' is a member and a spare" "$T_TMP/check.out"
+check_fail "... and no pool q was made" volctl pool show q
 check "vol create v" volctl vol create v --pool p --size 24M
 check "nbd listen" volctl nbd listen 127.0.0.1:$port
 check "export nbd v" volctl export nbd v

@@ -17,28 +17,20 @@
 #define BS		512u
 #define NB		(DEV_SIZE / BS)
 
-static struct ev_loop *loop;
-static struct blkdev *mem;
-static struct blkchan *ch;
-static struct scsi_lu lu;
-static struct scsi_cmd cmd;
-static bool done;
-static uint8_t buf[2 << 20];
+#define ENV_BUF_SIZE	(2u << 20)
+#include "scsi_env.h"
+
 static const uint64_t luns[] = { 0, 0x0001000000000000ull };
 
 static const uint8_t uuid[16] = { 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0,
 				  1, 2, 3, 4, 5, 6, 7, 8 };
 
-static void on_done(struct scsi_cmd *c)
-{
-	ck_assert_ptr_eq(c, &cmd);
-	done = true;
-}
-
 static void setup_dev(struct blkdev *bd)
 {
 	ck_assert_int_eq(blk_chan_open(bd, loop, &ch), 0);
 	scsi_lu_init(&lu, bd, uuid, false);
+	env_luns = luns;
+	env_nluns = 2;
 }
 
 static void setup(void)
@@ -48,49 +40,7 @@ static void setup(void)
 	setup_dev(mem);
 }
 
-static void teardown(void)
-{
-	blk_chan_close(ch, NULL, NULL);
-	for (int i = 0; i < 100 && ev_inflight(loop); i++)
-		ev_run_once(loop, 10);
-	ck_assert_int_eq(blkdev_close(mem), 0);
-	ev_loop_free(loop);
-}
-
-/* Run one CDB with buf_len bytes of buffer; returns the status. */
-static int run(const uint8_t *cdb, unsigned cdb_len, uint32_t buf_len)
-{
-	memset(&cmd, 0, sizeof(cmd));
-	memcpy(cmd.cdb, cdb, cdb_len);
-	cmd.lu = &lu;
-	cmd.ch = ch;
-	cmd.buf = buf;
-	cmd.buf_len = buf_len;
-	cmd.luns = luns;
-	cmd.nluns = 2;
-	cmd.done = on_done;
-	done = false;
-	if (scsi_exec(&cmd) == SCSI_PENDING) {
-		ck_assert(!done);	/* never inside scsi_exec */
-		for (int i = 0; i < 10000 && !done; i++)
-			ev_run_once(loop, 10);
-		ck_assert(done);
-	} else {
-		ck_assert(!done);
-	}
-	return cmd.status;
-}
-
-#define RUN(len, ...) ({ const uint8_t _c[] = { __VA_ARGS__ }; run(_c, sizeof(_c), len); })
-
-static void expect_sense(uint8_t key, uint16_t asc)
-{
-	ck_assert_int_eq(cmd.status, SCSI_STATUS_CHECK_CONDITION);
-	ck_assert_int_eq(cmd.sense_len, 18);
-	ck_assert_int_eq(cmd.sense[0] & 0x7f, 0x70);
-	ck_assert_int_eq(cmd.sense[2], key);
-	ck_assert_int_eq(cmd.sense[12] << 8 | cmd.sense[13], asc);
-}
+static void teardown(void) { env_teardown(); }
 
 /* how many of the first len bytes of p are v (one assertion per buffer:
  * Check reports every assertion to its parent) */

@@ -23,21 +23,12 @@
 #define NB		(VOLSZ / BS)
 #define CB		(CHUNK / BS)	/* blocks per chunk */
 
-static struct ev_loop *loop;
-static struct blkdev *mem, *vol;
-static struct thin_pool *pool;
-static struct blkchan *ch;
-static struct scsi_lu lu;
-static struct scsi_cmd cmd;
-static bool done;
-static uint8_t buf[64 * 1024];
-static const uint8_t uuid[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
+#define ENV_BUF_SIZE	(64u * 1024)
+#include "scsi_env.h"
 
-static void on_done(struct scsi_cmd *c)
-{
-	ck_assert_ptr_eq(c, &cmd);
-	done = true;
-}
+static struct blkdev *vol;
+static struct thin_pool *pool;
+static const uint8_t uuid[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
 
 static void setup(void)
 {
@@ -63,28 +54,6 @@ static void teardown(void)
 	ck_assert_int_eq(thin_pool_close(pool), 0);
 	ck_assert_int_eq(blkdev_close(mem), 0);
 	ev_loop_free(loop);
-}
-
-static int run(const uint8_t *cdb, unsigned cdb_len, uint32_t buf_len)
-{
-	memset(&cmd, 0, sizeof(cmd));
-	memcpy(cmd.cdb, cdb, cdb_len);
-	cmd.lu = &lu;
-	cmd.ch = ch;
-	cmd.buf = buf;
-	cmd.buf_len = buf_len;
-	cmd.nexus = 1;
-	cmd.done = on_done;
-	done = false;
-	if (scsi_exec(&cmd) == SCSI_PENDING) {
-		ck_assert(!done);
-		for (int i = 0; i < 10000 && !done; i++)
-			ev_run_once(loop, 10);
-		ck_assert(done);
-	} else {
-		ck_assert(!done);
-	}
-	return cmd.status;
 }
 
 /* GET LBA STATUS from lba with allocation length alloc */
@@ -113,13 +82,6 @@ static unsigned ndesc(void)
 	ck_assert_uint_ge(cmd.xfer_len, 8);
 	ck_assert_uint_eq((get_be32(buf) - 4) % 16, 0);
 	return (get_be32(buf) - 4) / 16;
-}
-
-static void expect_sense(uint8_t key, uint16_t asc)
-{
-	ck_assert_int_eq(cmd.status, SCSI_STATUS_CHECK_CONDITION);
-	ck_assert_int_eq(cmd.sense[2], key);
-	ck_assert_int_eq(cmd.sense[12] << 8 | cmd.sense[13], asc);
 }
 
 static void write_blocks(uint64_t lba, uint32_t n)

@@ -17,52 +17,16 @@
 #define BS		512u
 #define NB		(DEV_SIZE / BS)
 
-static struct ev_loop *loop;
+#define ENV_BUF_SIZE	4096u
+#include "scsi_env.h"
+
 static struct blkdev *m1, *m2;
-static struct blkchan *ch;
-static struct scsi_lu lu1, lu2, lu3;	/* lu3: m2, read-only */
-static struct scsi_cmd cmd;
-static bool done;
-static uint8_t buf[4096];
+static struct scsi_lu lu2, lu3;	/* lu (the env's, commands go there): m1; lu3: m2, read-only */
 static uint8_t *model1, *model2;
 
 static const uint8_t uuid1[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1 };
 static const uint8_t uuid2[16] = { 2, 2, 2, 2, 2, 2, 2, 2, 2 };
 static const uint8_t uuid3[16] = { 3, 3, 3, 3, 3, 3, 3, 3, 3 };
-
-static void on_done(struct scsi_cmd *c)
-{
-	done = true;
-}
-
-static int run(const uint8_t *cdb, uint32_t buf_len)
-{
-	memset(&cmd, 0, sizeof(cmd));
-	memcpy(cmd.cdb, cdb, 16);
-	cmd.lu = &lu1;
-	cmd.ch = ch;
-	cmd.buf = buf;
-	cmd.buf_len = buf_len;
-	cmd.nexus = 1;
-	cmd.done = on_done;
-	done = false;
-	if (scsi_exec(&cmd) == SCSI_PENDING) {
-		ck_assert(!done);
-		for (int i = 0; i < 100000 && !done; i++)
-			ev_run_once(loop, 10);
-		ck_assert(done);
-	} else {
-		ck_assert(!done);
-	}
-	return cmd.status;
-}
-
-static void expect_sense(uint8_t key, uint16_t asc)
-{
-	ck_assert_int_eq(cmd.status, SCSI_STATUS_CHECK_CONDITION);
-	ck_assert_int_eq(cmd.sense[2], key);
-	ck_assert_int_eq(cmd.sense[12] << 8 | cmd.sense[13], asc);
-}
 
 static void fill(struct blkdev *bd, uint8_t *model, unsigned seed)
 {
@@ -88,10 +52,10 @@ static void setup(void)
 	ck_assert_int_eq(blk_mem_create("x1", DEV_SIZE, BS, &m1), 0);
 	ck_assert_int_eq(blk_mem_create("x2", DEV_SIZE, BS, &m2), 0);
 	ck_assert_int_eq(blk_chan_open(m1, loop, &ch), 0);
-	scsi_lu_init(&lu1, m1, uuid1, false);
+	scsi_lu_init(&lu, m1, uuid1, false);
 	scsi_lu_init(&lu2, m2, uuid2, false);
 	scsi_lu_init(&lu3, m2, uuid3, true);
-	ck_assert_int_eq(scsi_xcopy_register(&lu1), 0);
+	ck_assert_int_eq(scsi_xcopy_register(&lu), 0);
 	ck_assert_int_eq(scsi_xcopy_register(&lu2), 0);
 	ck_assert_int_eq(scsi_xcopy_register(&lu3), 0);
 	model1 = malloc(DEV_SIZE);
@@ -102,7 +66,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	scsi_xcopy_unregister(&lu1);
+	scsi_xcopy_unregister(&lu);
 	scsi_xcopy_unregister(&lu2);
 	scsi_xcopy_unregister(&lu3);
 	blk_chan_close(ch, NULL, NULL);
@@ -153,13 +117,13 @@ static int xcopy(uint32_t len)
 	uint8_t c[16] = { 0x83 };
 
 	put_be32(c + 10, len);
-	return run(c, len);
+	return run(c, 16, len);
 }
 
 START_TEST(copy_within_and_between)
 {
-	struct scsi_lu *lus[] = { &lu1, &lu2 };
-	/* within lu1: overlapping up (backwards), then down; lu1 -> lu2 */
+	struct scsi_lu *lus[] = { &lu, &lu2 };
+	/* within lu: overlapping up (backwards), then down; lu -> lu2 */
 	const struct seg s[] = {
 		{ 0, 0, 5000, 100, 1100 },
 		{ 0, 0, 3000, 9000, 8000 },
@@ -177,18 +141,18 @@ START_TEST(copy_within_and_between)
 	compare(m2, model2);
 	/* the status held under list id 9 */
 	put_be32(c + 10, 64);
-	ck_assert_int_eq(run(c, 64), SCSI_STATUS_GOOD);
+	ck_assert_int_eq(run(c, 16, 64), SCSI_STATUS_GOOD);
 	ck_assert_uint_eq(cmd.xfer_len, 12);
 	ck_assert_int_eq(buf[4], 1);
 	ck_assert_int_eq(get_be16(buf + 5), 4);
 	ck_assert_uint_eq(get_be32(buf + 8), (5000 + 3000 + 8000 + 7) * BS);
 	/* none under another list id */
 	c[2] = 10;
-	run(c, 64);
+	run(c, 16, 64);
 	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
 	/* OPERATING PARAMETERS */
 	c[1] = 0x03;
-	ck_assert_int_eq(run(c, 64), SCSI_STATUS_GOOD);
+	ck_assert_int_eq(run(c, 16, 64), SCSI_STATUS_GOOD);
 	ck_assert_int_eq(get_be16(buf + 8), XCOPY_MAX_TGT_DESC);
 	ck_assert_int_eq(get_be16(buf + 10), XCOPY_MAX_SEG_DESC);
 }
@@ -201,7 +165,7 @@ START_TEST(bad_lists)
 	uint32_t len;
 
 	for (unsigned i = 0; i <= XCOPY_MAX_TGT_DESC; i++)
-		lus[i] = &lu1;
+		lus[i] = &lu;
 	for (unsigned i = 1; i <= XCOPY_MAX_SEG_DESC; i++)
 		s[i] = s[0];
 	/* an empty list: nothing to do */
