@@ -251,6 +251,7 @@ static const struct blkdev_ops aio_ops = {
 	.chan_create = aio_chan_create,
 	.chan_destroy = aio_chan_destroy,
 	.submit = aio_submit,
+	.map_read = file_map_read,
 };
 
 int aio_dev_init(struct file_dev *f, const struct blk_file_opts *o)

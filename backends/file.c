@@ -27,6 +27,7 @@
 #include <liburing.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include "sand/blkdev.h"
@@ -522,8 +524,48 @@ bool file_supports(struct blkdev *bd, enum bio_op op)
 	return op < BIO_OP_MAX;
 }
 
+/*
+ * Mapped reads (blkdev.h, blk_map_read): the whole file mapped read-only
+ * and shared, once, on first use; the mapping lives until the device
+ * closes, so a map needs no pin of its own. Only for regular files opened
+ * buffered, or on tmpfs: with O_DIRECT the page cache is not what the disk
+ * holds (and a real disk keeps the bio path), except on tmpfs, where the
+ * page cache is the storage and O_DIRECT I/O goes through it too. Not for
+ * block devices (their size could change under the mapping). Pages past a truncated end or with an I/O error are
+ * the caller's -EFAULT from sendmsg (it never touches them itself).
+ */
+int file_map_read(struct blkdev *bd, uint64_t offset, uint64_t len, struct blk_map *m)
+{
+	struct file_dev *f = container_of(bd, struct file_dev, bd);
+	void *map = __atomic_load_n(&f->map, __ATOMIC_ACQUIRE);
+
+	if ((bd->direct && !f->page_cache) || !f->is_reg || bd->size > SIZE_MAX)
+		return -EAGAIN;
+	if (!map) {
+		void *want = NULL;
+
+		map = mmap(NULL, (size_t)bd->size, PROT_READ, MAP_SHARED, f->fd, 0);
+		if (!__atomic_compare_exchange_n(&f->map, &want, map, false, __ATOMIC_ACQ_REL,
+						 __ATOMIC_ACQUIRE)) {
+			if (map != MAP_FAILED)
+				munmap(map, (size_t)bd->size);
+			map = want;	/* another thread's */
+		} else if (map == MAP_FAILED) {
+			LOG_INFO(LS_BLK, "%s: cannot map %s: %s; reads go through bios", bd->name,
+				 bd->path, strerror(errno));
+		}
+	}
+	if (map == MAP_FAILED)
+		return -EAGAIN;
+	m->addr = (const uint8_t *)map + offset;
+	m->len = len;
+	return 0;
+}
+
 void file_dev_close(struct file_dev *f)
 {
+	if (f->map && f->map != MAP_FAILED)
+		munmap(f->map, (size_t)f->bd.size);
 	file_wq_stop(&f->wq);
 	if (f->fd >= 0)
 		close(f->fd);
@@ -659,6 +701,10 @@ int blk_file_open(const char *name, const char *path, const struct blk_file_opts
 			lbs = (uint32_t)ssz;
 		bs = o->block_size ? o->block_size : lbs;
 	} else if (S_ISREG(st.st_mode)) {
+		struct statfs sfs;
+
+		f->is_reg = true;
+		f->page_cache = fstatfs(f->fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC;
 		bs = o->block_size ? o->block_size : 512;
 		if (st.st_size == 0 && o->create_size && !o->readonly) {
 			if (o->create_size % bs) {

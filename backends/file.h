@@ -45,6 +45,11 @@ struct file_dev {
 	void		*zeroes;	/* ZERO_BUF read-only zero bytes, for zero-writing fallbacks */
 	int		no_punch;	/* atomic: FALLOC_FL_PUNCH_HOLE unsupported */
 	int		no_zero_range;	/* atomic: FALLOC_FL_ZERO_RANGE unsupported */
+	void		*map;		/* atomic: the read-only mapping of a buffered regular
+					 * file for map_read, made on first use (MAP_FAILED: none) */
+	bool		is_reg;
+	bool		page_cache;	/* the page cache is the storage (tmpfs): mapped
+					 * reads are exact even with O_DIRECT */
 	bool		mem_fs;		/* uring: a file on tmpfs/ramfs, small I/O done inline */
 };
 
@@ -118,6 +123,8 @@ static inline void iov_advance(const struct iovec *iov, int cnt, int *idx, size_
 
 /* ---- file.c ---- */
 bool file_supports(struct blkdev *bd, enum bio_op op);
+/* ops->map_read of the file backends: buffered regular files only. */
+int file_map_read(struct blkdev *bd, uint64_t offset, uint64_t len, struct blk_map *m);
 void file_dev_close(struct file_dev *f);
 
 /* Channel head: the eventfd for worker completions on ch->loop. */

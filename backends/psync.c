@@ -76,6 +76,7 @@ static const struct blkdev_ops psync_ops = {
 	.chan_create = psync_chan_create,
 	.chan_destroy = psync_chan_destroy,
 	.submit = psync_submit,
+	.map_read = file_map_read,
 };
 
 int psync_dev_init(struct file_dev *f, const struct blk_file_opts *o)

@@ -263,6 +263,7 @@ static const struct blkdev_ops uring_ops = {
 	.chan_create = uring_chan_create,
 	.chan_destroy = uring_chan_destroy,
 	.submit = uring_submit,
+	.map_read = file_map_read,
 };
 
 int uring_dev_init(struct file_dev *f, const struct blk_file_opts *o)

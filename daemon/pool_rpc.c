@@ -1916,7 +1916,7 @@ static int pool_bring_up(struct pool *p)
 			 missing);
 		return -ENODEV;
 	}
-	rc = raid_assemble(bds, n, &p->raid);
+	rc = raid_assemble_rate(bds, n, p->rate, &p->raid);
 	if (rc) {
 		p->raid = NULL;
 		if (rc == -ENODEV)
@@ -1927,7 +1927,6 @@ static int pool_bring_up(struct pool *p)
 				 "log)", strerror(-rc));
 		return rc;
 	}
-	raid_set_rate(p->raid, p->rate);
 	for (uint32_t i = 0; i < nspare && p->level != 0; i++) {
 		int e = raid_spare_add(p->raid, spare[i]);
 

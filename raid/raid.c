@@ -94,7 +94,8 @@ static int persist_sb(struct raid *r, bool quiet);
  * the write-intent bitmap keeps every region written from then on (it is
  * not swept while the set is degraded: raid_bitmap.c). Only a member that
  * held all the data when it left (not one half rebuilt) may come back
- * partially (raid_readd_check). A member active again forgets it.
+ * partially (raid_readd_check). A member active again forgets it. With
+ * room in the bitmap, the slot gets an image of its own (raid_bitmap.c).
  */
 static void slot_track_left(struct raid *r, uint32_t i)
 {
@@ -104,11 +105,18 @@ static void slot_track_left(struct raid *r, uint32_t i)
 	case RAID_MEMBER_ACTIVE:
 		m->left_gen = 0;
 		m->flags = 0;
+		if (r->sb.bitmap_away[i]) {
+			bitmap_slot_back(r, i);
+			r->sb.bitmap_away[i] = 0;
+		}
 		break;
 	case RAID_MEMBER_FAILED:
 		if (!m->left_gen && !(m->flags & (RAID_SLOT_INCOMPLETE | RAID_SLOT_PARTIAL)) &&
-		    r->bm)
+		    r->bm) {
 			m->left_gen = r->sb.generation;
+			/* its own bitmap image, on disk before these superblocks */
+			r->sb.bitmap_away[i] = (uint8_t)bitmap_slot_left(r, i);
+		}
 		break;
 	default:
 		break;
@@ -894,6 +902,23 @@ static void raid_close(struct blkdev *bd)
 	raid_free(r);
 }
 
+/*
+ * Mapped reads (blk_map_read) of the one layout that is a plain map: RAID 0
+ * with one member (a one-disk pool), block b at the member's data_offset +
+ * b. A level 0 slot never takes another device while the set is open (no
+ * spare, no replace), and the member closes only with the set, so nothing
+ * needs pinning here. Every other layout reads through bios (-EAGAIN).
+ */
+static int raid_map_read(struct blkdev *bd, uint64_t offset, uint64_t len, struct blk_map *m)
+{
+	struct raid *r = to_raid(bd);
+
+	if (r->g.level != RAID_LEVEL_0 || r->g.nmembers != 1 || !raid_alive(r, 0) ||
+	    !r->members[0])
+		return -EAGAIN;
+	return blk_map_lower(r->members[0], r->data_offset + offset, len, m) ? -EAGAIN : 0;
+}
+
 static const struct blkdev_ops raid_ops = {
 	.name = "raid",
 	.bio_ctx_size = sizeof(struct raid_io),
@@ -902,6 +927,7 @@ static const struct blkdev_ops raid_ops = {
 	.chan_create = raid_chan_create,
 	.chan_destroy = raid_chan_destroy,
 	.submit = raid_submit,
+	.map_read = raid_map_read,
 };
 
 int raid_member_state(struct blkdev *bd, uint32_t i)
@@ -959,8 +985,9 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 	r->lops = level_ops(sb->geom.level);
 	r->g = sb->geom;
 	r->sb = *sb;
-	/* 1.2 -> 1.3 in place: 1.3 only adds fields in bytes 1.2 keeps zero */
-	if (r->sb.major == 1 && r->sb.minor == 2)
+	/* 1.2, 1.3 -> 1.4 in place: each only adds fields in bytes the one
+	 * before keeps zero */
+	if (r->sb.major == 1 && (r->sb.minor == 2 || r->sb.minor == 3))
 		r->sb.minor = RAID_SB_MINOR;
 	r->k = raid_data_cols(&r->g);
 	r->np = r->g.level == RAID_LEVEL_5 ? 1 : r->g.level == RAID_LEVEL_6 ? 2 : 0;
@@ -1015,6 +1042,11 @@ static int raid_open(const char *name, const struct raid_sb *sb,
 		raid_free(r);
 		return rc;
 	}
+	/* 1.2, 1.3 -> 1.4: the hot image is kept from now on (the superblocks
+	 * say so at the next persist; the image on disk is only trusted after
+	 * a crash of a set whose superblocks said so, raid_bitmap.c) */
+	if (bitmap_hot(r))
+		r->sb.bitmap_flags |= RAID_BM_HOT;
 	rc = pthread_create(&r->worker, NULL, persist_worker, r);
 	if (rc) {
 		raid_free(r);
@@ -1078,8 +1110,10 @@ int raid_create(const char *name, enum raid_level level, struct blkdev **members
 	if (raid_redundancy(&sb.geom) && !o->no_bitmap) {
 		sb.bitmap_offset = RAID_BITMAP_OFFSET;
 		sb.bitmap_size = RAID_PPL_OFFSET - RAID_BITMAP_OFFSET;
+		/* room for two images (RAID_BM_HOT) */
 		sb.bitmap_region = bitmap_region_size(o->bitmap_region, sb.geom.strip,
-						      sb.geom.member_size, sb.bitmap_size);
+						      sb.geom.member_size, sb.bitmap_size / 2);
+		sb.bitmap_flags = RAID_BM_HOT;
 		rc = bitmap_format(members, n, sb.bitmap_offset, sb.bitmap_size);
 		if (rc) {
 			LOG_ERR(LS_RAID, "%s: cannot clear the bitmap: %s", name, strerror(-rc));
@@ -1116,6 +1150,12 @@ int raid_create(const char *name, enum raid_level level, struct blkdev **members
 }
 
 int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
+{
+	return raid_assemble_rate(members, n, 0, out);
+}
+
+int raid_assemble_rate(struct blkdev **members, uint32_t n, uint64_t rate,
+		       struct blkdev **out)
 {
 	struct raid_sb *sbs, *best = NULL;
 	struct blkdev *slots[RAID_MAX_MEMBERS] = { NULL };
@@ -1274,6 +1314,8 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 			if (!rc)
 				rc = raid_walk_rows(r, RAID_BIO_RESYNC, 0, false);
 			if (!rc)
+				rc = raid_rebuild_recover(r);	/* a rebuild's cursor */
+			if (!rc)
 				rc = bitmap_reset(r);
 			if (!rc)
 				rc = raid_persist(r);	/* the new log epoch */
@@ -1310,6 +1352,9 @@ int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out)
 		}
 	}
 	if (!rc) {
+		/* the rate before the job thread: a resumed rebuild or scrub
+		 * never runs a moment unthrottled */
+		to_raid(*out)->rate = rate;
 		rc = raid_jobs_init(to_raid(*out));	/* resumes a rebuild */
 		if (rc) {
 			blkdev_close(*out);

@@ -23,6 +23,30 @@
  *
  * A torn bitmap write leaves each 512-byte sector old or new; both hold
  * every bit that was already set, so no copy or checksum is needed.
+ *
+ * Two images (RAID_BM_HOT, 1.4). While the set is degraded the bits above
+ * are never cleared: they also say where a member that left missed writes.
+ * So a set created (or assembled) by this version keeps a second image
+ * right after the first, the "hot" bits: set with the first (one write),
+ * and cleared by every sweep of an idle region, degraded or not. After a
+ * crash, only the hot regions can hold torn writes: they are the ones
+ * resynchronized, and the rows below a rebuild's cursor in them are rebuilt
+ * again on the member being rebuilt (raid_rebuild.c), so that the cursor
+ * (and a partial rebuild) survives the crash. The first image keeps its
+ * meaning, so older code reading a 1.4 set loses nothing; it writes the
+ * superblock's bitmap_flags zero, and the next assembly by this version
+ * takes the first image as the hot one again (raid_open: the upgrade).
+ *
+ * Away images (1.4): with two members away (RAID 6, or mirrors), the first
+ * image holds what either missed. So when a slot leaves (its left_gen is
+ * recorded, raid.c), it gets an image of its own after the hot one, if the
+ * area has room (at most RAID_BM_AWAY_MAX): it starts as the hot bits (the
+ * writes that may have been in flight when it left), is written to every
+ * member before the superblocks name it (raid_sb.bitmap_away), and every
+ * later write sets its region's bit there too (in the same bitmap write),
+ * never cleared by a sweep. The slot's partial rebuild then walks only its
+ * own image's regions. The image is given back once the slot is active
+ * again or taken by a new disk. Without room, the first image serves.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -52,6 +76,21 @@ struct raid_bitmap {
 	uint32_t	*inflight;
 	uint8_t		*resync;	/* at assembly: the OR of the members' bitmaps */
 	uint8_t		*partial;	/* a member re-added: the regions it missed */
+	uint64_t	partial_below;	/* rows from this one on are not in it */
+	/* RAID_BM_HOT: the second image, the write-intent bits proper */
+	bool		hot;
+	bool		hot_disk;	/* the superblocks said so at assembly */
+	uint8_t		*himg;
+	uint8_t		*hstate;	/* per region, as state */
+	uint64_t	wlen;		/* bytes written: one image, or all */
+	uint32_t	nosweep;	/* bitmap_sweep_hold */
+	/* away images: after the hot one, naway of them */
+	uint32_t	naway;
+	struct bm_away {
+		int	slot;		/* -1: free */
+		uint8_t	*img, *st;
+	} away[RAID_BM_AWAY_MAX];
+	uint64_t	set_seq, set_done;	/* set rounds wanted, written */
 	struct list_head waiting;	/* writes waiting for their bit */
 	uint64_t	cleared;	/* regions cleared by the last sweep */
 };
@@ -119,7 +158,7 @@ static int write_all(struct raid *r, bool flush_first)
 		if (flush_first)
 			rc = blk_sync_io(m, BIO_FLUSH, 0, 0, NULL, 0);
 		if (!rc)
-			rc = blk_sync_io(m, BIO_WRITE, BIO_FUA, bm->off, bm->wbuf, bm->used);
+			rc = blk_sync_io(m, BIO_WRITE, BIO_FUA, bm->off, bm->wbuf, bm->wlen);
 		if (rc)
 			LOG_RATELIMIT(LOG_WARN, LS_RAID, "%s: bitmap write to member %u failed: %s",
 				      r->bd.name, i, strerror(-rc));
@@ -127,6 +166,27 @@ static int write_all(struct raid *r, bool flush_first)
 			ok++;
 	}
 	return ok || !tried ? 0 : -EIO;
+}
+
+/* Under bm->lock: the region's bits are on disk (both, with two images). */
+static bool region_ready(struct raid_bitmap *bm, uint64_t reg)
+{
+	if (bm->state[reg] != BM_DIRTY || (bm->hot && bm->hstate[reg] != BM_DIRTY))
+		return false;
+	for (uint32_t k = 0; k < bm->naway; k++)
+		if (bm->away[k].slot >= 0 && bm->away[k].st[reg] != BM_DIRTY)
+			return false;
+	return true;
+}
+
+/* Under bm->lock: what the thread writes. */
+static void fill_wbuf(struct raid_bitmap *bm)
+{
+	memcpy(bm->wbuf, bm->img, bm->used);
+	if (bm->hot)
+		memcpy(bm->wbuf + bm->used, bm->himg, bm->used);
+	for (uint32_t k = 0; k < bm->naway; k++)
+		memcpy(bm->wbuf + (2 + k) * bm->used, bm->away[k].img, bm->used);
 }
 
 static void resume_msg(void *arg)
@@ -142,20 +202,31 @@ static void do_set(struct raid *r)
 	struct raid_bitmap *bm = r->bm;
 	struct list_head *pos, *tmp;
 
+	uint64_t seq = bm->set_seq;
+
 	bm->set_wanted = false;
-	memcpy(bm->wbuf, bm->img, bm->used);
+	fill_wbuf(bm);
 	pthread_mutex_unlock(&bm->lock);
 	write_all(r, false);
 	pthread_mutex_lock(&bm->lock);
+	bm->set_done = seq;
+	pthread_cond_broadcast(&bm->swept);
 	/* only what the copy held: a region set since waits for the next turn */
-	for (uint64_t i = 0; i < bm->nregions; i++)
+	for (uint64_t i = 0; i < bm->nregions; i++) {
 		if (bm->state[i] == BM_SETTING && bit_get(bm->wbuf, i))
 			bm->state[i] = BM_DIRTY;
+		if (bm->hot && bm->hstate[i] == BM_SETTING && bit_get(bm->wbuf + bm->used, i))
+			bm->hstate[i] = BM_DIRTY;
+		for (uint32_t k = 0; k < bm->naway; k++)
+			if (bm->away[k].slot >= 0 && bm->away[k].st[i] == BM_SETTING &&
+			    bit_get(bm->wbuf + (2 + k) * bm->used, i))
+				bm->away[k].st[i] = BM_DIRTY;
+	}
 	list_for_each_safe(pos, tmp, &bm->waiting) {
 		struct raid_io *rio = list_entry(pos, struct raid_io, wait_link);
 		uint64_t reg = region_of(r, rio->bio->offset);
 
-		if (bm->state[reg] != BM_DIRTY)
+		if (!region_ready(bm, reg))
 			continue;
 		list_del(&rio->wait_link);
 		list_init(&rio->wait_link);
@@ -178,34 +249,43 @@ static bool set_whole(struct raid *r)
 
 /* Under bm->lock: clear idle regions. Not while the set is degraded (as
  * md): the bits then say where a member that left has missed writes, so it
- * can come back by resyncing only those regions. */
+ * can come back by resyncing only those regions; the hot image, always.
+ * bm->cleared counts the first image's regions. */
 static void do_sweep(struct raid *r)
 {
 	struct raid_bitmap *bm = r->bm;
-	uint64_t n = 0;
+	bool whole = set_whole(r);
+	uint64_t n = 0, nh = 0;
 
 	bm->cleared = 0;
-	if (!set_whole(r))
+	if ((!whole && !bm->hot) || bm->nosweep)
 		return;
 	for (uint64_t i = 0; i < bm->nregions; i++) {
-		if (bm->state[i] != BM_DIRTY)
+		bool idle = !bm->inflight[i] && !bm->touched[i];
+
+		if (bm->state[i] != BM_DIRTY && (!bm->hot || bm->hstate[i] != BM_DIRTY))
 			continue;
-		if (!bm->inflight[i] && !bm->touched[i]) {
+		if (idle && whole && bm->state[i] == BM_DIRTY) {
 			bm->state[i] = BM_CLEAN;
 			bit_set(bm->img, i, false);
 			n++;
 		}
+		if (idle && bm->hot && bm->hstate[i] == BM_DIRTY) {
+			bm->hstate[i] = BM_CLEAN;
+			bit_set(bm->himg, i, false);
+			nh++;
+		}
 		bm->touched[i] = 0;
 	}
 	bm->cleared = n;
-	if (!n)
+	if (!n && !nh)
 		return;
-	memcpy(bm->wbuf, bm->img, bm->used);
+	fill_wbuf(bm);
 	pthread_mutex_unlock(&bm->lock);
 	write_all(r, true);	/* the flush first: what they hold is durable */
 	pthread_mutex_lock(&bm->lock);
-	LOG_DBG(LS_RAID, "%s: bitmap: %llu regions clean again", r->bd.name,
-		(unsigned long long)n);
+	LOG_DBG(LS_RAID, "%s: bitmap: %llu regions clean again, %llu idle", r->bd.name,
+		(unsigned long long)n, (unsigned long long)nh);
 }
 
 static void *bm_thread(void *arg)
@@ -255,16 +335,38 @@ int bitmap_open(struct raid *r)
 	bm->off = r->sb.bitmap_offset;
 	bm->region_rows = r->sb.bitmap_region / r->g.strip;
 	bm->nregions = (rows + bm->region_rows - 1) / bm->region_rows;
-	bm->used = (bm->nregions + 7) / 8;
-	bm->used = (bm->used + 4095) / 4096 * 4096;
+	bm->used = raid_bitmap_bytes(&r->sb);
+	/* a set of this version, or one that has room for the second image */
+	bm->hot = (r->sb.bitmap_flags & RAID_BM_HOT) || 2 * bm->used <= r->sb.bitmap_size;
+	bm->hot_disk = r->sb.bitmap_flags & RAID_BM_HOT;
+	bm->naway = bm->hot ? (uint32_t)MIN(r->sb.bitmap_size / bm->used - 2,
+					    (uint64_t)RAID_BM_AWAY_MAX) : 0;
+	bm->wlen = (bm->hot ? 2 + bm->naway : 1) * bm->used;
+	for (uint32_t k = 0; k < RAID_BM_AWAY_MAX; k++)
+		bm->away[k].slot = -1;
+	for (uint32_t k = 0; k < bm->naway; k++) {
+		bm->away[k].img = calloc(1, bm->used);
+		bm->away[k].st = calloc(bm->nregions, 1);
+		if (!bm->away[k].img || !bm->away[k].st)
+			goto free_bm;
+	}
+	/* the images the superblocks name (loaded by bitmap_keep) */
+	for (uint32_t i = 0; i < r->g.nmembers && bm->hot_disk; i++)
+		if (r->sb.bitmap_away[i] && r->sb.bitmap_away[i] <= bm->naway)
+			bm->away[r->sb.bitmap_away[i] - 1].slot = (int)i;
+	bm->partial_below = UINT64_MAX;
 	bm->img = aligned_alloc(4096, bm->used);
-	bm->wbuf = aligned_alloc(4096, bm->used);
+	bm->himg = aligned_alloc(4096, bm->used);
+	bm->wbuf = aligned_alloc(4096, bm->wlen);
 	bm->state = calloc(bm->nregions, 1);
+	bm->hstate = calloc(bm->nregions, 1);
 	bm->touched = calloc(bm->nregions, 1);
 	bm->inflight = calloc(bm->nregions, sizeof(uint32_t));
-	if (!bm->img || !bm->wbuf || !bm->state || !bm->touched || !bm->inflight)
+	if (!bm->img || !bm->himg || !bm->wbuf || !bm->state || !bm->hstate || !bm->touched ||
+	    !bm->inflight)
 		goto free_bm;
 	memset(bm->img, 0, bm->used);
+	memset(bm->himg, 0, bm->used);
 	pthread_mutex_init(&bm->lock, NULL);
 	pthread_cond_init(&bm->cond, NULL);
 	pthread_cond_init(&bm->swept, NULL);
@@ -282,9 +384,15 @@ int bitmap_open(struct raid *r)
 free_bm:
 	rc = -ENOMEM;
 free_arrays:
+	for (uint32_t k = 0; k < bm->naway; k++) {
+		free(bm->away[k].img);
+		free(bm->away[k].st);
+	}
 	free(bm->img);
+	free(bm->himg);
 	free(bm->wbuf);
 	free(bm->state);
+	free(bm->hstate);
 	free(bm->touched);
 	free(bm->inflight);
 	free(bm);
@@ -305,9 +413,15 @@ void bitmap_close(struct raid *r)
 	pthread_cond_destroy(&bm->swept);
 	pthread_cond_destroy(&bm->cond);
 	pthread_mutex_destroy(&bm->lock);
+	for (uint32_t k = 0; k < bm->naway; k++) {
+		free(bm->away[k].img);
+		free(bm->away[k].st);
+	}
 	free(bm->img);
+	free(bm->himg);
 	free(bm->wbuf);
 	free(bm->state);
+	free(bm->hstate);
 	free(bm->touched);
 	free(bm->inflight);
 	free(bm->resync);
@@ -326,7 +440,7 @@ int bitmap_write_start(struct raid_io *rio)
 		return 0;
 	reg = region_of(r, rio->bio->offset);
 	pthread_mutex_lock(&bm->lock);
-	if (bm->state[reg] == BM_DIRTY) {
+	if (region_ready(bm, reg)) {
 		bm->inflight[reg]++;
 		bm->touched[reg] = 1;
 		rio->bm_held = true;
@@ -337,8 +451,20 @@ int bitmap_write_start(struct raid_io *rio)
 		bm->state[reg] = BM_SETTING;
 		bit_set(bm->img, reg, true);
 		bm->set_wanted = true;
-		pthread_cond_signal(&bm->cond);
 	}
+	if (bm->hot && bm->hstate[reg] == BM_CLEAN) {
+		bm->hstate[reg] = BM_SETTING;
+		bit_set(bm->himg, reg, true);
+		bm->set_wanted = true;
+	}
+	for (uint32_t k = 0; k < bm->naway; k++)
+		if (bm->away[k].slot >= 0 && bm->away[k].st[reg] == BM_CLEAN) {
+			bm->away[k].st[reg] = BM_SETTING;
+			bit_set(bm->away[k].img, reg, true);
+			bm->set_wanted = true;
+		}
+	if (bm->set_wanted)
+		pthread_cond_signal(&bm->cond);
 	list_add_tail(&rio->wait_link, &bm->waiting);
 	pthread_mutex_unlock(&bm->lock);
 	return 1;
@@ -359,8 +485,9 @@ void bitmap_write_end(struct raid_io *rio)
 	rio->bm_held = false;
 }
 
-/* OR the bitmaps of the members present into dst (bm->used bytes). */
-static int read_or(struct raid *r, struct blkdev **slots, uint8_t *dst)
+/* OR image `img` (0, or 1: the hot one) of the members present into dst
+ * (bm->used bytes). */
+static int read_or(struct raid *r, struct blkdev **slots, uint8_t *dst, int img)
 {
 	struct raid_bitmap *bm = r->bm;
 	uint8_t *buf = aligned_alloc(4096, bm->used);
@@ -371,7 +498,8 @@ static int read_or(struct raid *r, struct blkdev **slots, uint8_t *dst)
 	for (uint32_t i = 0; i < r->g.nmembers && !rc; i++) {
 		if (!slots[i])
 			continue;
-		rc = blk_sync_io(slots[i], BIO_READ, 0, bm->off, buf, bm->used);
+		rc = blk_sync_io(slots[i], BIO_READ, 0, bm->off + (uint64_t)img * bm->used, buf,
+				 bm->used);
 		for (uint64_t b = 0; !rc && b < bm->used; b++)
 			dst[b] |= buf[b];
 	}
@@ -401,7 +529,7 @@ int bitmap_keep(struct raid *r, struct blkdev **slots)
 	bits = calloc(1, bm->used);
 	if (!bits)
 		return -ENOMEM;
-	rc = read_or(r, slots, bits);
+	rc = read_or(r, slots, bits, 0);
 	if (!rc) {
 		pthread_mutex_lock(&bm->lock);
 		keep_bits(bm, bits);
@@ -411,6 +539,28 @@ int bitmap_keep(struct raid *r, struct blkdev **slots)
 		LOG_INFO(LS_RAID, "%s: degraded: bitmap: %llu of %llu regions written while a "
 			 "member was away, kept", r->bd.name, (unsigned long long)n,
 			 (unsigned long long)bm->nregions);
+	}
+	/* each slot's own image (the superblocks name it: it is on disk) */
+	for (uint32_t k = 0; k < bm->naway && !rc; k++) {
+		struct bm_away *a = &bm->away[k];
+
+		if (a->slot < 0)
+			continue;
+		memset(bits, 0, bm->used);
+		rc = read_or(r, slots, bits, 2 + (int)k);
+		if (rc)
+			break;
+		n = 0;
+		pthread_mutex_lock(&bm->lock);
+		for (uint64_t i = 0; i < bm->nregions; i++)
+			if (bit_get(bits, i)) {
+				bit_set(a->img, i, true);
+				a->st[i] = BM_DIRTY;
+				n++;
+			}
+		pthread_mutex_unlock(&bm->lock);
+		LOG_INFO(LS_RAID, "%s: bitmap: %llu regions written since member %d left", r->bd.name,
+			 (unsigned long long)n, a->slot);
 	}
 	free(bits);
 	return rc;
@@ -427,12 +577,14 @@ int bitmap_load(struct raid *r, struct blkdev **slots)
 	bm->resync = calloc(1, bm->used);
 	if (!bm->resync)
 		return -ENOMEM;
-	rc = read_or(r, slots, bm->resync);
+	/* the hot image when the superblocks say it is kept, else the first */
+	rc = read_or(r, slots, bm->resync, bm->hot_disk ? 1 : 0);
 	for (uint64_t i = 0; i < bm->nregions; i++)
 		n += bit_get(bm->resync, i);
 	if (!rc)
-		LOG_INFO(LS_RAID, "%s: bitmap: %llu of %llu regions to resynchronize", r->bd.name,
-			 (unsigned long long)n, (unsigned long long)bm->nregions);
+		LOG_INFO(LS_RAID, "%s: bitmap: %llu of %llu regions to resynchronize%s", r->bd.name,
+			 (unsigned long long)n, (unsigned long long)bm->nregions,
+			 bm->hot_disk ? " (writes in flight)" : "");
 	return rc;
 }
 
@@ -454,9 +606,17 @@ int bitmap_reset(struct raid *r)
 		return 0;
 	pthread_mutex_lock(&bm->lock);
 	/* degraded: the regions stay marked for the member that left */
-	if (bm->resync && !set_whole(r))
+	if (bm->resync && !set_whole(r)) {
 		keep_bits(bm, bm->resync);
-	memcpy(bm->wbuf, bm->img, bm->used);	/* nothing written yet: zeros or kept */
+		/* the writes in flight at the crash: missed by those away too */
+		for (uint32_t k = 0; k < bm->naway; k++)
+			for (uint64_t i = 0; i < bm->nregions && bm->away[k].slot >= 0; i++)
+				if (bit_get(bm->resync, i)) {
+					bit_set(bm->away[k].img, i, true);
+					bm->away[k].st[i] = BM_DIRTY;
+				}
+	}
+	fill_wbuf(bm);		/* nothing written yet: zeros or kept, hot zeros */
 	rc = write_all(r, true);
 	free(bm->resync);
 	bm->resync = NULL;
@@ -464,9 +624,10 @@ int bitmap_reset(struct raid *r)
 	return rc;
 }
 
-int bitmap_partial_begin(struct raid *r, uint64_t *nregions)
+int bitmap_partial_begin(struct raid *r, int slot, uint64_t *nregions)
 {
 	struct raid_bitmap *bm = r->bm;
+	const uint8_t *st;
 	uint64_t n = 0;
 
 	if (!bm)
@@ -479,8 +640,13 @@ int bitmap_partial_begin(struct raid *r, uint64_t *nregions)
 		return -ENOMEM;
 	}
 	memset(bm->partial, 0, bm->used);
+	bm->partial_below = UINT64_MAX;
+	st = bm->state;		/* the first image, or the slot's own */
+	for (uint32_t k = 0; k < bm->naway; k++)
+		if (bm->away[k].slot == slot)
+			st = bm->away[k].st;
 	for (uint64_t i = 0; i < bm->nregions; i++)
-		if (bm->state[i] != BM_CLEAN) {
+		if (st[i] != BM_CLEAN) {
 			bit_set(bm->partial, i, true);
 			n++;
 		}
@@ -496,7 +662,108 @@ bool bitmap_partial_row(struct raid *r, uint64_t row)
 
 	if (!bm || !bm->partial)
 		return true;
-	return bit_get(bm->partial, row / bm->region_rows);
+	return row < bm->partial_below && bit_get(bm->partial, row / bm->region_rows);
+}
+
+int bitmap_slot_left(struct raid *r, uint32_t slot)
+{
+	struct raid_bitmap *bm = r->bm;
+	struct bm_away *a = NULL;
+	uint64_t want;
+
+	if (!bm || !bm->hot)
+		return 0;
+	pthread_mutex_lock(&bm->lock);
+	for (uint32_t k = 0; k < bm->naway; k++)
+		if (bm->away[k].slot == (int)slot) {
+			pthread_mutex_unlock(&bm->lock);
+			return (int)k + 1;
+		}
+	for (uint32_t k = 0; k < bm->naway && !a; k++)
+		if (bm->away[k].slot < 0)
+			a = &bm->away[k];
+	if (!a) {
+		pthread_mutex_unlock(&bm->lock);
+		LOG_INFO(LS_RAID, "%s: bitmap: no image left for member %u: the shared one keeps "
+			 "what it misses", r->bd.name, slot);
+		return 0;
+	}
+	/* the hot regions: writes that may have been in flight when it left */
+	a->slot = (int)slot;
+	memcpy(a->img, bm->himg, bm->used);
+	memcpy(a->st, bm->hstate, bm->nregions);
+	/* on every member before the superblocks name it */
+	want = ++bm->set_seq;
+	bm->set_wanted = true;
+	pthread_cond_signal(&bm->cond);
+	while (bm->set_done < want && !bm->stop)
+		pthread_cond_wait(&bm->swept, &bm->lock);
+	pthread_mutex_unlock(&bm->lock);
+	return (int)(a - bm->away) + 1;
+}
+
+void bitmap_slot_back(struct raid *r, uint32_t slot)
+{
+	struct raid_bitmap *bm = r->bm;
+
+	if (!bm)
+		return;
+	pthread_mutex_lock(&bm->lock);
+	for (uint32_t k = 0; k < bm->naway; k++)
+		if (bm->away[k].slot == (int)slot) {
+			bm->away[k].slot = -1;
+			memset(bm->away[k].img, 0, bm->used);
+			memset(bm->away[k].st, 0, bm->nregions);
+			/* writes waiting only for it go at the next set */
+			if (!list_empty(&bm->waiting)) {
+				bm->set_wanted = true;
+				pthread_cond_signal(&bm->cond);
+			}
+		}
+	pthread_mutex_unlock(&bm->lock);
+}
+
+bool bitmap_hot(struct raid *r)
+{
+	return r->bm && r->bm->hot;
+}
+
+int bitmap_partial_hot(struct raid *r, uint64_t below, uint64_t *nregions)
+{
+	struct raid_bitmap *bm = r->bm;
+	uint64_t n = 0;
+
+	if (!bm || !bm->resync || !bm->hot_disk)
+		return -EINVAL;
+	pthread_mutex_lock(&bm->lock);
+	if (!bm->partial)
+		bm->partial = calloc(1, bm->used);
+	if (!bm->partial) {
+		pthread_mutex_unlock(&bm->lock);
+		return -ENOMEM;
+	}
+	memcpy(bm->partial, bm->resync, bm->used);
+	bm->partial_below = below;
+	for (uint64_t i = 0; i < bm->nregions && i * bm->region_rows < below; i++)
+		n += bit_get(bm->partial, i);
+	pthread_mutex_unlock(&bm->lock);
+	if (nregions)
+		*nregions = n;
+	return 0;
+}
+
+void bitmap_sweep_hold(struct raid *r, bool hold)
+{
+	struct raid_bitmap *bm = r->bm;
+
+	if (!bm)
+		return;
+	pthread_mutex_lock(&bm->lock);
+	if (hold)
+		bm->nosweep++;
+	else
+		bm->nosweep--;
+	pthread_mutex_unlock(&bm->lock);
 }
 
 void bitmap_partial_end(struct raid *r)
@@ -508,6 +775,7 @@ void bitmap_partial_end(struct raid *r)
 	pthread_mutex_lock(&bm->lock);
 	free(bm->partial);
 	bm->partial = NULL;
+	bm->partial_below = UINT64_MAX;
 	pthread_mutex_unlock(&bm->lock);
 }
 

@@ -134,6 +134,11 @@ void parity_rebuild_rows(struct raid_io *rio);
  * written at once, or split into pieces); false: inside one stripe. */
 bool parity_span(struct raid_io *rio);
 uint32_t parity_rows_max(const struct raid *r);
+/* The bio stripe by stripe, as pieces sent on the set's channel (the
+ * stripe path): what a batched path falls back to. */
+void parity_split_rows(struct raid_io *rio);
+/* raid_parity_mread.c: a READ over more than one stripe. */
+void parity_read_multi(struct raid_io *rio);
 
 extern const struct raid_level_ops raid0_level, raid1_level, raid10_level,
 	raid5_level, raid6_level;
@@ -204,6 +209,10 @@ int raid_jobs_init(struct raid *r);		/* starts the job thread */
 void raid_jobs_fini(struct raid *r);		/* joins it */
 void raid_jobs_kick(struct raid *r);		/* a member failed: look for work */
 int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job);
+/* At assembly of a set not shut down cleanly, after the resync: the rows
+ * of a slot being rebuilt below its cursor that writes in flight at the
+ * crash may have torn, rebuilt again; then its cursor is trusted. */
+int raid_rebuild_recover(struct raid *r);
 
 static inline bool raid_alive(struct raid *r, uint32_t m)
 {

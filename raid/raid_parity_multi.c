@@ -12,10 +12,12 @@
  *    partial parity log is bypassed as for a full-stripe write (each stripe
  *    tracked, none logged); a stripe with an entry still in a ring sends
  *    the write stripe by stripe instead, logged as usual;
- *  - anything else (a READ, a partial head or tail, a degraded set) is
+ *  - a READ: raid_parity_mread.c;
+ *  - anything else (a partial head or tail, a degraded set) is
  *    split into pieces, sent as bios of the set's own channel: the head and
  *    tail alone (the stripe path), whole stripes between as one piece (the
- *    above again), or every stripe alone (reads, degraded sets). A piece
+ *    above again), or every stripe alone (degraded sets; reads that met
+ *    an error). A piece
  *    never crosses a write-intent bitmap region.
  *
  * The pieces come from the channel's bio pool (as the core's own split
@@ -76,6 +78,10 @@ bool parity_span(struct raid_io *rio)
 
 	if (bio->offset / w == (bio->offset + bio->len - 1) / w)
 		return false;
+	if (bio->op == BIO_READ) {
+		parity_read_multi(rio);		/* raid_parity_mread.c */
+		return true;
+	}
 	if (bio->op != BIO_READ && bio->offset % w == 0 && bio->len % w == 0 &&
 	    one_region(r, bio->offset, bio->len) && all_alive(rio)) {
 		rio->stripe = bio->offset / w;
@@ -222,6 +228,11 @@ static void split_start(struct raid_io *rio, bool rows)
 	batch_begin(rio, split_done);
 	split_more(rio);
 	batch_end(rio);
+}
+
+void parity_split_rows(struct raid_io *rio)
+{
+	split_start(rio, true);
 }
 
 /* ---- whole stripes at once */

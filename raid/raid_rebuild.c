@@ -25,9 +25,14 @@
  *    set gives the rebuild about half of what it would take alone at most,
  *    and the rebuild always moves on.
  * A rebuild writes its cursor (rows done) into the superblocks about once a
- * second and when it stops (the set closes): a set closed mid-rebuild
- * resumes from there. A set assembled dirty restarts the rebuild from row 0,
- * since a write in flight at the crash may have missed the rebuilt rows.
+ * second and when it stops (the set closes), after flushing the member
+ * being rebuilt (rows counted done are durable before the cursor says so):
+ * a set closed mid-rebuild resumes from there. After a crash, a write in
+ * flight may have torn rows below the cursor on that member: when the
+ * bitmap keeps its hot image (raid_bitmap.c), raid_rebuild_recover rebuilds
+ * those rows again at assembly (the hot regions, below the cursor) and the
+ * rebuild resumes from its cursor, partial if it was; without it the
+ * rebuild starts over from row 0, in full.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -85,21 +90,20 @@ static void job_sleep(struct raid *r, uint64_t ns)
 	pthread_mutex_unlock(&r->jlock);
 }
 
-/* The rate limit, before starting row `row`: sleep until the bytes of the
- * rows started since the rate was set are due. */
-static void throttle(struct raid *r, uint64_t row)
+/* The rate limit, before starting row `row`: how long until the bytes of
+ * the rows started since the rate was set are due (0: now). */
+static uint64_t throttle_left(struct raid *r, uint64_t row)
 {
 	uint64_t rate = __atomic_load_n(&r->rate, __ATOMIC_RELAXED), now, bytes, due;
 
 	if (!rate)
-		return;
+		return 0;
 	now = now_ns();
 	pthread_mutex_lock(&r->jlock);
 	bytes = row > r->jrate_base_row ? (row - r->jrate_base_row) * r->g.strip : 0;
 	due = r->jrate_base_ns + (uint64_t)((double)bytes * 1e9 / (double)rate);
 	pthread_mutex_unlock(&r->jlock);
-	if (due > now)
-		job_sleep(r, due - now);
+	return due > now ? due - now : 0;
 }
 
 /* After rows ended: when the set served foreground bios since the last
@@ -151,9 +155,20 @@ static void closed_flag(void *arg)
 	*(bool *)arg = true;
 }
 
-/* The rebuild cursor into the superblocks (quietly: once a second). */
+/* Flush the member in slot `slot`: what was rebuilt on it is durable. */
+static int flush_slot(struct raid *r, int slot)
+{
+	struct blkdev *m = __atomic_load_n(&r->members[slot], __ATOMIC_ACQUIRE);
+
+	return m ? blk_sync_io(m, BIO_FLUSH, 0, 0, NULL, 0) : -ENODEV;
+}
+
+/* The rebuild cursor into the superblocks (quietly: once a second), once
+ * the rows below it are durable on the member. */
 static void save_cursor(struct raid *r, int slot, uint64_t row)
 {
+	if (flush_slot(r, slot))
+		return;		/* the member fails: the cursor does not matter */
 	pthread_mutex_lock(&r->sb_lock);
 	if (raid_rebuilding(r, (uint32_t)slot)) {
 		r->sb.members[slot].rebuilt = row;
@@ -284,7 +299,14 @@ int raid_walk_rows(struct raid *r, uint32_t flag, uint64_t from, bool job)
 				continue;
 			}
 			if (job) {
-				throttle(r, next);
+				uint64_t wait = throttle_left(r, next);
+
+				/* not due yet: first take in the bios that ended, so
+				 * the progress and the cursor move on meanwhile */
+				if (wait && used)
+					break;
+				if (wait)
+					job_sleep(r, wait);
 				if (job_stopping(r))
 					continue;	/* seen at the top */
 			}
@@ -466,6 +488,10 @@ static int replace_begin(struct raid *r, uint32_t slot, struct blkdev *nd, bool 
 		uuid_generate(r->sb.members[slot].uuid);
 		r->sb.members[slot].flags = RAID_SLOT_INCOMPLETE;
 		r->sb.members[slot].left_gen = 0;
+		if (r->sb.bitmap_away[slot]) {
+			bitmap_slot_back(r, slot);
+			r->sb.bitmap_away[slot] = 0;
+		}
 	}
 	r->sb.members[slot].rebuilt = 0;
 	__atomic_store_n(&r->read_errs[slot], 0, __ATOMIC_RELAXED);
@@ -506,13 +532,17 @@ static void run_rebuild(struct raid *r, int slot)
 	if (r->cursor_ok)
 		from = MIN(r->sb.members[slot].rebuilt, rows);
 	partial = r->sb.members[slot].flags & RAID_SLOT_PARTIAL;
-	if (partial && (!r->cursor_ok || bitmap_partial_begin(r, &nreg))) {
+	if (partial && (!r->cursor_ok || bitmap_partial_begin(r, slot, &nreg))) {
 		/* a crash during a partial rebuild (or no memory): all of it */
 		LOG_WARN(LS_RAID, "%s: member %u: the partial rebuild cannot go on: rebuilding "
 			 "all of it", r->bd.name, slot);
 		r->sb.members[slot].flags = RAID_SLOT_INCOMPLETE;
 		r->sb.members[slot].left_gen = 0;
 		r->sb.members[slot].rebuilt = 0;
+		if (r->sb.bitmap_away[slot]) {
+			bitmap_slot_back(r, slot);
+			r->sb.bitmap_away[slot] = 0;
+		}
 		from = 0;
 		partial = false;
 		raid_persist_quiet_locked(r);
@@ -550,6 +580,12 @@ static void run_rebuild(struct raid *r, int slot)
 		job_end(r, rc, 0);
 		return;
 	}
+	/* every row durable on the member before the superblocks say it is
+	 * active; and no bit cleared before they do (the set is whole once it
+	 * is active): a crash in between finds the regions still marked */
+	if (!rc)
+		rc = flush_slot(r, slot);
+	bitmap_sweep_hold(r, true);
 	if (!rc && !__atomic_compare_exchange_n(&r->state[slot], &expect, RAID_MEMBER_ACTIVE,
 						false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		rc = -EIO;	/* it failed while being rebuilt */
@@ -566,7 +602,41 @@ static void run_rebuild(struct raid *r, int slot)
 	r->sb.members[slot].rebuilt = 0;
 	raid_persist_locked(r);
 	pthread_mutex_unlock(&r->sb_lock);
+	bitmap_sweep_hold(r, false);
 	job_end(r, rc, 0);
+}
+
+int raid_rebuild_recover(struct raid *r)
+{
+	int slot = r->rebuild_slot, rc;
+	uint64_t below, nreg = 0;
+
+	if (slot < 0 || !r->lops->rebuild)
+		return 0;
+	below = MIN(r->sb.members[slot].rebuilt, rows_of(r));
+	if (!below) {
+		r->cursor_ok = true;	/* from row 0 anyway */
+		return 0;
+	}
+	if (bitmap_partial_hot(r, below, &nreg)) {
+		LOG_WARN(LS_RAID, "%s: member %u: no record of the writes in flight at the crash: "
+			 "its rebuild starts over", r->bd.name, slot);
+		return 0;	/* cursor_ok stays false */
+	}
+	LOG_INFO(LS_RAID, "%s: member %u: rebuilding again the rows below its cursor (%llu) in "
+		 "%llu regions written at the crash", r->bd.name, slot, (unsigned long long)below,
+		 (unsigned long long)nreg);
+	rc = nreg ? raid_walk_rows(r, RAID_BIO_REBUILD, 0, false) : 0;
+	bitmap_partial_end(r);
+	if (rc) {
+		LOG_ERR(LS_RAID, "%s: member %u: %s", r->bd.name, slot, strerror(-rc));
+		return rc;
+	}
+	/* those rows are written; flushed, the cursor holds */
+	rc = flush_slot(r, slot);
+	if (!rc)
+		r->cursor_ok = true;
+	return rc;
 }
 
 static void run_scrub(struct raid *r, bool repair, uint64_t from)

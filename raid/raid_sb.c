@@ -51,10 +51,12 @@ struct raid_sb_disk {
 	uint64_t	bitmap_region;
 	uint64_t	scrub_cursor;	/* since 1.3: a scrub in progress */
 	uint32_t	scrub_flags;
-	uint8_t		reserved1[68];
+	uint32_t	bitmap_flags;	/* since 1.4 */
+	uint8_t		reserved1[64];
 	struct raid_sb_disk_member members[RAID_MAX_MEMBERS];
 	uint64_t	left_gen[RAID_MAX_MEMBERS];	/* since 1.3 */
-	uint8_t		reserved2[RAID_SB_SIZE - 256 - 40 * RAID_MAX_MEMBERS - 4];
+	uint8_t		bitmap_away[RAID_MAX_MEMBERS];	/* since 1.4 */
+	uint8_t		reserved2[RAID_SB_SIZE - 256 - 41 * RAID_MAX_MEMBERS - 4];
 	uint32_t	crc;		/* CRC32C of every byte before it */
 };
 
@@ -66,13 +68,25 @@ static_assert(offsetof(struct raid_sb_disk, ppl_offset) == 128, "sb layout");
 static_assert(offsetof(struct raid_sb_disk, bitmap_region) == 168, "sb layout");
 static_assert(offsetof(struct raid_sb_disk, scrub_cursor) == 176, "sb layout");
 static_assert(offsetof(struct raid_sb_disk, scrub_flags) == 184, "sb layout");
+static_assert(offsetof(struct raid_sb_disk, bitmap_flags) == 188, "sb layout");
 static_assert(offsetof(struct raid_sb_disk, members) == 256, "sb layout");
 static_assert(offsetof(struct raid_sb_disk, left_gen) == 1280, "sb layout");
+static_assert(offsetof(struct raid_sb_disk, bitmap_away) == 1536, "sb layout");
 static_assert(offsetof(struct raid_sb_disk, crc) == RAID_SB_SIZE - 4, "sb layout");
 
 uint32_t raid_crc32c(const void *buf, size_t len)
 {
 	return ~crc32_iscsi((unsigned char *)buf, (int)len, ~0u);
+}
+
+uint64_t raid_bitmap_bytes(const struct raid_sb *sb)
+{
+	uint64_t nregions;
+
+	if (!sb->bitmap_size || !sb->bitmap_region)
+		return 0;
+	nregions = (sb->geom.member_size + sb->bitmap_region - 1) / sb->bitmap_region;
+	return ((nregions + 7) / 8 + 4095) / 4096 * 4096;
 }
 
 void raid_sb_encode(const struct raid_sb *sb, void *buf)
@@ -104,12 +118,14 @@ void raid_sb_encode(const struct raid_sb *sb, void *buf)
 	put_le64(&d->bitmap_region, sb->bitmap_region);
 	put_le64(&d->scrub_cursor, sb->scrub_cursor);
 	put_le32(&d->scrub_flags, sb->scrub_flags);
+	put_le32(&d->bitmap_flags, sb->bitmap_flags);
 	for (uint32_t i = 0; i < RAID_MAX_MEMBERS; i++) {
 		memcpy(d->members[i].uuid, sb->members[i].uuid, 16);
 		put_le32(&d->members[i].state, sb->members[i].state);
 		put_le64(d->members[i].rebuilt, sb->members[i].rebuilt);
 		put_le32(&d->members[i].flags, sb->members[i].flags);
 		put_le64(&d->left_gen[i], sb->members[i].left_gen);
+		d->bitmap_away[i] = sb->bitmap_away[i];
 	}
 	put_le32(&d->crc, raid_crc32c(d, offsetof(struct raid_sb_disk, crc)));
 }
@@ -170,6 +186,10 @@ int raid_sb_decode(const void *buf, struct raid_sb *sb)
 		sb->scrub_cursor = get_le64(&d->scrub_cursor);
 		sb->scrub_flags = get_le32(&d->scrub_flags);
 	}
+	if (sb->major == 1 && sb->minor >= 4) {
+		sb->bitmap_flags = get_le32(&d->bitmap_flags);
+		memcpy(sb->bitmap_away, d->bitmap_away, sizeof(sb->bitmap_away));
+	}
 	if (raid_geom_check(&sb->geom) || sb->index >= sb->geom.nmembers ||
 	    !IS_POW2(sb->block_size) || sb->block_size < 512 ||
 	    sb->geom.strip < sb->block_size ||
@@ -186,6 +206,23 @@ int raid_sb_decode(const void *buf, struct raid_sb *sb)
 				!sb->bitmap_region || sb->bitmap_region % sb->geom.strip ||
 				sb->geom.member_size / sb->bitmap_region >= sb->bitmap_size * 8))
 		return -EBADMSG;
+	/* the second image fits too */
+	if ((sb->bitmap_flags & RAID_BM_HOT) &&
+	    (!sb->bitmap_size || 2 * raid_bitmap_bytes(sb) > sb->bitmap_size))
+		return -EBADMSG;
+	/* away images: with the hot one, inside the area, one slot each */
+	for (uint32_t i = 0; i < RAID_MAX_MEMBERS; i++) {
+		uint32_t k = sb->bitmap_away[i];
+
+		if (!k)
+			continue;
+		if (!(sb->bitmap_flags & RAID_BM_HOT) || i >= sb->geom.nmembers ||
+		    k > RAID_BM_AWAY_MAX || (2 + k) * raid_bitmap_bytes(sb) > sb->bitmap_size)
+			return -EBADMSG;
+		for (uint32_t j = 0; j < i; j++)
+			if (sb->bitmap_away[j] == k)
+				return -EBADMSG;
+	}
 	return 0;
 }
 

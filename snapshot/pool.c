@@ -1233,6 +1233,64 @@ static int fast_submit(struct thin_vol *tv, struct blkchan *sub, struct bio *bio
 	return 0;
 }
 
+/* A map's pin on its cache slot, undone (blk_map_put): as slot_io_end for
+ * a read. */
+static void map_unpin(void *a, void *b)
+{
+	struct thin_vol *tv = a;
+	struct map_slot *s = b;
+
+	pthread_mutex_lock(&tv->lock);
+	tv->inflight--;
+	if (!--s->inflight && tv->waiters)
+		pthread_cond_broadcast(&tv->drained);
+	pthread_mutex_unlock(&tv->lock);
+}
+
+/*
+ * Mapped read (blk_map_read): the part of the range in its first chunk,
+ * when the cache knows the chunk, resolved by the pool device. The slot is
+ * pinned exactly as by a fast-path read in flight, so until blk_map_put the
+ * owner cannot change vc's mapping (map_forget waits), take a snapshot or
+ * shrink (map_forget_all waits), and so cannot free chunk pc or give it to
+ * another volume: every path that drops this volume's reference to pc goes
+ * through those. Unmapped chunks (holes) and chunks the cache does not know
+ * are -EAGAIN: the bio path reads them (and says holes are holes).
+ */
+static int vol_map_read(struct blkdev *bd, uint64_t offset, uint64_t len, struct blk_map *m)
+{
+	struct thin_vol *tv = container_of(bd, struct thin_vol, bd);
+	struct thin_pool *p = tv->p;
+	uint64_t vc = offset / p->chunk, pc = 0;
+	uint32_t in = (uint32_t)(offset % p->chunk);
+	struct map_slot *s;
+	int rc;
+
+	if (!tv->map || __atomic_load_n(&p->failed, __ATOMIC_ACQUIRE) ||
+	    m->npins == BLK_MAP_PINS)
+		return -EAGAIN;
+	pthread_mutex_lock(&tv->lock);
+	s = &tv->map[vc & tv->map_mask];
+	if (s->gen == tv->gen && s->vc == vc) {
+		s->inflight++;
+		tv->inflight++;
+		pc = s->pc;
+	} else {
+		s = NULL;
+	}
+	pthread_mutex_unlock(&tv->lock);
+	if (!s)
+		return -EAGAIN;
+	blk_map_pin(m, map_unpin, tv, s);	/* room checked above */
+	rc = blk_map_lower(p->dev, chunk_off(p, pc) + in, MIN(len, p->chunk - in), m);
+	if (rc) {
+		m->npins--;	/* ours, the last one */
+		map_unpin(tv, s);
+		return rc == -EOPNOTSUPP ? -EAGAIN : rc;
+	}
+	return 0;
+}
+
 static int vol_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 {
 	struct thin_vol *tv = container_of(bd, struct thin_vol, bd);
@@ -1303,6 +1361,7 @@ static const struct blkdev_ops thin_vol_ops = {
 	.block_status	= thin_vol_block_status,
 	.status_base	= thin_vol_status_base,
 	.status_bases	= thin_vol_status_bases,
+	.map_read	= vol_map_read,
 };
 
 /* ---- format, open, close ---- */

@@ -74,6 +74,8 @@ struct iscsi_task {
 	bool		want_r2t;	/* (held) its unsolicited data has ended */
 	struct tmf_wait	*tmf;
 	struct scsi_pr_wait *pr_wait;	/* a PREEMPT AND ABORT waits for it */
+	struct iscsi_reset *reset;	/* a LU or target reset waits for it (tmf.c) */
+	bool		tas;		/* (aborted) by another nexus's reset: TASK ABORTED */
 	uint8_t		*buf;
 	uint32_t	bufcap;		/* of buf, from the connection's bufcache */
 	uint32_t	received;	/* data-out bytes so far (in order) */
@@ -98,6 +100,12 @@ struct tx_pdu {
 	void		*own;		/* freed with the PDU */
 	struct iscsi_task *task_done;	/* freed once this PDU is sent */
 	size_t		sent, total;
+	/* Data-In of a mapped READ (tx_map_fail): its data is data_len
+	 * bytes of map_bd at map_off, mapped around each sendmsg; once the
+	 * read has failed, map_bd is NULL and data zeros in map_task's buf */
+	struct blkdev	*map_bd;
+	uint64_t	map_off;
+	struct iscsi_task *map_task;
 };
 
 struct iscsi_conn {
@@ -232,20 +240,27 @@ static void put_window(struct iscsi_conn *c, struct tx_pdu *pdu)
 	bhs_put32(&pdu->bhs, BHS_MAXCMDSN, max_cmdsn(c));
 }
 
-static void task_free(struct iscsi_task *t)
+/* A task ahead of the window leaves it: only its CmdSN counts, later. */
+static void task_unhold(struct iscsi_task *t)
 {
-	if (t->held) {		/* aborted before its turn: its CmdSN still counts */
-		struct list_head *l;
+	struct list_head *l;
 
-		list_for_each(l, &t->conn->sess->held) {
-			struct held_pdu *hp = list_entry(l, struct held_pdu, link);
+	if (!t->held)
+		return;
+	t->held = false;
+	list_for_each(l, &t->conn->sess->held) {
+		struct held_pdu *hp = list_entry(l, struct held_pdu, link);
 
-			if (hp->task == t) {
-				hp->task = NULL;
-				hp->skip = true;
-			}
+		if (hp->task == t) {
+			hp->task = NULL;
+			hp->skip = true;
 		}
 	}
+}
+
+static void task_free(struct iscsi_task *t)
+{
+	task_unhold(t);		/* aborted before its turn: its CmdSN still counts */
 	if (t->pr_wait)
 		scsi_pr_wait_put(t->pr_wait);
 	list_del(&t->link);
@@ -253,17 +268,27 @@ static void task_free(struct iscsi_task *t)
 	free(t);
 }
 
+static void pdu_seal(struct iscsi_conn *c, struct tx_pdu *pdu);
+
 /* Queue a PDU: lengths, digests; false if dropped (closing). */
 static bool tx_prep(struct iscsi_conn *c, struct tx_pdu *pdu)
 {
-	uint32_t pad = iscsi_pad4(pdu->data_len) - pdu->data_len;
-
 	if (c->closing) {
 		if (pdu->task_done)
 			task_free(pdu->task_done);
 		pdu_free(pdu);
 		return false;
 	}
+	pdu_seal(c, pdu);
+	list_add_tail(&pdu->link, &c->txq);
+	return true;
+}
+
+/* Lengths and digests, from the BHS and data as they are now. */
+static void pdu_seal(struct iscsi_conn *c, struct tx_pdu *pdu)
+{
+	uint32_t pad = iscsi_pad4(pdu->data_len) - pdu->data_len;
+
 	bhs_set_dsl(&pdu->bhs, pdu->data_len);
 	if (c->hdigest) {
 		put_le32(pdu->hdig, iscsi_crc32c(&pdu->bhs, ISCSI_BHS_LEN));
@@ -279,8 +304,6 @@ static bool tx_prep(struct iscsi_conn *c, struct tx_pdu *pdu)
 		pdu->tail_len += ISCSI_DIGEST_LEN;
 	}
 	pdu->total = ISCSI_BHS_LEN + pdu->hd_len + pdu->data_len + pdu->tail_len;
-	list_add_tail(&pdu->link, &c->txq);
-	return true;
 }
 
 /* Queue a PDU, and off it goes (with any queued before it). */
@@ -308,7 +331,14 @@ static void tx_queue_lazy(struct iscsi_conn *c, struct tx_pdu *pdu)
 		ev_defer(c->loop, &c->tx_task, tx_task_fn);
 }
 
-static int pdu_iov(struct tx_pdu *pdu, struct iovec *iov, int max)
+/*
+ * The PDU's unsent bytes as iovecs (at most max); a mapped Data-In's data
+ * as maps, pinned in maps[*nmaps...] until the caller's sendmsg returned.
+ * *whole: all of the PDU is in (else nothing after it may be added).
+ * -1: its data does not map (the caller fails the READ).
+ */
+static int pdu_iov(struct tx_pdu *pdu, struct iovec *iov, int max, struct blk_map *maps,
+		   int *nmaps, bool *whole)
 {
 	struct iovec parts[4] = {
 		{ &pdu->bhs, ISCSI_BHS_LEN },
@@ -317,11 +347,28 @@ static int pdu_iov(struct tx_pdu *pdu, struct iovec *iov, int max)
 		{ pdu->tail, pdu->tail_len },
 	};
 	size_t skip = pdu->sent;
-	int n = 0;
+	int n = 0, i;
 
-	for (int i = 0; i < 4 && n < max; i++) {
+	for (i = 0; i < 4 && n < max; i++) {
 		if (skip >= parts[i].iov_len) {
 			skip -= parts[i].iov_len;
+			continue;
+		}
+		if (i == 2 && pdu->map_bd) {
+			while (skip < pdu->data_len && n < max) {
+				struct blk_map *m = &maps[(*nmaps)];
+
+				if (blk_map_read(pdu->map_bd, pdu->map_off + skip,
+						 pdu->data_len - skip, m))
+					return -1;
+				(*nmaps)++;
+				iov[n].iov_base = (void *)m->addr;
+				iov[n++].iov_len = m->len;
+				skip += m->len;
+			}
+			if (skip < pdu->data_len)
+				break;
+			skip = 0;
 			continue;
 		}
 		iov[n].iov_base = (char *)parts[i].iov_base + skip;
@@ -329,7 +376,68 @@ static int pdu_iov(struct tx_pdu *pdu, struct iovec *iov, int max)
 		skip = 0;
 		n++;
 	}
+	*whole = i == 4;
 	return n;
+}
+
+/*
+ * A mapped READ cannot be sent as it is (the kernel could not read the
+ * mapping: the file truncated, an I/O error; or it no longer maps): the
+ * data not yet sent goes as zeros from the task's buffer, and its SCSI
+ * Response, queued after all of its data and so not started yet, becomes
+ * CHECK CONDITION, MEDIUM ERROR, UNRECOVERED READ ERROR.
+ */
+static void tx_map_fail(struct iscsi_conn *c, struct iscsi_task *t)
+{
+	struct scsi_cmd *cmd = &t->cmd;
+	struct list_head *l;
+
+	LOG_RATELIMIT(LOG_WARN, LS_ISCSI, "%s: READ of %u bytes at %llu: the mapped backing file cannot be read",
+		      c->peer, cmd->map_len, (unsigned long long)cmd->map_off);
+	memset(t->buf, 0, t->edtl);
+	list_for_each(l, &c->txq) {
+		struct tx_pdu *pdu = list_entry(l, struct tx_pdu, link);
+
+		if (pdu->map_task == t && pdu->map_bd) {
+			pdu->data = t->buf + (pdu->map_off - cmd->map_off);
+			pdu->map_bd = NULL;
+		}
+		if (pdu->task_done == t && bhs_opcode(&pdu->bhs) == ISCSI_OP_SCSI_RSP &&
+		    !pdu->sent && !pdu->own) {
+			uint8_t *sn = malloc(2u + SCSI_SENSE_LEN);
+
+			scsi_sense(cmd, SK_MEDIUM_ERROR, ASC_UNRECOVERED_READ_ERROR);
+			pdu->bhs.b[1] &= (uint8_t)~(ISCSI_FLAG_OVERFLOW | ISCSI_FLAG_UNDERFLOW);
+			bhs_put32(&pdu->bhs, BHS_RESIDUAL, 0);
+			pdu->bhs.b[3] = cmd->status;
+			if (sn) {	/* else the status alone */
+				put_be16(sn, cmd->sense_len);
+				memcpy(sn + 2, cmd->sense, cmd->sense_len);
+				pdu->own = sn;
+				pdu->data = sn;
+				pdu->data_len = 2u + cmd->sense_len;
+			}
+			pdu_seal(c, pdu);
+			return;
+		}
+	}
+}
+
+/* sendmsg said EFAULT: nothing of that call went, so the first mapped
+ * Data-In not wholly sent is the one (or lies before it). */
+static bool tx_fault(struct iscsi_conn *c)
+{
+	struct list_head *l;
+
+	list_for_each(l, &c->txq) {
+		struct tx_pdu *pdu = list_entry(l, struct tx_pdu, link);
+
+		if (pdu->map_bd && pdu->sent < ISCSI_BHS_LEN + pdu->hd_len + pdu->data_len) {
+			tx_map_fail(c, pdu->map_task);
+			return true;
+		}
+	}
+	return false;
 }
 
 static void set_want_write(struct iscsi_conn *c, bool on)
@@ -344,26 +452,50 @@ static void tx_flush(struct iscsi_conn *c)
 {
 	while (!c->closing && !list_empty(&c->txq)) {
 		struct iovec iov[TX_IOV_MAX];
+		struct blk_map maps[TX_IOV_MAX];	/* pinned until sendmsg returned */
 		struct msghdr msg = { .msg_iov = iov };
 		struct list_head *l;
-		int n = 0;
+		int n = 0, nmaps = 0, k, err;
+		bool whole = true, failed = false;
 		ssize_t w;
 
 		list_for_each(l, &c->txq) {
-			if (n > TX_IOV_MAX - 4)
+			struct tx_pdu *pdu = list_entry(l, struct tx_pdu, link);
+
+			if (n > TX_IOV_MAX - 4 || !whole)
 				break;
-			n += pdu_iov(list_entry(l, struct tx_pdu, link), iov + n, TX_IOV_MAX - n);
+			k = pdu_iov(pdu, iov + n, TX_IOV_MAX - n, maps, &nmaps, &whole);
+			if (k < 0) {
+				if (!n) {	/* at the head: fail it, then go on */
+					tx_map_fail(c, pdu->map_task);
+					failed = true;
+				}
+				break;
+			}
+			n += k;
+		}
+		if (!n) {
+			for (int i = 0; i < nmaps; i++)
+				blk_map_put(&maps[i]);
+			if (failed)
+				continue;
+			break;
 		}
 		msg.msg_iovlen = (size_t)n;
 		w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+		err = errno;
+		for (int i = 0; i < nmaps; i++)
+			blk_map_put(&maps[i]);
 		if (w < 0) {
-			if (errno == EINTR)
+			if (err == EINTR)
 				continue;
-			if (errno == EAGAIN) {
+			if (err == EAGAIN) {
 				set_want_write(c, true);
 				return;
 			}
-			LOG_DBG(LS_ISCSI, "%s: send: %s", c->peer, strerror(errno));
+			if (err == EFAULT && nmaps && tx_fault(c))
+				continue;
+			LOG_DBG(LS_ISCSI, "%s: send: %s", c->peer, strerror(err));
 			conn_close(c);
 			return;
 		}
@@ -857,6 +989,21 @@ static void release_held(struct iscsi_session *s)
 	s->releasing = false;
 }
 
+/* The connection this reactor thread has just handed to another reactor
+ * (conn_migrate): from then on the other one owns it and may already be
+ * using or freeing it, so this thread must not touch it again, not even to
+ * read a flag; the PDU handler's callers compare this pointer instead. */
+static __thread const struct iscsi_conn *handed_over;
+
+/* true (and forgotten) if handling c's last PDU handed c over */
+static bool conn_gone(const struct iscsi_conn *c)
+{
+	if (handed_over != c)
+		return false;
+	handed_over = NULL;
+	return true;
+}
+
 /* A message to the reactor of the session a login joins: the connection
  * comes to live here; its first login PDU is handled again. */
 static void adopt_msg(void *arg)
@@ -872,7 +1019,7 @@ static void adopt_msg(void *arg)
 	}
 	ev_timer_start(c->loop, &c->timer, c->tmo.login_ms * 1000000ull, conn_timer);
 	handle_pdu(c);
-	if (!c->closing)
+	if (!conn_gone(c) && !c->closing)
 		conn_rx(c);
 }
 
@@ -896,7 +1043,9 @@ static void conn_migrate(struct iscsi_conn *c, struct ev_loop *to)
 		c->migrating = false;
 		pthread_mutex_unlock(&conns_lock);
 		conn_close(c);
+		return;
 	}
+	handed_over = c;	/* not ours any more: see conn_gone */
 }
 
 /* ------------------------------------------------------ reservations */
@@ -997,6 +1146,80 @@ void iscsi_pr_abort(struct scsi_lu *lu, const struct pr_nexus *n, struct scsi_pr
 		}
 	}
 	pthread_mutex_unlock(&conns_lock);
+}
+
+/* ------------------------------------------------------------- resets */
+
+static void tmf_respond(struct iscsi_conn *c, uint32_t itt, uint8_t response);
+static void task_abort_respond(struct iscsi_task *t);
+
+/* The LU of task t, NULL if its LUN has none. */
+static struct scsi_lu *task_lu(struct iscsi_conn *c, struct iscsi_task *t)
+{
+	int id = scsi_lun_decode(t->lun);
+	struct iscsi_lun *l = id >= 0 && id < ISCSI_MAX_LUNS ?
+			      __atomic_load_n(&c->target->luns[id], __ATOMIC_ACQUIRE) : NULL;
+
+	return l ? &l->lu : NULL;
+}
+
+void iscsi_conn_reset_local(struct iscsi_reset *r)
+{
+	struct ev_loop *loop = ev_current();
+	struct list_head *l, *k, *tmp;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *c = list_entry(l, struct iscsi_conn, link);
+		unsigned n = 0;
+
+		if (c->loop != loop || c->target != r->target || c->state != CONN_FFP ||
+		    !c->sess || c->closing)
+			continue;
+		list_for_each_safe(k, tmp, &c->tasks) {
+			struct iscsi_task *t = list_entry(k, struct iscsi_task, link);
+			struct scsi_lu *lu = task_lu(c, t);
+			bool tas = c->sess->id != r->nexus &&
+				   (!lu || __atomic_load_n(&lu->tas, __ATOMIC_ACQUIRE));
+
+			if (t->responded || (r->lun >= 0 && scsi_lun_decode(t->lun) != r->lun))
+				continue;
+			n++;
+			if (t->executing && scsi_sanitize_detach(&t->cmd)) {
+				t->executing = false;	/* the sanitize goes on without it */
+				c->nexec--;
+			}
+			if (t->executing) {
+				/* ends (and answers, TAS) when its I/O does */
+				if (!t->aborted)
+					t->tas = tas;
+				t->aborted = true;
+				if (!t->reset) {
+					t->reset = r;
+					iscsi_reset_get(r);
+				}
+			} else if (tas && !t->aborted) {
+				task_abort_respond(t);
+				if (c->closing)
+					break;	/* the rest went with it */
+			} else {
+				task_free(t);
+			}
+		}
+		if (n)
+			LOG_INFO(LS_ISCSI, "%s: %u tasks aborted by a reset%s", c->peer, n,
+				 c->sess->id == r->nexus ? "" : " from another session");
+	}
+	pthread_mutex_unlock(&conns_lock);
+}
+
+void iscsi_conn_tmf_done(uint64_t conn, uint32_t itt)
+{
+	struct iscsi_conn *c = conn_find_local(conn);
+
+	/* only this reactor frees c: it stays while we use it */
+	if (c && !c->closing)
+		tmf_respond(c, itt, 0);		/* function complete */
 }
 
 /* ------------------------------------------------------------ sequence */
@@ -1127,7 +1350,10 @@ static void task_respond(struct iscsi_task *t)
 	struct iscsi_conn *c = t->conn;
 	struct scsi_cmd *cmd = &t->cmd;
 	uint32_t n = cmd->data_in && t->read ? MIN(cmd->xfer_len, t->edtl) : 0;
-	bool collapse = cmd->status == SCSI_STATUS_GOOD && !cmd->sense_len;
+	/* a mapped READ's status goes apart, after its data: if the kernel
+	 * cannot read the mapping, it becomes CHECK CONDITION (tx_map_fail) */
+	bool mapped = cmd->map_len && cmd->map_len >= n && cmd->status == SCSI_STATUS_GOOD;
+	bool collapse = cmd->status == SCSI_STATUS_GOOD && !cmd->sense_len && !mapped;
 	struct tx_pdu *pdu;
 
 	t->responded = true;
@@ -1146,6 +1372,11 @@ static void task_respond(struct iscsi_task *t)
 		bhs_put32(&pdu->bhs, BHS_BUFOFF, off);
 		pdu->data = t->buf + off;
 		pdu->data_len = seg;
+		if (mapped) {
+			pdu->map_bd = cmd->lu->bd;
+			pdu->map_off = cmd->map_off + off;
+			pdu->map_task = t;
+		}
 		if (last && collapse) {
 			pdu->bhs.b[1] |= ISCSI_FLAG_STATUS;
 			pdu->bhs.b[3] = cmd->status;
@@ -1210,16 +1441,34 @@ static void tmf_respond(struct iscsi_conn *c, uint32_t itt, uint8_t response)
 	tx_queue(c, pdu);
 }
 
+/* Aborted by another nexus's reset with TAS 1: TASK ABORTED status, no
+ * data, no sense (SAM-5 5.6). */
+static void task_abort_respond(struct iscsi_task *t)
+{
+	task_unhold(t);
+	t->cmd.status = SCSI_STATUS_TASK_ABORTED;
+	t->cmd.sense_len = 0;
+	t->cmd.data_in = false;
+	t->cmd.xfer_len = 0;
+	task_respond(t);
+}
+
 static void task_scsi_done(struct scsi_cmd *cmd)
 {
 	struct iscsi_task *t = container_of(cmd, struct iscsi_task, cmd);
 	struct iscsi_conn *c = t->conn;
 	struct tmf_wait *w = t->tmf;
+	struct iscsi_reset *r = t->reset;
 
 	t->executing = false;
 	c->nexec--;
 	if (c->closing || t->aborted) {
-		task_free(t);
+		if (t->tas && !c->closing)
+			task_abort_respond(t);
+		else
+			task_free(t);
+		if (r)
+			iscsi_reset_put(r);
 		if (w && !--w->pending) {
 			/* on the connection that asked, maybe not this one */
 			struct iscsi_conn *tc = w->conn == c->id ? c : conn_find_local(w->conn);
@@ -1258,47 +1507,25 @@ static void task_exec(struct iscsi_task *t)
 			cmd->ch = c->chans[id];
 		}
 	}
-	/* a LU reset since this nexus last looked: UNIT ATTENTION once, except
-	 * for the commands that never get one */
+	/* a reset, MODE SELECT, resize or LUN change since this nexus last
+	 * looked: UNIT ATTENTION once each (ua.c) */
 	if (cmd->lu) {
-		unsigned gen = __atomic_load_n(&cmd->lu->reset_gen, __ATOMIC_ACQUIRE) + 1;
-		uint8_t op = cmd->cdb[0];
-		uint64_t size = __atomic_load_n(&cmd->lu->bd->size, __ATOMIC_ACQUIRE);
+		uint16_t asc = iscsi_ua_take(ss, (unsigned)id, cmd->lu, cmd->cdb[0], luns_gen);
 
-		if (!ss->ua_seen[id]) {
-			ss->ua_seen[id] = gen;
-		} else if (ss->ua_seen[id] != gen && op != 0x12 && op != 0xa0 && op != 0x03) {
-			ss->ua_seen[id] = gen;
-			scsi_sense(cmd, SK_UNIT_ATTENTION, ASC_BUS_DEVICE_RESET);
+		if (asc) {
+			scsi_sense(cmd, SK_UNIT_ATTENTION, asc);
 			task_respond(t);
 			return;
-		}
-		/* the volume was resized: CAPACITY DATA HAS CHANGED, once */
-		if (!ss->size_seen[id]) {
-			ss->size_seen[id] = size;
-		} else if (ss->size_seen[id] != size && op != 0x12 && op != 0xa0 && op != 0x03) {
-			ss->size_seen[id] = size;
-			scsi_sense(cmd, SK_UNIT_ATTENTION, ASC_CAPACITY_CHANGED);
-			task_respond(t);
-			return;
-		}
-		/* LUNs added or removed: REPORTED LUNS DATA HAS CHANGED, once;
-		 * REPORT LUNS clears it */
-		if (ss->luns_seen != luns_gen && op != 0x12 && op != 0x03) {
-			ss->luns_seen = luns_gen;
-			if (op != 0xa0) {
-				scsi_sense(cmd, SK_UNIT_ATTENTION, ASC_REPORTED_LUNS_CHANGED);
-				task_respond(t);
-				return;
-			}
 		}
 	}
 	cmd->buf = t->buf;
 	cmd->buf_len = t->edtl;
+	cmd->may_map = !c->ddigest;	/* a digest would read the mapping */
 	cmd->nexus = ss->id;
 	cmd->iport = conn_iport(c);
 	cmd->tpg = c->tpg;
 	cmd->alua_seen = cmd->lu ? &ss->alua_seen[id] : NULL;
+	cmd->mode_seen = cmd->lu ? &ss->mode_seen[id] : NULL;
 	cmd->luns = luns;
 	cmd->nluns = nluns;
 	cmd->done = task_scsi_done;
@@ -1652,6 +1879,17 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 			return;
 		}
 	}
+	if (func >= 5) {	/* resets: every I_T nexus of the LU(s) (tmf.c) */
+		int id = scsi_lun_decode(lun);
+
+		if (func == 5 && (!c->target || id < 0 || id >= ISCSI_MAX_LUNS ||
+				  !__atomic_load_n(&c->target->luns[id], __ATOMIC_ACQUIRE)))
+			tmf_respond(c, bhs_itt(h), 2);		/* LUN does not exist */
+		else if (!c->target || iscsi_reset_start(c->target, func == 5 ? id : -1,
+							  c->sess->id, c->id, bhs_itt(h)))
+			tmf_respond(c, bhs_itt(h), 255);	/* function rejected */
+		return;
+	}
 	w = calloc(1, sizeof(*w));
 	if (!w) {
 		conn_close(c);
@@ -1664,14 +1902,15 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 	 * cannot be stopped in the middle: they are marked, their I/O ends,
 	 * no response is sent for them, and the function completes when the
 	 * last of them has ended. Tasks already answered are left alone.
-	 * Those of every connection of the session (the I_T nexus).
+	 * Those of every connection of the session (the I_T nexus): the
+	 * control page says TST 001b, a task set per I_T nexus, so CLEAR TASK
+	 * SET is ABORT TASK SET.
 	 */
 	list_for_each(cl, &c->sess->conns)
 	list_for_each_safe(l, tmp, &list_entry(cl, struct iscsi_conn, sess_link)->tasks) {
 		struct iscsi_task *t = list_entry(l, struct iscsi_task, link);
 
-		if ((func == 1 && t->itt != rtt) || ((func == 2 || func == 4 || func == 5) &&
-						     t->lun != lun))
+		if ((func == 1 && t->itt != rtt) || ((func == 2 || func == 4) && t->lun != lun))
 			continue;
 		if (t->responded || t->aborted)
 			continue;
@@ -1685,17 +1924,6 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 			w->pending++;
 		} else {
 			task_free(t);
-		}
-	}
-	/* resets leave a unit attention for every I_T nexus of the LU(s) */
-	if (func >= 5 && c->target) {
-		struct iscsi_target *tg = c->target;
-		int id = scsi_lun_decode(lun);
-
-		for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++) {
-			if (!tg->luns[i] || (func == 5 && (int)i != id))
-				continue;
-			scsi_lu_reset(&tg->luns[i]->lu);	/* reservation, unit attention */
 		}
 	}
 	if (!w->pending) {
@@ -1871,6 +2099,8 @@ static void conn_rx(struct iscsi_conn *c)
 		c->rx_state = RX_BHS;
 		c->rx_got = 0;
 		rx_complete(c);
+		if (conn_gone(c))
+			return;
 	}
 }
 
@@ -2136,7 +2366,8 @@ unsigned iscsi_conn_lun_gone_local(struct iscsi_target *t, unsigned id, struct s
 		list_for_each(k, &c->tasks) {
 			struct iscsi_task *x = list_entry(k, struct iscsi_task, link);
 
-			if (x->executing && x->cmd.lu == lu)
+			/* a mapped READ's queued Data-In maps the device */
+			if ((x->executing || (x->responded && x->cmd.map_len)) && x->cmd.lu == lu)
 				n++;
 		}
 		busy += n;
@@ -2150,6 +2381,7 @@ unsigned iscsi_conn_lun_gone_local(struct iscsi_target *t, unsigned id, struct s
 		if (c->sess) {
 			c->sess->ua_seen[id] = 0;
 			c->sess->size_seen[id] = 0;
+			c->sess->mode_seen[id] = 0;
 		}
 	}
 	pthread_mutex_unlock(&conns_lock);

@@ -115,6 +115,7 @@ struct iscsi_session {
 	unsigned	ua_seen[ISCSI_MAX_LUNS];	/* lu->reset_gen + 1 seen; 0: none */
 	unsigned	alua_seen[ISCSI_MAX_LUNS];	/* ALUA changes seen (sand/alua.h) */
 	uint64_t	size_seen[ISCSI_MAX_LUNS];	/* lu->bd->size last seen; 0: none */
+	unsigned	mode_seen[ISCSI_MAX_LUNS];	/* lu->mode_gen + 1 seen; 0: none */
 	unsigned	luns_seen;	/* target->luns_gen last seen */
 	char		iport[PR_IPORT_MAX];	/* initiator port name, for reservations */
 };
@@ -131,6 +132,41 @@ void iscsi_session_get(struct iscsi_session *s);
 void iscsi_session_put(struct iscsi_session *s);
 /* No connection may join s any more. */
 void iscsi_session_end(struct iscsi_session *s);
+
+/* ua.c: the unit attention a command of session ss to LUN id (lu) gets
+ * (ASC_*), once per change and nexus, or 0; luns_gen: the target's. */
+uint16_t iscsi_ua_take(struct iscsi_session *ss, unsigned id, struct scsi_lu *lu, uint8_t op,
+		       unsigned luns_gen);
+/* ua.c: a new session (of a target) starts with every LU as it is now. */
+void iscsi_ua_init(struct iscsi_session *ss);
+
+/* tmf.c: a LOGICAL UNIT RESET or TARGET WARM/COLD RESET acting on every
+ * I_T nexus of the target, whichever reactor it lives on. Counted: one
+ * reference for each reactor still to walk its connections and for each
+ * aborted task still doing I/O; the function's response goes when the
+ * last one is dropped. */
+struct iscsi_reset {
+	unsigned	refs;		/* atomic */
+	struct iscsi_target *target;	/* only compared after the start: the
+					 * issuer's session holds it until then */
+	int		lun;		/* LUN id; -1: every LU (target reset) */
+	uint64_t	nexus;		/* the issuing session (its tasks: no response) */
+	uint64_t	conn;		/* the connection that asked, on loop */
+	struct ev_loop	*loop;
+	uint32_t	itt;
+};
+/* On the issuing connection's reactor: reset the LU(s) (SPC-2 reservation
+ * released, unit attention for every nexus) and abort their tasks on every
+ * reactor; iscsi_conn_tmf_done() answers. 0 or -ENOMEM. */
+int iscsi_reset_start(struct iscsi_target *t, int lun, uint64_t nexus, uint64_t conn,
+		      uint32_t itt);
+void iscsi_reset_get(struct iscsi_reset *r);
+void iscsi_reset_put(struct iscsi_reset *r);
+/* conn.c, on the calling reactor: abort the tasks r covers (TAS: those of
+ * other nexuses get TASK ABORTED); each one still doing I/O holds r. */
+void iscsi_conn_reset_local(struct iscsi_reset *r);
+/* conn.c, on conn's reactor: the task management function itt is complete. */
+void iscsi_conn_tmf_done(uint64_t conn, uint32_t itt);
 
 /* target.c */
 /* A target for a new session (counted: it cannot be removed meanwhile),
@@ -182,6 +218,9 @@ void iscsi_conn_logout_portal_local(uint64_t portal);
 /* paths_rpc.c: port groups by name, ALUA states, disabled portals and the
  * liveness timeouts ("iscsi_paths" section of the state file). */
 void iscsi_paths_rpc_init(void);
+/* sanitize_rpc.c: iscsi.sanitize, the SANITIZE pace ("iscsi_sanitize"
+ * section of the state file, applied here) */
+void iscsi_sanitize_rpc_init(void);
 void iscsi_paths_restore(void);		/* before the portals come up */
 /* The id of group name (a number is its own id); create: give a new name
  * the next free id. 0 or -ENOENT, -EINVAL, -ENOSPC. */

@@ -871,6 +871,7 @@ void iscsi_rpc_init(void)
 	rpc_register("iscsi.sessions", sessions, NULL);
 	iscsi_pr_rpc_init();
 	iscsi_paths_rpc_init();
+	iscsi_sanitize_rpc_init();
 }
 
 void iscsi_restore(void)

@@ -37,8 +37,10 @@ struct iscsi_session *iscsi_session_new(struct ev_loop *loop, struct iscsi_targe
 	list_init(&s->held);
 	snprintf(s->iport, sizeof(s->iport), "%s,i,0x%02x%02x%02x%02x%02x%02x", initiator,
 		 isid[0], isid[1], isid[2], isid[3], isid[4], isid[5]);
-	if (t)
+	if (t) {
 		s->luns_seen = __atomic_load_n(&t->luns_gen, __ATOMIC_ACQUIRE);
+		iscsi_ua_init(s);	/* resets before it are not its news */
+	}
 	for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++)	/* the I_T nexus exists now */
 		s->alua_seen[i] = scsi_alua_seen_now();
 	s->refs = 1;

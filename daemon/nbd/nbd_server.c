@@ -90,6 +90,8 @@
 #define NBD_EXT_MAX		128		/* extents per BLOCK_STATUS context */
 #define NBD_READ_SEGS		16		/* data and hole chunks per READ */
 #define NBD_CTX_MAX		2		/* base:allocation, sand:changed:SNAP */
+#define NBD_MAP_MIN		(64u * 1024)	/* READs from this size on go mapped */
+#define TX_MAPS_MAX		TX_IOV_MAX	/* maps pinned around one sendmsg */
 
 struct nbd_export;
 
@@ -168,8 +170,14 @@ struct nbd_io {
 	 * chunks of a read with holes) */
 	struct iovec	*parts;
 	int		nparts;
-	struct iovec	dparts[2];
+	struct iovec	dparts[3];
 	size_t		txlen;
+
+	/* a mapped READ (io_read_mapped): parts[1], the data, is resolved
+	 * with blk_map_read at each send, unless the data had to be read
+	 * into buf after all (refilling: that bio is out) */
+	bool		mapped;
+	bool		refilling;
 
 	/* block status: BLOCK_STATUS, and a READ's holes */
 	struct blk_status st;
@@ -357,6 +365,8 @@ static struct nbd_io *io_get(struct nbd_conn *c)
 	io->err = 0;
 	io->acct = 0;
 	io->then_flush = false;
+	io->mapped = false;
+	io->refilling = false;
 	io->hdrlen = io->datalen = 0;
 	io->txoff = 0;
 	io->pending = 0;
@@ -715,12 +725,115 @@ static void tx_task_fn(struct ev_task *t)
 	conn_tx(container_of(t, struct nbd_conn, tx_task));
 }
 
+/* ---- mapped READs ---- */
+
+/*
+ * The one-copy path (blkdev.h, blk_map_read). A READ of NBD_MAP_MIN bytes
+ * or more, with structured replies and without TLS (GnuTLS would read the
+ * bytes itself), whose whole range the device can map now (no hole, no
+ * thin chunk its cache does not know), is answered at once without a bio:
+ * an OFFSET_DATA chunk not flagged DONE, the data, then a NONE chunk
+ * flagged DONE. conn_tx maps the data again when it sends it, and holds the
+ * maps only around that one sendmsg, never across loop turns (a thin map
+ * pins its chunk, and a slow client must not hold up the pool). What a
+ * send did not take is mapped afresh the next time; if that fails (say the
+ * chunk was remapped meanwhile), the whole range is read into buf by a bio
+ * (refilling) and the reply goes on from buf, at the byte where it was: a
+ * write racing the read may show in part of it, as with any buffered
+ * backing file. The bytes are only ever read by the kernel: a page past a
+ * truncated end or with an I/O error makes sendmsg fail with EFAULT (never
+ * a signal), and the read then fails: the rest of its data goes as zeros
+ * and the trailing chunk becomes an ERROR chunk (hence the trailer: the
+ * data chunk went out before we knew).
+ */
+#define MAP_TRAILER	32	/* the trailing chunk's place in io->hdr */
+
+static bool io_read_mapped(struct nbd_io *io)
+{
+	struct nbd_conn *c = io->c;
+	struct blkdev *bd = c->exp->bd;
+	uint64_t pos = io->req.offset, end = pos + io->req.len;
+	struct blk_map m;
+
+	if (!c->structured || c->tls_on || io->req.len < NBD_MAP_MIN || !bd->ops->map_read)
+		return false;
+	while (pos < end) {
+		if (blk_map_read(bd, pos, end - pos, &m))
+			return false;
+		pos += m.len;
+		blk_map_put(&m);
+	}
+	io->mapped = true;
+	io->hdrlen = (uint32_t)nbd_sreply_offset_data(io->hdr, io->req.cookie, io->req.offset,
+						      io->req.len, false);
+	nbd_sreply_hdr(io->hdr + MAP_TRAILER, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE,
+		       io->req.cookie, 0);
+	io->dparts[0] = (struct iovec){ io->hdr, io->hdrlen };
+	io->dparts[1] = (struct iovec){ io->buf, io->req.len };	/* mapped while io->mapped */
+	io->dparts[2] = (struct iovec){ io->hdr + MAP_TRAILER, NBD_SREPLY_HDR_LEN };
+	io->parts = io->dparts;
+	io->nparts = 3;
+	io->txlen = io->hdrlen + io->req.len + NBD_SREPLY_HDR_LEN;
+	io->txoff = 0;
+	list_add_tail(&io->link, &c->txq);
+	ev_defer(c->r->loop, &c->tx_task, tx_task_fn);
+	return true;
+}
+
+/* A mapped READ fails after its data chunk may have started: the data not
+ * yet sent goes as zeros from buf, and an ERROR chunk ends the reply. */
+static void io_read_fail(struct nbd_io *io, uint32_t err)
+{
+	size_t d = io->txoff > io->hdrlen ? io->txoff - io->hdrlen : 0;
+
+	io->mapped = false;
+	memset(io->buf + d, 0, io->req.len - d);
+	io->dparts[2].iov_len = nbd_sreply_error(io->hdr + MAP_TRAILER, io->req.cookie,
+						 err ? err : NBD_EIO);
+	io->txlen = io->hdrlen + io->req.len + io->dparts[2].iov_len;
+}
+
+/* The data could not be mapped again: read it into buf; conn_tx waits. */
+static void io_refill(struct nbd_io *io)
+{
+	struct nbd_conn *c = io->c;
+	struct iovec iov = { .iov_base = io->buf, .iov_len = io->req.len };
+	int rc;
+
+	io->mapped = false;
+	io->refilling = true;
+	c->bios++;
+	rc = blk_rw(c->xc->ch, BIO_READ, 0, &iov, 1, io->req.offset, io->req.len,
+		    io_bio_end, io);
+	if (rc) {
+		/* no retry list for it: its link is on txq (backpressure here
+		 * needs every bio of the channel out: rare) */
+		c->bios--;
+		io->refilling = false;
+		io_read_fail(io, nbd_errno(rc));
+		ev_defer(c->r->loop, &c->tx_task, tx_task_fn);
+	}
+}
+
+/* The refill's bio ended (through io_bio_end and io_reply). */
+static void io_refill_end(struct nbd_io *io, uint32_t err)
+{
+	io->refilling = false;
+	if (err)
+		io_read_fail(io, err);
+	ev_defer(io->c->r->loop, &io->c->tx_task, tx_task_fn);
+}
+
 /* Build the reply in io->hdr (and point at the data) and queue it. */
 static void io_reply(struct nbd_io *io, uint32_t err)
 {
 	struct nbd_conn *c = io->c;
 	bool read = io->req.type == NBD_CMD_READ;
 
+	if (io->refilling) {		/* its reply is already on txq */
+		io_refill_end(io, err);
+		return;
+	}
 	if (io->pending) {
 		if (!io_part_end(io, err))
 			return;		/* the other part is still out */
@@ -768,6 +881,8 @@ static void io_start(struct nbd_io *io)
 		f |= BIO_FUA;
 	switch (r->type) {
 	case NBD_CMD_READ:
+		if (io_read_mapped(io))
+			break;
 		/* with structured replies, holes go as hole chunks: ask for
 		 * the map alongside the read (devices that have one) */
 		if (io->c->structured && io->c->exp->bd->ops->block_status) {
@@ -882,7 +997,8 @@ static void conn_close(struct nbd_conn *c, const char *why)
 			struct nbd_io *io = list_first_entry(&c->txq, struct nbd_io, link);
 
 			list_del(&io->link);
-			io_release(io);
+			if (!io->refilling)	/* else its bio's end releases it */
+				io_release(io);
 		}
 		nbd_buf_free(&c->out);
 		free(c->opt_data);
@@ -1032,6 +1148,56 @@ static void conn_tx_tls(struct nbd_conn *c)
 		conn_maybe_finish(c);
 }
 
+/*
+ * A mapped READ's data from off on, into iov as maps (each one entry, pinned
+ * in maps[] until the caller's sendmsg returned). True when the iovec must
+ * end here: the data could not all be mapped now (the rest next time), or
+ * not at all, and then, when nothing goes before it, it is refilled.
+ */
+static bool tx_add_mapped(struct nbd_conn *c, struct nbd_io *io, size_t off,
+			  struct iovec *iov, int *cnt, struct blk_map *maps, int *nmaps)
+{
+	struct blkdev *bd = c->exp->bd;
+	size_t len = io->req.len;
+
+	while (off < len && *cnt < TX_IOV_MAX) {
+		struct blk_map *m = &maps[*nmaps];
+
+		if (blk_map_read(bd, io->req.offset + off, len - off, m))
+			break;
+		(*nmaps)++;
+		iov[*cnt].iov_base = (void *)m->addr;
+		iov[(*cnt)++].iov_len = m->len;
+		off += m->len;
+	}
+	if (off == len)
+		return false;
+	if (*cnt == 0)
+		io_refill(io);
+	return true;
+}
+
+/* sendmsg said EFAULT: the kernel could not read a mapped page (the file
+ * truncated under us, an I/O error). Nothing of that call went, so the
+ * first mapped READ with data still to send is the one (or lies before the
+ * one): it fails, and the send goes on. False if there is none. */
+static bool tx_fault(struct nbd_conn *c)
+{
+	struct list_head *pos;
+
+	list_for_each(pos, &c->txq) {
+		struct nbd_io *io = list_entry(pos, struct nbd_io, link);
+
+		if (io->mapped && io->txoff < io->hdrlen + io->req.len) {
+			LOG_RATELIMIT(LOG_WARN, LS_NBD, "%s: READ at %llu+%u: bad address in the mapped backing file",
+				      c->exp->name, (unsigned long long)io->req.offset, io->req.len);
+			io_read_fail(io, NBD_EIO);
+			return true;
+		}
+	}
+	return false;
+}
+
 static void conn_tx(struct nbd_conn *c)
 {
 	if (c->tls_on) {
@@ -1040,10 +1206,12 @@ static void conn_tx(struct nbd_conn *c)
 	}
 	while (!c->closed && (c->out_off < c->out.len || !list_empty(&c->txq))) {
 		struct iovec iov[TX_IOV_MAX];
+		struct blk_map maps[TX_MAPS_MAX];	/* pinned until sendmsg returned */
 		struct msghdr m = { .msg_iov = iov };
 		struct list_head *pos;
 		ssize_t n;
-		int cnt = 0;
+		int cnt = 0, nmaps = 0, err;
+		bool stop = false;
 
 		if (c->out_off < c->out.len) {
 			iov[cnt].iov_base = c->out.p + c->out_off;
@@ -1053,28 +1221,42 @@ static void conn_tx(struct nbd_conn *c)
 			struct nbd_io *io = list_entry(pos, struct nbd_io, link);
 			size_t off = io->txoff;
 
-			for (int i = 0; i < io->nparts && cnt < TX_IOV_MAX; i++) {
+			if (io->refilling)
+				break;		/* nothing after it may go before it */
+			for (int i = 0; i < io->nparts && cnt < TX_IOV_MAX && !stop; i++) {
 				const struct iovec *pt = &io->parts[i];
 
 				if (off >= pt->iov_len) {
 					off -= pt->iov_len;
 					continue;
 				}
+				if (i == 1 && io->mapped) {
+					stop = tx_add_mapped(c, io, off, iov, &cnt, maps, &nmaps);
+					off = 0;
+					continue;
+				}
 				iov[cnt].iov_base = (uint8_t *)pt->iov_base + off;
 				iov[cnt++].iov_len = pt->iov_len - off;
 				off = 0;
 			}
-			if (cnt == TX_IOV_MAX)
+			if (cnt == TX_IOV_MAX || stop)
 				break;
 		}
+		if (!cnt)
+			return;		/* the head is refilling: its end brings us back */
 		m.msg_iovlen = (size_t)cnt;
 		n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+		err = errno;
+		for (int i = 0; i < nmaps; i++)
+			blk_map_put(&maps[i]);
 		if (n < 0) {
-			if (errno == EINTR)
+			if (err == EINTR)
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			if (err == EAGAIN || err == EWOULDBLOCK)
 				return;		/* EV_WRITE brings us back */
-			conn_close(c, strerror(errno));
+			if (err == EFAULT && nmaps && tx_fault(c))
+				continue;
+			conn_close(c, strerror(err));
 			return;
 		}
 		tx_advance(c, (size_t)n);

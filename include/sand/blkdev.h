@@ -31,6 +31,7 @@
 #ifndef SAND_BLKDEV_H
 #define SAND_BLKDEV_H
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdbool.h>
 #include <sys/uio.h>
@@ -42,6 +43,7 @@ struct blkdev;
 struct blkchan;
 struct bio;
 struct blk_status;
+struct blk_map;
 
 enum bio_op {
 	BIO_READ = 0,
@@ -109,6 +111,8 @@ struct blkdev_ops {
 	 * no particular order. Any thread; no I/O; fn must not call back. */
 	void	(*status_bases)(struct blkdev *bd, void (*fn)(void *arg, const char *base),
 				void *arg);
+	/* Optional: see blk_map_read. Any thread; no I/O; never blocks. */
+	int	(*map_read)(struct blkdev *bd, uint64_t offset, uint64_t len, struct blk_map *m);
 };
 
 #define BLK_NAME_MAX	64
@@ -281,6 +285,92 @@ int blkdev_status_bases(struct blkdev *bd, void (*fn)(void *arg, const char *bas
 /* Synchronous blk_block_status, for the control plane and tests (not from a
  * reactor thread). */
 int blk_sync_block_status(struct blkdev *bd, struct blk_status *st);
+
+/*
+ * Mapped reads: the one-copy read path of exports (optional ops->map_read).
+ *
+ * blk_map_read(bd, offset, len, &m) resolves the first m.len bytes
+ * (0 < m.len <= len) of a read of [offset, offset+len) to m.addr, a
+ * read-only shared mapping of a buffered backing file, i.e. its page cache.
+ * The caller asks again for the rest (a thin volume stops at each chunk).
+ * An export gives the range to sendmsg(): the kernel copies it into the
+ * socket once, where a bio read then a send copy it twice. Rules:
+ *  - Userspace never touches the bytes (no memcpy, checksum, digest, TLS):
+ *    a page past EOF (the file truncated) or with an I/O error raises
+ *    SIGBUS there. In the kernel (sendmsg) the same fault is an -EFAULT,
+ *    which the caller makes a read error.
+ *  - Only sendmsg() and friends that copy before they return. Never
+ *    splice, sendfile, vmsplice or MSG_ZEROCOPY: they keep page references
+ *    after the call returns and blk_map_put, when the chunk may already
+ *    hold another volume's data.
+ *  - m pins what it resolved (a thin volume's chunk mapping, as an I/O in
+ *    flight does: the pool waits before it remaps, frees or reuses the
+ *    chunk) until blk_map_put(&m). Hold it only until the send returned,
+ *    never across loop turns (a slow client must not hold up the pool):
+ *    bytes not taken are resolved again, or read with a bio.
+ *  - The bytes are what a READ would return then; a write racing the read
+ *    may show in it, as with a buffered backing file's own reads.
+ * -EAGAIN (not here: an O_DIRECT or non-regular file, a RAID layout, a thin
+ * chunk unmapped or not in the fast path's cache, a failed pool) and
+ * -EOPNOTSUPP (no map_read): read with a bio instead. Any thread; no I/O;
+ * never blocks for long.
+ */
+#define BLK_MAP_PINS	4
+
+struct blk_map {
+	const void	*addr;		/* m.len bytes, for the kernel only */
+	uint64_t	len;
+	/* drivers': undone by blk_map_put, last pushed first */
+	unsigned	npins;
+	struct {
+		void	(*put)(void *a, void *b);
+		void	*a, *b;
+	} pin[BLK_MAP_PINS];
+};
+
+/* A stacked driver resolves through the device below with this: m keeps
+ * the pins already taken; on failure the lower one has added none. */
+static inline int blk_map_lower(struct blkdev *bd, uint64_t offset, uint64_t len,
+				struct blk_map *m)
+{
+	if (!bd->ops->map_read)
+		return -EOPNOTSUPP;
+	if (!len || offset > bd->size || len > bd->size - offset)
+		return -EINVAL;
+	return bd->ops->map_read(bd, offset, len, m);
+}
+
+static inline int blk_map_read(struct blkdev *bd, uint64_t offset, uint64_t len,
+			       struct blk_map *m)
+{
+	m->addr = NULL;
+	m->len = 0;
+	m->npins = 0;
+	return blk_map_lower(bd, offset, len, m);
+}
+
+/* A driver's pin, undone by blk_map_put: false when there is no room. */
+static inline bool blk_map_pin(struct blk_map *m, void (*put)(void *a, void *b),
+			       void *a, void *b)
+{
+	if (m->npins == BLK_MAP_PINS)
+		return false;
+	m->pin[m->npins].put = put;
+	m->pin[m->npins].a = a;
+	m->pin[m->npins].b = b;
+	m->npins++;
+	return true;
+}
+
+static inline void blk_map_put(struct blk_map *m)
+{
+	while (m->npins) {
+		m->npins--;
+		m->pin[m->npins].put(m->pin[m->npins].a, m->pin[m->npins].b);
+	}
+	m->addr = NULL;
+	m->len = 0;
+}
 
 /* Copy iovec contents. */
 size_t iov_total(const struct iovec *iov, int iovcnt);

@@ -86,7 +86,8 @@ int raid_recover(int nparity, int k, size_t len, uint8_t **bufs,
 
 #define RAID_SB_MAGIC		"SANDRAID"
 #define RAID_SB_MAJOR		1
-#define RAID_SB_MINOR		3	/* 1.1: flags; 1.2: PPL, bitmap; 1.3: left, scrub */
+#define RAID_SB_MINOR		4	/* 1.1: flags; 1.2: PPL, bitmap; 1.3: left, scrub;
+					 * 1.4: bitmap_flags */
 #define RAID_SB_SIZE		4096u	/* one copy */
 #define RAID_SB_COPY_OFF(i)	((uint64_t)(i) * RAID_SB_SIZE)	/* copies at 0 and 4 KiB */
 #define RAID_DATA_OFFSET	(1024u * 1024)	/* data starts 1 MiB into a member (or later) */
@@ -116,6 +117,16 @@ enum raid_member_state {
  * scrub_cursor), with --repair. */
 #define RAID_SCRUB_RUNNING	(1u << 0)
 #define RAID_SCRUB_REPAIR	(1u << 1)
+/* Bitmap layout (1.4). HOT: the bitmap area holds a second image right
+ * after the first: the write-intent bits proper (regions that may have
+ * writes in flight, cleared when idle even while the set is degraded); the
+ * first image keeps its 1.2 meaning (those, and every region written while
+ * a member was away). Only code that keeps both sets the flag, and older
+ * code writes it zero: so it is never trusted stale. */
+#define RAID_BM_HOT		(1u << 0)
+/* Away images (1.4): after the hot image, up to this many more, each the
+ * regions written since one slot left (raid_sb.bitmap_away). */
+#define RAID_BM_AWAY_MAX	4
 
 /* The decoded (host-order) superblock. */
 struct raid_sb {
@@ -138,6 +149,7 @@ struct raid_sb {
 	/* 1.3: a scrub in progress (RAID_SCRUB_*) and its cursor (rows done) */
 	uint64_t	scrub_cursor;
 	uint32_t	scrub_flags;
+	uint32_t	bitmap_flags;	/* 1.4: RAID_BM_* */
 	struct raid_sb_member {
 		uint8_t	uuid[16];
 		uint32_t state;		/* enum raid_member_state */
@@ -148,6 +160,11 @@ struct raid_sb {
 		 * (0: unknown, the member can only come back by a full rebuild) */
 		uint64_t left_gen;
 	} members[RAID_MAX_MEMBERS];
+	/* 1.4, per slot: 0, or k + 1: away image k of the bitmap holds the
+	 * regions written since the slot left (its left_gen); 0 with left_gen:
+	 * the first image does, with whatever else was written while any
+	 * member was away */
+	uint8_t		bitmap_away[RAID_MAX_MEMBERS];
 };
 
 /* buf: RAID_SB_SIZE bytes. */
@@ -164,6 +181,9 @@ int raid_sb_read(struct blkdev *bd, struct raid_sb *sb);
 int raid_sb_write(struct blkdev *bd, const struct raid_sb *sb);
 /* CRC32C (Castagnoli), as iSCSI: ISA-L crc32_iscsi, seed ~0, final xor. */
 uint32_t raid_crc32c(const void *buf, size_t len);
+/* Bytes of one image of the write-intent bitmap (one bit per region, in
+ * whole 4 KiB blocks); 0 without a bitmap. */
+uint64_t raid_bitmap_bytes(const struct raid_sb *sb);
 
 /* ------------------------------------------------------------ the set */
 
@@ -202,6 +222,10 @@ int raid_create(const char *name, enum raid_level level, struct blkdev **members
  * a 1.1 set, which is not resynchronized when degraded).
  */
 int raid_assemble(struct blkdev **members, uint32_t n, struct blkdev **out);
+/* raid_assemble with the rebuild/scrub rate (bytes per second per member,
+ * 0: unlimited) in force before any background job resumes */
+int raid_assemble_rate(struct blkdev **members, uint32_t n, uint64_t rate,
+		       struct blkdev **out);
 
 /*
  * Replace the failed (or missing) member in slot `slot` with newdev and

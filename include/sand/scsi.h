@@ -25,6 +25,7 @@
 #define SCSI_STATUS_BUSY		0x08
 #define SCSI_STATUS_RESERVATION_CONFLICT 0x18
 #define SCSI_STATUS_TASK_SET_FULL	0x28
+#define SCSI_STATUS_TASK_ABORTED	0x40	/* TAS: aborted by another nexus */
 
 /* Sense keys */
 #define SK_NO_SENSE		0x0
@@ -49,6 +50,7 @@
 #define ASC_LUN_NOT_SUPPORTED		0x2500
 #define ASC_BUS_DEVICE_RESET		0x2903	/* unit attention after a LU reset */
 #define ASC_CAPACITY_CHANGED		0x2a09	/* unit attention after a resize */
+#define ASC_MODE_PARAMS_CHANGED		0x2a01	/* another nexus's MODE SELECT */
 #define ASC_INVALID_FIELD_IN_PARAM	0x2600
 #define ASC_WRITE_PROTECTED		0x2700
 #define ASC_SPACE_ALLOC_FAILED_WP	0x2707
@@ -82,6 +84,12 @@ struct scsi_lu {
 	void		*sanitize_job;
 	/* control mode page SWP: software write protect (MODE SELECT) */
 	bool		swp;
+	/* control mode page TAS: tasks another nexus's reset aborts end with
+	 * TASK ABORTED status (1, the default) or without a response (0) */
+	bool		tas;
+	/* MODE SELECTs that changed a parameter: each other I_T nexus gets
+	 * MODE PARAMETERS CHANGED (the transport keeps what it saw) */
+	unsigned	mode_gen;
 	/* LOGICAL UNIT RESETs so far: each I_T nexus that has not seen the
 	 * latest gets a unit attention (the transport keeps what it saw) */
 	unsigned	reset_gen;
@@ -117,7 +125,10 @@ struct scsi_cmd {
 					 * With iport, it names the I_T nexus for
 					 * persistent reservations */
 	unsigned	*alua_seen;	/* this I_T_L nexus's ALUA generation */
+	unsigned	*mode_seen;	/* its lu->mode_gen + 1 seen (NULL: none) */
 	scsi_done_fn	done;
+	bool		may_map;	/* a READ may leave its data to the transport as a
+					 * mapped read (map_len below; no digest over it) */
 
 	/* set by scsi_exec */
 	uint32_t	xfer_len;	/* bytes the command transfers (data-in or
@@ -127,6 +138,10 @@ struct scsi_cmd {
 	uint8_t		status;
 	uint8_t		sense[SCSI_SENSE_LEN];
 	uint8_t		sense_len;
+	/* data_in from a mapped read (scsi_read_mapped): map_len bytes of
+	 * lu->bd at map_off are the data, not buf; 0: buf */
+	uint64_t	map_off;
+	uint32_t	map_len;
 
 	/* private to proto/scsi */
 	enum bio_op	op;
@@ -152,6 +167,16 @@ enum { SCSI_DONE = 0, SCSI_PENDING = 1 };
  * cmd->done runs later on cmd->ch's loop.
  */
 int scsi_exec(struct scsi_cmd *cmd);
+
+/*
+ * proto/scsi/map_read.c: READ data as a mapped read (blk_map_read) when
+ * cmd->may_map, the range is SCSI_MAP_MIN bytes or more, and every piece of
+ * it maps now without a pin (so it maps again when the transport sends it):
+ * sets map_off/map_len and returns true; the transport sends the data from
+ * the mapping (and never touches it). False: read into buf as usual.
+ */
+#define SCSI_MAP_MIN	(64u * 1024)
+bool scsi_read_mapped(struct scsi_cmd *cmd, uint64_t off, uint32_t len);
 
 /* CHECK CONDITION with fixed-format sense. */
 void scsi_sense(struct scsi_cmd *cmd, uint8_t key, uint16_t asc);

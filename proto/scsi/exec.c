@@ -99,9 +99,14 @@ static void io_retry(struct ev_timer *t)
 static int io_submit(struct scsi_cmd *cmd)
 {
 	struct iovec iov = { .iov_base = cmd->io_buf, .iov_len = cmd->io_len };
+	uint32_t flags = cmd->bio_flags;
 	int rc;
 
-	rc = blk_rw(cmd->ch, cmd->op, cmd->bio_flags, &iov, cmd->io_buf ? 1 : 0,
+	/* write cache off (MODE SELECT, WCE 0): every write is FUA */
+	if ((cmd->op == BIO_WRITE || cmd->op == BIO_WRITE_ZEROES) && cmd->lu &&
+	    !__atomic_load_n(&cmd->lu->wce, __ATOMIC_ACQUIRE))
+		flags |= BIO_FUA;
+	rc = blk_rw(cmd->ch, cmd->op, flags, &iov, cmd->io_buf ? 1 : 0,
 		    cmd->off, cmd->io_len, io_end, cmd);
 	if (rc == -EAGAIN || rc == -ENOMEM) {
 		ev_timer_start(cmd->ch->loop, &cmd->retry, RETRY_NS, io_retry);
@@ -362,7 +367,9 @@ static uint32_t mode_page(struct scsi_cmd *cmd, uint8_t code, int pc, uint8_t *p
 		memset(p, 0, 20);
 		p[0] = 0x08;
 		p[1] = 18;
-		if (pc != 1 && cmd->lu->wce)
+		/* WCE: changeable; without it every write is FUA */
+		if (pc == 1 || (pc == 0 && __atomic_load_n(&cmd->lu->wce, __ATOMIC_ACQUIRE)) ||
+		    pc == 2)
 			p[2] = 0x04;
 		return 20;
 	case 0x0a:		/* control */
@@ -370,12 +377,17 @@ static uint32_t mode_page(struct scsi_cmd *cmd, uint8_t code, int pc, uint8_t *p
 		p[0] = 0x0a;
 		p[1] = 10;
 		if (pc != 1) {
-			p[2] = 0x02;		/* GLTSD */
+			/* TST 001b: a task set per I_T nexus (CLEAR TASK SET
+			 * clears only the issuer's); GLTSD */
+			p[2] = 0x20 | 0x02;
 			put_be16(p + 8, 0xffff);	/* busy timeout: unlimited */
 		}
 		/* SWP: changeable; current (the default is 0) */
 		if (pc == 1 || (pc == 0 && __atomic_load_n(&cmd->lu->swp, __ATOMIC_ACQUIRE)))
 			p[4] = 0x08;
+		/* TAS: changeable; current (the default is 1) */
+		if (pc == 1 || pc == 2 || (pc == 0 && __atomic_load_n(&cmd->lu->tas, __ATOMIC_ACQUIRE)))
+			p[5] = 0x40;
 		return 12;
 	}
 	return 0;
@@ -578,6 +590,8 @@ static int rw_common(struct scsi_cmd *cmd, bool write, bool fua)
 	}
 	cmd->data_in = true;
 	if (!len)
+		return SCSI_DONE;
+	if (len == cmd->buf_len && scsi_read_mapped(cmd, lba * bs, len))
 		return SCSI_DONE;
 	if (len < cmd->buf_len)
 		memset(cmd->buf + len, 0, cmd->buf_len - len);
@@ -1236,6 +1250,7 @@ void scsi_lu_init(struct scsi_lu *lu, struct blkdev *bd, const uint8_t uuid[16],
 	lu->bd = bd;
 	lu->readonly = readonly || bd->readonly;
 	lu->wce = true;
+	lu->tas = true;
 	lu->lbpme = blkdev_supports(bd, BIO_WRITE_ZEROES);
 	for (int i = 0; i < 16; i++)
 		snprintf(lu->serial + 2 * i, 3, "%02x", uuid[i]);

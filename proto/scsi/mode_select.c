@@ -2,13 +2,19 @@
 /*
  * MODE SELECT(6) and (10): the mode pages MODE SENSE reports (caching 08h,
  * control 0Ah), page format only (PF 1), nothing saved (SP 1: INVALID
- * FIELD IN CDB). The one changeable field is the control page's SWP
- * (software write protect, SPC-4 7.5.8): with it set the LU is write
- * protected as a read-only LU is (writes, UNMAP, WRITE SAME, SANITIZE,
- * EXTENDED COPY to it get DATA PROTECT, WRITE PROTECTED; MODE SENSE sets
- * WP), until a MODE SELECT clears it. It is the LU's, for every I_T nexus,
- * and lasts until the LU is exported again (not kept across restarts).
- * Other fields of the pages are not checked against their current values.
+ * FIELD IN CDB). The changeable fields:
+ * - the control page's SWP (software write protect, SPC-4 7.5.8): with it
+ *   set the LU is write protected as a read-only LU is (writes, UNMAP,
+ *   WRITE SAME, SANITIZE, EXTENDED COPY to it get DATA PROTECT, WRITE
+ *   PROTECTED; MODE SENSE sets WP), until a MODE SELECT clears it;
+ * - the control page's TAS (default 1): tasks a reset from another I_T
+ *   nexus aborts end with TASK ABORTED status, or (0) without a response;
+ * - the caching page's WCE (default 1): with it clear every write is FUA.
+ * They are the LU's, for every I_T nexus, and last until the LU is
+ * exported again (not kept across restarts). A MODE SELECT that changes
+ * one gives every other I_T nexus a MODE PARAMETERS CHANGED unit attention
+ * (lu->mode_gen; the nexus that made the change has seen it). Other fields
+ * of the pages are not checked against their current values.
  *
  * The whole parameter list is checked before anything changes: a list
  * shorter than its header, block descriptors or pages say: PARAMETER LIST
@@ -31,12 +37,29 @@ static int short_list(struct scsi_cmd *cmd)
 	return SCSI_DONE;
 }
 
+/* true if *b was not v */
+static bool set_bool(bool *b, int v)
+{
+	return __atomic_exchange_n(b, (bool)v, __ATOMIC_ACQ_REL) != (bool)v;
+}
+
+/* A parameter changed: every other nexus gets MODE PARAMETERS CHANGED. This
+ * one has seen the change, unless it had not seen an earlier one yet. */
+static void params_changed(struct scsi_cmd *cmd)
+{
+	unsigned gen = __atomic_add_fetch(&cmd->lu->mode_gen, 1, __ATOMIC_ACQ_REL);
+
+	if (cmd->mode_seen && *cmd->mode_seen == gen)	/* had seen gen - 1 */
+		*cmd->mode_seen = gen + 1;
+}
+
 int scsi_mode_select(struct scsi_cmd *cmd, bool ten)
 {
 	const uint8_t *cdb = cmd->cdb, *p = cmd->buf;
 	uint32_t plen = ten ? get_be16(cdb + 7) : cdb[4];
 	uint32_t hdr = ten ? 8 : 4, bdl, off, bs = cmd->lu->bd->block_size;
-	int swp = -1;
+	int swp = -1, tas = -1, wce = -1;
+	bool changed = false;
 
 	if (cdb[1] & 0x01) {		/* SP: nothing is saved */
 		scsi_invalid_field(cmd, 1, 0);
@@ -77,11 +100,13 @@ int scsi_mode_select(struct scsi_cmd *cmd, bool ten)
 		case 0x08:			/* caching */
 			if (len != 18)
 				return bad_param(cmd);
+			wce = !!(p[off + 2] & 0x04);
 			break;
 		case 0x0a:			/* control */
 			if (len != 10)
 				return bad_param(cmd);
 			swp = !!(p[off + 4] & 0x08);
+			tas = !!(p[off + 5] & 0x40);
 			break;
 		default:
 			return bad_param(cmd);
@@ -89,6 +114,12 @@ int scsi_mode_select(struct scsi_cmd *cmd, bool ten)
 		off += 2 + len;
 	}
 	if (swp >= 0)
-		__atomic_store_n(&cmd->lu->swp, swp, __ATOMIC_RELEASE);
+		changed |= set_bool(&cmd->lu->swp, swp);
+	if (tas >= 0)
+		changed |= set_bool(&cmd->lu->tas, tas);
+	if (wce >= 0)
+		changed |= set_bool(&cmd->lu->wce, wce);
+	if (changed)
+		params_changed(cmd);
 	return SCSI_DONE;
 }

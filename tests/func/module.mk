@@ -37,3 +37,11 @@ EXTRA_TEST_BINS += $(BUILD)/tests/iscsi_xcopy_client
 $(BUILD)/tests/iscsi_xcopy_client: $(BUILD)/obj/tests/func/iscsi_xcopy_client.o $(BUILD)/libsand.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# iscsi_reset_client: a LUN reset from one libiscsi session while another
+# writes (iscsi_reset.sh)
+EXTRA_TEST_BINS += $(BUILD)/tests/iscsi_reset_client
+
+$(BUILD)/tests/iscsi_reset_client: $(BUILD)/obj/tests/func/iscsi_reset_client.o $(BUILD)/libsand.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)

@@ -29,6 +29,7 @@ static bool done;
 static uint8_t buf[ENV_BUF_SIZE];
 static const uint64_t *env_luns;
 static unsigned env_nluns;
+static unsigned *env_mode_seen;	/* cmd.mode_seen (MODE SELECT changes seen) */
 static const uint8_t env_uuid[16] __attribute__((unused)) = { 1, 2, 3 };
 
 static inline void on_done(struct scsi_cmd *c)
@@ -72,6 +73,7 @@ static inline int run(const uint8_t *cdb, unsigned cdb_len, uint32_t buf_len)
 	cmd.nexus = 1;
 	cmd.luns = env_luns;
 	cmd.nluns = env_nluns;
+	cmd.mode_seen = env_mode_seen;
 	cmd.done = on_done;
 	done = false;
 	if (scsi_exec(&cmd) == SCSI_PENDING) {

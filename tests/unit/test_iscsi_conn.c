@@ -1542,6 +1542,365 @@ START_TEST(negotiation_matrix)
 }
 END_TEST
 
+/* ---- resets across I_T nexuses (daemon/iscsi/tmf.c, ua.c) ---- */
+
+/* The next PDU but the target's own pings */
+static void recv_next(struct cli *c)
+{
+	do
+		ck_assert_int_eq(recv_pdu(c), 0);
+	while (bhs_opcode(&c->h) == ISCSI_OP_NOP_IN && bhs_itt(&c->h) == ISCSI_RSVD_TAG);
+}
+
+/* Task management function func for LUN lun, immediate; returns its ITT */
+static uint32_t tmf_send(struct cli *c, uint8_t func, unsigned lun)
+{
+	struct iscsi_bhs h;
+
+	iscsi_bhs_init(&h, ISCSI_OP_TASK_MGMT_REQ, ISCSI_FLAG_FINAL | func);
+	h.b[0] |= ISCSI_BHS_IMMEDIATE;
+	bhs_put32(&h, BHS_ITT, ++c->itt);
+	bhs_put32(&h, BHS_TTT, ISCSI_RSVD_TAG);
+	bhs_put32(&h, BHS_CMDSN, c->cmdsn);
+	put_be64(h.b + BHS_LUN, scsi_lun_encode(lun));
+	send_pdu(c, &h, NULL, 0);
+	return c->itt;
+}
+
+static void expect_tmf_rsp(struct cli *c, uint32_t itt, uint8_t response)
+{
+	recv_next(c);
+	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_TASK_MGMT_RSP);
+	ck_assert_uint_eq(bhs_itt(&c->h), itt);
+	ck_assert_int_eq(c->h.b[2], response);
+}
+
+static void tur_expect(struct cli *c, uint8_t status, uint16_t asc)
+{
+	static const uint8_t tur[6] = { 0 };
+
+	scsi_cmd(c, tur, 6, false, false, 0, NULL, 0, true);
+	if (status == 2)
+		expect_sense(c, SK_UNIT_ATTENTION, asc);
+	else
+		expect_status(c, status);
+}
+
+/* LUN 1 of the target: a memory device under a fault device (latency) */
+static struct blkdev *slow_lun(struct blkdev **m)
+{
+	struct blkdev *f;
+
+	ck_assert_int_eq(blk_mem_create("tmfmem", 1u << 20, BS, m), 0);
+	ck_assert_int_eq(blk_fault_create("tmfslow", *m, &f), 0);
+	ck_assert_int_eq(iscsi_lun_add(IQN, 1, f, false), 0);
+	return f;
+}
+
+static void slow_lun_free(struct blkdev *m, struct blkdev *f)
+{
+	struct blkdev *bd;
+
+	ck_assert_int_eq(iscsi_target_close_sessions(IQN), 0);
+	ck_assert_int_eq(iscsi_lun_remove(IQN, 1, &bd), 0);
+	ck_assert_ptr_eq(bd, f);
+	ck_assert_int_eq(blkdev_close(f), 0);
+	ck_assert_int_eq(blkdev_close(m), 0);
+}
+
+/* MODE SENSE(6) of the control page (no block descriptors): c->data + 4 */
+static const uint8_t *control_page(struct cli *c)
+{
+	static const uint8_t cdb[6] = { 0x1a, 0x08, 0x0a, 0, 255, 0 };
+
+	scsi_cmd(c, cdb, 6, true, false, 255, NULL, 0, true);
+	recv_next(c);
+	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_DATA_IN);
+	ck_assert_uint_eq(c->dlen, 4 + 12);
+	ck_assert_int_eq(c->data[4], 0x0a);
+	if (!(c->h.b[1] & ISCSI_FLAG_STATUS))
+		expect_status(c, 0);
+	return c->data + 4;
+}
+
+/* MODE SELECT(6) of the control page with TAS tas */
+static void select_tas(struct cli *c, bool tas)
+{
+	static const uint8_t cdb[6] = { 0x15, 0x10, 0, 0, 16, 0 };
+	uint8_t p[16] = { 0, 0, 0, 0, 0x0a, 10, 0x22 };
+
+	p[4 + 5] = tas ? 0x40 : 0;
+	put_be16(p + 4 + 8, 0xffff);
+	scsi_cmd(c, cdb, 6, false, true, sizeof(p), p, sizeof(p), true);
+	expect_status(c, 0);
+}
+
+/*
+ * LOGICAL UNIT RESET from session a, with TAS 1 (the default): b's write
+ * doing I/O and its write waiting for Data-Out both end with TASK ABORTED;
+ * a's own write doing I/O ends without a response; the function's
+ * response comes only after both writes have ended (1.5 s of device
+ * latency); the write that was on the disk is there whole, the one that
+ * never got its data left nothing; both nexuses then get BUS DEVICE RESET
+ * FUNCTION OCCURRED once, and their next command works.
+ */
+START_TEST(reset_aborts_every_nexus)
+{
+	static struct cli a, b;
+	static uint8_t old[8 * BS], buf[8 * BS], rbuf[8 * BS], zero[8 * BS];
+	struct blkdev *m, *f = slow_lun(&m);
+	uint32_t itt1, itt2, itt;
+	uint64_t t_last, took;
+	int aborted = 0;
+
+	cli_connect(&a);
+	login(&a, "");
+	a.lun = 1;
+	cli_connect(&b);
+	login(&b, "");
+	b.lun = 1;
+	fill(old, sizeof(old), 1);
+	fill(buf, sizeof(buf), 2);
+	write10(&a, 0, 8, old, sizeof(old), false);
+	expect_status(&a, 0);
+	tur_expect(&b, 0, 0);
+	ck_assert_int_eq(fault_set_latency(f, 1500ull * 1000 * 1000, FAULT_OP(BIO_WRITE)), 0);
+	write10(&b, 0, 8, buf, sizeof(buf), false);		/* all immediate: runs */
+	itt1 = b.itt;
+	write10(&b, 16, 8, buf, 0, false);			/* InitialR2T: an R2T */
+	itt2 = b.itt;
+	recv_next(&b);
+	ck_assert_int_eq(bhs_opcode(&b.h), ISCSI_OP_R2T);
+	ck_assert_uint_eq(bhs_itt(&b.h), itt2);
+	nop_ping(&b);		/* the first write is doing I/O */
+	t_last = mono_ms();	/* a's write starts after this */
+	write10(&a, 32, 8, buf, sizeof(buf), false);
+	nop_ping(&a);
+	itt = tmf_send(&a, 5, 1);
+	expect_tmf_rsp(&a, itt, 0);	/* and nothing for a's write */
+	took = mono_ms() - t_last;
+	ck_assert_msg(took >= 1450, "reset answered %llu ms after the last write started",
+		      (unsigned long long)took);
+	ck_assert_int_eq(fault_set_latency(f, 0, 0), 0);
+	/* b: TASK ABORTED for both, in either order */
+	for (int i = 0; i < 2; i++) {
+		recv_next(&b);
+		ck_assert_int_eq(bhs_opcode(&b.h), ISCSI_OP_SCSI_RSP);
+		ck_assert_int_eq(b.h.b[3], SCSI_STATUS_TASK_ABORTED);
+		ck_assert_uint_eq(b.dlen, 0);		/* no sense */
+		aborted |= bhs_itt(&b.h) == itt1 ? 1 : bhs_itt(&b.h) == itt2 ? 2 : 4;
+	}
+	ck_assert_int_eq(aborted, 3);
+	/* both nexuses: the unit attention once, then it works */
+	tur_expect(&a, 2, ASC_BUS_DEVICE_RESET);
+	tur_expect(&a, 0, 0);
+	tur_expect(&b, 2, ASC_BUS_DEVICE_RESET);
+	tur_expect(&b, 0, 0);
+	/* the write that was doing I/O is whole, the other one left nothing */
+	ck_assert_uint_eq(read10(&b, 0, 8, rbuf), sizeof(rbuf));
+	ck_assert(!memcmp(rbuf, buf, sizeof(buf)) || !memcmp(rbuf, old, sizeof(old)));
+	ck_assert_uint_eq(read10(&b, 16, 8, rbuf), sizeof(rbuf));
+	ck_assert_mem_eq(rbuf, zero, sizeof(zero));
+	close(a.fd);
+	close(b.fd);
+	slow_lun_free(m, f);
+}
+END_TEST
+
+/*
+ * The control page says TST 001b (a task set per I_T nexus) and TAS 1;
+ * b's MODE SELECT clearing TAS gives a (not b) MODE PARAMETERS CHANGED;
+ * then a's LUN reset ends b's write doing I/O without any response.
+ */
+START_TEST(reset_without_tas)
+{
+	static struct cli a, b;
+	static uint8_t buf[8 * BS];
+	struct blkdev *m, *f = slow_lun(&m);
+	const uint8_t *p;
+	uint64_t t_last, took;
+	uint32_t itt;
+
+	cli_connect(&a);
+	login(&a, "");
+	a.lun = 1;
+	cli_connect(&b);
+	login(&b, "");
+	b.lun = 1;
+	tur_expect(&a, 0, 0);
+	p = control_page(&b);
+	ck_assert_int_eq(p[2] >> 5, 1);			/* TST */
+	ck_assert_int_eq(p[5] & 0x40, 0x40);		/* TAS */
+	select_tas(&b, false);
+	tur_expect(&b, 0, 0);				/* its own change */
+	tur_expect(&a, 2, ASC_MODE_PARAMS_CHANGED);
+	tur_expect(&a, 0, 0);
+	p = control_page(&a);
+	ck_assert_int_eq(p[5] & 0x40, 0);
+	select_tas(&b, false);				/* no change: no attention */
+	tur_expect(&a, 0, 0);
+
+	fill(buf, sizeof(buf), 5);
+	ck_assert_int_eq(fault_set_latency(f, 1000ull * 1000 * 1000, FAULT_OP(BIO_WRITE)), 0);
+	t_last = mono_ms();
+	write10(&b, 0, 8, buf, sizeof(buf), false);
+	nop_ping(&b);
+	itt = tmf_send(&a, 5, 1);
+	expect_tmf_rsp(&a, itt, 0);
+	took = mono_ms() - t_last;
+	ck_assert_msg(took >= 950, "reset answered %llu ms after the write started",
+		      (unsigned long long)took);
+	ck_assert_int_eq(fault_set_latency(f, 0, 0), 0);
+	nop_ping(&b);		/* no response for the write came before */
+	tur_expect(&b, 2, ASC_BUS_DEVICE_RESET);
+	tur_expect(&b, 0, 0);
+	close(a.fd);
+	close(b.fd);
+	slow_lun_free(m, f);
+}
+END_TEST
+
+/* An immediate NOP-Out and its NOP-In, whatever the window says */
+static void ping_any(struct cli *c)
+{
+	struct iscsi_bhs h;
+
+	iscsi_bhs_init(&h, ISCSI_OP_NOP_OUT, ISCSI_FLAG_FINAL);
+	h.b[0] |= ISCSI_BHS_IMMEDIATE;
+	bhs_put32(&h, BHS_ITT, 0x6000);
+	bhs_put32(&h, BHS_TTT, ISCSI_RSVD_TAG);
+	bhs_put32(&h, BHS_CMDSN, c->cmdsn);
+	send_pdu(c, &h, NULL, 0);
+	recv_next(c);
+	ck_assert_int_eq(bhs_opcode(&c->h), ISCSI_OP_NOP_IN);
+	ck_assert_uint_eq(bhs_itt(&c->h), 0x6000);
+}
+
+/*
+ * A write held in the command window (its CmdSN ahead of its MC/S
+ * session's, the one before it not come yet) when another session resets
+ * the LU: TASK ABORTED at once, nothing written, and its CmdSN still
+ * counts: the command before it, coming after, runs (with the unit
+ * attention) and the window moves past both.
+ */
+START_TEST(reset_aborts_held_task)
+{
+	static struct cli a, b, r;
+	static uint8_t buf[4 * BS], back[4 * BS], zero[4 * BS];
+	uint32_t sn, itt;
+
+	cli_connect(&a);
+	login(&a, ";MaxConnections=8");
+	ck_assert_int_eq(join(&b, &a, 1, a.cmdsn), 0);
+	nop_ping(&b);
+	cli_connect(&r);
+	login(&r, "");
+	tur_expect(&r, 0, 0);
+	sn = a.cmdsn;
+	fill(buf, sizeof(buf), 4);
+	a.cmdsn = sn + 1;
+	write10(&a, 40, 4, buf, sizeof(buf), false);	/* held: sn has not come */
+	itt = a.itt;
+	ping_any(&a);
+	ck_assert_uint_eq(bhs_get32(&a.h, BHS_EXPCMDSN), sn);
+	expect_tmf_rsp(&r, tmf_send(&r, 5, 0), 0);
+	a.itt = itt;
+	expect_status(&a, SCSI_STATUS_TASK_ABORTED);
+	b.cmdsn = sn;
+	tur_expect(&b, 2, ASC_BUS_DEVICE_RESET);		/* the session's, once */
+	ping_any(&b);
+	ck_assert_uint_eq(bhs_get32(&b.h, BHS_EXPCMDSN), sn + 2);	/* past both */
+	a.cmdsn = sn + 2;
+	tur_expect(&a, 0, 0);
+	ck_assert_uint_eq(read10(&a, 40, 4, back), sizeof(back));
+	ck_assert_mem_eq(back, zero, sizeof(zero));
+	tur_expect(&r, 2, ASC_BUS_DEVICE_RESET);
+	close(a.fd);
+	close(b.fd);
+	close(r.fd);
+}
+END_TEST
+
+static void reserve6(struct cli *c, bool release, uint8_t status)
+{
+	uint8_t cdb[6] = { release ? 0x17 : 0x16 };
+
+	scsi_cmd(c, cdb, 6, false, false, 0, NULL, 0, true);
+	expect_status(c, status);
+}
+
+static void pr_out(struct cli *c, uint8_t sa, uint8_t type, uint64_t key, uint64_t sark)
+{
+	uint8_t cdb[10] = { 0x5f, sa, type }, p[24] = { 0 };
+
+	put_be32(cdb + 5, sizeof(p));
+	put_be64(p, key);
+	put_be64(p + 8, sark);
+	scsi_cmd(c, cdb, 10, false, true, sizeof(p), p, sizeof(p), true);
+	expect_status(c, 0);
+}
+
+/*
+ * CLEAR TASK SET clears only the issuer's task set (TST 001b): b's write
+ * goes on. TARGET WARM RESET resets every LU: unit attentions on both LUNs
+ * for both nexuses, b's RESERVE(6) released, b's persistent reservation
+ * kept. A LUN reset of a LUN that does not exist: LUN does not exist.
+ */
+START_TEST(clear_task_set_and_target_reset)
+{
+	static struct cli a, b;
+	static uint8_t buf[8 * BS];
+	struct blkdev *m, *f = slow_lun(&m);
+	uint32_t itt, wtt;
+
+	cli_connect(&a);
+	login(&a, "");
+	cli_connect(&b);
+	login(&b, "");
+	reserve6(&b, false, 0);				/* LUN 0 */
+	reserve6(&a, false, SCSI_STATUS_RESERVATION_CONFLICT);
+	a.lun = b.lun = 1;
+	pr_out(&b, 0, 0, 0, 0xb0b);			/* REGISTER */
+	pr_out(&b, 1, 1, 0xb0b, 0);			/* RESERVE, write exclusive */
+	fill(buf, sizeof(buf), 9);
+	write10(&a, 0, 8, buf, sizeof(buf), false);
+	expect_status(&a, SCSI_STATUS_RESERVATION_CONFLICT);
+
+	ck_assert_int_eq(fault_set_latency(f, 500ull * 1000 * 1000, FAULT_OP(BIO_WRITE)), 0);
+	write10(&b, 0, 8, buf, sizeof(buf), false);
+	wtt = b.itt;
+	nop_ping(&b);
+	itt = tmf_send(&a, 4, 1);			/* CLEAR TASK SET */
+	expect_tmf_rsp(&a, itt, 0);
+	b.itt = wtt;
+	expect_status(&b, 0);				/* b's write went on */
+	ck_assert_int_eq(fault_set_latency(f, 0, 0), 0);
+
+	itt = tmf_send(&a, 6, 0);			/* TARGET WARM RESET */
+	expect_tmf_rsp(&a, itt, 0);
+	for (unsigned lun = 0; lun < 2; lun++) {
+		a.lun = b.lun = lun;
+		tur_expect(&a, 2, ASC_BUS_DEVICE_RESET);
+		tur_expect(&b, 2, ASC_BUS_DEVICE_RESET);
+	}
+	a.lun = b.lun = 0;
+	reserve6(&a, false, 0);			/* b's was released */
+	reserve6(&b, false, SCSI_STATUS_RESERVATION_CONFLICT);
+	reserve6(&a, true, 0);
+	a.lun = b.lun = 1;
+	write10(&a, 0, 8, buf, sizeof(buf), false);	/* the PR stays */
+	expect_status(&a, SCSI_STATUS_RESERVATION_CONFLICT);
+	write10(&b, 0, 8, buf, sizeof(buf), false);
+	expect_status(&b, 0);
+
+	itt = tmf_send(&a, 5, 7);
+	expect_tmf_rsp(&a, itt, 2);			/* LUN does not exist */
+	close(a.fd);
+	close(b.fd);
+	slow_lun_free(m, f);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("iscsi_conn");
@@ -1563,6 +1922,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, abort_before_arrival);
 	tcase_add_test(tc, unit_attention_after_reset);
 	tcase_add_test(tc, unit_attention_after_resize);
+	tcase_add_test(tc, reset_aborts_every_nexus);
+	tcase_add_test(tc, reset_without_tas);
+	tcase_add_test(tc, clear_task_set_and_target_reset);
+	tcase_add_test(tc, reset_aborts_held_task);
 	tcase_add_test(tc, chap_and_acl);
 	tcase_add_test(tc, negotiation_matrix);
 	tcase_add_test(tc, lun_hotplug);

@@ -148,7 +148,7 @@ START_TEST(ppl_bitmap_fields)
 	a.bitmap_size = RAID_PPL_OFFSET - RAID_BITMAP_OFFSET;
 	a.bitmap_region = 1 << 20;
 	raid_sb_encode(&a, buf);
-	ck_assert_uint_eq(buf[12], 3);			/* minor 3 */
+	ck_assert_uint_eq(buf[12], 4);			/* minor 4 */
 	ck_assert_uint_eq(buf[128 + 2], RAID_PPL_OFFSET >> 16);	/* LE */
 	ck_assert_uint_eq(buf[144], 0x05);		/* epoch, LE */
 	ck_assert_int_eq(raid_sb_decode(buf, &b), 0);
@@ -172,6 +172,70 @@ START_TEST(ppl_bitmap_fields)
 	a.bitmap_region = 1000;				/* not a multiple of the strip */
 	raid_sb_encode(&a, buf);
 	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+}
+END_TEST
+
+/* 1.4: bitmap_flags round trips at byte 188, the away images at 1536; a
+ * 1.3 superblock reads with neither (whatever those bytes hold); the hot
+ * image must fit in the area, an away image too, one slot each. */
+START_TEST(bitmap_flags_field)
+{
+	struct raid_sb a, b;
+	uint8_t buf[RAID_SB_SIZE];
+
+	sample(&a);
+	a.bitmap_offset = RAID_BITMAP_OFFSET;
+	a.bitmap_size = RAID_PPL_OFFSET - RAID_BITMAP_OFFSET;
+	a.bitmap_region = 1 << 20;
+	a.bitmap_flags = RAID_BM_HOT;
+	ck_assert_uint_eq(raid_bitmap_bytes(&a), 4096);
+	raid_sb_encode(&a, buf);
+	ck_assert_uint_eq(buf[188], RAID_BM_HOT);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), 0);
+	ck_assert_int_eq(memcmp(&a, &b, sizeof(a)), 0);
+
+	/* away images: byte 1536 + slot */
+	a.bitmap_away[2] = 1;
+	a.bitmap_away[0] = RAID_BM_AWAY_MAX;
+	raid_sb_encode(&a, buf);
+	ck_assert_uint_eq(buf[1536 + 2], 1);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), 0);
+	ck_assert_int_eq(memcmp(&a, &b, sizeof(a)), 0);
+
+	buf[12] = 3;					/* as a 1.3 writer left it */
+	reseal(buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), 0);
+	ck_assert_uint_eq(b.bitmap_flags, 0);
+	ck_assert_uint_eq(b.bitmap_away[2], 0);
+	ck_assert_uint_eq(b.bitmap_size, a.bitmap_size);
+
+	a.bitmap_away[0] = 1;				/* two slots, one image */
+	raid_sb_encode(&a, buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+	a.bitmap_away[0] = RAID_BM_AWAY_MAX + 1;	/* beyond the images */
+	raid_sb_encode(&a, buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+	a.bitmap_away[0] = 0;
+	a.bitmap_away[a.geom.nmembers] = 3;		/* no such slot */
+	raid_sb_encode(&a, buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+	a.bitmap_away[a.geom.nmembers] = 0;
+	a.bitmap_flags = 0;				/* no hot image, no away one */
+	raid_sb_encode(&a, buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+	a.bitmap_flags = RAID_BM_HOT;
+	a.bitmap_away[2] = 0;
+
+	/* two images of 8 KiB do not fit in 12 KiB */
+	a.bitmap_size = 12 * 1024;
+	a.geom.member_size = 1ull << 40;
+	a.bitmap_region = 400 * 65536;			/* 41944 regions */
+	ck_assert_uint_eq(raid_bitmap_bytes(&a), 8192);
+	raid_sb_encode(&a, buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), -EBADMSG);
+	a.bitmap_flags = 0;				/* one does */
+	raid_sb_encode(&a, buf);
+	ck_assert_int_eq(raid_sb_decode(buf, &b), 0);
 }
 END_TEST
 
@@ -236,6 +300,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, bad_fields);
 	tcase_add_test(tc, versions);
 	tcase_add_test(tc, ppl_bitmap_fields);
+	tcase_add_test(tc, bitmap_flags_field);
 	tcase_add_test(tc, one_copy_corrupt);
 	tcase_add_test(tc, newer_generation_wins);
 	suite_add_tcase(s, tc);

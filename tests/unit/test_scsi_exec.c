@@ -291,13 +291,88 @@ START_TEST(mode_sense)
 	ck_assert_int_eq(RUN(255, 0x5a, 0, 0x3f, 0, 0, 0, 0, 1, 0, 0), 0);
 	ck_assert_uint_eq(get_be16(buf), 8 + 8 + 20 + 12 - 2);
 	ck_assert_int_eq(RUN(255, 0x1a, 0, 0x48, 0, 255, 0), 0);	/* changeable */
-	ck_assert_int_eq(buf[14], 0);
+	ck_assert_int_eq(buf[14], 0x04);				/* WCE */
 	RUN(255, 0x1a, 0, 0xc8, 0, 255, 0);				/* saved */
 	expect_sense(SK_ILLEGAL_REQUEST, ASC_SAVING_PARAMS_UNSUP);
 	RUN(255, 0x1a, 0, 0x19, 0, 255, 0);
 	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
 	RUN(255, 0x1a, 0, 0x08, 1, 255, 0);
 	expect_sense(SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+}
+END_TEST
+
+/* MODE SELECT(6) of one page (len bytes at p, after the 4-byte header) */
+static int select_page(const uint8_t *p, uint8_t len)
+{
+	memset(buf, 0, 4);
+	memcpy(buf + 4, p, len);
+	return RUN(4u + len, 0x15, 0x10, 0, 0, (uint8_t)(4 + len), 0);
+}
+
+/*
+ * The shared mode parameters: the control page says TST 001b (a task set
+ * per I_T nexus) and TAS 1, both SWP and TAS changeable, the caching
+ * page's WCE changeable; a MODE SELECT that changes one moves lu.mode_gen
+ * (MODE PARAMETERS CHANGED for the other nexuses) and marks it seen for
+ * the nexus that sent it; one that changes nothing does not. WCE 0: every
+ * write is FUA (none is left at risk in the fault device's record).
+ */
+START_TEST(mode_select_shared)
+{
+	uint8_t caching[20] = { 0x08, 18 }, control[12] = { 0x0a, 10, 0x22 };
+	unsigned seen = lu.mode_gen + 1;
+	struct blkdev *f;
+
+	ck_assert_int_eq(RUN(255, 0x1a, 0x08, 0x8a, 0, 255, 0), 0);	/* default */
+	ck_assert_int_eq(buf[4 + 2] >> 5, 1);				/* TST */
+	ck_assert_int_eq(buf[4 + 5] & 0x40, 0x40);			/* TAS */
+	ck_assert_int_eq(RUN(255, 0x1a, 0x08, 0x4a, 0, 255, 0), 0);	/* changeable */
+	ck_assert_int_eq(buf[4 + 4], 0x08);				/* SWP */
+	ck_assert_int_eq(buf[4 + 5], 0x40);				/* TAS */
+	ck_assert(lu.tas && lu.wce);
+
+	blk_chan_close(ch, NULL, NULL);
+	ck_assert_int_eq(blk_fault_create("f", mem, &f), 0);
+	setup_dev(f);
+	ck_assert_int_eq(fault_record(f, true), 0);
+	ck_assert_int_eq(RUN(BS, 0x2a, 0, 0, 0, 0, 3, 0, 0, 1, 0), 0);
+	ck_assert_int_eq(fault_unflushed_count(f), 1);		/* write cache on */
+
+	control[5] = 0;						/* TAS 0 */
+	put_be16(control + 8, 0xffff);
+	env_mode_seen = &seen;
+	ck_assert_int_eq(select_page(control, sizeof(control)), 0);
+	ck_assert(!lu.tas);
+	ck_assert_uint_eq(lu.mode_gen, 1);
+	ck_assert_uint_eq(seen, 2);		/* its own change: seen */
+	ck_assert_int_eq(select_page(control, sizeof(control)), 0);	/* no change */
+	ck_assert_uint_eq(lu.mode_gen, 1);
+	ck_assert_uint_eq(seen, 2);
+	ck_assert_int_eq(RUN(255, 0x1a, 0x08, 0x0a, 0, 255, 0), 0);	/* current */
+	ck_assert_int_eq(buf[4 + 5] & 0x40, 0);
+
+	seen = 1;			/* a nexus that missed the first change */
+	ck_assert_int_eq(select_page(caching, sizeof(caching)), 0);	/* WCE 0 */
+	ck_assert(!lu.wce);
+	ck_assert_uint_eq(lu.mode_gen, 2);
+	ck_assert_uint_eq(seen, 1);		/* still to be told of the first */
+	env_mode_seen = NULL;
+	ck_assert_int_eq(RUN(255, 0x1a, 0x08, 0x08, 0, 255, 0), 0);
+	ck_assert_int_eq(buf[4 + 2] & 0x04, 0);
+	ck_assert_int_eq(RUN(BS, 0x2a, 0, 0, 0, 0, 4, 0, 0, 1, 0), 0);
+	ck_assert_int_eq(fault_unflushed_count(f), 1);		/* that one was FUA */
+	caching[2] = 0x04;
+	ck_assert_int_eq(select_page(caching, sizeof(caching)), 0);	/* WCE 1 again */
+	ck_assert(lu.wce);
+	ck_assert_int_eq(RUN(BS, 0x2a, 0, 0, 0, 0, 5, 0, 0, 1, 0), 0);
+	ck_assert_int_eq(fault_unflushed_count(f), 2);
+
+	ck_assert_int_eq(fault_record(f, false), 0);
+	blk_chan_close(ch, NULL, NULL);
+	for (int i = 0; i < 100 && ev_inflight(loop); i++)
+		ev_run_once(loop, 10);
+	ck_assert_int_eq(blkdev_close(f), 0);
+	ck_assert_int_eq(blk_chan_open(mem, loop, &ch), 0);
 }
 END_TEST
 
@@ -594,6 +669,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, rw_bad_cdbs);
 	tcase_add_test(tc, small_commands);
 	tcase_add_test(tc, mode_sense);
+	tcase_add_test(tc, mode_select_shared);
 	tcase_add_test(tc, write_same_unmap_verify);
 	tcase_add_test(tc, write_verify_prefetch_verify12);
 	tcase_add_test(tc, compare_and_write);

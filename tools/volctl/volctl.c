@@ -1115,6 +1115,41 @@ static int cmd_iscsi_tpg(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* iscsi sanitize [--rate RATE] */
+static int cmd_iscsi_sanitize(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = { { "rate", required_argument, NULL, 'r' },
+					      { NULL, 0, NULL, 0 } };
+	json_t *params = json_object(), *r;
+	uint64_t rate;
+	char a[32];
+	int o;
+
+	opt_reset();
+	while ((o = opt_parse(c, argc, argv, opts)) != -1) {
+		if (o != 'r' || parse_size_arg(c, "--rate", optarg, &rate)) {
+			json_decref(params);
+			return 2;
+		}
+		json_object_set_new(params, "rate", json_integer((json_int_t)rate));
+	}
+	if (optind < argc) {
+		json_decref(params);
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	}
+	r = call(c, "iscsi.sanitize", params);
+	if (!r)
+		return 1;
+	if (c->json)
+		print_json(r);
+	else if (json_integer_value(json_object_get(r, "rate")))
+		printf("sanitize rate %s/s\n", jsize(r, "rate", a, sizeof(a)));
+	else
+		printf("sanitize rate not limited\n");
+	json_decref(r);
+	return 0;
+}
+
 /* iscsi timeouts [--nop-interval MS] [--nop-misses N] [--login MS] */
 static int cmd_iscsi_timeouts(struct ctx *c, int argc, char **argv)
 {
@@ -2182,6 +2217,12 @@ static const struct verb verbs[] = {
 	  "Defaults: 3000 ms, 3 pings (a dead path is dropped within 12 s), login\n"
 	  "15000 ms. For new connections; remembered across restarts. Hosts must wait\n"
 	  "longer than that before retrying I/O on another path (doc/iscsi.md).\n" },
+	{ "iscsi", "sanitize", cmd_iscsi_sanitize, "[--rate RATE]",
+	  "show or set how fast SANITIZE erases",
+	  "The most a SANITIZE (an initiator erasing a whole LU) writes per second,\n"
+	  "e.g. 100M; 0 for no limit, the default. So that one LU's erase leaves the\n"
+	  "pool's bandwidth to the others. For sanitizes that start from now on;\n"
+	  "remembered across restarts.\n" },
 	{ "iscsi", "target", cmd_iscsi_target, "create IQN | delete IQN [--force]",
 	  "create or delete an iSCSI target",
 	  "create: target IQN (iqn.YYYY-MM.reverse.domain:name), reachable through\n"

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Mapped READs (blk_map_read, the one-copy path): large NBD reads of a file
+# disk on tmpfs and of a thin volume on a one-disk pool go from the backing
+# file's mapping straight into sendmsg. Checked here:
+#  - the bytes: nbdcopy and qemu-io read back exactly what the file holds
+#    (and the backing file is mapped by the daemon: the path was taken);
+#  - the reply's form (raw client): an OFFSET_DATA chunk and a NONE chunk
+#    flagged DONE; a client without structured replies gets the data too;
+#  - holes of a thin volume still go as hole chunks (nbdinfo --map);
+#  - the backing file truncated under the export: reads past the new end
+#    fail with an I/O error (never SIGBUS), the daemon serves on, and reads
+#    within the file are right; while a reader loops over the whole disk
+#    the file is truncated and regrown many times: the daemon survives.
+. "$(dirname "$0")/lib.sh"
+
+for tool in qemu-io nbdcopy nbdinfo python3; do
+	if ! command -v $tool >/dev/null; then
+		skip "mapped reads" "$tool not installed"
+		t_done
+	fi
+done
+if ! SHM=$(mktemp -d /dev/shm/sand-nbd_mapread.XXXXXX); then
+	skip "mapped reads" "no /dev/shm"
+	t_done
+fi
+trap 't_cleanup; rm -rf "$SHM"' EXIT
+port=$(free_port)
+URL=nbd://127.0.0.1:$port
+RAW=$(dirname "$0")
+
+qio() {
+	timeout 60 qemu-io -f raw "$@" >"$T_TMP/qio" 2>&1 || { cat "$T_TMP/qio"; return 1; }
+	cat "$T_TMP/qio"
+	! grep -qiE "error|fail|pattern" "$T_TMP/qio"
+}
+
+raw() {
+	PYTHONPATH=$RAW timeout 60 python3 - "$port" "$@"
+}
+
+head -c 32M /dev/urandom >"$SHM/f.img"
+sand_start --reactors 2 || { not_ok "sand starts"; t_done; }
+ok "sand starts"
+check "disk add f (tmpfs file)" volctl disk add f "$SHM/f.img"
+check "nbd listen" volctl nbd listen 127.0.0.1:$port
+check "export nbd f" volctl export nbd f
+
+check "nbdcopy reads the disk" timeout 60 nbdcopy "$URL/f" "$T_TMP/copy.img"
+check "... exactly the file" cmp "$SHM/f.img" "$T_TMP/copy.img"
+check "the backing file is mapped (the one-copy path ran)" grep -q "$SHM/f.img" /proc/$SAND_PID/maps
+
+check "a raw client: one data chunk, one NONE chunk flagged DONE, the file's bytes" raw "$SHM/f.img" <<'EOF'
+import sys
+from nbd_raw import *
+port, img = int(sys.argv[1]), sys.argv[2]
+want = open(img, "rb").read()
+c = Client("127.0.0.1", port); c.client_flags(); c.go(b"f")
+for off, ln in ((0, 1 << 20), (4096 * 3, 3 << 20), (512, 65536), (31 << 20, 1 << 20)):
+    err, d = c.cmd(CMD_READ, off, ln)
+    assert err == 0 and d == want[off:off + ln], (off, ln, err)
+    assert c.chunk_types == [1, 0], c.chunk_types
+# pipelined: many replies in flight, in any order, each right
+cookies = {c.send_req(CMD_READ, i << 20, 1 << 20): i for i in range(32)}
+for _ in range(32):
+    ck, err, d = c.read_reply(1 << 20)
+    i = cookies.pop(ck)
+    assert err == 0 and d == want[i << 20:(i + 1) << 20], i
+# small reads keep the bio path: one data chunk flagged DONE
+err, d = c.cmd(CMD_READ, 8192, 4096)
+assert err == 0 and d == want[8192:12288] and c.chunk_types == [1]
+c.close()
+c = Client("127.0.0.1", port); c.client_flags(); c.go(b"f", structured=False)
+err, d = c.cmd(CMD_READ, 1 << 20, 2 << 20)
+assert err == 0 and d == want[1 << 20:3 << 20]
+c.close()
+EOF
+
+# a thin volume on a one-disk pool (RAID 0, one member) on tmpfs
+check "disk add p (tmpfs file)" volctl disk add p "$SHM/p.img" --size 64M
+check "pool create --raid 0 (one disk)" volctl pool create tp --raid 0 p
+check "vol create v" volctl vol create v --pool tp --size 16M
+check "export nbd v" volctl export nbd v
+check "write patterns" qio "$URL/v" -c 'write -P 0x31 0 4M' -c 'write -P 0x32 8M 2M' -c flush
+check "read them back (and the hole between)" qio "$URL/v" -r -c 'read -P 0x31 0 4M' \
+	-c 'read -P 0x32 8M 2M' -c 'read -P 0 4M 4M' -c 'read -P 0 10M 6M'
+check "a read across data and a hole" qio "$URL/v" -r -c 'read -P 0x31 3M 1M' -c 'read -P 0 4M 1M' \
+	-c 'read -v 3M 2M'
+check "the pool's disk is mapped" grep -q "$SHM/p.img" /proc/$SAND_PID/maps
+check "nbdinfo --map: the holes are holes" timeout 30 nbdinfo --map "$URL/v"
+check_grep "... data at 0" "^ *0 +4194304 +0 +data" "$T_TMP/check.out"
+check_grep "... hole at 4M" "^ *4194304 +4194304 +3 +hole,zero" "$T_TMP/check.out"
+check "nbdcopy of the volume" timeout 60 nbdcopy "$URL/v" "$T_TMP/v.img"
+check "... the right bytes" python3 -c "
+d = open('$T_TMP/v.img', 'rb').read()
+M = 1 << 20
+assert d[:4*M] == b'1' * 4*M and d[4*M:8*M] == bytes(4*M)
+assert d[8*M:10*M] == b'2' * 2*M and d[10*M:] == bytes(6*M)"
+
+# A reply the client does not read for a while: the rest of its data is
+# mapped again at each send; trimmed meanwhile, it is read (refilled) by a
+# bio, and the reply ends without an error, old bytes then zeros.
+check "vol create w, exported" volctl vol create w --pool tp --size 32M
+check "... and exported" volctl export nbd w
+check "write w" qio "$URL/w" -c 'write -P 0x33 0 32M' -c flush
+check "a stalled 32M read, its range trimmed under it, ends well (old bytes, then zeros)" raw <<'EOF'
+import socket, sys, time
+from nbd_raw import *
+port = int(sys.argv[1])
+c = Client("127.0.0.1", port); c.client_flags(); c.go(b"w")
+c.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+ck = c.send_req(CMD_READ, 0, 32 << 20)
+time.sleep(0.5)                      # the server fills the socket and waits
+t = Client("127.0.0.1", port); t.client_flags(); t.go(b"w")
+assert t.cmd(CMD_TRIM, 0, 32 << 20)[0] == 0
+t.close()
+cookie, err, d = c.read_reply(32 << 20)
+assert cookie == ck and err == 0 and len(d) == 32 << 20, (err, len(d))
+n = len(d) - len(d.lstrip(b"3"))
+# some went before the trim (the socket buffers: ~4 MiB here), the rest after
+assert 0 < n < 32 << 20, n
+assert d[n:] == bytes(len(d) - n), "old bytes after zeros"
+c.close()
+EOF
+
+# The backing file truncated under the export: the mapping's pages past the
+# new end fault in sendmsg (EFAULT), which must be a read error.
+check "truncate the file to 16M" truncate -s 16M "$SHM/f.img"
+check "a read past the new end fails with an error reply; reads before it are right" raw "$SHM/f.img" <<'EOF'
+import sys
+from nbd_raw import *
+port = int(sys.argv[1])
+c = Client("127.0.0.1", port); c.client_flags(); c.go(b"f")
+for off in (20 << 20, (16 << 20) - 65536, 31 << 20):
+    err, d = c.cmd(CMD_READ, off, 1 << 20)
+    assert err == 5, (off, err)                 # NBD_EIO
+    assert c.chunk_types[-1] & 0x8000, c.chunk_types
+want = open(sys.argv[2], "rb").read()
+assert len(want) == 16 << 20
+for off in range(0, 16 << 20, 1 << 20):         # the connection goes on
+    err, d = c.cmd(CMD_READ, off, 1 << 20)
+    assert err == 0 and d == want[off:off + (1 << 20)], off
+c.close()
+EOF
+check_fail "qemu-io sees an I/O error past the end" qio "$URL/f" -r -c 'read 24M 1M'
+check "the daemon is alive" t_alive "$SAND_PID"
+check "grow the file back to 32M" truncate -s 32M "$SHM/f.img"
+check "past the old end reads zeros now" qio "$URL/f" -r -c 'read -P 0 16M 16M'
+
+# A reader over the whole disk while the file is cut and regrown.
+t_bg "$T_TMP/reader.log" bash -c "n=0; while [ ! -e '$T_TMP/stop' ] && [ \$n -lt 500 ]; do
+	timeout 30 qemu-io -f raw -r '$URL/f' -c 'read 0 32M' >/dev/null 2>&1
+	n=\$((n + 1))
+done; echo reads \$n"
+reader=$T_BG_PID
+for i in $(seq 60); do
+	truncate -s $(( (i % 4) * 8 ))M "$SHM/f.img"
+	sleep 0.02
+	truncate -s 32M "$SHM/f.img"
+	t_alive "$SAND_PID" || break
+done
+touch "$T_TMP/stop"
+wait "$reader"
+check "the daemon survived truncations under reads" t_alive "$SAND_PID"
+diag "$(cat "$T_TMP/reader.log")"
+check "still serving" qio "$URL/f" -r -c 'read 0 32M'
+check "sand stops cleanly" sand_stop
+t_done
