@@ -50,6 +50,7 @@ struct file_dev {
 	bool		is_reg;
 	bool		page_cache;	/* the page cache is the storage (tmpfs): mapped
 					 * reads are exact even with O_DIRECT */
+	bool		mem_fs;		/* uring: a file on tmpfs/ramfs, small I/O done inline */
 };
 
 #define BOUNCE_MIN_SHIFT	12	/* 4 KiB */

@@ -14,10 +14,24 @@
  *
  * Fixed files and registered buffers are not used: nothing has measured
  * them to help yet, and a loop's ring is shared by many devices.
+ *
+ * Files on tmpfs or ramfs are the exception to "everything on the ring":
+ * those file systems cannot do a read or write without blocking
+ * (no FMODE_NOWAIT: RWF_NOWAIT is refused), so io_uring hands every one of
+ * them to an io-wq worker thread, a thread hand-off, a wake-up and two
+ * context switches per I/O for what is a copy from or to the page cache.
+ * There, reads and writes up to URING_INLINE_MAX are done at once with
+ * preadv2/pwritev2 on the loop's thread, flushes with fdatasync (which has
+ * nothing to write back there), and the bios end from a deferred task of
+ * the channel (never inside submit). Larger ones still go to the
+ * ring, where io-wq copies them beside the loop. Such a read or write can
+ * only block on memory: swapping tmpfs pages in, or reclaim for a write.
  */
 #include <errno.h>
 #include <liburing.h>
+#include <linux/magic.h>
 #include <stdlib.h>
+#include <sys/vfs.h>
 #include "sand/blkdev.h"
 #include "sand/ev.h"
 #include "sand/log.h"
@@ -25,6 +39,7 @@
 
 #define URING_WORKERS	1
 #define URING_MAX_PIECE	(1u << 30)
+#define URING_INLINE_MAX	(64u * 1024)	/* tmpfs: larger I/O goes to io-wq */
 
 struct uring_io {
 	struct file_io	io;
@@ -37,6 +52,8 @@ struct uring_io {
 
 struct uring_chan {
 	struct file_chan fc;
+	struct list_head inl_done;	/* bios done inline, through bio->link */
+	struct ev_task	inl_task;
 };
 
 static void uring_close(struct blkdev *bd)
@@ -59,6 +76,7 @@ static int uring_chan_create(struct blkdev *bd, struct blkchan *ch)
 	uc = calloc(1, sizeof(*uc));
 	if (!uc)
 		return -ENOMEM;
+	list_init(&uc->inl_done);
 	rc = file_chan_init(&uc->fc, to_file(bd), ch, uring_chan_free);
 	if (rc) {
 		free(uc);
@@ -162,6 +180,53 @@ static void uring_cqe(struct ev_cqe *c, int res, uint32_t cqe_flags)
 	file_io_finish(&u->io, res < 0 ? res : 0);
 }
 
+/* End the bios read or written inline, on the loop, after submit returned. */
+static void uring_inl_task(struct ev_task *t)
+{
+	struct uring_chan *uc = container_of(t, struct uring_chan, inl_task);
+	struct list_head local;
+
+	/* A bio's end may submit again onto this channel, and the last end
+	 * may close it: take the list first, keep the channel alive. */
+	list_init(&local);
+	if (!list_empty(&uc->inl_done)) {	/* move the whole list to local */
+		local.next = uc->inl_done.next;
+		local.prev = uc->inl_done.prev;
+		local.next->prev = &local;
+		local.prev->next = &local;
+		list_init(&uc->inl_done);
+	}
+	file_chan_enter(&uc->fc);
+	while (!list_empty(&local)) {
+		struct bio *bio = list_entry(local.next, struct bio, link);
+		struct uring_io *u = bio_ctx(bio);
+
+		list_del(&bio->link);
+		file_io_finish(&u->io, u->io.res);
+	}
+	file_chan_leave(&uc->fc);
+}
+
+static bool uring_inline(const struct file_dev *f, const struct bio *bio)
+{
+	if (!f->mem_fs)
+		return false;
+	return bio->op == BIO_FLUSH ||
+	       ((bio->op == BIO_READ || bio->op == BIO_WRITE) && bio->len <= URING_INLINE_MAX);
+}
+
+static void uring_do_inline(struct uring_io *u)
+{
+	struct uring_chan *uc = container_of(u->io.fc, struct uring_chan, fc);
+
+	if (u->io.bio->op == BIO_FLUSH)
+		u->io.res = file_sync_flush(u->io.fc->fd);	/* nothing to write back */
+	else
+		u->io.res = file_sync_rw(u->io.fc->fd, &u->io);
+	list_add_tail(&u->io.bio->link, &uc->inl_done);
+	ev_defer(uc->fc.loop, &uc->inl_task, uring_inl_task);
+}
+
 static int uring_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 {
 	struct uring_io *u = bio_ctx(bio);
@@ -171,6 +236,10 @@ static int uring_submit(struct blkdev *bd, struct blkchan *ch, struct bio *bio)
 	rc = file_io_prep(ch->priv, bio, &u->io);
 	if (rc)
 		return rc;
+	if (uring_inline(f, bio)) {
+		uring_do_inline(u);
+		return 0;
+	}
 	u->cqe.fn = uring_cqe;
 	u->done = 0;
 	u->idx = 0;
@@ -199,6 +268,11 @@ static const struct blkdev_ops uring_ops = {
 
 int uring_dev_init(struct file_dev *f, const struct blk_file_opts *o)
 {
+	struct statfs sf;
+
 	f->bd.ops = &uring_ops;
+	if (!f->is_blkdev && fstatfs(f->fd, &sf) == 0 &&
+	    (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC))
+		f->mem_fs = true;
 	return file_wq_start(f, URING_WORKERS);
 }

@@ -49,9 +49,12 @@ static const struct cfg cfgs[] = {
 	{ K_URING, 512, EV_URING, true }, { K_URING, 4096, EV_URING, true },
 	{ K_AIO, 512, EV_EPOLL, true }, { K_AIO, 4096, EV_URING, true },
 	{ K_PSYNC, 512, EV_URING, true }, { K_PSYNC, 4096, EV_EPOLL, true },
+	/* files on tmpfs (/dev/shm): uring does small reads and writes inline there */
+	{ K_URING, 512, EV_URING, false }, { K_URING, 4096, EV_URING, false },
 };
 #define NCFG_FILE	14
-#define NCFG		((int)ARRAY_SIZE(cfgs))
+#define NCFG		20
+#define NCFG_SHM	((int)ARRAY_SIZE(cfgs))
 
 static const enum blk_file_backend file_backend[] = {
 	[K_URING] = BLK_FILE_URING, [K_AIO] = BLK_FILE_AIO, [K_PSYNC] = BLK_FILE_PSYNC,
@@ -72,6 +75,7 @@ static struct {
 	char		backing[PATH_MAX];	/* the loop device's file */
 	unsigned	pending;	/* submitted, not ended */
 	bool		in_submit;
+	bool		shm;		/* the file is on tmpfs: configs from NCFG on */
 } T;
 
 struct op {
@@ -153,7 +157,9 @@ static void setup_i(int i)
 
 	memset(&T, 0, sizeof(T));
 	T.c = &cfgs[i];
-	snprintf(T.path, sizeof(T.path), "%s/dev-%d", tmpdir, (int)getpid());
+	T.shm = i >= NCFG;
+	snprintf(T.path, sizeof(T.path), "%s/dev-%d", T.shm ? "/dev/shm" : tmpdir,
+		 (int)getpid());
 	if (T.c->blkdev)
 		loop_attach(T.c->bs, &lfd);
 	ck_assert_int_eq(ev_loop_new(T.c->loop, 256, &T.loop), 0);
@@ -171,7 +177,7 @@ static void setup_i(int i)
 	if (T.c->kind != K_MEM) {
 		ck_assert_str_eq(T.bd->path, T.path);
 		/* ext4/xfs take O_DIRECT at 4 KiB everywhere */
-		if (T.c->bs == 4096)
+		if (T.c->bs == 4096 && !T.shm)
 			ck_assert(T.bd->direct);
 	}
 	ck_assert_int_eq(blk_chan_open(T.bd, T.loop, &T.ch), 0);
@@ -1086,6 +1092,88 @@ START_TEST(test_buffered_and_tmpfs)
 }
 END_TEST
 
+/*
+ * On tmpfs, uring reads and writes of up to 64 KiB and flushes are done at
+ * once on the loop's thread (io_uring would hand each to an io-wq worker):
+ * no SQE is taken for them, larger ones still go to the ring, and every
+ * bio still ends after its submit returned, with the right data.
+ */
+START_TEST(test_tmpfs_inline)
+{
+	uint8_t *w = aligned_alloc(4096, 1 << 20), *r = aligned_alloc(4096, 1 << 20);
+	static struct op ops[64];
+	struct op big = { 0 };
+	struct iovec v;
+
+	setup_i(_i);
+	memset(ops, 0, sizeof(ops));
+	for (int i = 0; i < 64; i++) {
+		uint64_t off = (uint64_t)i * 16384 + (T.bd->block_size == 512 ? 512 : 0);
+
+		fill(w + (size_t)i * 4096, off, 4096, 77 + (unsigned)i);
+		v = (struct iovec){ w + (size_t)i * 4096, 4096 };
+		ck_assert_int_eq(submit(BIO_WRITE, i % 4 ? 0 : BIO_FUA, &v, 1, off, 4096, &ops[i]), 0);
+		ck_assert_uint_eq(ev_inflight(T.loop), 0);	/* not on the ring */
+	}
+	ck_assert_uint_eq(T.pending, 64);	/* and none ended inside submit */
+	wait_all();
+	ck_assert_int_eq(submit(BIO_FLUSH, 0, NULL, 0, 0, 0, &big), 0);
+	ck_assert_uint_eq(ev_inflight(T.loop), 0);	/* flushes too */
+	wait_all();
+	ck_assert_int_eq(big.ends, 1);
+	ck_assert_int_eq(big.status, 0);
+	memset(ops, 0, sizeof(ops));
+	for (int i = 0; i < 64; i++) {
+		uint64_t off = (uint64_t)i * 16384 + (T.bd->block_size == 512 ? 512 : 0);
+
+		v = (struct iovec){ r + (size_t)i * 4096, 4096 };
+		ck_assert_int_eq(submit(BIO_READ, 0, &v, 1, off, 4096, &ops[i]), 0);
+	}
+	ck_assert_uint_eq(ev_inflight(T.loop), 0);
+	wait_all();
+	for (int i = 0; i < 64; i++) {
+		uint64_t off = (uint64_t)i * 16384 + (T.bd->block_size == 512 ? 512 : 0);
+
+		ck_assert_int_eq(ops[i].ends, 1);
+		ck_assert_int_eq(ops[i].status, 0);
+		verify(r + (size_t)i * 4096, off, 4096, 77 + (unsigned)i);
+	}
+	/* 64 KiB is the largest done inline; 1 MiB goes to the ring */
+	fill(w, 2 << 20, 64 << 10, 5);
+	v = (struct iovec){ w, 64 << 10 };
+	ck_assert_int_eq(submit(BIO_WRITE, 0, &v, 1, 2 << 20, 64 << 10, &big), 0);
+	ck_assert_uint_eq(ev_inflight(T.loop), 0);
+	wait_all();
+	ck_assert_int_eq(big.status, 0);
+	fill(w, 4 << 20, 1 << 20, 6);
+	v = (struct iovec){ w, 1 << 20 };
+	big.ends = 0;
+	ck_assert_int_eq(submit(BIO_WRITE, 0, &v, 1, 4 << 20, 1 << 20, &big), 0);
+	ck_assert_uint_eq(ev_inflight(T.loop), 1);
+	wait_all();
+	ck_assert_int_eq(big.ends, 1);
+	ck_assert_int_eq(big.status, 0);
+	ck_assert_int_eq(do_buf(BIO_READ, 0, r, 4 << 20, 1 << 20), 0);
+	verify(r, 4 << 20, 1 << 20, 6);
+	ck_assert_int_eq(do_buf(BIO_READ, 0, r, 2 << 20, 64 << 10), 0);
+	verify(r, 2 << 20, 64 << 10, 5);
+	/* past the end of a truncated file: an error, not a hang */
+	ck_assert_int_eq(truncate(T.path, (off_t)(T.bd->size - 8192)), 0);
+	ck_assert_int_eq(do_buf(BIO_READ, 0, r, T.bd->size - 4096, 4096), -EIO);
+	free(w);
+	free(r);
+	teardown_i();
+}
+END_TEST
+
+static bool shm_usable(void)
+{
+	struct statfs sfs;
+
+	return statfs("/dev/shm", &sfs) == 0 && sfs.f_type == TMPFS_MAGIC &&
+	       access("/dev/shm", W_OK) == 0;
+}
+
 static Suite *conformance_suite(void)
 {
 	Suite *s = suite_create("blkdev_conformance");
@@ -1125,6 +1213,29 @@ static Suite *conformance_suite(void)
 		suite_add_tcase(s, bdev);
 	} else {
 		fprintf(stderr, "not root or no /dev/loop-control: block-device cases not run\n");
+	}
+
+	if (shm_usable()) {
+		TCase *shm = tcase_create("tmpfs");
+
+		tcase_set_timeout(shm, 60);
+		tcase_add_loop_test(shm, test_rw_odd, NCFG, NCFG_SHM);
+		tcase_add_loop_test(shm, test_iov_shapes, NCFG, NCFG_SHM);
+		tcase_add_loop_test(shm, test_fua_flush, NCFG, NCFG_SHM);
+		tcase_add_loop_test(shm, test_discard, NCFG, NCFG_SHM);
+		tcase_add_loop_test(shm, test_write_zeroes, NCFG, NCFG_SHM);
+		tcase_add_loop_test(shm, test_refused, NCFG, NCFG_SHM);
+		tcase_add_loop_test(shm, test_many_inflight, NCFG, NCFG_SHM);
+		tcase_add_loop_test(shm, test_close_inflight, NCFG, NCFG_SHM);
+		tcase_add_loop_test(shm, test_submit_after_close_started, NCFG, NCFG_SHM);
+		tcase_add_loop_test(shm, test_readonly, NCFG, NCFG_SHM);
+		tcase_add_loop_test(shm, test_sync_io, NCFG, NCFG_SHM);
+		tcase_add_loop_test(shm, test_short_read, NCFG, NCFG_SHM);
+		tcase_add_loop_test(shm, test_two_threads, NCFG, NCFG_SHM);
+		tcase_add_loop_test(shm, test_tmpfs_inline, NCFG, NCFG_SHM);
+		suite_add_tcase(s, shm);
+	} else {
+		fprintf(stderr, "no writable tmpfs at /dev/shm: tmpfs cases not run\n");
 	}
 
 	tcase_set_timeout(one, 60);
