@@ -539,7 +539,7 @@ int file_map_read(struct blkdev *bd, uint64_t offset, uint64_t len, struct blk_m
 	struct file_dev *f = container_of(bd, struct file_dev, bd);
 	void *map = __atomic_load_n(&f->map, __ATOMIC_ACQUIRE);
 
-	if ((bd->direct && !f->page_cache) || !f->is_reg || bd->size > SIZE_MAX)
+	if ((bd->direct && !f->mem_fs) || !f->is_reg || bd->size > SIZE_MAX)
 		return -EAGAIN;
 	if (!map) {
 		void *want = NULL;
@@ -704,7 +704,8 @@ int blk_file_open(const char *name, const char *path, const struct blk_file_opts
 		struct statfs sfs;
 
 		f->is_reg = true;
-		f->page_cache = fstatfs(f->fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC;
+		f->mem_fs = fstatfs(f->fd, &sfs) == 0 &&
+			    (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC);
 		bs = o->block_size ? o->block_size : 512;
 		if (st.st_size == 0 && o->create_size && !o->readonly) {
 			if (o->create_size % bs) {

@@ -48,9 +48,10 @@ struct file_dev {
 	void		*map;		/* atomic: the read-only mapping of a buffered regular
 					 * file for map_read, made on first use (MAP_FAILED: none) */
 	bool		is_reg;
-	bool		page_cache;	/* the page cache is the storage (tmpfs): mapped
-					 * reads are exact even with O_DIRECT */
-	bool		mem_fs;		/* uring: a file on tmpfs/ramfs, small I/O done inline */
+	/* a regular file on tmpfs or ramfs: the page cache is the storage, so
+	 * mapped reads are exact even with O_DIRECT (file_map_read), and the
+	 * uring backend does small I/O and flushes inline (uring.c) */
+	bool		mem_fs;
 };
 
 #define BOUNCE_MIN_SHIFT	12	/* 4 KiB */

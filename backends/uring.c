@@ -29,9 +29,7 @@
  */
 #include <errno.h>
 #include <liburing.h>
-#include <linux/magic.h>
 #include <stdlib.h>
-#include <sys/vfs.h>
 #include "sand/blkdev.h"
 #include "sand/ev.h"
 #include "sand/log.h"
@@ -268,11 +266,6 @@ static const struct blkdev_ops uring_ops = {
 
 int uring_dev_init(struct file_dev *f, const struct blk_file_opts *o)
 {
-	struct statfs sf;
-
 	f->bd.ops = &uring_ops;
-	if (!f->is_blkdev && fstatfs(f->fd, &sf) == 0 &&
-	    (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC))
-		f->mem_fs = true;
 	return file_wq_start(f, URING_WORKERS);
 }
