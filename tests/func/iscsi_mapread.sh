@@ -71,21 +71,7 @@ check "grow the file back to 32M" truncate -s 32M "$SHM/f.img"
 check "past the old end reads zeros now" qio "$URL/0" -r -c 'read -P 0 16M 16M'
 check "the first 16M read right" qio "$URL/0" -r -c 'read 0 16M'
 
-t_bg "$T_TMP/reader.log" bash -c "n=0; while [ ! -e '$T_TMP/stop' ] && [ \$n -lt 500 ]; do
-	timeout 30 qemu-io -f raw -r '$URL/0' -c 'read 0 32M' >/dev/null 2>&1
-	n=\$((n + 1))
-done; echo reads \$n"
-reader=$T_BG_PID
-for i in $(seq 60); do
-	truncate -s $(( (i % 4) * 8 ))M "$SHM/f.img"
-	sleep 0.02
-	truncate -s 32M "$SHM/f.img"
-	t_alive "$SAND_PID" || break
-done
-touch "$T_TMP/stop"
-wait "$reader"
-check "the daemon survived truncations under reads" t_alive "$SAND_PID"
-diag "$(cat "$T_TMP/reader.log")"
+cut_under_reads "$URL/0" "$SHM/f.img"
 check "still serving" qio "$URL/0" -r -c 'read 0 32M'
 check "sand stops cleanly" sand_stop
 t_done

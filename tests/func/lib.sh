@@ -200,6 +200,29 @@ sand_stop() {
 	return 0
 }
 
+# cut_under_reads URL FILE: a qemu-io reader over the first 32 MiB of the
+# export URL while FILE, its 32 MiB backing file, is cut (to 0, 8, 16 or 24
+# MiB) and regrown 60 times; then checks that the daemon survived.
+cut_under_reads() {
+	local url=$1 file=$2 reader i
+	rm -f "$T_TMP/stop"
+	t_bg "$T_TMP/reader.log" bash -c "n=0; while [ ! -e '$T_TMP/stop' ] && [ \$n -lt 500 ]; do
+		timeout 30 qemu-io -f raw -r '$url' -c 'read 0 32M' >/dev/null 2>&1
+		n=\$((n + 1))
+	done; echo reads \$n"
+	reader=$T_BG_PID
+	for i in $(seq 60); do
+		truncate -s $(( (i % 4) * 8 ))M "$file"
+		sleep 0.02
+		truncate -s 32M "$file"
+		t_alive "$SAND_PID" || break
+	done
+	touch "$T_TMP/stop"
+	wait "$reader"
+	check "the daemon survived truncations under reads" t_alive "$SAND_PID"
+	diag "$(cat "$T_TMP/reader.log")"
+}
+
 # t_done: end of the test; exit status 1 if anything failed.
 t_done() {
 	[ "$T_COUNT" -gt 0 ] || not_ok "$T_NAME ran no checks"
