@@ -90,7 +90,7 @@
 #define NBD_EXT_MAX		128		/* extents per BLOCK_STATUS context */
 #define NBD_READ_SEGS		16		/* data and hole chunks per READ */
 #define NBD_CTX_MAX		2		/* base:allocation, sand:changed:SNAP */
-#define NBD_MAP_MIN		(64u * 1024)	/* READs from this size on go mapped */
+#define NBD_MAP_MIN		(64u * 1024)	/* mapped READs from this size on end with a trailer */
 #define TX_MAPS_MAX		TX_IOV_MAX	/* maps pinned around one sendmsg */
 
 struct nbd_export;
@@ -112,6 +112,7 @@ struct nbd_export {
 	struct blkdev	*bd;
 	bool		ro;
 	bool		removing;
+	bool		no_small_map;	/* atomic: a small mapped READ faulted */
 	struct nbd_cidr	*allow;		/* nallow CIDRs; none: everyone */
 	unsigned	nallow;
 	unsigned	refs;		/* list + attached conns + open chans */
@@ -178,6 +179,8 @@ struct nbd_io {
 	 * into buf after all (refilling: that bio is out) */
 	bool		mapped;
 	bool		refilling;
+	bool		map_done;	/* under NBD_MAP_MIN: the data chunk is flagged
+					 * DONE, no trailer */
 
 	/* block status: BLOCK_STATUS, and a READ's holes */
 	struct blk_status st;
@@ -367,6 +370,7 @@ static struct nbd_io *io_get(struct nbd_conn *c)
 	io->then_flush = false;
 	io->mapped = false;
 	io->refilling = false;
+	io->map_done = false;
 	io->hdrlen = io->datalen = 0;
 	io->txoff = 0;
 	io->pending = 0;
@@ -745,6 +749,17 @@ static void tx_task_fn(struct ev_task *t)
  * a signal), and the read then fails: the rest of its data goes as zeros
  * and the trailing chunk becomes an ERROR chunk (hence the trailer: the
  * data chunk went out before we knew).
+ *
+ * A READ under NBD_MAP_MIN (4 KiB at QD 32 is what hypervisors send most)
+ * goes mapped too, but as one OFFSET_DATA chunk flagged DONE, as a bio's
+ * data would: a trailer chunk costs the client a third read per reply
+ * (libnbd: 20 % fewer IOPS for fio at 4 KiB), and saving the pread
+ * into buf is the point (0.86x server CPU per 4 KiB READ on tmpfs). The
+ * price: such a READ cannot fail once its chunk header went. If its pages
+ * fault after that, the connection closes (the client sees the READ fail,
+ * never wrong bytes), and the export's small READs go through bios from
+ * then on (a backing file cut under a live export is an operator's error;
+ * the next connection gets EIO replies, as before).
  */
 #define MAP_TRAILER	32	/* the trailing chunk's place in io->hdr */
 
@@ -755,7 +770,9 @@ static bool io_read_mapped(struct nbd_io *io)
 	uint64_t pos = io->req.offset, end = pos + io->req.len;
 	struct blk_map m;
 
-	if (!c->structured || c->tls_on || io->req.len < NBD_MAP_MIN || !bd->ops->map_read)
+	if (!c->structured || c->tls_on || !bd->ops->map_read)
+		return false;
+	if (io->req.len < NBD_MAP_MIN && __atomic_load_n(&c->exp->no_small_map, __ATOMIC_RELAXED))
 		return false;
 	while (pos < end) {
 		if (blk_map_read(bd, pos, end - pos, &m))
@@ -764,33 +781,55 @@ static bool io_read_mapped(struct nbd_io *io)
 		blk_map_put(&m);
 	}
 	io->mapped = true;
+	io->map_done = io->req.len < NBD_MAP_MIN;
 	io->hdrlen = (uint32_t)nbd_sreply_offset_data(io->hdr, io->req.cookie, io->req.offset,
-						      io->req.len, false);
+						      io->req.len, io->map_done);
 	nbd_sreply_hdr(io->hdr + MAP_TRAILER, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE,
 		       io->req.cookie, 0);
 	io->dparts[0] = (struct iovec){ io->hdr, io->hdrlen };
 	io->dparts[1] = (struct iovec){ io->buf, io->req.len };	/* mapped while io->mapped */
-	io->dparts[2] = (struct iovec){ io->hdr + MAP_TRAILER, NBD_SREPLY_HDR_LEN };
+	io->dparts[2] = (struct iovec){ io->hdr + MAP_TRAILER, io->map_done ? 0 : NBD_SREPLY_HDR_LEN };
 	io->parts = io->dparts;
-	io->nparts = 3;
-	io->txlen = io->hdrlen + io->req.len + NBD_SREPLY_HDR_LEN;
+	io->nparts = io->map_done ? 2 : 3;
+	io->txlen = io->hdrlen + io->req.len + io->dparts[2].iov_len;
 	io->txoff = 0;
 	list_add_tail(&io->link, &c->txq);
 	ev_defer(c->r->loop, &c->tx_task, tx_task_fn);
 	return true;
 }
 
-/* A mapped READ fails after its data chunk may have started: the data not
- * yet sent goes as zeros from buf, and an ERROR chunk ends the reply. */
-static void io_read_fail(struct nbd_io *io, uint32_t err)
+/*
+ * A mapped READ fails after its data chunk may have started: the data not
+ * yet sent goes as zeros from buf, and an ERROR chunk ends the reply. One
+ * without a trailer (map_done) becomes an ERROR chunk alone if nothing of
+ * it went yet; once its header went it cannot fail in the protocol: false,
+ * and the caller closes the connection.
+ */
+static bool io_read_fail(struct nbd_io *io, uint32_t err)
 {
 	size_t d = io->txoff > io->hdrlen ? io->txoff - io->hdrlen : 0;
 
 	io->mapped = false;
+	if (io->map_done) {
+		struct nbd_export *exp = io->c->exp;
+
+		if (!__atomic_exchange_n(&exp->no_small_map, true, __ATOMIC_RELAXED))
+			LOG_WARN(LS_NBD, "%s: a mapped READ at %llu+%u failed; READs under %u "
+				 "bytes go through bios from now on", exp->name,
+				 (unsigned long long)io->req.offset, io->req.len, NBD_MAP_MIN);
+		if (io->txoff)
+			return false;
+		io->hdrlen = (uint32_t)nbd_sreply_error(io->hdr, io->req.cookie, err ? err : NBD_EIO);
+		io->dparts[0].iov_len = io->hdrlen;
+		io->nparts = 1;
+		io->txlen = io->hdrlen;
+		return true;
+	}
 	memset(io->buf + d, 0, io->req.len - d);
 	io->dparts[2].iov_len = nbd_sreply_error(io->hdr + MAP_TRAILER, io->req.cookie,
 						 err ? err : NBD_EIO);
 	io->txlen = io->hdrlen + io->req.len + io->dparts[2].iov_len;
+	return true;
 }
 
 /* The data could not be mapped again: read it into buf; conn_tx waits. */
@@ -810,7 +849,10 @@ static void io_refill(struct nbd_io *io)
 		 * needs every bio of the channel out: rare) */
 		c->bios--;
 		io->refilling = false;
-		io_read_fail(io, nbd_errno(rc));
+		if (!io_read_fail(io, nbd_errno(rc))) {
+			conn_close(c, "a small READ failed after its reply started");
+			return;
+		}
 		ev_defer(c->r->loop, &c->tx_task, tx_task_fn);
 	}
 }
@@ -819,8 +861,10 @@ static void io_refill(struct nbd_io *io)
 static void io_refill_end(struct nbd_io *io, uint32_t err)
 {
 	io->refilling = false;
-	if (err)
-		io_read_fail(io, err);
+	if (err && !io_read_fail(io, err)) {
+		conn_close(io->c, "a small READ failed after its reply started");
+		return;
+	}
 	ev_defer(io->c->r->loop, &io->c->tx_task, tx_task_fn);
 }
 
@@ -1180,7 +1224,8 @@ static bool tx_add_mapped(struct nbd_conn *c, struct nbd_io *io, size_t off,
 /* sendmsg said EFAULT: the kernel could not read a mapped page (the file
  * truncated under us, an I/O error). Nothing of that call went, so the
  * first mapped READ with data still to send is the one (or lies before the
- * one): it fails, and the send goes on. False if there is none. */
+ * one): it fails, and the send goes on. False if there is none, or if it
+ * cannot fail in the protocol any more (io_read_fail): the caller closes. */
 static bool tx_fault(struct nbd_conn *c)
 {
 	struct list_head *pos;
@@ -1191,8 +1236,7 @@ static bool tx_fault(struct nbd_conn *c)
 		if (io->mapped && io->txoff < io->hdrlen + io->req.len) {
 			LOG_RATELIMIT(LOG_WARN, LS_NBD, "%s: READ at %llu+%u: bad address in the mapped backing file",
 				      c->exp->name, (unsigned long long)io->req.offset, io->req.len);
-			io_read_fail(io, NBD_EIO);
-			return true;
+			return io_read_fail(io, NBD_EIO);
 		}
 	}
 	return false;

@@ -5,11 +5,15 @@
 #  - the bytes: nbdcopy and qemu-io read back exactly what the file holds
 #    (and the backing file is mapped by the daemon: the path was taken);
 #  - the reply's form (raw client): an OFFSET_DATA chunk and a NONE chunk
-#    flagged DONE; a client without structured replies gets the data too;
+#    flagged DONE; under 64 KiB one OFFSET_DATA chunk flagged DONE; a client
+#    without structured replies gets the data too;
 #  - holes of a thin volume still go as hole chunks (nbdinfo --map);
 #  - the backing file truncated under the export: reads past the new end
 #    fail with an I/O error (never SIGBUS), the daemon serves on, and reads
-#    within the file are right; while a reader loops over the whole disk
+#    within the file are right; a small read past the end closes its
+#    connection (its header went: it cannot fail in the protocol), never
+#    gives bytes, and turns small mapped reads off for the export: the next
+#    connection gets EIO replies; while a reader loops over the whole disk
 #    the file is truncated and regrown many times: the daemon survives.
 . "$(dirname "$0")/lib.sh"
 
@@ -65,9 +69,15 @@ for _ in range(32):
     ck, err, d = c.read_reply(1 << 20)
     i = cookies.pop(ck)
     assert err == 0 and d == want[i << 20:(i + 1) << 20], i
-# small reads keep the bio path: one data chunk flagged DONE
-err, d = c.cmd(CMD_READ, 8192, 4096)
-assert err == 0 and d == want[8192:12288] and c.chunk_types == [1]
+# small reads (mapped too): one data chunk flagged DONE, as from a bio
+for off, ln in ((8192, 4096), (512, 512), ((32 << 20) - 4096, 4096), (4096 * 7 + 512, 65536 - 512)):
+    err, d = c.cmd(CMD_READ, off, ln)
+    assert err == 0 and d == want[off:off + ln] and c.chunk_types == [1], (off, ln, c.chunk_types)
+cookies = {c.send_req(CMD_READ, i * 4096 * 97, 4096): i for i in range(64)}
+for _ in range(64):
+    ck, err, d = c.read_reply(4096)
+    i = cookies.pop(ck)
+    assert err == 0 and d == want[i * 4096 * 97:i * 4096 * 97 + 4096], i
 c.close()
 c = Client("127.0.0.1", port); c.client_flags(); c.go(b"f", structured=False)
 err, d = c.cmd(CMD_READ, 1 << 20, 2 << 20)
@@ -142,6 +152,29 @@ for off in range(0, 16 << 20, 1 << 20):         # the connection goes on
 c.close()
 EOF
 check_fail "qemu-io sees an I/O error past the end" qio "$URL/f" -r -c 'read 24M 1M'
+check "a 4 KiB read past the end: no bytes, the connection closes; the next gets EIO" raw "$SHM/f.img" <<'EOF'
+import sys
+from nbd_raw import *
+port = int(sys.argv[1])
+want = open(sys.argv[2], "rb").read()
+c = Client("127.0.0.1", port); c.client_flags(); c.go(b"f")
+assert c.cmd(CMD_READ, 4096, 4096) == (0, want[4096:8192])
+try:
+    err, d = c.cmd(CMD_READ, 20 << 20, 4096)
+    assert err == 5, err                        # failed before its header went
+except (EOFError, ConnectionError):
+    pass                                        # the header went: closed
+c.close()
+c = Client("127.0.0.1", port); c.client_flags(); c.go(b"f")
+for off in (20 << 20, (16 << 20) - 4096 + 512, 31 << 20):
+    err, d = c.cmd(CMD_READ, off, 4096)
+    assert err == 5 and c.chunk_types[-1] & 0x8000, (off, err, c.chunk_types)
+for off in range(0, 16 << 20, 1 << 20):
+    err, d = c.cmd(CMD_READ, off, 4096)
+    assert err == 0 and d == want[off:off + 4096], off
+c.close()
+EOF
+check_grep "... the daemon said small reads go through bios now" "READs under 65536 bytes go through bios" "$SAND_LOG"
 check "the daemon is alive" t_alive "$SAND_PID"
 check "grow the file back to 32M" truncate -s 32M "$SHM/f.img"
 check "past the old end reads zeros now" qio "$URL/f" -r -c 'read -P 0 16M 16M'
