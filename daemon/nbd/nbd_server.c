@@ -247,6 +247,8 @@ struct nbd_conn {
 	uint64_t	buf_bytes;	/* capacity of every io buffer */
 
 	bool		rx_blocked;
+	bool		drained;	/* a plain recv came back short: the socket
+					 * is read again at its next readiness */
 	bool		finishing;	/* close once everything in flight is answered */
 	bool		closed;
 	bool		free_queued;
@@ -1885,15 +1887,26 @@ static void conn_rx(struct nbd_conn *c)
 			c->got += k;
 			continue;
 		}
+		/*
+		 * A recv that came back short emptied the socket; what comes
+		 * after it raises a new readiness (the multishot poll and
+		 * EPOLLET fire for every arrival), so the recv that would
+		 * only say EAGAIN is not made (~0.3 us, 0.5-0.7 per 4 KiB
+		 * request). Not with TLS: GnuTLS may hold a record read ahead.
+		 */
+		if (c->drained && !c->tls_on)
+			return;
 		if (c->dst && want >= RBUF_SIZE / 2) {	/* big payload: straight in */
 			n = conn_recv(c, c->dst + c->got, (size_t)want);
 			if (n > 0)
 				c->got += (uint64_t)n;
+			c->drained = n > 0 && (uint64_t)n < want && !c->tls_on;
 		} else {
 			c->rpos = c->rlen = 0;
 			n = conn_recv(c, c->rbuf, RBUF_SIZE);
 			if (n > 0)
 				c->rlen = (size_t)n;
+			c->drained = n > 0 && n < RBUF_SIZE && !c->tls_on;
 		}
 		if (n == 0) {
 			conn_close(c, c->rx == RX_REQ_HDR && c->got == 0 ? "client closed" :
@@ -1926,6 +1939,8 @@ static void conn_io_fn(struct ev_io *w, uint32_t revents)
 	}
 	if ((revents & EV_WRITE) && (c->out_off < c->out.len || !list_empty(&c->txq)))
 		conn_tx(c);
+	if (revents & (EV_READ | EV_HUP | EV_ERROR))
+		c->drained = false;
 	if (!c->closed && (revents & (EV_READ | EV_HUP | EV_ERROR)))
 		conn_rx(c);
 	if (!c->closed && (revents & (EV_HUP | EV_ERROR)) && c->rx == RX_STOP)
