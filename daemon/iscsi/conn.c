@@ -130,6 +130,8 @@ struct iscsi_conn {
 	uint8_t		held_flags;
 	struct iscsi_kvbuf *held_kv;
 	bool		logout_asked;	/* Async Message sent: closed at the next tick */
+	bool		cold_reset;	/* a TARGET COLD RESET's response is queued */
+	bool		lingering;	/* it is sent: shut down, read until EOF */
 	struct iscsi_timeouts tmo;
 	struct ev_timer	timer;		/* login deadline, then NOP-In pings */
 	uint64_t	last_rx_ns;
@@ -200,6 +202,7 @@ unsigned iscsi_conn_count(void)
 
 static void conn_close(struct iscsi_conn *c);
 static void tx_flush(struct iscsi_conn *c);
+static void conn_linger(struct iscsi_conn *c);
 static void conn_timer(struct ev_timer *t);
 static unsigned reinstate(struct iscsi_conn *c);
 static void login_finish(struct iscsi_conn *c, const struct iscsi_bhs *h, int status,
@@ -517,6 +520,10 @@ static void tx_flush(struct iscsi_conn *c)
 	if (c->closing)
 		return;
 	set_want_write(c, false);
+	if (c->cold_reset && list_empty(&c->txq)) {
+		conn_linger(c);
+		return;
+	}
 	if (c->close_after_tx)
 		conn_close(c);
 }
@@ -1213,13 +1220,21 @@ void iscsi_conn_reset_local(struct iscsi_reset *r)
 	pthread_mutex_unlock(&conns_lock);
 }
 
-void iscsi_conn_tmf_done(uint64_t conn, uint32_t itt)
+void iscsi_conn_tmf_done(uint64_t conn, uint32_t itt, bool cold, const char *iqn)
 {
 	struct iscsi_conn *c = conn_find_local(conn);
 
 	/* only this reactor frees c: it stays while we use it */
-	if (c && !c->closing)
-		tmf_respond(c, itt, 0);		/* function complete */
+	if (!c || c->closing) {
+		if (cold)
+			iscsi_cold_kill(iqn, 0);
+		return;
+	}
+	if (cold) {
+		c->cold_reset = true;		/* tx_flush: then conn_linger */
+		c->close_after_tx = true;	/* nothing more is read */
+	}
+	tmf_respond(c, itt, 0);		/* function complete */
 }
 
 /* ------------------------------------------------------------ sequence */
@@ -1886,7 +1901,8 @@ static void handle_task_mgmt(struct iscsi_conn *c)
 				  !__atomic_load_n(&c->target->luns[id], __ATOMIC_ACQUIRE)))
 			tmf_respond(c, bhs_itt(h), 2);		/* LUN does not exist */
 		else if (!c->target || iscsi_reset_start(c->target, func == 5 ? id : -1,
-							  c->sess->id, c->id, bhs_itt(h)))
+							  c->sess->id, c->id, bhs_itt(h),
+							  func == 7))
 			tmf_respond(c, bhs_itt(h), 255);	/* function rejected */
 		return;
 	}
@@ -2104,10 +2120,51 @@ static void conn_rx(struct iscsi_conn *c)
 	}
 }
 
+/* TARGET COLD RESET (tmf.c): its response has gone into the socket. The
+ * sending side shuts down (FIN after the response) and whatever the
+ * initiator still sends is read and dropped until it closes, for
+ * ISCSI_LINGER_MS at most: closing with unread data would send a RST that
+ * may overtake the response. Every other connection of the target closes
+ * now. */
+#define ISCSI_LINGER_MS	5000
+
+static void linger_rx(struct iscsi_conn *c)
+{
+	for (;;) {
+		ssize_t n = recv(c->fd, c->rx_stage, RX_STAGE, 0);
+
+		if (n > 0)
+			continue;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		conn_close(c);		/* the initiator has closed, or the socket failed */
+		return;
+	}
+}
+
+static void conn_linger(struct iscsi_conn *c)
+{
+	c->cold_reset = false;
+	c->lingering = true;
+	shutdown(c->fd, SHUT_WR);
+	LOG_INFO(LS_ISCSI, "%s: cold reset answered, closing every connection of %s", c->peer,
+		 c->target->iqn);
+	iscsi_cold_kill(c->target->iqn, c->id);
+	ev_timer_stop(c->loop, &c->timer);
+	ev_timer_start(c->loop, &c->timer, ISCSI_LINGER_MS * 1000000ull, conn_timer);
+	linger_rx(c);
+}
+
 static void conn_io(struct ev_io *io, uint32_t revents)
 {
 	struct iscsi_conn *c = container_of(io, struct iscsi_conn, io);
 
+	if (c->lingering) {
+		linger_rx(c);
+		return;
+	}
 	if (revents & EV_WRITE)
 		tx_flush(c);
 	if (!c->closing)
@@ -2140,6 +2197,12 @@ static void conn_timer(struct ev_timer *t)
 
 	if (c->closing)
 		return;
+	if (c->lingering) {
+		LOG_DBG(LS_ISCSI, "%s: still open %u ms after a cold reset, closing", c->peer,
+			ISCSI_LINGER_MS);
+		conn_close(c);
+		return;
+	}
 	if (c->logout_asked) {
 		LOG_INFO(LS_ISCSI, "%s: no logout after the portal was disabled, closing", c->peer);
 		conn_close(c);
@@ -2213,6 +2276,8 @@ static void conn_close(struct iscsi_conn *c)
 		return;
 	c->closing = true;
 	LOG_DBG(LS_ISCSI, "%s: closing", c->peer);
+	if (c->cold_reset)	/* its response did not go: the others close anyway */
+		iscsi_cold_kill(c->target->iqn, c->id);
 	if (c->sess)
 		conn_detach(c);
 	ev_io_stop(c->loop, &c->io);
@@ -2386,6 +2451,37 @@ unsigned iscsi_conn_lun_gone_local(struct iscsi_target *t, unsigned id, struct s
 	}
 	pthread_mutex_unlock(&conns_lock);
 	return busy;
+}
+
+uint64_t iscsi_conn_last_id(void)
+{
+	uint64_t id;
+
+	pthread_mutex_lock(&conns_lock);
+	id = conn_ids;
+	pthread_mutex_unlock(&conns_lock);
+	return id;
+}
+
+unsigned iscsi_conn_kill_cold_local(const char *iqn, uint64_t upto, uint64_t except)
+{
+	struct ev_loop *loop = ev_current();
+	struct list_head *l;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&conns_lock);
+	list_for_each(l, &conns) {
+		struct iscsi_conn *c = list_entry(l, struct iscsi_conn, link);
+
+		if (c->loop != loop || !c->target || c->id > upto || c->id == except ||
+		    c->closing || strcmp(c->target->iqn, iqn))
+			continue;
+		LOG_INFO(LS_ISCSI, "%s: closing (cold reset of %s)", c->peer, iqn);
+		conn_close(c);
+		n++;
+	}
+	pthread_mutex_unlock(&conns_lock);
+	return n;
 }
 
 void iscsi_conn_kill_target_local(struct iscsi_target *t)

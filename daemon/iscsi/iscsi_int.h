@@ -49,6 +49,8 @@ struct iscsi_target {
 };
 
 #define ASC_REPORTED_LUNS_CHANGED	0x3f0e
+#define ASC_POWER_ON_RESET		0x2900	/* POWER ON, RESET, OR BUS DEVICE RESET
+						 * OCCURRED: after a TARGET COLD RESET */
 
 /* The published REPORT LUNS list of t and its length. */
 static inline const uint64_t *iscsi_target_lunlist(struct iscsi_target *t, unsigned *n)
@@ -117,6 +119,9 @@ struct iscsi_session {
 	uint64_t	size_seen[ISCSI_MAX_LUNS];	/* lu->bd->size last seen; 0: none */
 	unsigned	mode_seen[ISCSI_MAX_LUNS];	/* lu->mode_gen + 1 seen; 0: none */
 	unsigned	luns_seen;	/* target->luns_gen last seen */
+	uint8_t		cold_ua[ISCSI_MAX_LUNS];	/* its reset UA is 29h/00h: a
+							 * TARGET COLD RESET ended the
+							 * nexus's last session (tmf.c) */
 	char		iport[PR_IPORT_MAX];	/* initiator port name, for reservations */
 };
 
@@ -132,6 +137,10 @@ void iscsi_session_get(struct iscsi_session *s);
 void iscsi_session_put(struct iscsi_session *s);
 /* No connection may join s any more. */
 void iscsi_session_end(struct iscsi_session *s);
+/* fn on each live session of target t, whichever reactor it lives on,
+ * under the registry lock: only what never changes (iport) may be read. */
+void iscsi_session_each(struct iscsi_target *t, void (*fn)(struct iscsi_session *, void *),
+			void *arg);
 
 /* ua.c: the unit attention a command of session ss to LUN id (lu) gets
  * (ASC_*), once per change and nexus, or 0; luns_gen: the target's. */
@@ -154,19 +163,36 @@ struct iscsi_reset {
 	uint64_t	conn;		/* the connection that asked, on loop */
 	struct ev_loop	*loop;
 	uint32_t	itt;
+	bool		cold;		/* TARGET COLD RESET: every connection of
+					 * the target closes after the response */
+	char		iqn[ISCSI_NAME_MAX];	/* (cold) of the target */
 };
 /* On the issuing connection's reactor: reset the LU(s) (SPC-2 reservation
  * released, unit attention for every nexus) and abort their tasks on every
  * reactor; iscsi_conn_tmf_done() answers. 0 or -ENOMEM. */
 int iscsi_reset_start(struct iscsi_target *t, int lun, uint64_t nexus, uint64_t conn,
-		      uint32_t itt);
+		      uint32_t itt, bool cold);
 void iscsi_reset_get(struct iscsi_reset *r);
 void iscsi_reset_put(struct iscsi_reset *r);
 /* conn.c, on the calling reactor: abort the tasks r covers (TAS: those of
  * other nexuses get TASK ABORTED); each one still doing I/O holds r. */
 void iscsi_conn_reset_local(struct iscsi_reset *r);
-/* conn.c, on conn's reactor: the task management function itt is complete. */
-void iscsi_conn_tmf_done(uint64_t conn, uint32_t itt);
+/* conn.c, on conn's reactor: the task management function itt is complete.
+ * cold (a TARGET COLD RESET, iqn its target's): once the response is in
+ * the socket, conn shuts down and every connection of the target closes
+ * (iscsi_cold_kill); at once if conn has gone. */
+void iscsi_conn_tmf_done(uint64_t conn, uint32_t itt, bool cold, const char *iqn);
+/* tmf.c: close every connection of target iqn on every reactor but those
+ * accepted after this call, and but except (its response is going out). */
+void iscsi_cold_kill(const char *iqn, uint64_t except);
+/* conn.c, on the calling reactor: close the connections of target iqn
+ * with ids up to upto, but except. Returns how many. */
+unsigned iscsi_conn_kill_cold_local(const char *iqn, uint64_t upto, uint64_t except);
+/* conn.c: the id the latest connection got */
+uint64_t iscsi_conn_last_id(void);
+/* tmf.c: a new session of a target whose I_T nexus a TARGET COLD RESET
+ * ended: its first command to each LU gets 29h/00h. */
+void iscsi_cold_claim(struct iscsi_session *s);
 
 /* target.c */
 /* A target for a new session (counted: it cannot be removed meanwhile),

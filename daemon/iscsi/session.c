@@ -40,6 +40,7 @@ struct iscsi_session *iscsi_session_new(struct ev_loop *loop, struct iscsi_targe
 	if (t) {
 		s->luns_seen = __atomic_load_n(&t->luns_gen, __ATOMIC_ACQUIRE);
 		iscsi_ua_init(s);	/* resets before it are not its news */
+		iscsi_cold_claim(s);	/* but a cold reset that ended it is */
 	}
 	for (unsigned i = 0; i < ISCSI_MAX_LUNS; i++)	/* the I_T nexus exists now */
 		s->alua_seen[i] = scsi_alua_seen_now();
@@ -118,5 +119,20 @@ void iscsi_session_end(struct iscsi_session *s)
 {
 	pthread_mutex_lock(&sess_lock);
 	s->ended = true;	/* no connection joins it any more */
+	pthread_mutex_unlock(&sess_lock);
+}
+
+void iscsi_session_each(struct iscsi_target *t, void (*fn)(struct iscsi_session *, void *),
+			void *arg)
+{
+	struct list_head *l;
+
+	pthread_mutex_lock(&sess_lock);
+	list_for_each(l, &sessions) {
+		struct iscsi_session *s = list_entry(l, struct iscsi_session, link);
+
+		if (s->target == t && !s->ended)
+			fn(s, arg);
+	}
 	pthread_mutex_unlock(&sess_lock);
 }

@@ -11,6 +11,10 @@
  *           TARGET WARM/COLD RESET (a logical unit reset of every LU,
  *           SAM-3 6.6), from any nexus, the issuer's too (SAM-5 6.3.3: every
  *           I_T nexus; libiscsi's MultipathIO.Reset checks every path)
+ *   29h/00h POWER ON, RESET, OR BUS DEVICE RESET OCCURRED instead, for an
+ *           I_T nexus whose session a TARGET COLD RESET ended, in the
+ *           session it logs in again with (tmf.c): two 29h events, the
+ *           reset and the I_T nexus loss, in one code (SAM-5 5.14)
  *   2Ah/01h MODE PARAMETERS CHANGED: another nexus's MODE SELECT changed
  *           a shared parameter (SWP, TAS, WCE)
  *   2Ah/09h CAPACITY DATA HAS CHANGED: the volume was resized
@@ -62,6 +66,10 @@ uint16_t iscsi_ua_take(struct iscsi_session *ss, unsigned id, struct scsi_lu *lu
 	}
 	if (ss->ua_seen[id] != reset && !ua_exempt(op)) {
 		ss->ua_seen[id] = reset;
+		if (ss->cold_ua[id]) {	/* its session ended by a TARGET COLD RESET */
+			ss->cold_ua[id] = 0;
+			return ASC_POWER_ON_RESET;
+		}
 		return ASC_BUS_DEVICE_RESET;
 	}
 	if (ss->mode_seen[id] != mode && !ua_exempt(op)) {

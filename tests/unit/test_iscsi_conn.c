@@ -1901,6 +1901,133 @@ START_TEST(clear_task_set_and_target_reset)
 }
 END_TEST
 
+/* A session of target iqn (not IQN) */
+static void login_other(struct cli *c, const char *iqn)
+{
+	char keys[512];
+
+	snprintf(keys, sizeof(keys), "InitiatorName=iqn.2026-11.org.sand:test;TargetName=%s;"
+		 "SessionType=Normal;HeaderDigest=None;DataDigest=None", iqn);
+	ck_assert_int_eq(login_keys(c, keys), 0);
+	ck_assert_int_eq(c->h.b[1], ISCSI_LOGIN_TRANSIT | 1 << 2 | 3);
+}
+
+/* c logs in again as the same initiator port (same ISID) */
+static void relogin(struct cli *c)
+{
+	uint32_t isid = c->isid;
+
+	close(c->fd);
+	cli_connect(c);
+	c->isid = isid;
+	login(c, "");
+}
+
+/*
+ * TARGET COLD RESET (RFC 7143 11.5.1, 11.6.1) from a, with b's write
+ * doing I/O (1 s of latency) on LUN 1: b's write ends with TASK ABORTED,
+ * a gets the response (only once the write has ended), then every
+ * connection of the target is closed: a's after the response, b's after
+ * its TASK ABORTED. A session of another target and a discovery session
+ * stay and work. a and b log in again (same ISIDs): POWER ON, RESET, OR
+ * BUS DEVICE RESET OCCURRED once on each LUN; a new initiator port gets
+ * none. b's RESERVE(6) was released, its persistent reservation stays
+ * (and it is still registered and holder), the write is whole or absent.
+ */
+START_TEST(cold_reset_closes_target)
+{
+	static struct cli a, b, o, d, n;
+	static uint8_t old[8 * BS], buf[8 * BS], rbuf[8 * BS];
+	struct blkdev *m, *f = slow_lun(&m), *m2, *bd;
+	uint32_t itt, wtt;
+	uint64_t t0, took;
+
+	ck_assert_int_eq(blk_mem_create("coldother", 1u << 20, BS, &m2), 0);
+	ck_assert_int_eq(iscsi_target_add(IQN "-other"), 0);
+	ck_assert_int_eq(iscsi_lun_add(IQN "-other", 0, m2, false), 0);
+	cli_connect(&a);
+	login(&a, "");
+	cli_connect(&b);
+	login(&b, "");
+	cli_connect(&o);
+	login_other(&o, IQN "-other");
+	cli_connect(&d);
+	ck_assert_int_eq(login_keys(&d, "InitiatorName=iqn.2026-11.x:y;SessionType=Discovery"),
+			 0);
+	tur_expect(&o, 0, 0);
+	reserve6(&b, false, 0);				/* LUN 0 */
+	b.lun = a.lun = 1;
+	pr_out(&b, 0, 0, 0, 0xc01d);			/* REGISTER */
+	pr_out(&b, 1, 1, 0xc01d, 0);			/* RESERVE, write exclusive */
+	fill(old, sizeof(old), 3);
+	fill(buf, sizeof(buf), 4);
+	write10(&b, 0, 8, old, sizeof(old), false);
+	expect_status(&b, 0);
+
+	ck_assert_int_eq(fault_set_latency(f, 1000ull * 1000 * 1000, FAULT_OP(BIO_WRITE)), 0);
+	write10(&b, 0, 8, buf, sizeof(buf), false);
+	wtt = b.itt;
+	nop_ping(&b);			/* the write is doing I/O */
+	t0 = mono_ms();
+	itt = tmf_send(&a, 7, 0);	/* TARGET COLD RESET */
+	expect_tmf_rsp(&a, itt, 0);
+	took = mono_ms() - t0;
+	expect_closed(&a);
+	recv_next(&b);
+	ck_assert_int_eq(bhs_opcode(&b.h), ISCSI_OP_SCSI_RSP);
+	ck_assert_uint_eq(bhs_itt(&b.h), wtt);
+	ck_assert_int_eq(b.h.b[3], SCSI_STATUS_TASK_ABORTED);
+	expect_closed(&b);
+	ck_assert_int_eq(fault_set_latency(f, 0, 0), 0);
+	/* 1 s of latency, less what passed before the TMF left */
+	ck_assert_msg(took >= 500, "cold reset answered %llu ms after it was sent",
+		      (unsigned long long)took);
+
+	/* another target's session and the discovery session are untouched */
+	tur_expect(&o, 0, 0);
+	nop_ping(&d);
+
+	/* the same initiator ports again: 29h/00h once per LU, then it works */
+	relogin(&a);
+	relogin(&b);
+	for (unsigned lun = 0; lun < 2; lun++) {
+		a.lun = b.lun = lun;
+		tur_expect(&a, 2, ASC_POWER_ON_RESET);
+		tur_expect(&a, 0, 0);
+		tur_expect(&b, 2, ASC_POWER_ON_RESET);
+		tur_expect(&b, 0, 0);
+	}
+	/* a new initiator port: nothing to be told */
+	cli_connect(&n);
+	login(&n, "");
+	tur_expect(&n, 0, 0);
+	/* RESERVE(6) released, the persistent reservation kept */
+	a.lun = b.lun = 0;
+	reserve6(&a, false, 0);
+	reserve6(&a, true, 0);
+	a.lun = b.lun = 1;
+	write10(&a, 0, 8, buf, sizeof(buf), false);
+	expect_status(&a, SCSI_STATUS_RESERVATION_CONFLICT);
+	/* the aborted write: whole or not at all */
+	ck_assert_uint_eq(read10(&b, 0, 8, rbuf), sizeof(rbuf));
+	ck_assert(!memcmp(rbuf, buf, sizeof(buf)) || !memcmp(rbuf, old, sizeof(old)));
+	write10(&b, 0, 8, old, sizeof(old), false);	/* b still holds it */
+	expect_status(&b, 0);
+
+	close(a.fd);
+	close(b.fd);
+	close(o.fd);
+	close(d.fd);
+	close(n.fd);
+	ck_assert_int_eq(iscsi_target_close_sessions(IQN "-other"), 0);
+	ck_assert_int_eq(iscsi_lun_remove(IQN "-other", 0, &bd), 0);
+	ck_assert_ptr_eq(bd, m2);
+	ck_assert_int_eq(iscsi_target_remove(IQN "-other"), 0);
+	ck_assert_int_eq(blkdev_close(m2), 0);
+	slow_lun_free(m, f);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("iscsi_conn");
@@ -1926,6 +2053,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, reset_without_tas);
 	tcase_add_test(tc, clear_task_set_and_target_reset);
 	tcase_add_test(tc, reset_aborts_held_task);
+	tcase_add_test(tc, cold_reset_closes_target);
 	tcase_add_test(tc, chap_and_acl);
 	tcase_add_test(tc, negotiation_matrix);
 	tcase_add_test(tc, lun_hotplug);
