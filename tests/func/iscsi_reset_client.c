@@ -49,13 +49,15 @@
  *   iscsi_reset_client URL reset-after MS
  *
  * For a third-party client's I/O (qemu-io): wait MS, LOGICAL UNIT RESET
- * from initiator ...:reset-c, print "tmf RESPONSE".
+ * from initiator ...:reset-c, print "tmf RESPONSE". cold-after: the same
+ * with TARGET COLD RESET.
  *
  *   iscsi_reset_client URL set-tas 0|1
  *
  * MODE SELECT of the control page's TAS, from ...:reset-c.
  */
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -482,7 +484,7 @@ static int run_notas(const char *urls, unsigned latency)
 	return 0;
 }
 
-static int run_reset_after(const char *urls, unsigned ms)
+static int run_reset_after(const char *urls, unsigned ms, bool cold)
 {
 	struct iscsi_context *c;
 	int lun;
@@ -492,14 +494,17 @@ static int run_reset_after(const char *urls, unsigned ms)
 		return 1;
 	settle(c, lun);
 	poll(NULL, 0, (int)ms);
-	if (iscsi_task_mgmt_lun_reset_async(c, (uint32_t)lun, tmf_cb, NULL) ||
+	if ((cold ? iscsi_task_mgmt_async(c, lun, ISCSI_TM_TARGET_COLD_RESET, 0xffffffff, 0,
+					  tmf_cb, NULL) :
+		    iscsi_task_mgmt_lun_reset_async(c, (uint32_t)lun, tmf_cb, NULL)) ||
 	    serve(&c, 1, tmf_seen)) {
 		fprintf(stderr, "reset: %s\n", iscsi_get_error(c));
 		return 1;
 	}
 	printf("tmf %d\n", tmf_response);
 	fflush(stdout);
-	iscsi_logout_sync(c);
+	if (!cold)	/* after a cold reset the target has closed the connection */
+		iscsi_logout_sync(c);
 	iscsi_destroy_context(c);
 	return 0;
 }
@@ -512,7 +517,9 @@ int main(int argc, char **argv)
 	uint64_t t0, took;
 
 	if (argc == 4 && !strcmp(argv[2], "reset-after"))
-		return run_reset_after(argv[1], (unsigned)atoi(argv[3]));
+		return run_reset_after(argv[1], (unsigned)atoi(argv[3]), false);
+	if (argc == 4 && !strcmp(argv[2], "cold-after"))
+		return run_reset_after(argv[1], (unsigned)atoi(argv[3]), true);
 	if (argc == 4 && !strcmp(argv[2], "set-tas")) {
 		int l;
 		struct iscsi_context *c = login(argv[1], "iqn.2026-11.org.sand.test:reset-c", &l);
