@@ -756,7 +756,7 @@ static void tx_task_fn(struct ev_task *t)
  * goes mapped too, but as one OFFSET_DATA chunk flagged DONE, as a bio's
  * data would: a trailer chunk costs the client a third read per reply
  * (libnbd: 20 % fewer IOPS for fio at 4 KiB), and saving the pread
- * into buf is the point (0.86x server CPU per 4 KiB READ on tmpfs). The
+ * into buf is the point (0.91x server CPU per 4 KiB READ on tmpfs). The
  * price: such a READ cannot fail once its chunk header went. If its pages
  * fault after that, the connection closes (the client sees the READ fail,
  * never wrong bytes), and the export's small READs go through bios from
