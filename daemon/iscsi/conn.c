@@ -526,6 +526,8 @@ static void tx_flush(struct iscsi_conn *c)
 		conn_linger(c);
 		return;
 	}
+	if (c->lingering)
+		return;		/* closed by its peer or its timer */
 	if (c->close_after_tx)
 		conn_close(c);
 }
@@ -2394,7 +2396,7 @@ void iscsi_conn_start_msg(void *arg)
 	if (ev_io_start(c->loop, &c->io, fd, EV_READ, conn_io))
 		goto free_buf;
 	pthread_mutex_lock(&conns_lock);
-	c->id = ++conn_ids;
+	c->id = __atomic_add_fetch(&conn_ids, 1, __ATOMIC_ACQ_REL);	/* iscsi_conn_last_id */
 	list_add_tail(&c->link, &conns);
 	__atomic_add_fetch(&nconns, 1, __ATOMIC_ACQ_REL);
 	pthread_mutex_unlock(&conns_lock);
@@ -2469,14 +2471,10 @@ unsigned iscsi_conn_lun_gone_local(struct iscsi_target *t, unsigned id, struct s
 	return busy;
 }
 
+/* Without conns_lock: a connection closed under it may ask (conn_close) */
 uint64_t iscsi_conn_last_id(void)
 {
-	uint64_t id;
-
-	pthread_mutex_lock(&conns_lock);
-	id = conn_ids;
-	pthread_mutex_unlock(&conns_lock);
-	return id;
+	return __atomic_load_n(&conn_ids, __ATOMIC_ACQUIRE);
 }
 
 unsigned iscsi_conn_kill_cold_local(const char *iqn, uint64_t upto, uint64_t except)
@@ -2490,7 +2488,7 @@ unsigned iscsi_conn_kill_cold_local(const char *iqn, uint64_t upto, uint64_t exc
 		struct iscsi_conn *c = list_entry(l, struct iscsi_conn, link);
 
 		if (c->loop != loop || !c->target || c->id > upto || c->id == except ||
-		    c->closing || strcmp(c->target->iqn, iqn))
+		    c->closing || c->lingering || strcmp(c->target->iqn, iqn))
 			continue;
 		LOG_INFO(LS_ISCSI, "%s: closing (cold reset of %s)", c->peer, iqn);
 		conn_close(c);

@@ -2028,6 +2028,71 @@ START_TEST(cold_reset_closes_target)
 }
 END_TEST
 
+/*
+ * Two cold resets at once: b sends 16 MiB of NOP-Outs (8 KiB pings) without
+ * reading its socket, so its own TARGET COLD RESET's response stays queued
+ * behind the NOP-Ins;
+ * a's cold reset then closes b's connection while b's response waits (the
+ * connection that closes asks every reactor to close the target's
+ * connections again, conns_lock held). a gets its response and both
+ * connections close; the daemon goes on: a new session works.
+ */
+START_TEST(cold_reset_twice)
+{
+	static struct cli a, b, n;
+	static const uint8_t tur[6] = { 0 };
+	int rcv = 4096;	/* a small window: its NOP-Ins stay queued */
+	uint32_t itt;
+
+	cli_connect(&a);
+	login(&a, "");
+	cli_connect(&b);
+	setsockopt(b.fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	login(&b, "");
+	tur_expect(&b, 0, 0);
+	for (unsigned i = 0; i < 2048; i++) {	/* answered at once, never read */
+		static uint8_t ping[8192];
+		struct iscsi_bhs h;
+
+		iscsi_bhs_init(&h, ISCSI_OP_NOP_OUT, ISCSI_FLAG_FINAL);
+		h.b[0] |= ISCSI_BHS_IMMEDIATE;
+		bhs_put32(&h, BHS_ITT, ++b.itt);
+		bhs_put32(&h, BHS_TTT, ISCSI_RSVD_TAG);
+		bhs_put32(&h, BHS_CMDSN, b.cmdsn);
+		send_pdu(&b, &h, ping, sizeof(ping));
+	}
+	tmf_send(&b, 7, 0);		/* its response waits behind the data */
+	/* b's reset has started when a gets its unit attention; its response
+	 * is queued before a's reset can close b (each reactor's messages
+	 * run in order, tmf.c) */
+	for (int i = 0;; i++) {
+		scsi_cmd(&a, tur, 6, false, false, 0, NULL, 0, true);
+		recv_next(&a);
+		ck_assert_int_eq(bhs_opcode(&a.h), ISCSI_OP_SCSI_RSP);
+		if (a.h.b[3] == SCSI_STATUS_CHECK_CONDITION)
+			break;
+		ck_assert_int_eq(a.h.b[3], 0);
+		ck_assert_int_lt(i, 500);
+		usleep(10 * 1000);
+	}
+	itt = tmf_send(&a, 7, 0);
+	expect_tmf_rsp(&a, itt, 0);
+	expect_closed(&a);
+	close(a.fd);
+	/* b's connection is gone on the target's side (its client would
+	 * read megabytes through its small window before the end) */
+	for (int i = 0; iscsi_conn_count(); i++) {
+		ck_assert_msg(i < 1000, "%u connections left", iscsi_conn_count());
+		usleep(10 * 1000);
+	}
+	close(b.fd);
+	cli_connect(&n);
+	login(&n, "");
+	tur_expect(&n, 0, 0);
+	close(n.fd);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("iscsi_conn");
@@ -2054,6 +2119,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, clear_task_set_and_target_reset);
 	tcase_add_test(tc, reset_aborts_held_task);
 	tcase_add_test(tc, cold_reset_closes_target);
+	tcase_add_test(tc, cold_reset_twice);
 	tcase_add_test(tc, chap_and_acl);
 	tcase_add_test(tc, negotiation_matrix);
 	tcase_add_test(tc, lun_hotplug);
