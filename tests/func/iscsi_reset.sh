@@ -31,10 +31,17 @@ ok "iscsi_testd starts"
 tport=$(awk '/^port/ {print $2; exit}' "$T_TMP/testd.out")
 URL=iscsi://127.0.0.1:$tport/$IQN/0
 
-timeout 60 "$CLI" "$URL" $N $LAT >"$T_TMP/client.out" 2>&1
-rc=$?
-sed 's/^/# /' "$T_TMP/client.out"
-if [ $rc = 0 ]; then ok "the client runs"; else not_ok "the client runs (exit $rc)"; fi
+# run_cli NAME OUT ARGS...: the reset client on URL, its lines as diagnostics
+run_cli() {
+	local name=$1 out=$2 rc
+	shift 2
+	timeout 60 "$CLI" "$URL" "$@" >"$out" 2>&1
+	rc=$?
+	sed 's/^/# /' "$out"
+	if [ $rc = 0 ]; then ok "$name"; else not_ok "$name (exit $rc)"; fi
+}
+
+run_cli "the client runs" "$T_TMP/client.out" $N $LAT
 check_grep "the reset is answered (function complete) after the writes ended" \
 	"^tmf 0 after-writes$" "$T_TMP/client.out"
 check_grep "B's writes in flight end with TASK ABORTED" \
@@ -48,10 +55,7 @@ check_grep "every write is whole on the disk, none torn, none lost" \
 	"^data whole $N zero 0 torn 0 lost 0$" "$T_TMP/client.out"
 
 # TARGET COLD RESET (RFC 7143 11.5.1, 11.6.1)
-timeout 60 "$CLI" "$URL" $N $LAT cold >"$T_TMP/cold.out" 2>&1
-rc=$?
-sed 's/^/# /' "$T_TMP/cold.out"
-if [ $rc = 0 ]; then ok "cold: the client runs"; else not_ok "cold: the client runs (exit $rc)"; fi
+run_cli "cold: the client runs" "$T_TMP/cold.out" $N $LAT cold
 check_grep "cold: the reset is answered (function complete) after the writes ended" \
 	"^cold tmf 0 after-writes$" "$T_TMP/cold.out"
 check_grep "cold: B's writes in flight end with TASK ABORTED" \
@@ -70,10 +74,7 @@ check_grep "cold: data written before the reset is intact" \
 	"^cold before intact$" "$T_TMP/cold.out"
 
 # TAS 0: another nexus's aborted tasks end without any response
-timeout 60 "$CLI" "$URL" $N $LAT notas >"$T_TMP/notas.out" 2>&1
-rc=$?
-sed 's/^/# /' "$T_TMP/notas.out"
-if [ $rc = 0 ]; then ok "tas 0: the client runs"; else not_ok "tas 0: the client runs (exit $rc)"; fi
+run_cli "tas 0: the client runs" "$T_TMP/notas.out" $N $LAT notas
 check_grep "tas 0: the reset is answered after the writes ended" \
 	"^notas tmf 0 after-writes$" "$T_TMP/notas.out"
 check_grep "tas 0: B's aborted writes get no response" \

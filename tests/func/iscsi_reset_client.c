@@ -229,6 +229,22 @@ static void settle(struct iscsi_context *iscsi, int lun)
 
 /* Start B's writes (new patterns, after reading what was there) and wait
  * until the target has taken them all. 0 or -1. */
+/* "PREFIXwrites N good G aborted A other O": how the writes ended */
+static void print_writes(const char *prefix)
+{
+	int good = 0, aborted = 0, other = 0;
+
+	for (int i = 0; i < nwrites; i++) {
+		if (w[i].status == SCSI_STATUS_GOOD)
+			good++;
+		else if (w[i].status == SCSI_STATUS_TASK_ABORTED)
+			aborted++;
+		else
+			other++;
+	}
+	printf("%swrites %d good %d aborted %d other %d\n", prefix, nwrites, good, aborted, other);
+}
+
 static int start_writes(struct iscsi_context *a, struct iscsi_context *b, int lun,
 			unsigned char seed)
 {
@@ -322,7 +338,7 @@ static int run_cold(const char *urls, unsigned latency)
 {
 	static unsigned char before[WLEN];
 	struct iscsi_context *ctx[2], *n;
-	int lun, good = 0, aborted = 0, other = 0, nw = 0, old = 0, torn = 0, lost = 0, ok;
+	int lun, nw = 0, old = 0, torn = 0, lost = 0, ok;
 	struct scsi_task *t;
 	uint64_t t0, took;
 
@@ -350,15 +366,7 @@ static int run_cold(const char *urls, unsigned latency)
 	}
 	took = mono_ms() - t0;
 	printf("cold tmf %d %s\n", tmf_response, took + 50 >= latency ? "after-writes" : "early");
-	for (int i = 0; i < nwrites; i++) {
-		if (w[i].status == SCSI_STATUS_GOOD)
-			good++;
-		else if (w[i].status == SCSI_STATUS_TASK_ABORTED)
-			aborted++;
-		else
-			other++;
-	}
-	printf("cold writes %d good %d aborted %d other %d\n", nwrites, good, aborted, other);
+	print_writes("cold ");
 	printf("cold dropped a %s b %s\n", !dropped[0] ? "no" : drop_after_tmf ?
 	       "after-response" : "before-response", dropped[1] ? "yes" : "no");
 	iscsi_destroy_context(ctx[0]);
@@ -512,7 +520,7 @@ static int run_reset_after(const char *urls, unsigned ms, bool cold)
 int main(int argc, char **argv)
 {
 	struct iscsi_context *ctx[2];
-	int lun, good = 0, aborted = 0, other = 0, whole = 0, zero = 0, torn = 0, lost = 0;
+	int lun, whole = 0, zero = 0, torn = 0, lost = 0;
 	unsigned latency;
 	uint64_t t0, took;
 
@@ -589,15 +597,7 @@ int main(int argc, char **argv)
 	}
 	took = mono_ms() - t0;
 	printf("tmf %d %s\n", tmf_response, took + 50 >= latency ? "after-writes" : "early");
-	for (int i = 0; i < nwrites; i++) {
-		if (w[i].status == SCSI_STATUS_GOOD)
-			good++;
-		else if (w[i].status == SCSI_STATUS_TASK_ABORTED)
-			aborted++;
-		else
-			other++;
-	}
-	printf("writes %d good %d aborted %d other %d\n", nwrites, good, aborted, other);
+	print_writes("");
 	for (int i = 0; i < 2; i++) {
 		printf("ua-%c ", "ab"[i]);
 		tur(ctx[i], lun);

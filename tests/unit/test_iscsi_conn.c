@@ -689,6 +689,19 @@ START_TEST(reinstatement)
 }
 END_TEST
 
+/* A target of a test's own gone: its sessions closed, its LUN 0 (lun0)
+ * removed and closed, the target removed. */
+static void target_free(const char *iqn, struct blkdev *lun0)
+{
+	struct blkdev *bd;
+
+	ck_assert_int_eq(iscsi_target_close_sessions(iqn), 0);
+	ck_assert_int_eq(iscsi_lun_remove(iqn, 0, &bd), 0);
+	ck_assert_ptr_eq(bd, lun0);
+	ck_assert_int_eq(iscsi_target_remove(iqn), 0);
+	ck_assert_int_eq(blkdev_close(lun0), 0);
+}
+
 static uint64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -707,7 +720,7 @@ START_TEST(reinstatement_waits_for_old_tasks)
 	static const char keys[] = "InitiatorName=iqn.2026-11.org.sand:test;TargetName=" IQN
 				   ":slow;SessionType=Normal;HeaderDigest=None;DataDigest=None;"
 				   "MaxRecvDataSegmentLength=8192";
-	struct blkdev *m2, *f, *bd;
+	struct blkdev *m2, *f;
 	uint64_t t0, waited;
 
 	ck_assert_int_eq(blk_mem_create("slowmem", 1u << 20, BS, &m2), 0);
@@ -733,11 +746,7 @@ START_TEST(reinstatement_waits_for_old_tasks)
 	ck_assert_uint_eq(read10(&b, 0, 8, rbuf), sizeof(rbuf));
 	ck_assert_mem_eq(rbuf, buf, sizeof(buf));
 	close(b.fd);
-	ck_assert_int_eq(iscsi_target_close_sessions(IQN ":slow"), 0);
-	ck_assert_int_eq(iscsi_lun_remove(IQN ":slow", 0, &bd), 0);
-	ck_assert_ptr_eq(bd, f);
-	ck_assert_int_eq(iscsi_target_remove(IQN ":slow"), 0);
-	ck_assert_int_eq(blkdev_close(f), 0);
+	target_free(IQN ":slow", f);
 	ck_assert_int_eq(blkdev_close(m2), 0);
 }
 END_TEST
@@ -1938,7 +1947,7 @@ START_TEST(cold_reset_closes_target)
 {
 	static struct cli a, b, o, d, n;
 	static uint8_t old[8 * BS], buf[8 * BS], rbuf[8 * BS];
-	struct blkdev *m, *f = slow_lun(&m), *m2, *bd;
+	struct blkdev *m, *f = slow_lun(&m), *m2;
 	uint32_t itt, wtt;
 	uint64_t t0, took;
 
@@ -2019,11 +2028,7 @@ START_TEST(cold_reset_closes_target)
 	close(o.fd);
 	close(d.fd);
 	close(n.fd);
-	ck_assert_int_eq(iscsi_target_close_sessions(IQN "-other"), 0);
-	ck_assert_int_eq(iscsi_lun_remove(IQN "-other", 0, &bd), 0);
-	ck_assert_ptr_eq(bd, m2);
-	ck_assert_int_eq(iscsi_target_remove(IQN "-other"), 0);
-	ck_assert_int_eq(blkdev_close(m2), 0);
+	target_free(IQN "-other", m2);
 	slow_lun_free(m, f);
 }
 END_TEST
