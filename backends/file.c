@@ -525,9 +525,35 @@ bool file_supports(struct blkdev *bd, enum bio_op op)
 }
 
 /*
- * Mapped reads (blkdev.h, blk_map_read): the whole file mapped read-only
- * and shared, once, on first use; the mapping lives until the device
- * closes, so a map needs no pin of its own. Only for regular files opened
+ * The whole file mapped shared, once, on first use; the mapping lives until
+ * the device closes, so a map needs no pin of its own. Writable when the
+ * file is on tmpfs or ramfs and open for writing (file_map_write), else
+ * read-only. MAP_FAILED when it cannot be made (logged once).
+ */
+static void *file_mapping(struct file_dev *f)
+{
+	void *map = __atomic_load_n(&f->map, __ATOMIC_ACQUIRE);
+
+	if (!map) {
+		int prot = PROT_READ | (f->mem_fs && f->writable ? PROT_WRITE : 0);
+		void *want = NULL;
+
+		map = mmap(NULL, (size_t)f->bd.size, prot, MAP_SHARED, f->fd, 0);
+		if (!__atomic_compare_exchange_n(&f->map, &want, map, false, __ATOMIC_ACQ_REL,
+						 __ATOMIC_ACQUIRE)) {
+			if (map != MAP_FAILED)
+				munmap(map, (size_t)f->bd.size);
+			map = want;	/* another thread's */
+		} else if (map == MAP_FAILED) {
+			LOG_INFO(LS_BLK, "%s: cannot map %s: %s; reads and writes go through bios",
+				 f->bd.name, f->bd.path, strerror(errno));
+		}
+	}
+	return map;
+}
+
+/*
+ * Mapped reads (blkdev.h, blk_map_read). Only for regular files opened
  * buffered, or on tmpfs: with O_DIRECT the page cache is not what the disk
  * holds (and a real disk keeps the bio path), except on tmpfs, where the
  * page cache is the storage and O_DIRECT I/O goes through it too. Not for
@@ -537,28 +563,50 @@ bool file_supports(struct blkdev *bd, enum bio_op op)
 int file_map_read(struct blkdev *bd, uint64_t offset, uint64_t len, struct blk_map *m)
 {
 	struct file_dev *f = container_of(bd, struct file_dev, bd);
-	void *map = __atomic_load_n(&f->map, __ATOMIC_ACQUIRE);
+	void *map;
 
 	if ((bd->direct && !f->mem_fs) || !f->is_reg || bd->size > SIZE_MAX)
 		return -EAGAIN;
-	if (!map) {
-		void *want = NULL;
-
-		map = mmap(NULL, (size_t)bd->size, PROT_READ, MAP_SHARED, f->fd, 0);
-		if (!__atomic_compare_exchange_n(&f->map, &want, map, false, __ATOMIC_ACQ_REL,
-						 __ATOMIC_ACQUIRE)) {
-			if (map != MAP_FAILED)
-				munmap(map, (size_t)bd->size);
-			map = want;	/* another thread's */
-		} else if (map == MAP_FAILED) {
-			LOG_INFO(LS_BLK, "%s: cannot map %s: %s; reads go through bios", bd->name,
-				 bd->path, strerror(errno));
-		}
-	}
+	map = file_mapping(f);
 	if (map == MAP_FAILED)
 		return -EAGAIN;
 	m->addr = (const uint8_t *)map + offset;
 	m->len = len;
+	return 0;
+}
+
+/*
+ * A write on tmpfs or ramfs as a copy into the file's shared mapping: the
+ * same pages pwritev2 would fill, without its page cache lookup per call
+ * (4 KiB random writes to a 1 GiB tmpfs file: bench/README.md). FUA needs
+ * nothing there (no write-back). A fault in the copy (the file cut under
+ * the disk, tmpfs full) is caught (copy_guarded) and the write is done
+ * again with pwritev2 by the caller, so its outcome and error are what
+ * they always were, and every later write of the device goes that way.
+ * -EAGAIN when the mapping cannot serve it.
+ */
+int file_map_write(struct file_dev *f, const struct file_io *io)
+{
+	const struct bio *bio = io->bio;
+	uint8_t *map;
+	uint64_t off = bio->offset;
+
+	if (!f->mem_fs || !f->is_reg || !f->writable || f->bd.size > SIZE_MAX ||
+	    bio->offset + bio->len > f->bd.size || __atomic_load_n(&f->no_map_write, __ATOMIC_RELAXED))
+		return -EAGAIN;
+	map = file_mapping(f);
+	if (map == MAP_FAILED)
+		return -EAGAIN;
+	for (int i = 0; i < io->iovcnt; i++) {
+		if (copy_guarded(map + off, io->iov[i].iov_base, io->iov[i].iov_len)) {
+			if (!__atomic_exchange_n(&f->no_map_write, true, __ATOMIC_RELAXED))
+				LOG_WARN(LS_BLK, "%s: a write into the mapping of %s faulted (file cut "
+					 "short, or its file system full); writes go through pwritev2 "
+					 "from now on", f->bd.name, f->bd.path);
+			return -EAGAIN;
+		}
+		off += io->iov[i].iov_len;
+	}
 	return 0;
 }
 
@@ -662,6 +710,7 @@ int blk_file_open(const char *name, const char *path, const struct blk_file_opts
 	snprintf(f->bd.path, sizeof(f->bd.path), "%s", path);
 
 	flags = (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	f->writable = !o->readonly;
 	/* a writable block device is ours alone: refuse one that is mounted
 	 * or held by another exclusive opener (O_EXCL on a block device) */
 	if (!o->readonly && stat(path, &st) == 0 && S_ISBLK(st.st_mode))

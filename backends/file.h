@@ -45,13 +45,16 @@ struct file_dev {
 	void		*zeroes;	/* ZERO_BUF read-only zero bytes, for zero-writing fallbacks */
 	int		no_punch;	/* atomic: FALLOC_FL_PUNCH_HOLE unsupported */
 	int		no_zero_range;	/* atomic: FALLOC_FL_ZERO_RANGE unsupported */
-	void		*map;		/* atomic: the read-only mapping of a buffered regular
-					 * file for map_read, made on first use (MAP_FAILED: none) */
+	void		*map;		/* atomic: the shared mapping of a regular file for
+					 * map_read and (tmpfs, ramfs) file_map_write, made on
+					 * first use (MAP_FAILED: none) */
 	bool		is_reg;
 	/* a regular file on tmpfs or ramfs: the page cache is the storage, so
 	 * mapped reads are exact even with O_DIRECT (file_map_read), and the
 	 * uring backend does small I/O and flushes inline (uring.c) */
 	bool		mem_fs;
+	bool		writable;	/* opened O_RDWR */
+	bool		no_map_write;	/* atomic: a copy into the mapping faulted; pwritev2 from then on */
 };
 
 #define BOUNCE_MIN_SHIFT	12	/* 4 KiB */
@@ -126,6 +129,7 @@ static inline void iov_advance(const struct iovec *iov, int cnt, int *idx, size_
 bool file_supports(struct blkdev *bd, enum bio_op op);
 /* ops->map_read of the file backends: buffered regular files only. */
 int file_map_read(struct blkdev *bd, uint64_t offset, uint64_t len, struct blk_map *m);
+int file_map_write(struct file_dev *f, const struct file_io *io);
 void file_dev_close(struct file_dev *f);
 
 /* Channel head: the eventfd for worker completions on ch->loop. */

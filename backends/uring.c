@@ -21,7 +21,8 @@
  * them to an io-wq worker thread, a thread hand-off, a wake-up and two
  * context switches per I/O for what is a copy from or to the page cache.
  * There, reads and writes up to URING_INLINE_MAX are done at once with
- * preadv2/pwritev2 on the loop's thread, flushes with fdatasync (which has
+ * preadv2 and a copy into the file's mapping (file_map_write; pwritev2
+ * where it cannot) on the loop's thread, flushes with fdatasync (which has
  * nothing to write back there), and the bios end from a deferred task of
  * the channel (never inside submit). Larger ones still go to the
  * ring, where io-wq copies them beside the loop. Such a read or write can
@@ -219,8 +220,10 @@ static void uring_do_inline(struct uring_io *u)
 
 	if (u->io.bio->op == BIO_FLUSH)
 		u->io.res = file_sync_flush(u->io.fc->fd);	/* nothing to write back */
-	else
+	else if (u->io.bio->op != BIO_WRITE || file_map_write(u->io.fc->fd, &u->io))
 		u->io.res = file_sync_rw(u->io.fc->fd, &u->io);
+	else
+		u->io.res = 0;
 	list_add_tail(&u->io.bio->link, &uc->inl_done);
 	ev_defer(uc->fc.loop, &uc->inl_task, uring_inl_task);
 }

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <ctype.h>
@@ -86,5 +89,55 @@ int bind_listener(int fd, const struct sockaddr *sa, unsigned len)
 			return -errno;
 		usleep(50 * 1000);
 	}
+	return 0;
+}
+
+/*
+ * copy_guarded: the thread's jump buffer while it copies; the SIGBUS of a
+ * fault inside the copy is synchronous and goes to the faulting thread, so
+ * a thread-local pointer is all the handler needs. SA_NODEFER: the
+ * siglongjmp leaves the handler without restoring the signal mask, and
+ * SIGBUS must not stay blocked after it (a blocked synchronous SIGBUS kills
+ * the process at once), and raise() below must deliver at once.
+ */
+static __thread sigjmp_buf *volatile guard_jb;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+
+static void guard_sigbus(int sig, siginfo_t *si, void *uctx)
+{
+	sigjmp_buf *jb = guard_jb;
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+
+	(void)si;
+	(void)uctx;
+	if (jb)
+		siglongjmp(*jb, 1);
+	/* not a guarded copy (or sent by kill): the default action */
+	sigaction(sig, &dfl, NULL);
+	raise(sig);
+}
+
+static void guard_install(void)
+{
+	struct sigaction sa = { .sa_sigaction = guard_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+}
+
+int copy_guarded(void *dst, const void *src, size_t len)
+{
+	sigjmp_buf jb;
+
+	pthread_once(&guard_once, guard_install);
+	if (sigsetjmp(jb, 0)) {
+		guard_jb = NULL;
+		return -EFAULT;
+	}
+	guard_jb = &jb;
+	__asm__ __volatile__("" ::: "memory");
+	memcpy(dst, src, len);
+	__asm__ __volatile__("" ::: "memory");
+	guard_jb = NULL;
 	return 0;
 }

@@ -160,4 +160,13 @@ struct sockaddr;
 int bind_listener(int fd, const struct sockaddr *sa, unsigned len);
 void bind_retry_window(unsigned ms);
 
+/*
+ * memcpy into (or out of) a shared file mapping that may fault: a page past
+ * the file's end (cut under us) or one tmpfs cannot allocate (full) raises
+ * SIGBUS, which here ends the copy with -EFAULT instead of the process; part
+ * of dst may have been written. Any other SIGBUS still kills the process
+ * (the handler puts the default action back and raises it). 0 or -EFAULT.
+ */
+int copy_guarded(void *dst, const void *src, size_t len);
+
 #endif

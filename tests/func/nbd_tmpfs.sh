@@ -4,8 +4,9 @@
 # fio's nbd engine at QD 32 on 4 connections with verify=crc32c and a flush
 # every 16 writes, a read-back pass on new connections, 1 MiB writes (still
 # through the ring) read back by checksum, and qemu-io FUA writes and a
-# flush on one connection read back on another. The file is compared with
-# what was written, byte for byte, after the server is gone.
+# flush on one connection read back on another; writes past a cut under
+# the export (their copy into the file's mapping faults). The file is
+# compared with what was written, byte for byte, after the server is gone.
 . "$(dirname "$0")/nbd_common.inc"
 
 SHM=/dev/shm
@@ -65,6 +66,28 @@ if need qemu-io; then
 	fi
 else
 	skip "qemu-io FUA write and flush" "no qemu-io"
+fi
+# The file cut under the export (184 of its 192 MiB left): a write past the
+# cut faults in the copy into the mapping (SIGBUS, caught), is done again
+# with pwritev2, which grows the file back as it always did, and says so
+# once in the log; every later write takes pwritev2, the server serves on.
+if need qemu-io; then
+	truncate -s 184M "$IMG"
+	if TMO=60 T qemu-io -f raw -c "write -P 0x3c 188M 64k" -c "write -P 0x3d 176M 4k" "$URI" \
+		>"$TDIR/qcut.out" 2>&1 &&
+	   TMO=60 T qemu-io -f raw -r -c "read -P 0x3c 188M 64k" -c "read -P 0x3d 176M 4k" "$URI" \
+		>"$TDIR/qcut2.out" 2>&1; then
+		ok "writes past a cut under the export land (the file grows back), read back"
+	else
+		not_ok "writes past a cut under the export land (the file grows back), read back"
+		sed 's/^/# /' "$TDIR/qcut.out" "$TDIR/qcut2.out" | tail -n 20
+	fi
+	check "the file grew back to the end of that write" \
+		test "$(stat -c %s "$IMG")" -eq $(( (188 << 20) + 65536 ))
+	check "the log says the mapping faulted, once" \
+		test "$(grep -c 'into the mapping of .* faulted' "$SERR")" -eq 1
+else
+	skip "writes past a cut under the export" "no qemu-io"
 fi
 check "server still up" server_alive
 check "server exits 0 on SIGTERM, leak-free" stop_server

@@ -13,11 +13,22 @@
  *    volume's bytes through a map that was granted (the pool is full, so
  *    the freed chunk is the one the other volume gets).
  * The test reads mapped bytes itself to check them (no file is truncated
- * here); the daemon never does (blkdev.h).
+ * under a map it reads); the daemon never does (blkdev.h).
+ * Mapped writes (file_map_write, io_uring backend on tmpfs):
+ *  - a small write is a copy into the file's shared mapping (the write made
+ *    the mapping), with the bytes pread sees;
+ *  - a write into a range cut off the file faults, and is done again with
+ *    pwritev2 (the file grows back, as it always did), later writes too;
+ *  - copy_guarded: -EFAULT for a page past the end, and a SIGBUS outside
+ *    a guarded copy still kills the process.
  */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +39,7 @@
 #include "sand/raid.h"
 #include "sand/thin.h"
 #include "test_thin_util.h"
+#include "backends/file.h"
 
 #define CHUNK	(64u * 1024)
 #define FILESZ	(4u << 20)
@@ -118,6 +130,92 @@ START_TEST(t_file_direct)
 	ck_assert_uint_eq(m.len, 65536);
 	blk_map_put(&m);
 	ck_assert_int_eq(blkdev_close(bd), 0);
+	unlink(path);
+}
+END_TEST
+
+static void expect_file(const char *p, uint64_t off, const uint8_t *want, size_t len)
+{
+	uint8_t *got = malloc(len);
+	int fd = open(p, O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, got, len, (off_t)off), (ssize_t)len);
+	ck_assert(memcmp(got, want, len) == 0);
+	close(fd);
+	free(got);
+}
+
+START_TEST(t_file_map_write)
+{
+	struct blk_file_opts o = { .backend = BLK_FILE_URING, .block_size = 4096 };
+	uint8_t *buf = malloc(65536);
+	struct file_dev *f;
+	struct blkdev *bd;
+	struct stat st;
+
+	mkfile("/dev/shm", FILESZ);
+	ck_assert_int_eq(blk_file_open("mapw", path, &o, &bd), 0);
+	f = to_file(bd);
+	ck_assert(f->mem_fs && f->writable);
+	ck_assert_ptr_null(f->map);
+	pattern(buf, 65536, 11);
+	ck_assert_int_eq(blk_sync_io(bd, BIO_WRITE, 0, 128 * 1024, buf, 65536), 0);
+	/* nothing mapped the file for reading: the write made the mapping */
+	ck_assert(f->map && f->map != MAP_FAILED);
+	expect_file(path, 128 * 1024, buf, 65536);
+	pattern(buf, 4096, 12);
+	ck_assert_int_eq(blk_sync_io(bd, BIO_WRITE, BIO_FUA, 4096, buf, 4096), 0);
+	expect_file(path, 4096, buf, 4096);
+	ck_assert(!f->no_map_write);
+
+	/* the file cut under the disk: the copy faults, pwritev2 does it */
+	ck_assert_int_eq(truncate(path, 1 << 20), 0);
+	pattern(buf, 8192, 13);
+	ck_assert_int_eq(blk_sync_io(bd, BIO_WRITE, 0, 2 << 20, buf, 8192), 0);
+	ck_assert(f->no_map_write);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_size, (2 << 20) + 8192);
+	expect_file(path, 2 << 20, buf, 8192);
+	pattern(buf, 4096, 14);	/* and the next one, inside the file */
+	ck_assert_int_eq(blk_sync_io(bd, BIO_WRITE, 0, 0, buf, 4096), 0);
+	expect_file(path, 0, buf, 4096);
+	ck_assert_int_eq(blkdev_close(bd), 0);
+	unlink(path);
+	free(buf);
+}
+END_TEST
+
+START_TEST(t_copy_guarded)
+{
+	uint8_t src[256], *map;
+	pid_t pid;
+	int fd, wst;
+
+	mkfile("/dev/shm", 8192);
+	fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	map = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ck_assert(map != MAP_FAILED);
+	ck_assert_int_eq(ftruncate(fd, 4096), 0);
+	pattern(src, sizeof(src), 21);
+	ck_assert_int_eq(copy_guarded(map + 4096, src, sizeof(src)), -EFAULT);
+	ck_assert_int_eq(copy_guarded(map + 4096 - 128, src, sizeof(src)), -EFAULT);
+	ck_assert_int_eq(copy_guarded(map + 100, src, sizeof(src)), 0);
+	ck_assert(memcmp(map + 100, src, sizeof(src)) == 0);
+	ck_assert_int_eq(copy_guarded(map + 300, src, sizeof(src)), 0);	/* still armed */
+	/* outside a guarded copy, the same fault is the default SIGBUS */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		map[4096] = 1;
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
+	ck_assert(WIFSIGNALED(wst));
+	ck_assert_int_eq(WTERMSIG(wst), SIGBUS);
+	munmap(map, 8192);
+	close(fd);
 	unlink(path);
 }
 END_TEST
@@ -411,6 +509,8 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, t_file_buffered);
 	tcase_add_test(tc, t_file_direct);
+	tcase_add_test(tc, t_file_map_write);
+	tcase_add_test(tc, t_copy_guarded);
 	tcase_add_test(tc, t_mem_none);
 	tcase_add_test(tc, t_raid);
 	tcase_add_test(tc, t_thin_chunks);
