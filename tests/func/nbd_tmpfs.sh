@@ -5,8 +5,9 @@
 # every 16 writes, a read-back pass on new connections, 1 MiB writes (still
 # through the ring) read back by checksum, and qemu-io FUA writes and a
 # flush on one connection read back on another; writes past a cut under
-# the export (their copy into the file's mapping faults). The file is
-# compared with what was written, byte for byte, after the server is gone.
+# the export and to a full tmpfs (their copy into the file's mapping
+# faults). The file is compared with what was written, byte for byte,
+# after the server is gone.
 . "$(dirname "$0")/nbd_common.inc"
 
 SHM=/dev/shm
@@ -19,7 +20,8 @@ if ! need fio || ! fio --enghelp 2>/dev/null | grep -qw nbd; then
 	finish
 fi
 IMG=$(mktemp "$SHM/sand-nbd-tmpfs.XXXXXX")
-trap 'nbd_cleanup; rm -f "$IMG"' EXIT
+FULL=$TDIR/full	# a 2 MiB tmpfs of its own, mounted below if we may
+trap 'umount "$FULL" 2>/dev/null; nbd_cleanup; rm -f "$IMG"' EXIT
 start_server main -r 2 -l 127.0.0.1:0 -e "t=file:$IMG,size=192M,backend=uring" ||
 	{ not_ok "server start"; finish; }
 ok "server started on port $PORT, file on tmpfs"
@@ -106,5 +108,30 @@ PY
 	ok "the tmpfs file holds the qemu-io patterns"
 else
 	not_ok "the tmpfs file holds the qemu-io patterns"
+fi
+
+# A full tmpfs: 64 KiB writes into an 8 MiB sparse file on a 2 MiB tmpfs.
+# The copy into the mapping faults once the tmpfs is full (SIGBUS, caught);
+# pwritev2 then gives the client ENOSPC, as it always did; what was
+# written before reads back, and the server serves on.
+mkdir -p "$FULL"
+if ! need qemu-io; then
+	skip "writes to a full tmpfs" "no qemu-io"
+elif ! mount -t tmpfs -o size=2M sand-test "$FULL" 2>/dev/null; then
+	skip "writes to a full tmpfs" "cannot mount a tmpfs here"
+else
+	truncate -s 8M "$FULL/d.img"
+	start_server full -l 127.0.0.1:0 -e "f=file:$FULL/d.img,size=8M,backend=uring" ||
+		not_ok "server start on the small tmpfs"
+	WR=()
+	for i in $(seq 0 47); do WR+=(-c "write -P 0x33 $((i * 65536)) 64k"); done
+	TMO=60 T qemu-io -f raw "${WR[@]}" "nbd://127.0.0.1:$PORT/f" >"$TDIR/qfull.out" 2>&1
+	check "writes past the full tmpfs fail with ENOSPC" grep -q "No space left on device" "$TDIR/qfull.out"
+	check "the log says the mapping faulted" grep -q "into the mapping of .* faulted" "$SERR"
+	T qemu-io -f raw -r -c "read -P 0x33 0 1M" "nbd://127.0.0.1:$PORT/f" >"$TDIR/qfull2.out" 2>&1
+	check "what fit reads back" test $? -eq 0
+	check "server still up" server_alive
+	check "server exits 0 on SIGTERM, leak-free" stop_server
+	umount "$FULL"
 fi
 finish
