@@ -227,8 +227,6 @@ static void settle(struct iscsi_context *iscsi, int lun)
 	}
 }
 
-/* Start B's writes (new patterns, after reading what was there) and wait
- * until the target has taken them all. 0 or -1. */
 /* "PREFIXwrites N good G aborted A other O": how the writes ended */
 static void print_writes(const char *prefix)
 {
@@ -245,6 +243,8 @@ static void print_writes(const char *prefix)
 	printf("%swrites %d good %d aborted %d other %d\n", prefix, nwrites, good, aborted, other);
 }
 
+/* Start B's writes (new patterns, after reading what was there) and wait
+ * until the target has taken them all. 0 or -1. */
 static int start_writes(struct iscsi_context *a, struct iscsi_context *b, int lun,
 			unsigned char seed)
 {

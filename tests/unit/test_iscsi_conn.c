@@ -689,15 +689,22 @@ START_TEST(reinstatement)
 }
 END_TEST
 
-/* A target of a test's own gone: its sessions closed, its LUN 0 (lun0)
- * removed and closed, the target removed. */
-static void target_free(const char *iqn, struct blkdev *lun0)
+/* The target's sessions closed and its LUN lun (the device dev) removed;
+ * the caller closes dev. */
+static void lun_drop(const char *iqn, unsigned lun, struct blkdev *dev)
 {
 	struct blkdev *bd;
 
 	ck_assert_int_eq(iscsi_target_close_sessions(iqn), 0);
-	ck_assert_int_eq(iscsi_lun_remove(iqn, 0, &bd), 0);
-	ck_assert_ptr_eq(bd, lun0);
+	ck_assert_int_eq(iscsi_lun_remove(iqn, lun, &bd), 0);
+	ck_assert_ptr_eq(bd, dev);
+}
+
+/* A target of a test's own gone: its sessions closed, its LUN 0 (lun0)
+ * removed and closed, the target removed. */
+static void target_free(const char *iqn, struct blkdev *lun0)
+{
+	lun_drop(iqn, 0, lun0);
 	ck_assert_int_eq(iscsi_target_remove(iqn), 0);
 	ck_assert_int_eq(blkdev_close(lun0), 0);
 }
@@ -1608,11 +1615,7 @@ static struct blkdev *slow_lun(struct blkdev **m)
 
 static void slow_lun_free(struct blkdev *m, struct blkdev *f)
 {
-	struct blkdev *bd;
-
-	ck_assert_int_eq(iscsi_target_close_sessions(IQN), 0);
-	ck_assert_int_eq(iscsi_lun_remove(IQN, 1, &bd), 0);
-	ck_assert_ptr_eq(bd, f);
+	lun_drop(IQN, 1, f);
 	ck_assert_int_eq(blkdev_close(f), 0);
 	ck_assert_int_eq(blkdev_close(m), 0);
 }
